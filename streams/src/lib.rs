@@ -1,1 +1,19 @@
-//! streams
+//! Shared-memory streams between nuklei: ring buffers over memory-mapped files, frame
+//! layouts with flyweight readers, flow-control state, and the `Nukleus` contract.
+//!
+//! All `unsafe` code of reaktor lives in this crate, in `ring` and `mapping`.
+
+pub mod flow;
+pub mod frame;
+pub mod layout;
+pub mod mapping;
+pub mod nukleus;
+pub mod ring;
+
+pub use flow::{FlowViolation, RecvWindow, SendWindow};
+pub use frame::{Frame, FrameError, Header};
+pub use mapping::{MapError, SharedMapping, SpyMapping};
+pub use nukleus::{Doorbell, Link, Nukleus, PollContext, TokenRange};
+pub use ring::{
+    ring, ClaimError, RingReader, RingSpy, RingStats, RingWatch, RingWriter, SpyRecord,
+};

@@ -1,0 +1,385 @@
+//! Stream frames, after Reaktivity/Zilla: `BEGIN`, `DATA`, `END`, `ABORT`, `FLUSH` flow with a
+//! stream; `WINDOW`, `RESET` flow against it; `SIGNAL` is a nukleus-local wake-up.
+//!
+//! Every frame starts with the same 48-byte header:
+//!
+//! ```text
+//!  0 stream_id   u64   odd: initial stream, even (= initial ^ 1): its reply stream
+//!  8 trace_id    u64
+//! 16 timestamp   u64   nanoseconds, from the core's clock at the start of the poll
+//! 24 sequence    u64   flow control: absolute bytes reserved by the sender so far
+//! 32 acknowledge u64   flow control: absolute bytes the receiver has released
+//! 40 maximum     u32   flow control: the receiver's window size
+//! 44 word        u32   DATA: flags; WINDOW: padding; otherwise 0
+//! ```
+//!
+//! then a type-specific body:
+//!
+//! ```text
+//! BEGIN   48 affinity u64, 56 extension (protocol metadata, e.g. HTTP headers)
+//! DATA    48 reserved u32 (length + padding), 52 extension length u32, 56 extension, payload
+//! END, ABORT, RESET, FLUSH   48 extension
+//! WINDOW  (header only: acknowledge, maximum, padding)
+//! SIGNAL  48 signal id u64, 56 payload
+//! ```
+//!
+//! Readers are flyweights ([`Frame`]) over the bytes in the ring: nothing is copied or
+//! allocated per frame.
+
+use crate::ring::{ClaimError, RingWriter};
+
+pub const BEGIN: u32 = 0x0000_0001;
+pub const DATA: u32 = 0x0000_0002;
+pub const END: u32 = 0x0000_0003;
+pub const ABORT: u32 = 0x0000_0004;
+pub const FLUSH: u32 = 0x0000_0005;
+pub const RESET: u32 = 0x4000_0001;
+pub const WINDOW: u32 = 0x4000_0002;
+pub const SIGNAL: u32 = 0x4000_0003;
+
+pub const STREAM_ID_OFFSET: usize = 0;
+pub const TRACE_ID_OFFSET: usize = 8;
+pub const TIMESTAMP_OFFSET: usize = 16;
+pub const SEQUENCE_OFFSET: usize = 24;
+pub const ACKNOWLEDGE_OFFSET: usize = 32;
+pub const MAXIMUM_OFFSET: usize = 40;
+pub const WORD_OFFSET: usize = 44;
+pub const HEADER_LENGTH: usize = 48;
+
+pub const BEGIN_AFFINITY_OFFSET: usize = 48;
+pub const BEGIN_EXTENSION_OFFSET: usize = 56;
+pub const DATA_RESERVED_OFFSET: usize = 48;
+pub const DATA_EXTENSION_LENGTH_OFFSET: usize = 52;
+pub const DATA_EXTENSION_OFFSET: usize = 56;
+pub const TAIL_EXTENSION_OFFSET: usize = 48;
+pub const SIGNAL_ID_OFFSET: usize = 48;
+pub const SIGNAL_PAYLOAD_OFFSET: usize = 56;
+
+/// DATA flag: last fragment of a message (protocols with message boundaries, e.g. WebSocket).
+pub const FLAG_FIN: u32 = 0x01;
+/// DATA flag: first fragment of a message.
+pub const FLAG_INIT: u32 = 0x02;
+
+/// Name of a frame type, for logs and `reaktor dump`.
+pub fn type_name(type_id: u32) -> &'static str {
+    match type_id {
+        BEGIN => "BEGIN",
+        DATA => "DATA",
+        END => "END",
+        ABORT => "ABORT",
+        FLUSH => "FLUSH",
+        RESET => "RESET",
+        WINDOW => "WINDOW",
+        SIGNAL => "SIGNAL",
+        _ => "UNKNOWN",
+    }
+}
+
+/// True for the reply stream of an exchange (even ids); initial streams have odd ids.
+pub const fn is_reply(stream_id: u64) -> bool {
+    stream_id & 1 == 0
+}
+
+/// The other stream of an exchange: initial ↔ reply.
+pub const fn peer_stream(stream_id: u64) -> u64 {
+    stream_id ^ 1
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    #[error("frame type {type_id:#x} is {length} bytes, shorter than its {minimum}-byte layout")]
+    TooShort {
+        type_id: u32,
+        length: usize,
+        minimum: usize,
+    },
+    #[error("DATA extension length {extension} exceeds the frame's {available} remaining bytes")]
+    BadExtension { extension: usize, available: usize },
+    #[error("unknown frame type {0:#x}")]
+    UnknownType(u32),
+}
+
+/// The common header of every frame.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Header {
+    pub stream_id: u64,
+    pub trace_id: u64,
+    pub timestamp: u64,
+    pub sequence: u64,
+    pub acknowledge: u64,
+    pub maximum: u32,
+}
+
+impl Header {
+    pub fn new(stream_id: u64) -> Header {
+        Header {
+            stream_id,
+            ..Header::default()
+        }
+    }
+
+    fn write(&self, out: &mut [u8], word: u32) {
+        out[STREAM_ID_OFFSET..][..8].copy_from_slice(&self.stream_id.to_le_bytes());
+        out[TRACE_ID_OFFSET..][..8].copy_from_slice(&self.trace_id.to_le_bytes());
+        out[TIMESTAMP_OFFSET..][..8].copy_from_slice(&self.timestamp.to_le_bytes());
+        out[SEQUENCE_OFFSET..][..8].copy_from_slice(&self.sequence.to_le_bytes());
+        out[ACKNOWLEDGE_OFFSET..][..8].copy_from_slice(&self.acknowledge.to_le_bytes());
+        out[MAXIMUM_OFFSET..][..4].copy_from_slice(&self.maximum.to_le_bytes());
+        out[WORD_OFFSET..][..4].copy_from_slice(&word.to_le_bytes());
+    }
+}
+
+#[inline]
+fn u64_at(bytes: &[u8], offset: usize) -> u64 {
+    u64::from_le_bytes(bytes[offset..offset + 8].try_into().expect("8 bytes"))
+}
+
+#[inline]
+fn u32_at(bytes: &[u8], offset: usize) -> u32 {
+    u32::from_le_bytes(bytes[offset..offset + 4].try_into().expect("4 bytes"))
+}
+
+/// A flyweight over one frame's bytes. Accessors for a body field of another frame type
+/// return meaningless values but never panic: lengths are validated in [`Frame::new`].
+#[derive(Clone, Copy)]
+pub struct Frame<'a> {
+    type_id: u32,
+    bytes: &'a [u8],
+}
+
+impl<'a> Frame<'a> {
+    /// Wraps `bytes` (a record payload) as a frame of `type_id`, checking its length.
+    pub fn new(type_id: u32, bytes: &'a [u8]) -> Result<Frame<'a>, FrameError> {
+        let minimum = match type_id {
+            BEGIN | SIGNAL | DATA => 56,
+            END | ABORT | RESET | FLUSH | WINDOW => HEADER_LENGTH,
+            other => return Err(FrameError::UnknownType(other)),
+        };
+        if bytes.len() < minimum {
+            return Err(FrameError::TooShort {
+                type_id,
+                length: bytes.len(),
+                minimum,
+            });
+        }
+        if type_id == DATA {
+            let extension = u32_at(bytes, DATA_EXTENSION_LENGTH_OFFSET) as usize;
+            let available = bytes.len() - DATA_EXTENSION_OFFSET;
+            if extension > available {
+                return Err(FrameError::BadExtension {
+                    extension,
+                    available,
+                });
+            }
+        }
+        Ok(Frame { type_id, bytes })
+    }
+
+    pub fn type_id(&self) -> u32 {
+        self.type_id
+    }
+
+    pub fn stream_id(&self) -> u64 {
+        u64_at(self.bytes, STREAM_ID_OFFSET)
+    }
+
+    pub fn trace_id(&self) -> u64 {
+        u64_at(self.bytes, TRACE_ID_OFFSET)
+    }
+
+    pub fn timestamp(&self) -> u64 {
+        u64_at(self.bytes, TIMESTAMP_OFFSET)
+    }
+
+    pub fn sequence(&self) -> u64 {
+        u64_at(self.bytes, SEQUENCE_OFFSET)
+    }
+
+    pub fn acknowledge(&self) -> u64 {
+        u64_at(self.bytes, ACKNOWLEDGE_OFFSET)
+    }
+
+    pub fn maximum(&self) -> u32 {
+        u32_at(self.bytes, MAXIMUM_OFFSET)
+    }
+
+    pub fn header(&self) -> Header {
+        Header {
+            stream_id: self.stream_id(),
+            trace_id: self.trace_id(),
+            timestamp: self.timestamp(),
+            sequence: self.sequence(),
+            acknowledge: self.acknowledge(),
+            maximum: self.maximum(),
+        }
+    }
+
+    /// DATA flags ([`FLAG_INIT`], [`FLAG_FIN`]).
+    pub fn flags(&self) -> u32 {
+        u32_at(self.bytes, WORD_OFFSET)
+    }
+
+    /// WINDOW padding: bytes the sender must reserve per DATA frame on top of its length.
+    pub fn padding(&self) -> u32 {
+        u32_at(self.bytes, WORD_OFFSET)
+    }
+
+    /// BEGIN affinity (e.g. the connection key used to pick a split instance).
+    pub fn affinity(&self) -> u64 {
+        u64_at(self.bytes, BEGIN_AFFINITY_OFFSET)
+    }
+
+    /// DATA reserved: the flow-control bytes this frame consumed (length + padding).
+    pub fn reserved(&self) -> u32 {
+        u32_at(self.bytes, DATA_RESERVED_OFFSET)
+    }
+
+    pub fn signal_id(&self) -> u64 {
+        u64_at(self.bytes, SIGNAL_ID_OFFSET)
+    }
+
+    /// Protocol metadata: BEGIN, DATA, END, ABORT, RESET and FLUSH carry one.
+    pub fn extension(&self) -> &'a [u8] {
+        match self.type_id {
+            BEGIN => &self.bytes[BEGIN_EXTENSION_OFFSET..],
+            DATA => {
+                let length = u32_at(self.bytes, DATA_EXTENSION_LENGTH_OFFSET) as usize;
+                &self.bytes[DATA_EXTENSION_OFFSET..DATA_EXTENSION_OFFSET + length]
+            }
+            END | ABORT | RESET | FLUSH => &self.bytes[TAIL_EXTENSION_OFFSET..],
+            _ => &[],
+        }
+    }
+
+    /// DATA and SIGNAL payload.
+    pub fn payload(&self) -> &'a [u8] {
+        match self.type_id {
+            DATA => {
+                let length = u32_at(self.bytes, DATA_EXTENSION_LENGTH_OFFSET) as usize;
+                &self.bytes[DATA_EXTENSION_OFFSET + length..]
+            }
+            SIGNAL => &self.bytes[SIGNAL_PAYLOAD_OFFSET..],
+            _ => &[],
+        }
+    }
+}
+
+impl std::fmt::Debug for Frame<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct(type_name(self.type_id))
+            .field("stream_id", &self.stream_id())
+            .field("sequence", &self.sequence())
+            .field("acknowledge", &self.acknowledge())
+            .field("maximum", &self.maximum())
+            .field("extension_len", &self.extension().len())
+            .field("payload_len", &self.payload().len())
+            .finish()
+    }
+}
+
+/// Frame writers: each claims one record of the exact size and fills it in place.
+impl RingWriter {
+    pub fn begin(
+        &mut self,
+        header: &Header,
+        affinity: u64,
+        extension: &[u8],
+    ) -> Result<(), ClaimError> {
+        let out = self.claim(BEGIN, BEGIN_EXTENSION_OFFSET + extension.len())?;
+        header.write(out, 0);
+        out[BEGIN_AFFINITY_OFFSET..][..8].copy_from_slice(&affinity.to_le_bytes());
+        out[BEGIN_EXTENSION_OFFSET..].copy_from_slice(extension);
+        Ok(())
+    }
+
+    pub fn data(
+        &mut self,
+        header: &Header,
+        flags: u32,
+        reserved: u32,
+        extension: &[u8],
+        payload: &[u8],
+    ) -> Result<(), ClaimError> {
+        let out = self.claim_data(header, flags, reserved, extension, payload.len())?;
+        out.copy_from_slice(payload);
+        Ok(())
+    }
+
+    /// Claims a DATA frame and returns its payload area, for producers that write the payload
+    /// in place (a socket read, an encoder). Use [`RingWriter::trim_last`] via
+    /// [`RingWriter::trim_data`] if fewer bytes were produced.
+    pub fn claim_data(
+        &mut self,
+        header: &Header,
+        flags: u32,
+        reserved: u32,
+        extension: &[u8],
+        payload_length: usize,
+    ) -> Result<&mut [u8], ClaimError> {
+        let out = self.claim(
+            DATA,
+            DATA_EXTENSION_OFFSET + extension.len() + payload_length,
+        )?;
+        header.write(out, flags);
+        out[DATA_RESERVED_OFFSET..][..4].copy_from_slice(&reserved.to_le_bytes());
+        out[DATA_EXTENSION_LENGTH_OFFSET..][..4]
+            .copy_from_slice(&(extension.len() as u32).to_le_bytes());
+        out[DATA_EXTENSION_OFFSET..][..extension.len()].copy_from_slice(extension);
+        Ok(&mut out[DATA_EXTENSION_OFFSET + extension.len()..])
+    }
+
+    /// Shrinks the last claimed DATA frame (without extension) to `payload_length` bytes and
+    /// rewrites its `reserved` field.
+    pub fn trim_data(&mut self, payload_length: usize, reserved: u32) {
+        self.trim_last(DATA_EXTENSION_OFFSET + payload_length);
+        let out = self.last_claimed_payload();
+        out[DATA_RESERVED_OFFSET..][..4].copy_from_slice(&reserved.to_le_bytes());
+    }
+
+    pub fn end(&mut self, header: &Header, extension: &[u8]) -> Result<(), ClaimError> {
+        self.tail_frame(END, header, extension)
+    }
+
+    pub fn abort(&mut self, header: &Header, extension: &[u8]) -> Result<(), ClaimError> {
+        self.tail_frame(ABORT, header, extension)
+    }
+
+    pub fn reset(&mut self, header: &Header, extension: &[u8]) -> Result<(), ClaimError> {
+        self.tail_frame(RESET, header, extension)
+    }
+
+    pub fn flush(&mut self, header: &Header, extension: &[u8]) -> Result<(), ClaimError> {
+        self.tail_frame(FLUSH, header, extension)
+    }
+
+    pub fn window(&mut self, header: &Header, padding: u32) -> Result<(), ClaimError> {
+        let out = self.claim(WINDOW, HEADER_LENGTH)?;
+        header.write(out, padding);
+        Ok(())
+    }
+
+    pub fn signal(
+        &mut self,
+        header: &Header,
+        signal_id: u64,
+        payload: &[u8],
+    ) -> Result<(), ClaimError> {
+        let out = self.claim(SIGNAL, SIGNAL_PAYLOAD_OFFSET + payload.len())?;
+        header.write(out, 0);
+        out[SIGNAL_ID_OFFSET..][..8].copy_from_slice(&signal_id.to_le_bytes());
+        out[SIGNAL_PAYLOAD_OFFSET..].copy_from_slice(payload);
+        Ok(())
+    }
+
+    fn tail_frame(
+        &mut self,
+        type_id: u32,
+        header: &Header,
+        extension: &[u8],
+    ) -> Result<(), ClaimError> {
+        let out = self.claim(type_id, TAIL_EXTENSION_OFFSET + extension.len())?;
+        header.write(out, 0);
+        out[TAIL_EXTENSION_OFFSET..].copy_from_slice(extension);
+        Ok(())
+    }
+}

@@ -1,0 +1,183 @@
+//! Stream files: creation with a versioned header, and mapping for writers/readers (read-write)
+//! or spies (read-only, possibly from another process).
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+
+use memmap2::{Mmap, MmapMut};
+
+use crate::layout::*;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MapError {
+    #[error("stream buffer capacity {0} must be a power of two between {MIN_CAPACITY} and {MAX_CAPACITY} bytes")]
+    BadCapacity(usize),
+    #[error("cannot create stream file {path}: {source} (check that the stream directory exists and is writable)")]
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open stream file {path}: {source} (is the reaktor running, and is this its stream directory?)")]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a reaktor stream file (bad magic or too short)")]
+    NotAStreamFile { path: PathBuf },
+    #[error("{path} has stream layout version {found}, this build reads version {LAYOUT_VERSION}")]
+    Version { path: PathBuf, found: u32 },
+}
+
+/// A read-write mapping of one stream file, shared by its single writer and single reader.
+pub struct SharedMapping {
+    map: MmapMut,
+    capacity: usize,
+    path: PathBuf,
+    label: String,
+}
+
+impl SharedMapping {
+    /// Creates (or truncates) the file at `path`, sizes it and writes the header.
+    pub fn create(path: &Path, capacity: usize, label: &str) -> Result<SharedMapping, MapError> {
+        if !capacity.is_power_of_two() || !(MIN_CAPACITY..=MAX_CAPACITY).contains(&capacity) {
+            return Err(MapError::BadCapacity(capacity));
+        }
+        let create_err = |source| MapError::Create {
+            path: path.to_owned(),
+            source,
+        };
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .map_err(create_err)?;
+        file.set_len(file_length(capacity) as u64)
+            .map_err(create_err)?;
+        // SAFETY: the file was just created by this process and sized above; the reaktor owns
+        // its stream directory, so no other process truncates it while mapped.
+        let mut map = unsafe { MmapMut::map_mut(&file) }.map_err(create_err)?;
+        let label_bytes = &label.as_bytes()[..label.len().min(HEADER_LABEL_MAX)];
+        let header = &mut map[..HEADER_LENGTH];
+        header[HEADER_MAGIC_OFFSET..][..8].copy_from_slice(&MAGIC.to_le_bytes());
+        header[HEADER_VERSION_OFFSET..][..4].copy_from_slice(&LAYOUT_VERSION.to_le_bytes());
+        header[HEADER_CAPACITY_OFFSET..][..4].copy_from_slice(&(capacity as u32).to_le_bytes());
+        header[HEADER_WRITER_PID_OFFSET..][..4].copy_from_slice(&std::process::id().to_le_bytes());
+        header[HEADER_LABEL_LENGTH_OFFSET..][..4]
+            .copy_from_slice(&(label_bytes.len() as u32).to_le_bytes());
+        header[HEADER_LABEL_OFFSET..][..label_bytes.len()].copy_from_slice(label_bytes);
+        Ok(SharedMapping {
+            map,
+            capacity,
+            path: path.to_owned(),
+            label: String::from_utf8_lossy(label_bytes).into_owned(),
+        })
+    }
+
+    /// A mapping over anonymous memory, for tests and for rings nobody needs to observe.
+    pub fn anonymous(capacity: usize, label: &str) -> Result<SharedMapping, MapError> {
+        if !capacity.is_power_of_two() || !(MIN_CAPACITY..=MAX_CAPACITY).contains(&capacity) {
+            return Err(MapError::BadCapacity(capacity));
+        }
+        let map = MmapMut::map_anon(file_length(capacity)).map_err(|source| MapError::Create {
+            path: PathBuf::from("<anonymous>"),
+            source,
+        })?;
+        Ok(SharedMapping {
+            map,
+            capacity,
+            path: PathBuf::new(),
+            label: label.to_owned(),
+        })
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// Base pointer of the whole file mapping.
+    pub(crate) fn base(&self) -> *mut u8 {
+        self.map.as_ptr() as *mut u8
+    }
+}
+
+/// A read-only mapping of a stream file written by another process (or thread).
+pub struct SpyMapping {
+    map: Mmap,
+    capacity: usize,
+    label: String,
+    writer_pid: u32,
+}
+
+impl SpyMapping {
+    pub fn open(path: &Path) -> Result<SpyMapping, MapError> {
+        let file = File::open(path).map_err(|source| MapError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+        // SAFETY: read-only mapping; the writer never shrinks a live stream file, and every
+        // read of the record area goes through volatile copies validated against the tail
+        // (see `RingSpy`), so concurrent writes are detected rather than trusted.
+        let map = unsafe { Mmap::map(&file) }.map_err(|source| MapError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+        if map.len() < HEADER_LENGTH
+            || u64::from_le_bytes(map[..8].try_into().expect("8 bytes")) != MAGIC
+        {
+            return Err(MapError::NotAStreamFile {
+                path: path.to_owned(),
+            });
+        }
+        let read_u32 = |offset: usize| {
+            u32::from_le_bytes(map[offset..offset + 4].try_into().expect("4 bytes"))
+        };
+        let version = read_u32(HEADER_VERSION_OFFSET);
+        if version != LAYOUT_VERSION {
+            return Err(MapError::Version {
+                path: path.to_owned(),
+                found: version,
+            });
+        }
+        let capacity = read_u32(HEADER_CAPACITY_OFFSET) as usize;
+        if !capacity.is_power_of_two() || map.len() < file_length(capacity) {
+            return Err(MapError::NotAStreamFile {
+                path: path.to_owned(),
+            });
+        }
+        let writer_pid = read_u32(HEADER_WRITER_PID_OFFSET);
+        let label_len = (read_u32(HEADER_LABEL_LENGTH_OFFSET) as usize).min(HEADER_LABEL_MAX);
+        let label = String::from_utf8_lossy(&map[HEADER_LABEL_OFFSET..][..label_len]).into_owned();
+        Ok(SpyMapping {
+            map,
+            capacity,
+            label,
+            writer_pid,
+        })
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    pub fn writer_pid(&self) -> u32 {
+        self.writer_pid
+    }
+
+    pub(crate) fn base(&self) -> *const u8 {
+        self.map.as_ptr()
+    }
+}

@@ -1,0 +1,546 @@
+//! A single-writer, single-reader ring buffer of variable-length records over a shared
+//! mapping, after Agrona's `OneToOneRingBuffer`, with two differences:
+//!
+//! - the writer publishes with one `Release` store of `tail` after any number of records
+//!   (a nukleus publishes once per poll), and the reader learns what is readable from one
+//!   `Acquire` load of `tail`: no per-record commit flag, no CAS;
+//! - the reader never zeroes consumed records, so a spy in another process can read frames
+//!   behind the consumer and detect being lapped by re-checking `tail` (see [`RingSpy`]).
+//!
+//! Both sides are wait-free: every operation finishes in a bounded number of steps whatever
+//! the other side does.
+
+use std::ptr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::layout::*;
+use crate::mapping::{SharedMapping, SpyMapping};
+
+/// Why a record could not be written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ClaimError {
+    /// The reader has not consumed enough yet. With correct sizing (see DESIGN §3) this
+    /// cannot happen; the caller resets the one stream concerned and counts it.
+    #[error("stream buffer full")]
+    Full,
+    #[error("record of {length} bytes exceeds the maximum of {max} bytes for this stream buffer")]
+    TooLarge { length: usize, max: usize },
+}
+
+/// Pointers into a mapping shared by one writer and one reader.
+struct RingMemory {
+    _mapping: Arc<SharedMapping>,
+    data: *mut u8,
+    capacity: usize,
+    trailer: *mut u8,
+}
+
+impl RingMemory {
+    fn new(mapping: Arc<SharedMapping>) -> RingMemory {
+        let capacity = mapping.capacity();
+        let base = mapping.base();
+        // SAFETY: the mapping is `file_length(capacity)` bytes long, so both offsets are in
+        // bounds; the mapping lives as long as this struct through the Arc.
+        let (data, trailer) =
+            unsafe { (base.add(HEADER_LENGTH), base.add(HEADER_LENGTH + capacity)) };
+        RingMemory {
+            _mapping: mapping,
+            data,
+            capacity,
+            trailer,
+        }
+    }
+
+    fn counter(&self, offset: usize) -> &AtomicU64 {
+        // SAFETY: trailer offsets are multiples of 8 inside the trailer and the mapping is
+        // page-aligned, so the pointer is aligned and valid for the mapping's lifetime; the
+        // location is only ever accessed atomically.
+        unsafe { &*(self.trailer.add(offset) as *const AtomicU64) }
+    }
+}
+
+/// Creates the writer and reader ends of a ring over `mapping`.
+pub fn ring(mapping: SharedMapping) -> (RingWriter, RingReader) {
+    let mapping = Arc::new(mapping);
+    let writer_memory = RingMemory::new(mapping.clone());
+    let reader_memory = RingMemory::new(mapping);
+    let tail = writer_memory
+        .counter(TRAILER_TAIL_OFFSET)
+        .load(Ordering::Acquire);
+    let head = reader_memory
+        .counter(TRAILER_HEAD_OFFSET)
+        .load(Ordering::Acquire);
+    let capacity = writer_memory.capacity;
+    (
+        RingWriter {
+            memory: writer_memory,
+            mask: capacity - 1,
+            max_record: max_record_length(capacity),
+            tail,
+            published_tail: tail,
+            head_cache: head,
+            last_record: None,
+            records_pending: 0,
+        },
+        RingReader {
+            memory: reader_memory,
+            mask: capacity - 1,
+            head,
+        },
+    )
+}
+
+/// The single writer of a ring. Not `Clone`, not `Sync`: there is exactly one.
+pub struct RingWriter {
+    memory: RingMemory,
+    mask: usize,
+    max_record: usize,
+    /// Position after the last claimed record (published or not).
+    tail: u64,
+    published_tail: u64,
+    /// Last known reader position; refreshed only when space looks short.
+    head_cache: u64,
+    /// Position of the last claimed, unpublished record, so it can be trimmed.
+    last_record: Option<u64>,
+    records_pending: u64,
+}
+
+// SAFETY: the writer is the only party that writes records and `tail`; moving it to another
+// thread moves that role with it. It is deliberately not `Sync`.
+unsafe impl Send for RingWriter {}
+
+impl RingWriter {
+    pub fn capacity(&self) -> usize {
+        self.memory.capacity
+    }
+
+    /// Largest payload a single record can carry.
+    pub fn max_payload(&self) -> usize {
+        self.max_record - RECORD_HEADER_LENGTH
+    }
+
+    /// Bytes the writer could claim right now without refreshing its view of the reader.
+    pub fn free_bytes(&mut self) -> usize {
+        self.head_cache = self
+            .memory
+            .counter(TRAILER_HEAD_OFFSET)
+            .load(Ordering::Acquire);
+        self.memory.capacity - (self.tail - self.head_cache) as usize
+    }
+
+    /// Reserves a record of `payload_length` bytes of type `type_id` and returns its payload
+    /// area to fill. The record becomes visible to the reader at the next [`publish`].
+    ///
+    /// [`publish`]: RingWriter::publish
+    pub fn claim(&mut self, type_id: u32, payload_length: usize) -> Result<&mut [u8], ClaimError> {
+        debug_assert_ne!(type_id, PADDING_TYPE, "type 0 is reserved for padding");
+        let length = RECORD_HEADER_LENGTH + payload_length;
+        if length > self.max_record {
+            return Err(ClaimError::TooLarge {
+                length,
+                max: self.max_record,
+            });
+        }
+        let aligned = align_record(length);
+        let capacity = self.memory.capacity;
+        let index = (self.tail as usize) & self.mask;
+        let to_end = capacity - index;
+        let required = if aligned > to_end {
+            to_end + aligned
+        } else {
+            aligned
+        };
+        if (self.tail - self.head_cache) as usize + required > capacity {
+            self.head_cache = self
+                .memory
+                .counter(TRAILER_HEAD_OFFSET)
+                .load(Ordering::Acquire);
+            if (self.tail - self.head_cache) as usize + required > capacity {
+                let full = self.memory.counter(TRAILER_FULL_COUNT_OFFSET);
+                full.store(full.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+                return Err(ClaimError::Full);
+            }
+        }
+        let mut index = index;
+        if aligned > to_end {
+            // SAFETY: `index + 8 <= capacity` because records are 8-aligned; the region from
+            // `index` to the end is free (checked above) and only this writer writes it.
+            unsafe { self.write_record_header(index, to_end as u32, PADDING_TYPE) };
+            self.tail += to_end as u64;
+            index = 0;
+        }
+        // SAFETY: `index + aligned <= capacity` (it either fit before the end or starts at 0
+        // and `aligned <= max_record < capacity`), the space is free as checked above, and the
+        // reader does not read past the published tail, so nobody else accesses these bytes.
+        unsafe { self.write_record_header(index, length as u32, type_id) };
+        self.last_record = Some(self.tail);
+        self.tail += aligned as u64;
+        self.records_pending += 1;
+        // SAFETY: as above; the slice covers exactly the claimed payload bytes and borrows
+        // `self` mutably, so no second claim can alias it.
+        Ok(unsafe {
+            std::slice::from_raw_parts_mut(
+                self.memory.data.add(index + RECORD_HEADER_LENGTH),
+                payload_length,
+            )
+        })
+    }
+
+    /// Shrinks the payload of the last claimed (unpublished) record, e.g. after a socket read
+    /// into a claimed area returned fewer bytes than claimed.
+    pub fn trim_last(&mut self, payload_length: usize) {
+        let position = self
+            .last_record
+            .expect("trim_last without an unpublished claim");
+        let index = (position as usize) & self.mask;
+        let old_aligned = (self.tail - position) as usize;
+        let length = RECORD_HEADER_LENGTH + payload_length;
+        let aligned = align_record(length);
+        assert!(aligned <= old_aligned, "trim_last can only shrink a record");
+        // SAFETY: the record at `index` was claimed by this writer and is not yet published.
+        unsafe {
+            ptr::write(
+                self.memory.data.add(index + RECORD_LENGTH_OFFSET) as *mut u32,
+                (length as u32).to_le(),
+            )
+        };
+        self.tail = position + aligned as u64;
+    }
+
+    /// The payload area of the last claimed, unpublished record.
+    pub fn last_claimed_payload(&mut self) -> &mut [u8] {
+        let position = self.last_record.expect("no unpublished claim");
+        let index = (position as usize) & self.mask;
+        // SAFETY: the record at `index` was claimed by this writer, is unpublished, and its
+        // length field was written by `claim`/`trim_last`; `&mut self` prevents aliasing.
+        unsafe {
+            let record = self.memory.data.add(index);
+            let length =
+                u32::from_le(ptr::read(record.add(RECORD_LENGTH_OFFSET) as *const u32)) as usize;
+            std::slice::from_raw_parts_mut(
+                record.add(RECORD_HEADER_LENGTH),
+                length - RECORD_HEADER_LENGTH,
+            )
+        }
+    }
+
+    /// Drops the last claimed (unpublished) record entirely.
+    pub fn abandon_last(&mut self) {
+        if let Some(position) = self.last_record.take() {
+            self.tail = position;
+            self.records_pending -= 1;
+        }
+    }
+
+    /// Makes every claimed record visible to the reader. Returns whether anything was published.
+    pub fn publish(&mut self) -> bool {
+        if self.tail == self.published_tail {
+            return false;
+        }
+        let bytes = self.tail - self.published_tail;
+        let records = self.memory.counter(TRAILER_RECORDS_WRITTEN_OFFSET);
+        records.store(
+            records.load(Ordering::Relaxed) + self.records_pending,
+            Ordering::Relaxed,
+        );
+        let written = self.memory.counter(TRAILER_BYTES_WRITTEN_OFFSET);
+        written.store(written.load(Ordering::Relaxed) + bytes, Ordering::Relaxed);
+        // Release: the record bytes written above happen-before the reader's Acquire of tail.
+        self.memory
+            .counter(TRAILER_TAIL_OFFSET)
+            .store(self.tail, Ordering::Release);
+        self.published_tail = self.tail;
+        self.last_record = None;
+        self.records_pending = 0;
+        true
+    }
+
+    pub fn has_unpublished(&self) -> bool {
+        self.tail != self.published_tail
+    }
+
+    /// # Safety
+    /// `index` must be 8-aligned with `index + 8 <= capacity`, inside space this writer owns.
+    unsafe fn write_record_header(&mut self, index: usize, length: u32, type_id: u32) {
+        let record = self.memory.data.add(index);
+        ptr::write(record.add(RECORD_LENGTH_OFFSET) as *mut u32, length.to_le());
+        ptr::write(record.add(RECORD_TYPE_OFFSET) as *mut u32, type_id.to_le());
+    }
+}
+
+/// The single reader of a ring.
+pub struct RingReader {
+    memory: RingMemory,
+    mask: usize,
+    head: u64,
+}
+
+// SAFETY: the reader is the only party that advances `head`; moving it moves that role.
+unsafe impl Send for RingReader {}
+
+impl RingReader {
+    pub fn capacity(&self) -> usize {
+        self.memory.capacity
+    }
+
+    /// Bytes published but not yet consumed.
+    pub fn pending_bytes(&self) -> usize {
+        (self
+            .memory
+            .counter(TRAILER_TAIL_OFFSET)
+            .load(Ordering::Acquire)
+            - self.head) as usize
+    }
+
+    /// Hands up to `limit` records to `handler` as `(type, payload)`, then releases their
+    /// space to the writer. Returns the number of records handled.
+    pub fn read<F: FnMut(u32, &[u8])>(&mut self, limit: usize, mut handler: F) -> usize {
+        // Acquire pairs with the writer's Release: records before `tail` are fully written.
+        let tail = self
+            .memory
+            .counter(TRAILER_TAIL_OFFSET)
+            .load(Ordering::Acquire);
+        let mut head = self.head;
+        let mut count = 0;
+        while head < tail && count < limit {
+            let index = (head as usize) & self.mask;
+            // SAFETY: `index` is 8-aligned and below capacity; bytes in [head, tail) were
+            // published by the writer, which will not overwrite them before `head` advances.
+            let (length, type_id) = unsafe {
+                let record = self.memory.data.add(index);
+                (
+                    u32::from_le(ptr::read(record.add(RECORD_LENGTH_OFFSET) as *const u32))
+                        as usize,
+                    u32::from_le(ptr::read(record.add(RECORD_TYPE_OFFSET) as *const u32)),
+                )
+            };
+            debug_assert!(length >= RECORD_HEADER_LENGTH && index + length <= self.memory.capacity);
+            head += align_record(length) as u64;
+            if type_id == PADDING_TYPE {
+                continue;
+            }
+            // SAFETY: as above; the payload lies within the published record.
+            let payload = unsafe {
+                std::slice::from_raw_parts(
+                    self.memory.data.add(index + RECORD_HEADER_LENGTH),
+                    length - RECORD_HEADER_LENGTH,
+                )
+            };
+            handler(type_id, payload);
+            count += 1;
+        }
+        if head != self.head {
+            self.head = head;
+            // Release: our reads of the records happen-before the writer reuses their space.
+            self.memory
+                .counter(TRAILER_HEAD_OFFSET)
+                .store(head, Ordering::Release);
+        }
+        count
+    }
+}
+
+impl RingReader {
+    /// A read-only view of this ring's counters that can live elsewhere on the same core
+    /// (the park check) or be sampled from another thread (metrics).
+    pub fn watch(&self) -> RingWatch {
+        RingWatch {
+            memory: RingMemory::new(self.memory._mapping.clone()),
+        }
+    }
+}
+
+/// Reads a ring's trailer counters; never touches records.
+pub struct RingWatch {
+    memory: RingMemory,
+}
+
+// SAFETY: a watch only performs atomic loads on the trailer, which is valid for as long as the
+// Arc'd mapping lives; it can be used from any thread.
+unsafe impl Send for RingWatch {}
+// SAFETY: as above: shared access is atomic loads only.
+unsafe impl Sync for RingWatch {}
+
+impl RingWatch {
+    /// True when published records wait to be consumed.
+    pub fn has_pending(&self) -> bool {
+        self.memory
+            .counter(TRAILER_TAIL_OFFSET)
+            .load(Ordering::Acquire)
+            != self
+                .memory
+                .counter(TRAILER_HEAD_OFFSET)
+                .load(Ordering::Acquire)
+    }
+
+    pub fn label(&self) -> &str {
+        self.memory._mapping.label()
+    }
+
+    pub fn stats(&self) -> RingStats {
+        let load = |offset| self.memory.counter(offset).load(Ordering::Acquire);
+        RingStats {
+            capacity: self.memory.capacity,
+            tail: load(TRAILER_TAIL_OFFSET),
+            head: load(TRAILER_HEAD_OFFSET),
+            records_written: load(TRAILER_RECORDS_WRITTEN_OFFSET),
+            bytes_written: load(TRAILER_BYTES_WRITTEN_OFFSET),
+            full_count: load(TRAILER_FULL_COUNT_OFFSET),
+        }
+    }
+}
+
+/// Statistics a ring keeps in its trailer, readable from any process.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RingStats {
+    pub capacity: usize,
+    pub tail: u64,
+    pub head: u64,
+    pub records_written: u64,
+    pub bytes_written: u64,
+    pub full_count: u64,
+}
+
+impl RingStats {
+    /// Bytes published and not yet consumed.
+    pub fn occupancy(&self) -> u64 {
+        self.tail.saturating_sub(self.head)
+    }
+}
+
+/// What a spy saw at its position.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SpyRecord {
+    Record {
+        position: u64,
+        type_id: u32,
+    },
+    /// The writer overwrote records the spy had not read yet; it skipped `missed` bytes and
+    /// continues at the consumer's position.
+    Lapped {
+        missed: u64,
+    },
+}
+
+/// A passive observer of a ring, usually in another process: reads every published record
+/// without affecting the writer or the reader.
+pub struct RingSpy {
+    map: SpyMapping,
+    mask: usize,
+    position: u64,
+}
+
+impl RingSpy {
+    /// Starts observing at the consumer's current position: every record the reader has not
+    /// consumed yet, and everything published from now on.
+    pub fn new(map: SpyMapping) -> RingSpy {
+        let mut spy = RingSpy {
+            mask: map.capacity() - 1,
+            map,
+            position: 0,
+        };
+        spy.position = spy.stats().head;
+        spy
+    }
+
+    /// Starts observing at the writer's current tail: only records published from now on.
+    pub fn from_tail(map: SpyMapping) -> RingSpy {
+        let mut spy = RingSpy::new(map);
+        spy.position = spy.stats().tail;
+        spy
+    }
+
+    pub fn label(&self) -> &str {
+        self.map.label()
+    }
+
+    pub fn writer_pid(&self) -> u32 {
+        self.map.writer_pid()
+    }
+
+    fn counter(&self, offset: usize) -> u64 {
+        // SAFETY: the offset lies in the trailer, which `SpyMapping::open` checked is mapped;
+        // it is 8-aligned (page-aligned mapping) and only ever accessed atomically.
+        unsafe {
+            let pointer = self
+                .map
+                .base()
+                .add(HEADER_LENGTH + self.map.capacity() + offset)
+                as *const AtomicU64;
+            (*pointer).load(Ordering::Acquire)
+        }
+    }
+
+    pub fn stats(&self) -> RingStats {
+        RingStats {
+            capacity: self.map.capacity(),
+            tail: self.counter(TRAILER_TAIL_OFFSET),
+            head: self.counter(TRAILER_HEAD_OFFSET),
+            records_written: self.counter(TRAILER_RECORDS_WRITTEN_OFFSET),
+            bytes_written: self.counter(TRAILER_BYTES_WRITTEN_OFFSET),
+            full_count: self.counter(TRAILER_FULL_COUNT_OFFSET),
+        }
+    }
+
+    /// Copies the next published record's payload into `out` (cleared first). Returns `None`
+    /// when the spy has caught up with the writer.
+    pub fn next(&mut self, out: &mut Vec<u8>) -> Option<SpyRecord> {
+        let capacity = self.map.capacity() as u64;
+        loop {
+            let tail = self.counter(TRAILER_TAIL_OFFSET);
+            if self.position >= tail {
+                return None;
+            }
+            if tail - self.position > capacity {
+                return Some(self.skip_to_head(tail));
+            }
+            let index = (self.position as usize) & self.mask;
+            let mut header = [0u8; RECORD_HEADER_LENGTH];
+            self.copy_volatile(index, &mut header);
+            let length = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes")) as usize;
+            let type_id = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
+            if length < RECORD_HEADER_LENGTH || index + length > capacity as usize {
+                // Torn or overwritten under us: the tail check below tells which.
+                let tail = self.counter(TRAILER_TAIL_OFFSET);
+                return Some(self.skip_to_head(tail));
+            }
+            out.clear();
+            out.resize(length - RECORD_HEADER_LENGTH, 0);
+            self.copy_volatile(index + RECORD_HEADER_LENGTH, out);
+            // If the writer moved more than a lap past our record while we copied, the copy
+            // may mix old and new bytes: discard it.
+            let tail_after = self.counter(TRAILER_TAIL_OFFSET);
+            if tail_after - self.position > capacity {
+                return Some(self.skip_to_head(tail_after));
+            }
+            let position = self.position;
+            self.position += align_record(length) as u64;
+            if type_id == PADDING_TYPE {
+                continue;
+            }
+            return Some(SpyRecord::Record { position, type_id });
+        }
+    }
+
+    fn skip_to_head(&mut self, tail: u64) -> SpyRecord {
+        // The consumer's head is a record boundary the writer never passes, so it is the
+        // oldest position that is certainly intact. If it is not ahead of us, what we read was
+        // not a lap but a corrupt record: skip to the tail.
+        let head = self.counter(TRAILER_HEAD_OFFSET);
+        let restart = if head > self.position { head } else { tail };
+        let missed = restart.saturating_sub(self.position);
+        self.position = restart;
+        SpyRecord::Lapped { missed }
+    }
+
+    fn copy_volatile(&self, index: usize, out: &mut [u8]) {
+        for (offset, byte) in out.iter_mut().enumerate() {
+            // SAFETY: `index + out.len() <= capacity` (checked by the callers), so every byte
+            // is inside the mapped record area. Volatile reads because another process may be
+            // writing these bytes concurrently; a torn copy is detected by the tail re-check.
+            *byte =
+                unsafe { ptr::read_volatile(self.map.base().add(HEADER_LENGTH + index + offset)) };
+        }
+    }
+}
