@@ -1,1 +1,23 @@
-//! The switch nukleus.
+//! The switch nukleus: the application core of the BaiY Port Switch Service (BYPSS) as a
+//! sans-I/O, single-threaded library.
+//!
+//! * [`ports`] — the compact port table of one shard ([`PortShard`]) and [`shard_of`].
+//! * [`nodes`] — the node registry ("node home"): ids, addresses, receiving connections,
+//!   leases, push queues.
+//! * [`switch`] — the state machine ([`Switch`]) tying them together; its module docs explain
+//!   the decomposition and how per-node ordering is kept across shards.
+//! * [`api`] — serde bodies of the REST and WebSocket API and a sans-I/O dispatcher.
+//! * [`limits`] — size limits with one typed error each.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod api;
+pub mod limits;
+pub mod nodes;
+pub mod ports;
+pub mod switch;
+
+pub use limits::{LimitError, Limits};
+pub use nodes::{ConnId, Drained, NodeRegistry, Push, ReleaseReason};
+pub use ports::{shard_of, NodeIdx, PortShard};
+pub use switch::{Config, Output, Switch, SwitchError};

@@ -1,0 +1,706 @@
+//! The versioned switch API: serde bodies for REST and WebSocket, and a sans-I/O dispatcher.
+//!
+//! # REST (`/v1`)
+//!
+//! | method and path | request body | response body |
+//! |---|---|---|
+//! | `POST /v1/nodes/{node}/ports` | `{"ports":["a","b"],"subscribe":true}` | `{"registered":1,"failed":[{"port":"b","owner":"n2","address":"10.0.0.2:7000"}]}` |
+//! | `DELETE /v1/nodes/{node}/ports` | `{"ports":["a"]}` | `{"released":["a"],"not_owned":[],"unknown":[]}` |
+//! | `POST /v1/nodes/{node}/relet` | none | `{"lease_deadline":12000,"lease_ms":10000}` |
+//! | `POST /v1/messages` | `{"messages":[{"port":"p","body":"text"},{"ports":["a","b"],"body":"x"}]}` | `{"delivered":3,"dropped":0}` |
+//! | `POST /v1/ports/query` | `{"ports":["a"]}` | `{"ports":[{"port":"a","owner":"n1","address":"…"}]}` |
+//! | `POST /v1/nodes/query` | `{"nodes":["n1"]}` | `{"nodes":[{"node":"n1","online":true,"address":"…","ports":1}]}` |
+//!
+//! A message `port` of `""` broadcasts to every node with a receiving connection. Bodies are
+//! opaque strings. Errors are `{"error":{"code":"limit_exceeded","message":"…"}}` with a 4xx/5xx
+//! status. WaitMsg (the receiving connection) and connection close are connection events the
+//! HTTP/WebSocket layer reports to [`Switch::wait_msg`] and [`Switch::connection_closed`].
+//!
+//! # WebSocket
+//!
+//! The same operations as text messages on the node's connection, with an `op` and a
+//! caller-chosen `id` echoed in the reply: `{"op":"regport","id":1,"ports":["a"]}` →
+//! `{"id":1,"registered":1,"failed":[]}`. Ops: `regport`, `unregport`, `sendmsg`, `queryport`,
+//! `querynode`, `relet`. Pushes from the switch are JSON arrays (see [`Switch::drain`]), so a
+//! client tells replies (objects) from pushes (arrays) by the first byte.
+//!
+//! Authentication is the caller's: resolve the [`Route`] first with [`route`], check the
+//! bearer token against [`Route::node`], then call [`handle`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::limits::LimitError;
+use crate::switch::{Output, Switch, SwitchError};
+
+/// The API version prefix.
+pub const VERSION: &str = "v1";
+
+/// `POST /v1/nodes/{node}/ports` and op `regport`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegPortRequest {
+    /// Ports to register.
+    pub ports: Vec<String>,
+    /// Subscribe to release notifications of the ports that fail.
+    #[serde(default)]
+    pub subscribe: bool,
+}
+
+/// A port that failed to register, with its owner.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedPortBody {
+    /// The port.
+    pub port: String,
+    /// The owner node id.
+    pub owner: String,
+    /// The owner's address.
+    pub address: String,
+}
+
+/// Reply to RegPort.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegPortResponse {
+    /// Ports newly registered.
+    pub registered: usize,
+    /// Ports owned by another node.
+    pub failed: Vec<FailedPortBody>,
+}
+
+/// A list of ports: `DELETE /v1/nodes/{node}/ports`, `POST /v1/ports/query`, ops `unregport`
+/// and `queryport`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortsRequest {
+    /// The ports.
+    pub ports: Vec<String>,
+}
+
+/// Reply to UnRegPort.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnRegPortResponse {
+    /// Released.
+    pub released: Vec<String>,
+    /// Owned by another node; left alone.
+    pub not_owned: Vec<String>,
+    /// Not registered.
+    pub unknown: Vec<String>,
+}
+
+/// One message of SendMsg: `port` (unicast, `""` = broadcast) or `ports` (multicast).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageBody {
+    /// Single target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<String>,
+    /// Several targets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ports: Option<Vec<String>>,
+    /// Opaque body.
+    pub body: String,
+}
+
+impl MessageBody {
+    /// The targets: `ports` if given, else `[port]`.
+    pub fn targets(&self) -> Result<&[String], ApiError> {
+        match (&self.port, &self.ports) {
+            (None, Some(ports)) => Ok(ports),
+            (Some(port), None) => Ok(std::slice::from_ref(port)),
+            _ => Err(ApiError::BadRequest(
+                "each message needs exactly one of \"port\" or \"ports\"".into(),
+            )),
+        }
+    }
+}
+
+/// `POST /v1/messages` and op `sendmsg`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendMsgRequest {
+    /// The batch, delivered in this order.
+    pub messages: Vec<MessageBody>,
+}
+
+/// Reply to SendMsg.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendMsgResponse {
+    /// Pushes queued.
+    pub delivered: u64,
+    /// Targets dropped (unknown port or owner gone).
+    pub dropped: u64,
+}
+
+/// One port of a QueryPort reply.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortInfoBody {
+    /// The port.
+    pub port: String,
+    /// Owner node id, `null` if unregistered.
+    pub owner: Option<String>,
+    /// Owner address, `null` if unregistered.
+    pub address: Option<String>,
+}
+
+/// Reply to QueryPort.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueryPortResponse {
+    /// In request order.
+    pub ports: Vec<PortInfoBody>,
+}
+
+/// `POST /v1/nodes/query` and op `querynode`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueryNodeRequest {
+    /// Node ids.
+    pub nodes: Vec<String>,
+}
+
+/// One node of a QueryNode reply.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfoBody {
+    /// Node id.
+    pub node: String,
+    /// Has a receiving connection.
+    pub online: bool,
+    /// Announced address (`null` when offline).
+    pub address: Option<String>,
+    /// Ports held.
+    pub ports: usize,
+}
+
+/// Reply to QueryNode.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueryNodeResponse {
+    /// In request order.
+    pub nodes: Vec<NodeInfoBody>,
+}
+
+/// Reply to Relet.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReletResponse {
+    /// New lease deadline (ms, switch clock).
+    pub lease_deadline: u64,
+    /// Lease duration (ms).
+    pub lease_ms: u64,
+}
+
+/// Error details.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code.
+    pub code: String,
+    /// Human-readable message naming what was wrong (and the limit, for limits).
+    pub message: String,
+}
+
+/// Error reply body: `{"error":{"code":…,"message":…}}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// Any reply body.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum ResponseBody {
+    /// RegPort.
+    RegPort(RegPortResponse),
+    /// UnRegPort.
+    UnRegPort(UnRegPortResponse),
+    /// SendMsg.
+    SendMsg(SendMsgResponse),
+    /// QueryPort.
+    QueryPort(QueryPortResponse),
+    /// QueryNode.
+    QueryNode(QueryNodeResponse),
+    /// Relet.
+    Relet(ReletResponse),
+    /// Error.
+    Error(ErrorBody),
+}
+
+/// A WebSocket request: `{"op":"regport","id":1,...}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "lowercase")]
+pub enum WsRequest {
+    /// Register ports.
+    Regport {
+        /// Request id, echoed.
+        id: u64,
+        /// Body.
+        #[serde(flatten)]
+        body: RegPortRequest,
+    },
+    /// Release ports.
+    Unregport {
+        /// Request id, echoed.
+        id: u64,
+        /// Body.
+        #[serde(flatten)]
+        body: PortsRequest,
+    },
+    /// Send messages.
+    Sendmsg {
+        /// Request id, echoed.
+        id: u64,
+        /// Body.
+        #[serde(flatten)]
+        body: SendMsgRequest,
+    },
+    /// Query ports.
+    Queryport {
+        /// Request id, echoed.
+        id: u64,
+        /// Body.
+        #[serde(flatten)]
+        body: PortsRequest,
+    },
+    /// Query nodes.
+    Querynode {
+        /// Request id, echoed.
+        id: u64,
+        /// Body.
+        #[serde(flatten)]
+        body: QueryNodeRequest,
+    },
+    /// Heartbeat.
+    Relet {
+        /// Request id, echoed.
+        id: u64,
+    },
+}
+
+/// A WebSocket reply: `{"id":1, ...reply fields}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct WsReply {
+    /// The request id (0 if the request could not be parsed).
+    pub id: u64,
+    /// The reply.
+    #[serde(flatten)]
+    pub body: ResponseBody,
+}
+
+/// API errors.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    /// The body is not the JSON the route expects.
+    #[error("invalid request body: {0}")]
+    BadJson(String),
+    /// The request is well-formed JSON but not a valid request.
+    #[error("{0}")]
+    BadRequest(String),
+    /// No such route.
+    #[error("no route for {0}")]
+    NotFound(String),
+    /// The route exists with other methods.
+    #[error("method {method} not allowed for {path}")]
+    MethodNotAllowed {
+        /// The method.
+        method: String,
+        /// The path.
+        path: String,
+    },
+    /// The switch refused.
+    #[error(transparent)]
+    Switch(#[from] SwitchError),
+}
+
+impl From<LimitError> for ApiError {
+    fn from(e: LimitError) -> Self {
+        ApiError::Switch(SwitchError::Limit(e))
+    }
+}
+
+impl ApiError {
+    /// HTTP status for this error.
+    pub fn status(&self) -> u16 {
+        match self {
+            ApiError::BadJson(_) | ApiError::BadRequest(_) => 400,
+            ApiError::NotFound(_) => 404,
+            ApiError::MethodNotAllowed { .. } => 405,
+            ApiError::Switch(e) => match e {
+                SwitchError::Limit(LimitError::TooManyPortsForNode { .. }) => 409,
+                SwitchError::Limit(LimitError::QueueFull { .. }) => 503,
+                SwitchError::Limit(_) => 413,
+                SwitchError::NotOnline(_) | SwitchError::ConnectionInUse { .. } => 409,
+                SwitchError::EmptyPortName | SwitchError::EmptyNodeId => 400,
+                SwitchError::ShardFull => 507,
+            },
+        }
+    }
+
+    /// Stable error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadJson(_) => "bad_json",
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
+            ApiError::Switch(e) => match e {
+                SwitchError::Limit(_) => "limit_exceeded",
+                SwitchError::NotOnline(_) => "node_not_online",
+                SwitchError::ConnectionInUse { .. } => "connection_in_use",
+                SwitchError::EmptyPortName => "empty_port",
+                SwitchError::EmptyNodeId => "empty_node",
+                SwitchError::ShardFull => "shard_full",
+            },
+        }
+    }
+
+    /// The error as a reply body.
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error: ErrorDetail {
+                code: self.code().to_string(),
+                message: self.to_string(),
+            },
+        }
+    }
+}
+
+/// A resolved REST route.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// `POST /v1/nodes/{node}/ports`.
+    RegPort {
+        /// Node id (percent-decoded).
+        node: String,
+    },
+    /// `DELETE /v1/nodes/{node}/ports`.
+    UnRegPort {
+        /// Node id (percent-decoded).
+        node: String,
+    },
+    /// `POST /v1/nodes/{node}/relet`.
+    Relet {
+        /// Node id (percent-decoded).
+        node: String,
+    },
+    /// `POST /v1/messages`.
+    SendMsg,
+    /// `POST /v1/ports/query`.
+    QueryPort,
+    /// `POST /v1/nodes/query`.
+    QueryNode,
+}
+
+impl Route {
+    /// The node the request acts for, if any (for authorization).
+    pub fn node(&self) -> Option<&str> {
+        match self {
+            Route::RegPort { node } | Route::UnRegPort { node } | Route::Relet { node } => {
+                Some(node)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Resolve `method` and `path` (query string allowed, ignored) to a route.
+pub fn route(method: &str, path: &str) -> Result<Route, ApiError> {
+    let path_only = path.split(['?', '#']).next().unwrap_or_default();
+    let segments: Vec<&str> = path_only.trim_matches('/').split('/').collect();
+    let not_allowed = || ApiError::MethodNotAllowed {
+        method: method.to_string(),
+        path: path_only.to_string(),
+    };
+    let post = |r: Route| {
+        if method == "POST" {
+            Ok(r)
+        } else {
+            Err(not_allowed())
+        }
+    };
+    match segments.as_slice() {
+        [v, "messages"] if *v == VERSION => post(Route::SendMsg),
+        [v, "ports", "query"] if *v == VERSION => post(Route::QueryPort),
+        [v, "nodes", "query"] if *v == VERSION => post(Route::QueryNode),
+        [v, "nodes", node, "ports"] if *v == VERSION => {
+            let node = percent_decode(node)?;
+            match method {
+                "POST" => Ok(Route::RegPort { node }),
+                "DELETE" => Ok(Route::UnRegPort { node }),
+                _ => Err(not_allowed()),
+            }
+        }
+        [v, "nodes", node, "relet"] if *v == VERSION => post(Route::Relet {
+            node: percent_decode(node)?,
+        }),
+        _ => Err(ApiError::NotFound(path_only.to_string())),
+    }
+}
+
+fn percent_decode(s: &str) -> Result<String, ApiError> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| ApiError::BadRequest(format!("bad percent-encoding in {s:?}")))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out)
+        .map_err(|_| ApiError::BadRequest(format!("node id {s:?} is not UTF-8 after decoding")))
+}
+
+fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::BadJson(e.to_string()))
+}
+
+/// Run a routed REST request against the switch.
+pub fn handle(
+    switch: &mut Switch,
+    route: &Route,
+    body: &[u8],
+    now: u64,
+    out: &mut Vec<Output>,
+) -> Result<ResponseBody, ApiError> {
+    match route {
+        Route::RegPort { node } => reg_port(switch, node, parse(body)?, out),
+        Route::UnRegPort { node } => unreg_port(switch, node, parse(body)?, out),
+        Route::Relet { node } => relet(switch, node, now),
+        Route::SendMsg => send_msg(switch, parse(body)?, out),
+        Route::QueryPort => query_port(switch, parse(body)?),
+        Route::QueryNode => query_node(switch, parse(body)?),
+    }
+}
+
+/// A REST response: status and JSON body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// JSON body.
+    pub body: Vec<u8>,
+}
+
+/// Route and run a REST request (no authorization check; use [`route`] + [`handle`] for that).
+pub fn handle_rest(
+    switch: &mut Switch,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    now: u64,
+    out: &mut Vec<Output>,
+) -> RestResponse {
+    let result = route(method, path).and_then(|r| handle(switch, &r, body, now, out));
+    let (status, body) = match result {
+        Ok(b) => (200, b),
+        Err(e) => (e.status(), ResponseBody::Error(e.body())),
+    };
+    RestResponse {
+        status,
+        body: serde_json::to_vec(&body).unwrap_or_default(),
+    }
+}
+
+/// Run a WebSocket text message from the connection of `node`; returns the reply text.
+pub fn handle_ws(
+    switch: &mut Switch,
+    node: &str,
+    text: &str,
+    now: u64,
+    out: &mut Vec<Output>,
+) -> String {
+    let reply = match serde_json::from_str::<WsRequest>(text) {
+        Err(e) => WsReply {
+            id: ws_id(text),
+            body: ResponseBody::Error(ApiError::BadJson(e.to_string()).body()),
+        },
+        Ok(req) => {
+            let (id, result) = match req {
+                WsRequest::Regport { id, body } => (id, reg_port(switch, node, body, out)),
+                WsRequest::Unregport { id, body } => (id, unreg_port(switch, node, body, out)),
+                WsRequest::Sendmsg { id, body } => (id, send_msg(switch, body, out)),
+                WsRequest::Queryport { id, body } => (id, query_port(switch, body)),
+                WsRequest::Querynode { id, body } => (id, query_node(switch, body)),
+                WsRequest::Relet { id } => (id, relet(switch, node, now)),
+            };
+            WsReply {
+                id,
+                body: result.unwrap_or_else(|e| ResponseBody::Error(e.body())),
+            }
+        }
+    };
+    serde_json::to_string(&reply).unwrap_or_default()
+}
+
+/// Best effort: the `id` of a request that failed to parse as a whole.
+fn ws_id(text: &str) -> u64 {
+    #[derive(Deserialize)]
+    struct IdOnly {
+        id: u64,
+    }
+    serde_json::from_str::<IdOnly>(text).map_or(0, |v| v.id)
+}
+
+/// RegPort.
+pub fn reg_port(
+    switch: &mut Switch,
+    node: &str,
+    req: RegPortRequest,
+    out: &mut Vec<Output>,
+) -> Result<ResponseBody, ApiError> {
+    let reply = switch.reg_port(node, &req.ports, req.subscribe, out)?;
+    let mut ports = req.ports;
+    Ok(ResponseBody::RegPort(RegPortResponse {
+        registered: reply.registered,
+        failed: reply
+            .failed
+            .into_iter()
+            .map(|f| FailedPortBody {
+                port: std::mem::take(&mut ports[f.index]),
+                owner: f.owner.to_string(),
+                address: f.address.to_string(),
+            })
+            .collect(),
+    }))
+}
+
+/// UnRegPort.
+pub fn unreg_port(
+    switch: &mut Switch,
+    node: &str,
+    req: PortsRequest,
+    out: &mut Vec<Output>,
+) -> Result<ResponseBody, ApiError> {
+    let reply = switch.unreg_port(node, &req.ports, out)?;
+    let mut ports = req.ports;
+    let mut take = |v: Vec<usize>| -> Vec<String> {
+        v.into_iter()
+            .map(|i| std::mem::take(&mut ports[i]))
+            .collect()
+    };
+    Ok(ResponseBody::UnRegPort(UnRegPortResponse {
+        released: take(reply.released),
+        not_owned: take(reply.not_owned),
+        unknown: take(reply.unknown),
+    }))
+}
+
+/// SendMsg.
+pub fn send_msg(
+    switch: &mut Switch,
+    req: SendMsgRequest,
+    out: &mut Vec<Output>,
+) -> Result<ResponseBody, ApiError> {
+    let mut batch = Vec::with_capacity(req.messages.len());
+    for m in &req.messages {
+        batch.push((m.targets()?, m.body.as_str()));
+    }
+    let report = switch.send_msg(batch.iter().copied(), out)?;
+    Ok(ResponseBody::SendMsg(SendMsgResponse {
+        delivered: report.delivered,
+        dropped: report.dropped,
+    }))
+}
+
+/// QueryPort.
+pub fn query_port(switch: &Switch, req: PortsRequest) -> Result<ResponseBody, ApiError> {
+    let owners = switch.query_port(&req.ports)?;
+    Ok(ResponseBody::QueryPort(QueryPortResponse {
+        ports: req
+            .ports
+            .into_iter()
+            .zip(owners)
+            .map(|(port, o)| PortInfoBody {
+                port,
+                owner: o.as_ref().map(|o| o.node.to_string()),
+                address: o.as_ref().map(|o| o.address.to_string()),
+            })
+            .collect(),
+    }))
+}
+
+/// QueryNode.
+pub fn query_node(switch: &Switch, req: QueryNodeRequest) -> Result<ResponseBody, ApiError> {
+    let infos = switch.query_node(&req.nodes)?;
+    Ok(ResponseBody::QueryNode(QueryNodeResponse {
+        nodes: req
+            .nodes
+            .into_iter()
+            .zip(infos)
+            .map(|(node, info)| NodeInfoBody {
+                node,
+                online: info.is_some(),
+                address: info.as_ref().map(|i| i.address.to_string()),
+                ports: info.as_ref().map_or(0, |i| i.ports),
+            })
+            .collect(),
+    }))
+}
+
+/// Relet.
+pub fn relet(switch: &mut Switch, node: &str, now: u64) -> Result<ResponseBody, ApiError> {
+    let lease_deadline = switch.relet(node, now)?;
+    Ok(ResponseBody::Relet(ReletResponse {
+        lease_deadline,
+        lease_ms: switch.nodes().lease_ms(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        assert_eq!(
+            route("POST", "/v1/nodes/n%3A1/ports"),
+            Ok(Route::RegPort { node: "n:1".into() })
+        );
+        assert_eq!(
+            route("DELETE", "/v1/nodes/n1/ports?x=1"),
+            Ok(Route::UnRegPort { node: "n1".into() })
+        );
+        assert_eq!(route("POST", "/v1/messages"), Ok(Route::SendMsg));
+        assert_eq!(route("POST", "/v1/ports/query"), Ok(Route::QueryPort));
+        assert_eq!(route("POST", "/v1/nodes/query"), Ok(Route::QueryNode));
+        assert_eq!(
+            route("POST", "/v1/nodes/n1/relet"),
+            Ok(Route::Relet { node: "n1".into() })
+        );
+        assert_eq!(route("GET", "/v1/messages").unwrap_err().status(), 405);
+        assert_eq!(route("POST", "/v2/messages").unwrap_err().status(), 404);
+        assert_eq!(
+            route("POST", "/v1/nodes/%zz/ports").unwrap_err().status(),
+            400
+        );
+    }
+
+    #[test]
+    fn ws_request_shapes() {
+        let r: WsRequest =
+            serde_json::from_str(r#"{"op":"regport","id":1,"ports":["a"],"subscribe":true}"#)
+                .unwrap();
+        assert_eq!(
+            r,
+            WsRequest::Regport {
+                id: 1,
+                body: RegPortRequest {
+                    ports: vec!["a".into()],
+                    subscribe: true
+                }
+            }
+        );
+        let r: WsRequest = serde_json::from_str(r#"{"op":"relet","id":7}"#).unwrap();
+        assert_eq!(r, WsRequest::Relet { id: 7 });
+        let reply = WsReply {
+            id: 3,
+            body: ResponseBody::SendMsg(SendMsgResponse {
+                delivered: 2,
+                dropped: 1,
+            }),
+        };
+        assert_eq!(
+            serde_json::to_string(&reply).unwrap(),
+            r#"{"id":3,"delivered":2,"dropped":1}"#
+        );
+    }
+}

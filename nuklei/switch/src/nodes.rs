@@ -1,0 +1,571 @@
+//! The node registry ("node home"): node id ↔ dense index, address, receiving connection,
+//! lease, outbound push queue with a byte limit, and per-node port count.
+//!
+//! A node exists in the registry while it has a receiving connection (WaitMsg) and is removed
+//! ([`NodeRegistry::forget`]) once it went offline and its ports were released, so indices are
+//! reused. Every WaitMsg starts a new **session**, numbered from one counter for the whole
+//! registry, so a `(node index, session)` pair never refers to two incarnations of a node, even
+//! after index reuse — subscriptions and anything else kept elsewhere use that pair.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::sync::Arc;
+
+use hashbrown::HashMap;
+
+use crate::ports::NodeIdx;
+
+/// Id of a connection, chosen by the caller (e.g. the HTTP/WebSocket layer's stream id).
+pub type ConnId = u64;
+
+/// Why a port was released, as told to subscribers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReleaseReason {
+    /// The owner unregistered it.
+    Unregistered,
+    /// The owner went offline (lease expired, receiving connection closed, slow consumer).
+    NodeOffline,
+    /// The owner opened a new receiving connection, which drops all its ports.
+    Replaced,
+}
+
+impl ReleaseReason {
+    /// The wire name: `unregistered`, `node_offline` or `replaced`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReleaseReason::Unregistered => "unregistered",
+            ReleaseReason::NodeOffline => "node_offline",
+            ReleaseReason::Replaced => "replaced",
+        }
+    }
+}
+
+/// One push queued for a node's receiving connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Push {
+    /// A message sent to `port` (`""` for a broadcast).
+    Msg {
+        /// Target port.
+        port: Arc<str>,
+        /// Opaque body.
+        body: Arc<str>,
+    },
+    /// A port the node subscribed to was released.
+    Released {
+        /// The released port.
+        port: Arc<str>,
+        /// Why.
+        reason: ReleaseReason,
+    },
+}
+
+impl Push {
+    /// Bytes this push is charged against the queue limit: the bytes it will take on the wire
+    /// without JSON escaping (escaping may add some).
+    pub fn cost(&self) -> usize {
+        match self {
+            // {"type":"msg","port":"","body":""},
+            Push::Msg { port, body } => 35 + port.len() + body.len(),
+            // {"type":"released","port":"","reason":"node_offline"},
+            Push::Released { port, reason } => 42 + port.len() + reason.as_str().len(),
+        }
+    }
+
+    /// Append this push as one JSON object.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Push::Msg { port, body } => {
+                out.extend_from_slice(br#"{"type":"msg","port":"#);
+                json_string(out, port);
+                out.extend_from_slice(br#","body":"#);
+                json_string(out, body);
+                out.push(b'}');
+            }
+            Push::Released { port, reason } => {
+                out.extend_from_slice(br#"{"type":"released","port":"#);
+                json_string(out, port);
+                out.extend_from_slice(br#","reason":""#);
+                out.extend_from_slice(reason.as_str().as_bytes());
+                out.extend_from_slice(b"\"}");
+            }
+        }
+    }
+}
+
+/// Append `s` as a JSON string literal.
+pub(crate) fn json_string(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f => &[],
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        if esc.is_empty() {
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[(b >> 4) as usize]);
+            out.push(HEX[(b & 15) as usize]);
+        } else {
+            out.extend_from_slice(esc);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+/// Connection state of a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeState {
+    /// Has a receiving connection.
+    Online {
+        /// The receiving connection.
+        conn: ConnId,
+    },
+    /// No receiving connection.
+    Offline,
+}
+
+/// One node's record.
+#[derive(Debug)]
+pub struct Node {
+    id: Arc<str>,
+    address: Arc<str>,
+    state: NodeState,
+    session: u64,
+    lease_deadline: u64,
+    queue: VecDeque<Push>,
+    queued_bytes: usize,
+    ports: usize,
+}
+
+impl Node {
+    /// The node id.
+    pub fn id(&self) -> &Arc<str> {
+        &self.id
+    }
+    /// The address the node announced.
+    pub fn address(&self) -> &Arc<str> {
+        &self.address
+    }
+    /// Online (with its receiving connection) or offline.
+    pub fn state(&self) -> NodeState {
+        self.state
+    }
+    /// The receiving connection, if online.
+    pub fn conn(&self) -> Option<ConnId> {
+        match self.state {
+            NodeState::Online { conn } => Some(conn),
+            NodeState::Offline => None,
+        }
+    }
+    /// The current session number.
+    pub fn session(&self) -> u64 {
+        self.session
+    }
+    /// When the lease runs out (milliseconds, caller's clock).
+    pub fn lease_deadline(&self) -> u64 {
+        self.lease_deadline
+    }
+    /// Bytes queued for the receiving connection.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes
+    }
+    /// Pushes queued for the receiving connection.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+    /// Ports held (all shards).
+    pub fn ports(&self) -> usize {
+        self.ports
+    }
+}
+
+/// Result of [`NodeRegistry::push`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PushOutcome {
+    /// Queued; `first` is true when the queue was empty before (the caller should schedule a
+    /// drain of this node).
+    Queued {
+        /// The queue was empty.
+        first: bool,
+    },
+    /// The node has no receiving connection (or does not exist); nothing was queued.
+    Offline,
+    /// Queuing would exceed the byte limit; nothing was queued and the node should be
+    /// disconnected as a slow consumer.
+    SlowConsumer {
+        /// Bytes that would have been queued.
+        queued: usize,
+        /// The limit.
+        limit: usize,
+    },
+}
+
+/// Errors of node operations.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NodeError {
+    /// The node has no receiving connection.
+    #[error("node {0:?} has no receiving connection (call WaitMsg first)")]
+    NotOnline(String),
+}
+
+/// Result of a drain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Drained {
+    /// Pushes written.
+    pub pushes: usize,
+    /// Pushes still queued.
+    pub remaining: usize,
+}
+
+/// The node registry.
+#[derive(Debug)]
+pub struct NodeRegistry {
+    by_id: HashMap<Arc<str>, NodeIdx>,
+    by_conn: HashMap<ConnId, NodeIdx>,
+    nodes: Vec<Option<Node>>,
+    free: Vec<NodeIdx>,
+    leases: BinaryHeap<Reverse<(u64, NodeIdx, u64)>>,
+    next_session: u64,
+    lease_ms: u64,
+    max_queued_bytes: usize,
+    online: usize,
+}
+
+impl NodeRegistry {
+    /// A registry with the given lease duration and per-node queue limit.
+    pub fn new(lease_ms: u64, max_queued_bytes: usize) -> Self {
+        NodeRegistry {
+            by_id: HashMap::new(),
+            by_conn: HashMap::new(),
+            nodes: Vec::new(),
+            free: Vec::new(),
+            leases: BinaryHeap::new(),
+            next_session: 1,
+            lease_ms,
+            max_queued_bytes,
+            online: 0,
+        }
+    }
+
+    /// The lease duration in milliseconds.
+    pub fn lease_ms(&self) -> u64 {
+        self.lease_ms
+    }
+
+    /// Number of nodes with a receiving connection.
+    pub fn online(&self) -> usize {
+        self.online
+    }
+
+    /// Index of node `id`.
+    pub fn lookup(&self, id: &str) -> Option<NodeIdx> {
+        self.by_id.get(id).copied()
+    }
+
+    /// Node whose receiving connection is `conn`.
+    pub fn by_conn(&self, conn: ConnId) -> Option<NodeIdx> {
+        self.by_conn.get(&conn).copied()
+    }
+
+    /// The node at `idx`.
+    pub fn get(&self, idx: NodeIdx) -> Option<&Node> {
+        self.nodes.get(idx as usize).and_then(Option::as_ref)
+    }
+
+    fn get_mut(&mut self, idx: NodeIdx) -> Option<&mut Node> {
+        self.nodes.get_mut(idx as usize).and_then(Option::as_mut)
+    }
+
+    /// The node's index if it is online in `session`.
+    pub fn in_session(&self, idx: NodeIdx, session: u64) -> bool {
+        self.get(idx)
+            .is_some_and(|n| n.session == session && n.conn().is_some())
+    }
+
+    /// Indices of every online node, in index order.
+    pub fn online_nodes(&self) -> impl Iterator<Item = NodeIdx> + '_ {
+        self.nodes.iter().enumerate().filter_map(|(i, n)| {
+            n.as_ref()
+                .filter(|n| n.conn().is_some())
+                .map(|_| i as NodeIdx)
+        })
+    }
+
+    /// Get or create node `id` (created offline).
+    pub fn intern(&mut self, id: &str) -> NodeIdx {
+        if let Some(&idx) = self.by_id.get(id) {
+            return idx;
+        }
+        let id: Arc<str> = Arc::from(id);
+        let node = Node {
+            id: id.clone(),
+            address: Arc::from(""),
+            state: NodeState::Offline,
+            session: 0,
+            lease_deadline: 0,
+            queue: VecDeque::new(),
+            queued_bytes: 0,
+            ports: 0,
+        };
+        let idx = if let Some(idx) = self.free.pop() {
+            self.nodes[idx as usize] = Some(node);
+            idx
+        } else {
+            self.nodes.push(Some(node));
+            (self.nodes.len() - 1) as NodeIdx
+        };
+        self.by_id.insert(id, idx);
+        idx
+    }
+
+    /// Bring `idx` online on `conn` with a new session and a fresh lease; returns the new
+    /// session. The node must be offline (the caller closes a previous connection first).
+    pub fn connect(&mut self, idx: NodeIdx, conn: ConnId, address: &str, now: u64) -> u64 {
+        let session = self.next_session;
+        self.next_session += 1;
+        let deadline = now.saturating_add(self.lease_ms);
+        let prev = self.get(idx).and_then(Node::conn);
+        if let Some(prev) = prev {
+            self.disconnect(idx);
+            debug_assert_ne!(prev, conn);
+        }
+        let Some(node) = self.get_mut(idx) else {
+            return 0;
+        };
+        if node.address.as_ref() != address {
+            node.address = Arc::from(address);
+        }
+        node.state = NodeState::Online { conn };
+        node.session = session;
+        node.lease_deadline = deadline;
+        self.online += 1;
+        self.by_conn.insert(conn, idx);
+        self.leases.push(Reverse((deadline, idx, session)));
+        session
+    }
+
+    /// Take `idx` offline: forget its connection and drop its queue. Returns the connection it
+    /// had, if it was online.
+    pub fn disconnect(&mut self, idx: NodeIdx) -> Option<ConnId> {
+        let node = self.get_mut(idx)?;
+        let conn = node.conn()?;
+        node.state = NodeState::Offline;
+        node.queue = VecDeque::new();
+        node.queued_bytes = 0;
+        self.online -= 1;
+        self.by_conn.remove(&conn);
+        Some(conn)
+    }
+
+    /// Remove an offline node from the registry (its index may be reused). Returns false if it
+    /// is online or unknown.
+    pub fn forget(&mut self, idx: NodeIdx) -> bool {
+        match self.get(idx) {
+            Some(n) if n.conn().is_none() => {
+                let id = n.id.clone();
+                self.by_id.remove(&id);
+                self.nodes[idx as usize] = None;
+                self.free.push(idx);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Extend the lease of an online node; returns the new deadline.
+    pub fn relet(&mut self, idx: NodeIdx, now: u64) -> Result<u64, NodeError> {
+        let lease_ms = self.lease_ms;
+        let Some(node) = self.get_mut(idx).filter(|n| n.conn().is_some()) else {
+            let id = self.get(idx).map_or_else(String::new, |n| n.id.to_string());
+            return Err(NodeError::NotOnline(id));
+        };
+        let deadline = now.saturating_add(lease_ms);
+        node.lease_deadline = deadline;
+        let session = node.session;
+        self.leases.push(Reverse((deadline, idx, session)));
+        Ok(deadline)
+    }
+
+    /// Online nodes whose lease ran out at `now` (deadline ≤ now). Each expiry is reported
+    /// once; the caller takes them offline.
+    pub fn expired(&mut self, now: u64) -> Vec<NodeIdx> {
+        let mut out = Vec::new();
+        while let Some(&Reverse((deadline, idx, session))) = self.leases.peek() {
+            if deadline > now {
+                break;
+            }
+            self.leases.pop();
+            if self.get(idx).is_some_and(|n| {
+                n.session == session && n.lease_deadline == deadline && n.conn().is_some()
+            }) {
+                out.push(idx);
+            }
+        }
+        out
+    }
+
+    /// Queue a push for an online node.
+    pub fn push(&mut self, idx: NodeIdx, push: Push) -> PushOutcome {
+        let limit = self.max_queued_bytes;
+        let Some(node) = self.get_mut(idx).filter(|n| n.conn().is_some()) else {
+            return PushOutcome::Offline;
+        };
+        let queued = node.queued_bytes + push.cost();
+        if queued > limit {
+            return PushOutcome::SlowConsumer { queued, limit };
+        }
+        let first = node.queue.is_empty();
+        node.queued_bytes = queued;
+        node.queue.push_back(push);
+        PushOutcome::Queued { first }
+    }
+
+    /// Take the oldest push of a node.
+    pub fn pop(&mut self, idx: NodeIdx) -> Option<Push> {
+        let node = self.get_mut(idx)?;
+        let push = node.queue.pop_front()?;
+        node.queued_bytes -= push.cost();
+        Some(push)
+    }
+
+    /// Encode the oldest pushes of a node as one JSON array into `out`, taking as many as fit in
+    /// `max_bytes` (at least one, so a push larger than `max_bytes` still gets out). Nothing is
+    /// written if the queue is empty.
+    pub fn drain(&mut self, idx: NodeIdx, max_bytes: usize, out: &mut Vec<u8>) -> Drained {
+        let Some(node) = self.get_mut(idx) else {
+            return Drained::default();
+        };
+        if node.queue.is_empty() {
+            return Drained::default();
+        }
+        let start = out.len();
+        out.push(b'[');
+        let mut pushes = 0;
+        while let Some(push) = node.queue.front() {
+            let mark = out.len();
+            if pushes > 0 {
+                out.push(b',');
+            }
+            push.encode(out);
+            if pushes > 0 && out.len() - start + 1 > max_bytes {
+                out.truncate(mark);
+                break;
+            }
+            node.queued_bytes -= push.cost();
+            node.queue.pop_front();
+            pushes += 1;
+        }
+        out.push(b']');
+        Drained {
+            pushes,
+            remaining: node.queue.len(),
+        }
+    }
+
+    /// Add (or with a negative delta, remove) ports to a node's count.
+    pub fn add_ports(&mut self, idx: NodeIdx, delta: isize) {
+        if let Some(n) = self.get_mut(idx) {
+            n.ports = n.ports.saturating_add_signed(delta);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(port: &str, body: &str) -> Push {
+        Push::Msg {
+            port: Arc::from(port),
+            body: Arc::from(body),
+        }
+    }
+
+    #[test]
+    fn lease_expires_once_and_relet_extends() {
+        let mut r = NodeRegistry::new(1000, 1 << 20);
+        let a = r.intern("a");
+        let b = r.intern("b");
+        r.connect(a, 1, "10.0.0.1:80", 0);
+        r.connect(b, 2, "10.0.0.2:80", 0);
+        assert_eq!(r.relet(b, 500), Ok(1500));
+        assert_eq!(r.expired(999), Vec::<NodeIdx>::new());
+        assert_eq!(r.expired(1000), vec![a]);
+        assert_eq!(r.expired(1000), Vec::<NodeIdx>::new());
+        assert_eq!(r.expired(1500), vec![b]);
+        r.disconnect(a);
+        assert_eq!(r.relet(a, 2000), Err(NodeError::NotOnline("a".into())));
+    }
+
+    #[test]
+    fn queue_limit_and_drain() {
+        let mut r = NodeRegistry::new(1000, 200);
+        let a = r.intern("a");
+        assert_eq!(r.push(a, msg("p", "x")), PushOutcome::Offline);
+        r.connect(a, 1, "addr", 0);
+        assert_eq!(
+            r.push(a, msg("p", "x")),
+            PushOutcome::Queued { first: true }
+        );
+        assert_eq!(
+            r.push(a, msg("p", "a\"b\n")),
+            PushOutcome::Queued { first: false }
+        );
+        let big = "y".repeat(200);
+        assert!(matches!(
+            r.push(a, msg("p", &big)),
+            PushOutcome::SlowConsumer { limit: 200, .. }
+        ));
+        let mut out = Vec::new();
+        let d = r.drain(a, 1 << 20, &mut out);
+        assert_eq!(
+            d,
+            Drained {
+                pushes: 2,
+                remaining: 0
+            }
+        );
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text,
+            r#"[{"type":"msg","port":"p","body":"x"},{"type":"msg","port":"p","body":"a\"b\n"}]"#
+        );
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v[1]["body"], "a\"b\n");
+        assert_eq!(r.get(a).unwrap().queued_bytes(), 0);
+    }
+
+    #[test]
+    fn json_string_escapes_controls() {
+        let mut out = Vec::new();
+        json_string(&mut out, "a\u{1}é\\\t");
+        let s = String::from_utf8(out).unwrap();
+        assert_eq!(s, "\"a\\u0001é\\\\\\t\"");
+        assert_eq!(serde_json::from_str::<String>(&s).unwrap(), "a\u{1}é\\\t");
+    }
+
+    #[test]
+    fn cost_matches_unescaped_encoding() {
+        for p in [
+            msg("port", "body"),
+            Push::Released {
+                port: Arc::from("q"),
+                reason: ReleaseReason::NodeOffline,
+            },
+        ] {
+            let mut out = Vec::new();
+            p.encode(&mut out);
+            assert_eq!(out.len() + 1, p.cost());
+        }
+    }
+}

@@ -1,0 +1,988 @@
+//! The port switch state machine (BYPSS) for one process: typed commands in, typed outputs and
+//! per-node push queues out. Sans-I/O and single-threaded: no sockets, threads or clocks; the
+//! caller passes `now` (milliseconds on any monotonic clock) where time matters.
+//!
+//! # Decomposition
+//!
+//! State splits into two kinds of owner:
+//!
+//! * **Port shards** ([`PortShard`]) — the port table, partitioned by [`shard_of`] on the port
+//!   name. A shard knows port → owner *node index*, the per-node port lists (for release on node
+//!   death) and release subscriptions. It knows nothing about connections or queues, and is
+//!   usable on its own.
+//! * **Node home** ([`NodeRegistry`]) — for each node: id ↔ index, announced address, receiving
+//!   connection, session, lease, port count and the **outbound push queue**. All pushes for a
+//!   node go through this one place, which is what makes per-node FIFO order and
+//!   no-duplicates a local property: a push is appended exactly once, to one queue, and
+//!   drained in order.
+//!
+//! A request flows *resolve on shards, then act at the node home*:
+//!
+//! * RegPort / UnRegPort / QueryPort are split by port hash; each shard returns per-port
+//!   results (success, owner index, subscribers of a released port), and the node home turns
+//!   owner indices into ids and addresses and queues release notifications.
+//! * SendMsg resolves each target port to its owner on its shard, then appends the messages to
+//!   the owners' queues **in the order the sender listed them**. When shards run on other cores,
+//!   the request handler first collects the owner of every target (one round trip per shard,
+//!   in parallel), and only then walks the batch in its original order and enqueues — so a
+//!   batch spanning shards cannot be reordered by which shard answered first. Two requests are
+//!   ordered by the order in which their enqueue steps run at the node home, which is the only
+//!   order a receiver can observe. (A port that changes owner between resolve and enqueue is
+//!   the same race as a message sent just before an unregister; the message goes to the owner
+//!   at resolve time — the owner of record when it was sent.)
+//! * Node death (lease expiry, closed or replaced receiving connection, slow consumer) starts at
+//!   the node home (which drops the queue and bumps nothing else), fans out `release_all` to
+//!   every shard, and routes their subscriber lists back to the subscribers' homes.
+//!
+//! This type, [`Switch`], runs the node home and N shards in one thread, which is the complete
+//! single-process implementation; with fission the same pieces are placed on different cores and
+//! the calls between them become stream messages.
+
+use std::sync::Arc;
+
+use crate::limits::{LimitError, Limits};
+use crate::nodes::{ConnId, Drained, Node, NodeRegistry, Push, PushOutcome, ReleaseReason};
+use crate::ports::{
+    shard_of, NodeIdx, Outcome, PortShard, RegisterError, SubscribeOutcome, Subscriber,
+};
+
+/// Switch configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Lease duration: a node that does not relet within this many milliseconds goes offline.
+    pub lease_ms: u64,
+    /// Number of port shards (at least 1).
+    pub shards: usize,
+    /// Size limits.
+    pub limits: Limits,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            lease_ms: 10_000,
+            shards: 1,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Why the switch asks the caller to close a receiving connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The node opened a new receiving connection.
+    Replaced,
+    /// The node did not relet in time.
+    LeaseExpired,
+    /// The node's outbound queue exceeded its byte limit.
+    SlowConsumer {
+        /// Bytes that would have been queued.
+        queued: usize,
+        /// The limit.
+        limit: usize,
+    },
+}
+
+impl std::fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CloseReason::Replaced => f.write_str("replaced by a new receiving connection"),
+            CloseReason::LeaseExpired => f.write_str("lease expired"),
+            CloseReason::SlowConsumer { queued, limit } => write!(
+                f,
+                "slow consumer: {queued} bytes would be queued, the limit is {limit} bytes"
+            ),
+        }
+    }
+}
+
+/// Something the caller must do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// A node's queue went from empty to non-empty: drain it ([`Switch::drain`]) to its
+    /// receiving connection `conn` when that connection can take data. Emitted once per
+    /// empty→non-empty transition.
+    Pending {
+        /// The node.
+        node: NodeIdx,
+        /// Its receiving connection.
+        conn: ConnId,
+    },
+    /// Close this receiving connection, telling the peer `reason`. The node is already offline
+    /// and its ports released; a later `connection_closed(conn)` is ignored.
+    Close {
+        /// The node id.
+        node: Arc<str>,
+        /// The connection.
+        conn: ConnId,
+        /// Why.
+        reason: CloseReason,
+    },
+}
+
+/// Errors of switch commands. Every error leaves the switch unchanged.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SwitchError {
+    /// A limit was exceeded.
+    #[error(transparent)]
+    Limit(#[from] LimitError),
+    /// The node has no receiving connection.
+    #[error("node {0:?} has no receiving connection (call WaitMsg first)")]
+    NotOnline(String),
+    /// A port name was empty where a port is required.
+    #[error("the empty port name is reserved for broadcast")]
+    EmptyPortName,
+    /// A node id was empty.
+    #[error("node id must not be empty")]
+    EmptyNodeId,
+    /// The connection already receives for another node.
+    #[error("connection {conn} is already the receiving connection of node {node:?}")]
+    ConnectionInUse {
+        /// The connection.
+        conn: ConnId,
+        /// The node it receives for.
+        node: String,
+    },
+    /// A port shard ran out of 32-bit address space.
+    #[error("port table shard is full")]
+    ShardFull,
+}
+
+/// A new receiving session ([`Switch::wait_msg`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Session {
+    /// The node's index (stable while it is online).
+    pub node: NodeIdx,
+    /// Session number, unique in this switch.
+    pub session: u64,
+    /// Lease deadline (ms).
+    pub lease_deadline: u64,
+    /// True if an older receiving connection was replaced.
+    pub replaced: bool,
+}
+
+/// A port that could not be registered, with its owner: a failed registration is discovery.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FailedPort {
+    /// Position of the port in the request.
+    pub index: usize,
+    /// The owner's node id.
+    pub owner: Arc<str>,
+    /// The owner's address.
+    pub address: Arc<str>,
+}
+
+/// Result of RegPort.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RegPortReply {
+    /// Ports newly registered by this request (re-registrations of own ports not counted).
+    pub registered: usize,
+    /// Ports owned by another node.
+    pub failed: Vec<FailedPort>,
+}
+
+/// Result of UnRegPort: positions in the request.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UnRegPortReply {
+    /// Released.
+    pub released: Vec<usize>,
+    /// Owned by another node (left alone).
+    pub not_owned: Vec<usize>,
+    /// Not registered.
+    pub unknown: Vec<usize>,
+}
+
+/// Result of SendMsg.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SendReport {
+    /// Pushes queued.
+    pub delivered: u64,
+    /// Targets dropped (unknown port, owner offline, or owner disconnected as slow consumer).
+    pub dropped: u64,
+}
+
+impl std::ops::AddAssign for SendReport {
+    fn add_assign(&mut self, rhs: Self) {
+        self.delivered += rhs.delivered;
+        self.dropped += rhs.dropped;
+    }
+}
+
+/// Owner of a port (QueryPort).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortOwner {
+    /// Owner node id.
+    pub node: Arc<str>,
+    /// Owner address.
+    pub address: Arc<str>,
+}
+
+/// An online node (QueryNode).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeInfo {
+    /// Node id.
+    pub node: Arc<str>,
+    /// Announced address.
+    pub address: Arc<str>,
+    /// Ports held.
+    pub ports: usize,
+    /// Lease deadline (ms).
+    pub lease_deadline: u64,
+    /// Bytes queued for its receiving connection.
+    pub queued_bytes: usize,
+}
+
+/// Counters; see [`Switch::metrics`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Metrics {
+    /// Ports registered now.
+    pub ports: u64,
+    /// Nodes with a receiving connection now.
+    pub nodes_online: u64,
+    /// Ports newly registered (total).
+    pub registrations: u64,
+    /// Registrations refused because another node owns the port.
+    pub registration_conflicts: u64,
+    /// Ports released, any reason.
+    pub releases: u64,
+    /// Release notifications queued.
+    pub release_notifications: u64,
+    /// Message pushes queued.
+    pub messages_sent: u64,
+    /// Message targets dropped.
+    pub messages_dropped: u64,
+    /// Nodes disconnected as slow consumers.
+    pub slow_consumer_disconnects: u64,
+    /// Nodes whose lease expired.
+    pub lease_expiries: u64,
+    /// Receiving connections replaced by a new WaitMsg.
+    pub replaced_connections: u64,
+}
+
+/// A typed command, for callers that prefer one entry point ([`Switch::handle`]).
+#[derive(Clone, Debug)]
+pub enum Command<'a> {
+    /// Open the node's receiving connection.
+    WaitMsg {
+        /// Node id.
+        node: &'a str,
+        /// Address it announces.
+        address: &'a str,
+        /// The connection.
+        conn: ConnId,
+        /// Now (ms).
+        now: u64,
+    },
+    /// Heartbeat.
+    Relet {
+        /// Node id.
+        node: &'a str,
+        /// Now (ms).
+        now: u64,
+    },
+    /// A connection closed.
+    ConnectionClosed {
+        /// The connection.
+        conn: ConnId,
+    },
+    /// Time passed.
+    Tick {
+        /// Now (ms).
+        now: u64,
+    },
+    /// Register ports.
+    RegPort {
+        /// Node id.
+        node: &'a str,
+        /// Ports.
+        ports: &'a [String],
+        /// Subscribe to the release of ports that failed.
+        subscribe: bool,
+    },
+    /// Release ports.
+    UnRegPort {
+        /// Node id.
+        node: &'a str,
+        /// Ports.
+        ports: &'a [String],
+    },
+    /// Send messages: each `(targets, body)`; a target `""` broadcasts.
+    SendMsg {
+        /// The batch.
+        messages: &'a [(Vec<String>, String)],
+    },
+    /// Owners of ports.
+    QueryPort {
+        /// Ports.
+        ports: &'a [String],
+    },
+    /// Online nodes.
+    QueryNode {
+        /// Node ids.
+        nodes: &'a [String],
+    },
+}
+
+/// Reply to a [`Command`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// WaitMsg.
+    WaitMsg(Session),
+    /// Relet: the new lease deadline.
+    Relet(u64),
+    /// ConnectionClosed: whether it was a receiving connection.
+    ConnectionClosed(bool),
+    /// Tick: nodes whose lease expired.
+    Tick(usize),
+    /// RegPort.
+    RegPort(RegPortReply),
+    /// UnRegPort.
+    UnRegPort(UnRegPortReply),
+    /// SendMsg.
+    SendMsg(SendReport),
+    /// QueryPort, in request order.
+    QueryPort(Vec<Option<PortOwner>>),
+    /// QueryNode, in request order.
+    QueryNode(Vec<Option<NodeInfo>>),
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Cause {
+    Closed,
+    LeaseExpired,
+    SlowConsumer { queued: usize, limit: usize },
+}
+
+/// The port switch: node home plus N port shards, in one thread.
+#[derive(Debug)]
+pub struct Switch {
+    limits: Limits,
+    nodes: NodeRegistry,
+    shards: Vec<PortShard>,
+    metrics: Metrics,
+}
+
+impl Default for Switch {
+    fn default() -> Self {
+        Self::new(Config::default())
+    }
+}
+
+impl Switch {
+    /// A switch with `config`.
+    pub fn new(config: Config) -> Self {
+        let shards = config.shards.max(1);
+        Switch {
+            nodes: NodeRegistry::new(config.lease_ms, config.limits.max_queued_bytes),
+            limits: config.limits,
+            shards: (0..shards)
+                .map(|i| PortShard::with_seed(0x9e37_79b9_7f4a_7c15 ^ i as u64))
+                .collect(),
+            metrics: Metrics::default(),
+        }
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The node registry (read-only).
+    pub fn nodes(&self) -> &NodeRegistry {
+        &self.nodes
+    }
+
+    /// The port shards (read-only).
+    pub fn shards(&self) -> &[PortShard] {
+        &self.shards
+    }
+
+    /// The node record at `idx`.
+    pub fn node(&self, idx: NodeIdx) -> Option<&Node> {
+        self.nodes.get(idx)
+    }
+
+    /// The index of node `id`.
+    pub fn node_index(&self, id: &str) -> Option<NodeIdx> {
+        self.nodes.lookup(id)
+    }
+
+    /// Counters and gauges.
+    pub fn metrics(&self) -> Metrics {
+        Metrics {
+            ports: self.shards.iter().map(|s| s.len() as u64).sum(),
+            nodes_online: self.nodes.online() as u64,
+            ..self.metrics
+        }
+    }
+
+    /// Run one command.
+    pub fn handle(
+        &mut self,
+        cmd: Command<'_>,
+        out: &mut Vec<Output>,
+    ) -> Result<Reply, SwitchError> {
+        Ok(match cmd {
+            Command::WaitMsg {
+                node,
+                address,
+                conn,
+                now,
+            } => Reply::WaitMsg(self.wait_msg(node, address, conn, now, out)?),
+            Command::Relet { node, now } => Reply::Relet(self.relet(node, now)?),
+            Command::ConnectionClosed { conn } => {
+                Reply::ConnectionClosed(self.connection_closed(conn, out))
+            }
+            Command::Tick { now } => Reply::Tick(self.tick(now, out)),
+            Command::RegPort {
+                node,
+                ports,
+                subscribe,
+            } => Reply::RegPort(self.reg_port(node, ports, subscribe, out)?),
+            Command::UnRegPort { node, ports } => {
+                Reply::UnRegPort(self.unreg_port(node, ports, out)?)
+            }
+            Command::SendMsg { messages } => Reply::SendMsg(self.send_msg(
+                messages.iter().map(|(p, b)| (p.as_slice(), b.as_str())),
+                out,
+            )?),
+            Command::QueryPort { ports } => Reply::QueryPort(self.query_port(ports)?),
+            Command::QueryNode { nodes } => Reply::QueryNode(self.query_node(nodes)?),
+        })
+    }
+
+    /// WaitMsg: `conn` becomes the receiving connection of `node`, which announces `address`.
+    /// A previous receiving connection of the node is closed (`Output::Close` with
+    /// [`CloseReason::Replaced`]) and all the node's ports are released (reason `replaced`).
+    /// Repeating WaitMsg on the node's current connection only renews the lease.
+    pub fn wait_msg(
+        &mut self,
+        node: &str,
+        address: &str,
+        conn: ConnId,
+        now: u64,
+        out: &mut Vec<Output>,
+    ) -> Result<Session, SwitchError> {
+        if node.is_empty() {
+            return Err(SwitchError::EmptyNodeId);
+        }
+        self.limits.check_node_id(node)?;
+        self.limits.check_address(address)?;
+        if let Some(other) = self.nodes.by_conn(conn) {
+            let other = self.nodes.get(other).map(|n| n.id().clone());
+            match other {
+                Some(id) if id.as_ref() == node => {
+                    let idx = self.nodes.lookup(node).unwrap_or_default();
+                    let lease_deadline = self.relet(node, now)?;
+                    let session = self.nodes.get(idx).map_or(0, Node::session);
+                    return Ok(Session {
+                        node: idx,
+                        session,
+                        lease_deadline,
+                        replaced: false,
+                    });
+                }
+                other => {
+                    return Err(SwitchError::ConnectionInUse {
+                        conn,
+                        node: other.map(|s| s.to_string()).unwrap_or_default(),
+                    })
+                }
+            }
+        }
+        let idx = self.nodes.intern(node);
+        let mut replaced = false;
+        if let Some(old) = self.nodes.disconnect(idx) {
+            replaced = true;
+            self.metrics.replaced_connections += 1;
+            out.push(Output::Close {
+                node: self
+                    .nodes
+                    .get(idx)
+                    .map(|n| n.id().clone())
+                    .unwrap_or_default(),
+                conn: old,
+                reason: CloseReason::Replaced,
+            });
+            let mut work = Vec::new();
+            self.release_node_ports(idx, ReleaseReason::Replaced, &mut work, out);
+            self.run_offline(work, out);
+        }
+        let session = self.nodes.connect(idx, conn, address, now);
+        let lease_deadline = self.nodes.get(idx).map_or(0, Node::lease_deadline);
+        Ok(Session {
+            node: idx,
+            session,
+            lease_deadline,
+            replaced,
+        })
+    }
+
+    /// Relet: extend the lease of an online node; returns the new deadline.
+    pub fn relet(&mut self, node: &str, now: u64) -> Result<u64, SwitchError> {
+        let idx = self.online_index(node)?;
+        self.nodes
+            .relet(idx, now)
+            .map_err(|_| SwitchError::NotOnline(node.to_string()))
+    }
+
+    /// A connection closed. If it was a node's receiving connection, the node goes offline and
+    /// its ports are released (reason `node_offline`). Returns whether it was one.
+    pub fn connection_closed(&mut self, conn: ConnId, out: &mut Vec<Output>) -> bool {
+        match self.nodes.by_conn(conn) {
+            Some(idx) => {
+                self.run_offline(vec![(idx, Cause::Closed)], out);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Time is `now`: nodes whose lease ran out go offline (their connections are closed with
+    /// [`CloseReason::LeaseExpired`], their ports released). Returns how many.
+    pub fn tick(&mut self, now: u64, out: &mut Vec<Output>) -> usize {
+        let expired = self.nodes.expired(now);
+        let n = expired.len();
+        self.metrics.lease_expiries += n as u64;
+        self.run_offline(
+            expired
+                .into_iter()
+                .map(|i| (i, Cause::LeaseExpired))
+                .collect(),
+            out,
+        );
+        n
+    }
+
+    /// The earliest lease deadline that could expire, if any node is online: call [`tick`]
+    /// no later than this.
+    ///
+    /// [`tick`]: Switch::tick
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.nodes
+            .online_nodes()
+            .filter_map(|i| self.nodes.get(i).map(Node::lease_deadline))
+            .min()
+    }
+
+    /// RegPort: register `ports` for `node` (which must be online). Ports the node already owns
+    /// succeed again; ports owned by another node are returned with owner id and address, and
+    /// with `subscribe` the node is subscribed to their release. Validation failures and the
+    /// per-node port limit reject the whole request with no change.
+    pub fn reg_port<S: AsRef<str>>(
+        &mut self,
+        node: &str,
+        ports: &[S],
+        subscribe: bool,
+        out: &mut Vec<Output>,
+    ) -> Result<RegPortReply, SwitchError> {
+        let _ = out;
+        self.check_ports(ports)?;
+        let idx = self.online_index(node)?;
+        let (base, session) = self
+            .nodes
+            .get(idx)
+            .map_or((0, 0), |n| (n.ports(), n.session()));
+        let nshards = self.shards.len();
+        let mut new: Vec<u32> = Vec::new();
+        let mut failed: Vec<(usize, NodeIdx)> = Vec::new();
+        for (i, port) in ports.iter().enumerate() {
+            let port = port.as_ref();
+            let shard = &mut self.shards[shard_of(port.as_bytes(), nshards)];
+            let before = shard.len();
+            match shard.register(port, idx) {
+                Ok(()) => {
+                    if shard.len() != before {
+                        new.push(i as u32);
+                        if base + new.len() > self.limits.max_ports_per_node {
+                            let count = base + new.len();
+                            self.rollback(ports, &new, idx);
+                            return Err(LimitError::TooManyPortsForNode {
+                                count,
+                                limit: self.limits.max_ports_per_node,
+                            }
+                            .into());
+                        }
+                    }
+                }
+                Err(RegisterError::Owned(owner)) => failed.push((i, owner.0)),
+                Err(RegisterError::EmptyName) => {
+                    self.rollback(ports, &new, idx);
+                    return Err(SwitchError::EmptyPortName);
+                }
+                Err(RegisterError::NameTooLong(len)) => {
+                    self.rollback(ports, &new, idx);
+                    return Err(LimitError::PortNameTooLong {
+                        len,
+                        limit: self.limits.max_port_name_len,
+                    }
+                    .into());
+                }
+                Err(RegisterError::ShardFull) => {
+                    self.rollback(ports, &new, idx);
+                    return Err(SwitchError::ShardFull);
+                }
+            }
+        }
+        self.nodes.add_ports(idx, new.len() as isize);
+        self.metrics.registrations += new.len() as u64;
+        self.metrics.registration_conflicts += failed.len() as u64;
+        let mut reply = RegPortReply {
+            registered: new.len(),
+            failed: Vec::with_capacity(failed.len()),
+        };
+        for (i, owner) in failed {
+            if subscribe {
+                let port = ports[i].as_ref();
+                let shard = &mut self.shards[shard_of(port.as_bytes(), nshards)];
+                let outcome = shard.subscribe(port, Subscriber { node: idx, session });
+                debug_assert_eq!(outcome, SubscribeOutcome::Subscribed(owner));
+            }
+            if let Some(n) = self.nodes.get(owner) {
+                reply.failed.push(FailedPort {
+                    index: i,
+                    owner: n.id().clone(),
+                    address: n.address().clone(),
+                });
+            }
+        }
+        Ok(reply)
+    }
+
+    fn rollback<S: AsRef<str>>(&mut self, ports: &[S], new: &[u32], idx: NodeIdx) {
+        let nshards = self.shards.len();
+        for &i in new {
+            let port = ports[i as usize].as_ref();
+            let outcome = self.shards[shard_of(port.as_bytes(), nshards)].unregister(port, idx);
+            debug_assert_eq!(outcome, Outcome::Released(Vec::new()));
+        }
+    }
+
+    /// UnRegPort: release those of `ports` that `node` owns; subscribers are notified (reason
+    /// `unregistered`). Ports owned by others are left alone.
+    pub fn unreg_port<S: AsRef<str>>(
+        &mut self,
+        node: &str,
+        ports: &[S],
+        out: &mut Vec<Output>,
+    ) -> Result<UnRegPortReply, SwitchError> {
+        self.check_ports(ports)?;
+        let idx = self.online_index(node)?;
+        let nshards = self.shards.len();
+        let mut reply = UnRegPortReply::default();
+        let mut work = Vec::new();
+        for (i, port) in ports.iter().enumerate() {
+            let port = port.as_ref();
+            match self.shards[shard_of(port.as_bytes(), nshards)].unregister(port, idx) {
+                Outcome::Released(subs) => {
+                    reply.released.push(i);
+                    if !subs.is_empty() {
+                        let port: Arc<str> = Arc::from(port);
+                        for s in subs {
+                            notify(
+                                &mut self.nodes,
+                                &mut self.metrics,
+                                s,
+                                &port,
+                                ReleaseReason::Unregistered,
+                                &mut work,
+                                out,
+                            );
+                        }
+                    }
+                }
+                Outcome::NotOwner(_) => reply.not_owned.push(i),
+                Outcome::Unknown => reply.unknown.push(i),
+            }
+        }
+        let n = reply.released.len();
+        self.nodes.add_ports(idx, -(n as isize));
+        self.metrics.releases += n as u64;
+        self.run_offline(work, out);
+        Ok(reply)
+    }
+
+    /// SendMsg: a batch of `(targets, body)`; each target port gets one push of `body` on its
+    /// owner's queue, in batch order; a target `""` pushes to every node with a receiving
+    /// connection. Unknown ports are dropped (counted). The whole batch is validated first.
+    pub fn send_msg<'b, S, I>(
+        &mut self,
+        batch: I,
+        out: &mut Vec<Output>,
+    ) -> Result<SendReport, SwitchError>
+    where
+        S: AsRef<str> + 'b,
+        I: IntoIterator<Item = (&'b [S], &'b str)> + Clone,
+    {
+        let mut targets = 0usize;
+        for (ports, body) in batch.clone() {
+            self.limits.check_body(body)?;
+            for p in ports {
+                self.limits.check_port_name(p.as_ref())?;
+            }
+            targets += ports.len();
+        }
+        self.limits.check_messages_in_request(targets)?;
+        let mut report = SendReport::default();
+        for (ports, body) in batch {
+            report += self.send_unchecked(ports, body, out);
+        }
+        Ok(report)
+    }
+
+    /// SendMsg of one body to `ports` (unicast, multicast, or `""` broadcast).
+    pub fn send<S: AsRef<str>>(
+        &mut self,
+        ports: &[S],
+        body: &str,
+        out: &mut Vec<Output>,
+    ) -> Result<SendReport, SwitchError> {
+        self.send_msg(std::iter::once((ports, body)), out)
+    }
+
+    fn send_unchecked<S: AsRef<str>>(
+        &mut self,
+        ports: &[S],
+        body: &str,
+        out: &mut Vec<Output>,
+    ) -> SendReport {
+        let body: Arc<str> = Arc::from(body);
+        let nshards = self.shards.len();
+        let mut report = SendReport::default();
+        let mut broadcast_port: Option<Arc<str>> = None;
+        for port in ports {
+            let port = port.as_ref();
+            if port.is_empty() {
+                let port = broadcast_port.get_or_insert_with(|| Arc::from("")).clone();
+                let targets: Vec<NodeIdx> = self.nodes.online_nodes().collect();
+                for t in targets {
+                    report += self.deliver(
+                        t,
+                        Push::Msg {
+                            port: port.clone(),
+                            body: body.clone(),
+                        },
+                        out,
+                    );
+                }
+            } else {
+                match self.shards[shard_of(port.as_bytes(), nshards)].owner(port) {
+                    Some(owner) => {
+                        report += self.deliver(
+                            owner,
+                            Push::Msg {
+                                port: Arc::from(port),
+                                body: body.clone(),
+                            },
+                            out,
+                        )
+                    }
+                    None => report.dropped += 1,
+                }
+            }
+        }
+        self.metrics.messages_sent += report.delivered;
+        self.metrics.messages_dropped += report.dropped;
+        report
+    }
+
+    fn deliver(&mut self, node: NodeIdx, push: Push, out: &mut Vec<Output>) -> SendReport {
+        match self.nodes.push(node, push) {
+            PushOutcome::Queued { first } => {
+                if first {
+                    if let Some(conn) = self.nodes.get(node).and_then(Node::conn) {
+                        out.push(Output::Pending { node, conn });
+                    }
+                }
+                SendReport {
+                    delivered: 1,
+                    dropped: 0,
+                }
+            }
+            PushOutcome::Offline => SendReport {
+                delivered: 0,
+                dropped: 1,
+            },
+            PushOutcome::SlowConsumer { queued, limit } => {
+                self.run_offline(vec![(node, Cause::SlowConsumer { queued, limit })], out);
+                SendReport {
+                    delivered: 0,
+                    dropped: 1,
+                }
+            }
+        }
+    }
+
+    /// QueryPort: owner id and address of each port, in request order.
+    pub fn query_port<S: AsRef<str>>(
+        &self,
+        ports: &[S],
+    ) -> Result<Vec<Option<PortOwner>>, SwitchError> {
+        self.limits.check_ports_in_request(ports.len())?;
+        let nshards = self.shards.len();
+        Ok(ports
+            .iter()
+            .map(|p| {
+                let p = p.as_ref();
+                self.shards[shard_of(p.as_bytes(), nshards)]
+                    .owner(p)
+                    .and_then(|o| self.nodes.get(o))
+                    .map(|n| PortOwner {
+                        node: n.id().clone(),
+                        address: n.address().clone(),
+                    })
+            })
+            .collect())
+    }
+
+    /// QueryNode: address and state of each node, in request order (`None`: offline/unknown).
+    pub fn query_node<S: AsRef<str>>(
+        &self,
+        nodes: &[S],
+    ) -> Result<Vec<Option<NodeInfo>>, SwitchError> {
+        self.limits.check_nodes_in_request(nodes.len())?;
+        Ok(nodes
+            .iter()
+            .map(|id| {
+                self.nodes
+                    .lookup(id.as_ref())
+                    .and_then(|i| self.nodes.get(i))
+                    .filter(|n| n.conn().is_some())
+                    .map(|n| NodeInfo {
+                        node: n.id().clone(),
+                        address: n.address().clone(),
+                        ports: n.ports(),
+                        lease_deadline: n.lease_deadline(),
+                        queued_bytes: n.queued_bytes(),
+                    })
+            })
+            .collect())
+    }
+
+    /// Encode the oldest pushes for `node` as one JSON array into `out` (as many as fit in
+    /// `max_bytes`, at least one), e.g.
+    /// `[{"type":"msg","port":"p","body":"..."},{"type":"released","port":"q","reason":"node_offline"}]`.
+    /// If pushes remain, call again when the connection can take more.
+    pub fn drain(&mut self, node: NodeIdx, max_bytes: usize, out: &mut Vec<u8>) -> Drained {
+        self.nodes.drain(node, max_bytes, out)
+    }
+
+    /// Take the oldest push for `node` (typed alternative to [`Switch::drain`]).
+    pub fn pop(&mut self, node: NodeIdx) -> Option<Push> {
+        self.nodes.pop(node)
+    }
+
+    fn online_index(&self, node: &str) -> Result<NodeIdx, SwitchError> {
+        self.nodes
+            .lookup(node)
+            .filter(|&i| self.nodes.get(i).and_then(Node::conn).is_some())
+            .ok_or_else(|| SwitchError::NotOnline(node.to_string()))
+    }
+
+    fn check_ports<S: AsRef<str>>(&self, ports: &[S]) -> Result<(), SwitchError> {
+        self.limits.check_ports_in_request(ports.len())?;
+        for p in ports {
+            let p = p.as_ref();
+            if p.is_empty() {
+                return Err(SwitchError::EmptyPortName);
+            }
+            self.limits.check_port_name(p)?;
+        }
+        Ok(())
+    }
+
+    /// Release every port of `idx` on every shard, notifying subscribers.
+    fn release_node_ports(
+        &mut self,
+        idx: NodeIdx,
+        reason: ReleaseReason,
+        work: &mut Vec<(NodeIdx, Cause)>,
+        out: &mut Vec<Output>,
+    ) {
+        let Switch {
+            shards,
+            nodes,
+            metrics,
+            ..
+        } = self;
+        let mut released = 0u64;
+        for shard in shards.iter_mut() {
+            released += u64::from(shard.release_all(idx, |name, subs| {
+                if !subs.is_empty() {
+                    let port: Arc<str> = Arc::from(name);
+                    for s in subs {
+                        notify(nodes, metrics, s, &port, reason, work, out);
+                    }
+                }
+            }));
+        }
+        nodes.add_ports(idx, -(released as isize));
+        metrics.releases += released;
+    }
+
+    /// Take nodes offline, including the cascade of subscribers that turn out to be slow
+    /// consumers while being notified.
+    fn run_offline(&mut self, mut work: Vec<(NodeIdx, Cause)>, out: &mut Vec<Output>) {
+        while let Some((idx, cause)) = work.pop() {
+            let Some(id) = self.nodes.get(idx).map(|n| n.id().clone()) else {
+                continue;
+            };
+            let Some(conn) = self.nodes.disconnect(idx) else {
+                continue;
+            };
+            let reason = match cause {
+                Cause::Closed => None,
+                Cause::LeaseExpired => Some(CloseReason::LeaseExpired),
+                Cause::SlowConsumer { queued, limit } => {
+                    self.metrics.slow_consumer_disconnects += 1;
+                    Some(CloseReason::SlowConsumer { queued, limit })
+                }
+            };
+            if let Some(reason) = reason {
+                out.push(Output::Close {
+                    node: id,
+                    conn,
+                    reason,
+                });
+            }
+            self.release_node_ports(idx, ReleaseReason::NodeOffline, &mut work, out);
+            self.nodes.forget(idx);
+        }
+    }
+}
+
+/// Queue a release notification for a subscriber still in the session it subscribed in.
+fn notify(
+    nodes: &mut NodeRegistry,
+    metrics: &mut Metrics,
+    sub: Subscriber,
+    port: &Arc<str>,
+    reason: ReleaseReason,
+    work: &mut Vec<(NodeIdx, Cause)>,
+    out: &mut Vec<Output>,
+) {
+    if !nodes.in_session(sub.node, sub.session) {
+        return;
+    }
+    let push = Push::Released {
+        port: port.clone(),
+        reason,
+    };
+    match nodes.push(sub.node, push) {
+        PushOutcome::Queued { first } => {
+            metrics.release_notifications += 1;
+            if first {
+                if let Some(conn) = nodes.get(sub.node).and_then(Node::conn) {
+                    out.push(Output::Pending {
+                        node: sub.node,
+                        conn,
+                    });
+                }
+            }
+        }
+        PushOutcome::Offline => {}
+        PushOutcome::SlowConsumer { queued, limit } => {
+            work.push((sub.node, Cause::SlowConsumer { queued, limit }))
+        }
+    }
+}
