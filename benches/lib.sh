@@ -1,0 +1,246 @@
+# shellcheck shell=bash
+# Shared helpers for the side-by-side benchmarks in benches/. Source it:
+#   . "$(dirname "$0")/lib.sh"
+#
+# Functions:
+#   cpu_ticks PID           utime+stime (clock ticks) of PID, its process group and its children
+#   wait_port HOST PORT [S] wait up to S seconds (default 10) until HOST:PORT accepts TCP
+#   check_affinity NAME PID CPUS  warn if any thread of the server may run outside CPUS
+#   start_server NAME CPU CMD...  start CMD pinned to CPU in its own session; sets STARTED_PID
+#   stop_servers            SIGTERM then SIGKILL every process group started by start_server
+#   stop_wrk                end the wrk that run_wrk is running, if any (for traps)
+#   run_wrk NAME URL CONNS DURATION [LUA [LUA_ARGS...]]
+#       run wrk pinned to $WRK_CPU (default 1) against the server whose pid is $SERVER_PID,
+#       print one result line, append one TSV line to $RESULTS_TSV and set
+#       LAST_RPS, LAST_REQUESTS, LAST_CPU_US, LAST_SERVER_PCT, LAST_WRK_PCT, LAST_ERRORS.
+#
+# Variables read by run_wrk: SERVER_PID (required), SCENARIO (label, default "-"),
+#   DEPTH (pipeline depth recorded in the TSV, default 1), WRK_CPU (default 1),
+#   RESULTS_TSV (default benches/results/<bench>.tsv), BENCH_NAME (default "bench").
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+CLK_TCK=$(getconf CLK_TCK)
+: "${WRK_CPU:=1}"
+: "${BENCH_NAME:=bench}"
+
+log() { printf '%s\n' "$*" >&2; }
+
+# utime+stime of one process, in clock ticks; 0 if it is gone. Fields 14 and 15 of
+# /proc/PID/stat; the command name (field 2) may hold spaces, so count from the last ')'.
+proc_ticks() {
+    local line rest
+    if ! { read -r line <"/proc/$1/stat"; } 2>/dev/null; then
+        echo 0
+        return
+    fi
+    rest=${line##*) }
+    # rest starts at field 3 (state): utime is field 14 = word 12, stime field 15 = word 13.
+    local -a f
+    read -r -a f <<<"$rest"
+    echo $((f[11] + f[12]))
+}
+
+# cpu_ticks PID: CPU time of a server in clock ticks, summed over PID, every process in its
+# process group (start_server makes PID a group leader) and its direct children. nginx's
+# worker is a child of the master, so this counts master + worker.
+cpu_ticks() {
+    local pid=$1 total=0 p
+    local -A seen=()
+    for p in "$pid" $(pgrep -g "$pid" 2>/dev/null) $(pgrep -P "$pid" 2>/dev/null); do
+        [[ -n ${seen[$p]:-} ]] && continue
+        seen[$p]=1
+        total=$((total + $(proc_ticks "$p")))
+    done
+    echo "$total"
+}
+
+# wait_port HOST PORT [TIMEOUT_S]: 0 once a TCP connect succeeds, 1 on timeout.
+wait_port() {
+    local host=$1 port=$2 timeout=${3:-10} i
+    for ((i = 0; i < timeout * 20; i++)); do
+        if (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.05
+    done
+    return 1
+}
+
+# port_busy HOST PORT: 0 if something already listens there.
+port_busy() {
+    (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null
+}
+
+# check_affinity NAME PID CPUS: every thread of PID (and of its group/children) must be
+# allowed on CPUS only (e.g. "0"). A server that pins its own threads elsewhere with
+# sched_setaffinity would otherwise silently share wrk's core.
+check_affinity() {
+    local name=$1 pid=$2 want=$3 p t allowed bad=0
+    for p in "$pid" $(pgrep -g "$pid" 2>/dev/null) $(pgrep -P "$pid" 2>/dev/null); do
+        for t in /proc/"$p"/task/*; do
+            allowed=$(awk '/^Cpus_allowed_list:/ {print $2}' "$t/status" 2>/dev/null) || continue
+            [[ -z $allowed ]] && continue
+            if [[ $allowed != "$want" ]]; then
+                log "WARNING: $name thread ${t##*/} (pid $p) may run on CPUs $allowed, not $want"
+                bad=1
+            fi
+        done
+    done
+    return "$bad"
+}
+
+# start_server NAME CPU CMD...: start CMD pinned to CPU in a new session (so it is its own
+# process group, which cpu_ticks and stop_servers use). Sets STARTED_PID; output goes to
+# $LOG_DIR/NAME.log (LOG_DIR defaults to a temp dir).
+declare -a _SERVER_PGIDS=()
+start_server() {
+    local name=$1 cpu=$2
+    shift 2
+    : "${LOG_DIR:=$(mktemp -d)}"
+    # In a non-interactive shell the background child is not a group leader, so setsid
+    # execs in place: $! is the server itself, and its pid is its process group id.
+    setsid taskset -c "$cpu" "$@" >"$LOG_DIR/$name.log" 2>&1 </dev/null &
+    STARTED_PID=$!
+    _SERVER_PGIDS+=("$STARTED_PID")
+}
+
+# stop_wrk: end a wrk that run_wrk is waiting for (call from a signal/EXIT trap).
+WRK_PID=
+stop_wrk() {
+    if [[ -n ${WRK_PID:-} ]]; then
+        kill -TERM "$WRK_PID" 2>/dev/null || true
+        WRK_PID=
+    fi
+}
+
+stop_servers() {
+    local pg i alive
+    ((${#_SERVER_PGIDS[@]} == 0)) && return 0
+    for pg in "${_SERVER_PGIDS[@]}"; do
+        kill -TERM -- "-$pg" 2>/dev/null || true
+    done
+    for ((i = 0; i < 40; i++)); do
+        alive=0
+        for pg in "${_SERVER_PGIDS[@]}"; do
+            kill -0 -- "-$pg" 2>/dev/null && alive=1
+        done
+        ((alive == 0)) && break
+        sleep 0.05
+    done
+    for pg in "${_SERVER_PGIDS[@]}"; do
+        kill -KILL -- "-$pg" 2>/dev/null || true
+    done
+    wait 2>/dev/null || true
+    _SERVER_PGIDS=()
+}
+
+# CPU time (ticks) of this shell's reaped children: wrk's CPU after it has been waited for.
+_children_ticks() {
+    local line rest
+    read -r line <"/proc/$$/stat"
+    rest=${line##*) }
+    local -a f
+    read -r -a f <<<"$rest"
+    # cutime field 16 = word 14, cstime field 17 = word 15.
+    echo $((f[13] + f[14]))
+}
+
+_now_ns() { date +%s%N; }
+_us() { if [[ $1 == - ]]; then echo -; else echo "${1}us"; fi; }
+
+# wrk latency like "1.23ms", "850.00us", "2.01s" -> microseconds (integer).
+_lat_us() {
+    awk -v v="$1" 'BEGIN {
+        n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
+        if (u == "us") m = 1; else if (u == "ms") m = 1000; else if (u == "s") m = 1000000;
+        else if (u == "m") m = 60000000; else { print "-"; exit }
+        printf "%.0f", n * m }'
+}
+
+TSV_HEADER=$'time\tgit\tbench\tserver\tscenario\tconns\tdepth\tduration_s\trequests\treq_per_s\tserver_cpu_s\tcpu_us_per_req\tserver_cpu_pct\twrk_cpu_pct\tp50_us\tp99_us\terrors'
+
+run_wrk() {
+    local name=$1 url=$2 conns=$3 duration=$4
+    shift 4
+    local -a script=() script_args=()
+    if (($# > 0)); then
+        script=(-s "$1")
+        shift
+        # wrk wants the URL before `--`; what follows `--` goes to the script's init(args).
+        (($# > 0)) && script_args=(-- "$@")
+    fi
+    : "${SERVER_PID:?run_wrk needs SERVER_PID}"
+    local scenario=${SCENARIO:--} depth=${DEPTH:-1}
+    : "${RESULTS_TSV:=$BENCH_DIR/results/$BENCH_NAME.tsv}"
+
+    local t0 t1 c0 c1 w0 w1 out rc=0
+    c0=$(cpu_ticks "$SERVER_PID")
+    w0=$(_children_ticks)
+    t0=$(_now_ns)
+    # wrk runs in the background and we `wait` for it: unlike a foreground command, `wait`
+    # returns as soon as a trapped signal (Ctrl-C) arrives, so the caller's trap can stop the
+    # servers and wrk (stop_wrk) at once. Being reaped by this shell, its CPU shows in cutime.
+    local outf
+    outf=$(mktemp "${LOG_DIR:-${TMPDIR:-/tmp}}/wrk.XXXXXX")
+    taskset -c "$WRK_CPU" wrk -t1 -c"$conns" -d"$duration" --latency "${script[@]}" "$url" "${script_args[@]}" >"$outf" 2>&1 &
+    WRK_PID=$!
+    wait "$WRK_PID" || rc=$?
+    WRK_PID=
+    t1=$(_now_ns)
+    out=$(<"$outf")
+    rm -f "$outf"
+    w1=$(_children_ticks)
+    c1=$(cpu_ticks "$SERVER_PID")
+    if ((rc != 0)); then
+        log "wrk failed for $name ($rc):"
+        log "$out"
+        return 1
+    fi
+    [[ -n ${WRK_VERBOSE:-} ]] && log "$out"
+
+    local requests rps p50 p99 errors
+    requests=$(awk '/requests in/ {print $1; exit}' <<<"$out")
+    rps=$(awk '/^Requests\/sec:/ {print $2; exit}' <<<"$out")
+    # wrk's latency histogram is meaningless with pipelining (it records one sample per
+    # write and prints 0.00us for the upper percentiles), so keep it only for depth 1.
+    p50=- p99=-
+    if ((depth <= 1)); then
+        p50=$(_lat_us "$(awk '$1 == "50%" {print $2; exit}' <<<"$out")")
+        p99=$(_lat_us "$(awk '$1 == "99%" {print $2; exit}' <<<"$out")")
+    fi
+    # Socket errors (connect/read/write/timeout) and non-2xx responses, summed.
+    errors=$(awk '/Socket errors:/ { gsub(/,/, ""); s += $4 + $6 + $8 + $10 }
+                  /Non-2xx or 3xx responses:/ { s += $NF }
+                  END { print s + 0 }' <<<"$out")
+    if [[ -z $requests || -z $rps || $requests -eq 0 ]]; then
+        log "could not parse wrk output for $name:"
+        log "$out"
+        return 1
+    fi
+
+    local dticks=$((c1 - c0)) dwrk=$((w1 - w0)) wall_ns=$((t1 - t0))
+    read -r LAST_CPU_S LAST_CPU_US LAST_SERVER_PCT LAST_WRK_PCT < <(awk \
+        -v d="$dticks" -v w="$dwrk" -v hz="$CLK_TCK" -v n="$requests" -v ns="$wall_ns" 'BEGIN {
+            cpu = d / hz; wall = ns / 1e9
+            printf "%.2f %.3f %.0f %.0f\n", cpu, cpu * 1e6 / n, 100 * cpu / wall, 100 * (w / hz) / wall }')
+    # Results for the caller (read after run_wrk returns).
+    # shellcheck disable=SC2034
+    {
+        LAST_RPS=$rps
+        LAST_REQUESTS=$requests
+        LAST_ERRORS=$errors
+    }
+
+    printf '%-8s %-10s %12s req/s  %8s us CPU/req  server CPU %4s%%  wrk CPU %4s%%  p50 %8s  p99 %9s  errors %s\n' \
+        "$name" "$scenario" "$rps" "$LAST_CPU_US" "$LAST_SERVER_PCT" "$LAST_WRK_PCT" \
+        "$(_us "$p50")" "$(_us "$p99")" "$errors"
+
+    mkdir -p "$(dirname "$RESULTS_TSV")"
+    [[ -s $RESULTS_TSV ]] || printf '%s\n' "$TSV_HEADER" >"$RESULTS_TSV"
+    local rev
+    rev=$(git -C "$BENCH_DIR" rev-parse --short HEAD 2>/dev/null || echo -)
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+        "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$rev" "$BENCH_NAME" "$name" "$scenario" "$conns" "$depth" \
+        "$(awk -v ns="$wall_ns" 'BEGIN {printf "%.2f", ns / 1e9}')" "$requests" "$rps" \
+        "$LAST_CPU_S" "$LAST_CPU_US" "$LAST_SERVER_PCT" "$LAST_WRK_PCT" "$p50" "$p99" "$errors" >>"$RESULTS_TSV"
+}
