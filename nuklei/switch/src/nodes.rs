@@ -414,6 +414,13 @@ impl NodeRegistry {
         out
     }
 
+    /// The earliest lease deadline on record (possibly superseded by a later relet).
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.leases
+            .peek()
+            .map(|Reverse((deadline, _, _))| *deadline)
+    }
+
     /// Queue a push for an online node.
     pub fn push(&mut self, idx: NodeIdx, push: Push) -> PushOutcome {
         let limit = self.max_queued_bytes;

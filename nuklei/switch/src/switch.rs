@@ -554,15 +554,13 @@ impl Switch {
         n
     }
 
-    /// The earliest lease deadline that could expire, if any node is online: call [`tick`]
-    /// no later than this.
+    /// When to call [`tick`] next: the earliest lease deadline on record, if any. It may be a
+    /// deadline that a relet has since extended (then that tick finds nothing, harmlessly);
+    /// it is never later than the real next expiry. `O(1)`.
     ///
     /// [`tick`]: Switch::tick
     pub fn next_deadline(&self) -> Option<u64> {
-        self.nodes
-            .online_nodes()
-            .filter_map(|i| self.nodes.get(i).map(Node::lease_deadline))
-            .min()
+        self.nodes.next_deadline()
     }
 
     /// RegPort: register `ports` for `node` (which must be online). Ports the node already owns
