@@ -76,7 +76,7 @@ impl FailureCause {
         use rustls::Error as E;
         match self {
             FailureCause::Rustls(E::InvalidMessage(_)) if before_client_hello => {
-                "the peer did not open with a TLS ClientHello: plaintext or another protocol on a TLS port?"
+                "the peer did not open with a valid TLS ClientHello: plaintext or another protocol on a TLS port?"
             }
             FailureCause::Rustls(E::InvalidCertificate(_)) => {
                 "client certificate refused: it must chain to client_ca_path and be within its validity period"
@@ -176,8 +176,9 @@ impl TlsSession {
                         Err((error, mut alert)) => {
                             // Writing into a Vec cannot fail.
                             let _ = alert.write_all(&mut self.pending_alert);
+                            let failure = self.fail(FailureCause::Rustls(error));
                             self.phase = Phase::Refused;
-                            return Err(self.fail(FailureCause::Rustls(error)));
+                            return Err(failure);
                         }
                     }
                 }

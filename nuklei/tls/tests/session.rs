@@ -688,3 +688,103 @@ fn unflushed_ciphertext_stops_the_session_accepting_plaintext() {
     // Draining makes room again.
     assert!(peers.server.send_plaintext(&data[accepted..]) > 0);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Logging: one warn line per failed handshake, naming the reason
+
+mod capture {
+    use std::fmt::{Debug, Write};
+    use std::sync::{Arc, Mutex};
+
+    use tracing::field::{Field, Visit};
+    use tracing::{span, Event, Level, Metadata, Subscriber};
+
+    /// Records every event as "LEVEL field=value ..." (a minimal subscriber, so the tests need
+    /// no tracing-subscriber).
+    #[derive(Clone, Default)]
+    pub struct Capture(pub Arc<Mutex<Vec<String>>>);
+
+    struct Fields(String);
+
+    impl Visit for Fields {
+        fn record_debug(&mut self, field: &Field, value: &dyn Debug) {
+            let _ = write!(self.0, " {}={:?}", field.name(), value);
+        }
+    }
+
+    impl Subscriber for Capture {
+        fn enabled(&self, _: &Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &span::Attributes<'_>) -> span::Id {
+            span::Id::from_u64(1)
+        }
+        fn record(&self, _: &span::Id, _: &span::Record<'_>) {}
+        fn record_follows_from(&self, _: &span::Id, _: &span::Id) {}
+        fn event(&self, event: &Event<'_>) {
+            let mut fields = Fields(event.metadata().level().to_string());
+            event.record(&mut fields);
+            self.0.lock().unwrap().push(fields.0);
+        }
+        fn enter(&self, _: &span::Id) {}
+        fn exit(&self, _: &span::Id) {}
+    }
+
+    impl Capture {
+        pub fn warnings(&self) -> Vec<String> {
+            let level = Level::WARN.to_string();
+            let events = self.0.lock().unwrap();
+            events
+                .iter()
+                .filter(|e| e.starts_with(&level))
+                .cloned()
+                .collect()
+        }
+    }
+}
+
+fn warnings_during(run: impl FnOnce()) -> Vec<String> {
+    let capture = capture::Capture::default();
+    tracing::subscriber::with_default(capture.clone(), run);
+    capture.warnings()
+}
+
+#[test]
+fn each_failed_handshake_logs_one_warning_with_its_reason() {
+    let pki = pki();
+    let warnings = warnings_during(|| {
+        let mut session =
+            TlsSession::new(server_config(&pki.server_settings()), DEFAULT_BUFFER_LIMIT);
+        let _ = session.receive_ciphertext(b"GET / HTTP/1.1\r\n\r\n");
+        let _ = session.receive_ciphertext(b"more garbage");
+    });
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("TLS handshake failed"), "{warnings:?}");
+    assert!(warnings[0].contains("ClientHello"), "{warnings:?}");
+
+    let mut settings = pki.server_settings();
+    settings.server_names = vec!["localhost".to_owned()];
+    let warnings = warnings_during(|| {
+        let mut peers = Peers::new(
+            server_config(&settings),
+            pki.client_config(ClientCert::None, &[]).unwrap(),
+            "elsewhere.test",
+        );
+        peers.handshake().unwrap_err();
+    });
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("elsewhere.test"), "{warnings:?}");
+
+    let warnings = warnings_during(|| {
+        let (_, outcome) = mtls(ClientAuth::Required, ClientCert::Foreign, TlsVersion::Tls13);
+        outcome.unwrap_err();
+    });
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("client certificate"), "{warnings:?}");
+
+    let warnings = warnings_during(|| {
+        let (_, outcome) = mtls(ClientAuth::Required, ClientCert::Valid, TlsVersion::Tls13);
+        outcome.unwrap();
+    });
+    assert!(warnings.is_empty(), "{warnings:?}");
+}
