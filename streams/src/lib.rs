@@ -13,7 +13,10 @@ pub mod ring;
 pub use flow::{FlowViolation, RecvWindow, SendWindow};
 pub use frame::{Frame, FrameError, Header};
 pub use mapping::{MapError, SharedMapping, SpyMapping};
-pub use nukleus::{Doorbell, Link, Nukleus, PollContext, TokenRange};
+pub use nukleus::{
+    pick_peer, split_links, Doorbell, Link, Nukleus, Output, PeerLink, PollContext, SlotIds,
+    TokenRange,
+};
 pub use ring::{
     ring, ClaimError, RingReader, RingSpy, RingStats, RingWatch, RingWriter, SpyRecord,
 };

@@ -94,6 +94,11 @@ impl Doorbell {
         }
     }
 
+    /// Wakes the core whether or not it is parked (shutdown).
+    pub fn ring_always(&self) {
+        let _ = self.waker.wake();
+    }
+
     /// Called by the core before it re-checks its inputs and blocks.
     pub fn park(&self) {
         self.parked.store(true, Ordering::Relaxed);
@@ -137,5 +142,111 @@ impl Link {
     /// A read-only view of the inbound ring, for the core's park check and metrics.
     pub fn rx_watch(&self) -> RingWatch {
         self.rx.watch()
+    }
+}
+
+/// A link to one peer nukleus instance, as handed to a nukleus when the reaktor builds it.
+pub struct PeerLink {
+    /// The peer's kind (`http`, `echo`, ...).
+    pub kind: String,
+    /// The core the peer runs on.
+    pub core: usize,
+    pub link: Link,
+}
+
+/// The sending half of a link, with what a nukleus needs to choose it.
+pub struct Output {
+    pub kind: String,
+    pub core: usize,
+    /// The peer instance's name, for logs.
+    pub peer: String,
+    pub tx: RingWriter,
+    peer_doorbell: Option<Arc<Doorbell>>,
+}
+
+impl Output {
+    /// Publishes frames written since the last call and wakes the peer if it is parked.
+    pub fn publish(&mut self) -> bool {
+        let published = self.tx.publish();
+        if published {
+            if let Some(doorbell) = &self.peer_doorbell {
+                doorbell.ring();
+            }
+        }
+        published
+    }
+}
+
+/// Splits links into inputs (index `i` reads from the peer of `outputs[i]`) and outputs, so
+/// a nukleus can read one ring while writing others without borrowing conflicts.
+pub fn split_links(links: Vec<PeerLink>) -> (Vec<RingReader>, Vec<Output>) {
+    links
+        .into_iter()
+        .map(|p| {
+            (
+                p.link.rx,
+                Output {
+                    kind: p.kind,
+                    core: p.core,
+                    peer: p.link.peer,
+                    tx: p.link.tx,
+                    peer_doorbell: p.link.peer_doorbell,
+                },
+            )
+        })
+        .unzip()
+}
+
+/// Picks the output to an instance of `kind`: the one on `core` if there is one (fusion: no
+/// cross-core hop), otherwise one chosen by `key` (fission: a connection or port-name hash),
+/// so that the same key always reaches the same instance.
+pub fn pick_peer(outputs: &[Output], kind: &str, core: usize, key: u64) -> Option<usize> {
+    if let Some(local) = outputs
+        .iter()
+        .position(|p| p.kind == kind && p.core == core)
+    {
+        return Some(local);
+    }
+    let count = outputs.iter().filter(|p| p.kind == kind).count();
+    if count == 0 {
+        return None;
+    }
+    let nth = (key % count as u64) as usize;
+    outputs
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.kind == kind)
+        .nth(nth)
+        .map(|(i, _)| i)
+}
+
+/// Initial-stream ids that encode a slot index and a generation, so a nukleus finds a
+/// stream's state with an index instead of a hash lookup, and a frame for a slot's previous
+/// occupant is recognised as stale:
+///
+/// `instance:16 | generation:23 | slot:24 | 1` (odd: initial; the reply is `id ^ 1`).
+#[derive(Debug, Clone, Copy)]
+pub struct SlotIds {
+    instance: u16,
+}
+
+impl SlotIds {
+    pub const MAX_SLOTS: usize = 1 << 24;
+
+    pub fn new(instance: u16) -> SlotIds {
+        SlotIds { instance }
+    }
+
+    pub fn initial(&self, slot: usize, generation: u32) -> u64 {
+        debug_assert!(slot < Self::MAX_SLOTS);
+        ((self.instance as u64) << 48)
+            | (((generation & 0x7F_FFFF) as u64) << 25)
+            | ((slot as u64) << 1)
+            | 1
+    }
+
+    /// The slot index encoded in an initial or reply id.
+    pub fn slot(id: u64) -> usize {
+        ((id >> 1) & (Self::MAX_SLOTS as u64 - 1)) as usize
     }
 }

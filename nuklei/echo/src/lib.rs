@@ -1,1 +1,350 @@
-//! The echo nukleus.
+//! The echo nukleus: the worked example of an application nukleus behind `http`.
+//!
+//! - `GET /healthz` answers `200 ok`;
+//! - `POST /echo` streams the request body back as the response body, under flow control
+//!   (request bytes are acknowledged only once echoed, so memory stays bounded whatever the
+//!   client's speed);
+//! - `GET /` answers `Hello, World!` (the benchmark response);
+//! - anything else: 404, or 405 for a known path with the wrong method.
+//!
+//! Streams come from http: a BEGIN with the request head (see `nukleus_http::ext`), DATA,
+//! END; http pre-grants the reply window with a WINDOW on the reply stream.
+
+use nukleus_http::ext::{self, RequestHead};
+use streams::frame::{self, Frame};
+use streams::{
+    split_links, Header, Nukleus, Output, PeerLink, PollContext, RecvWindow, RingReader,
+    SendWindow, SlotIds,
+};
+
+/// Window granted for request bodies.
+const REQUEST_WINDOW: u32 = 65536;
+
+enum Mode {
+    /// The response is complete; waiting for the request to end.
+    Fixed,
+    /// Echoing the request body.
+    Echo,
+}
+
+struct Exchange {
+    id: u64,
+    mode: Mode,
+    /// Credit for the request body we granted.
+    recv: RecvWindow,
+    /// Credit http granted for our response.
+    send: SendWindow,
+    /// Request bytes received but not yet echoed (bounded by `REQUEST_WINDOW`).
+    pending: Vec<u8>,
+    request_ended: bool,
+    reply_ended: bool,
+}
+
+pub struct EchoNukleus {
+    core: usize,
+    inputs: Vec<RingReader>,
+    outputs: Vec<Output>,
+    /// Per input: http's exchange slot -> our state.
+    exchanges: Vec<Vec<Option<Exchange>>>,
+    scratch: Vec<u8>,
+    timestamp: u64,
+    dirty: Vec<(usize, usize)>,
+}
+
+impl EchoNukleus {
+    pub fn new(core: usize, links: Vec<PeerLink>) -> EchoNukleus {
+        let (inputs, outputs) = split_links(links);
+        let exchanges = outputs.iter().map(|_| Vec::new()).collect();
+        EchoNukleus {
+            core,
+            inputs,
+            outputs,
+            exchanges,
+            scratch: Vec::new(),
+            timestamp: 0,
+            dirty: Vec::new(),
+        }
+    }
+
+    fn on_frame(&mut self, input: usize, f: Frame<'_>) {
+        let slot = SlotIds::slot(f.stream_id());
+        if f.type_id() == frame::BEGIN && !frame::is_reply(f.stream_id()) {
+            self.on_begin(input, slot, f);
+            return;
+        }
+        let timestamp = self.timestamp;
+        let Some(Some(x)) = self.exchanges[input].get_mut(slot) else {
+            return;
+        };
+        if x.id != f.stream_id() | 1 {
+            return;
+        }
+        let tx = &mut self.outputs[input].tx;
+        match (f.type_id(), frame::is_reply(f.stream_id())) {
+            (frame::WINDOW, true) => {
+                x.send.on_window(f.acknowledge(), f.maximum(), f.padding());
+                self.dirty.push((input, slot));
+            }
+            (frame::DATA, false) => {
+                if x.recv.on_data(f.reserved()).is_err() {
+                    let _ = tx.reset(
+                        &Header {
+                            stream_id: x.id,
+                            timestamp,
+                            ..Header::default()
+                        },
+                        &[],
+                    );
+                    let _ = tx.abort(
+                        &Header {
+                            stream_id: x.id ^ 1,
+                            timestamp,
+                            ..Header::default()
+                        },
+                        &[],
+                    );
+                    self.exchanges[input][slot] = None;
+                    return;
+                }
+                match x.mode {
+                    Mode::Echo => x.pending.extend_from_slice(f.payload()),
+                    Mode::Fixed => x.recv.release(f.reserved() as u64),
+                }
+                x.recv
+                    .release(f.reserved() as u64 - f.payload().len() as u64);
+                self.dirty.push((input, slot));
+            }
+            (frame::END, false) => {
+                x.request_ended = true;
+                self.dirty.push((input, slot));
+            }
+            (frame::ABORT, false) | (frame::RESET, true) => {
+                if !x.reply_ended {
+                    let _ = tx.abort(
+                        &Header {
+                            stream_id: x.id ^ 1,
+                            timestamp,
+                            ..Header::default()
+                        },
+                        &[],
+                    );
+                }
+                if !x.request_ended && f.type_id() == frame::RESET {
+                    let _ = tx.reset(
+                        &Header {
+                            stream_id: x.id,
+                            timestamp,
+                            ..Header::default()
+                        },
+                        &[],
+                    );
+                }
+                self.exchanges[input][slot] = None;
+            }
+            _ => {}
+        }
+    }
+
+    fn on_begin(&mut self, input: usize, slot: usize, f: Frame<'_>) {
+        let id = f.stream_id();
+        let timestamp = self.timestamp;
+        let tx = &mut self.outputs[input].tx;
+        let reply = Header {
+            stream_id: id ^ 1,
+            timestamp,
+            ..Header::default()
+        };
+        let Some(request) = RequestHead::parse(f.extension()) else {
+            tracing::error!(core = self.core, "malformed request head from http");
+            let _ = tx.reset(
+                &Header {
+                    stream_id: id,
+                    timestamp,
+                    ..Header::default()
+                },
+                &[],
+            );
+            let _ = tx.abort(&reply, &[]);
+            return;
+        };
+        self.scratch.clear();
+        let (mode, body): (Mode, &[u8]) = match (request.method, request.path()) {
+            ("GET" | "HEAD", "/healthz") => (Mode::Fixed, b"ok\n"),
+            ("GET" | "HEAD", "/") => (Mode::Fixed, b"Hello, World!"),
+            ("POST" | "PUT", "/echo") => (Mode::Echo, b""),
+            (_, "/healthz" | "/" | "/echo") => (Mode::Fixed, b"method not allowed\n"),
+            _ => (Mode::Fixed, b"not found\n"),
+        };
+        let status = match (&mode, body) {
+            (_, b"method not allowed\n") => 405,
+            (_, b"not found\n") => 404,
+            _ => 200,
+        };
+        let mut length = itoa::Buffer::new();
+        match mode {
+            Mode::Fixed => {
+                let length = length.format(body.len());
+                let headers = [
+                    ("Content-Type", &b"text/plain"[..]),
+                    ("Content-Length", length.as_bytes()),
+                ];
+                ext::encode_response(&mut self.scratch, status, headers.into_iter());
+            }
+            Mode::Echo => {
+                let content_type = request
+                    .header("content-type")
+                    .unwrap_or(b"application/octet-stream");
+                match request.header("content-length") {
+                    Some(length) => {
+                        let headers = [("Content-Type", content_type), ("Content-Length", length)];
+                        ext::encode_response(&mut self.scratch, status, headers.into_iter());
+                    }
+                    None => ext::encode_response(
+                        &mut self.scratch,
+                        status,
+                        [("Content-Type", content_type)].into_iter(),
+                    ),
+                }
+            }
+        }
+        let _ = tx.begin(&reply, 0, &self.scratch);
+        let mut x = Exchange {
+            id,
+            mode,
+            recv: RecvWindow::new(REQUEST_WINDOW),
+            send: SendWindow::default(),
+            pending: Vec::new(),
+            request_ended: false,
+            reply_ended: false,
+        };
+        let (acknowledge, maximum) = x.recv.announce();
+        let _ = tx.window(
+            &Header {
+                stream_id: id,
+                timestamp,
+                acknowledge,
+                maximum,
+                ..Header::default()
+            },
+            0,
+        );
+        if let Mode::Fixed = x.mode {
+            if !body.is_empty() && request.method != "HEAD" {
+                // http pre-granted the reply window, but it arrives after this BEGIN: keep the
+                // body as pending output, sent as soon as the credit is known (same poll).
+                x.pending.extend_from_slice(body);
+            }
+        }
+        let table = &mut self.exchanges[input];
+        if table.len() <= slot {
+            table.resize_with(slot + 1, || None);
+        }
+        table[slot] = Some(x);
+        self.dirty.push((input, slot));
+    }
+
+    /// Sends what credit allows, acknowledges echoed request bytes, ends finished replies.
+    fn progress(&mut self, input: usize, slot: usize) {
+        let timestamp = self.timestamp;
+        let Some(Some(x)) = self.exchanges[input].get_mut(slot) else {
+            return;
+        };
+        let tx = &mut self.outputs[input].tx;
+        let room = tx.max_payload() - 64;
+        let mut sent = 0;
+        while sent < x.pending.len() {
+            let n = x.send.writable((x.pending.len() - sent).min(room));
+            if n == 0 {
+                break;
+            }
+            let h = Header {
+                stream_id: x.id ^ 1,
+                timestamp,
+                sequence: x.send.sequence,
+                ..Header::default()
+            };
+            let reserved = x.send.consume(n);
+            if tx
+                .data(&h, 0, reserved, &[], &x.pending[sent..sent + n])
+                .is_err()
+            {
+                x.send.sequence -= reserved as u64;
+                break;
+            }
+            sent += n;
+        }
+        x.pending.drain(..sent);
+        if let Mode::Echo = x.mode {
+            x.recv.release(sent as u64);
+        }
+        if x.recv.window_due() && !x.request_ended {
+            let (acknowledge, maximum) = x.recv.announce();
+            let _ = tx.window(
+                &Header {
+                    stream_id: x.id,
+                    timestamp,
+                    acknowledge,
+                    maximum,
+                    ..Header::default()
+                },
+                0,
+            );
+        }
+        if x.request_ended && x.pending.is_empty() && !x.reply_ended {
+            let _ = tx.end(
+                &Header {
+                    stream_id: x.id ^ 1,
+                    timestamp,
+                    sequence: x.send.sequence,
+                    ..Header::default()
+                },
+                &[],
+            );
+            x.reply_ended = true;
+        }
+        if x.reply_ended && x.request_ended {
+            self.exchanges[input][slot] = None;
+        }
+    }
+}
+
+impl Nukleus for EchoNukleus {
+    fn kind(&self) -> &'static str {
+        "echo"
+    }
+
+    fn poll(&mut self, context: &PollContext) -> usize {
+        self.timestamp = context.timestamp;
+        let mut work = 0;
+        let mut inputs = std::mem::take(&mut self.inputs);
+        for (input, rx) in inputs.iter_mut().enumerate() {
+            work += rx.read(1024, |type_id, bytes| match Frame::new(type_id, bytes) {
+                Ok(f) => self.on_frame(input, f),
+                Err(e) => tracing::error!(core = self.core, error = %e, "malformed frame"),
+            });
+        }
+        self.inputs = inputs;
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for &(input, slot) in &dirty {
+            self.progress(input, slot);
+        }
+        dirty.clear();
+        if self.dirty.is_empty() {
+            self.dirty = dirty;
+        }
+        for output in &mut self.outputs {
+            output.publish();
+        }
+        work
+    }
+
+    fn gauges(&self, out: &mut Vec<(&'static str, u64)>) {
+        let open = self
+            .exchanges
+            .iter()
+            .flatten()
+            .filter(|x| x.is_some())
+            .count();
+        out.push(("exchanges", open as u64));
+    }
+}

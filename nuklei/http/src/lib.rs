@@ -1,1 +1,1129 @@
-//! The http nukleus.
+//! The http nukleus: HTTP/1.1 between a network nukleus (tcp or tls) and application nuklei.
+//!
+//! Each connection is an exchange with the network nukleus; each request becomes an exchange
+//! with the application nukleus its route names: a BEGIN carrying the request head, DATA for
+//! the body, END. The application answers on the reply stream with a BEGIN carrying the
+//! response head, DATA and END. Pipelined requests are all forwarded at once; responses are
+//! written in request order, and all response bytes produced in one poll leave as one DATA
+//! frame per connection (one socket write downstream).
+//!
+//! The reply window of every request exchange is granted up front (a WINDOW on the reply
+//! stream right after BEGIN), so an application can answer a pipelined burst in a single poll.
+//! Responses that finish before their turn wait in a per-exchange buffer bounded by that
+//! window.
+
+pub mod chunked;
+pub mod ext;
+pub mod request;
+pub mod response;
+
+use std::collections::VecDeque;
+
+use slab::Slab;
+use streams::frame::{self, Frame};
+use streams::{
+    pick_peer, split_links, Header, Nukleus, Output, PeerLink, PollContext, RecvWindow, RingReader,
+    SendWindow, SlotIds,
+};
+
+use request::{Body, HttpLimits, Parsed, Rejection};
+use response::DateCache;
+
+/// A path prefix and the application kind it goes to. The longest matching prefix wins.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub prefix: String,
+    pub to: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    pub routes: Vec<Route>,
+    pub limits: HttpLimits,
+    /// Window granted to the network for request bytes and to applications for each response.
+    pub window: u32,
+    /// Kinds whose streams are connections (the rest are applications).
+    pub network_kinds: Vec<String>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            routes: Vec::new(),
+            limits: HttpLimits::default(),
+            window: 65536,
+            network_kinds: vec!["tcp".into(), "tls".into()],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// No body (HEAD, 1xx, 204, 304).
+    None,
+    Length(u64),
+    Chunked,
+    /// Body until the connection closes (HTTP/1.0 without Content-Length), or a tunnel.
+    Raw,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ResponseState {
+    Awaiting,
+    Streaming(Framing),
+    Done,
+}
+
+struct Exchange {
+    conn: usize,
+    /// Initial stream id (http -> app); the reply is `id ^ 1`. 0 for responses http makes itself.
+    id: u64,
+    app: usize,
+    /// Credit the application granted for the request body.
+    send: SendWindow,
+    /// Credit granted to the application for the response.
+    recv: RecvWindow,
+    body: Body,
+    body_received: u64,
+    request_ended: bool,
+    response: ResponseState,
+    /// Response bytes produced before this exchange's turn.
+    buffered: Vec<u8>,
+    close_after: bool,
+    is_head: bool,
+    upgrade: bool,
+    minor_version: u8,
+    expect_continue: bool,
+}
+
+struct Connection {
+    /// Initial stream id from the network nukleus; our reply is `net_id ^ 1`.
+    net_id: u64,
+    input: usize,
+    recv: RecvWindow,
+    send: SendWindow,
+    /// Unparsed request bytes (a partial head, or body bytes waiting for credit).
+    buffer: Vec<u8>,
+    exchanges: VecDeque<usize>,
+    /// The exchange whose request body is being received.
+    receiving: Option<usize>,
+    /// Response bytes waiting for network credit.
+    out: Vec<u8>,
+    input_ended: bool,
+    /// No further requests are parsed; the reply ends once the queued responses are out.
+    closing: bool,
+    reply_ended: bool,
+    upgraded: bool,
+    dirty: bool,
+}
+
+/// Response bytes a connection may hold before http stops granting applications more window.
+const OUT_HIGH_WATER: usize = 256 * 1024;
+
+pub struct HttpNukleus {
+    config: HttpConfig,
+    core: usize,
+    ids: SlotIds,
+    inputs: Vec<RingReader>,
+    outputs: Vec<Output>,
+    is_network: Vec<bool>,
+    /// Per network input: the network nukleus's connection slot -> our connection slot + 1.
+    by_network: Vec<Vec<u32>>,
+    connections: Slab<Connection>,
+    exchanges: Slab<Exchange>,
+    generations: Vec<u32>,
+    dirty: Vec<usize>,
+    scratch: Vec<u8>,
+    date: DateCache,
+    timestamp: u64,
+    requests: u64,
+    rejected: u64,
+}
+
+impl HttpNukleus {
+    pub fn new(
+        config: HttpConfig,
+        core: usize,
+        instance: u16,
+        links: Vec<PeerLink>,
+    ) -> HttpNukleus {
+        let (inputs, outputs) = split_links(links);
+        let is_network = outputs
+            .iter()
+            .map(|o| config.network_kinds.contains(&o.kind))
+            .collect();
+        let by_network = outputs.iter().map(|_| Vec::new()).collect();
+        HttpNukleus {
+            config,
+            core,
+            ids: SlotIds::new(instance),
+            inputs,
+            outputs,
+            is_network,
+            by_network,
+            connections: Slab::new(),
+            exchanges: Slab::new(),
+            generations: Vec::new(),
+            dirty: Vec::new(),
+            scratch: Vec::with_capacity(1024),
+            date: DateCache::default(),
+            timestamp: 0,
+            requests: 0,
+            rejected: 0,
+        }
+    }
+
+    fn header(&self, stream_id: u64) -> Header {
+        Header {
+            stream_id,
+            timestamp: self.timestamp,
+            ..Header::default()
+        }
+    }
+
+    fn mark_dirty(&mut self, slot: usize) {
+        let c = &mut self.connections[slot];
+        if !c.dirty {
+            c.dirty = true;
+            self.dirty.push(slot);
+        }
+    }
+
+    fn route(routes: &[Route], path: &str) -> Option<usize> {
+        routes
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| path.starts_with(r.prefix.as_str()))
+            .max_by_key(|(_, r)| r.prefix.len())
+            .map(|(i, _)| i)
+    }
+
+    // ----- network side -------------------------------------------------------------------
+
+    fn on_network_frame(&mut self, input: usize, f: Frame<'_>) {
+        let net_slot = SlotIds::slot(f.stream_id());
+        let known = self.by_network[input].get(net_slot).copied().unwrap_or(0);
+        let slot = match known.checked_sub(1).map(|s| s as usize) {
+            Some(slot)
+                if self
+                    .connections
+                    .get(slot)
+                    .is_some_and(|c| c.net_id == f.stream_id() | 1) =>
+            {
+                Some(slot)
+            }
+            _ => None,
+        };
+        match (f.type_id(), slot) {
+            (frame::BEGIN, None) if f.stream_id() & 1 == 1 => {
+                self.on_network_begin(input, f.stream_id())
+            }
+            (frame::DATA, Some(slot)) => self.on_network_data(slot, f),
+            (frame::END, Some(slot)) => self.on_network_end(slot),
+            (frame::ABORT, Some(slot)) | (frame::RESET, Some(slot)) => {
+                self.abort_connection(slot, f.type_id() == frame::ABORT)
+            }
+            (frame::WINDOW, Some(slot)) => {
+                self.connections[slot]
+                    .send
+                    .on_window(f.acknowledge(), f.maximum(), f.padding());
+                self.mark_dirty(slot);
+            }
+            _ => {}
+        }
+    }
+
+    fn on_network_begin(&mut self, input: usize, net_id: u64) {
+        let slot = self.connections.insert(Connection {
+            net_id,
+            input,
+            recv: RecvWindow::new(self.config.window),
+            send: SendWindow::default(),
+            buffer: Vec::new(),
+            exchanges: VecDeque::new(),
+            receiving: None,
+            out: Vec::new(),
+            input_ended: false,
+            closing: false,
+            reply_ended: false,
+            upgraded: false,
+            dirty: false,
+        });
+        let net_slot = SlotIds::slot(net_id);
+        let map = &mut self.by_network[input];
+        if map.len() <= net_slot {
+            map.resize(net_slot + 1, 0);
+        }
+        map[net_slot] = slot as u32 + 1;
+        let reply = self.header(net_id ^ 1);
+        let _ = self.outputs[input].tx.begin(&reply, net_id, &[]);
+        self.mark_dirty(slot); // sends the initial WINDOW
+    }
+
+    fn on_network_data(&mut self, slot: usize, f: Frame<'_>) {
+        let c = &mut self.connections[slot];
+        if let Err(e) = c.recv.on_data(f.reserved()) {
+            tracing::error!(core = self.core, error = %e, "network peer broke the window: aborting connection");
+            self.abort_connection(slot, true);
+            return;
+        }
+        let payload = f.payload();
+        c.recv.release(f.reserved() as u64 - payload.len() as u64);
+        if c.buffer.is_empty() {
+            // Common case: parse straight from the ring, copy only an incomplete tail.
+            let used = self.process(slot, payload);
+            let c = &mut self.connections[slot];
+            c.recv.release(used as u64);
+            if used < payload.len() && !c.closing_input_discarded() {
+                c.buffer.extend_from_slice(&payload[used..]);
+            } else if used < payload.len() {
+                c.recv.release((payload.len() - used) as u64);
+            }
+        } else {
+            c.buffer.extend_from_slice(payload);
+            self.resume(slot);
+        }
+        if self.connections.contains(slot) {
+            self.mark_dirty(slot);
+        }
+    }
+
+    /// Processes buffered input again (after new bytes or new credit).
+    fn resume(&mut self, slot: usize) {
+        let buffer = std::mem::take(&mut self.connections[slot].buffer);
+        let used = self.process(slot, &buffer);
+        let mut buffer = buffer;
+        buffer.drain(..used);
+        if let Some(c) = self.connections.get_mut(slot) {
+            c.recv.release(used as u64);
+            if c.closing_input_discarded() {
+                c.recv.release(buffer.len() as u64);
+                buffer.clear();
+            }
+            c.buffer = buffer;
+        }
+    }
+
+    /// Parses heads and forwards bodies from `bytes`; returns how many bytes were used.
+    fn process(&mut self, slot: usize, bytes: &[u8]) -> usize {
+        let mut at = 0;
+        loop {
+            let Some(c) = self.connections.get(slot) else {
+                return bytes.len();
+            };
+            if let Some(x) = c.receiving {
+                let used = self.forward_body(x, &bytes[at..]);
+                at += used;
+                let Some(c) = self.connections.get(slot) else {
+                    return bytes.len();
+                };
+                if c.receiving == Some(x) {
+                    return at; // needs more input or more credit
+                }
+                continue;
+            }
+            if c.closing {
+                return bytes.len(); // nothing after a final request is read
+            }
+            if at == bytes.len() || c.exchanges.len() >= self.config.limits.max_pipelined {
+                return at;
+            }
+            let routes = &self.config.routes;
+            match request::parse_head(
+                &bytes[at..],
+                &self.config.limits,
+                |path| Self::route(routes, path),
+                &mut self.scratch,
+            ) {
+                Ok(None) => return at,
+                Ok(Some(parsed)) => {
+                    at += parsed.consumed;
+                    self.start_exchange(slot, parsed);
+                }
+                Err(rejection) => {
+                    self.reject(slot, rejection);
+                    return bytes.len();
+                }
+            }
+        }
+    }
+
+    fn new_exchange(&mut self, exchange: Exchange) -> usize {
+        let x = self.exchanges.insert(exchange);
+        if self.generations.len() <= x {
+            self.generations.resize(x + 1, 0);
+        }
+        self.generations[x] = self.generations[x].wrapping_add(1);
+        x
+    }
+
+    fn start_exchange(&mut self, slot: usize, parsed: Parsed) {
+        self.requests += 1;
+        let Some(route) = parsed.route else {
+            self.reject(
+                slot,
+                Rejection {
+                    status: 404,
+                    reason: "no route for this path",
+                },
+            );
+            return;
+        };
+        let kind = self.config.routes[route].to.clone();
+        let net_id = self.connections[slot].net_id;
+        let Some(app) = pick_peer(&self.outputs, &kind, self.core, net_id >> 1) else {
+            self.reject(
+                slot,
+                Rejection {
+                    status: 503,
+                    reason: "route target is not running",
+                },
+            );
+            return;
+        };
+        let has_body = !matches!(parsed.body, Body::None);
+        let body = if parsed.upgrade {
+            Body::Tunnel
+        } else {
+            parsed.body
+        };
+        let x = self.new_exchange(Exchange {
+            conn: slot,
+            id: 0,
+            app,
+            send: SendWindow::default(),
+            recv: RecvWindow::new(self.config.window),
+            body,
+            body_received: 0,
+            request_ended: false,
+            response: ResponseState::Awaiting,
+            buffered: Vec::new(),
+            close_after: parsed.close,
+            is_head: parsed.is_head,
+            upgrade: parsed.upgrade,
+            minor_version: parsed.minor_version,
+            expect_continue: parsed.expect_continue && has_body,
+        });
+        let id = self.ids.initial(x, self.generations[x]);
+        self.exchanges[x].id = id;
+        let timestamp = self.timestamp;
+        let tx = &mut self.outputs[app].tx;
+        let begin = Header {
+            stream_id: id,
+            timestamp,
+            ..Header::default()
+        };
+        if tx.begin(&begin, net_id, &self.scratch).is_err() {
+            self.exchanges.remove(x);
+            self.reject(
+                slot,
+                Rejection {
+                    status: 503,
+                    reason: "server busy: stream buffer full",
+                },
+            );
+            return;
+        }
+        // Pre-grant the reply window so the application can answer at once.
+        let (acknowledge, maximum) = self.exchanges[x].recv.announce();
+        let _ = tx.window(
+            &Header {
+                stream_id: id ^ 1,
+                timestamp,
+                acknowledge,
+                maximum,
+                ..Header::default()
+            },
+            0,
+        );
+        let c = &mut self.connections[slot];
+        c.exchanges.push_back(x);
+        if parsed.close || parsed.upgrade {
+            c.closing = !parsed.upgrade;
+        }
+        match self.exchanges[x].body {
+            Body::None => {
+                let _ = tx.end(&begin, &[]);
+                self.exchanges[x].request_ended = true;
+            }
+            _ => self.connections[slot].receiving = Some(x),
+        }
+        if c_is_head(&self.connections[slot], x) && self.exchanges[x].expect_continue {
+            self.connections[slot]
+                .out
+                .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+            self.exchanges[x].expect_continue = false;
+        }
+    }
+
+    /// Forwards request body bytes to the application within its window; returns bytes used.
+    fn forward_body(&mut self, x: usize, bytes: &[u8]) -> usize {
+        let timestamp = self.timestamp;
+        let max_body = self.config.limits.max_body_bytes;
+        let e = &mut self.exchanges[x];
+        let tx = &mut self.outputs[e.app].tx;
+        let room = tx.max_payload() - 64;
+        let header = |id: u64, send: &SendWindow| Header {
+            stream_id: id,
+            timestamp,
+            sequence: send.sequence,
+            ..Header::default()
+        };
+        let id = e.id;
+        let (used, finished) = match &mut e.body {
+            Body::None => (0, true),
+            Body::Length(remaining) => {
+                let n = (*remaining as usize)
+                    .min(bytes.len())
+                    .min(e.send.writable(room));
+                if n > 0 {
+                    let h = header(id, &e.send);
+                    let reserved = e.send.consume(n);
+                    let _ = tx.data(&h, 0, reserved, &[], &bytes[..n]);
+                    *remaining -= n as u64;
+                }
+                (n, *remaining == 0)
+            }
+            Body::Tunnel => {
+                let n = bytes.len().min(e.send.writable(room));
+                if n > 0 {
+                    let h = header(id, &e.send);
+                    let reserved = e.send.consume(n);
+                    let _ = tx.data(&h, 0, reserved, &[], &bytes[..n]);
+                }
+                (n, false)
+            }
+            Body::Chunked(decoder) => {
+                let budget = e.send.writable(room);
+                self.scratch.clear();
+                let scratch = &mut self.scratch;
+                match decoder.decode(bytes, budget, |piece| scratch.extend_from_slice(piece)) {
+                    Ok(used) => {
+                        let done = decoder.is_done();
+                        if decoder.total > max_body {
+                            let conn = e.conn;
+                            self.body_failed(
+                                x,
+                                conn,
+                                Rejection {
+                                    status: 413,
+                                    reason:
+                                        "request body larger than the configured max_body_bytes",
+                                },
+                            );
+                            return bytes.len();
+                        }
+                        if !self.scratch.is_empty() {
+                            let h = header(id, &e.send);
+                            let reserved = e.send.consume(self.scratch.len());
+                            let _ = tx.data(&h, 0, reserved, &[], &self.scratch);
+                        }
+                        (used, done)
+                    }
+                    Err(chunked::ChunkError::Malformed(reason)) => {
+                        let conn = e.conn;
+                        self.body_failed(
+                            x,
+                            conn,
+                            Rejection {
+                                status: 400,
+                                reason,
+                            },
+                        );
+                        return bytes.len();
+                    }
+                }
+            }
+        };
+        let e = &mut self.exchanges[x];
+        e.body_received += used as u64;
+        if finished {
+            let _ = self.outputs[e.app].tx.end(&header(id, &e.send), &[]);
+            e.request_ended = true;
+            let conn = e.conn;
+            if self.connections[conn].receiving == Some(x) {
+                self.connections[conn].receiving = None;
+            }
+        }
+        used
+    }
+
+    /// A request body turned out bad halfway: abort the request towards the application and
+    /// answer the error if the response has not started, else drop the connection.
+    fn body_failed(&mut self, x: usize, conn: usize, rejection: Rejection) {
+        let e = &mut self.exchanges[x];
+        let id = e.id;
+        e.request_ended = true;
+        let awaiting = e.response == ResponseState::Awaiting && e.buffered.is_empty();
+        let app = e.app;
+        let (abort, reset) = (self.header(id), self.header(id ^ 1));
+        let _ = self.outputs[app].tx.abort(&abort, &[]);
+        let _ = self.outputs[app].tx.reset(&reset, &[]);
+        self.connections[conn].receiving = None;
+        let position = self.connections[conn]
+            .exchanges
+            .iter()
+            .position(|&y| y == x);
+        if let Some(position) = position {
+            self.connections[conn].exchanges.remove(position);
+        }
+        self.exchanges.remove(x);
+        if awaiting {
+            self.reject(conn, rejection);
+        } else {
+            self.abort_connection(conn, true);
+        }
+    }
+
+    /// Answers an error from http itself after the responses already queued, then closes.
+    fn reject(&mut self, slot: usize, rejection: Rejection) {
+        self.rejected += 1;
+        tracing::debug!(
+            core = self.core,
+            status = rejection.status,
+            reason = rejection.reason,
+            "request rejected"
+        );
+        let date = *self.date.get();
+        let x = self.new_exchange(Exchange {
+            conn: slot,
+            id: 0,
+            app: usize::MAX,
+            send: SendWindow::default(),
+            recv: RecvWindow::default(),
+            body: Body::None,
+            body_received: 0,
+            request_ended: true,
+            response: ResponseState::Done,
+            buffered: Vec::new(),
+            close_after: true,
+            is_head: false,
+            upgrade: false,
+            minor_version: 1,
+            expect_continue: false,
+        });
+        let c = &mut self.connections[slot];
+        c.closing = true;
+        c.receiving = None;
+        c.exchanges.push_back(x);
+        let head = c_is_head(c, x);
+        let target = if head {
+            &mut self.connections[slot].out
+        } else {
+            &mut self.exchanges[x].buffered
+        };
+        response::error_response(target, rejection.status, rejection.reason, &date);
+        if head {
+            self.complete_head(slot);
+        }
+        self.mark_dirty(slot);
+    }
+
+    fn on_network_end(&mut self, slot: usize) {
+        let c = &mut self.connections[slot];
+        c.input_ended = true;
+        c.closing = true;
+        if let Some(x) = c.receiving.take() {
+            // The client went away mid-request (or ended a tunnel).
+            let e = &mut self.exchanges[x];
+            let tunnel = matches!(e.body, Body::Tunnel);
+            let h = Header {
+                stream_id: e.id,
+                timestamp: self.timestamp,
+                sequence: e.send.sequence,
+                ..Header::default()
+            };
+            e.request_ended = true;
+            if tunnel {
+                let _ = self.outputs[e.app].tx.end(&h, &[]);
+            } else {
+                let _ = self.outputs[e.app].tx.abort(&h, &[]);
+            }
+        }
+        self.mark_dirty(slot);
+    }
+
+    /// Tears down a connection and every exchange on it. `notify_network`: also ABORT our
+    /// reply towards the network (not needed when the network reset it).
+    fn abort_connection(&mut self, slot: usize, notify_network: bool) {
+        let Some(c) = self.connections.get(slot) else {
+            return;
+        };
+        let timestamp = self.timestamp;
+        for &x in c.exchanges.iter() {
+            let e = &self.exchanges[x];
+            if e.app != usize::MAX {
+                let tx = &mut self.outputs[e.app].tx;
+                if !e.request_ended {
+                    let _ = tx.abort(
+                        &Header {
+                            stream_id: e.id,
+                            timestamp,
+                            ..Header::default()
+                        },
+                        &[],
+                    );
+                }
+                if e.response != ResponseState::Done {
+                    let _ = tx.reset(
+                        &Header {
+                            stream_id: e.id ^ 1,
+                            timestamp,
+                            ..Header::default()
+                        },
+                        &[],
+                    );
+                }
+            }
+            self.exchanges.remove(x);
+        }
+        let c = self.connections.remove(slot);
+        let tx = &mut self.outputs[c.input].tx;
+        if notify_network && !c.reply_ended {
+            let _ = tx.abort(
+                &Header {
+                    stream_id: c.net_id ^ 1,
+                    timestamp,
+                    ..Header::default()
+                },
+                &[],
+            );
+        }
+        if !c.input_ended {
+            let _ = tx.reset(
+                &Header {
+                    stream_id: c.net_id,
+                    timestamp,
+                    ..Header::default()
+                },
+                &[],
+            );
+        }
+        self.by_network[c.input][SlotIds::slot(c.net_id)] = 0;
+    }
+
+    // ----- application side ---------------------------------------------------------------
+
+    fn on_app_frame(&mut self, input: usize, f: Frame<'_>) {
+        let x = SlotIds::slot(f.stream_id());
+        match self.exchanges.get(x) {
+            Some(e) if e.id == f.stream_id() | 1 && e.app == input => {}
+            _ => return,
+        }
+        let reply = frame::is_reply(f.stream_id());
+        match (f.type_id(), reply) {
+            (frame::WINDOW, false) => {
+                let e = &mut self.exchanges[x];
+                e.send.on_window(f.acknowledge(), f.maximum(), f.padding());
+                let conn = e.conn;
+                if self.connections[conn].receiving == Some(x) {
+                    self.resume(conn);
+                    if self.connections.contains(conn) {
+                        self.mark_dirty(conn);
+                    }
+                }
+            }
+            (frame::RESET, false) => {
+                // The application wants no (more) request body: read nothing more on this
+                // connection, since we cannot find the next request without reading the body.
+                let e = &mut self.exchanges[x];
+                e.request_ended = true;
+                let conn = e.conn;
+                let c = &mut self.connections[conn];
+                c.closing = true;
+                if c.receiving == Some(x) {
+                    c.receiving = None;
+                }
+                self.mark_dirty(conn);
+            }
+            (frame::BEGIN, true) => self.on_response_begin(x, f),
+            (frame::DATA, true) => self.on_response_data(x, f),
+            (frame::END, true) => self.on_response_end(x),
+            (frame::ABORT, true) => {
+                let e = &self.exchanges[x];
+                let conn = e.conn;
+                if e.response == ResponseState::Awaiting && e.buffered.is_empty() && !e.upgrade {
+                    self.exchanges[x].response = ResponseState::Done;
+                    self.forget_exchange(conn, x);
+                    self.reject(
+                        conn,
+                        Rejection {
+                            status: 500,
+                            reason: "the application aborted the response",
+                        },
+                    );
+                } else {
+                    self.abort_connection(conn, true);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn forget_exchange(&mut self, conn: usize, x: usize) {
+        let c = &mut self.connections[conn];
+        if let Some(position) = c.exchanges.iter().position(|&y| y == x) {
+            c.exchanges.remove(position);
+        }
+        if c.receiving == Some(x) {
+            c.receiving = None;
+        }
+        let e = self.exchanges.remove(x);
+        if !e.request_ended {
+            let _ = self.outputs[e.app].tx.abort(
+                &Header {
+                    stream_id: e.id,
+                    timestamp: self.timestamp,
+                    ..Header::default()
+                },
+                &[],
+            );
+        }
+    }
+
+    fn on_response_begin(&mut self, x: usize, f: Frame<'_>) {
+        let Some(head) = ext::ResponseHead::parse(f.extension()) else {
+            let conn = self.exchanges[x].conn;
+            tracing::error!(core = self.core, "malformed response head from application");
+            self.exchanges[x].response = ResponseState::Done;
+            self.forget_exchange(conn, x);
+            self.reject(
+                conn,
+                Rejection {
+                    status: 500,
+                    reason: "the application sent a malformed response",
+                },
+            );
+            return;
+        };
+        let date = *self.date.get();
+        let e = &mut self.exchanges[x];
+        let conn = e.conn;
+        let is_head = c_is_head(&self.connections[conn], x);
+        let upgrade = e.upgrade && head.status == 101;
+        if e.upgrade && !upgrade {
+            // Upgrade refused: the connection cannot carry further requests reliably.
+            e.close_after = true;
+            self.connections[conn].closing = true;
+        }
+        let mut buffered = std::mem::take(&mut e.buffered);
+        let target = if is_head {
+            &mut self.connections[conn].out
+        } else {
+            &mut buffered
+        };
+        let framing = write_response_head(target, &head, e, &date, upgrade);
+        e.buffered = buffered;
+        e.response = ResponseState::Streaming(framing);
+        if upgrade {
+            self.connections[conn].upgraded = true;
+        }
+        self.mark_dirty(conn);
+    }
+
+    fn on_response_data(&mut self, x: usize, f: Frame<'_>) {
+        let e = &mut self.exchanges[x];
+        let conn = e.conn;
+        if let Err(err) = e.recv.on_data(f.reserved()) {
+            tracing::error!(core = self.core, error = %err, "application broke the response window");
+            self.abort_connection(conn, true);
+            return;
+        }
+        let ResponseState::Streaming(framing) = e.response else {
+            tracing::error!(core = self.core, "response DATA before BEGIN");
+            self.abort_connection(conn, true);
+            return;
+        };
+        e.recv.release(f.reserved() as u64);
+        let payload = f.payload();
+        let is_head = c_is_head(&self.connections[conn], x);
+        let target = if is_head {
+            &mut self.connections[conn].out
+        } else {
+            &mut e.buffered
+        };
+        match framing {
+            Framing::None => {}
+            Framing::Length(remaining) => {
+                let n = (remaining as usize).min(payload.len());
+                target.extend_from_slice(&payload[..n]);
+                e.response = ResponseState::Streaming(Framing::Length(remaining - n as u64));
+            }
+            Framing::Chunked => {
+                if !payload.is_empty() {
+                    let mut hex = [0u8; 16];
+                    let digits = hex_len(payload.len(), &mut hex);
+                    target.extend_from_slice(digits);
+                    target.extend_from_slice(b"\r\n");
+                    target.extend_from_slice(payload);
+                    target.extend_from_slice(b"\r\n");
+                }
+            }
+            Framing::Raw => target.extend_from_slice(payload),
+        }
+        self.mark_dirty(conn);
+    }
+
+    fn on_response_end(&mut self, x: usize) {
+        let e = &mut self.exchanges[x];
+        let conn = e.conn;
+        let is_head = c_is_head(&self.connections[conn], x);
+        if let ResponseState::Streaming(Framing::Chunked) = e.response {
+            let target = if is_head {
+                &mut self.connections[conn].out
+            } else {
+                &mut e.buffered
+            };
+            target.extend_from_slice(b"0\r\n\r\n");
+        }
+        if let ResponseState::Streaming(Framing::Raw) = e.response {
+            e.close_after = true;
+        }
+        e.response = ResponseState::Done;
+        if is_head {
+            self.complete_head(conn);
+        }
+        self.mark_dirty(conn);
+    }
+
+    /// Retires finished exchanges at the head of the queue and promotes the next one.
+    fn complete_head(&mut self, conn: usize) {
+        loop {
+            let c = &mut self.connections[conn];
+            let Some(&x) = c.exchanges.front() else { break };
+            let e = &mut self.exchanges[x];
+            if !e.buffered.is_empty() {
+                c.out.append(&mut e.buffered);
+            }
+            if e.expect_continue {
+                // Rare: a pipelined request with Expect: 100-continue reached the head.
+                c.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                e.expect_continue = false;
+            }
+            if e.response != ResponseState::Done || !e.request_ended {
+                break;
+            }
+            if e.close_after {
+                c.closing = true;
+            }
+            c.exchanges.pop_front();
+            self.exchanges.remove(x);
+        }
+    }
+
+    /// End of poll for one connection: send response bytes within credit, grant windows,
+    /// end the reply once a closing connection has nothing left to say.
+    fn flush(&mut self, slot: usize) {
+        let timestamp = self.timestamp;
+        let window = self.config.window;
+        let Some(c) = self.connections.get_mut(slot) else {
+            return;
+        };
+        c.dirty = false;
+        let tx = &mut self.outputs[c.input].tx;
+        let room = tx.max_payload() - 64;
+        while !c.out.is_empty() {
+            let n = c.send.writable(c.out.len().min(room));
+            if n == 0 {
+                break;
+            }
+            let h = Header {
+                stream_id: c.net_id ^ 1,
+                timestamp,
+                sequence: c.send.sequence,
+                ..Header::default()
+            };
+            let reserved = c.send.consume(n);
+            if tx.data(&h, 0, reserved, &[], &c.out[..n]).is_err() {
+                c.send.sequence -= reserved as u64;
+                break;
+            }
+            c.out.drain(..n);
+        }
+        if c.recv.window_due() && !c.input_ended {
+            let (acknowledge, maximum) = c.recv.announce();
+            let _ = tx.window(
+                &Header {
+                    stream_id: c.net_id,
+                    timestamp,
+                    acknowledge,
+                    maximum,
+                    ..Header::default()
+                },
+                0,
+            );
+        }
+        // Keep the head exchange's response flowing while the connection keeps up.
+        if let Some(&x) = c.exchanges.front() {
+            let e = &mut self.exchanges[x];
+            if e.app != usize::MAX
+                && e.recv.window_due()
+                && c.out.len() < OUT_HIGH_WATER
+                && e.response != ResponseState::Done
+            {
+                e.recv.maximum = window;
+                let (acknowledge, maximum) = e.recv.announce();
+                let _ = self.outputs[e.app].tx.window(
+                    &Header {
+                        stream_id: e.id ^ 1,
+                        timestamp,
+                        acknowledge,
+                        maximum,
+                        ..Header::default()
+                    },
+                    0,
+                );
+            }
+        }
+        let c = &mut self.connections[slot];
+        let finished =
+            c.closing && c.exchanges.is_empty() && c.out.is_empty() && c.receiving.is_none();
+        if finished && !c.reply_ended {
+            let tx = &mut self.outputs[c.input].tx;
+            let _ = tx.end(
+                &Header {
+                    stream_id: c.net_id ^ 1,
+                    timestamp,
+                    sequence: c.send.sequence,
+                    ..Header::default()
+                },
+                &[],
+            );
+            c.reply_ended = true;
+            if !c.input_ended {
+                // Nothing more will be read: tell the network side to stop sending.
+                let _ = tx.reset(
+                    &Header {
+                        stream_id: c.net_id,
+                        timestamp,
+                        ..Header::default()
+                    },
+                    &[],
+                );
+                c.input_ended = true;
+            }
+        }
+        let c = &self.connections[slot];
+        if c.reply_ended && c.input_ended && c.exchanges.is_empty() {
+            let c = self.connections.remove(slot);
+            self.by_network[c.input][SlotIds::slot(c.net_id)] = 0;
+        }
+    }
+}
+
+impl Connection {
+    /// After the last request (error, `Connection: close`), further input is dropped unread.
+    fn closing_input_discarded(&self) -> bool {
+        self.closing && self.receiving.is_none() && !self.upgraded
+    }
+}
+
+fn c_is_head(c: &Connection, x: usize) -> bool {
+    c.exchanges.front() == Some(&x)
+}
+
+fn hex_len(mut n: usize, buffer: &mut [u8; 16]) -> &[u8] {
+    let mut at = buffer.len();
+    loop {
+        at -= 1;
+        buffer[at] = b"0123456789abcdef"[n & 15];
+        n >>= 4;
+        if n == 0 {
+            return &buffer[at..];
+        }
+    }
+}
+
+/// Writes the status line and headers; returns how the body is framed.
+fn write_response_head(
+    out: &mut Vec<u8>,
+    head: &ext::ResponseHead<'_>,
+    e: &mut Exchange,
+    date: &[u8],
+    upgrade: bool,
+) -> Framing {
+    let status = head.status;
+    response::status_line(out, status);
+    let mut content_length = None;
+    for (name, value) in head.headers() {
+        if name.eq_ignore_ascii_case("content-length") {
+            content_length = std::str::from_utf8(value)
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok());
+        }
+        if !upgrade
+            && (name.eq_ignore_ascii_case("connection")
+                || name.eq_ignore_ascii_case("transfer-encoding"))
+        {
+            continue;
+        }
+        if name.eq_ignore_ascii_case("date") {
+            continue;
+        }
+        response::header(out, name.as_bytes(), value);
+    }
+    response::header(out, b"Date", date);
+    let framing = if upgrade {
+        Framing::Raw
+    } else if (100..200).contains(&status) || status == 204 || status == 304 || e.is_head {
+        Framing::None
+    } else if let Some(length) = content_length {
+        Framing::Length(length)
+    } else if e.minor_version == 1 {
+        response::header(out, b"Transfer-Encoding", b"chunked");
+        Framing::Chunked
+    } else {
+        e.close_after = true;
+        Framing::Raw
+    };
+    if !upgrade {
+        if e.close_after {
+            response::header(out, b"Connection", b"close");
+        } else if e.minor_version == 0 {
+            response::header(out, b"Connection", b"keep-alive");
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+    framing
+}
+
+impl Nukleus for HttpNukleus {
+    fn kind(&self) -> &'static str {
+        "http"
+    }
+
+    fn poll(&mut self, context: &PollContext) -> usize {
+        self.timestamp = context.timestamp;
+        let mut work = 0;
+        let mut inputs = std::mem::take(&mut self.inputs);
+        for (input, rx) in inputs.iter_mut().enumerate() {
+            let network = self.is_network[input];
+            work += rx.read(1024, |type_id, bytes| match Frame::new(type_id, bytes) {
+                Ok(f) if network => self.on_network_frame(input, f),
+                Ok(f) => self.on_app_frame(input, f),
+                Err(e) => tracing::error!(core = self.core, error = %e, "malformed frame"),
+            });
+        }
+        self.inputs = inputs;
+        let dirty = std::mem::take(&mut self.dirty);
+        for &slot in &dirty {
+            self.flush(slot);
+        }
+        let mut dirty = dirty;
+        dirty.clear();
+        if self.dirty.is_empty() {
+            self.dirty = dirty;
+        }
+        for output in &mut self.outputs {
+            output.publish();
+        }
+        work
+    }
+
+    fn gauges(&self, out: &mut Vec<(&'static str, u64)>) {
+        out.push(("connections", self.connections.len() as u64));
+        out.push(("exchanges", self.exchanges.len() as u64));
+        out.push(("requests_total", self.requests));
+        out.push(("requests_rejected_total", self.rejected));
+    }
+}

@@ -1,0 +1,201 @@
+//! HTTP BEGIN extensions: the request head that http sends to an application nukleus, and
+//! the response head an application sends back. Compact binary, read through flyweights:
+//!
+//! ```text
+//! request:  [minor version:u8][method len:u8][method][target len:u16][target][count:u16]{header}
+//! response: [status:u16][count:u16]{header}
+//! header:   [name len:u16][name][value len:u16][value]
+//! ```
+//! Integers are little-endian. Names keep the case they arrived with; lookups ignore case.
+
+/// Appends a request head to `out`.
+pub fn encode_request<'h>(
+    out: &mut Vec<u8>,
+    minor_version: u8,
+    method: &str,
+    target: &str,
+    headers: impl ExactSizeIterator<Item = (&'h str, &'h [u8])>,
+) {
+    out.push(minor_version);
+    out.push(method.len().min(255) as u8);
+    out.extend_from_slice(&method.as_bytes()[..method.len().min(255)]);
+    put_bytes(out, target.as_bytes());
+    out.extend_from_slice(&(headers.len() as u16).to_le_bytes());
+    for (name, value) in headers {
+        put_bytes(out, name.as_bytes());
+        put_bytes(out, value);
+    }
+}
+
+/// Appends a response head to `out`.
+pub fn encode_response<'h>(
+    out: &mut Vec<u8>,
+    status: u16,
+    headers: impl ExactSizeIterator<Item = (&'h str, &'h [u8])>,
+) {
+    out.extend_from_slice(&status.to_le_bytes());
+    out.extend_from_slice(&(headers.len() as u16).to_le_bytes());
+    for (name, value) in headers {
+        put_bytes(out, name.as_bytes());
+        put_bytes(out, value);
+    }
+}
+
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    let bytes = &bytes[..bytes.len().min(u16::MAX as usize)];
+    out.extend_from_slice(&(bytes.len() as u16).to_le_bytes());
+    out.extend_from_slice(bytes);
+}
+
+fn take_u16(bytes: &[u8]) -> Option<(u16, &[u8])> {
+    let (head, rest) = bytes.split_at_checked(2)?;
+    Some((u16::from_le_bytes([head[0], head[1]]), rest))
+}
+
+fn take_bytes(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (length, rest) = take_u16(bytes)?;
+    rest.split_at_checked(length as usize)
+}
+
+/// Iterates `(name, value)` pairs of an encoded header block.
+#[derive(Clone)]
+pub struct Headers<'a> {
+    remaining: u16,
+    bytes: &'a [u8],
+}
+
+impl<'a> Iterator for Headers<'a> {
+    type Item = (&'a str, &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.remaining == 0 {
+            return None;
+        }
+        let (name, rest) = take_bytes(self.bytes)?;
+        let (value, rest) = take_bytes(rest)?;
+        self.remaining -= 1;
+        self.bytes = rest;
+        Some((std::str::from_utf8(name).unwrap_or(""), value))
+    }
+}
+
+fn validate_headers(bytes: &[u8]) -> Option<Headers<'_>> {
+    let (count, mut rest) = take_u16(bytes)?;
+    let headers = Headers {
+        remaining: count,
+        bytes: rest,
+    };
+    for _ in 0..count {
+        let (_, r) = take_bytes(rest)?;
+        let (_, r) = take_bytes(r)?;
+        rest = r;
+    }
+    Some(headers)
+}
+
+/// A request head, read in place.
+#[derive(Clone)]
+pub struct RequestHead<'a> {
+    pub minor_version: u8,
+    pub method: &'a str,
+    pub target: &'a str,
+    headers: Headers<'a>,
+}
+
+impl<'a> RequestHead<'a> {
+    /// Parses an extension; `None` if it is malformed.
+    pub fn parse(bytes: &'a [u8]) -> Option<RequestHead<'a>> {
+        let (&minor_version, rest) = bytes.split_first()?;
+        let (&method_len, rest) = rest.split_first()?;
+        let (method, rest) = rest.split_at_checked(method_len as usize)?;
+        let (target, rest) = take_bytes(rest)?;
+        Some(RequestHead {
+            minor_version,
+            method: std::str::from_utf8(method).ok()?,
+            target: std::str::from_utf8(target).ok()?,
+            headers: validate_headers(rest)?,
+        })
+    }
+
+    /// The target without its query string.
+    pub fn path(&self) -> &'a str {
+        self.target
+            .split_once('?')
+            .map_or(self.target, |(path, _)| path)
+    }
+
+    pub fn query(&self) -> Option<&'a str> {
+        self.target.split_once('?').map(|(_, query)| query)
+    }
+
+    pub fn headers(&self) -> Headers<'a> {
+        self.headers.clone()
+    }
+
+    /// The first header named `name` (ASCII case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&'a [u8]> {
+        self.headers()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+}
+
+/// A response head, read in place.
+#[derive(Clone)]
+pub struct ResponseHead<'a> {
+    pub status: u16,
+    headers: Headers<'a>,
+}
+
+impl<'a> ResponseHead<'a> {
+    pub fn parse(bytes: &'a [u8]) -> Option<ResponseHead<'a>> {
+        let (status, rest) = take_u16(bytes)?;
+        Some(ResponseHead {
+            status,
+            headers: validate_headers(rest)?,
+        })
+    }
+
+    pub fn headers(&self) -> Headers<'a> {
+        self.headers.clone()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&'a [u8]> {
+        self.headers()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_heads_round_trip() {
+        let mut out = Vec::new();
+        let headers = [("Host", &b"example"[..]), ("X-Empty", &b""[..])];
+        encode_request(&mut out, 1, "POST", "/echo?x=1", headers.iter().copied());
+        let head = RequestHead::parse(&out).unwrap();
+        assert_eq!(
+            (head.minor_version, head.method, head.path(), head.query()),
+            (1, "POST", "/echo", Some("x=1"))
+        );
+        assert_eq!(head.header("host"), Some(&b"example"[..]));
+        assert_eq!(head.headers().count(), 2);
+    }
+
+    #[test]
+    fn truncated_heads_are_rejected() {
+        let mut out = Vec::new();
+        encode_response(
+            &mut out,
+            200,
+            [("Content-Type", &b"text/plain"[..])].into_iter(),
+        );
+        assert_eq!(ResponseHead::parse(&out).unwrap().status, 200);
+        for cut in 0..out.len() {
+            assert!(ResponseHead::parse(&out[..cut]).is_none(), "cut at {cut}");
+        }
+    }
+}

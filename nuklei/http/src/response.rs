@@ -1,0 +1,105 @@
+//! Writing HTTP/1.1 response heads, and the error responses http produces on its own.
+
+use std::time::{Duration, SystemTime};
+
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        101 => "Switching Protocols",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        206 => "Partial Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        304 => "Not Modified",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        415 => "Unsupported Media Type",
+        422 => "Unprocessable Content",
+        426 => "Upgrade Required",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        505 => "HTTP Version Not Supported",
+        _ => "Unknown",
+    }
+}
+
+/// The `Date` header value, formatted at most once per second.
+pub struct DateCache {
+    value: [u8; 29],
+    formatted_at: Option<SystemTime>,
+}
+
+impl Default for DateCache {
+    fn default() -> Self {
+        DateCache {
+            value: [b' '; 29],
+            formatted_at: None,
+        }
+    }
+}
+
+impl DateCache {
+    pub fn get(&mut self) -> &[u8; 29] {
+        let now = SystemTime::now();
+        let stale = self.formatted_at.is_none_or(|at| {
+            now.duration_since(at)
+                .map_or(true, |age| age >= Duration::from_millis(500))
+        });
+        if stale {
+            let text = httpdate::fmt_http_date(now);
+            if text.len() == 29 {
+                self.value.copy_from_slice(text.as_bytes());
+            }
+            self.formatted_at = Some(now);
+        }
+        &self.value
+    }
+}
+
+/// Appends `HTTP/1.1 <status> <reason>\r\n`.
+pub fn status_line(out: &mut Vec<u8>, status: u16) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    let mut buffer = itoa::Buffer::new();
+    out.extend_from_slice(buffer.format(status).as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(reason_phrase(status).as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+pub fn header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// A complete error response with a short plain-text reason, closing the connection.
+pub fn error_response(out: &mut Vec<u8>, status: u16, reason: &str, date: &[u8]) {
+    status_line(out, status);
+    header(out, b"Date", date);
+    header(out, b"Content-Type", b"text/plain; charset=utf-8");
+    let mut buffer = itoa::Buffer::new();
+    header(
+        out,
+        b"Content-Length",
+        buffer.format(reason.len() + 1).as_bytes(),
+    );
+    header(out, b"Connection", b"close");
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(reason.as_bytes());
+    out.push(b'\n');
+}

@@ -1,0 +1,134 @@
+//! From a topology to a placement: which nukleus instances run on which core, and which
+//! instances are linked by a pair of streams.
+
+use crate::topology::Topology;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instance {
+    pub kind: String,
+    pub core: usize,
+    /// Index among the instances of the same kind (used in stream ids).
+    pub index: u16,
+}
+
+impl Instance {
+    pub fn name(&self) -> String {
+        format!("core{}.{}{}", self.core, self.kind, self.index)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    pub instances: Vec<Instance>,
+    /// Pairs of instance indices that exchange streams (each pair gets two rings).
+    pub links: Vec<(usize, usize)>,
+    /// Kind pairs that talk to each other, from listener chains and routes.
+    pub edges: Vec<(String, String)>,
+}
+
+impl Placement {
+    pub fn from_topology(topology: &Topology) -> Placement {
+        let mut instances = Vec::new();
+        for (core, section) in topology.cores.iter().enumerate() {
+            for kind in section.nuklei.get_ref() {
+                let index = instances
+                    .iter()
+                    .filter(|i: &&Instance| &i.kind == kind)
+                    .count() as u16;
+                instances.push(Instance {
+                    kind: kind.clone(),
+                    core,
+                    index,
+                });
+            }
+        }
+        let mut edges: Vec<(String, String)> = Vec::new();
+        let mut add_edge = |a: &str, b: &str| {
+            let edge = (a.to_owned(), b.to_owned());
+            if a != b
+                && !edges.contains(&edge)
+                && !edges.contains(&(edge.1.clone(), edge.0.clone()))
+            {
+                edges.push(edge);
+            }
+        };
+        for listener in &topology.listeners {
+            for pair in listener.chain.get_ref().windows(2) {
+                add_edge(&pair[0], &pair[1]);
+            }
+        }
+        for route in &topology.http.routes {
+            add_edge("http", route.to.get_ref());
+        }
+        let mut links = Vec::new();
+        for (a, b) in &edges {
+            for (i, x) in instances.iter().enumerate() {
+                for (j, y) in instances.iter().enumerate() {
+                    // Every instance of one kind with every instance of the other: same-core
+                    // pairs carry fused traffic, cross-core pairs carry split traffic.
+                    if &x.kind == a && &y.kind == b {
+                        links.push((i, j));
+                    }
+                }
+            }
+        }
+        Placement {
+            instances,
+            links,
+            edges,
+        }
+    }
+
+    /// A human-readable account of the placement, for `reaktor plan`.
+    pub fn describe(&self, topology: &Topology) -> String {
+        let mut out = String::new();
+        for (core, section) in topology.cores.iter().enumerate() {
+            let cpu = section
+                .cpu
+                .as_ref()
+                .map_or("unpinned".to_owned(), |c| format!("cpu {}", c.get_ref()));
+            let names: Vec<String> = self
+                .instances
+                .iter()
+                .filter(|i| i.core == core)
+                .map(|i| i.name())
+                .collect();
+            let fused = if names.len() > 1 {
+                " (fused: one thread polls them in turn)"
+            } else {
+                ""
+            };
+            out.push_str(&format!(
+                "core {core} [{cpu}]: {}{fused}\n",
+                names.join(", ")
+            ));
+        }
+        for (kind, count) in self.kind_counts() {
+            if count > 1 {
+                out.push_str(&format!("{kind}: split into {count} instances (streams routed by key, same core preferred)\n"));
+            }
+        }
+        out.push_str("streams:\n");
+        for &(a, b) in &self.links {
+            let (x, y) = (&self.instances[a], &self.instances[b]);
+            let hop = if x.core == y.core {
+                "same core"
+            } else {
+                "cross core"
+            };
+            out.push_str(&format!("  {} <-> {} ({hop})\n", x.name(), y.name()));
+        }
+        out
+    }
+
+    fn kind_counts(&self) -> Vec<(String, usize)> {
+        let mut counts: Vec<(String, usize)> = Vec::new();
+        for i in &self.instances {
+            match counts.iter_mut().find(|(k, _)| k == &i.kind) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((i.kind.clone(), 1)),
+            }
+        }
+        counts
+    }
+}

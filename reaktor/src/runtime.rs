@@ -1,0 +1,388 @@
+//! Running a placement: stream files, one pinned thread per core polling its nuklei with an
+//! idle strategy (spin, then yield, then block in epoll until a socket or a doorbell wakes
+//! it), per-nukleus cost accounting, and a clean shutdown.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use mio::{Events, Poll, Token};
+use nukleus_echo::EchoNukleus;
+use nukleus_http::request::HttpLimits;
+use nukleus_http::{HttpConfig, HttpNukleus, Route};
+use nukleus_tcp::{ListenerConfig, TcpConfig, TcpNukleus};
+use streams::{
+    ring, Doorbell, Link, Nukleus, PeerLink, PollContext, RingWatch, SharedMapping, TokenRange,
+};
+
+use crate::plan::Placement;
+use crate::topology::LoadedTopology;
+
+/// Token of a core's doorbell; nukleus `k` on a core owns tokens `[(k + 1) << 32, (k + 2) << 32)`.
+const DOORBELL: Token = Token(0);
+const TOKENS_PER_NUKLEUS: usize = 1 << 32;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot create stream directory {path}: {source}")]
+    StreamDir { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Map(#[from] streams::MapError),
+    #[error("{0}")]
+    Tcp(#[from] nukleus_tcp::TcpError),
+    #[error("cannot set up the poller of core {core}: {source}")]
+    Poll { core: usize, source: io::Error },
+    #[error("cannot register nukleus {name}: {source}")]
+    Register { name: String, source: io::Error },
+}
+
+/// Cost counters of one nukleus instance, written by its core thread, read by anyone.
+#[derive(Debug, Default)]
+pub struct NukleusStats {
+    pub busy_nanos: AtomicU64,
+    pub polls: AtomicU64,
+    pub work: AtomicU64,
+}
+
+pub struct InstanceInfo {
+    pub name: String,
+    pub kind: String,
+    pub core: usize,
+    pub stats: Arc<NukleusStats>,
+}
+
+/// A running reaktor.
+pub struct Reaktor {
+    shutdown: Arc<AtomicBool>,
+    doorbells: Vec<Arc<Doorbell>>,
+    threads: Vec<JoinHandle<()>>,
+    stream_dir: PathBuf,
+    pub instances: Vec<InstanceInfo>,
+}
+
+fn default_stream_root() -> PathBuf {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        shm.to_owned()
+    } else {
+        std::env::temp_dir()
+    }
+}
+
+struct CoreSetup {
+    poll: Poll,
+    doorbell: Arc<Doorbell>,
+    nuklei: Vec<(Box<dyn Nukleus + Send>, Arc<NukleusStats>, String)>,
+    watches: Vec<RingWatch>,
+    cpu: Option<usize>,
+}
+
+impl Reaktor {
+    /// Builds every stream and nukleus, binds listeners, and starts the core threads.
+    pub fn start(
+        loaded: &LoadedTopology,
+        stream_root: Option<&Path>,
+    ) -> Result<Reaktor, StartError> {
+        let topology = &loaded.topology;
+        let placement = Placement::from_topology(topology);
+        let root = stream_root
+            .map(Path::to_owned)
+            .or_else(|| topology.reaktor.stream_dir.clone())
+            .unwrap_or_else(default_stream_root);
+        let stream_dir = root.join(format!("reaktor-{}", std::process::id()));
+        std::fs::create_dir_all(&stream_dir).map_err(|source| StartError::StreamDir {
+            path: stream_dir.clone(),
+            source,
+        })?;
+        let result = Self::build(loaded, &placement, &stream_dir);
+        if result.is_err() {
+            let _ = std::fs::remove_dir_all(&stream_dir);
+        }
+        result
+    }
+
+    fn build(
+        loaded: &LoadedTopology,
+        placement: &Placement,
+        stream_dir: &Path,
+    ) -> Result<Reaktor, StartError> {
+        let topology = &loaded.topology;
+        let capacity = *topology.reaktor.stream_capacity.get_ref();
+        let mut cores = Vec::new();
+        for (core, section) in topology.cores.iter().enumerate() {
+            let poll = Poll::new().map_err(|source| StartError::Poll { core, source })?;
+            let doorbell = Arc::new(
+                Doorbell::new(poll.registry(), DOORBELL)
+                    .map_err(|source| StartError::Poll { core, source })?,
+            );
+            let cpu = if topology.reaktor.pin {
+                section.cpu.as_ref().map(|c| *c.get_ref())
+            } else {
+                None
+            };
+            cores.push(CoreSetup {
+                poll,
+                doorbell,
+                nuklei: Vec::new(),
+                watches: Vec::new(),
+                cpu,
+            });
+        }
+
+        // Two rings per linked pair; each side gets a Link (its tx, the other's tx as rx).
+        let mut links: Vec<Vec<PeerLink>> =
+            placement.instances.iter().map(|_| Vec::new()).collect();
+        for &(a, b) in &placement.links {
+            let (x, y) = (&placement.instances[a], &placement.instances[b]);
+            let file = |from: &crate::plan::Instance, to: &crate::plan::Instance| {
+                let label = format!("{} -> {}", from.name(), to.name());
+                SharedMapping::create(
+                    &stream_dir.join(format!("{}-{}", from.name(), to.name())),
+                    capacity,
+                    &label,
+                )
+            };
+            let (a_tx, b_rx) = ring(file(x, y)?);
+            let (b_tx, a_rx) = ring(file(y, x)?);
+            let remote = x.core != y.core;
+            cores[y.core].watches.push(b_rx.watch());
+            cores[x.core].watches.push(a_rx.watch());
+            links[a].push(PeerLink {
+                kind: y.kind.clone(),
+                core: y.core,
+                link: Link {
+                    peer: y.name(),
+                    tx: a_tx,
+                    rx: a_rx,
+                    peer_doorbell: remote.then(|| cores[y.core].doorbell.clone()),
+                },
+            });
+            links[b].push(PeerLink {
+                kind: x.kind.clone(),
+                core: x.core,
+                link: Link {
+                    peer: x.name(),
+                    tx: b_tx,
+                    rx: b_rx,
+                    peer_doorbell: remote.then(|| cores[x.core].doorbell.clone()),
+                },
+            });
+        }
+
+        let mut instances = Vec::new();
+        for (i, (instance, links)) in placement.instances.iter().zip(links).enumerate() {
+            let nukleus: Box<dyn Nukleus + Send> = match instance.kind.as_str() {
+                "tcp" => {
+                    let listeners = topology
+                        .listeners
+                        .iter()
+                        .zip(&loaded.listener_addresses)
+                        .map(|(l, address)| ListenerConfig {
+                            name: l.name.clone(),
+                            address: *address,
+                            next: l.chain.get_ref()[1].clone(),
+                            backlog: l.backlog,
+                        })
+                        .collect();
+                    let config = TcpConfig {
+                        listeners,
+                        max_connections: topology.tcp.max_connections,
+                        window: topology.tcp.window,
+                        ..TcpConfig::default()
+                    };
+                    Box::new(TcpNukleus::new(
+                        config,
+                        instance.core,
+                        instance.index,
+                        links,
+                    )?)
+                }
+                "http" => {
+                    let http = &topology.http;
+                    let config = HttpConfig {
+                        routes: http
+                            .routes
+                            .iter()
+                            .map(|r| Route {
+                                prefix: r.path.clone(),
+                                to: r.to.get_ref().clone(),
+                            })
+                            .collect(),
+                        limits: HttpLimits {
+                            max_header_bytes: http.max_header_bytes,
+                            max_headers: http.max_headers,
+                            max_body_bytes: http.max_body_bytes,
+                            max_pipelined: http.max_pipelined,
+                        },
+                        window: http.window,
+                        ..HttpConfig::default()
+                    };
+                    Box::new(HttpNukleus::new(
+                        config,
+                        instance.core,
+                        instance.index,
+                        links,
+                    ))
+                }
+                "echo" => Box::new(EchoNukleus::new(instance.core, links)),
+                other => unreachable!("topology validation admits only known kinds, got {other}"),
+            };
+            let stats = Arc::new(NukleusStats::default());
+            instances.push(InstanceInfo {
+                name: instance.name(),
+                kind: instance.kind.clone(),
+                core: instance.core,
+                stats: stats.clone(),
+            });
+            cores[instance.core]
+                .nuklei
+                .push((nukleus, stats, instance.name()));
+            let _ = i;
+        }
+
+        for core in cores.iter_mut() {
+            for (k, (nukleus, _, name)) in core.nuklei.iter_mut().enumerate() {
+                let tokens = TokenRange {
+                    first: (k + 1) * TOKENS_PER_NUKLEUS,
+                    count: TOKENS_PER_NUKLEUS,
+                };
+                nukleus
+                    .register(core.poll.registry(), tokens)
+                    .map_err(|source| StartError::Register {
+                        name: name.clone(),
+                        source,
+                    })?;
+            }
+        }
+
+        let shutdown = Arc::new(AtomicBool::new(false));
+        let doorbells: Vec<Arc<Doorbell>> = cores.iter().map(|c| c.doorbell.clone()).collect();
+        let start = Instant::now();
+        let mut threads = Vec::new();
+        for (index, core) in cores.into_iter().enumerate() {
+            let shutdown = shutdown.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("reaktor-core{index}"))
+                .spawn(move || run_core(index, core, shutdown, start))
+                .expect("spawning a core thread");
+            threads.push(handle);
+        }
+        Ok(Reaktor {
+            shutdown,
+            doorbells,
+            threads,
+            stream_dir: stream_dir.to_owned(),
+            instances,
+        })
+    }
+
+    pub fn stream_dir(&self) -> &Path {
+        &self.stream_dir
+    }
+
+    /// Stops every core (listeners closed, connections shut), joins the threads and removes
+    /// the stream files.
+    pub fn stop(self) {
+        self.shutdown.store(true, Ordering::SeqCst);
+        for doorbell in &self.doorbells {
+            doorbell.ring_always();
+        }
+        for thread in self.threads {
+            let _ = thread.join();
+        }
+        if let Err(e) = std::fs::remove_dir_all(&self.stream_dir) {
+            tracing::warn!(error = %e, dir = %self.stream_dir.display(), "cannot remove stream directory");
+        }
+    }
+}
+
+/// Spin this many idle iterations (cheap epoll checks), then yield this many, then park.
+const IDLE_SPINS: u32 = 64;
+const IDLE_YIELDS: u32 = 16;
+
+fn run_core(index: usize, mut core: CoreSetup, shutdown: Arc<AtomicBool>, start: Instant) {
+    if let Some(cpu) = core.cpu {
+        if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
+            tracing::warn!(
+                core = index,
+                cpu,
+                "cannot pin core thread; running unpinned"
+            );
+        }
+    }
+    tracing::debug!(core = index, nuklei = core.nuklei.len(), "core running");
+    let mut events = Events::with_capacity(1024);
+    let mut idle = 0u32;
+    while !shutdown.load(Ordering::Relaxed) {
+        let mut now = Instant::now();
+        let mut work = 0;
+        for (nukleus, stats, _) in core.nuklei.iter_mut() {
+            let context = PollContext {
+                now,
+                timestamp: now.duration_since(start).as_nanos() as u64,
+                core: index,
+            };
+            let done = nukleus.poll(&context);
+            let after = Instant::now();
+            if done > 0 {
+                // Busy time is charged only to polls that did something: idle polls are the
+                // idle strategy's cost, not the stage's.
+                stats.busy_nanos.fetch_add(
+                    after.duration_since(now).as_nanos() as u64,
+                    Ordering::Relaxed,
+                );
+                stats.work.fetch_add(done as u64, Ordering::Relaxed);
+            }
+            stats.polls.fetch_add(1, Ordering::Relaxed);
+            work += done;
+            now = after;
+        }
+        let timeout = if work > 0 {
+            idle = 0;
+            Some(Duration::ZERO)
+        } else {
+            idle = idle.saturating_add(1);
+            if idle <= IDLE_SPINS {
+                Some(Duration::ZERO)
+            } else if idle <= IDLE_SPINS + IDLE_YIELDS {
+                std::thread::yield_now();
+                Some(Duration::ZERO)
+            } else {
+                core.doorbell.park();
+                if core.watches.iter().any(|w| w.has_pending()) || shutdown.load(Ordering::SeqCst) {
+                    core.doorbell.unpark();
+                    Some(Duration::ZERO)
+                } else {
+                    let deadline = core
+                        .nuklei
+                        .iter()
+                        .filter_map(|(n, _, _)| n.deadline())
+                        .min();
+                    deadline.map(|d| d.saturating_duration_since(Instant::now()))
+                }
+            }
+        };
+        if let Err(e) = core.poll.poll(&mut events, timeout) {
+            if e.kind() != io::ErrorKind::Interrupted {
+                tracing::error!(core = index, error = %e, "epoll failed");
+            }
+        }
+        core.doorbell.unpark();
+        for event in events.iter() {
+            let token = event.token().0;
+            if token == DOORBELL.0 {
+                continue;
+            }
+            if let Some((nukleus, _, _)) = core.nuklei.get_mut(token / TOKENS_PER_NUKLEUS - 1) {
+                nukleus.on_event(event);
+            }
+        }
+    }
+    for (nukleus, _, _) in core.nuklei.iter_mut() {
+        nukleus.shutdown();
+    }
+    tracing::debug!(core = index, "core stopped");
+}

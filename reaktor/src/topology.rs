@@ -1,0 +1,333 @@
+//! The topology file: listeners, the nuklei on each core, limits. Errors name the file, the
+//! line and the problem.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// Nukleus kinds this build knows.
+pub const KINDS: &[&str] = &["tcp", "http", "echo"];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Topology {
+    #[serde(default)]
+    pub reaktor: ReaktorSection,
+    #[serde(default, rename = "listener")]
+    pub listeners: Vec<ListenerSection>,
+    #[serde(rename = "core")]
+    pub cores: Vec<CoreSection>,
+    #[serde(default)]
+    pub tcp: TcpSection,
+    #[serde(default)]
+    pub http: HttpSection,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReaktorSection {
+    /// Where stream files live; a `reaktor-<pid>` directory is made inside it.
+    /// Default: /dev/shm if it exists, else the system temp dir.
+    pub stream_dir: Option<PathBuf>,
+    /// Bytes per stream buffer (a power of two).
+    #[serde(default = "default_stream_capacity")]
+    pub stream_capacity: Spanned<usize>,
+    /// Pin each core's thread to its `cpu`.
+    #[serde(default = "default_true")]
+    pub pin: bool,
+}
+
+impl Default for ReaktorSection {
+    fn default() -> Self {
+        ReaktorSection {
+            stream_dir: None,
+            stream_capacity: Spanned::new(0..0, default_stream_capacity_value()),
+            pin: true,
+        }
+    }
+}
+
+fn default_stream_capacity_value() -> usize {
+    16 << 20
+}
+
+fn default_stream_capacity() -> Spanned<usize> {
+    Spanned::new(0..0, default_stream_capacity_value())
+}
+
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerSection {
+    pub name: String,
+    pub address: Spanned<String>,
+    /// Nuklei from the network inwards, starting with `tcp`: e.g. `["tcp", "http"]`.
+    pub chain: Spanned<Vec<String>>,
+    #[serde(default = "default_backlog")]
+    pub backlog: i32,
+}
+
+fn default_backlog() -> i32 {
+    1024
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoreSection {
+    /// CPU to pin this core's thread to; omitted: not pinned.
+    pub cpu: Option<Spanned<usize>>,
+    pub nuklei: Spanned<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpSection {
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    #[serde(default = "default_window")]
+    pub window: u32,
+}
+
+impl Default for TcpSection {
+    fn default() -> Self {
+        TcpSection {
+            max_connections: default_max_connections(),
+            window: default_window(),
+        }
+    }
+}
+
+fn default_max_connections() -> usize {
+    4096
+}
+
+fn default_window() -> u32 {
+    65536
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSection {
+    #[serde(default = "default_max_header_bytes")]
+    pub max_header_bytes: usize,
+    #[serde(default = "default_max_headers")]
+    pub max_headers: usize,
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: u64,
+    #[serde(default = "default_max_pipelined")]
+    pub max_pipelined: usize,
+    #[serde(default = "default_window")]
+    pub window: u32,
+    #[serde(default, rename = "route")]
+    pub routes: Vec<RouteSection>,
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        HttpSection {
+            max_header_bytes: default_max_header_bytes(),
+            max_headers: default_max_headers(),
+            max_body_bytes: default_max_body_bytes(),
+            max_pipelined: default_max_pipelined(),
+            window: default_window(),
+            routes: Vec::new(),
+        }
+    }
+}
+
+fn default_max_header_bytes() -> usize {
+    8192
+}
+fn default_max_headers() -> usize {
+    64
+}
+fn default_max_body_bytes() -> u64 {
+    8 << 20
+}
+fn default_max_pipelined() -> usize {
+    32
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSection {
+    pub path: String,
+    pub to: Spanned<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TopologyError {
+    #[error("cannot read topology file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {message}")]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+}
+
+/// A validated topology and where it came from.
+#[derive(Debug)]
+pub struct LoadedTopology {
+    pub path: PathBuf,
+    pub topology: Topology,
+    pub listener_addresses: Vec<SocketAddr>,
+}
+
+fn position(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, column)
+}
+
+pub fn load(path: &Path) -> Result<LoadedTopology, TopologyError> {
+    let text = std::fs::read_to_string(path).map_err(|source| TopologyError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse(path, &text)
+}
+
+pub fn parse(path: &Path, text: &str) -> Result<LoadedTopology, TopologyError> {
+    let invalid = |span: Option<Range<usize>>, message: String| {
+        let (line, column) = position(text, span.map_or(0, |s| s.start));
+        TopologyError::Invalid {
+            path: path.to_owned(),
+            line,
+            column,
+            message,
+        }
+    };
+    let topology: Topology =
+        toml::from_str(text).map_err(|e| invalid(e.span(), e.message().to_owned()))?;
+
+    let capacity = &topology.reaktor.stream_capacity;
+    if !capacity.get_ref().is_power_of_two() || !(64 * 1024..=1 << 30).contains(capacity.get_ref())
+    {
+        return Err(invalid(
+            Some(capacity.span()),
+            format!(
+                "stream_capacity {} must be a power of two between 65536 and 1073741824 bytes",
+                capacity.get_ref()
+            ),
+        ));
+    }
+    if topology.cores.is_empty() {
+        return Err(invalid(
+            None,
+            "no [[core]] sections: declare at least one core and the nuklei it runs".into(),
+        ));
+    }
+    let mut placed = BTreeSet::new();
+    for core in &topology.cores {
+        if core.nuklei.get_ref().is_empty() {
+            return Err(invalid(
+                Some(core.nuklei.span()),
+                "a core must run at least one nukleus".into(),
+            ));
+        }
+        for kind in core.nuklei.get_ref() {
+            if !KINDS.contains(&kind.as_str()) {
+                return Err(invalid(
+                    Some(core.nuklei.span()),
+                    format!(
+                        "unknown nukleus kind `{kind}`; known kinds: {}",
+                        KINDS.join(", ")
+                    ),
+                ));
+            }
+            placed.insert(kind.clone());
+        }
+        if let Some(cpu) = &core.cpu {
+            let available = std::thread::available_parallelism().map_or(1, |n| n.get());
+            if *cpu.get_ref() >= available && topology.reaktor.pin {
+                return Err(invalid(
+                    Some(cpu.span()),
+                    format!(
+                        "cpu {} does not exist: this machine has cpus 0..{}",
+                        cpu.get_ref(),
+                        available - 1
+                    ),
+                ));
+            }
+        }
+    }
+    let mut listener_addresses = Vec::new();
+    for listener in &topology.listeners {
+        let address: SocketAddr = listener.address.get_ref().parse().map_err(|_| {
+            invalid(
+                Some(listener.address.span()),
+                format!(
+                    "listener `{}`: `{}` is not an IP address with a port, e.g. 127.0.0.1:8080",
+                    listener.name,
+                    listener.address.get_ref()
+                ),
+            )
+        })?;
+        listener_addresses.push(address);
+        let chain = listener.chain.get_ref();
+        if chain.first().map(String::as_str) != Some("tcp") || chain.len() < 2 {
+            return Err(invalid(
+                Some(listener.chain.span()),
+                format!("listener `{}`: chain must start with \"tcp\" and name the next nukleus, e.g. [\"tcp\", \"http\"]", listener.name),
+            ));
+        }
+        for kind in chain {
+            if !placed.contains(kind) {
+                return Err(invalid(
+                    Some(listener.chain.span()),
+                    format!(
+                        "listener `{}`: nukleus `{kind}` is not placed on any [[core]]",
+                        listener.name
+                    ),
+                ));
+            }
+        }
+    }
+    for route in &topology.http.routes {
+        if !placed.contains(route.to.get_ref()) {
+            return Err(invalid(
+                Some(route.to.span()),
+                format!(
+                    "route `{}`: nukleus `{}` is not placed on any [[core]]",
+                    route.path,
+                    route.to.get_ref()
+                ),
+            ));
+        }
+    }
+    let http = &topology.http;
+    if (http.window as usize) < 2 * http.max_header_bytes {
+        return Err(invalid(None, format!(
+            "[http] window ({}) must be at least twice max_header_bytes ({}), so a full request head always fits",
+            http.window, http.max_header_bytes
+        )));
+    }
+    if http.max_headers > nukleus_http::request::MAX_HEADERS_CAP {
+        return Err(invalid(
+            None,
+            format!(
+                "[http] max_headers may be at most {}",
+                nukleus_http::request::MAX_HEADERS_CAP
+            ),
+        ));
+    }
+    Ok(LoadedTopology {
+        path: path.to_owned(),
+        topology,
+        listener_addresses,
+    })
+}
