@@ -1,6 +1,7 @@
 //! The reaktor: reads a topology, places nuklei on cores, connects them with shared-memory
 //! streams, and runs each core's nuklei in one pinned thread.
 
+pub mod kinds;
 pub mod plan;
 pub mod runtime;
 pub mod topology;

@@ -10,10 +10,6 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use mio::{Events, Poll, Token};
-use nukleus_echo::EchoNukleus;
-use nukleus_http::request::HttpLimits;
-use nukleus_http::{HttpConfig, HttpNukleus, Route};
-use nukleus_tcp::{ListenerConfig, TcpConfig, TcpNukleus};
 use streams::{
     ring, Doorbell, Link, Nukleus, PeerLink, PollContext, RingWatch, SharedMapping, TokenRange,
 };
@@ -33,6 +29,9 @@ pub enum StartError {
     Map(#[from] streams::MapError),
     #[error("{0}")]
     Tcp(#[from] nukleus_tcp::TcpError),
+    /// A nukleus could not be built from its configuration.
+    #[error("{kind}: {message}")]
+    Nukleus { kind: String, message: String },
     #[error("cannot set up the poller of core {core}: {source}")]
     Poll { core: usize, source: io::Error },
     #[error("cannot register nukleus {name}: {source}")]
@@ -174,62 +173,7 @@ impl Reaktor {
 
         let mut instances = Vec::new();
         for (i, (instance, links)) in placement.instances.iter().zip(links).enumerate() {
-            let nukleus: Box<dyn Nukleus + Send> = match instance.kind.as_str() {
-                "tcp" => {
-                    let listeners = topology
-                        .listeners
-                        .iter()
-                        .zip(&loaded.listener_addresses)
-                        .map(|(l, address)| ListenerConfig {
-                            name: l.name.clone(),
-                            address: *address,
-                            next: l.chain.get_ref()[1].clone(),
-                            backlog: l.backlog,
-                        })
-                        .collect();
-                    let config = TcpConfig {
-                        listeners,
-                        max_connections: topology.tcp.max_connections,
-                        window: topology.tcp.window,
-                        ..TcpConfig::default()
-                    };
-                    Box::new(TcpNukleus::new(
-                        config,
-                        instance.core,
-                        instance.index,
-                        links,
-                    )?)
-                }
-                "http" => {
-                    let http = &topology.http;
-                    let config = HttpConfig {
-                        routes: http
-                            .routes
-                            .iter()
-                            .map(|r| Route {
-                                prefix: r.path.clone(),
-                                to: r.to.get_ref().clone(),
-                            })
-                            .collect(),
-                        limits: HttpLimits {
-                            max_header_bytes: http.max_header_bytes,
-                            max_headers: http.max_headers,
-                            max_body_bytes: http.max_body_bytes,
-                            max_pipelined: http.max_pipelined,
-                        },
-                        window: http.window,
-                        ..HttpConfig::default()
-                    };
-                    Box::new(HttpNukleus::new(
-                        config,
-                        instance.core,
-                        instance.index,
-                        links,
-                    ))
-                }
-                "echo" => Box::new(EchoNukleus::new(instance.core, links)),
-                other => unreachable!("topology validation admits only known kinds, got {other}"),
-            };
+            let nukleus = crate::kinds::build(loaded, instance, links)?;
             let stats = Arc::new(NukleusStats::default());
             instances.push(InstanceInfo {
                 name: instance.name(),

@@ -9,8 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
-/// Nukleus kinds this build knows.
-pub const KINDS: &[&str] = &["tcp", "http", "echo"];
+use crate::kinds::KINDS;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -1,10 +1,12 @@
-//! The tcp BEGIN extension: the connection's remote and local addresses, as
-//! `[len:u8][remote address text][len:u8][local address text]`.
+//! The tcp BEGIN extension: which listener accepted the connection (its index in the
+//! topology) and the remote and local addresses, as
+//! `[listener:u16][len:u8][remote address text][len:u8][local address text]`.
 
 use std::net::SocketAddr;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TcpBeginEx {
+    pub listener: u16,
     pub remote: SocketAddr,
     pub local: Option<SocketAddr>,
 }
@@ -12,7 +14,9 @@ pub struct TcpBeginEx {
 /// Encodes into `out` (128 bytes always suffice) and returns the length used.
 pub fn encode_begin_ex(ex: &TcpBeginEx, out: &mut [u8; 128]) -> usize {
     use std::io::Write;
+    out[..2].copy_from_slice(&ex.listener.to_le_bytes());
     let mut cursor = std::io::Cursor::new(&mut out[..]);
+    cursor.set_position(2);
     let mut put = |addr: Option<SocketAddr>| {
         let start = cursor.position() as usize;
         let _ = cursor.write_all(&[0]);

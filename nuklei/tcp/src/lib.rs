@@ -258,7 +258,14 @@ impl TcpNukleus {
             return;
         }
         let mut ex = [0u8; 128];
-        let ex_len = encode_begin_ex(&TcpBeginEx { remote, local }, &mut ex);
+        let ex_len = encode_begin_ex(
+            &TcpBeginEx {
+                listener: listener as u16,
+                remote,
+                local,
+            },
+            &mut ex,
+        );
         let header = Header {
             stream_id: id,
             timestamp: self.timestamp,

@@ -1,0 +1,29 @@
+//! The registry of nukleus kinds: how each kind is built from the topology. Adding a protocol
+//! nukleus means a module here, a line in `build`, its name in `KINDS`, and (if it has
+//! settings) a section in `topology::Topology`.
+
+mod echo;
+mod http;
+mod tcp;
+
+use streams::{Nukleus, PeerLink};
+
+use crate::plan::Instance;
+use crate::runtime::StartError;
+use crate::topology::LoadedTopology;
+
+/// Nukleus kinds this build knows, as named in topology files.
+pub const KINDS: &[&str] = &["tcp", "http", "echo"];
+
+pub fn build(
+    loaded: &LoadedTopology,
+    instance: &Instance,
+    links: Vec<PeerLink>,
+) -> Result<Box<dyn Nukleus + Send>, StartError> {
+    match instance.kind.as_str() {
+        "tcp" => tcp::build(loaded, instance, links),
+        "http" => http::build(loaded, instance, links),
+        "echo" => echo::build(loaded, instance, links),
+        other => unreachable!("topology validation admits only known kinds, got {other}"),
+    }
+}

@@ -1,0 +1,37 @@
+use nukleus_tcp::{ListenerConfig, TcpConfig, TcpNukleus};
+use streams::{Nukleus, PeerLink};
+
+use crate::plan::Instance;
+use crate::runtime::StartError;
+use crate::topology::LoadedTopology;
+
+pub fn build(
+    loaded: &LoadedTopology,
+    instance: &Instance,
+    links: Vec<PeerLink>,
+) -> Result<Box<dyn Nukleus + Send>, StartError> {
+    let topology = &loaded.topology;
+    let listeners = topology
+        .listeners
+        .iter()
+        .zip(&loaded.listener_addresses)
+        .map(|(l, address)| ListenerConfig {
+            name: l.name.clone(),
+            address: *address,
+            next: l.chain.get_ref()[1].clone(),
+            backlog: l.backlog,
+        })
+        .collect();
+    let config = TcpConfig {
+        listeners,
+        max_connections: topology.tcp.max_connections,
+        window: topology.tcp.window,
+        ..TcpConfig::default()
+    };
+    Ok(Box::new(TcpNukleus::new(
+        config,
+        instance.core,
+        instance.index,
+        links,
+    )?))
+}
