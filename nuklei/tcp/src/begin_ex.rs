@@ -53,6 +53,7 @@ mod tests {
     #[test]
     fn addresses_round_trip_including_ipv6() {
         let ex = TcpBeginEx {
+            listener: 3,
             remote: "[::1]:65535".parse().unwrap(),
             local: Some("127.0.0.1:8080".parse().unwrap()),
         };
