@@ -32,9 +32,11 @@ pub fn encode_begin_ex(ex: &TcpBeginEx, out: &mut [u8; 128]) -> usize {
 }
 
 pub fn decode_begin_ex(bytes: &[u8]) -> Option<TcpBeginEx> {
-    let (remote, rest) = take(bytes)?;
+    let (listener, rest) = bytes.split_at_checked(2)?;
+    let (remote, rest) = take(rest)?;
     let (local, _) = take(rest)?;
     Some(TcpBeginEx {
+        listener: u16::from_le_bytes([listener[0], listener[1]]),
         remote: remote.parse().ok()?,
         local: local.parse().ok(),
     })
