@@ -1,0 +1,189 @@
+//! Shared helpers for end-to-end tests: start the real `reaktor` binary with a topology on a
+//! free loopback port, wait until it accepts connections, stop it with SIGTERM.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_reaktor");
+
+/// The workspace root (tests run with the package directory as cwd).
+pub fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+}
+
+/// A fresh directory under the system temp dir, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("reaktor-test-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub struct Server {
+    child: Option<Child>,
+    pub port: u16,
+    pub dir: TempDir,
+    pub topology: PathBuf,
+}
+
+impl Server {
+    /// Starts `reaktor run` with `topology`, in which every `{PORT}` is replaced by a free
+    /// port; returns once the port accepts connections (at most 20 s).
+    pub fn start(topology: &str) -> Server {
+        let dir = TempDir::new("server");
+        let port = free_port();
+        let path = dir.0.join("topology.toml");
+        std::fs::write(&path, topology.replace("{PORT}", &port.to_string())).unwrap();
+        let streams = dir.0.join("streams");
+        std::fs::create_dir_all(&streams).unwrap();
+        let child = Command::new(BIN)
+            .args(["run", "--topology"])
+            .arg(&path)
+            .arg("--stream-dir")
+            .arg(&streams)
+            .current_dir(workspace())
+            .env("REAKTOR_LOG", std::env::var("REAKTOR_LOG").unwrap_or_else(|_| "warn".into()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start reaktor");
+        let mut server = Server { child: Some(child), port, dir, topology: path };
+        server.wait_ready();
+        server
+    }
+
+    /// The default single-core test topology with the given extra TOML appended.
+    pub fn start_default(extra: &str) -> Server {
+        Server::start(&format!("{}\n{extra}", default_topology()))
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if TcpStream::connect(self.addr()).is_ok() {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                let mut stderr = String::new();
+                let _ = self.child.as_mut().unwrap().stderr.take().unwrap().read_to_string(&mut stderr);
+                panic!("reaktor exited early with {status}: {stderr}");
+            }
+            assert!(Instant::now() < deadline, "reaktor did not accept connections within 20 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// Sends SIGTERM and waits (at most 10 s) for a clean exit; returns status and stderr.
+    pub fn stop(mut self) -> (ExitStatus, String) {
+        let mut child = self.child.take().unwrap();
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("reaktor did not stop within 10 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut stderr = String::new();
+        let _ = child.stderr.take().unwrap().read_to_string(&mut stderr);
+        (status, stderr)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// One core running tcp, http and echo, unpinned (tests run in parallel).
+pub fn default_topology() -> String {
+    r#"
+[reaktor]
+pin = false
+stream_capacity = 4194304
+
+[[listener]]
+name = "http"
+address = "127.0.0.1:{PORT}"
+chain = ["tcp", "http"]
+
+[[core]]
+nuklei = ["tcp", "http", "echo"]
+
+[[http.route]]
+path = "/"
+to = "echo"
+"#
+    .to_owned()
+}
+
+/// Sends raw bytes on a fresh connection and reads until the server closes it (or 10 s).
+pub fn raw_exchange(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream.write_all(request).unwrap();
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    response
+}
+
+/// Runs `curl` with `args`; returns (exit code, stdout).
+pub fn curl(args: &[&str]) -> (i32, String) {
+    let output = Command::new("curl").args(["-sS", "--max-time", "20"]).args(args).output().expect("curl is installed");
+    (output.status.code().unwrap_or(-1), String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// The Python interpreter for client-library tests: the project venv if set up
+/// (scripts/setup-test-deps.sh), else `python3`.
+pub fn python() -> PathBuf {
+    if let Ok(p) = std::env::var("REAKTOR_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let venv = workspace().join(".venv/bin/python");
+    if venv.exists() {
+        venv
+    } else {
+        PathBuf::from("python3")
+    }
+}
