@@ -1,48 +1,29 @@
 #!/usr/bin/env bash
-# Idempotent install of the client libraries the end-to-end tests and scripts drive, into the
-# project venv .venv (shared by every script; created if missing). Plain lists: add a package
-# to the list it belongs to.
-#
-# Usage: scripts/setup-test-deps.sh
+# Installs everything the test suite needs, idempotently: Debian packages for real clients
+# and a Python virtualenv (.venv) with client libraries. Safe to run again and again.
 set -euo pipefail
-
-# Python packages, installed into .venv with pip.
-PIP_PACKAGES=(
-    websockets
-)
-
-# Debian packages (apt-get), for tools the tests call directly.
-APT_PACKAGES=(
-    python3-venv
-    curl
-)
-
 cd "$(dirname "$0")/.."
 
-missing_apt=()
-for p in "${APT_PACKAGES[@]}"; do
-    dpkg -s "$p" >/dev/null 2>&1 || missing_apt+=("$p")
+# Debian packages: real clients used by end-to-end tests.
+APT_PACKAGES=(curl openssl)
+missing=()
+for package in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
 done
-if [ "${#missing_apt[@]}" -gt 0 ]; then
-    if command -v apt-get >/dev/null 2>&1; then
-        SUDO=()
-        [ "$(id -u)" -ne 0 ] && SUDO=(sudo)
-        export DEBIAN_FRONTEND=noninteractive
-        "${SUDO[@]}" apt-get update -qq || true
-        "${SUDO[@]}" apt-get install -y -qq "${missing_apt[@]}" || echo "setup-test-deps: could not install ${missing_apt[*]} (continuing)" >&2
-    else
-        echo "setup-test-deps: apt-get not available; need ${missing_apt[*]}" >&2
-    fi
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "setup-test-deps: installing ${missing[*]}"
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# Python client libraries, in the project's own virtualenv.
+PIP_PACKAGES=(websockets requests)
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
-missing_pip=()
-for p in "${PIP_PACKAGES[@]}"; do
-    .venv/bin/python -m pip show -q "$p" >/dev/null 2>&1 || missing_pip+=("$p")
-done
-if [ "${#missing_pip[@]}" -gt 0 ]; then
-    .venv/bin/python -m pip install -q "${missing_pip[@]}"
+if ! .venv/bin/python -c "import importlib.util, sys; sys.exit(any(importlib.util.find_spec(m) is None for m in sys.argv[1:]))" "${PIP_PACKAGES[@]}"; then
+    echo "setup-test-deps: installing Python packages ${PIP_PACKAGES[*]}"
+    .venv/bin/pip install -q --disable-pip-version-check "${PIP_PACKAGES[@]}"
 fi
-echo "setup-test-deps: ok (.venv: ${PIP_PACKAGES[*]})"

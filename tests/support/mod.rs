@@ -12,7 +12,10 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_reaktor");
 
 /// The workspace root (tests run with the package directory as cwd).
 pub fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
 }
 
 /// A fresh directory under the system temp dir, removed on drop.
@@ -22,7 +25,8 @@ impl TempDir {
     pub fn new(tag: &str) -> TempDir {
         static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("reaktor-test-{tag}-{}-{n}", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("reaktor-test-{tag}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path).unwrap();
         TempDir(path)
@@ -31,13 +35,20 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
+        if self.0.as_os_str().is_empty() {
+            return;
+        }
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub struct Server {
@@ -63,12 +74,20 @@ impl Server {
             .arg("--stream-dir")
             .arg(&streams)
             .current_dir(workspace())
-            .env("REAKTOR_LOG", std::env::var("REAKTOR_LOG").unwrap_or_else(|_| "warn".into()))
+            .env(
+                "REAKTOR_LOG",
+                std::env::var("REAKTOR_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start reaktor");
-        let mut server = Server { child: Some(child), port, dir, topology: path };
+        let mut server = Server {
+            child: Some(child),
+            port,
+            dir,
+            topology: path,
+        };
         server.wait_ready();
         server
     }
@@ -86,10 +105,20 @@ impl Server {
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 let mut stderr = String::new();
-                let _ = self.child.as_mut().unwrap().stderr.take().unwrap().read_to_string(&mut stderr);
+                let _ = self
+                    .child
+                    .as_mut()
+                    .unwrap()
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut stderr);
                 panic!("reaktor exited early with {status}: {stderr}");
             }
-            assert!(Instant::now() < deadline, "reaktor did not accept connections within 20 s");
+            assert!(
+                Instant::now() < deadline,
+                "reaktor did not accept connections within 20 s"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -107,9 +136,17 @@ impl Server {
     }
 
     /// Sends SIGTERM and waits (at most 10 s) for a clean exit; returns status and stderr.
-    pub fn stop(mut self) -> (ExitStatus, String) {
+    pub fn stop(self) -> (ExitStatus, String) {
+        let (status, stderr, _dir) = self.stop_keep_dir();
+        (status, stderr)
+    }
+
+    /// Like `stop`, but hands back the temporary directory so it can be inspected.
+    pub fn stop_keep_dir(mut self) -> (ExitStatus, String, TempDir) {
         let mut child = self.child.take().unwrap();
-        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
         let deadline = Instant::now() + Duration::from_secs(10);
         let status = loop {
             if let Some(status) = child.try_wait().unwrap() {
@@ -123,7 +160,8 @@ impl Server {
         };
         let mut stderr = String::new();
         let _ = child.stderr.take().unwrap().read_to_string(&mut stderr);
-        (status, stderr)
+        let dir = std::mem::replace(&mut self.dir, TempDir(PathBuf::new()));
+        (status, stderr, dir)
     }
 }
 
@@ -161,7 +199,9 @@ to = "echo"
 /// Sends raw bytes on a fresh connection and reads until the server closes it (or 10 s).
 pub fn raw_exchange(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
     let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     stream.write_all(request).unwrap();
     let mut response = Vec::new();
     let _ = stream.read_to_end(&mut response);
@@ -170,8 +210,15 @@ pub fn raw_exchange(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
 
 /// Runs `curl` with `args`; returns (exit code, stdout).
 pub fn curl(args: &[&str]) -> (i32, String) {
-    let output = Command::new("curl").args(["-sS", "--max-time", "20"]).args(args).output().expect("curl is installed");
-    (output.status.code().unwrap_or(-1), String::from_utf8_lossy(&output.stdout).into_owned())
+    let output = Command::new("curl")
+        .args(["-sS", "--max-time", "20"])
+        .args(args)
+        .output()
+        .expect("curl is installed");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
 }
 
 /// The Python interpreter for client-library tests: the project venv if set up

@@ -914,6 +914,17 @@ impl HttpNukleus {
     /// End of poll for one connection: send response bytes within credit, grant windows,
     /// end the reply once a closing connection has nothing left to say.
     fn flush(&mut self, slot: usize) {
+        let Some(c) = self.connections.get(slot) else {
+            return;
+        };
+        // Requests held back by the pipelining limit proceed once earlier ones completed.
+        if !c.buffer.is_empty()
+            && c.receiving.is_none()
+            && !c.closing
+            && c.exchanges.len() < self.config.limits.max_pipelined
+        {
+            self.resume(slot);
+        }
         let timestamp = self.timestamp;
         let window = self.config.window;
         let Some(c) = self.connections.get_mut(slot) else {

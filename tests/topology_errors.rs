@@ -1,0 +1,100 @@
+//! A bad topology file is rejected at start with the file, the line and the problem.
+
+mod support;
+
+use std::process::Command;
+
+fn plan(topology: &str) -> (i32, String, String) {
+    let dir = support::TempDir::new("topology");
+    let path = dir.0.join("bad.toml");
+    std::fs::write(&path, topology).unwrap();
+    let output = Command::new(support::BIN)
+        .args(["plan", "--topology"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn unknown_nukleus_kind_names_the_line() {
+    let (code, _, stderr) =
+        plan("[[core]]\nnuklei = [\"tcp\"]\n\n[[core]]\nnuklei = [\"tcp\", \"htp\"]\n");
+    assert_eq!(code, 2);
+    assert!(stderr.contains("bad.toml:5:"), "{stderr}");
+    assert!(stderr.contains("unknown nukleus kind `htp`"), "{stderr}");
+}
+
+#[test]
+fn syntax_errors_name_the_line() {
+    let (code, _, stderr) = plan("[[core]]\nnuklei = [\"tcp\"\n");
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("bad.toml:2:") || stderr.contains("bad.toml:3:"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn unknown_keys_are_rejected() {
+    let (code, _, stderr) = plan("[[core]]\nnuklei = [\"tcp\"]\ncpus = 3\n");
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("bad.toml:3:") && stderr.contains("unknown field `cpus`"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn bad_listener_address_and_unplaced_chain_are_explained() {
+    let (code, _, stderr) = plan("[[listener]]\nname = \"a\"\naddress = \"localhost\"\nchain = [\"tcp\", \"http\"]\n[[core]]\nnuklei = [\"tcp\", \"http\"]\n");
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("bad.toml:3:") && stderr.contains("not an IP address with a port"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = plan("[[listener]]\nname = \"a\"\naddress = \"127.0.0.1:1\"\nchain = [\"tcp\", \"http\"]\n[[core]]\nnuklei = [\"tcp\"]\n");
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("bad.toml:4:") && stderr.contains("`http` is not placed"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn missing_file_is_reported() {
+    let output = Command::new(support::BIN)
+        .args(["plan", "--topology", "/nonexistent/t.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr)
+        .contains("cannot read topology file /nonexistent/t.toml"));
+}
+
+#[test]
+fn plan_prints_the_placement_of_the_default_topology() {
+    let output = Command::new(support::BIN)
+        .args(["plan", "--topology", "examples/default.toml"])
+        .current_dir(support::workspace())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("core 0 [cpu 0]: core0.tcp0, core0.http0"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("core0.tcp0 <-> core0.http0 (same core)"),
+        "{stdout}"
+    );
+}
