@@ -27,6 +27,29 @@ pub fn encode_request<'h>(
     }
 }
 
+/// Appends headers to an encoded request head (e.g. pseudo-headers such as `:tls-client-cn`
+/// that http adds after parsing); returns `false`, leaving `out` unchanged, if it is malformed.
+pub fn append_request_headers<'h>(
+    out: &mut Vec<u8>,
+    headers: impl Iterator<Item = (&'h str, &'h [u8])>,
+) -> bool {
+    let Some(head) = RequestHead::parse(out) else {
+        return false;
+    };
+    let at = 2 + head.method.len() + 2 + head.target.len();
+    let mut count = head.headers.remaining;
+    for (name, value) in headers {
+        if count == u16::MAX {
+            break;
+        }
+        put_bytes(out, name.as_bytes());
+        put_bytes(out, value);
+        count += 1;
+    }
+    out[at..at + 2].copy_from_slice(&count.to_le_bytes());
+    true
+}
+
 /// Appends a response head to `out`.
 pub fn encode_response<'h>(
     out: &mut Vec<u8>,
@@ -183,6 +206,24 @@ mod tests {
         );
         assert_eq!(head.header("host"), Some(&b"example"[..]));
         assert_eq!(head.headers().count(), 2);
+    }
+
+    #[test]
+    fn appended_headers_follow_the_parsed_ones() {
+        let mut out = Vec::new();
+        encode_request(&mut out, 1, "GET", "/", [("Host", &b"h"[..])].into_iter());
+        let extra = [
+            (":tls-client-cn", &b"node-1"[..]),
+            (":tls-client-san", &b"a"[..]),
+        ];
+        assert!(append_request_headers(&mut out, extra.iter().copied()));
+        let head = RequestHead::parse(&out).unwrap();
+        let names: Vec<_> = head.headers().map(|(n, _)| n).collect();
+        assert_eq!(names, ["Host", ":tls-client-cn", ":tls-client-san"]);
+        assert_eq!(head.header(":tls-client-cn"), Some(&b"node-1"[..]));
+        let mut bad = vec![1, 9];
+        assert!(!append_request_headers(&mut bad, extra.iter().copied()));
+        assert_eq!(bad, [1, 9]);
     }
 
     #[test]

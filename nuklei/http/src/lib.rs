@@ -115,6 +115,8 @@ struct Connection {
     reply_ended: bool,
     upgraded: bool,
     dirty: bool,
+    /// Pseudo-headers appended to every request head: the verified TLS client identity.
+    identity: Vec<(&'static str, String)>,
 }
 
 /// Response bytes a connection may hold before http stops granting applications more window.
@@ -216,7 +218,7 @@ impl HttpNukleus {
         };
         match (f.type_id(), slot) {
             (frame::BEGIN, None) if f.stream_id() & 1 == 1 => {
-                self.on_network_begin(input, f.stream_id())
+                self.on_network_begin(input, f.stream_id(), f.extension())
             }
             (frame::DATA, Some(slot)) => self.on_network_data(slot, f),
             (frame::END, Some(slot)) => self.on_network_end(slot),
@@ -233,7 +235,17 @@ impl HttpNukleus {
         }
     }
 
-    fn on_network_begin(&mut self, input: usize, net_id: u64) {
+    fn on_network_begin(&mut self, input: usize, net_id: u64, extension: &[u8]) {
+        // A client cannot send these names: httparse rejects a header name with ':'.
+        let mut identity = Vec::new();
+        if self.outputs[input].kind == "tls" {
+            if let Some(client) =
+                nukleus_tls::begin_ex::decode_begin_ex(extension).and_then(|ex| ex.client)
+            {
+                identity.push((":tls-client-cn", client.common_name));
+                identity.extend(client.sans.into_iter().map(|san| (":tls-client-san", san)));
+            }
+        }
         let slot = self.connections.insert(Connection {
             net_id,
             input,
@@ -248,6 +260,7 @@ impl HttpNukleus {
             reply_ended: false,
             upgraded: false,
             dirty: false,
+            identity,
         });
         let net_slot = SlotIds::slot(net_id);
         let map = &mut self.by_network[input];
@@ -413,6 +426,13 @@ impl HttpNukleus {
             timestamp,
             ..Header::default()
         };
+        let identity = &self.connections[slot].identity;
+        if !identity.is_empty() {
+            ext::append_request_headers(
+                &mut self.scratch,
+                identity.iter().map(|(n, v)| (*n, v.as_bytes())),
+            );
+        }
         if tx.begin(&begin, net_id, &self.scratch).is_err() {
             self.exchanges.remove(x);
             self.reject(

@@ -246,6 +246,19 @@ mod tests {
 
     #[test]
     fn incomplete_heads_wait_for_more_bytes() {
+    #[test]
+    fn clients_cannot_forge_tls_identity_pseudo_headers() {
+        let status = |text: &str| parse(text).unwrap_err().status;
+        assert_eq!(
+            status("GET / HTTP/1.1\r\nHost: x\r\n:tls-client-cn: admin\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status("GET / HTTP/1.1\r\nHost: x\r\n:tls-client-san: a\r\n\r\n"),
+            400
+        );
+    }
+
         assert!(parse("GET / HTTP/1.1\r\nHost: x\r\n").unwrap().is_none());
     }
 

@@ -1,4 +1,4 @@
-//! The tls nukleus: the protocol core, sans I/O.
+//! The tls nukleus: [`TlsNukleus`] between tcp and http, over a protocol core that is sans I/O.
 //!
 //! [`TlsSettings`] turns a listener's configuration into a shared `rustls::ServerConfig`;
 //! [`TlsSession`] runs one server connection over byte slices — ciphertext from the tcp
@@ -49,9 +49,11 @@
 //!
 //! On END from http: `close_notify()`, flush `write_ciphertext`, then END to tcp.
 
+pub mod begin_ex;
 mod config;
 mod engine;
 mod identity;
+mod nukleus;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
@@ -59,4 +61,5 @@ pub mod testing;
 pub use config::{ClientAuth, ConfigError, TlsSettings, TlsVersion};
 pub use engine::{FailureCause, TlsFailure, TlsSession, DEFAULT_BUFFER_LIMIT};
 pub use identity::{parse_peer_identity, CertificateParseError, PeerIdentity};
+pub use nukleus::{TlsConfig, TlsListener, TlsNukleus, TlsNukleusError};
 pub use rustls;
