@@ -71,6 +71,41 @@ pub struct ListenerSection {
     pub chain: Spanned<Vec<String>>,
     #[serde(default = "default_backlog")]
     pub backlog: i32,
+    /// `[listener.tls]`: required when the chain contains "tls", refused otherwise.
+    pub tls: Option<Spanned<TlsSection>>,
+}
+
+/// A TLS listener's settings; paths are relative to the topology file's directory.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// PEM: the server certificate, then its intermediates.
+    pub cert: PathBuf,
+    /// PEM: the server's private key.
+    pub key: PathBuf,
+    /// PEM: the CA(s) that sign client certificates (needed unless client_auth = "off").
+    pub client_ca: Option<PathBuf>,
+    #[serde(default)]
+    pub client_auth: ClientAuthSetting,
+    /// ALPN protocols in order of preference.
+    #[serde(default = "default_alpn")]
+    pub alpn: Vec<String>,
+    /// Host names (SNI) served; empty: any.
+    #[serde(default)]
+    pub server_names: Vec<String>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuthSetting {
+    #[default]
+    Off,
+    Optional,
+    Required,
+}
+
+fn default_alpn() -> Vec<String> {
+    vec!["http/1.1".to_owned()]
 }
 
 fn default_backlog() -> i32 {
@@ -283,6 +318,37 @@ pub fn parse(path: &Path, text: &str) -> Result<LoadedTopology, TopologyError> {
                 Some(listener.chain.span()),
                 format!("listener `{}`: chain must start with \"tcp\" and name the next nukleus, e.g. [\"tcp\", \"http\"]", listener.name),
             ));
+        }
+        let has_tls = chain.iter().any(|kind| kind == "tls");
+        match &listener.tls {
+            None if has_tls => {
+                return Err(invalid(
+                    Some(listener.chain.span()),
+                    format!("listener `{}`: the chain contains \"tls\" but there is no [listener.tls] table with cert and key", listener.name),
+                ))
+            }
+            Some(tls) if !has_tls => {
+                return Err(invalid(
+                    Some(tls.span()),
+                    format!("listener `{}`: [listener.tls] is set but the chain has no \"tls\"; use e.g. [\"tcp\", \"tls\", \"http\"]", listener.name),
+                ))
+            }
+            Some(tls) => {
+                let settings = tls.get_ref();
+                if settings.client_auth != ClientAuthSetting::Off && settings.client_ca.is_none() {
+                    return Err(invalid(
+                        Some(tls.span()),
+                        format!("listener `{}`: client_auth = \"{}\" needs client_ca, a PEM file of the CA(s) that sign client certificates", listener.name, if settings.client_auth == ClientAuthSetting::Required { "required" } else { "optional" }),
+                    ));
+                }
+                if settings.alpn.iter().any(|p| p.is_empty() || p.len() > 255) {
+                    return Err(invalid(
+                        Some(tls.span()),
+                        format!("listener `{}`: alpn entries must be 1 to 255 bytes, e.g. \"http/1.1\"", listener.name),
+                    ));
+                }
+            }
+            None => {}
         }
         for kind in chain {
             if !placed.contains(kind) {

@@ -5,6 +5,7 @@
 mod echo;
 mod http;
 mod tcp;
+mod tls;
 
 use streams::{Nukleus, PeerLink};
 
@@ -13,7 +14,7 @@ use crate::runtime::StartError;
 use crate::topology::LoadedTopology;
 
 /// Nukleus kinds this build knows, as named in topology files.
-pub const KINDS: &[&str] = &["tcp", "http", "echo"];
+pub const KINDS: &[&str] = &["tcp", "tls", "http", "echo"];
 
 pub fn build(
     loaded: &LoadedTopology,
@@ -22,6 +23,7 @@ pub fn build(
 ) -> Result<Box<dyn Nukleus + Send>, StartError> {
     match instance.kind.as_str() {
         "tcp" => tcp::build(loaded, instance, links),
+        "tls" => tls::build(loaded, instance, links),
         "http" => http::build(loaded, instance, links),
         "echo" => echo::build(loaded, instance, links),
         other => unreachable!("topology validation admits only known kinds, got {other}"),
