@@ -22,7 +22,13 @@ const REQUEST_WINDOW: u32 = 65536;
 
 enum Mode {
     /// The response is complete; waiting for the request to end.
-    Fixed,
+    Fixed {
+        status: u16,
+        body: &'static [u8],
+        /// The response head was sent (it waits for the reply credit and the request's end,
+        /// so head, body and END leave together and pipelined responses stay in order).
+        begun: bool,
+    },
     /// Echoing the request body.
     Echo,
 }
@@ -108,7 +114,7 @@ impl EchoNukleus {
                 }
                 match x.mode {
                     Mode::Echo => x.pending.extend_from_slice(f.payload()),
-                    Mode::Fixed => x.recv.release(f.reserved() as u64),
+                    Mode::Fixed { .. } => x.recv.release(f.reserved() as u64),
                 }
                 x.recv
                     .release(f.reserved() as u64 - f.payload().len() as u64);
@@ -168,28 +174,22 @@ impl EchoNukleus {
             return;
         };
         self.scratch.clear();
-        let (mode, body): (Mode, &[u8]) = match (request.method, request.path()) {
-            ("GET" | "HEAD", "/healthz") => (Mode::Fixed, b"ok\n"),
-            ("GET" | "HEAD", "/") => (Mode::Fixed, b"Hello, World!"),
-            ("POST" | "PUT", "/echo") => (Mode::Echo, b""),
-            (_, "/healthz" | "/" | "/echo") => (Mode::Fixed, b"method not allowed\n"),
-            _ => (Mode::Fixed, b"not found\n"),
+        let fixed = |status, body| Mode::Fixed { status, body, begun: false };
+        let mode = match (request.method, request.path()) {
+            ("GET" | "HEAD", "/healthz") => fixed(200, b"ok\n"),
+            ("GET" | "HEAD", "/") => fixed(200, b"Hello, World!"),
+            ("POST" | "PUT", "/echo") => Mode::Echo,
+            (_, "/healthz" | "/" | "/echo") => fixed(405, b"method not allowed\n"),
+            _ => fixed(404, b"not found\n"),
         };
-        let status = match (&mode, body) {
-            (_, b"method not allowed\n") => 405,
-            (_, b"not found\n") => 404,
-            _ => 200,
+        let mode = match mode {
+            Mode::Fixed { status, body, .. } if request.method == "HEAD" => fixed(status, &body[..0]),
+            mode => mode,
         };
-        let mut length = itoa::Buffer::new();
+        let has_body = request.header("content-length").is_some_and(|l| l != b"0")
+            || request.header("transfer-encoding").is_some();
         match mode {
-            Mode::Fixed => {
-                let length = length.format(body.len());
-                let headers = [
-                    ("Content-Type", &b"text/plain"[..]),
-                    ("Content-Length", length.as_bytes()),
-                ];
-                ext::encode_response(&mut self.scratch, status, headers.into_iter());
-            }
+            Mode::Fixed { .. } => {}
             Mode::Echo => {
                 let content_type = request
                     .header("content-type")
@@ -197,17 +197,19 @@ impl EchoNukleus {
                 match request.header("content-length") {
                     Some(length) => {
                         let headers = [("Content-Type", content_type), ("Content-Length", length)];
-                        ext::encode_response(&mut self.scratch, status, headers.into_iter());
+                        ext::encode_response(&mut self.scratch, 200, headers.into_iter());
                     }
                     None => ext::encode_response(
                         &mut self.scratch,
-                        status,
+                        200,
                         [("Content-Type", content_type)].into_iter(),
                     ),
                 }
             }
         }
-        let _ = tx.begin(&reply, 0, &self.scratch);
+        if let Mode::Echo = mode {
+            let _ = tx.begin(&reply, 0, &self.scratch);
+        }
         let mut x = Exchange {
             id,
             mode,
@@ -217,23 +219,18 @@ impl EchoNukleus {
             request_ended: false,
             reply_ended: false,
         };
-        let (acknowledge, maximum) = x.recv.announce();
-        let _ = tx.window(
-            &Header {
-                stream_id: id,
-                timestamp,
-                acknowledge,
-                maximum,
-                ..Header::default()
-            },
-            0,
-        );
-        if let Mode::Fixed = x.mode {
-            if !body.is_empty() && request.method != "HEAD" {
-                // http pre-granted the reply window, but it arrives after this BEGIN: keep the
-                // body as pending output, sent as soon as the credit is known (same poll).
-                x.pending.extend_from_slice(body);
-            }
+        if has_body {
+            let (acknowledge, maximum) = x.recv.announce();
+            let _ = tx.window(
+                &Header {
+                    stream_id: id,
+                    timestamp,
+                    acknowledge,
+                    maximum,
+                    ..Header::default()
+                },
+                0,
+            );
         }
         let table = &mut self.exchanges[input];
         if table.len() <= slot {
@@ -250,6 +247,29 @@ impl EchoNukleus {
             return;
         };
         let tx = &mut self.outputs[input].tx;
+        if let Mode::Fixed { status, body, begun } = &mut x.mode {
+            // http pre-grants the reply window right after its BEGIN: answer as soon as it is
+            // known, head, body and END in one go (a request body, if any, is drained below).
+            if !*begun && x.send.writable(body.len()) == body.len() && (x.send.maximum > 0 || body.is_empty()) {
+                *begun = true;
+                let mut length = itoa::Buffer::new();
+                let headers = [
+                    ("Content-Type", &b"text/plain"[..]),
+                    ("Content-Length", length.format(body.len()).as_bytes()),
+                ];
+                self.scratch.clear();
+                ext::encode_response(&mut self.scratch, *status, headers.into_iter());
+                let mut h = Header { stream_id: x.id ^ 1, timestamp, ..Header::default() };
+                let _ = tx.begin(&h, 0, &self.scratch);
+                if !body.is_empty() {
+                    let reserved = x.send.consume(body.len());
+                    let _ = tx.data(&h, 0, reserved, &[], body);
+                }
+                h.sequence = x.send.sequence;
+                let _ = tx.end(&h, &[]);
+                x.reply_ended = true;
+            }
+        }
         let room = tx.max_payload() - 64;
         let mut sent = 0;
         while sent < x.pending.len() {
