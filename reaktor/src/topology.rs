@@ -24,6 +24,8 @@ pub struct Topology {
     pub tcp: TcpSection,
     #[serde(default)]
     pub http: HttpSection,
+    #[serde(default)]
+    pub switch: crate::kinds::switch::SwitchSection,
 }
 
 #[derive(Debug, Deserialize)]
@@ -390,6 +392,7 @@ pub fn parse(path: &Path, text: &str) -> Result<LoadedTopology, TopologyError> {
             ),
         ));
     }
+    crate::kinds::switch::validate(&topology, &invalid)?;
     Ok(LoadedTopology {
         path: path.to_owned(),
         topology,

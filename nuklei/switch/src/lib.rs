@@ -8,16 +8,22 @@
 //!   the decomposition and how per-node ordering is kept across shards.
 //! * [`api`] — serde bodies of the REST and WebSocket API and a sans-I/O dispatcher.
 //! * [`limits`] — size limits with one typed error each.
+//! * [`auth`] — bearer tokens bound to node ids.
+//! * [`nukleus`] — [`SwitchNukleus`]: the switch served over streams from http and ws.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod auth;
 pub mod limits;
 pub mod nodes;
+pub mod nukleus;
 pub mod ports;
 pub mod switch;
 
+pub use auth::{TokenGrant, Tokens};
 pub use limits::{LimitError, Limits};
 pub use nodes::{ConnId, Drained, NodeRegistry, Push, ReleaseReason};
+pub use nukleus::{SwitchNukleus, SwitchNukleusConfig};
 pub use ports::{shard_of, NodeIdx, PortShard};
 pub use switch::{Config, Output, Switch, SwitchError};

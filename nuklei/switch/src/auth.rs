@@ -1,0 +1,218 @@
+//! Bearer-token authorization for the switch API.
+//!
+//! Tokens come from the topology file: each is bound to the node ids it may act for, and/or
+//! marked `admin` (metrics). Any valid token may send messages and query ports and nodes; only
+//! a token bound to a node may open that node's receiving connection, relet it, or register and
+//! release its ports. Missing or unknown token: 401; valid token without the right: 403.
+
+use hashbrown::{HashMap, HashSet};
+
+/// A token as declared in the topology.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TokenGrant {
+    /// The secret, as sent in `Authorization: Bearer <token>`.
+    pub token: String,
+    /// Node ids the token may act for.
+    pub nodes: Vec<String>,
+    /// Admin: may read metrics.
+    pub admin: bool,
+}
+
+/// What a request needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Need<'a> {
+    /// Any valid token (SendMsg, QueryPort, QueryNode).
+    Any,
+    /// A token bound to this node (WaitMsg, Relet, RegPort, UnRegPort).
+    Node(&'a str),
+    /// An admin token (metrics).
+    Admin,
+}
+
+/// Why a request was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// No token in the request.
+    #[error("missing bearer token: send `Authorization: Bearer <token>`")]
+    Missing,
+    /// The token is not declared.
+    #[error("unknown bearer token")]
+    Unknown,
+    /// The token is valid but not bound to the node.
+    #[error("token is not allowed to act for node {0:?}")]
+    NotForNode(String),
+    /// The token is valid but not an admin token.
+    #[error("this call needs an admin token")]
+    NotAdmin,
+}
+
+impl AuthError {
+    /// HTTP status: 401 for missing/unknown tokens, 403 for tokens without the right.
+    pub fn status(&self) -> u16 {
+        match self {
+            AuthError::Missing | AuthError::Unknown => 401,
+            AuthError::NotForNode(_) | AuthError::NotAdmin => 403,
+        }
+    }
+
+    /// Stable error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AuthError::Missing | AuthError::Unknown => "unauthorized",
+            AuthError::NotForNode(_) | AuthError::NotAdmin => "forbidden",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+struct Grant {
+    nodes: HashSet<String>,
+    admin: bool,
+}
+
+/// The declared tokens.
+#[derive(Clone, Debug, Default)]
+pub struct Tokens {
+    grants: HashMap<String, Grant>,
+}
+
+impl Tokens {
+    /// Tokens from their declarations (a token declared twice gets the union of its rights).
+    pub fn new(grants: &[TokenGrant]) -> Tokens {
+        let mut map: HashMap<String, Grant> = HashMap::new();
+        for g in grants {
+            let entry = map.entry(g.token.clone()).or_default();
+            entry.nodes.extend(g.nodes.iter().cloned());
+            entry.admin |= g.admin;
+        }
+        Tokens { grants: map }
+    }
+
+    /// Number of declared tokens.
+    pub fn len(&self) -> usize {
+        self.grants.len()
+    }
+
+    /// True if no token is declared (then every call is refused).
+    pub fn is_empty(&self) -> bool {
+        self.grants.is_empty()
+    }
+
+    /// Checks `token` (None: absent) for `need`.
+    pub fn check(&self, token: Option<&str>, need: Need<'_>) -> Result<(), AuthError> {
+        let token = token.filter(|t| !t.is_empty()).ok_or(AuthError::Missing)?;
+        let grant = self.grants.get(token).ok_or(AuthError::Unknown)?;
+        match need {
+            Need::Any => Ok(()),
+            Need::Node(node) if grant.nodes.contains(node) => Ok(()),
+            Need::Node(node) => Err(AuthError::NotForNode(node.to_string())),
+            Need::Admin if grant.admin => Ok(()),
+            Need::Admin => Err(AuthError::NotAdmin),
+        }
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` header value.
+pub fn bearer(header: Option<&[u8]>) -> Option<&str> {
+    let value = std::str::from_utf8(header?).ok()?.trim();
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// The percent-decoded value of `name` in a query string (`a=1&b=2`); `+` is a space.
+pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    query?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then(|| percent_decode(v))?
+    })
+}
+
+/// Percent-decodes `s` (`+` as space); `None` if malformed or not UTF-8.
+pub fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokens() -> Tokens {
+        Tokens::new(&[
+            TokenGrant {
+                token: "t1".into(),
+                nodes: vec!["n1".into(), "n2".into()],
+                admin: false,
+            },
+            TokenGrant {
+                token: "adm".into(),
+                nodes: vec![],
+                admin: true,
+            },
+        ])
+    }
+
+    #[test]
+    fn node_tokens_act_only_for_their_nodes() {
+        let t = tokens();
+        assert_eq!(t.check(Some("t1"), Need::Node("n2")), Ok(()));
+        assert_eq!(
+            t.check(Some("t1"), Need::Node("n3")),
+            Err(AuthError::NotForNode("n3".into()))
+        );
+        assert_eq!(t.check(Some("t1"), Need::Any), Ok(()));
+        assert_eq!(t.check(Some("t1"), Need::Admin), Err(AuthError::NotAdmin));
+        assert_eq!(
+            t.check(Some("adm"), Need::Node("n1")).unwrap_err().status(),
+            403
+        );
+        assert_eq!(t.check(Some("adm"), Need::Admin), Ok(()));
+    }
+
+    #[test]
+    fn missing_and_unknown_tokens_are_401() {
+        let t = tokens();
+        assert_eq!(t.check(None, Need::Any), Err(AuthError::Missing));
+        assert_eq!(t.check(Some(""), Need::Any), Err(AuthError::Missing));
+        assert_eq!(t.check(Some("nope"), Need::Any), Err(AuthError::Unknown));
+        assert_eq!(AuthError::Unknown.status(), 401);
+        assert!(Tokens::new(&[]).check(Some("t1"), Need::Any).is_err());
+    }
+
+    #[test]
+    fn bearer_headers_and_query_tokens() {
+        assert_eq!(bearer(Some(b"Bearer abc")), Some("abc"));
+        assert_eq!(bearer(Some(b"bearer  abc ")), Some("abc"));
+        assert_eq!(bearer(Some(b"Basic abc")), None);
+        assert_eq!(bearer(Some(b"Bearer")), None);
+        assert_eq!(bearer(None), None);
+        assert_eq!(
+            query_param(Some("a=1&token=x%2By+z"), "token"),
+            Some("x+y z".into())
+        );
+        assert_eq!(query_param(Some("token=%zz"), "token"), None);
+        assert_eq!(query_param(None, "token"), None);
+    }
+}

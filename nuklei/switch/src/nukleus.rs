@@ -1,0 +1,1155 @@
+//! The switch nukleus: the port switch ([`Switch`]) served over streams.
+//!
+//! Two kinds of peers send it exchanges:
+//!
+//! * **http** (REST and Server-Sent Events): BEGIN carries the request head
+//!   ([`nukleus_http::ext::RequestHead`]), the body arrives as DATA within the window granted
+//!   here, END ends it. The reply is a BEGIN with [`ext::encode_response`] and a
+//!   `Content-Length` body, or for `GET /v1/nodes/{node}/messages` with
+//!   `Accept: text/event-stream` an open-ended `text/event-stream` (http chunks it) that is the
+//!   node's receiving connection: every batch of pushes is one `data: [...]\n\n` event.
+//! * **ws** (WebSocket messages, one exchange per WebSocket): BEGIN carries
+//!   `[protocol len:u8][subprotocol][request head of the upgrade]`; each DATA is a message
+//!   fragment (`FLAG_INIT` first, `FLAG_FIN` last, extension `[kind:u8]`, 1 text, 2 binary);
+//!   FLUSH `ping` is a client ping; END: the client closed; ABORT: the connection was lost. The
+//!   reply is BEGIN (accept), DATA messages in the same format, END with an optional
+//!   `[code:u16 LE][reason]` close extension. The WebSocket is the node's receiving
+//!   connection; every text message on it is an API request ([`api::handle_ws`]) and renews
+//!   the lease, and every batch of pushes is one message (a JSON array).
+//!
+//! Pushes are batched: when a node's queue goes non-empty the switch says so
+//! ([`Output::Pending`]); at the end of the poll the queue is drained into one frame per
+//! connection, as much as the connection's window allows. A node whose queue exceeds its byte
+//! limit is disconnected (slow consumer), so memory stays bounded whatever the reader does.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hashbrown::HashMap;
+use nukleus_http::ext::{self, RequestHead};
+use streams::frame::{self, Frame, FLAG_FIN, FLAG_INIT};
+use streams::{
+    split_links, Header, Nukleus, Output as StreamOutput, PeerLink, PollContext, RecvWindow,
+    RingReader, SendWindow, SlotIds,
+};
+
+use crate::api::{self, ApiError, ErrorBody, ErrorDetail};
+use crate::auth::{self, AuthError, Need, TokenGrant, Tokens};
+use crate::nodes::ConnId;
+use crate::ports::NodeIdx;
+use crate::switch::{CloseReason, Config, Output, Switch};
+
+/// Settings of the switch nukleus.
+#[derive(Clone, Debug)]
+pub struct SwitchNukleusConfig {
+    /// The switch itself: lease, shards, limits.
+    pub switch: Config,
+    /// Bearer tokens.
+    pub tokens: Vec<TokenGrant>,
+    /// Window granted for request bodies and WebSocket messages.
+    pub window: u32,
+    /// Largest REST request body (else 413).
+    pub max_request_bytes: usize,
+    /// Largest WebSocket message (else the socket is closed with 1009).
+    pub max_message_bytes: usize,
+    /// Peer kinds whose exchanges are WebSockets (the rest speak HTTP).
+    pub ws_kinds: Vec<String>,
+}
+
+impl Default for SwitchNukleusConfig {
+    fn default() -> Self {
+        SwitchNukleusConfig {
+            switch: Config::default(),
+            tokens: Vec::new(),
+            window: 65536,
+            max_request_bytes: 8 << 20,
+            max_message_bytes: 8 << 20,
+            ws_kinds: vec!["ws".into()],
+        }
+    }
+}
+
+/// WebSocket close codes the switch uses (4000–4999 are for applications).
+pub mod close_code {
+    /// Normal closure (shutdown).
+    pub const GOING_AWAY: u16 = 1001;
+    /// A message larger than the limit.
+    pub const TOO_BIG: u16 = 1009;
+    /// Internal error.
+    pub const INTERNAL: u16 = 1011;
+    /// A new receiving connection of the same node replaced this one.
+    pub const REPLACED: u16 = 4000;
+    /// The node did not relet in time.
+    pub const LEASE_EXPIRED: u16 = 4001;
+    /// The node's push queue exceeded its limit.
+    pub const SLOW_CONSUMER: u16 = 4002;
+    /// The WaitMsg request was invalid (bad node id, limits).
+    pub const BAD_REQUEST: u16 = 4400;
+    /// Missing or unknown token.
+    pub const UNAUTHORIZED: u16 = 4401;
+    /// The token may not act for this node.
+    pub const FORBIDDEN: u16 = 4403;
+}
+
+/// WebSocket message kinds in DATA extensions.
+const WS_TEXT: u8 = 1;
+
+/// Reply bytes queued on one exchange beyond which no more request input is acknowledged.
+const OUT_HIGH_WATER: usize = 256 * 1024;
+/// Largest push batch drained at once.
+const MAX_BATCH: usize = 1 << 20;
+
+/// Where a REST request goes, decided at BEGIN.
+enum Target {
+    Api(api::Route),
+    Metrics,
+    /// Answered with this error at END.
+    Error(u16, ErrorBody),
+}
+
+struct Rest {
+    target: Target,
+    body: Vec<u8>,
+    too_large: bool,
+}
+
+/// A node's receiving connection (SSE or WebSocket).
+struct Receiver {
+    node: Arc<str>,
+    idx: NodeIdx,
+    conn: ConnId,
+    /// Still the node's receiving connection in the switch.
+    online: bool,
+    /// WebSocket (else SSE).
+    ws: bool,
+    /// WebSocket message being assembled.
+    message: Vec<u8>,
+    message_kind: u8,
+    last_relet: u64,
+}
+
+enum Role {
+    Rest(Rest),
+    Receiver(Receiver),
+    /// Answered (or refused); input is discarded until it ends.
+    Done,
+}
+
+struct Exchange {
+    id: u64,
+    ws: bool,
+    /// Credit we granted the peer for input.
+    recv: RecvWindow,
+    /// Credit the peer granted us for the reply.
+    send: SendWindow,
+    /// Input reserved bytes not yet acknowledged (held back while replies pile up).
+    held: u64,
+    request_ended: bool,
+    reply_begun: bool,
+    reply_ended: bool,
+    /// Reply units (WebSocket messages; bytes for http) and how much of the first is sent.
+    out: VecDeque<Vec<u8>>,
+    out_sent: usize,
+    out_bytes: usize,
+    /// End the reply with this extension once `out` is sent.
+    end_with: Option<Vec<u8>>,
+    role: Role,
+    dirty: bool,
+}
+
+/// The switch nukleus.
+pub struct SwitchNukleus {
+    config: SwitchNukleusConfig,
+    core: usize,
+    instance: u16,
+    switch: Switch,
+    tokens: Tokens,
+    inputs: Vec<RingReader>,
+    outputs: Vec<StreamOutput>,
+    is_ws: Vec<bool>,
+    /// Per input: the peer's exchange slot -> our state.
+    exchanges: Vec<Vec<Option<Exchange>>>,
+    /// Receiving connection -> (input, slot).
+    conns: HashMap<ConnId, (usize, usize)>,
+    next_conn: ConnId,
+    events: Vec<Output>,
+    dirty: Vec<(usize, usize)>,
+    scratch: Vec<u8>,
+    start: Instant,
+    now_ms: u64,
+    timestamp: u64,
+    requests: u64,
+    refused: u64,
+}
+
+fn header(stream_id: u64, timestamp: u64) -> Header {
+    Header {
+        stream_id,
+        timestamp,
+        ..Header::default()
+    }
+}
+
+fn error_body(code: &str, message: String) -> ErrorBody {
+    ErrorBody {
+        error: ErrorDetail {
+            code: code.to_string(),
+            message,
+        },
+    }
+}
+
+/// `[code:u16 LE][reason]`, the END extension that closes a WebSocket with a code.
+fn close_ext(code: u16, reason: &str) -> Vec<u8> {
+    let mut out = code.to_le_bytes().to_vec();
+    // A close frame carries at most 123 bytes of reason.
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    out.extend_from_slice(&reason.as_bytes()[..end]);
+    out
+}
+
+fn close_code_of(reason: &CloseReason) -> u16 {
+    match reason {
+        CloseReason::Replaced => close_code::REPLACED,
+        CloseReason::LeaseExpired => close_code::LEASE_EXPIRED,
+        CloseReason::SlowConsumer { .. } => close_code::SLOW_CONSUMER,
+    }
+}
+
+fn close_name(reason: &CloseReason) -> &'static str {
+    match reason {
+        CloseReason::Replaced => "replaced",
+        CloseReason::LeaseExpired => "lease_expired",
+        CloseReason::SlowConsumer { .. } => "slow_consumer",
+    }
+}
+
+/// The node of a WaitMsg path: `/v1/nodes/{node}/messages` or `/v1/ws/{node}`.
+pub fn wait_msg_node(path: &str) -> Option<Result<String, ApiError>> {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let node = match segments.as_slice() {
+        [v, "nodes", node, "messages"] if *v == api::VERSION => node,
+        [v, "ws", node] if *v == api::VERSION => node,
+        _ => return None,
+    };
+    Some(
+        auth::percent_decode(node)
+            .ok_or_else(|| ApiError::BadRequest(format!("bad percent-encoding in {node:?}"))),
+    )
+}
+
+impl SwitchNukleus {
+    /// A switch nukleus on `core`, instance `instance` of its kind, with its peer links.
+    pub fn new(
+        config: SwitchNukleusConfig,
+        core: usize,
+        instance: u16,
+        links: Vec<PeerLink>,
+    ) -> SwitchNukleus {
+        let (inputs, outputs) = split_links(links);
+        let is_ws = outputs
+            .iter()
+            .map(|o| config.ws_kinds.contains(&o.kind))
+            .collect();
+        let exchanges = outputs.iter().map(|_| Vec::new()).collect();
+        SwitchNukleus {
+            switch: Switch::new(config.switch.clone()),
+            tokens: Tokens::new(&config.tokens),
+            config,
+            core,
+            instance,
+            inputs,
+            outputs,
+            is_ws,
+            exchanges,
+            conns: HashMap::new(),
+            next_conn: 1,
+            events: Vec::new(),
+            dirty: Vec::new(),
+            scratch: Vec::new(),
+            start: Instant::now(),
+            now_ms: 0,
+            timestamp: 0,
+            requests: 0,
+            refused: 0,
+        }
+    }
+
+    /// The switch state (for tests and metrics).
+    pub fn switch(&self) -> &Switch {
+        &self.switch
+    }
+
+    fn mark(&mut self, input: usize, slot: usize) {
+        if let Some(Some(x)) = self.exchanges[input].get_mut(slot) {
+            if !x.dirty {
+                x.dirty = true;
+                self.dirty.push((input, slot));
+            }
+        }
+    }
+
+    fn on_frame(&mut self, input: usize, f: Frame<'_>) {
+        let slot = SlotIds::slot(f.stream_id());
+        let reply = frame::is_reply(f.stream_id());
+        if f.type_id() == frame::BEGIN && !reply {
+            self.on_begin(input, slot, f);
+            return;
+        }
+        let Some(Some(x)) = self.exchanges[input].get_mut(slot) else {
+            return;
+        };
+        if x.id != f.stream_id() | 1 {
+            return;
+        }
+        match (f.type_id(), reply) {
+            (frame::WINDOW, true) => {
+                x.send.on_window(f.acknowledge(), f.maximum(), f.padding());
+                self.mark(input, slot);
+            }
+            (frame::DATA, false) => {
+                if let Err(e) = x.recv.on_data(f.reserved()) {
+                    tracing::warn!(core = self.core, error = %e, "peer broke the input window");
+                    self.teardown(input, slot, true, true);
+                    return;
+                }
+                let padding = (f.reserved() as u64).saturating_sub(f.payload().len() as u64);
+                x.recv.release(padding);
+                x.held += f.payload().len() as u64;
+                self.on_data(input, slot, f);
+                self.mark(input, slot);
+            }
+            (frame::FLUSH, false) if f.extension() == b"ping" => {
+                if let Role::Receiver(r) = &mut x.role {
+                    if r.online {
+                        let _ = self.switch.relet(&r.node, self.now_ms);
+                        r.last_relet = self.now_ms;
+                    }
+                }
+            }
+            (frame::END, false) => {
+                x.request_ended = true;
+                if x.ws {
+                    // The client closed the WebSocket: the node goes offline.
+                    self.receiver_gone(input, slot);
+                    if let Some(Some(x)) = self.exchanges[input].get_mut(slot) {
+                        if x.end_with.is_none() && !x.reply_ended {
+                            x.end_with = Some(Vec::new());
+                        }
+                    }
+                } else {
+                    self.on_request_end(input, slot);
+                }
+                self.mark(input, slot);
+            }
+            (frame::ABORT, false) => {
+                x.request_ended = true;
+                self.teardown(input, slot, false, true);
+            }
+            (frame::RESET, true) => {
+                x.reply_ended = true;
+                self.teardown(input, slot, true, false);
+            }
+            _ => {}
+        }
+    }
+
+    /// Ends an exchange abnormally: RESET our input (if `reset`) and ABORT our reply (if
+    /// `abort`) unless already ended; a receiving connection goes offline.
+    fn teardown(&mut self, input: usize, slot: usize, reset: bool, abort: bool) {
+        self.receiver_gone(input, slot);
+        let timestamp = self.timestamp;
+        let Some(Some(x)) = self.exchanges[input].get_mut(slot) else {
+            return;
+        };
+        let tx = &mut self.outputs[input].tx;
+        if reset && !x.request_ended {
+            let _ = tx.reset(&header(x.id, timestamp), &[]);
+        }
+        if abort && !x.reply_ended {
+            let _ = tx.abort(&header(x.id ^ 1, timestamp), &[]);
+        }
+        self.exchanges[input][slot] = None;
+    }
+
+    /// The exchange's receiving connection is gone: take the node offline (once).
+    fn receiver_gone(&mut self, input: usize, slot: usize) {
+        let Some(Some(x)) = self.exchanges[input].get_mut(slot) else {
+            return;
+        };
+        if let Role::Receiver(r) = &mut x.role {
+            self.conns.remove(&r.conn);
+            if r.online {
+                r.online = false;
+                self.switch.connection_closed(r.conn, &mut self.events);
+            }
+        }
+    }
+
+    fn on_begin(&mut self, input: usize, slot: usize, f: Frame<'_>) {
+        let id = f.stream_id();
+        let ws = self.is_ws[input];
+        self.requests += 1;
+        let mut x = Exchange {
+            id,
+            ws,
+            recv: RecvWindow::new(self.config.window),
+            send: SendWindow::default(),
+            held: 0,
+            request_ended: false,
+            reply_begun: false,
+            reply_ended: false,
+            out: VecDeque::new(),
+            out_sent: 0,
+            out_bytes: 0,
+            end_with: None,
+            role: Role::Done,
+            dirty: false,
+        };
+        let extension = f.extension();
+        let head_bytes = if ws {
+            extension
+                .split_first()
+                .and_then(|(&n, rest)| rest.get(n as usize..))
+        } else {
+            Some(extension)
+        };
+        let Some(head) = head_bytes.and_then(RequestHead::parse) else {
+            tracing::error!(
+                core = self.core,
+                "malformed BEGIN extension: refusing stream"
+            );
+            let tx = &mut self.outputs[input].tx;
+            let _ = tx.reset(&header(id, self.timestamp), &[]);
+            let _ = tx.abort(&header(id ^ 1, self.timestamp), &[]);
+            return;
+        };
+        self.scratch.clear();
+        if ws {
+            self.begin_ws(&mut x, &head);
+        } else {
+            self.begin_http(&mut x, &head);
+        }
+        let tx = &mut self.outputs[input].tx;
+        if !x.reply_begun {
+            // REST: the reply begins at END; nothing to send yet.
+        } else {
+            let _ = tx.begin(&header(id ^ 1, self.timestamp), 0, &self.scratch);
+        }
+        let (acknowledge, maximum) = x.recv.announce();
+        let _ = tx.window(
+            &Header {
+                stream_id: id,
+                timestamp: self.timestamp,
+                acknowledge,
+                maximum,
+                ..Header::default()
+            },
+            0,
+        );
+        if let Role::Receiver(r) = &x.role {
+            self.conns.insert(r.conn, (input, slot));
+        }
+        let table = &mut self.exchanges[input];
+        if table.len() <= slot {
+            table.resize_with(slot + 1, || None);
+        }
+        table[slot] = Some(x);
+        self.mark(input, slot);
+    }
+
+    /// Authenticates a WaitMsg and opens the receiving connection; on success the exchange
+    /// becomes a [`Receiver`]. Errors come back as (HTTP status, body).
+    fn open_receiver(
+        &mut self,
+        head: &RequestHead<'_>,
+        node: Result<String, ApiError>,
+        ws: bool,
+    ) -> Result<Receiver, (u16, ErrorBody)> {
+        let node = node.map_err(|e| (e.status(), e.body()))?;
+        let token = auth::bearer(head.header("authorization"))
+            .map(str::to_string)
+            .or_else(|| auth::query_param(head.query(), "token"));
+        self.tokens
+            .check(token.as_deref(), Need::Node(&node))
+            .map_err(|e| (e.status(), auth_body(&e)))?;
+        let address = auth::query_param(head.query(), "address")
+            .or_else(|| {
+                head.header("x-node-address")
+                    .and_then(|v| std::str::from_utf8(v).ok())
+                    .map(str::to_string)
+            })
+            .unwrap_or_default();
+        let conn = self.next_conn;
+        let session = self
+            .switch
+            .wait_msg(&node, &address, conn, self.now_ms, &mut self.events)
+            .map_err(|e| {
+                let e = ApiError::from(e);
+                (e.status(), e.body())
+            })?;
+        self.next_conn += 1;
+        Ok(Receiver {
+            node: Arc::from(node.as_str()),
+            idx: session.node,
+            conn,
+            online: true,
+            ws,
+            message: Vec::new(),
+            message_kind: WS_TEXT,
+            last_relet: self.now_ms,
+        })
+    }
+
+    fn begin_ws(&mut self, x: &mut Exchange, head: &RequestHead<'_>) {
+        x.reply_begun = true;
+        let node = match wait_msg_node(head.path()) {
+            Some(node) => node,
+            None => Err(ApiError::NotFound(head.path().to_string())),
+        };
+        match self.open_receiver(head, node, true) {
+            Ok(r) => x.role = Role::Receiver(r),
+            Err((status, body)) => {
+                self.refused += 1;
+                let code = match status {
+                    401 => close_code::UNAUTHORIZED,
+                    403 => close_code::FORBIDDEN,
+                    _ => close_code::BAD_REQUEST,
+                };
+                x.end_with = Some(close_ext(code, &body.error.message));
+            }
+        }
+    }
+
+    fn begin_http(&mut self, x: &mut Exchange, head: &RequestHead<'_>) {
+        let path = head.path();
+        if let Some(node) = wait_msg_node(path) {
+            let wants_events = head
+                .header("accept")
+                .is_some_and(|v| contains_ignore_case(v, b"text/event-stream"));
+            if head.method != "GET" {
+                let e = ApiError::MethodNotAllowed {
+                    method: head.method.to_string(),
+                    path: path.to_string(),
+                };
+                x.role = self.rest_error(e.status(), e.body());
+            } else if !wants_events {
+                let body = error_body(
+                    "not_acceptable",
+                    "WaitMsg needs a WebSocket upgrade (at /v1/ws/{node}) or `Accept: text/event-stream`".into(),
+                );
+                x.role = self.rest_error(406, body);
+            } else {
+                match self.open_receiver(head, node, false) {
+                    Ok(r) => {
+                        x.reply_begun = true;
+                        ext::encode_response(
+                            &mut self.scratch,
+                            200,
+                            [
+                                ("Content-Type", &b"text/event-stream"[..]),
+                                ("Cache-Control", &b"no-cache"[..]),
+                            ]
+                            .into_iter(),
+                        );
+                        x.role = Role::Receiver(r);
+                    }
+                    Err((status, body)) => x.role = self.rest_error(status, body),
+                }
+            }
+            return;
+        }
+        let token = auth::bearer(head.header("authorization"));
+        if head.path().trim_end_matches('/') == "/v1/metrics" {
+            x.role = if head.method != "GET" {
+                let e = ApiError::MethodNotAllowed {
+                    method: head.method.to_string(),
+                    path: path.to_string(),
+                };
+                self.rest_error(e.status(), e.body())
+            } else {
+                match self.tokens.check(token, Need::Admin) {
+                    Ok(()) => Role::Rest(Rest {
+                        target: Target::Metrics,
+                        body: Vec::new(),
+                        too_large: false,
+                    }),
+                    Err(e) => self.rest_error(e.status(), auth_body(&e)),
+                }
+            };
+            return;
+        }
+        x.role = match api::route(head.method, head.target) {
+            Err(e) => self.rest_error(e.status(), e.body()),
+            Ok(route) => {
+                let need = route.node().map_or(Need::Any, Need::Node);
+                match self.tokens.check(token, need) {
+                    Err(e) => self.rest_error(e.status(), auth_body(&e)),
+                    Ok(()) => {
+                        let too_large = head
+                            .header("content-length")
+                            .and_then(|v| std::str::from_utf8(v).ok())
+                            .and_then(|v| v.trim().parse::<u64>().ok())
+                            .is_some_and(|n| n > self.config.max_request_bytes as u64);
+                        Role::Rest(Rest {
+                            target: Target::Api(route),
+                            body: Vec::new(),
+                            too_large,
+                        })
+                    }
+                }
+            }
+        };
+    }
+
+    fn rest_error(&mut self, status: u16, body: ErrorBody) -> Role {
+        self.refused += 1;
+        Role::Rest(Rest {
+            target: Target::Error(status, body),
+            body: Vec::new(),
+            too_large: false,
+        })
+    }
+
+    fn on_data(&mut self, input: usize, slot: usize, f: Frame<'_>) {
+        let max_request = self.config.max_request_bytes;
+        let max_message = self.config.max_message_bytes;
+        let Some(Some(x)) = self.exchanges[input].get_mut(slot) else {
+            return;
+        };
+        let payload = f.payload();
+        match &mut x.role {
+            Role::Rest(rest) => {
+                if !rest.too_large && rest.body.len() + payload.len() > max_request {
+                    rest.too_large = true;
+                    rest.body = Vec::new();
+                }
+                if !rest.too_large {
+                    rest.body.extend_from_slice(payload);
+                }
+                // The body is copied out of the ring: acknowledge it at once.
+                x.recv.release(payload.len() as u64);
+                x.held -= payload.len() as u64;
+            }
+            Role::Done => {
+                x.recv.release(payload.len() as u64);
+                x.held -= payload.len() as u64;
+            }
+            Role::Receiver(r) if !r.ws || !r.online => {
+                x.recv.release(payload.len() as u64);
+                x.held -= payload.len() as u64;
+            }
+            Role::Receiver(r) => {
+                if f.flags() & FLAG_INIT != 0 {
+                    r.message.clear();
+                    r.message_kind = f.extension().first().copied().unwrap_or(WS_TEXT);
+                }
+                if r.message.len() + payload.len() > max_message {
+                    let reason = format!("message larger than {max_message} bytes");
+                    x.end_with = Some(close_ext(close_code::TOO_BIG, &reason));
+                    r.message = Vec::new();
+                    x.recv.release(payload.len() as u64);
+                    x.held -= payload.len() as u64;
+                    self.receiver_gone(input, slot);
+                    return;
+                }
+                r.message.extend_from_slice(payload);
+                if f.flags() & FLAG_FIN != 0 {
+                    let message = std::mem::take(&mut r.message);
+                    self.on_message(input, slot, &message);
+                    if let Some(Some(Exchange {
+                        role: Role::Receiver(r),
+                        ..
+                    })) = self.exchanges[input].get_mut(slot)
+                    {
+                        if r.message.capacity() == 0 {
+                            r.message = message;
+                            r.message.clear();
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A complete WebSocket message from a node's receiving connection: an API request.
+    fn on_message(&mut self, input: usize, slot: usize, message: &[u8]) {
+        let now = self.now_ms;
+        let lease_ms = self.switch.nodes().lease_ms();
+        let Some(Some(x)) = self.exchanges[input].get_mut(slot) else {
+            return;
+        };
+        let Role::Receiver(r) = &mut x.role else {
+            return;
+        };
+        // Any message is a heartbeat; relet at most ten times per lease to keep the lease heap
+        // small under a flood of requests.
+        if now.saturating_sub(r.last_relet) * 10 >= lease_ms {
+            let _ = self.switch.relet(&r.node, now);
+            r.last_relet = now;
+        }
+        let reply = match std::str::from_utf8(message) {
+            Ok(text) => api::handle_ws(&mut self.switch, &r.node, text, now, &mut self.events),
+            Err(_) => serde_json::to_string(&api::WsReply {
+                id: 0,
+                body: api::ResponseBody::Error(
+                    ApiError::BadJson("message is not UTF-8 JSON".into()).body(),
+                ),
+            })
+            .unwrap_or_default(),
+        };
+        x.out_bytes += reply.len();
+        x.out.push_back(reply.into_bytes());
+    }
+
+    /// A REST request is complete: run it and queue the response.
+    fn on_request_end(&mut self, input: usize, slot: usize) {
+        let Some(Some(x)) = self.exchanges[input].get_mut(slot) else {
+            return;
+        };
+        if !matches!(x.role, Role::Rest(_)) {
+            return;
+        }
+        let Role::Rest(rest) = std::mem::replace(&mut x.role, Role::Done) else {
+            return;
+        };
+        let (status, content_type, body): (u16, &[u8], Vec<u8>) = match rest.target {
+            Target::Error(status, body) => (
+                status,
+                b"application/json",
+                serde_json::to_vec(&body).unwrap_or_default(),
+            ),
+            Target::Metrics => (
+                200,
+                b"text/plain; version=0.0.4",
+                metrics_text(&self.switch, self.requests, self.refused),
+            ),
+            Target::Api(_) if rest.too_large => {
+                let body = error_body(
+                    "limit_exceeded",
+                    format!(
+                        "request body is larger than {} bytes",
+                        self.config.max_request_bytes
+                    ),
+                );
+                (
+                    413,
+                    b"application/json",
+                    serde_json::to_vec(&body).unwrap_or_default(),
+                )
+            }
+            Target::Api(route) => {
+                let (status, body) = match api::handle(
+                    &mut self.switch,
+                    &route,
+                    &rest.body,
+                    self.now_ms,
+                    &mut self.events,
+                ) {
+                    Ok(b) => (200, serde_json::to_vec(&b).unwrap_or_default()),
+                    Err(e) => (
+                        e.status(),
+                        serde_json::to_vec(&e.body()).unwrap_or_default(),
+                    ),
+                };
+                (status, b"application/json", body)
+            }
+        };
+        let mut length = itoa::Buffer::new();
+        let length = length.format(body.len());
+        self.scratch.clear();
+        let mut headers: Vec<(&str, &[u8])> = vec![
+            ("Content-Type", content_type),
+            ("Content-Length", length.as_bytes()),
+        ];
+        if status == 401 {
+            headers.push(("WWW-Authenticate", b"Bearer realm=\"switch\""));
+        }
+        ext::encode_response(&mut self.scratch, status, headers.into_iter());
+        let Some(Some(x)) = self.exchanges[input].get_mut(slot) else {
+            return;
+        };
+        let _ = self.outputs[input]
+            .tx
+            .begin(&header(x.id ^ 1, self.timestamp), 0, &self.scratch);
+        x.reply_begun = true;
+        if !body.is_empty() {
+            x.out_bytes += body.len();
+            x.out.push_back(body);
+        }
+        x.end_with = Some(Vec::new());
+    }
+
+    /// Runs the switch's outputs: schedule drains, close replaced/expired/slow connections.
+    fn run_events(&mut self) {
+        while !self.events.is_empty() {
+            let events = std::mem::take(&mut self.events);
+            for event in events {
+                match event {
+                    Output::Pending { conn, .. } => {
+                        if let Some(&(input, slot)) = self.conns.get(&conn) {
+                            self.mark(input, slot);
+                        }
+                    }
+                    Output::Close { conn, reason, node } => {
+                        let Some((input, slot)) = self.conns.remove(&conn) else {
+                            continue;
+                        };
+                        tracing::debug!(core = self.core, instance = self.instance, node = %node, %reason, "closing receiving connection");
+                        let Some(Some(x)) = self.exchanges[input].get_mut(slot) else {
+                            continue;
+                        };
+                        let Role::Receiver(r) = &mut x.role else {
+                            continue;
+                        };
+                        r.online = false;
+                        let text = reason.to_string();
+                        if r.ws {
+                            x.end_with = Some(close_ext(close_code_of(&reason), &text));
+                        } else {
+                            let mut event = b"event: close\ndata: ".to_vec();
+                            let detail = serde_json::json!({
+                                "reason": close_name(&reason),
+                                "message": text,
+                            });
+                            event.extend_from_slice(detail.to_string().as_bytes());
+                            event.extend_from_slice(b"\n\n");
+                            x.out_bytes += event.len();
+                            x.out.push_back(event);
+                            x.end_with = Some(Vec::new());
+                        }
+                        self.mark(input, slot);
+                    }
+                }
+            }
+        }
+    }
+
+    /// End of poll for one exchange: drain pushes into the reply, send within the window,
+    /// acknowledge input, end the reply when done.
+    fn progress(&mut self, input: usize, slot: usize) {
+        let timestamp = self.timestamp;
+        let window = self.config.window;
+        let Some(Some(x)) = self.exchanges[input].get_mut(slot) else {
+            return;
+        };
+        x.dirty = false;
+        let tx = &mut self.outputs[input].tx;
+        let room = tx.max_payload() - 64;
+        let ext_kind = [WS_TEXT];
+        let mut stalled = false;
+        loop {
+            if x.out.is_empty() && x.reply_begun && !x.reply_ended && x.end_with.is_none() {
+                if let Role::Receiver(r) = &x.role {
+                    let queued = self.switch.node(r.idx).map_or(0, |n| n.queued());
+                    let credit = x.send.writable(MAX_BATCH);
+                    if r.online && queued > 0 && credit > 0 {
+                        let mut batch = Vec::new();
+                        if !r.ws {
+                            batch.extend_from_slice(b"data: ");
+                        }
+                        self.switch.drain(r.idx, credit.max(1024), &mut batch);
+                        if !r.ws {
+                            batch.extend_from_slice(b"\n\n");
+                        }
+                        x.out_bytes += batch.len();
+                        x.out.push_back(batch);
+                    }
+                }
+            }
+            let Some(front) = x.out.front() else { break };
+            let left = front.len() - x.out_sent;
+            let n = x.send.writable(left.min(room));
+            if n == 0 && left > 0 {
+                break;
+            }
+            let mut flags = 0;
+            if x.ws {
+                if x.out_sent == 0 {
+                    flags |= FLAG_INIT;
+                }
+                if n == left {
+                    flags |= FLAG_FIN;
+                }
+            }
+            let h = Header {
+                stream_id: x.id ^ 1,
+                timestamp,
+                sequence: x.send.sequence,
+                ..Header::default()
+            };
+            let reserved = x.send.consume(n);
+            let extension: &[u8] = if x.ws { &ext_kind } else { &[] };
+            let piece = &front[x.out_sent..x.out_sent + n];
+            if tx.data(&h, flags, reserved, extension, piece).is_err() {
+                x.send.sequence -= reserved as u64;
+                stalled = true;
+                break;
+            }
+            x.out_sent += n;
+            if x.out_sent == front.len() {
+                x.out_bytes -= front.len();
+                x.out.pop_front();
+                x.out_sent = 0;
+            }
+        }
+        // Acknowledge input once replies are not piling up.
+        if x.held > 0 && x.out_bytes < OUT_HIGH_WATER {
+            x.recv.release(x.held);
+            x.held = 0;
+        }
+        if !x.request_ended && x.recv.window_due() {
+            x.recv.maximum = window;
+            let (acknowledge, maximum) = x.recv.announce();
+            let _ = tx.window(
+                &Header {
+                    stream_id: x.id,
+                    timestamp,
+                    acknowledge,
+                    maximum,
+                    ..Header::default()
+                },
+                0,
+            );
+        }
+        if x.out.is_empty() && !x.reply_ended {
+            if let Some(extension) = x.end_with.take() {
+                if !x.reply_begun {
+                    let _ = tx.begin(&header(x.id ^ 1, timestamp), 0, &[]);
+                    x.reply_begun = true;
+                }
+                let h = Header {
+                    stream_id: x.id ^ 1,
+                    timestamp,
+                    sequence: x.send.sequence,
+                    ..Header::default()
+                };
+                if tx.end(&h, &extension).is_err() {
+                    x.end_with = Some(extension);
+                    stalled = true;
+                } else {
+                    x.reply_ended = true;
+                }
+            }
+        }
+        if x.reply_ended && x.request_ended {
+            self.receiver_gone(input, slot);
+            self.exchanges[input][slot] = None;
+        } else if stalled {
+            // The ring is full: try again next poll.
+            x.dirty = true;
+            self.dirty.push((input, slot));
+        }
+    }
+
+    fn now_ms(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.start).as_millis() as u64
+    }
+}
+
+fn auth_body(e: &AuthError) -> ErrorBody {
+    error_body(e.code(), e.to_string())
+}
+
+fn contains_ignore_case(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle))
+}
+
+/// The switch's counters in Prometheus text format.
+pub fn metrics_text(switch: &Switch, requests: u64, refused: u64) -> Vec<u8> {
+    let m = switch.metrics();
+    let rows: [(&str, &str, &str, u64); 13] = [
+        ("switch_ports", "gauge", "Ports registered", m.ports),
+        (
+            "switch_nodes_online",
+            "gauge",
+            "Nodes with a receiving connection",
+            m.nodes_online,
+        ),
+        (
+            "switch_registrations_total",
+            "counter",
+            "Ports newly registered",
+            m.registrations,
+        ),
+        (
+            "switch_registration_conflicts_total",
+            "counter",
+            "Registrations refused: owned by another node",
+            m.registration_conflicts,
+        ),
+        (
+            "switch_releases_total",
+            "counter",
+            "Ports released, any reason",
+            m.releases,
+        ),
+        (
+            "switch_release_notifications_total",
+            "counter",
+            "Release notifications queued",
+            m.release_notifications,
+        ),
+        (
+            "switch_messages_sent_total",
+            "counter",
+            "Message pushes queued",
+            m.messages_sent,
+        ),
+        (
+            "switch_messages_dropped_total",
+            "counter",
+            "Message targets dropped (unknown port, owner offline)",
+            m.messages_dropped,
+        ),
+        (
+            "switch_slow_consumer_disconnects_total",
+            "counter",
+            "Nodes disconnected as slow consumers",
+            m.slow_consumer_disconnects,
+        ),
+        (
+            "switch_lease_expiries_total",
+            "counter",
+            "Nodes whose lease expired",
+            m.lease_expiries,
+        ),
+        (
+            "switch_replaced_connections_total",
+            "counter",
+            "Receiving connections replaced by a new WaitMsg",
+            m.replaced_connections,
+        ),
+        (
+            "switch_requests_total",
+            "counter",
+            "Exchanges opened (REST requests and receiving connections)",
+            requests,
+        ),
+        (
+            "switch_requests_refused_total",
+            "counter",
+            "Requests refused before reaching the switch (auth, routing)",
+            refused,
+        ),
+    ];
+    let mut out = String::new();
+    for (name, kind, help, value) in rows {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+        ));
+    }
+    out.into_bytes()
+}
+
+impl Nukleus for SwitchNukleus {
+    fn kind(&self) -> &'static str {
+        "switch"
+    }
+
+    fn poll(&mut self, context: &PollContext) -> usize {
+        self.timestamp = context.timestamp;
+        self.now_ms = self.now_ms(context.now);
+        let mut work = 0;
+        if self
+            .switch
+            .next_deadline()
+            .is_some_and(|d| d <= self.now_ms)
+        {
+            work += self.switch.tick(self.now_ms, &mut self.events);
+        }
+        let mut inputs = std::mem::take(&mut self.inputs);
+        for (input, rx) in inputs.iter_mut().enumerate() {
+            work += rx.read(1024, |type_id, bytes| match Frame::new(type_id, bytes) {
+                Ok(f) => {
+                    self.on_frame(input, f);
+                    self.run_events();
+                }
+                Err(e) => tracing::error!(core = self.core, error = %e, "malformed frame"),
+            });
+        }
+        self.inputs = inputs;
+        self.run_events();
+        let mut rounds = 0;
+        while !self.dirty.is_empty() && rounds < 2 {
+            rounds += 1;
+            let dirty = std::mem::take(&mut self.dirty);
+            for &(input, slot) in &dirty {
+                self.progress(input, slot);
+                self.run_events();
+            }
+        }
+        for output in &mut self.outputs {
+            output.publish();
+        }
+        work
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        let soon = if self.dirty.is_empty() {
+            None
+        } else {
+            Some(Instant::now())
+        };
+        self.switch
+            .next_deadline()
+            .map(|ms| self.start + Duration::from_millis(ms))
+            .into_iter()
+            .chain(soon)
+            .min()
+    }
+
+    fn gauges(&self, out: &mut Vec<(&'static str, u64)>) {
+        let m = self.switch.metrics();
+        out.push(("ports", m.ports));
+        out.push(("nodes_online", m.nodes_online));
+        out.push(("messages_sent_total", m.messages_sent));
+        out.push(("messages_dropped_total", m.messages_dropped));
+        out.push(("requests_total", self.requests));
+        let open = self
+            .exchanges
+            .iter()
+            .flatten()
+            .filter(|x| x.is_some())
+            .count();
+        out.push(("exchanges", open as u64));
+    }
+
+    fn shutdown(&mut self) {
+        let timestamp = self.timestamp;
+        for (input, table) in self.exchanges.iter_mut().enumerate() {
+            let tx = &mut self.outputs[input].tx;
+            for x in table.iter_mut().flatten() {
+                if !x.reply_ended {
+                    if x.ws && x.reply_begun {
+                        let h = Header {
+                            stream_id: x.id ^ 1,
+                            timestamp,
+                            sequence: x.send.sequence,
+                            ..Header::default()
+                        };
+                        let _ = tx.end(
+                            &h,
+                            &close_ext(close_code::GOING_AWAY, "server shutting down"),
+                        );
+                    } else {
+                        let _ = tx.abort(&header(x.id ^ 1, timestamp), &[]);
+                    }
+                }
+                if !x.request_ended {
+                    let _ = tx.reset(&header(x.id, timestamp), &[]);
+                }
+            }
+            table.clear();
+        }
+        for output in &mut self.outputs {
+            output.publish();
+        }
+    }
+}

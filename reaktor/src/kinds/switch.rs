@@ -1,0 +1,270 @@
+//! The `switch` kind: the port switch (BYPSS) behind http (REST, Server-Sent Events) and ws
+//! (WebSocket), configured by the `[switch]` section of the topology.
+
+use std::ops::Range;
+
+use nukleus_switch::limits::Limits;
+use nukleus_switch::{Config, SwitchNukleus, SwitchNukleusConfig, TokenGrant};
+use serde::Deserialize;
+use streams::{Nukleus, PeerLink};
+use toml::Spanned;
+
+use crate::plan::Instance;
+use crate::runtime::StartError;
+use crate::topology::{LoadedTopology, Topology, TopologyError};
+
+/// `[switch]`: lease, limits and bearer tokens of the port switch.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SwitchSection {
+    /// A node that does not relet within this many milliseconds goes offline.
+    #[serde(default = "default_lease_ms")]
+    pub lease_ms: Spanned<u64>,
+    /// Port-table shards inside the switch instance.
+    #[serde(default = "default_shards")]
+    pub shards: Spanned<usize>,
+    /// Window granted for request bodies and WebSocket messages.
+    #[serde(default = "default_window")]
+    pub window: Spanned<u32>,
+    /// Largest REST request body, bytes (else 413).
+    #[serde(default = "default_max_request_bytes")]
+    pub max_request_bytes: usize,
+    /// Largest WebSocket message, bytes (else the socket is closed with 1009).
+    #[serde(default = "default_max_request_bytes")]
+    pub max_message_bytes: usize,
+    #[serde(default)]
+    pub limits: LimitsSection,
+    #[serde(default, rename = "token")]
+    pub tokens: Vec<Spanned<TokenSection>>,
+}
+
+impl Default for SwitchSection {
+    fn default() -> Self {
+        SwitchSection {
+            lease_ms: default_lease_ms(),
+            shards: default_shards(),
+            window: default_window(),
+            max_request_bytes: 8 << 20,
+            max_message_bytes: 8 << 20,
+            limits: LimitsSection::default(),
+            tokens: Vec::new(),
+        }
+    }
+}
+
+fn default_lease_ms() -> Spanned<u64> {
+    Spanned::new(0..0, 10_000)
+}
+fn default_shards() -> Spanned<usize> {
+    Spanned::new(0..0, 1)
+}
+fn default_window() -> Spanned<u32> {
+    Spanned::new(0..0, 65536)
+}
+fn default_max_request_bytes() -> usize {
+    8 << 20
+}
+
+/// `[switch.limits]`: every field optional, defaults from [`Limits::default`].
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    pub max_port_name_len: Option<Spanned<usize>>,
+    pub max_ports_per_request: Option<Spanned<usize>>,
+    pub max_ports_per_node: Option<Spanned<usize>>,
+    pub max_body_len: Option<Spanned<usize>>,
+    pub max_queued_bytes: Option<Spanned<usize>>,
+    pub max_messages_per_request: Option<Spanned<usize>>,
+    pub max_nodes_per_request: Option<Spanned<usize>>,
+    pub max_node_id_len: Option<Spanned<usize>>,
+    pub max_address_len: Option<Spanned<usize>>,
+}
+
+/// `[[switch.token]]`: a bearer token and what it may do.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenSection {
+    pub token: String,
+    /// Node ids the token may act for (WaitMsg, Relet, RegPort, UnRegPort).
+    #[serde(default)]
+    pub nodes: Vec<String>,
+    /// May read metrics.
+    #[serde(default)]
+    pub admin: bool,
+}
+
+impl LimitsSection {
+    fn fields(&self) -> [(&'static str, &Option<Spanned<usize>>); 9] {
+        [
+            ("max_port_name_len", &self.max_port_name_len),
+            ("max_ports_per_request", &self.max_ports_per_request),
+            ("max_ports_per_node", &self.max_ports_per_node),
+            ("max_body_len", &self.max_body_len),
+            ("max_queued_bytes", &self.max_queued_bytes),
+            ("max_messages_per_request", &self.max_messages_per_request),
+            ("max_nodes_per_request", &self.max_nodes_per_request),
+            ("max_node_id_len", &self.max_node_id_len),
+            ("max_address_len", &self.max_address_len),
+        ]
+    }
+
+    pub fn limits(&self) -> Limits {
+        let d = Limits::default();
+        let get = |v: &Option<Spanned<usize>>, default: usize| {
+            v.as_ref().map_or(default, |s| *s.get_ref())
+        };
+        Limits {
+            max_port_name_len: get(&self.max_port_name_len, d.max_port_name_len),
+            max_ports_per_request: get(&self.max_ports_per_request, d.max_ports_per_request),
+            max_ports_per_node: get(&self.max_ports_per_node, d.max_ports_per_node),
+            max_body_len: get(&self.max_body_len, d.max_body_len),
+            max_queued_bytes: get(&self.max_queued_bytes, d.max_queued_bytes),
+            max_messages_per_request: get(
+                &self.max_messages_per_request,
+                d.max_messages_per_request,
+            ),
+            max_nodes_per_request: get(&self.max_nodes_per_request, d.max_nodes_per_request),
+            max_node_id_len: get(&self.max_node_id_len, d.max_node_id_len),
+            max_address_len: get(&self.max_address_len, d.max_address_len),
+        }
+    }
+}
+
+/// Checks `[switch]` against the rest of the topology; errors carry the offending span.
+pub fn validate(
+    topology: &Topology,
+    invalid: &dyn Fn(Option<Range<usize>>, String) -> TopologyError,
+) -> Result<(), TopologyError> {
+    let s = &topology.switch;
+    let cores: Vec<_> = topology
+        .cores
+        .iter()
+        .filter(|c| c.nuklei.get_ref().iter().any(|k| k == "switch"))
+        .collect();
+    if let Some(second) = cores.get(1) {
+        return Err(invalid(
+            Some(second.nuklei.span()),
+            "`switch` may be placed on one [[core]] only: its state lives in one instance (http and ws on other cores reach it across cores); sharding across switch instances is not implemented".into(),
+        ));
+    }
+    if cores
+        .iter()
+        .any(|c| c.nuklei.get_ref().iter().filter(|k| *k == "switch").count() > 1)
+    {
+        return Err(invalid(
+            cores.first().map(|c| c.nuklei.span()),
+            "`switch` is listed twice on one core".into(),
+        ));
+    }
+    if !(100..=86_400_000).contains(s.lease_ms.get_ref()) {
+        return Err(invalid(
+            Some(s.lease_ms.span()),
+            format!(
+                "[switch] lease_ms {} must be between 100 and 86400000 (one day)",
+                s.lease_ms.get_ref()
+            ),
+        ));
+    }
+    if !(1..=4096).contains(s.shards.get_ref()) {
+        return Err(invalid(
+            Some(s.shards.span()),
+            format!(
+                "[switch] shards {} must be between 1 and 4096",
+                s.shards.get_ref()
+            ),
+        ));
+    }
+    if *s.window.get_ref() < 4096 {
+        return Err(invalid(
+            Some(s.window.span()),
+            format!(
+                "[switch] window {} must be at least 4096 bytes",
+                s.window.get_ref()
+            ),
+        ));
+    }
+    for (name, value) in s.limits.fields() {
+        if let Some(v) = value {
+            if *v.get_ref() == 0 {
+                return Err(invalid(
+                    Some(v.span()),
+                    format!("[switch.limits] {name} must be at least 1"),
+                ));
+            }
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for t in &s.tokens {
+        let token = t.get_ref();
+        if token.token.trim().is_empty()
+            || token
+                .token
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(invalid(
+                Some(t.span()),
+                "[[switch.token]] token must be non-empty, without spaces or control characters"
+                    .into(),
+            ));
+        }
+        if !seen.insert(token.token.as_str()) {
+            return Err(invalid(
+                Some(t.span()),
+                "[[switch.token]] this token is declared twice".into(),
+            ));
+        }
+        if token.nodes.is_empty() && !token.admin {
+            return Err(invalid(
+                Some(t.span()),
+                "[[switch.token]] grants nothing: give it `nodes = [\"...\"]` and/or `admin = true`".into(),
+            ));
+        }
+        if token.nodes.iter().any(String::is_empty) {
+            return Err(invalid(
+                Some(t.span()),
+                "[[switch.token]] node ids must not be empty".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub fn build(
+    loaded: &LoadedTopology,
+    instance: &Instance,
+    links: Vec<PeerLink>,
+) -> Result<Box<dyn Nukleus + Send>, StartError> {
+    let s = &loaded.topology.switch;
+    if s.tokens.is_empty() {
+        tracing::warn!(
+            "[switch] declares no [[switch.token]]: every switch call will be refused with 401"
+        );
+    }
+    let config = SwitchNukleusConfig {
+        switch: Config {
+            lease_ms: *s.lease_ms.get_ref(),
+            shards: *s.shards.get_ref(),
+            limits: s.limits.limits(),
+        },
+        tokens: s
+            .tokens
+            .iter()
+            .map(|t| TokenGrant {
+                token: t.get_ref().token.clone(),
+                nodes: t.get_ref().nodes.clone(),
+                admin: t.get_ref().admin,
+            })
+            .collect(),
+        window: *s.window.get_ref(),
+        max_request_bytes: s.max_request_bytes,
+        max_message_bytes: s.max_message_bytes,
+        ..SwitchNukleusConfig::default()
+    };
+    Ok(Box::new(SwitchNukleus::new(
+        config,
+        instance.core,
+        instance.index,
+        links,
+    )))
+}
