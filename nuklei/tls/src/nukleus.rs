@@ -91,6 +91,8 @@ struct Connection {
     plain_out: Vec<u8>,
     /// tcp ended its stream (the client's FIN).
     net_ended: bool,
+    /// Some ciphertext arrived (a bare connect-and-close is no TLS attempt worth a warning).
+    received: bool,
     /// No more frames will be read from / sent on tcp's initial stream.
     net_in_done: bool,
     /// Our reply to tcp is over (END, ABORT, or tcp RESET it).
@@ -272,6 +274,7 @@ impl TlsNukleus {
             app_reply_begun: false,
             plain_out: Vec::new(),
             net_ended: false,
+            received: false,
             net_in_done: false,
             net_out_done: false,
             app_out_done: false,
@@ -305,6 +308,7 @@ impl TlsNukleus {
             return;
         }
         let payload = f.payload();
+        c.received |= !payload.is_empty();
         c.net_recv
             .release(f.reserved() as u64 - payload.len() as u64);
         if c.failed || (c.app_out_done && c.app.is_some()) {
@@ -607,12 +611,16 @@ impl TlsNukleus {
         if c.net_ended && !c.net_in_done && c.cipher_in.is_empty() {
             c.net_in_done = true;
             if c.app.is_none() {
-                tracing::warn!(
-                    core = self.core,
-                    remote = ?c.remote,
-                    "TLS handshake failed: the client closed the connection before the handshake completed"
-                );
-                self.failures += 1;
+                if c.received {
+                    tracing::warn!(
+                        core = self.core,
+                        remote = ?c.remote,
+                        "TLS handshake failed: the client closed the connection before the handshake completed"
+                    );
+                    self.failures += 1;
+                } else {
+                    tracing::debug!(core = self.core, remote = ?c.remote, "connection closed before sending anything");
+                }
                 if !c.net_out_done {
                     let _ = tx.end(&h(c.net_id ^ 1, c.net_send.sequence), &[]);
                     c.net_out_done = true;
