@@ -60,6 +60,9 @@ impl Placement {
         for route in &topology.http.routes {
             add_edge("http", route.to.get_ref());
         }
+        for route in &topology.ws.routes {
+            add_edge("ws", route.to.get_ref());
+        }
         let mut links = Vec::new();
         for (a, b) in &edges {
             for (i, x) in instances.iter().enumerate() {

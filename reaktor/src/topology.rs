@@ -25,6 +25,8 @@ pub struct Topology {
     #[serde(default)]
     pub http: HttpSection,
     #[serde(default)]
+    pub ws: crate::kinds::ws::WsSection,
+    #[serde(default)]
     pub switch: crate::kinds::switch::SwitchSection,
 }
 
@@ -393,6 +395,7 @@ pub fn parse(path: &Path, text: &str) -> Result<LoadedTopology, TopologyError> {
         ));
     }
     crate::kinds::switch::validate(&topology, &invalid)?;
+    crate::kinds::ws::validate(&topology, &invalid)?;
     Ok(LoadedTopology {
         path: path.to_owned(),
         topology,

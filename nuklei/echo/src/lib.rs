@@ -9,6 +9,14 @@
 //!
 //! Streams come from http: a BEGIN with the request head (see `nukleus_http::ext`), DATA,
 //! END; http pre-grants the reply window with a WINDOW on the reply stream.
+//!
+//! Streams from a `ws` peer are WebSocket connections (the protocol of `nukleus_ws::app`):
+//! each DATA is one message fragment (flags `FLAG_INIT`/`FLAG_FIN`, a one-byte kind
+//! extension) and is echoed with the same flags and kind, under the same flow control
+//! (fragments are split further when the reply window is short). END (the client closed)
+//! ends the reply once everything is echoed, which answers the close with code 1000.
+
+use std::collections::VecDeque;
 
 use nukleus_http::ext::{self, RequestHead};
 use streams::frame::{self, Frame};
@@ -31,6 +39,15 @@ enum Mode {
     },
     /// Echoing the request body.
     Echo,
+    /// Echoing WebSocket messages fragment by fragment (a stream from `ws`).
+    Messages,
+}
+
+/// A run of `pending` bytes that arrived as one message fragment.
+struct Fragment {
+    len: usize,
+    flags: u32,
+    kind: u8,
 }
 
 struct Exchange {
@@ -42,6 +59,8 @@ struct Exchange {
     send: SendWindow,
     /// Request bytes received but not yet echoed (bounded by `REQUEST_WINDOW`).
     pending: Vec<u8>,
+    /// `Messages` mode: how `pending` splits into fragments.
+    fragments: VecDeque<Fragment>,
     request_ended: bool,
     reply_ended: bool,
 }
@@ -114,6 +133,14 @@ impl EchoNukleus {
                 }
                 match x.mode {
                     Mode::Echo => x.pending.extend_from_slice(f.payload()),
+                    Mode::Messages => {
+                        x.pending.extend_from_slice(f.payload());
+                        x.fragments.push_back(Fragment {
+                            len: f.payload().len(),
+                            flags: f.flags() & (frame::FLAG_INIT | frame::FLAG_FIN),
+                            kind: f.extension().first().copied().unwrap_or(0),
+                        });
+                    }
                     Mode::Fixed { .. } => x.recv.release(f.reserved() as u64),
                 }
                 x.recv
@@ -152,6 +179,9 @@ impl EchoNukleus {
     }
 
     fn on_begin(&mut self, input: usize, slot: usize, f: Frame<'_>) {
+        if self.outputs[input].kind == "ws" {
+            return self.on_ws_begin(input, slot, f.stream_id());
+        }
         let id = f.stream_id();
         let timestamp = self.timestamp;
         let tx = &mut self.outputs[input].tx;
@@ -174,7 +204,11 @@ impl EchoNukleus {
             return;
         };
         self.scratch.clear();
-        let fixed = |status, body| Mode::Fixed { status, body, begun: false };
+        let fixed = |status, body| Mode::Fixed {
+            status,
+            body,
+            begun: false,
+        };
         let mode = match (request.method, request.path()) {
             ("GET" | "HEAD", "/healthz") => fixed(200, b"ok\n"),
             ("GET" | "HEAD", "/") => fixed(200, b"Hello, World!"),
@@ -183,13 +217,15 @@ impl EchoNukleus {
             _ => fixed(404, b"not found\n"),
         };
         let mode = match mode {
-            Mode::Fixed { status, body, .. } if request.method == "HEAD" => fixed(status, &body[..0]),
+            Mode::Fixed { status, body, .. } if request.method == "HEAD" => {
+                fixed(status, &body[..0])
+            }
             mode => mode,
         };
         let has_body = request.header("content-length").is_some_and(|l| l != b"0")
             || request.header("transfer-encoding").is_some();
         match mode {
-            Mode::Fixed { .. } => {}
+            Mode::Fixed { .. } | Mode::Messages => {}
             Mode::Echo => {
                 let content_type = request
                     .header("content-type")
@@ -216,6 +252,7 @@ impl EchoNukleus {
             recv: RecvWindow::new(REQUEST_WINDOW),
             send: SendWindow::default(),
             pending: Vec::new(),
+            fragments: VecDeque::new(),
             request_ended: false,
             reply_ended: false,
         };
@@ -240,6 +277,99 @@ impl EchoNukleus {
         self.dirty.push((input, slot));
     }
 
+    /// A WebSocket connection from ws: accept it and grant the message window.
+    fn on_ws_begin(&mut self, input: usize, slot: usize, id: u64) {
+        let timestamp = self.timestamp;
+        let tx = &mut self.outputs[input].tx;
+        let reply = Header {
+            stream_id: id ^ 1,
+            timestamp,
+            ..Header::default()
+        };
+        let _ = tx.begin(&reply, 0, &[]);
+        let mut x = Exchange {
+            id,
+            mode: Mode::Messages,
+            recv: RecvWindow::new(REQUEST_WINDOW),
+            send: SendWindow::default(),
+            pending: Vec::new(),
+            fragments: VecDeque::new(),
+            request_ended: false,
+            reply_ended: false,
+        };
+        let (acknowledge, maximum) = x.recv.announce();
+        let _ = tx.window(
+            &Header {
+                stream_id: id,
+                timestamp,
+                acknowledge,
+                maximum,
+                ..Header::default()
+            },
+            0,
+        );
+        let table = &mut self.exchanges[input];
+        if table.len() <= slot {
+            table.resize_with(slot + 1, || None);
+        }
+        table[slot] = Some(x);
+    }
+
+    /// `Messages` mode: echoes fragments within the reply window, splitting a fragment when
+    /// the window is short (the first piece keeps `FLAG_INIT`, the last `FLAG_FIN`). Returns
+    /// the payload bytes sent.
+    fn echo_fragments(x: &mut Exchange, tx: &mut streams::RingWriter, timestamp: u64) -> usize {
+        let room = tx.max_payload() - 64;
+        let mut sent = 0;
+        while let Some(fragment) = x.fragments.front_mut() {
+            let n = if fragment.len == 0 {
+                if x.send.available() < x.send.padding as usize {
+                    break;
+                }
+                0
+            } else {
+                let n = x.send.writable(fragment.len.min(room));
+                if n == 0 {
+                    break;
+                }
+                n
+            };
+            let flags = (fragment.flags & frame::FLAG_INIT)
+                | if n == fragment.len {
+                    fragment.flags & frame::FLAG_FIN
+                } else {
+                    0
+                };
+            let h = Header {
+                stream_id: x.id ^ 1,
+                timestamp,
+                sequence: x.send.sequence,
+                ..Header::default()
+            };
+            let reserved = x.send.consume(n);
+            if tx
+                .data(
+                    &h,
+                    flags,
+                    reserved,
+                    &[fragment.kind],
+                    &x.pending[sent..sent + n],
+                )
+                .is_err()
+            {
+                x.send.sequence -= reserved as u64;
+                break;
+            }
+            sent += n;
+            fragment.len -= n;
+            fragment.flags &= !frame::FLAG_INIT;
+            if fragment.len == 0 {
+                x.fragments.pop_front();
+            }
+        }
+        sent
+    }
+
     /// Sends what credit allows, acknowledges echoed request bytes, ends finished replies.
     fn progress(&mut self, input: usize, slot: usize) {
         let timestamp = self.timestamp;
@@ -247,10 +377,18 @@ impl EchoNukleus {
             return;
         };
         let tx = &mut self.outputs[input].tx;
-        if let Mode::Fixed { status, body, begun } = &mut x.mode {
+        if let Mode::Fixed {
+            status,
+            body,
+            begun,
+        } = &mut x.mode
+        {
             // http pre-grants the reply window right after its BEGIN: answer as soon as it is
             // known, head, body and END in one go (a request body, if any, is drained below).
-            if !*begun && x.send.writable(body.len()) == body.len() && (x.send.maximum > 0 || body.is_empty()) {
+            if !*begun
+                && x.send.writable(body.len()) == body.len()
+                && (x.send.maximum > 0 || body.is_empty())
+            {
                 *begun = true;
                 let mut length = itoa::Buffer::new();
                 let headers = [
@@ -259,7 +397,11 @@ impl EchoNukleus {
                 ];
                 self.scratch.clear();
                 ext::encode_response(&mut self.scratch, *status, headers.into_iter());
-                let mut h = Header { stream_id: x.id ^ 1, timestamp, ..Header::default() };
+                let mut h = Header {
+                    stream_id: x.id ^ 1,
+                    timestamp,
+                    ..Header::default()
+                };
                 let _ = tx.begin(&h, 0, &self.scratch);
                 if !body.is_empty() {
                     let reserved = x.send.consume(body.len());
@@ -272,7 +414,10 @@ impl EchoNukleus {
         }
         let room = tx.max_payload() - 64;
         let mut sent = 0;
-        while sent < x.pending.len() {
+        if let Mode::Messages = x.mode {
+            sent = Self::echo_fragments(x, tx, timestamp);
+        }
+        while sent < x.pending.len() && !matches!(x.mode, Mode::Messages) {
             let n = x.send.writable((x.pending.len() - sent).min(room));
             if n == 0 {
                 break;
@@ -294,7 +439,7 @@ impl EchoNukleus {
             sent += n;
         }
         x.pending.drain(..sent);
-        if let Mode::Echo = x.mode {
+        if let Mode::Echo | Mode::Messages = x.mode {
             x.recv.release(sent as u64);
         }
         if x.recv.window_due() && !x.request_ended {
@@ -310,7 +455,7 @@ impl EchoNukleus {
                 0,
             );
         }
-        if x.request_ended && x.pending.is_empty() && !x.reply_ended {
+        if x.request_ended && x.pending.is_empty() && x.fragments.is_empty() && !x.reply_ended {
             let _ = tx.end(
                 &Header {
                     stream_id: x.id ^ 1,

@@ -7,6 +7,8 @@
 //! * [`frame`]: the frame-header decoder and encoder, masking, control-frame encoders.
 //! * [`session`]: the receive state machine that turns client bytes into [`Event`]s.
 //! * [`utf8`]: incremental UTF-8 validation used for text messages.
+//! * [`nukleus`]: [`WsNukleus`], the nukleus that drives all of the above between `http`
+//!   and application nuklei, speaking the message-stream protocol of [`app`].
 //!
 //! # Driving a connection
 //!
@@ -72,9 +74,11 @@
 //! No extension is ever negotiated (permessage-deflate is declined), so RSV bits are always
 //! a protocol error.
 
+pub mod app;
 pub mod error;
 pub mod frame;
 pub mod handshake;
+pub mod nukleus;
 pub mod session;
 pub mod utf8;
 
@@ -85,5 +89,6 @@ pub use frame::{
     MAX_SERVER_HEADER_LEN,
 };
 pub use handshake::{negotiate, write_rejection, write_response, Accepted, HandshakeError};
+pub use nukleus::{Route, WsConfig, WsNukleus};
 pub use session::{Config, Event, MessageKind, Session};
 pub use utf8::{InvalidUtf8, Utf8Validator};

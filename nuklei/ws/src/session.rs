@@ -124,6 +124,20 @@ impl Session {
         matches!(self.state, State::Done)
     }
 
+    /// True right after a `MessageData` event that carried the last payload byte of a
+    /// message that will be reported complete (the next event is `MessageEnd`, not a
+    /// failure): lets a caller mark that piece as the message's final fragment.
+    pub fn message_ends_here(&self) -> bool {
+        matches!(
+            self.state,
+            State::Data {
+                remaining: 0,
+                fin: true,
+                ..
+            }
+        ) && (self.message != Some(MessageKind::Text) || self.utf8.is_complete())
+    }
+
     /// True if the session sits exactly between frames (no partial header or payload).
     pub fn is_at_frame_boundary(&self) -> bool {
         matches!(self.state, State::Header) && !self.decoder.is_partial()
@@ -676,5 +690,52 @@ pub(crate) mod tests {
         assert_eq!((n, ev), (0, Some(Event::MessageEnd)));
         assert!(s.is_at_frame_boundary());
         assert_eq!(s.receive(&mut []), (0, None));
+    }
+
+    #[test]
+    fn message_ends_here_marks_the_last_piece_of_a_valid_message_only() {
+        let mut session = Session::default();
+        // Fragmented text "héllo" split inside the two-byte "é", then a binary message.
+        let word = "h\u{e9}llo".as_bytes();
+        let mut input = frame(0x01, &word[..2]);
+        input.extend(frame(0x80, &word[2..]));
+        input.extend(frame(0x82, b"xy"));
+        let mut ends = Vec::new();
+        let mut pos = 0;
+        loop {
+            let (n, event) = session.receive(&mut input[pos..]);
+            pos += n;
+            match event {
+                None => break,
+                Some(Event::MessageData(piece)) => {
+                    let piece = piece.to_vec();
+                    ends.push((piece, session.message_ends_here()));
+                }
+                Some(_) => {}
+            }
+        }
+        assert_eq!(
+            ends,
+            vec![
+                (word[..2].to_vec(), false),
+                (word[2..].to_vec(), true),
+                (b"xy".to_vec(), true)
+            ]
+        );
+        // A text message that ends inside a code point is not complete: MessageEnd fails.
+        let mut session = Session::default();
+        let mut input = frame(0x81, &word[..2]);
+        let (_, event) = session.receive(&mut input);
+        assert!(matches!(
+            event,
+            Some(Event::MessageStart(MessageKind::Text))
+        ));
+        let (_, event) = session.receive(&mut []);
+        assert!(event.is_none());
+        let mut rest = input.clone();
+        let at = rest.len() - 2;
+        let (_, event) = session.receive(&mut rest[at..]);
+        assert!(matches!(event, Some(Event::MessageData(_))));
+        assert!(!session.message_ends_here());
     }
 }
