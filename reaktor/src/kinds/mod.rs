@@ -8,7 +8,6 @@ pub(crate) mod switch;
 mod tcp;
 mod tls;
 pub(crate) mod ws;
-pub(crate) mod ws;
 
 use streams::{Nukleus, PeerLink};
 
@@ -17,7 +16,7 @@ use crate::runtime::StartError;
 use crate::topology::LoadedTopology;
 
 /// Nukleus kinds this build knows, as named in topology files.
-pub const KINDS: &[&str] = &["tcp", "tls", "http", "echo", "ws", "ws", "switch"];
+pub const KINDS: &[&str] = &["tcp", "tls", "http", "echo", "ws", "switch"];
 
 pub fn build(
     loaded: &LoadedTopology,
@@ -29,7 +28,6 @@ pub fn build(
         "tls" => tls::build(loaded, instance, links),
         "http" => http::build(loaded, instance, links),
         "echo" => echo::build(loaded, instance, links),
-        "ws" => ws::build(loaded, instance, links),
         "ws" => ws::build(loaded, instance, links),
         "switch" => switch::build(loaded, instance, links),
         other => unreachable!("topology validation admits only known kinds, got {other}"),
