@@ -1,0 +1,200 @@
+//! End-to-end tests of the port switch: the real reaktor with tcp, http, ws and switch, driven
+//! by real clients — curl for REST, and tests/python/switch_e2e.py (http.client + the
+//! `websockets` package, see scripts/setup-test-deps.sh) for concurrent nodes and push.
+
+mod support;
+
+use std::process::Command;
+
+use support::{curl, python, workspace, Server};
+
+/// tcp, http, ws and switch on one core; tokens `tok-n0`..`tok-n63` (one node each), `multi`
+/// (all of them), `adm` (admin); a short lease and small limits so the limit tests are quick.
+fn topology(max_queued_bytes: usize) -> String {
+    let nodes: Vec<String> = (0..64).map(|i| format!("\"n{i}\"")).collect();
+    let mut t = String::from(
+        r#"
+[reaktor]
+pin = false
+stream_capacity = 4194304
+
+[[listener]]
+name = "http"
+address = "127.0.0.1:{PORT}"
+chain = ["tcp", "http"]
+
+[[core]]
+nuklei = ["tcp", "http", "ws", "switch"]
+
+[[http.route]]
+path = "/v1/"
+to = "switch"
+
+[[http.route]]
+path = "/v1/ws/"
+to = "ws"
+
+[[ws.route]]
+path = "/v1/ws/"
+to = "switch"
+
+[switch]
+lease_ms = 1500
+
+[switch.limits]
+max_port_name_len = 64
+max_ports_per_request = 100
+max_ports_per_node = 150
+max_body_len = 1024
+max_queued_bytes = {QUEUE}
+max_messages_per_request = 1000
+
+[[switch.token]]
+token = "adm"
+admin = true
+"#,
+    );
+    t = t.replace("{QUEUE}", &max_queued_bytes.to_string());
+    t.push_str(&format!(
+        "\n[[switch.token]]\ntoken = \"multi\"\nnodes = [{}]\n",
+        nodes.join(", ")
+    ));
+    for i in 0..64 {
+        t.push_str(&format!(
+            "\n[[switch.token]]\ntoken = \"tok-n{i}\"\nnodes = [\"n{i}\"]\n"
+        ));
+    }
+    t
+}
+
+fn scenario(name: &str) {
+    // The ordering test floods one receiver: give it room (a slow-consumer disconnect is
+    // tested in auth_limits with the small queue).
+    let queue = if name == "order" { 64 << 20 } else { 262144 };
+    let server = Server::start(&topology(queue));
+    let output = Command::new(python())
+        .arg(workspace().join("tests/python/switch_e2e.py"))
+        .args([name, &server.port.to_string()])
+        .output()
+        .expect("run python");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let (status, server_log) = server.stop();
+    assert!(
+        output.status.success() && stdout.contains(&format!("ok {name}")),
+        "scenario {name} failed\n--- stdout\n{stdout}\n--- stderr\n{stderr}\n--- server\n{server_log}"
+    );
+    assert!(status.success(), "reaktor exit {status}: {server_log}");
+    assert!(!server_log.contains("panicked"), "{server_log}");
+}
+
+#[test]
+fn ownership_is_exclusive_under_concurrent_regport() {
+    scenario("exclusive");
+}
+
+#[test]
+fn releases_notify_subscribers() {
+    scenario("release");
+}
+
+#[test]
+fn hundred_thousand_messages_in_order_without_duplicates() {
+    scenario("order");
+}
+
+#[test]
+fn unicast_multicast_broadcast_reach_exactly_their_nodes() {
+    scenario("cast");
+}
+
+#[test]
+fn auth_and_limit_errors() {
+    scenario("auth_limits");
+}
+
+/// Plain curl: the REST surface answers JSON with the documented statuses.
+#[test]
+fn curl_rest_round_trip() {
+    let server = Server::start(&topology(262144));
+    let auth = "Authorization: Bearer tok-n1";
+    // RegPort before WaitMsg: 409 node_not_online.
+    let (code, body) = curl(&[
+        "-w",
+        " %{http_code}",
+        "-X",
+        "POST",
+        "-H",
+        auth,
+        "-d",
+        r#"{"ports":["a"]}"#,
+        &server.url("/v1/nodes/n1/ports"),
+    ]);
+    assert_eq!(code, 0);
+    assert!(
+        body.contains("node_not_online") && body.ends_with(" 409"),
+        "{body}"
+    );
+    // SSE WaitMsg in the background, then RegPort succeeds and a message is pushed to it.
+    let sse = Command::new("curl")
+        .args(["-sS", "-N", "--max-time", "3", "-H", auth])
+        .args(["-H", "Accept: text/event-stream"])
+        .arg(server.url("/v1/nodes/n1/messages?address=10.1.1.1:80"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, body) = curl(&[
+            "-X",
+            "POST",
+            "-H",
+            auth,
+            "-d",
+            r#"{"ports":["a"]}"#,
+            &server.url("/v1/nodes/n1/ports"),
+        ]);
+        if body == r#"{"registered":1,"failed":[]}"# {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{body}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let (_, body) = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        "Authorization: Bearer tok-n2",
+        "-d",
+        r#"{"messages":[{"port":"a","body":"hi \"there\""}]}"#,
+        &server.url("/v1/messages"),
+    ]);
+    assert_eq!(body, r#"{"delivered":1,"dropped":0}"#);
+    let (_, body) = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        "Authorization: Bearer tok-n2",
+        "-d",
+        r#"{"ports":["a","b"]}"#,
+        &server.url("/v1/ports/query"),
+    ]);
+    assert_eq!(
+        body,
+        r#"{"ports":[{"port":"a","owner":"n1","address":"10.1.1.1:80"},{"port":"b","owner":null,"address":null}]}"#
+    );
+    let output = sse.wait_with_output().unwrap();
+    let events = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        events.starts_with(r#"data: [{"type":"msg","port":"a","body":"hi \"there\""}]"#),
+        "{events}"
+    );
+    let (_, metrics) = curl(&[
+        "-H",
+        "Authorization: Bearer adm",
+        &server.url("/v1/metrics"),
+    ]);
+    assert!(metrics.contains("switch_messages_sent_total 1"), "{metrics}");
+    let (status, log) = server.stop();
+    assert!(status.success(), "{log}");
+}
