@@ -102,6 +102,42 @@ impl<'a> Iterator for Headers<'a> {
     }
 }
 
+/// Iterates `(name, value)` pairs as bytes, without the UTF-8 check of [`Headers`].
+#[derive(Clone)]
+pub struct RawHeaders<'a> {
+    remaining: u16,
+    bytes: &'a [u8],
+}
+
+impl<'a> Iterator for RawHeaders<'a> {
+    type Item = (&'a [u8], &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.remaining == 0 {
+            return None;
+        }
+        let (name, rest) = take_bytes(self.bytes)?;
+        let (value, rest) = take_bytes(rest)?;
+        self.remaining -= 1;
+        self.bytes = rest;
+        Some((name, value))
+    }
+}
+
+/// Looks a header up by comparing raw bytes, skipping the UTF-8 check the iterator does.
+fn find_header<'a>(headers: Headers<'a>, name: &str) -> Option<&'a [u8]> {
+    let mut bytes = headers.bytes;
+    for _ in 0..headers.remaining {
+        let (n, rest) = take_bytes(bytes)?;
+        let (value, rest) = take_bytes(rest)?;
+        if n.eq_ignore_ascii_case(name.as_bytes()) {
+            return Some(value);
+        }
+        bytes = rest;
+    }
+    None
+}
+
 fn validate_headers(bytes: &[u8]) -> Option<Headers<'_>> {
     let (count, mut rest) = take_u16(bytes)?;
     let headers = Headers {
@@ -157,9 +193,15 @@ impl<'a> RequestHead<'a> {
 
     /// The first header named `name` (ASCII case-insensitive).
     pub fn header(&self, name: &str) -> Option<&'a [u8]> {
-        self.headers()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
+        find_header(self.headers.clone(), name)
+    }
+
+    /// Headers as raw bytes (names are not checked for UTF-8).
+    pub fn raw_headers(&self) -> RawHeaders<'a> {
+        RawHeaders {
+            remaining: self.headers.remaining,
+            bytes: self.headers.bytes,
+        }
     }
 }
 
@@ -184,9 +226,15 @@ impl<'a> ResponseHead<'a> {
     }
 
     pub fn header(&self, name: &str) -> Option<&'a [u8]> {
-        self.headers()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
+        find_header(self.headers.clone(), name)
+    }
+
+    /// Headers as raw bytes (names are not checked for UTF-8).
+    pub fn raw_headers(&self) -> RawHeaders<'a> {
+        RawHeaders {
+            remaining: self.headers.remaining,
+            bytes: self.headers.bytes,
+        }
     }
 }
 

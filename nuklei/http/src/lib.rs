@@ -137,6 +137,8 @@ pub struct HttpNukleus {
     dirty: Vec<usize>,
     scratch: Vec<u8>,
     date: DateCache,
+    /// The core loop's clock at the start of this poll.
+    now: std::time::Instant,
     timestamp: u64,
     requests: u64,
     rejected: u64,
@@ -169,6 +171,7 @@ impl HttpNukleus {
             dirty: Vec::new(),
             scratch: Vec::with_capacity(1024),
             date: DateCache::default(),
+            now: std::time::Instant::now(),
             timestamp: 0,
             requests: 0,
             rejected: 0,
@@ -382,9 +385,9 @@ impl HttpNukleus {
             );
             return;
         };
-        let kind = self.config.routes[route].to.clone();
         let net_id = self.connections[slot].net_id;
-        let Some(app) = pick_peer(&self.outputs, &kind, self.core, net_id >> 1) else {
+        let kind = self.config.routes[route].to.as_str();
+        let Some(app) = pick_peer(&self.outputs, kind, self.core, net_id >> 1) else {
             self.reject(
                 slot,
                 Rejection {
@@ -604,7 +607,7 @@ impl HttpNukleus {
             reason = rejection.reason,
             "request rejected"
         );
-        let date = *self.date.get();
+        let date = *self.date.get(self.now);
         let x = self.new_exchange(Exchange {
             conn: slot,
             id: 0,
@@ -816,7 +819,7 @@ impl HttpNukleus {
             );
             return;
         };
-        let date = *self.date.get();
+        let date = *self.date.get(self.now);
         let e = &mut self.exchanges[x];
         let conn = e.conn;
         let is_head = c_is_head(&self.connections[conn], x);
@@ -1065,6 +1068,17 @@ fn hex_len(mut n: usize, buffer: &mut [u8; 16]) -> &[u8] {
     }
 }
 
+/// Parses a Content-Length value (digits with optional surrounding whitespace).
+fn parse_decimal(value: &[u8]) -> Option<u64> {
+    let digits = value.trim_ascii();
+    if digits.is_empty() || digits.len() > 19 {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &d| {
+        d.is_ascii_digit().then(|| n * 10 + (d - b'0') as u64)
+    })
+}
+
 /// Writes the status line and headers; returns how the body is framed.
 fn write_response_head(
     out: &mut Vec<u8>,
@@ -1076,22 +1090,20 @@ fn write_response_head(
     let status = head.status;
     response::status_line(out, status);
     let mut content_length = None;
-    for (name, value) in head.headers() {
-        if name.eq_ignore_ascii_case("content-length") {
-            content_length = std::str::from_utf8(value)
-                .ok()
-                .and_then(|v| v.trim().parse::<u64>().ok());
+    for (name, value) in head.raw_headers() {
+        if name.eq_ignore_ascii_case(b"content-length") {
+            content_length = parse_decimal(value);
         }
         if !upgrade
-            && (name.eq_ignore_ascii_case("connection")
-                || name.eq_ignore_ascii_case("transfer-encoding"))
+            && (name.eq_ignore_ascii_case(b"connection")
+                || name.eq_ignore_ascii_case(b"transfer-encoding"))
         {
             continue;
         }
-        if name.eq_ignore_ascii_case("date") {
+        if name.eq_ignore_ascii_case(b"date") {
             continue;
         }
-        response::header(out, name.as_bytes(), value);
+        response::header(out, name, value);
     }
     response::header(out, b"Date", date);
     let framing = if upgrade {
@@ -1125,6 +1137,7 @@ impl Nukleus for HttpNukleus {
 
     fn poll(&mut self, context: &PollContext) -> usize {
         self.timestamp = context.timestamp;
+        self.now = context.now;
         let mut work = 0;
         let mut inputs = std::mem::take(&mut self.inputs);
         for (input, rx) in inputs.iter_mut().enumerate() {

@@ -1,6 +1,6 @@
 //! Writing HTTP/1.1 response heads, and the error responses http produces on its own.
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 pub fn reason_phrase(status: u16) -> &'static str {
     match status {
@@ -37,10 +37,11 @@ pub fn reason_phrase(status: u16) -> &'static str {
     }
 }
 
-/// The `Date` header value, formatted at most once per second.
+/// The `Date` header value, re-formatted at most every 250 ms using the core loop's clock
+/// (reading the system clock per response was a visible cost).
 pub struct DateCache {
     value: [u8; 29],
-    formatted_at: Option<SystemTime>,
+    formatted_at: Option<Instant>,
 }
 
 impl Default for DateCache {
@@ -53,14 +54,12 @@ impl Default for DateCache {
 }
 
 impl DateCache {
-    pub fn get(&mut self) -> &[u8; 29] {
-        let now = SystemTime::now();
-        let stale = self.formatted_at.is_none_or(|at| {
-            now.duration_since(at)
-                .map_or(true, |age| age >= Duration::from_millis(500))
-        });
+    pub fn get(&mut self, now: Instant) -> &[u8; 29] {
+        let stale = self
+            .formatted_at
+            .is_none_or(|at| now.saturating_duration_since(at) >= Duration::from_millis(250));
         if stale {
-            let text = httpdate::fmt_http_date(now);
+            let text = httpdate::fmt_http_date(SystemTime::now());
             if text.len() == 29 {
                 self.value.copy_from_slice(text.as_bytes());
             }
@@ -72,6 +71,10 @@ impl DateCache {
 
 /// Appends `HTTP/1.1 <status> <reason>\r\n`.
 pub fn status_line(out: &mut Vec<u8>, status: u16) {
+    if status == 200 {
+        out.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+        return;
+    }
     out.extend_from_slice(b"HTTP/1.1 ");
     let mut buffer = itoa::Buffer::new();
     out.extend_from_slice(buffer.format(status).as_bytes());
