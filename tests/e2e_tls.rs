@@ -480,6 +480,100 @@ fn bad_tls_settings_are_rejected_with_the_line_or_the_file() {
     );
 }
 
+/// A masked client WebSocket frame.
+fn ws_client_frame(b0: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [0x37, 0xfa, 0x21, 0x3d];
+    let mut out = vec![b0];
+    match payload.len() {
+        n if n <= 125 => out.push(0x80 | n as u8),
+        n if n <= 0xFFFF => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&mask);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    out
+}
+
+/// Reads one unmasked server frame: (first byte, payload).
+fn ws_read_frame(stream: &mut impl Read) -> (u8, Vec<u8>) {
+    let mut head = [0u8; 2];
+    stream.read_exact(&mut head).unwrap();
+    assert_eq!(head[1] & 0x80, 0, "server frames are not masked");
+    let len = match head[1] & 0x7f {
+        126 => {
+            let mut b = [0u8; 2];
+            stream.read_exact(&mut b).unwrap();
+            u16::from_be_bytes(b) as usize
+        }
+        127 => {
+            let mut b = [0u8; 8];
+            stream.read_exact(&mut b).unwrap();
+            u64::from_be_bytes(b) as usize
+        }
+        n => n as usize,
+    };
+    let mut payload = vec![0u8; len];
+    stream.read_exact(&mut payload).unwrap();
+    (head[0], payload)
+}
+
+#[test]
+fn websocket_over_tls_echoes_messages() {
+    let pki = pki();
+    let text = topology(&pki, "").replace(
+        r#"nuklei = ["tcp", "tls", "http", "echo"]"#,
+        r#"nuklei = ["tcp", "tls", "http", "ws", "echo"]"#,
+    ) + "\n[[http.route]]\npath = \"/ws\"\nto = \"ws\"\n\n[[ws.route]]\npath = \"/ws/echo\"\nto = \"echo\"\n";
+    let server = Server::start(&text);
+    let mut good = TlsClient::connect(&pki, server.port, ClientCert::None).unwrap();
+    still_serves(&mut good);
+    let mut wss = TlsClient::connect(&pki, server.port, ClientCert::None).unwrap();
+    let stream = &mut wss.stream;
+    stream
+        .write_all(b"GET /ws/echo HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    assert!(head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{head}");
+
+    stream
+        .write_all(&ws_client_frame(0x81, b"hello wss"))
+        .unwrap();
+    assert_eq!(ws_read_frame(stream), (0x81, b"hello wss".to_vec()));
+    // A message larger than every window and TLS buffer on the way, both directions.
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    stream.write_all(&ws_client_frame(0x82, &big)).unwrap();
+    let mut echoed = Vec::new();
+    while echoed.len() < big.len() {
+        let (b0, payload) = ws_read_frame(stream);
+        assert!(
+            b0 & 0x0f == 0x02 || b0 & 0x0f == 0x00,
+            "unexpected opcode {b0:#x}"
+        );
+        echoed.extend_from_slice(&payload);
+    }
+    assert!(echoed == big, "the echoed message differs");
+    // Close handshake: the server answers with a close frame.
+    stream
+        .write_all(&ws_client_frame(0x88, &1000u16.to_be_bytes()))
+        .unwrap();
+    let (b0, _) = ws_read_frame(stream);
+    assert_eq!(b0 & 0x0f, 0x08);
+    still_serves(&mut good);
+}
+
 // ----- in-process: tls + http over rings, the test playing tcp and the application --------
 
 mod spec {
