@@ -1,0 +1,83 @@
+"""WebSocket client checks against the reaktor's echo endpoint, driven by tests/e2e_ws.rs.
+
+Usage: ws_client.py URL CHECK   (CHECK: basic, large, badutf8, close, many)
+Prints OK and exits 0 on success; raises (exit 1) with the reason otherwise.
+"""
+
+import asyncio
+import os
+import sys
+
+import websockets
+from websockets.exceptions import ConnectionClosed
+
+TIMEOUT = 20
+
+
+async def basic(url):
+    async with websockets.connect(url) as ws:
+        await ws.send("hello, wörld")
+        assert await ws.recv() == "hello, wörld"
+        await ws.send(b"\x00\x01\x02binary")
+        assert await ws.recv() == b"\x00\x01\x02binary"
+        await ws.send("")
+        assert await ws.recv() == ""
+        # A fragmented text message, fragments split inside a code point.
+        await ws.send(["frag", "mént", "", "s"])
+        assert await ws.recv() == "fragménts"
+        pong = await ws.ping(b"heartbeat")
+        await asyncio.wait_for(pong, TIMEOUT)
+    assert ws.close_code == 1000, ws.close_code
+
+
+async def large(url):
+    async with websockets.connect(url, max_size=None) as ws:
+        message = os.urandom(1 << 20)
+        # 1 MiB as 16 fragments of 64 KiB.
+        await ws.send([message[i : i + 65536] for i in range(0, len(message), 65536)])
+        assert await asyncio.wait_for(ws.recv(), TIMEOUT) == message
+        text = "ab€" * 300000
+        await ws.send(text)
+        assert await asyncio.wait_for(ws.recv(), TIMEOUT) == text
+
+
+async def badutf8(url):
+    async with websockets.connect(url) as ws:
+        await ws.send("fine")
+        assert await ws.recv() == "fine"
+        await ws.send(b"caf\xc3\x28", text=True)
+        try:
+            await asyncio.wait_for(ws.recv(), TIMEOUT)
+            raise AssertionError("invalid UTF-8 was echoed")
+        except ConnectionClosed:
+            pass
+    assert ws.close_code == 1007, (ws.close_code, ws.close_reason)
+
+
+async def close(url):
+    async with websockets.connect(url) as ws:
+        await ws.send("bye")
+        assert await ws.recv() == "bye"
+        await ws.close(code=4321, reason="done")
+    # The server echoes the client's close code.
+    assert ws.close_code == 4321, ws.close_code
+
+
+async def many(url):
+    async def one(n):
+        async with websockets.connect(url) as ws:
+            for i in range(50):
+                payload = f"{n}:{i}" * (i + 1)
+                await ws.send(payload)
+                assert await ws.recv() == payload
+
+    await asyncio.wait_for(asyncio.gather(*(one(n) for n in range(40))), 60)
+
+
+async def main():
+    url, check = sys.argv[1], sys.argv[2]
+    await asyncio.wait_for(globals()[check](url), 90)
+    print("OK")
+
+
+asyncio.run(main())
