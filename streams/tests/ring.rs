@@ -153,7 +153,7 @@ fn millions_of_records_cross_threads_intact_and_in_order() {
                         *b = (sequence as usize + i) as u8;
                     }
                     sequence += 1;
-                    if sequence % 16 == 0 {
+                    if sequence.is_multiple_of(16) {
                         writer.publish();
                     }
                 }
