@@ -198,3 +198,20 @@ fn curl_rest_round_trip() {
     let (status, log) = server.stop();
     assert!(status.success(), "{log}");
 }
+
+/// docs/openapi.yaml is true of the running switch: scripts/schemathesis.sh (about 20 s)
+/// fuzzes every REST operation and fails on server errors and schema violations.
+#[test]
+fn openapi_document_holds_under_schemathesis() {
+    let output = Command::new(workspace().join("scripts/schemathesis.sh"))
+        .env("REAKTOR_BIN", support::BIN)
+        .env("MAX_EXAMPLES", "40")
+        .output()
+        .expect("run scripts/schemathesis.sh");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("No issues found"),
+        "schemathesis found issues\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
