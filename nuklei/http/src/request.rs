@@ -83,10 +83,13 @@ pub fn parse_head(
     extension: &mut Vec<u8>,
 ) -> Result<Option<Parsed>, Rejection> {
     // Uninitialised storage: zeroing 128 headers per request was a visible cost.
-    let mut storage = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_CAP];
+    let mut storage =
+        [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_CAP];
     let mut request = httparse::Request::new(&mut []);
-    let parsed =
-        request.parse_with_uninit_headers(bytes, &mut storage[..limits.max_headers.min(MAX_HEADERS_CAP)]);
+    let parsed = request.parse_with_uninit_headers(
+        bytes,
+        &mut storage[..limits.max_headers.min(MAX_HEADERS_CAP)],
+    );
     let consumed = match parsed {
         Ok(httparse::Status::Complete(consumed)) => consumed,
         Ok(httparse::Status::Partial) => {
