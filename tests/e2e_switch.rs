@@ -215,3 +215,27 @@ fn openapi_document_holds_under_schemathesis() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// examples/chat/demo.py runs against examples/default.toml (on a free port, unpinned).
+#[test]
+fn chat_example_runs_against_the_default_topology() {
+    let default = std::fs::read_to_string(workspace().join("examples/default.toml")).unwrap();
+    let topology = default
+        .replace("127.0.0.1:8080", "127.0.0.1:{PORT}")
+        .replace("pin = true", "pin = false")
+        .replace("stream_capacity = 16777216", "stream_capacity = 4194304");
+    let server = Server::start(&topology);
+    let output = Command::new(python())
+        .arg(workspace().join("examples/chat/demo.py"))
+        .args(["--server", &format!("127.0.0.1:{}", server.port)])
+        .output()
+        .expect("run demo.py");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let (status, log) = server.stop();
+    assert!(
+        output.status.success() && stdout.contains("demo: ok"),
+        "{stdout}\n{}\n{log}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(status.success(), "{log}");
+}
