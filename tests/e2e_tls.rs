@@ -480,6 +480,94 @@ fn bad_tls_settings_are_rejected_with_the_line_or_the_file() {
     );
 }
 
+#[test]
+fn closes_are_announced_with_close_notify_in_both_directions() {
+    let pki = pki();
+    let server = start(&pki, "");
+    // Server-side close (Connection: close): the response, then close_notify, then FIN.
+    // rustls reports a FIN without close_notify as UnexpectedEof, so read_to_end proves it.
+    let mut client = TlsClient::connect(&pki, server.port, ClientCert::None).unwrap();
+    let response = client
+        .request(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    assert_eq!(response, (200, "Hello, World!".to_owned()));
+    let mut rest = Vec::new();
+    client
+        .stream
+        .read_to_end(&mut rest)
+        .expect("a clean close_notify before the FIN");
+    assert!(rest.is_empty(), "{rest:?}");
+
+    // Client-side close: close_notify from the client ends the connection cleanly too.
+    let mut client = TlsClient::connect(&pki, server.port, ClientCert::None).unwrap();
+    still_serves(&mut client);
+    client.stream.conn.send_close_notify();
+    client.stream.flush().unwrap();
+    let mut rest = Vec::new();
+    client
+        .stream
+        .read_to_end(&mut rest)
+        .expect("the server answers close_notify and closes");
+    assert!(rest.is_empty(), "{rest:?}");
+    let (_, stderr) = server.stop();
+    assert_eq!(handshake_failures(&stderr), 0, "{stderr}");
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("RssAnon:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_tls_client_that_stops_reading_does_not_grow_server_memory() {
+    let pki = pki();
+    let mut text = topology(&pki, "");
+    text.push_str("\n[http]\nmax_body_bytes = 1073741824\n");
+    let server = Server::start(&text);
+    let mut good = TlsClient::connect(&pki, server.port, ClientCert::None).unwrap();
+    still_serves(&mut good);
+    let before = rss_kib(server.pid());
+    // Upload 256 MiB to /echo without reading the echo: every window on the way (tcp, tls
+    // both directions, http, echo) must fill and stall the client instead of buffering.
+    let mut client = TlsClient::connect(&pki, server.port, ClientCert::None).unwrap();
+    client
+        .stream
+        .sock
+        .set_write_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    client
+        .stream
+        .write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 268435456\r\n\r\n")
+        .unwrap();
+    let chunk = vec![b'z'; 65536];
+    let mut sent = 0usize;
+    while sent < 268_435_456 {
+        match client.stream.write(&chunk) {
+            Ok(n) => sent += n,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                break
+            }
+            Err(e) => panic!("the server must stall the upload, not drop it: {e}"),
+        }
+    }
+    assert!(
+        sent > 1 << 20,
+        "the upload should flow until the windows fill, got {sent}"
+    );
+    assert!(
+        sent < 64 << 20,
+        "server kept reading {sent} bytes from a client that never reads"
+    );
+    let grown = rss_kib(server.pid()).saturating_sub(before);
+    eprintln!("uploaded {sent} bytes before the server stalled; private RSS grew {grown} KiB");
+    assert!(grown < 8 * 1024, "server private RSS grew by {grown} KiB");
+    still_serves(&mut good);
+}
+
 /// A masked client WebSocket frame.
 fn ws_client_frame(b0: u8, payload: &[u8]) -> Vec<u8> {
     let mask = [0x37, 0xfa, 0x21, 0x3d];
