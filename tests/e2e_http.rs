@@ -468,3 +468,25 @@ fn an_idle_server_uses_almost_no_cpu() {
     // 2 s at 100 ticks/s: a spinning core would use ~200 ticks.
     assert!(used <= 10, "idle server used {used} ticks in 2 s");
 }
+
+#[test]
+fn a_slow_request_head_gets_408_and_an_idle_connection_is_closed() {
+    let server = Server::start_default("[http]\nrequest_timeout_ms = 300\nidle_timeout_ms = 600\n");
+    let started = Instant::now();
+    let slow = raw_exchange(server.addr(), b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ");
+    let slow = text(&slow);
+    assert!(slow.starts_with("HTTP/1.1 408 "), "{slow}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    // A keep-alive connection that goes quiet after a response is closed after the idle timeout.
+    let mut stream = TcpStream::connect(server.addr()).unwrap();
+    stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert_eq!(read_responses(&mut stream, 1), vec![(200, "ok\n".to_owned())]);
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let quiet = Instant::now();
+    let mut rest = Vec::new();
+    let _ = stream.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "no data, just the close: {}", text(&rest));
+    let waited = quiet.elapsed();
+    assert!(waited >= Duration::from_millis(400) && waited < Duration::from_secs(5), "closed after {waited:?}");
+}

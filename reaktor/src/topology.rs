@@ -161,6 +161,12 @@ pub struct HttpSection {
     pub max_body_bytes: u64,
     #[serde(default = "default_max_pipelined")]
     pub max_pipelined: usize,
+    /// Close keep-alive connections idle this long (milliseconds).
+    #[serde(default = "default_idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
+    /// Answer 408 to a request head not completed this long after its first byte.
+    #[serde(default = "default_request_timeout_ms")]
+    pub request_timeout_ms: u64,
     #[serde(default = "default_window")]
     pub window: u32,
     #[serde(default, rename = "route")]
@@ -174,6 +180,8 @@ impl Default for HttpSection {
             max_headers: default_max_headers(),
             max_body_bytes: default_max_body_bytes(),
             max_pipelined: default_max_pipelined(),
+            idle_timeout_ms: default_idle_timeout_ms(),
+            request_timeout_ms: default_request_timeout_ms(),
             window: default_window(),
             routes: Vec::new(),
         }
@@ -188,6 +196,12 @@ fn default_max_headers() -> usize {
 }
 fn default_max_body_bytes() -> u64 {
     8 << 20
+}
+fn default_idle_timeout_ms() -> u64 {
+    60_000
+}
+fn default_request_timeout_ms() -> u64 {
+    10_000
 }
 fn default_max_pipelined() -> usize {
     32

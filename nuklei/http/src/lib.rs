@@ -18,6 +18,7 @@ pub mod request;
 pub mod response;
 
 use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use slab::Slab;
 use streams::frame::{self, Frame};
@@ -44,6 +45,11 @@ pub struct HttpConfig {
     pub window: u32,
     /// Kinds whose streams are connections (the rest are applications).
     pub network_kinds: Vec<String>,
+    /// A keep-alive connection with nothing in flight is closed after this long.
+    pub idle_timeout: Duration,
+    /// A request head must be complete this long after its first byte arrived, else 408
+    /// (slow-header clients cannot hold connections forever).
+    pub request_timeout: Duration,
 }
 
 impl Default for HttpConfig {
@@ -53,6 +59,8 @@ impl Default for HttpConfig {
             limits: HttpLimits::default(),
             window: 65536,
             network_kinds: vec!["tcp".into(), "tls".into()],
+            idle_timeout: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -117,6 +125,10 @@ struct Connection {
     dirty: bool,
     /// Pseudo-headers appended to every request head: the verified TLS client identity.
     identity: Vec<(&'static str, String)>,
+    /// Last time request bytes arrived or the last response completed.
+    last_activity: Instant,
+    /// When the first byte of a still incomplete request head arrived.
+    head_started: Option<Instant>,
 }
 
 /// Response bytes a connection may hold before http stops granting applications more window.
@@ -139,6 +151,8 @@ pub struct HttpNukleus {
     date: DateCache,
     /// The core loop's clock at the start of this poll.
     now: std::time::Instant,
+    /// When idle connections are looked for next.
+    next_scan: Instant,
     timestamp: u64,
     requests: u64,
     rejected: u64,
@@ -172,6 +186,7 @@ impl HttpNukleus {
             scratch: Vec::with_capacity(1024),
             date: DateCache::default(),
             now: std::time::Instant::now(),
+            next_scan: std::time::Instant::now(),
             timestamp: 0,
             requests: 0,
             rejected: 0,
@@ -264,6 +279,8 @@ impl HttpNukleus {
             upgraded: false,
             dirty: false,
             identity,
+            last_activity: self.now,
+            head_started: None,
         });
         let net_slot = SlotIds::slot(net_id);
         let map = &mut self.by_network[input];
@@ -285,6 +302,7 @@ impl HttpNukleus {
         }
         let payload = f.payload();
         c.recv.release(f.reserved() as u64 - payload.len() as u64);
+        c.last_activity = self.now;
         if c.buffer.is_empty() {
             // Common case: parse straight from the ring, copy only an incomplete tail.
             let used = self.process(slot, payload);
@@ -299,7 +317,17 @@ impl HttpNukleus {
             c.buffer.extend_from_slice(payload);
             self.resume(slot);
         }
-        if self.connections.contains(slot) {
+        if let Some(c) = self.connections.get_mut(slot) {
+            let partial_head = !c.buffer.is_empty()
+                && c.receiving.is_none()
+                && c.exchanges.is_empty()
+                && !c.upgraded
+                && !c.closing;
+            c.head_started = if partial_head {
+                c.head_started.or(Some(self.now))
+            } else {
+                None
+            };
             self.mark_dirty(slot);
         }
     }
@@ -930,6 +958,7 @@ impl HttpNukleus {
                 c.closing = true;
             }
             c.exchanges.pop_front();
+            c.last_activity = self.now;
             self.exchanges.remove(x);
         }
     }
@@ -1045,6 +1074,53 @@ impl HttpNukleus {
     }
 }
 
+impl HttpNukleus {
+    /// Closes connections idle beyond `idle_timeout` and answers 408 to request heads not
+    /// completed within `request_timeout`. Runs about once a second: O(connections).
+    fn expire_idle(&mut self) {
+        let now = self.now;
+        let mut late = Vec::new();
+        for (slot, c) in self.connections.iter() {
+            if c.upgraded || c.closing || c.receiving.is_some() || !c.exchanges.is_empty() {
+                continue; // in flight: the application or the tunnel decides
+            }
+            match c.head_started {
+                Some(started)
+                    if now.saturating_duration_since(started) >= self.config.request_timeout =>
+                {
+                    late.push((slot, true))
+                }
+                None if c.buffer.is_empty()
+                    && now.saturating_duration_since(c.last_activity)
+                        >= self.config.idle_timeout =>
+                {
+                    late.push((slot, false))
+                }
+                _ => {}
+            }
+        }
+        for (slot, head) in late {
+            if head {
+                self.reject(
+                    slot,
+                    Rejection {
+                        status: 408,
+                        reason: "request head not completed in time",
+                    },
+                );
+            } else {
+                self.connections[slot].closing = true;
+                self.mark_dirty(slot);
+            }
+        }
+    }
+
+    fn scan_interval(&self) -> Duration {
+        (self.config.idle_timeout.min(self.config.request_timeout) / 4)
+            .clamp(Duration::from_millis(10), Duration::from_secs(1))
+    }
+}
+
 impl Connection {
     /// After the last request (error, `Connection: close`), further input is dropped unread.
     fn closing_input_discarded(&self) -> bool {
@@ -1139,6 +1215,13 @@ impl Nukleus for HttpNukleus {
         self.timestamp = context.timestamp;
         self.now = context.now;
         let mut work = 0;
+        if self.now >= self.next_scan {
+            self.next_scan = self.now + self.scan_interval();
+            if !self.connections.is_empty() {
+                self.expire_idle();
+                work += 1;
+            }
+        }
         let mut inputs = std::mem::take(&mut self.inputs);
         for (input, rx) in inputs.iter_mut().enumerate() {
             let network = self.is_network[input];
@@ -1162,6 +1245,10 @@ impl Nukleus for HttpNukleus {
             output.publish();
         }
         work
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        (!self.connections.is_empty()).then_some(self.next_scan)
     }
 
     fn gauges(&self, out: &mut Vec<(&'static str, u64)>) {

@@ -28,6 +28,8 @@ pub fn build(
             max_pipelined: http.max_pipelined,
         },
         window: http.window,
+        idle_timeout: std::time::Duration::from_millis(http.idle_timeout_ms),
+        request_timeout: std::time::Duration::from_millis(http.request_timeout_ms),
         ..HttpConfig::default()
     };
     Ok(Box::new(HttpNukleus::new(
