@@ -1,0 +1,298 @@
+//! The switch nukleus driven through its real streams by scripted peers: an `http` peer for
+//! REST and a `ws` peer for a node's WebSocket, checking frames and flow control.
+
+use std::time::Instant;
+
+use nukleus_http::ext::{encode_request, ResponseHead};
+use nukleus_switch::limits::Limits;
+use nukleus_switch::{Config, SwitchNukleus, SwitchNukleusConfig, TokenGrant};
+use streams::frame::{self, Frame, FLAG_FIN, FLAG_INIT};
+use streams::{
+    ring, Header, Link, Nukleus, PeerLink, PollContext, RingReader, RingWriter, SharedMapping,
+};
+
+struct Peer {
+    tx: RingWriter,
+    rx: RingReader,
+}
+
+#[derive(Debug, Clone)]
+struct Got {
+    type_id: u32,
+    stream_id: u64,
+    flags: u32,
+    reserved: u32,
+    extension: Vec<u8>,
+    payload: Vec<u8>,
+}
+
+impl Peer {
+    fn frames(&mut self) -> Vec<Got> {
+        let mut out = Vec::new();
+        self.rx.read(usize::MAX, |t, b| {
+            let f = Frame::new(t, b).unwrap();
+            out.push(Got {
+                type_id: t,
+                stream_id: f.stream_id(),
+                flags: if t == frame::DATA { f.flags() } else { 0 },
+                reserved: if t == frame::DATA { f.reserved() } else { 0 },
+                extension: f.extension().to_vec(),
+                payload: f.payload().to_vec(),
+            });
+        });
+        out
+    }
+}
+
+fn link(kind: &str) -> (PeerLink, Peer) {
+    let (to_switch_tx, to_switch_rx) = ring(SharedMapping::anonymous(1 << 20, "to").unwrap());
+    let (from_switch_tx, from_switch_rx) = ring(SharedMapping::anonymous(1 << 20, "from").unwrap());
+    (
+        PeerLink {
+            kind: kind.into(),
+            core: 0,
+            link: Link {
+                peer: kind.into(),
+                tx: from_switch_tx,
+                rx: to_switch_rx,
+                peer_doorbell: None,
+            },
+        },
+        Peer {
+            tx: to_switch_tx,
+            rx: from_switch_rx,
+        },
+    )
+}
+
+struct Rig {
+    switch: SwitchNukleus,
+    http: Peer,
+    ws: Peer,
+    start: Instant,
+}
+
+impl Rig {
+    fn new(max_queued_bytes: usize) -> Rig {
+        let (http_link, http) = link("http");
+        let (ws_link, ws) = link("ws");
+        let config = SwitchNukleusConfig {
+            switch: Config {
+                lease_ms: 60_000,
+                shards: 2,
+                limits: Limits {
+                    max_queued_bytes,
+                    ..Limits::default()
+                },
+            },
+            tokens: vec![TokenGrant {
+                token: "t".into(),
+                nodes: vec!["n1".into()],
+                admin: false,
+            }],
+            ..SwitchNukleusConfig::default()
+        };
+        Rig {
+            switch: SwitchNukleus::new(config, 0, 0, vec![http_link, ws_link]),
+            http,
+            ws,
+            start: Instant::now(),
+        }
+    }
+
+    fn poll(&mut self) {
+        self.http.tx.publish();
+        self.ws.tx.publish();
+        let now = Instant::now();
+        self.switch.poll(&PollContext {
+            now,
+            timestamp: now.duration_since(self.start).as_nanos() as u64,
+            core: 0,
+        });
+    }
+
+    /// Opens node n1's WebSocket (stream 1) with a reply window of `window` bytes.
+    fn open_ws(&mut self, window: u32) -> Vec<Got> {
+        let mut head = Vec::new();
+        encode_request(
+            &mut head,
+            1,
+            "GET",
+            "/v1/ws/n1?address=h:1",
+            [("Authorization", &b"Bearer t"[..])].into_iter(),
+        );
+        let mut ext = vec![0u8];
+        ext.extend_from_slice(&head);
+        self.ws.tx.begin(&Header::new(1), 0, &ext).unwrap();
+        self.grant_ws(0, window);
+        self.poll();
+        self.ws.frames()
+    }
+
+    fn grant_ws(&mut self, acknowledge: u64, maximum: u32) {
+        self.ws
+            .tx
+            .window(
+                &Header {
+                    stream_id: 0,
+                    acknowledge,
+                    maximum,
+                    ..Header::default()
+                },
+                0,
+            )
+            .unwrap();
+    }
+
+    /// A REST request on http stream `id`; returns the reply frames.
+    fn rest(&mut self, id: u64, method: &str, target: &str, body: &str) -> Vec<Got> {
+        let mut head = Vec::new();
+        encode_request(
+            &mut head,
+            1,
+            method,
+            target,
+            [("Authorization", &b"Bearer t"[..])].into_iter(),
+        );
+        self.http.tx.begin(&Header::new(id), 0, &head).unwrap();
+        self.http
+            .tx
+            .window(
+                &Header {
+                    stream_id: id ^ 1,
+                    maximum: 65536,
+                    ..Header::default()
+                },
+                0,
+            )
+            .unwrap();
+        self.poll();
+        let granted = self.http.frames();
+        assert!(
+            granted
+                .iter()
+                .any(|g| g.type_id == frame::WINDOW && g.stream_id == id),
+            "the switch grants a window for the request body: {granted:?}"
+        );
+        if !body.is_empty() {
+            self.http
+                .tx
+                .data(&Header::new(id), 0, body.len() as u32, &[], body.as_bytes())
+                .unwrap();
+        }
+        self.http.tx.end(&Header::new(id), &[]).unwrap();
+        self.poll();
+        self.http.frames()
+    }
+}
+
+fn rest_reply(frames: &[Got]) -> (u16, String) {
+    let begin = frames
+        .iter()
+        .find(|g| g.type_id == frame::BEGIN)
+        .expect("reply BEGIN");
+    let head = ResponseHead::parse(&begin.extension).unwrap();
+    let length: usize = std::str::from_utf8(head.header("content-length").unwrap())
+        .unwrap()
+        .parse()
+        .unwrap();
+    let body: Vec<u8> = frames
+        .iter()
+        .filter(|g| g.type_id == frame::DATA)
+        .flat_map(|g| g.payload.clone())
+        .collect();
+    assert_eq!(body.len(), length);
+    assert_eq!(frames.last().unwrap().type_id, frame::END);
+    (head.status, String::from_utf8(body).unwrap())
+}
+
+#[test]
+fn rest_reply_has_status_length_and_body() {
+    let mut rig = Rig::new(1 << 20);
+    let (status, body) =
+        rest_reply(&rig.rest(3, "POST", "/v1/nodes/n1/ports", r#"{"ports":["a"]}"#));
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("node_not_online"), "{body}");
+    let accepted = rig.open_ws(65536);
+    assert_eq!(accepted[0].type_id, frame::BEGIN, "{accepted:?}");
+    let (status, body) =
+        rest_reply(&rig.rest(5, "POST", "/v1/nodes/n1/ports", r#"{"ports":["a"]}"#));
+    assert_eq!(
+        (status, body.as_str()),
+        (200, r#"{"registered":1,"failed":[]}"#)
+    );
+}
+
+#[test]
+fn pushes_are_batched_and_stay_within_the_window() {
+    let mut rig = Rig::new(1 << 20);
+    rig.open_ws(100);
+    rest_reply(&rig.rest(3, "POST", "/v1/nodes/n1/ports", r#"{"ports":["p"]}"#));
+    let batch: Vec<String> = (0..10)
+        .map(|i| format!(r#"{{"port":"p","body":"m{i}"}}"#))
+        .collect();
+    let (status, body) = rest_reply(&rig.rest(
+        5,
+        "POST",
+        "/v1/messages",
+        &format!(r#"{{"messages":[{}]}}"#, batch.join(",")),
+    ));
+    assert_eq!(
+        (status, body.as_str()),
+        (200, r#"{"delivered":10,"dropped":0}"#)
+    );
+    let first = rig.ws.frames();
+    let data: Vec<&Got> = first.iter().filter(|g| g.type_id == frame::DATA).collect();
+    let sent: u32 = data.iter().map(|g| g.reserved).sum();
+    assert!(sent <= 100, "sent {sent} bytes into a 100-byte window");
+    assert_eq!(data[0].flags & FLAG_INIT, FLAG_INIT);
+    assert!(data.iter().all(|g| g.flags & FLAG_FIN == 0), "{data:?}");
+    assert!(data.iter().all(|g| g.extension == [1]), "text messages");
+    // More credit: the rest of the one batched message, ending with FIN.
+    rig.grant_ws(sent as u64, 65536);
+    rig.poll();
+    let rest = rig.ws.frames();
+    let mut message: Vec<u8> = data.iter().flat_map(|g| g.payload.clone()).collect();
+    message.extend(rest.iter().flat_map(|g| g.payload.clone()));
+    assert_eq!(rest.last().unwrap().flags & FLAG_FIN, FLAG_FIN);
+    let pushes: Vec<serde_json::Value> = serde_json::from_slice(&message).unwrap();
+    let bodies: Vec<&str> = pushes.iter().map(|p| p["body"].as_str().unwrap()).collect();
+    assert_eq!(
+        bodies,
+        (0..10).map(|i| format!("m{i}")).collect::<Vec<_>>(),
+        "one message, in order"
+    );
+}
+
+#[test]
+fn slow_consumer_is_closed_with_a_reason() {
+    let mut rig = Rig::new(4096);
+    rig.open_ws(0);
+    rest_reply(&rig.rest(3, "POST", "/v1/nodes/n1/ports", r#"{"ports":["p"]}"#));
+    let big = "x".repeat(1000);
+    let mut id = 5;
+    let mut closed = None;
+    for _ in 0..10 {
+        let body = format!(r#"{{"messages":[{{"port":"p","body":"{big}"}}]}}"#);
+        rest_reply(&rig.rest(id, "POST", "/v1/messages", &body));
+        id += 2;
+        if let Some(end) = rig
+            .ws
+            .frames()
+            .into_iter()
+            .find(|g| g.type_id == frame::END)
+        {
+            closed = Some(end);
+            break;
+        }
+    }
+    let end = closed.expect("the node was disconnected");
+    assert_eq!(
+        u16::from_le_bytes([end.extension[0], end.extension[1]]),
+        4002
+    );
+    let reason = String::from_utf8(end.extension[2..].to_vec()).unwrap();
+    assert!(reason.starts_with("slow consumer"), "{reason}");
+    let (_, body) = rest_reply(&rig.rest(id, "POST", "/v1/nodes/n1/relet", ""));
+    assert!(body.contains("node_not_online"), "{body}");
+}
