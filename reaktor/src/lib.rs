@@ -3,5 +3,6 @@
 
 pub mod kinds;
 pub mod plan;
+pub mod planner;
 pub mod runtime;
 pub mod topology;
