@@ -84,6 +84,8 @@ struct Connection {
     readable: bool,
     writable: bool,
     queued: bool,
+    /// Epoll reported the peer's FIN or an error: read until EOF, never stop at a short read.
+    peer_closed: bool,
     /// We sent END/ABORT on the initial stream, or the peer RESET it.
     read_done: bool,
     /// END arrived on the reply stream; shut down writing once `pending_out` drains.
@@ -243,6 +245,7 @@ impl TcpNukleus {
             readable: true,
             writable: true,
             queued: false,
+            peer_closed: false,
             read_done: false,
             reply_ended: false,
             write_done: false,
@@ -359,9 +362,16 @@ impl TcpNukleus {
                     work += 1;
                 }
                 Ok(n) => {
+                    let claimed =
+                        tx.last_claimed_payload().len() - streams::frame::DATA_EXTENSION_OFFSET;
                     let reserved = c.send.consume(n);
                     tx.trim_data(n, reserved);
                     work += 1;
+                    if n < claimed && !c.peer_closed {
+                        // A short read drained the socket: skip the read that would only say
+                        // EAGAIN. Epoll (edge-triggered) reports the next arrival as a new event.
+                        c.readable = false;
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     tx.abandon_last();
@@ -572,6 +582,7 @@ impl Nukleus for TcpNukleus {
         let slot = index - self.listeners.len();
         if let Some(c) = self.connections.get_mut(slot) {
             c.readable |= event.is_readable() || event.is_read_closed() || event.is_error();
+            c.peer_closed |= event.is_read_closed() || event.is_error();
             c.writable |= event.is_writable() || event.is_write_closed() || event.is_error();
             self.enqueue(slot);
         }
