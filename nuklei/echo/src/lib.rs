@@ -15,6 +15,11 @@
 //! extension) and is echoed with the same flags and kind, under the same flow control
 //! (fragments are split further when the reply window is short). END (the client closed)
 //! ends the reply once everything is echoed, which answers the close with code 1000.
+//! Clients commonly send a whole message before reading its echo (Autobahn's 9.x cases send
+//! 16 MiB messages that way), so a message is taken in whole up to [`MESSAGE_BUFFER`] bytes
+//! before the window closes; beyond that, and once a complete message waits, the echo is
+//! paced by the reply window only. Memory per connection is bounded by `MESSAGE_BUFFER` plus
+//! the request window.
 
 use std::collections::VecDeque;
 
@@ -27,6 +32,9 @@ use streams::{
 
 /// Window granted for request bodies.
 const REQUEST_WINDOW: u32 = 65536;
+
+/// WebSocket mode: bytes of one incomplete message taken in before its echo has started.
+pub const MESSAGE_BUFFER: usize = 16 << 20;
 
 enum Mode {
     /// The response is complete; waiting for the request to end.
@@ -61,6 +69,10 @@ struct Exchange {
     pending: Vec<u8>,
     /// `Messages` mode: how `pending` splits into fragments.
     fragments: VecDeque<Fragment>,
+    /// `Messages` mode: leading bytes of `pending` already acknowledged (taken in whole).
+    acked_pending: usize,
+    /// `Messages` mode: fragments in `fragments` that end a message.
+    fins: usize,
     request_ended: bool,
     reply_ended: bool,
 }
@@ -140,6 +152,7 @@ impl EchoNukleus {
                             flags: f.flags() & (frame::FLAG_INIT | frame::FLAG_FIN),
                             kind: f.extension().first().copied().unwrap_or(0),
                         });
+                        x.fins += (f.flags() & frame::FLAG_FIN != 0) as usize;
                     }
                     Mode::Fixed { .. } => x.recv.release(f.reserved() as u64),
                 }
@@ -253,6 +266,8 @@ impl EchoNukleus {
             send: SendWindow::default(),
             pending: Vec::new(),
             fragments: VecDeque::new(),
+            acked_pending: 0,
+            fins: 0,
             request_ended: false,
             reply_ended: false,
         };
@@ -294,6 +309,8 @@ impl EchoNukleus {
             send: SendWindow::default(),
             pending: Vec::new(),
             fragments: VecDeque::new(),
+            acked_pending: 0,
+            fins: 0,
             request_ended: false,
             reply_ended: false,
         };
@@ -364,6 +381,7 @@ impl EchoNukleus {
             fragment.len -= n;
             fragment.flags &= !frame::FLAG_INIT;
             if fragment.len == 0 {
+                x.fins -= (fragment.flags & frame::FLAG_FIN != 0) as usize;
                 x.fragments.pop_front();
             }
         }
@@ -439,8 +457,18 @@ impl EchoNukleus {
             sent += n;
         }
         x.pending.drain(..sent);
-        if let Mode::Echo | Mode::Messages = x.mode {
+        if let Mode::Echo = x.mode {
             x.recv.release(sent as u64);
+        }
+        if let Mode::Messages = x.mode {
+            let already = sent.min(x.acked_pending);
+            x.acked_pending -= already;
+            x.recv.release((sent - already) as u64);
+            if x.fins == 0 && x.pending.len() <= MESSAGE_BUFFER {
+                // Take the open message in whole (see the module docs).
+                x.recv.release((x.pending.len() - x.acked_pending) as u64);
+                x.acked_pending = x.pending.len();
+            }
         }
         if x.recv.window_due() && !x.request_ended {
             let (acknowledge, maximum) = x.recv.announce();
