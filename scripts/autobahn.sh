@@ -4,6 +4,8 @@
 # reports/autobahn/ and summarises them.
 #
 # Usage: scripts/autobahn.sh [--full] [kosoku -i/-x arguments...]
+#   SKIP_BUILD=1: use the release binary already built (REAKTOR_BIN, default
+#   ${CARGO_TARGET_DIR:-target}/release/reaktor)
 #   default: sections 1-7 and 10, plus the small cases of 9 (9.1.1-9.1.3, 9.2.1-9.2.3)
 #   --full:  sections 1-7, 9 and 10
 # Exits non-zero if any case's behavior is FAILED (or ERROR/UNIMPLEMENTED) or its closing
@@ -31,8 +33,10 @@ if ! .venv/bin/python -c "import kosoku" 2>/dev/null; then
 fi
 
 target="${CARGO_TARGET_DIR:-target}"
-cargo build --release -p reaktor --quiet
-bin="$target/release/reaktor"
+if [ -z "${SKIP_BUILD:-}" ]; then
+    cargo build --release -p reaktor --quiet
+fi
+bin="${REAKTOR_BIN:-$target/release/reaktor}"
 
 port=$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 work=$(mktemp -d)

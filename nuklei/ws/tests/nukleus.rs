@@ -1,0 +1,449 @@
+//! The ws nukleus driven through its real streams by scripted peers: an `http` peer (the
+//! tunnel of an upgraded connection) and an `app` peer (the application protocol of
+//! `nukleus_ws::app`), checking frames, flow control and the close handshake.
+
+use std::time::{Duration, Instant};
+
+use nukleus_http::ext::{encode_request, ResponseHead};
+use nukleus_ws::app::{self, BeginEx};
+use nukleus_ws::{Route, WsConfig, WsNukleus};
+use streams::frame::{self, Frame, FLAG_FIN, FLAG_INIT};
+use streams::{
+    ring, Header, Link, Nukleus, PeerLink, PollContext, RingReader, RingWriter, SharedMapping,
+};
+
+struct Peer {
+    tx: RingWriter,
+    rx: RingReader,
+}
+
+#[derive(Debug, Clone)]
+struct Got {
+    type_id: u32,
+    stream_id: u64,
+    flags: u32,
+    acknowledge: u64,
+    maximum: u32,
+    extension: Vec<u8>,
+    payload: Vec<u8>,
+}
+
+impl Peer {
+    fn frames(&mut self) -> Vec<Got> {
+        let mut out = Vec::new();
+        self.rx.read(usize::MAX, |t, b| {
+            let f = Frame::new(t, b).unwrap();
+            out.push(Got {
+                type_id: t,
+                stream_id: f.stream_id(),
+                flags: if t == frame::DATA { f.flags() } else { 0 },
+                acknowledge: f.acknowledge(),
+                maximum: f.maximum(),
+                extension: f.extension().to_vec(),
+                payload: f.payload().to_vec(),
+            });
+        });
+        out
+    }
+}
+
+fn link(kind: &str) -> (PeerLink, Peer) {
+    let (to_tx, to_rx) = ring(SharedMapping::anonymous(1 << 20, "to").unwrap());
+    let (from_tx, from_rx) = ring(SharedMapping::anonymous(1 << 20, "from").unwrap());
+    (
+        PeerLink {
+            kind: kind.into(),
+            core: 0,
+            link: Link {
+                peer: kind.into(),
+                tx: from_tx,
+                rx: to_rx,
+                peer_doorbell: None,
+            },
+        },
+        Peer {
+            tx: to_tx,
+            rx: from_rx,
+        },
+    )
+}
+
+/// http's stream id for the upgraded request.
+const HTTP_ID: u64 = 0x1_0000_0003;
+
+struct Rig {
+    ws: WsNukleus,
+    http: Peer,
+    app: Peer,
+    start: Instant,
+    now: Instant,
+    /// Client bytes sent so far on HTTP_ID.
+    http_sequence: u64,
+    /// ws's stream to the application, once opened.
+    app_id: u64,
+    app_reply_sequence: u64,
+}
+
+impl Rig {
+    fn new() -> Rig {
+        let (http_link, http) = link("http");
+        let (app_link, app) = link("app");
+        let config = WsConfig {
+            routes: vec![Route {
+                prefix: "/ws/app".into(),
+                to: "app".into(),
+            }],
+            protocols: vec!["chat".into()],
+            window: 4096,
+            close_timeout: Duration::from_millis(500),
+            ..WsConfig::default()
+        };
+        let start = Instant::now();
+        Rig {
+            ws: WsNukleus::new(config, 0, 0, vec![http_link, app_link]),
+            http,
+            app,
+            start,
+            now: start,
+            http_sequence: 0,
+            app_id: 0,
+            app_reply_sequence: 0,
+        }
+    }
+
+    fn poll(&mut self) {
+        self.http.tx.publish();
+        self.app.tx.publish();
+        self.ws.poll(&PollContext {
+            now: self.now,
+            timestamp: self.now.duration_since(self.start).as_nanos() as u64,
+            core: 0,
+        });
+    }
+
+    /// http sends the upgrade request and pre-grants `reply_window`.
+    fn upgrade(&mut self, path: &str, reply_window: u32) -> (Vec<Got>, Vec<Got>) {
+        let mut head = Vec::new();
+        let headers: [(&str, &[u8]); 6] = [
+            ("Host", b"localhost"),
+            ("Upgrade", b"websocket"),
+            ("Connection", b"Upgrade"),
+            ("Sec-WebSocket-Key", b"dGhlIHNhbXBsZSBub25jZQ=="),
+            ("Sec-WebSocket-Version", b"13"),
+            ("Sec-WebSocket-Protocol", b"other, chat"),
+        ];
+        encode_request(&mut head, 1, "GET", path, headers.into_iter());
+        self.http.tx.begin(&Header::new(HTTP_ID), 7, &head).unwrap();
+        self.http
+            .tx
+            .window(
+                &Header {
+                    maximum: reply_window,
+                    ..Header::new(HTTP_ID ^ 1)
+                },
+                0,
+            )
+            .unwrap();
+        self.poll();
+        let to_http = self.http.frames();
+        let to_app = self.app.frames();
+        if let Some(begin) = to_app.iter().find(|g| g.type_id == frame::BEGIN) {
+            self.app_id = begin.stream_id;
+        }
+        (to_http, to_app)
+    }
+
+    /// The client sends `bytes` through http.
+    fn client(&mut self, bytes: &[u8]) {
+        let h = Header {
+            sequence: self.http_sequence,
+            ..Header::new(HTTP_ID)
+        };
+        self.http
+            .tx
+            .data(&h, 0, bytes.len() as u32, &[], bytes)
+            .unwrap();
+        self.http_sequence += bytes.len() as u64;
+        self.poll();
+    }
+
+    /// The application grants ws `maximum` bytes in total, acknowledging `acknowledge`.
+    fn app_window(&mut self, acknowledge: u64, maximum: u32) {
+        self.app
+            .tx
+            .window(
+                &Header {
+                    acknowledge,
+                    maximum,
+                    ..Header::new(self.app_id)
+                },
+                0,
+            )
+            .unwrap();
+        self.poll();
+    }
+
+    fn app_reply(&mut self, flags: u32, kind: u8, payload: &[u8]) {
+        let h = Header {
+            sequence: self.app_reply_sequence,
+            ..Header::new(self.app_id ^ 1)
+        };
+        self.app
+            .tx
+            .data(&h, flags, payload.len() as u32, &[kind], payload)
+            .unwrap();
+        self.app_reply_sequence += payload.len() as u64;
+        self.poll();
+    }
+}
+
+fn client_frame(b0: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [1, 2, 3, 4];
+    let mut out = vec![b0];
+    if payload.len() <= 125 {
+        out.push(0x80 | payload.len() as u8);
+    } else {
+        out.push(0x80 | 126);
+        out.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    }
+    out.extend_from_slice(&mask);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    out
+}
+
+fn data(frames: &[Got]) -> Vec<&Got> {
+    frames.iter().filter(|g| g.type_id == frame::DATA).collect()
+}
+
+#[test]
+fn upgrade_answers_101_and_opens_one_app_stream_with_protocol_and_request_head() {
+    let mut rig = Rig::new();
+    let (to_http, to_app) = rig.upgrade("/ws/app/room?x=1", 65536);
+    let begin = &to_http[0];
+    assert_eq!(
+        (begin.type_id, begin.stream_id),
+        (frame::BEGIN, HTTP_ID ^ 1)
+    );
+    let head = ResponseHead::parse(&begin.extension).unwrap();
+    assert_eq!(head.status, 101);
+    assert_eq!(
+        head.header("sec-websocket-accept"),
+        Some(&b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="[..])
+    );
+    assert_eq!(head.header("sec-websocket-protocol"), Some(&b"chat"[..]));
+    assert!(to_http
+        .iter()
+        .any(|g| g.type_id == frame::WINDOW && g.stream_id == HTTP_ID && g.maximum == 4096));
+    assert_eq!(to_app[0].type_id, frame::BEGIN);
+    let ex = BeginEx::parse(&to_app[0].extension).unwrap();
+    assert_eq!(ex.protocol, Some("chat"));
+    let request = nukleus_http::ext::RequestHead::parse(ex.request_head).unwrap();
+    assert_eq!(
+        (request.path(), request.query()),
+        ("/ws/app/room", Some("x=1"))
+    );
+    // The reply window is pre-granted.
+    assert!(to_app
+        .iter()
+        .any(|g| g.type_id == frame::WINDOW && g.stream_id == rig.app_id ^ 1 && g.maximum == 4096));
+}
+
+#[test]
+fn unknown_paths_get_a_complete_404_and_the_tunnel_is_closed() {
+    let mut rig = Rig::new();
+    let (to_http, to_app) = rig.upgrade("/elsewhere", 65536);
+    assert!(to_app.is_empty());
+    let kinds: Vec<u32> = to_http.iter().map(|g| g.type_id).collect();
+    assert_eq!(
+        kinds,
+        [frame::BEGIN, frame::RESET, frame::DATA, frame::END],
+        "{to_http:?}"
+    );
+    assert_eq!(
+        ResponseHead::parse(&to_http[0].extension).unwrap().status,
+        404
+    );
+    assert_eq!(to_http[2].payload, b"no WebSocket route for this path\n");
+}
+
+#[test]
+fn messages_reach_the_app_only_within_its_window_and_client_bytes_stay_unacknowledged() {
+    let mut rig = Rig::new();
+    rig.upgrade("/ws/app", 65536);
+    rig.app_window(0, 10);
+    let message: Vec<u8> = (0..100u8).collect();
+    rig.client(&client_frame(0x82, &message));
+    let got = rig.app.frames();
+    let pieces = data(&got);
+    assert_eq!(pieces.len(), 1);
+    assert!(pieces[0].payload.len() <= 10, "{:?}", pieces[0]);
+    assert_eq!(pieces[0].flags, FLAG_INIT);
+    assert_eq!(pieces[0].extension, [app::KIND_BINARY]);
+    // http was not told the whole frame was consumed.
+    let acked = rig
+        .http
+        .frames()
+        .iter()
+        .filter(|g| g.type_id == frame::WINDOW && g.stream_id == HTTP_ID)
+        .map(|g| g.acknowledge)
+        .max()
+        .unwrap_or(0);
+    assert!(acked < 106, "acknowledged {acked} of 106 client bytes");
+    // More credit: the rest arrives, the last piece with FIN.
+    rig.app_window(100, 1000);
+    let got = rig.app.frames();
+    let pieces = data(&got);
+    let rest: Vec<u8> = pieces.iter().flat_map(|g| g.payload.clone()).collect();
+    assert_eq!(rest, message[10..]);
+    assert_eq!(pieces.last().unwrap().flags, FLAG_FIN);
+}
+
+#[test]
+fn pings_are_answered_by_ws_and_flushed_to_the_app() {
+    let mut rig = Rig::new();
+    rig.upgrade("/ws/app", 65536);
+    rig.app_window(0, 4096);
+    rig.client(&client_frame(0x89, b"beat"));
+    let to_http = rig.http.frames();
+    let out: Vec<u8> = data(&to_http)
+        .iter()
+        .flat_map(|g| g.payload.clone())
+        .collect();
+    assert_eq!(out, [0x8A, 4, b'b', b'e', b'a', b't']);
+    let to_app = rig.app.frames();
+    assert!(to_app
+        .iter()
+        .any(|g| g.type_id == frame::FLUSH && g.extension == app::PING));
+}
+
+#[test]
+fn app_messages_become_frames_and_app_end_closes_with_its_code_after_the_client_answers() {
+    let mut rig = Rig::new();
+    rig.upgrade("/ws/app", 65536);
+    rig.app_window(0, 4096);
+    rig.app
+        .tx
+        .begin(&Header::new(rig.app_id ^ 1), 0, &[])
+        .unwrap();
+    rig.app_reply(FLAG_INIT, app::KIND_TEXT, b"hel");
+    rig.app_reply(FLAG_FIN, app::KIND_TEXT, b"lo");
+    let mut ext = Vec::new();
+    app::encode_close_ext(&mut ext, 4000, "bye");
+    rig.app
+        .tx
+        .end(
+            &Header {
+                sequence: rig.app_reply_sequence,
+                ..Header::new(rig.app_id ^ 1)
+            },
+            &ext,
+        )
+        .unwrap();
+    rig.poll();
+    let to_http = rig.http.frames();
+    let out: Vec<u8> = data(&to_http)
+        .iter()
+        .flat_map(|g| g.payload.clone())
+        .collect();
+    assert_eq!(
+        out,
+        [
+            &[0x01, 3][..],
+            b"hel",
+            &[0x80, 2],
+            b"lo",
+            &[0x88, 5, 0x0f, 0xa0],
+            b"bye"
+        ]
+        .concat()
+    );
+    // Still open until the client answers the close.
+    assert!(!to_http.iter().any(|g| g.type_id == frame::END));
+    rig.client(&client_frame(0x88, &4000u16.to_be_bytes()));
+    let to_http = rig.http.frames();
+    let kinds: Vec<u32> = to_http.iter().map(|g| g.type_id).collect();
+    assert!(kinds.ends_with(&[frame::RESET, frame::END]), "{to_http:?}");
+}
+
+#[test]
+fn a_client_close_waits_for_the_app_then_echoes_the_code() {
+    let mut rig = Rig::new();
+    rig.upgrade("/ws/app", 65536);
+    rig.app_window(0, 4096);
+    rig.app
+        .tx
+        .begin(&Header::new(rig.app_id ^ 1), 0, &[])
+        .unwrap();
+    rig.client(&client_frame(0x88, &3001u16.to_be_bytes()));
+    let to_app = rig.app.frames();
+    assert!(to_app
+        .iter()
+        .any(|g| g.type_id == frame::END && g.stream_id == rig.app_id));
+    // The app still finishes a message, then ends.
+    rig.app_reply(FLAG_INIT | FLAG_FIN, app::KIND_BINARY, b"last");
+    rig.app
+        .tx
+        .end(
+            &Header {
+                sequence: rig.app_reply_sequence,
+                ..Header::new(rig.app_id ^ 1)
+            },
+            &[],
+        )
+        .unwrap();
+    rig.poll();
+    let to_http = rig.http.frames();
+    let out: Vec<u8> = data(&to_http)
+        .iter()
+        .flat_map(|g| g.payload.clone())
+        .collect();
+    assert_eq!(
+        out,
+        [&[0x82, 4][..], b"last", &[0x88, 2, 0x0b, 0xb9]].concat()
+    );
+    let kinds: Vec<u32> = to_http.iter().map(|g| g.type_id).collect();
+    assert!(kinds.ends_with(&[frame::RESET, frame::END]), "{to_http:?}");
+}
+
+#[test]
+fn app_data_beyond_the_granted_window_closes_with_1011() {
+    let mut rig = Rig::new();
+    rig.upgrade("/ws/app", 65536);
+    rig.app
+        .tx
+        .begin(&Header::new(rig.app_id ^ 1), 0, &[])
+        .unwrap();
+    rig.app_reply(FLAG_INIT | FLAG_FIN, app::KIND_BINARY, &[0u8; 5000]);
+    let to_http = rig.http.frames();
+    let out: Vec<u8> = data(&to_http)
+        .iter()
+        .flat_map(|g| g.payload.clone())
+        .collect();
+    assert_eq!(
+        out,
+        [&[0x88, 19, 0x03, 0xf3][..], b"application error"].concat()
+    );
+    let to_app = rig.app.frames();
+    assert!(to_app
+        .iter()
+        .any(|g| g.type_id == frame::ABORT && g.stream_id == rig.app_id));
+}
+
+#[test]
+fn an_unanswered_close_times_out_and_the_tunnel_is_closed() {
+    let mut rig = Rig::new();
+    rig.upgrade("/ws/app", 65536);
+    rig.app
+        .tx
+        .begin(&Header::new(rig.app_id ^ 1), 0, &[])
+        .unwrap();
+    rig.app.tx.end(&Header::new(rig.app_id ^ 1), &[]).unwrap();
+    rig.poll();
+    let deadline = rig.ws.deadline().expect("a close timer");
+    rig.http.frames();
+    rig.now = deadline + Duration::from_millis(1);
+    rig.poll();
+    let to_http = rig.http.frames();
+    let kinds: Vec<u32> = to_http.iter().map(|g| g.type_id).collect();
+    assert!(kinds.ends_with(&[frame::RESET, frame::END]), "{to_http:?}");
+}
