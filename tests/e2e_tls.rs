@@ -393,6 +393,34 @@ fn a_truncated_handshake_closes_only_that_connection() {
 }
 
 #[test]
+fn a_client_that_stalls_the_handshake_is_closed_after_the_timeout() {
+    let pki = pki();
+    let server = start(&pki, "handshake_timeout_ms = 300");
+    let mut good = TlsClient::connect(&pki, server.port, ClientCert::None).unwrap();
+    still_serves(&mut good); // completes its handshake now, well within the timeout
+                             // Connects, sends nothing, keeps its side open: only the timeout can free the slot.
+    let mut silent = TcpStream::connect(server.addr()).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut reply = Vec::new();
+    let _ = silent.read_to_end(&mut reply);
+    let waited = started.elapsed();
+    assert!(reply.is_empty(), "{reply:?}");
+    assert!(
+        waited >= Duration::from_millis(250) && waited < Duration::from_secs(5),
+        "closed after {waited:?}"
+    );
+    still_serves(&mut good);
+    let (_, stderr) = server.stop();
+    assert!(
+        stderr.contains("TLS handshake not completed in time"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn an_unknown_server_name_is_refused_with_unrecognized_name() {
     let pki = pki();
     let server = start(&pki, "server_names = [\"localhost\"]");
@@ -716,6 +744,7 @@ mod spec {
                 name: "https".into(),
                 server_config: settings.server_config().unwrap(),
                 next: "http".into(),
+                handshake_timeout: Duration::from_secs(10),
             })],
             ..TlsConfig::default()
         };

@@ -18,7 +18,8 @@ pub struct Topology {
     pub reaktor: ReaktorSection,
     #[serde(default, rename = "listener")]
     pub listeners: Vec<ListenerSection>,
-    #[serde(rename = "core")]
+    /// With `placement = "auto"` the planner fills in each core's nuklei.
+    #[serde(default, rename = "core")]
     pub cores: Vec<CoreSection>,
     #[serde(default)]
     pub tcp: TcpSection,
@@ -28,6 +29,9 @@ pub struct Topology {
     pub ws: crate::kinds::ws::WsSection,
     #[serde(default)]
     pub switch: crate::kinds::switch::SwitchSection,
+    /// `[cost]`: declared per-request cost of a kind (and `hop`) for the planner.
+    #[serde(default)]
+    pub cost: std::collections::BTreeMap<String, Spanned<f64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -42,6 +46,19 @@ pub struct ReaktorSection {
     /// Pin each core's thread to its `cpu`.
     #[serde(default = "default_true")]
     pub pin: bool,
+    /// `"explicit"` (default: every [[core]] lists its nuklei) or `"auto"` (the planner does).
+    pub placement: Option<Spanned<PlacementMode>>,
+    /// With placement = "auto": this many unpinned cores (instead of [[core]] or `cpus`).
+    pub cores: Option<Spanned<usize>>,
+    /// With placement = "auto": one core per listed cpu, pinned (instead of [[core]] or `cores`).
+    pub cpus: Option<Spanned<Vec<usize>>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PlacementMode {
+    Explicit,
+    Auto,
 }
 
 impl Default for ReaktorSection {
@@ -50,6 +67,9 @@ impl Default for ReaktorSection {
             stream_dir: None,
             stream_capacity: Spanned::new(0..0, default_stream_capacity_value()),
             pin: true,
+            placement: None,
+            cores: None,
+            cpus: None,
         }
     }
 }
@@ -97,6 +117,13 @@ pub struct TlsSection {
     /// Host names (SNI) served; empty: any.
     #[serde(default)]
     pub server_names: Vec<String>,
+    /// Close connections whose handshake is not complete this long after accept (ms).
+    #[serde(default = "default_handshake_timeout_ms")]
+    pub handshake_timeout_ms: u64,
+}
+
+fn default_handshake_timeout_ms() -> u64 {
+    10_000
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -121,7 +148,13 @@ fn default_backlog() -> i32 {
 pub struct CoreSection {
     /// CPU to pin this core's thread to; omitted: not pinned.
     pub cpu: Option<Spanned<usize>>,
+    /// Omitted only with placement = "auto" (span 0..0 marks it missing).
+    #[serde(default = "no_nuklei")]
     pub nuklei: Spanned<Vec<String>>,
+}
+
+fn no_nuklei() -> Spanned<Vec<String>> {
+    Spanned::new(0..0, Vec::new())
 }
 
 #[derive(Debug, Deserialize)]
@@ -236,6 +269,8 @@ pub struct LoadedTopology {
     pub path: PathBuf,
     pub topology: Topology,
     pub listener_addresses: Vec<SocketAddr>,
+    /// The planner's decisions when placement = "auto".
+    pub auto_plan: Option<crate::planner::Plan>,
 }
 
 fn position(text: &str, offset: usize) -> (usize, usize) {
@@ -263,8 +298,9 @@ pub fn parse(path: &Path, text: &str) -> Result<LoadedTopology, TopologyError> {
             message,
         }
     };
-    let topology: Topology =
+    let mut topology: Topology =
         toml::from_str(text).map_err(|e| invalid(e.span(), e.message().to_owned()))?;
+    let auto_plan = crate::planner::apply(&mut topology, &invalid)?;
 
     let capacity = &topology.reaktor.stream_capacity;
     if !capacity.get_ref().is_power_of_two() || !(64 * 1024..=1 << 30).contains(capacity.get_ref())
@@ -414,5 +450,6 @@ pub fn parse(path: &Path, text: &str) -> Result<LoadedTopology, TopologyError> {
         path: path.to_owned(),
         topology,
         listener_addresses,
+        auto_plan,
     })
 }

@@ -20,6 +20,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use rustls::ServerConfig;
 use slab::Slab;
@@ -40,6 +41,9 @@ pub struct TlsListener {
     pub server_config: Arc<ServerConfig>,
     /// Kind of the nukleus after tls in the listener's chain (`http`).
     pub next: String,
+    /// A connection still handshaking this long after it was accepted is closed, so clients
+    /// that connect and send nothing (or stall mid-handshake) cannot hold slots forever.
+    pub handshake_timeout: Duration,
 }
 
 #[derive(Clone)]
@@ -107,6 +111,7 @@ struct Connection {
     /// The session failed: flush the alert, then end the connection.
     failed: bool,
     dirty: bool,
+    accepted_at: Instant,
 }
 
 impl Connection {
@@ -133,6 +138,11 @@ pub struct TlsNukleus {
     timestamp: u64,
     handshakes: u64,
     failures: u64,
+    /// The core loop's clock at the start of this poll.
+    now: Instant,
+    /// When stalled handshakes are looked for next.
+    next_scan: Instant,
+    timeouts: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -174,6 +184,9 @@ impl TlsNukleus {
             timestamp: 0,
             handshakes: 0,
             failures: 0,
+            now: Instant::now(),
+            next_scan: Instant::now(),
+            timeouts: 0,
         })
     }
 
@@ -283,6 +296,7 @@ impl TlsNukleus {
             close_notify_sent: false,
             failed: false,
             dirty: false,
+            accepted_at: self.now,
         });
         let net_slot = SlotIds::slot(net_id);
         let map = &mut self.by_network[input];
@@ -709,6 +723,43 @@ impl TlsNukleus {
         self.release_if_finished(slot);
     }
 
+    /// Closes connections whose handshake did not complete within `handshake_timeout`.
+    fn expire_handshakes(&mut self) -> usize {
+        let now = self.now;
+        let listeners = &self.config.listeners;
+        let timeout_of = |c: &Connection| {
+            listeners
+                .get(c.listener)
+                .and_then(|l| l.as_ref())
+                .map(|l| l.handshake_timeout)
+        };
+        let late: Vec<usize> = self
+            .connections
+            .iter()
+            .filter(|(_, c)| c.app.is_none() && c.session.is_handshaking() && !c.failed)
+            .filter(|(_, c)| {
+                timeout_of(c).is_some_and(|t| now.saturating_duration_since(c.accepted_at) >= t)
+            })
+            .map(|(slot, _)| slot)
+            .collect();
+        for &slot in &late {
+            let remote = self.connections[slot].remote;
+            let listener = self.connections[slot].listener;
+            let timeout = self.config.listeners[listener]
+                .as_ref()
+                .map(|l| l.handshake_timeout);
+            tracing::warn!(
+                core = self.core,
+                ?remote,
+                ?timeout,
+                "TLS handshake not completed in time: closing connection"
+            );
+            self.timeouts += 1;
+            self.teardown(slot);
+        }
+        late.len()
+    }
+
     fn release_if_finished(&mut self, slot: usize) {
         if self.connections.get(slot).is_some_and(Connection::finished) {
             let c = self.connections.remove(slot);
@@ -729,7 +780,21 @@ impl Nukleus for TlsNukleus {
 
     fn poll(&mut self, context: &PollContext) -> usize {
         self.timestamp = context.timestamp;
+        self.now = context.now;
         let mut work = 0;
+        if self.now >= self.next_scan {
+            let shortest = self
+                .config
+                .listeners
+                .iter()
+                .flatten()
+                .map(|l| l.handshake_timeout)
+                .min();
+            let interval = shortest.unwrap_or(Duration::from_secs(1)) / 4;
+            self.next_scan =
+                self.now + interval.clamp(Duration::from_millis(10), Duration::from_secs(1));
+            work += self.expire_handshakes();
+        }
         let mut inputs = std::mem::take(&mut self.inputs);
         for (input, rx) in inputs.iter_mut().enumerate() {
             let network = self.is_network[input];
@@ -754,9 +819,14 @@ impl Nukleus for TlsNukleus {
         work
     }
 
+    fn deadline(&self) -> Option<Instant> {
+        (!self.connections.is_empty()).then_some(self.next_scan)
+    }
+
     fn gauges(&self, out: &mut Vec<(&'static str, u64)>) {
         out.push(("connections", self.connections.len() as u64));
         out.push(("handshakes_total", self.handshakes));
         out.push(("failures_total", self.failures));
+        out.push(("handshake_timeouts_total", self.timeouts));
     }
 }

@@ -54,6 +54,9 @@ pub fn build(
             name: listener.name.clone(),
             server_config,
             next,
+            handshake_timeout: std::time::Duration::from_millis(
+                section.get_ref().handshake_timeout_ms,
+            ),
         }));
     }
     let config = TlsConfig {
