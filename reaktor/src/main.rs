@@ -1,7 +1,9 @@
-//! `reaktor run --topology FILE` serves; `reaktor plan --topology FILE` prints the placement.
+//! `reaktor run --topology FILE` serves; `reaktor plan --topology FILE` prints the placement;
+//! `reaktor top` and `reaktor dump` observe a running reaktor from another process.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use reaktor::plan::Placement;
@@ -29,11 +31,153 @@ enum Command {
         #[arg(long)]
         stream_dir: Option<PathBuf>,
     },
-    /// Print which nukleus runs on which core, and the streams between them.
+    /// Print which nukleus runs on which core, the streams between them and, with
+    /// placement = "auto", the planner's decisions and the cost each used.
     Plan {
         #[arg(long, default_value = "examples/default.toml")]
         topology: PathBuf,
+        /// Re-plan with the per-stage cost measured by a running reaktor (its stats file).
+        #[command(flatten)]
+        measured: MeasuredTarget,
     },
+    /// Live per-stage cost of a running reaktor (busy time, frames, bytes, buffer occupancy).
+    Top {
+        #[command(flatten)]
+        target: Target,
+        /// Seconds between refreshes.
+        #[arg(long, default_value_t = 1.0)]
+        interval: f64,
+        /// Print one table (after one interval) and exit.
+        #[arg(long)]
+        once: bool,
+        /// Stop after this many refreshes.
+        #[arg(long)]
+        iterations: Option<u64>,
+        /// List at most this many stream buffers.
+        #[arg(long, default_value_t = 10)]
+        rings: usize,
+    },
+    /// Print the frames flowing through a running reaktor's stream buffers, read-only.
+    Dump {
+        #[command(flatten)]
+        target: Target,
+        /// Stop after this many frames.
+        #[arg(long)]
+        count: Option<u64>,
+        /// Stop after this many seconds.
+        #[arg(long)]
+        duration: Option<f64>,
+        /// Also print frames published before the dump attached and not yet consumed.
+        #[arg(long)]
+        backlog: bool,
+        /// Only stream buffers whose label contains this text (e.g. "http0 -> ").
+        #[arg(long)]
+        filter: Option<String>,
+    },
+}
+
+/// Which running reaktor: by pid (stream directory `<stream-root>/reaktor-<pid>`) or by its
+/// stream directory.
+#[derive(clap::Args)]
+struct Target {
+    #[arg(long, required_unless_present = "stream_dir")]
+    pid: Option<u32>,
+    /// Where the reaktor's `reaktor-<pid>` directory lives (default /dev/shm, else the temp dir).
+    #[arg(long, requires = "pid")]
+    stream_root: Option<PathBuf>,
+    /// The reaktor's stream directory itself (`.../reaktor-<pid>`).
+    #[arg(long, conflicts_with = "pid")]
+    stream_dir: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct MeasuredTarget {
+    /// Pid of the running reaktor whose measured cost to use.
+    #[arg(long = "measured-pid")]
+    pid: Option<u32>,
+    #[arg(long = "measured-stream-root", requires = "pid")]
+    stream_root: Option<PathBuf>,
+    /// Stream directory (`.../reaktor-<pid>`) of the running reaktor whose cost to use.
+    #[arg(long = "measured-stream-dir", conflicts_with = "pid")]
+    stream_dir: Option<PathBuf>,
+}
+
+fn resolve(pid: Option<u32>, root: Option<&Path>, dir: Option<&Path>) -> Option<PathBuf> {
+    match (dir, pid) {
+        (Some(dir), _) => Some(dir.to_owned()),
+        (None, Some(pid)) => Some(reaktor::dump::stream_dir_of(pid, root)),
+        (None, None) => None,
+    }
+}
+
+impl Target {
+    fn dir(&self) -> PathBuf {
+        resolve(
+            self.pid,
+            self.stream_root.as_deref(),
+            self.stream_dir.as_deref(),
+        )
+        .expect("clap requires --pid or --stream-dir")
+    }
+}
+
+fn plan(topology: &Path, measured: &MeasuredTarget) -> ExitCode {
+    let loaded = match topology::load(topology) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(plan) = &loaded.auto_plan {
+        print!("{}", plan.describe());
+    }
+    print!(
+        "{}",
+        Placement::from_topology(&loaded.topology).describe(&loaded.topology)
+    );
+    let Some(dir) = resolve(
+        measured.pid,
+        measured.stream_root.as_deref(),
+        measured.stream_dir.as_deref(),
+    ) else {
+        return ExitCode::SUCCESS;
+    };
+    let snapshot = match std::fs::read_to_string(dir.join(reaktor::metrics::STATS_FILE))
+        .map_err(|e| format!("{}: {e}", dir.display()))
+        .and_then(|text| reaktor::metrics::StatsFile::parse(&text))
+    {
+        Ok(snapshot) => snapshot,
+        Err(e) => {
+            eprintln!("error: cannot read the measured cost: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let costs = match reaktor::planner::measured_costs(&snapshot) {
+        Ok(costs) => costs,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let cores = loaded.topology.cores.len();
+    let input = reaktor::planner::plan_input(&loaded.topology, cores, &costs);
+    let plan = reaktor::planner::plan(&input);
+    println!(
+        "\nre-planned with the cost reaktor {} measured (us of busy time per request):",
+        snapshot.pid
+    );
+    print!("{}", plan.describe());
+    for (n, kinds) in plan.cores.iter().enumerate() {
+        println!("core {n}: {}", kinds.join(", "));
+    }
+    println!("# to plan with these costs at start, add to the topology:\n[cost]");
+    for stage in &input.stages {
+        if stage.source == reaktor::planner::CostSource::Measured {
+            println!("{} = {:.3}", stage.kind, stage.cost);
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 fn main() -> ExitCode {
@@ -45,19 +189,53 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Plan { topology } => match topology::load(&topology) {
-            Ok(loaded) => {
-                print!(
-                    "{}",
-                    Placement::from_topology(&loaded.topology).describe(&loaded.topology)
-                );
-                ExitCode::SUCCESS
+        Command::Plan { topology, measured } => plan(&topology, &measured),
+        Command::Top {
+            target,
+            interval,
+            once,
+            iterations,
+            rings,
+        } => {
+            let options = reaktor::top::TopOptions {
+                dir: target.dir(),
+                interval: Duration::from_secs_f64(interval.clamp(0.05, 3600.0)),
+                once,
+                iterations,
+                max_rings: rings,
+            };
+            match reaktor::top::top(&options, &mut std::io::stdout().lock()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
             }
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::from(2)
+        }
+        Command::Dump {
+            target,
+            count,
+            duration,
+            backlog,
+            filter,
+        } => {
+            let options = reaktor::dump::DumpOptions {
+                dir: target.dir(),
+                count,
+                duration: duration.map(|d| Duration::from_secs_f64(d.clamp(0.0, 1e9))),
+                backlog,
+                filter,
+            };
+            match reaktor::dump::dump(&options, &mut std::io::stdout().lock()) {
+                Ok(_) => ExitCode::SUCCESS,
+                // A closed pipe (`reaktor dump | head`) is a normal way to stop.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
             }
-        },
+        }
         Command::Run {
             topology,
             stream_dir,

@@ -26,6 +26,30 @@ pub struct Placement {
     pub edges: Vec<(String, String)>,
 }
 
+/// Kind pairs that talk to each other, from listener chains and routes (also used by the
+/// planner, before any core is populated).
+pub fn kind_edges(topology: &Topology) -> Vec<(String, String)> {
+    let mut edges: Vec<(String, String)> = Vec::new();
+    let mut add_edge = |a: &str, b: &str| {
+        let edge = (a.to_owned(), b.to_owned());
+        if a != b && !edges.contains(&edge) && !edges.contains(&(edge.1.clone(), edge.0.clone())) {
+            edges.push(edge);
+        }
+    };
+    for listener in &topology.listeners {
+        for pair in listener.chain.get_ref().windows(2) {
+            add_edge(&pair[0], &pair[1]);
+        }
+    }
+    for route in &topology.http.routes {
+        add_edge("http", route.to.get_ref());
+    }
+    for route in &topology.ws.routes {
+        add_edge("ws", route.to.get_ref());
+    }
+    edges
+}
+
 impl Placement {
     pub fn from_topology(topology: &Topology) -> Placement {
         let mut instances = Vec::new();
@@ -42,27 +66,7 @@ impl Placement {
                 });
             }
         }
-        let mut edges: Vec<(String, String)> = Vec::new();
-        let mut add_edge = |a: &str, b: &str| {
-            let edge = (a.to_owned(), b.to_owned());
-            if a != b
-                && !edges.contains(&edge)
-                && !edges.contains(&(edge.1.clone(), edge.0.clone()))
-            {
-                edges.push(edge);
-            }
-        };
-        for listener in &topology.listeners {
-            for pair in listener.chain.get_ref().windows(2) {
-                add_edge(&pair[0], &pair[1]);
-            }
-        }
-        for route in &topology.http.routes {
-            add_edge("http", route.to.get_ref());
-        }
-        for route in &topology.ws.routes {
-            add_edge("ws", route.to.get_ref());
-        }
+        let edges = kind_edges(topology);
         let mut links = Vec::new();
         for (a, b) in &edges {
             for (i, x) in instances.iter().enumerate() {

@@ -25,6 +25,11 @@
 //! cores, and re-planning while running (re-plan with `reaktor plan --measured`, then restart).
 
 use std::fmt::Write as _;
+use std::ops::Range;
+
+use toml::Spanned;
+
+use crate::topology::{CoreSection, PlacementMode, Topology, TopologyError};
 
 /// A split must predict at least this much more throughput than fusing everything on every
 /// core (cross-core hops also cost latency, which the throughput model does not see).
@@ -194,7 +199,9 @@ impl Model<'_> {
         cost: &[f64],
     ) -> (Vec<f64>, Vec<(usize, Vec<usize>)>) {
         let stages = &self.input.stages;
-        let members: Vec<usize> = (0..stages.len()).filter(|&i| group_of[i] == group).collect();
+        let members: Vec<usize> = (0..stages.len())
+            .filter(|&i| group_of[i] == group)
+            .collect();
         let spread: f64 = members
             .iter()
             .filter(|&&i| splittable(&stages[i].kind))
@@ -225,7 +232,13 @@ impl Model<'_> {
         (loads, placement)
     }
 
-    fn max_group_load(&self, group: usize, n: usize, group_of: &[usize], cores_of: &[usize]) -> f64 {
+    fn max_group_load(
+        &self,
+        group: usize,
+        n: usize,
+        group_of: &[usize],
+        cores_of: &[usize],
+    ) -> f64 {
         let mut cores = cores_of.to_vec();
         cores[group] = n;
         let cost = self.effective_costs(group_of, &cores);
@@ -503,6 +516,235 @@ pub fn plan(input: &PlanInput) -> Plan {
     }
 }
 
+/// The kinds a topology uses, in pipeline order: listener chains, then route targets.
+pub fn stage_kinds(topology: &Topology) -> Vec<String> {
+    let mut kinds: Vec<String> = Vec::new();
+    let mut add = |kind: &str| {
+        if !kinds.iter().any(|k| k == kind) {
+            kinds.push(kind.to_owned());
+        }
+    };
+    for listener in &topology.listeners {
+        for kind in listener.chain.get_ref() {
+            add(kind);
+        }
+    }
+    for route in &topology.http.routes {
+        add(route.to.get_ref());
+    }
+    for route in &topology.ws.routes {
+        add(route.to.get_ref());
+    }
+    kinds
+}
+
+/// The planner's input for `topology` on `cores` cores: each stage's cost is taken from
+/// `measured` (kind -> cost) if present, else from the `[cost]` table, else the default.
+pub fn plan_input(topology: &Topology, cores: usize, measured: &[(String, f64)]) -> PlanInput {
+    let cost_of = |kind: &str| {
+        if let Some(&(_, cost)) = measured.iter().find(|(k, _)| k == kind) {
+            (cost, CostSource::Measured)
+        } else if let Some(cost) = topology.cost.get(kind) {
+            (*cost.get_ref(), CostSource::Declared)
+        } else {
+            (default_cost(kind), CostSource::Default)
+        }
+    };
+    let (hop, hop_source) = match topology.cost.get("hop") {
+        Some(hop) => (*hop.get_ref(), CostSource::Declared),
+        None => (DEFAULT_HOP, CostSource::Default),
+    };
+    PlanInput {
+        stages: stage_kinds(topology)
+            .into_iter()
+            .map(|kind| {
+                let (cost, source) = cost_of(&kind);
+                StageCost { kind, cost, source }
+            })
+            .collect(),
+        edges: crate::plan::kind_edges(topology),
+        cores,
+        hop,
+        hop_source,
+    }
+}
+
+/// Per-kind cost measured by a running reaktor, in µs of busy time per request: busy time
+/// summed over a kind's instances, divided by the requests http counted (or, without http,
+/// the connections tcp accepted).
+pub fn measured_costs(snapshot: &crate::metrics::Snapshot) -> Result<Vec<(String, f64)>, String> {
+    let total = |gauge: &str, kind: &str| -> u64 {
+        snapshot
+            .instances
+            .iter()
+            .filter(|i| i.kind == kind)
+            .filter_map(|i| i.gauge(gauge))
+            .sum()
+    };
+    let requests = match total("requests_total", "http") {
+        0 => total("connections_accepted_total", "tcp"),
+        n => n,
+    };
+    if requests == 0 {
+        return Err(
+            "the reaktor has served no request yet: nothing to divide its busy time by".into(),
+        );
+    }
+    let mut costs: Vec<(String, f64)> = Vec::new();
+    for i in &snapshot.instances {
+        let cost = i.busy_nanos as f64 / 1000.0 / requests as f64;
+        match costs.iter_mut().find(|(k, _)| *k == i.kind) {
+            Some((_, c)) => *c += cost,
+            None => costs.push((i.kind.clone(), cost)),
+        }
+    }
+    Ok(costs)
+}
+
+/// Validates `[cost]` and the placement keys; with placement = "auto", plans and fills in the
+/// nuklei of every core. Returns the plan when it made one.
+pub fn apply(
+    topology: &mut Topology,
+    invalid: &dyn Fn(Option<Range<usize>>, String) -> TopologyError,
+) -> Result<Option<Plan>, TopologyError> {
+    for (key, value) in &topology.cost {
+        if key != "hop" && !crate::kinds::KINDS.contains(&key.as_str()) {
+            return Err(invalid(
+                Some(value.span()),
+                format!(
+                    "[cost] `{key}` is not a nukleus kind; known kinds: {}, and `hop`",
+                    crate::kinds::KINDS.join(", ")
+                ),
+            ));
+        }
+        if !value.get_ref().is_finite() || *value.get_ref() < 0.0 {
+            return Err(invalid(
+                Some(value.span()),
+                format!("[cost] `{key}` must be a finite number >= 0"),
+            ));
+        }
+    }
+    let section = &topology.reaktor;
+    let auto = section
+        .placement
+        .as_ref()
+        .is_some_and(|p| *p.get_ref() == PlacementMode::Auto);
+    if !auto {
+        if let Some(cores) = &section.cores {
+            return Err(invalid(Some(cores.span()), "`cores` is only used with placement = \"auto\"; list the nuklei of each [[core]] instead".into()));
+        }
+        if let Some(cpus) = &section.cpus {
+            return Err(invalid(
+                Some(cpus.span()),
+                "`cpus` is only used with placement = \"auto\"; give each [[core]] a `cpu` instead"
+                    .into(),
+            ));
+        }
+        for (n, core) in topology.cores.iter().enumerate() {
+            if core.nuklei.span() == (0..0) {
+                return Err(invalid(
+                    core.cpu.as_ref().map(|c| c.span()),
+                    format!("[[core]] number {} has no `nuklei`: list the nuklei it runs, or set placement = \"auto\" in [reaktor]", n + 1),
+                ));
+            }
+        }
+        return Ok(None);
+    }
+    let placement_span = section.placement.as_ref().map(|p| p.span()).unwrap_or(0..0);
+    for core in &topology.cores {
+        if core.nuklei.span() != (0..0) {
+            return Err(invalid(
+                Some(core.nuklei.span()),
+                "with placement = \"auto\" the planner chooses each core's nuklei: give [[core]] only a `cpu`, or set placement = \"explicit\"".into(),
+            ));
+        }
+    }
+    let sources = [
+        !topology.cores.is_empty(),
+        section.cores.is_some(),
+        section.cpus.is_some(),
+    ];
+    if sources.iter().filter(|&&s| s).count() > 1 {
+        return Err(invalid(
+            Some(placement_span),
+            "give the cores of an auto placement one way only: [[core]] sections with a `cpu`, `cores = N`, or `cpus = [...]`".into(),
+        ));
+    }
+    let cpus: Vec<Option<Spanned<usize>>> = if !topology.cores.is_empty() {
+        topology.cores.iter().map(|c| c.cpu.clone()).collect()
+    } else if let Some(cores) = &section.cores {
+        if *cores.get_ref() == 0 || *cores.get_ref() > 1024 {
+            return Err(invalid(
+                Some(cores.span()),
+                "`cores` must be between 1 and 1024".into(),
+            ));
+        }
+        vec![None; *cores.get_ref()]
+    } else if let Some(cpus) = &section.cpus {
+        if cpus.get_ref().is_empty() {
+            return Err(invalid(
+                Some(cpus.span()),
+                "`cpus` must list at least one cpu".into(),
+            ));
+        }
+        cpus.get_ref()
+            .iter()
+            .map(|&c| Some(Spanned::new(cpus.span(), c)))
+            .collect()
+    } else {
+        let available = std::thread::available_parallelism().map_or(1, |n| n.get());
+        (0..available)
+            .map(|c| Some(Spanned::new(placement_span.clone(), c)))
+            .collect()
+    };
+    if stage_kinds(topology).is_empty() {
+        return Err(invalid(
+            Some(placement_span),
+            "placement = \"auto\" needs at least one [[listener]]: the planner places the nuklei of its chain and routes".into(),
+        ));
+    }
+    let unknown = |kind: &String| !crate::kinds::KINDS.contains(&kind.as_str());
+    let found = topology
+        .listeners
+        .iter()
+        .find_map(|l| {
+            l.chain
+                .get_ref()
+                .iter()
+                .find(|k| unknown(k))
+                .map(|k| (k, l.chain.span()))
+        })
+        .or_else(|| {
+            topology
+                .http
+                .routes
+                .iter()
+                .chain(&topology.ws.routes)
+                .find(|r| unknown(r.to.get_ref()))
+                .map(|r| (r.to.get_ref(), r.to.span()))
+        });
+    if let Some((kind, span)) = found {
+        return Err(invalid(
+            Some(span),
+            format!(
+                "unknown nukleus kind `{kind}`; known kinds: {}",
+                crate::kinds::KINDS.join(", ")
+            ),
+        ));
+    }
+    let plan = plan(&plan_input(topology, cpus.len(), &[]));
+    topology.cores = plan
+        .cores
+        .iter()
+        .zip(cpus)
+        .map(|(kinds, cpu)| CoreSection {
+            cpu,
+            nuklei: Spanned::new(placement_span.clone(), kinds.clone()),
+        })
+        .collect();
+    Ok(Some(plan))
+}
+
 fn fmt(x: f64) -> String {
     let s = format!("{x:.2}");
     let s = s.trim_end_matches('0').trim_end_matches('.');
@@ -557,7 +799,9 @@ mod tests {
                 assert_eq!(stage(&plan, light).decision, Decision::Fused, "{light}");
                 assert!(stage(&plan, light).reason.contains("cost 1 (declared)"));
             }
-            assert!(stage(&plan, "tls").reason.contains("cost 3 (declared) = 50%"));
+            assert!(stage(&plan, "tls")
+                .reason
+                .contains("cost 3 (declared) = 50%"));
             // Fusion on every core: every core runs the whole chain, nothing crosses.
             assert_eq!(plan.cores.len(), cores);
             for kinds in &plan.cores {
@@ -566,7 +810,9 @@ mod tests {
             assert_eq!(plan.predicted_load, plan.fused_load);
             // A pipeline split (tls on its own cores) was weighed and lost to the hops.
             assert!(
-                plan.summary.iter().any(|l| l.contains("best split weighed")),
+                plan.summary
+                    .iter()
+                    .any(|l| l.contains("best split weighed")),
                 "{}",
                 plan.describe()
             );
@@ -580,7 +826,9 @@ mod tests {
             assert_eq!(s.decision, Decision::Fused, "{}", plan.describe());
             assert_eq!(s.cores, [0, 1]);
         }
-        assert!(stage(&plan, "http").reason.contains("fused with tcp+echo on every core"));
+        assert!(stage(&plan, "http")
+            .reason
+            .contains("fused with tcp+echo on every core"));
     }
 
     #[test]
@@ -610,7 +858,9 @@ mod tests {
         assert_eq!(plan.cores[switch_core], ["switch"]);
         assert_eq!(plan.cores[1 - switch_core], ["tcp", "http", "echo"]);
         assert!(plan.predicted_load < plan.fused_load * (1.0 - MARGIN));
-        assert!(plan.describe().contains("chosen: tcp+http+echo on 1 core(s) | switch on 1 core(s)"));
+        assert!(plan
+            .describe()
+            .contains("chosen: tcp+http+echo on 1 core(s) | switch on 1 core(s)"));
     }
 
     #[test]
@@ -622,16 +872,32 @@ mod tests {
         assert_eq!(stage(&plan, "switch").decision, Decision::Single);
         assert_eq!(stage(&plan, "switch").cores.len(), 1);
         assert_eq!(stage(&plan, "tcp").cores, [0, 1]);
-        assert_eq!(plan.cores.iter().flatten().filter(|k| *k == "switch").count(), 1);
+        assert_eq!(
+            plan.cores
+                .iter()
+                .flatten()
+                .filter(|k| *k == "switch")
+                .count(),
+            1
+        );
     }
 
     #[test]
     fn a_free_hop_still_does_not_make_a_split_win_without_a_margin() {
         // With hop = 0 a balanced pipeline split ties with fusion; ties go to fusion.
-        let mut i = input(&[("tcp", 1.0), ("tls", 3.0), ("http", 1.0), ("echo", 1.0)], 2);
+        let mut i = input(
+            &[("tcp", 1.0), ("tls", 3.0), ("http", 1.0), ("echo", 1.0)],
+            2,
+        );
         i.hop = 0.0;
         let plan = plan(&i);
-        assert_eq!(plan.cores, [["tcp", "tls", "http", "echo"], ["tcp", "tls", "http", "echo"]]);
+        assert_eq!(
+            plan.cores,
+            [
+                ["tcp", "tls", "http", "echo"],
+                ["tcp", "tls", "http", "echo"]
+            ]
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -14,6 +14,7 @@ use streams::{
     ring, Doorbell, Link, Nukleus, PeerLink, PollContext, RingWatch, SharedMapping, TokenRange,
 };
 
+use crate::metrics::{InstanceEntry, RingEntry, SharedStats, STATS_FILE};
 use crate::plan::Placement;
 use crate::topology::LoadedTopology;
 
@@ -44,7 +45,39 @@ pub struct NukleusStats {
     pub busy_nanos: AtomicU64,
     pub polls: AtomicU64,
     pub work: AtomicU64,
+    /// The nukleus's gauges as its core last published them (at most once a second).
+    gauges: Mutex<Vec<(&'static str, u64)>>,
 }
+
+impl NukleusStats {
+    /// (busy nanoseconds, polls, work units).
+    pub fn counters(&self) -> (u64, u64, u64) {
+        (
+            self.busy_nanos.load(Ordering::Relaxed),
+            self.polls.load(Ordering::Relaxed),
+            self.work.load(Ordering::Relaxed),
+        )
+    }
+
+    pub fn gauges(&self) -> Vec<(&'static str, u64)> {
+        self.gauges.lock().map(|g| g.clone()).unwrap_or_default()
+    }
+
+    /// Called by the core thread: replaces the snapshot unless a reader holds it right now
+    /// (then the next publication will do; the core never waits).
+    fn publish_gauges(&self, nukleus: &dyn Nukleus, scratch: &mut Vec<(&'static str, u64)>) {
+        scratch.clear();
+        nukleus.gauges(scratch);
+        if let Ok(mut gauges) = self.gauges.try_lock() {
+            gauges.clear();
+            gauges.extend_from_slice(scratch);
+        }
+    }
+}
+
+/// How often a core publishes its nuklei's gauges, and the stats file is rewritten.
+const GAUGE_INTERVAL: Duration = Duration::from_secs(1);
+const STATS_FILE_INTERVAL: Duration = Duration::from_millis(500);
 
 pub struct InstanceInfo {
     pub name: String,
@@ -58,8 +91,11 @@ pub struct Reaktor {
     shutdown: Arc<AtomicBool>,
     doorbells: Vec<Arc<Doorbell>>,
     threads: Vec<JoinHandle<()>>,
+    stats_thread: Option<JoinHandle<()>>,
     stream_dir: PathBuf,
     pub instances: Vec<InstanceInfo>,
+    /// Everything measured, for the metrics nukleus, the stats file and embedders.
+    pub stats: Arc<SharedStats>,
 }
 
 fn default_stream_root() -> PathBuf {
@@ -134,6 +170,7 @@ impl Reaktor {
         // Two rings per linked pair; each side gets a Link (its tx, the other's tx as rx).
         let mut links: Vec<Vec<PeerLink>> =
             placement.instances.iter().map(|_| Vec::new()).collect();
+        let mut ring_entries = Vec::new();
         for &(a, b) in &placement.links {
             let (x, y) = (&placement.instances[a], &placement.instances[b]);
             let file = |from: &crate::plan::Instance, to: &crate::plan::Instance| {
@@ -146,6 +183,16 @@ impl Reaktor {
             };
             let (a_tx, b_rx) = ring(file(x, y)?);
             let (b_tx, a_rx) = ring(file(y, x)?);
+            ring_entries.push(RingEntry {
+                from: a,
+                to: b,
+                watch: b_rx.watch(),
+            });
+            ring_entries.push(RingEntry {
+                from: b,
+                to: a,
+                watch: a_rx.watch(),
+            });
             let remote = x.core != y.core;
             cores[y.core].watches.push(b_rx.watch());
             cores[x.core].watches.push(a_rx.watch());
@@ -171,10 +218,32 @@ impl Reaktor {
             });
         }
 
+        let all_stats: Vec<Arc<NukleusStats>> = placement
+            .instances
+            .iter()
+            .map(|_| Arc::new(NukleusStats::default()))
+            .collect();
+        let start = Instant::now();
+        let shared = Arc::new(SharedStats {
+            started: start,
+            pid: std::process::id(),
+            instances: placement
+                .instances
+                .iter()
+                .zip(&all_stats)
+                .map(|(instance, stats)| InstanceEntry {
+                    name: instance.name(),
+                    kind: instance.kind.clone(),
+                    core: instance.core,
+                    stats: stats.clone(),
+                })
+                .collect(),
+            rings: ring_entries,
+        });
         let mut instances = Vec::new();
         for (i, (instance, links)) in placement.instances.iter().zip(links).enumerate() {
-            let nukleus = crate::kinds::build(loaded, instance, links)?;
-            let stats = Arc::new(NukleusStats::default());
+            let nukleus = crate::kinds::build(loaded, instance, links, &shared)?;
+            let stats = all_stats[i].clone();
             instances.push(InstanceInfo {
                 name: instance.name(),
                 kind: instance.kind.clone(),
@@ -184,7 +253,6 @@ impl Reaktor {
             cores[instance.core]
                 .nuklei
                 .push((nukleus, stats, instance.name()));
-            let _ = i;
         }
 
         for core in cores.iter_mut() {
@@ -204,7 +272,6 @@ impl Reaktor {
 
         let shutdown = Arc::new(AtomicBool::new(false));
         let doorbells: Vec<Arc<Doorbell>> = cores.iter().map(|c| c.doorbell.clone()).collect();
-        let start = Instant::now();
         let mut threads = Vec::new();
         for (index, core) in cores.into_iter().enumerate() {
             let shutdown = shutdown.clone();
@@ -214,12 +281,21 @@ impl Reaktor {
                 .expect("spawning a core thread");
             threads.push(handle);
         }
+        let stats_thread = {
+            let (shared, shutdown, dir) = (shared.clone(), shutdown.clone(), stream_dir.to_owned());
+            std::thread::Builder::new()
+                .name("reaktor-stats".into())
+                .spawn(move || write_stats_file(&shared, &shutdown, &dir))
+                .expect("spawning the stats thread")
+        };
         Ok(Reaktor {
             shutdown,
             doorbells,
             threads,
+            stats_thread: Some(stats_thread),
             stream_dir: stream_dir.to_owned(),
             instances,
+            stats: shared,
         })
     }
 
@@ -237,9 +313,34 @@ impl Reaktor {
         for thread in self.threads {
             let _ = thread.join();
         }
+        if let Some(thread) = self.stats_thread {
+            thread.thread().unpark();
+            let _ = thread.join();
+        }
         if let Err(e) = std::fs::remove_dir_all(&self.stream_dir) {
             tracing::warn!(error = %e, dir = %self.stream_dir.display(), "cannot remove stream directory");
         }
+    }
+}
+
+/// Rewrites `<dir>/stats` (write a temporary file, then rename, so readers never see half a
+/// file) every [`STATS_FILE_INTERVAL`] until shutdown: `reaktor top` and `reaktor plan
+/// --measured` read it from other processes.
+fn write_stats_file(shared: &SharedStats, shutdown: &AtomicBool, dir: &Path) {
+    let path = dir.join(STATS_FILE);
+    let temporary = dir.join(format!(".{STATS_FILE}.tmp"));
+    let mut warned = false;
+    while !shutdown.load(Ordering::Relaxed) {
+        let text = shared.snapshot().to_stats_file();
+        let result =
+            std::fs::write(&temporary, text).and_then(|()| std::fs::rename(&temporary, &path));
+        if let Err(e) = result {
+            if !warned {
+                tracing::warn!(error = %e, path = %path.display(), "cannot write the stats file");
+                warned = true;
+            }
+        }
+        std::thread::park_timeout(STATS_FILE_INTERVAL);
     }
 }
 
@@ -260,8 +361,22 @@ fn run_core(index: usize, mut core: CoreSetup, shutdown: Arc<AtomicBool>, start:
     tracing::debug!(core = index, nuklei = core.nuklei.len(), "core running");
     let mut events = Events::with_capacity(1024);
     let mut idle = 0u32;
+    let mut gauge_scratch = Vec::new();
+    let mut gauges_published = start;
+    let mut gauges_stale = true;
     while !shutdown.load(Ordering::Relaxed) {
         let mut now = Instant::now();
+        // Gauges: at most once a second while busy, and once more before parking so an idle
+        // core's last state is visible.
+        if gauges_stale
+            && (idle == IDLE_SPINS || now.duration_since(gauges_published) >= GAUGE_INTERVAL)
+        {
+            for (nukleus, stats, _) in core.nuklei.iter() {
+                stats.publish_gauges(&**nukleus, &mut gauge_scratch);
+            }
+            gauges_published = now;
+            gauges_stale = false;
+        }
         let mut work = 0;
         for (nukleus, stats, _) in core.nuklei.iter_mut() {
             let context = PollContext {
@@ -286,6 +401,7 @@ fn run_core(index: usize, mut core: CoreSetup, shutdown: Arc<AtomicBool>, start:
         }
         let timeout = if work > 0 {
             idle = 0;
+            gauges_stale = true;
             Some(Duration::ZERO)
         } else {
             idle = idle.saturating_add(1);

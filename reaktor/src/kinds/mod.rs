@@ -4,6 +4,7 @@
 
 mod echo;
 mod http;
+mod metrics;
 pub(crate) mod switch;
 mod tcp;
 mod tls;
@@ -16,12 +17,13 @@ use crate::runtime::StartError;
 use crate::topology::LoadedTopology;
 
 /// Nukleus kinds this build knows, as named in topology files.
-pub const KINDS: &[&str] = &["tcp", "tls", "http", "echo", "ws", "switch"];
+pub const KINDS: &[&str] = &["tcp", "tls", "http", "echo", "ws", "switch", "metrics"];
 
 pub fn build(
     loaded: &LoadedTopology,
     instance: &Instance,
     links: Vec<PeerLink>,
+    stats: &std::sync::Arc<crate::metrics::SharedStats>,
 ) -> Result<Box<dyn Nukleus + Send>, StartError> {
     match instance.kind.as_str() {
         "tcp" => tcp::build(loaded, instance, links),
@@ -30,6 +32,7 @@ pub fn build(
         "echo" => echo::build(loaded, instance, links),
         "ws" => ws::build(loaded, instance, links),
         "switch" => switch::build(loaded, instance, links),
+        "metrics" => Ok(metrics::build(instance, links, stats)),
         other => unreachable!("topology validation admits only known kinds, got {other}"),
     }
 }
