@@ -64,7 +64,10 @@ fn default_max_frame_size() -> Spanned<u64> {
     Spanned::new(0..0, nukleus_ws::session::Config::default().max_frame_size)
 }
 fn default_max_message_size() -> Spanned<u64> {
-    Spanned::new(0..0, nukleus_ws::session::Config::default().max_message_size)
+    Spanned::new(
+        0..0,
+        nukleus_ws::session::Config::default().max_message_size,
+    )
 }
 fn default_window() -> Spanned<u32> {
     Spanned::new(0..0, 65536)
@@ -123,7 +126,8 @@ pub fn validate(
     for p in ws.protocols.get_ref() {
         let token = !p.is_empty()
             && p.len() <= 255
-            && p.bytes().all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b));
+            && p.bytes()
+                .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b));
         if !token {
             return Err(invalid(
                 Some(ws.protocols.span()),
