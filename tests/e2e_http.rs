@@ -480,13 +480,23 @@ fn a_slow_request_head_gets_408_and_an_idle_connection_is_closed() {
 
     // A keep-alive connection that goes quiet after a response is closed after the idle timeout.
     let mut stream = TcpStream::connect(server.addr()).unwrap();
-    stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    assert_eq!(read_responses(&mut stream, 1), vec![(200, "ok\n".to_owned())]);
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    assert_eq!(
+        read_responses(&mut stream, 1),
+        vec![(200, "ok\n".to_owned())]
+    );
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let quiet = Instant::now();
     let mut rest = Vec::new();
     let _ = stream.read_to_end(&mut rest);
     assert!(rest.is_empty(), "no data, just the close: {}", text(&rest));
     let waited = quiet.elapsed();
-    assert!(waited >= Duration::from_millis(400) && waited < Duration::from_secs(5), "closed after {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(400) && waited < Duration::from_secs(5),
+        "closed after {waited:?}"
+    );
 }

@@ -194,7 +194,10 @@ fn curl_rest_round_trip() {
         "Authorization: Bearer adm",
         &server.url("/v1/metrics"),
     ]);
-    assert!(metrics.contains("switch_messages_sent_total 1"), "{metrics}");
+    assert!(
+        metrics.contains("switch_messages_sent_total 1"),
+        "{metrics}"
+    );
     let (status, log) = server.stop();
     assert!(status.success(), "{log}");
 }
