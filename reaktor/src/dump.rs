@@ -308,9 +308,12 @@ pub fn dump(options: &DumpOptions, out: &mut dyn Write) -> io::Result<u64> {
             idle = 0;
         } else {
             idle += 1;
-            if idle % 1000 == 0 && !alive(pid) {
+            if idle >= 1000 && !alive(pid) {
                 writeln!(out, "# reaktor {pid} exited")?;
                 return Ok(printed);
+            }
+            if idle >= 1000 {
+                idle = 100;
             }
             // Polling: the spy must not ask the writers for anything, not even a wake-up.
             std::thread::sleep(Duration::from_micros(if idle < 100 { 100 } else { 1000 }));

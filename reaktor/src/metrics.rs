@@ -170,7 +170,7 @@ struct Exposition {
 }
 
 impl Exposition {
-    fn family<'a>(
+    fn family(
         &mut self,
         name: &str,
         kind: &str,
