@@ -19,7 +19,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 # Python client libraries, in the project's own virtualenv.
-PIP_PACKAGES=(websockets requests schemathesis)
+PIP_PACKAGES=(websockets requests schemathesis kosoku)
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi

@@ -317,3 +317,28 @@ fn a_client_that_stops_reading_is_stalled_with_bounded_memory() {
     let (status, stderr) = server.stop();
     assert!(status.success(), "{stderr}");
 }
+
+/// The fast Autobahn TestSuite sections (1–7, 10 and the small cases of 9), run by kosoku
+/// against the echo endpoint of the binary under test: every case must be OK, NON-STRICT or
+/// INFORMATIONAL (the script exits non-zero otherwise). The full run is `scripts/autobahn.sh
+/// --full`, recorded in BENCHMARKS.md.
+#[test]
+fn autobahn_fast_sections_pass() {
+    let output = std::process::Command::new("bash")
+        .arg(support::workspace().join("scripts/autobahn.sh"))
+        .current_dir(support::workspace())
+        .env("SKIP_BUILD", "1")
+        .env("REAKTOR_BIN", support::BIN)
+        .output()
+        .expect("run scripts/autobahn.sh");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "autobahn failed:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("behavior:"),
+        "no summary printed:\n{stdout}\n{stderr}"
+    );
+}

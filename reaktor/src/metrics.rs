@@ -568,9 +568,12 @@ impl MetricsNukleus {
             begun: false,
             recv: RecvWindow::new(REQUEST_WINDOW),
             send: SendWindow::default(),
-            request_ended: false,
+            // http marks a request without a body with FIN on its BEGIN (no END follows).
+            request_ended: f.flags() & frame::FLAG_FIN != 0,
             reply_ended: false,
         };
+        // http pre-grants the reply window in the BEGIN.
+        x.send.on_window(f.acknowledge(), f.maximum(), 0);
         if has_body {
             let (acknowledge, maximum) = x.recv.announce();
             let header = Header {

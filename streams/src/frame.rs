@@ -56,6 +56,8 @@ pub const SIGNAL_ID_OFFSET: usize = 48;
 pub const SIGNAL_PAYLOAD_OFFSET: usize = 56;
 
 /// DATA flag: last fragment of a message (protocols with message boundaries, e.g. WebSocket).
+/// On a BEGIN or on the DATA of a stream that has no message framing (an HTTP response), it
+/// means the stream ends with this frame: no END follows.
 pub const FLAG_FIN: u32 = 0x01;
 /// DATA flag: first fragment of a message.
 pub const FLAG_INIT: u32 = 0x02;
@@ -214,7 +216,7 @@ impl<'a> Frame<'a> {
         }
     }
 
-    /// DATA flags ([`FLAG_INIT`], [`FLAG_FIN`]).
+    /// DATA and BEGIN flags ([`FLAG_INIT`], [`FLAG_FIN`]).
     pub fn flags(&self) -> u32 {
         u32_at(self.bytes, WORD_OFFSET)
     }
@@ -285,8 +287,20 @@ impl RingWriter {
         affinity: u64,
         extension: &[u8],
     ) -> Result<(), ClaimError> {
+        self.begin_flags(header, 0, affinity, extension)
+    }
+
+    /// BEGIN with flags in the header word: [`FLAG_FIN`] says the stream ends with this frame
+    /// (no DATA, no END follow), sparing a frame for exchanges without a body.
+    pub fn begin_flags(
+        &mut self,
+        header: &Header,
+        flags: u32,
+        affinity: u64,
+        extension: &[u8],
+    ) -> Result<(), ClaimError> {
         let out = self.claim(BEGIN, BEGIN_EXTENSION_OFFSET + extension.len())?;
-        header.write(out, 0);
+        header.write(out, flags);
         out[BEGIN_AFFINITY_OFFSET..][..8].copy_from_slice(&affinity.to_le_bytes());
         out[BEGIN_EXTENSION_OFFSET..].copy_from_slice(extension);
         Ok(())

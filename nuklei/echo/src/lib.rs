@@ -268,9 +268,12 @@ impl EchoNukleus {
             fragments: VecDeque::new(),
             acked_pending: 0,
             fins: 0,
-            request_ended: false,
+            // http marks a request without a body with FIN on its BEGIN (no END follows).
+            request_ended: f.flags() & frame::FLAG_FIN != 0,
             reply_ended: false,
         };
+        // http pre-grants the reply window in the BEGIN.
+        x.send.on_window(f.acknowledge(), f.maximum(), 0);
         if has_body {
             let (acknowledge, maximum) = x.recv.announce();
             let _ = tx.window(
@@ -420,13 +423,15 @@ impl EchoNukleus {
                     timestamp,
                     ..Header::default()
                 };
-                let _ = tx.begin(&h, 0, &self.scratch);
-                if !body.is_empty() {
+                // Head and body in two frames; FIN on the last one ends the response.
+                if body.is_empty() {
+                    let _ = tx.begin_flags(&h, frame::FLAG_FIN, 0, &self.scratch);
+                } else {
+                    let _ = tx.begin(&h, 0, &self.scratch);
                     let reserved = x.send.consume(body.len());
-                    let _ = tx.data(&h, 0, reserved, &[], body);
+                    h.sequence = x.send.sequence;
+                    let _ = tx.data(&h, frame::FLAG_FIN, reserved, &[], body);
                 }
-                h.sequence = x.send.sequence;
-                let _ = tx.end(&h, &[]);
                 x.reply_ended = true;
             }
         }

@@ -464,7 +464,20 @@ impl HttpNukleus {
                 identity.iter().map(|(n, v)| (*n, v.as_bytes())),
             );
         }
-        if tx.begin(&begin, net_id, &self.scratch).is_err() {
+        // The BEGIN pre-grants the reply window (its `maximum`), so the application can answer
+        // at once, and a request without a body says so with FIN instead of a separate END.
+        let (acknowledge, maximum) = self.exchanges[x].recv.announce();
+        let no_body = matches!(self.exchanges[x].body, Body::None);
+        let begin = Header {
+            acknowledge,
+            maximum,
+            ..begin
+        };
+        let flags = if no_body { frame::FLAG_FIN } else { 0 };
+        if tx
+            .begin_flags(&begin, flags, net_id, &self.scratch)
+            .is_err()
+        {
             self.exchanges.remove(x);
             self.reject(
                 slot,
@@ -475,29 +488,15 @@ impl HttpNukleus {
             );
             return;
         }
-        // Pre-grant the reply window so the application can answer at once.
-        let (acknowledge, maximum) = self.exchanges[x].recv.announce();
-        let _ = tx.window(
-            &Header {
-                stream_id: id ^ 1,
-                timestamp,
-                acknowledge,
-                maximum,
-                ..Header::default()
-            },
-            0,
-        );
         let c = &mut self.connections[slot];
         c.exchanges.push_back(x);
         if parsed.close || parsed.upgrade {
             c.closing = !parsed.upgrade;
         }
-        match self.exchanges[x].body {
-            Body::None => {
-                let _ = tx.end(&begin, &[]);
-                self.exchanges[x].request_ended = true;
-            }
-            _ => self.connections[slot].receiving = Some(x),
+        if no_body {
+            self.exchanges[x].request_ended = true;
+        } else {
+            self.connections[slot].receiving = Some(x);
         }
         if c_is_head(&self.connections[slot], x) && self.exchanges[x].expect_continue {
             self.connections[slot]
@@ -787,8 +786,29 @@ impl HttpNukleus {
                 }
                 self.mark_dirty(conn);
             }
-            (frame::BEGIN, true) => self.on_response_begin(x, f),
-            (frame::DATA, true) => self.on_response_data(x, f),
+            (frame::BEGIN, true) => {
+                self.on_response_begin(x, f);
+                if f.flags() & frame::FLAG_FIN != 0
+                    && self
+                        .exchanges
+                        .get(x)
+                        .is_some_and(|e| e.id == f.stream_id() | 1)
+                {
+                    self.on_response_end(x);
+                }
+            }
+            // FIN on the response's BEGIN or DATA ends it without a separate END.
+            (frame::DATA, true) => {
+                self.on_response_data(x, f);
+                if f.flags() & frame::FLAG_FIN != 0
+                    && self
+                        .exchanges
+                        .get(x)
+                        .is_some_and(|e| e.id == f.stream_id() | 1)
+                {
+                    self.on_response_end(x);
+                }
+            }
             (frame::END, true) => self.on_response_end(x),
             (frame::ABORT, true) => {
                 let e = &self.exchanges[x];

@@ -293,11 +293,42 @@ impl SwitchNukleus {
         }
     }
 
+    /// The request stream ended (END, or FIN on its BEGIN).
+    fn on_end(&mut self, input: usize, slot: usize) {
+        let Some(Some(x)) = self.exchanges[input].get_mut(slot) else {
+            return;
+        };
+        x.request_ended = true;
+        if x.ws {
+            // The client closed the WebSocket: the node goes offline.
+            self.receiver_gone(input, slot);
+            if let Some(Some(x)) = self.exchanges[input].get_mut(slot) {
+                if x.end_with.is_none() && !x.reply_ended {
+                    x.end_with = Some(Vec::new());
+                }
+            }
+        } else {
+            self.on_request_end(input, slot);
+        }
+        self.mark(input, slot);
+    }
+
     fn on_frame(&mut self, input: usize, f: Frame<'_>) {
         let slot = SlotIds::slot(f.stream_id());
         let reply = frame::is_reply(f.stream_id());
         if f.type_id() == frame::BEGIN && !reply {
             self.on_begin(input, slot, f);
+            // http pre-grants our reply window in the BEGIN, and marks a request without a body
+            // with FIN instead of a separate END.
+            if let Some(Some(x)) = self.exchanges[input].get_mut(slot) {
+                if x.id == f.stream_id() {
+                    x.send.on_window(f.acknowledge(), f.maximum(), 0);
+                    self.mark(input, slot);
+                    if f.flags() & frame::FLAG_FIN != 0 {
+                        self.on_end(input, slot);
+                    }
+                }
+            }
             return;
         }
         let Some(Some(x)) = self.exchanges[input].get_mut(slot) else {
@@ -331,21 +362,7 @@ impl SwitchNukleus {
                     }
                 }
             }
-            (frame::END, false) => {
-                x.request_ended = true;
-                if x.ws {
-                    // The client closed the WebSocket: the node goes offline.
-                    self.receiver_gone(input, slot);
-                    if let Some(Some(x)) = self.exchanges[input].get_mut(slot) {
-                        if x.end_with.is_none() && !x.reply_ended {
-                            x.end_with = Some(Vec::new());
-                        }
-                    }
-                } else {
-                    self.on_request_end(input, slot);
-                }
-                self.mark(input, slot);
-            }
+            (frame::END, false) => self.on_end(input, slot),
             (frame::ABORT, false) => {
                 x.request_ended = true;
                 self.teardown(input, slot, false, true);

@@ -243,22 +243,29 @@ impl WsNukleus {
             .map(|s| s as usize)
             .filter(|&s| self.conns.get(s).is_some_and(|c| c.http_id == id | 1));
         match (f.type_id(), slot, frame::is_reply(id)) {
-            (frame::BEGIN, None, false) => self.on_http_begin(input, f),
-            (frame::DATA, Some(slot), false) => self.on_http_data(slot, f),
-            (frame::END, Some(slot), false) => {
-                let c = &mut self.conns[slot];
-                c.in_ended = true;
-                if !c.close_received && !c.closing {
-                    // The client went away without a close handshake.
-                    self.abort_app(slot);
+            (frame::BEGIN, None, false) => {
+                self.on_http_begin(input, f);
+                // http pre-grants our reply window in the BEGIN, and marks a request without
+                // a body (never an accepted upgrade) with FIN instead of a separate END.
+                let slot = self.by_http[input]
+                    .get(SlotIds::slot(id))
+                    .copied()
+                    .unwrap_or(0);
+                let slot = slot.checked_sub(1).map(|s| s as usize);
+                if let Some(slot) =
+                    slot.filter(|&s| self.conns.get(s).is_some_and(|c| c.http_id == id))
+                {
+                    self.conns[slot]
+                        .send
+                        .on_window(f.acknowledge(), f.maximum(), 0);
+                    self.mark_dirty(slot);
+                    if f.flags() & frame::FLAG_FIN != 0 {
+                        self.on_http_end(slot);
+                    }
                 }
-                let c = &mut self.conns[slot];
-                if !c.closing {
-                    c.closing = true;
-                    self.arm(slot);
-                }
-                self.mark_dirty(slot);
             }
+            (frame::DATA, Some(slot), false) => self.on_http_data(slot, f),
+            (frame::END, Some(slot), false) => self.on_http_end(slot),
             (frame::ABORT, Some(slot), false) => {
                 self.conns[slot].in_ended = true;
                 self.drop_conn(slot, true);
@@ -275,6 +282,22 @@ impl WsNukleus {
             }
             _ => {}
         }
+    }
+
+    /// The request stream from http ended: the client closed its side (or sent no body).
+    fn on_http_end(&mut self, slot: usize) {
+        let c = &mut self.conns[slot];
+        c.in_ended = true;
+        if !c.close_received && !c.closing {
+            // The client went away without a close handshake.
+            self.abort_app(slot);
+        }
+        let c = &mut self.conns[slot];
+        if !c.closing {
+            c.closing = true;
+            self.arm(slot);
+        }
+        self.mark_dirty(slot);
     }
 
     fn new_conn(&mut self, input: usize, http_id: u64) -> usize {
