@@ -164,6 +164,9 @@ pub struct TcpSection {
     pub max_connections: usize,
     #[serde(default = "default_window")]
     pub window: u32,
+    /// Close a connection whose client takes no reply bytes for this long (milliseconds).
+    #[serde(default = "default_write_timeout_ms")]
+    pub write_timeout_ms: u64,
 }
 
 impl Default for TcpSection {
@@ -171,8 +174,13 @@ impl Default for TcpSection {
         TcpSection {
             max_connections: default_max_connections(),
             window: default_window(),
+            write_timeout_ms: default_write_timeout_ms(),
         }
     }
+}
+
+fn default_write_timeout_ms() -> u64 {
+    60_000
 }
 
 fn default_max_connections() -> usize {

@@ -10,7 +10,7 @@ mod begin_ex;
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry, Token};
@@ -44,6 +44,9 @@ pub struct TcpConfig {
     pub read_chunk: usize,
     /// Sockets with pending I/O handled per poll before yielding to other nuklei.
     pub io_batch: usize,
+    /// A connection whose client takes none of the pending reply bytes for this long is
+    /// closed, so a client that never reads cannot hold its slot forever.
+    pub write_timeout: Duration,
 }
 
 impl Default for TcpConfig {
@@ -54,6 +57,7 @@ impl Default for TcpConfig {
             window: 65536,
             read_chunk: 65536,
             io_batch: 64,
+            write_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -92,6 +96,8 @@ struct Connection {
     reply_ended: bool,
     /// Writing is over (shut down, aborted or reset).
     write_done: bool,
+    /// Since when `pending_out` has been waiting without the kernel taking any of it.
+    stalled_since: Option<Instant>,
 }
 
 pub struct TcpNukleus {
@@ -114,6 +120,9 @@ pub struct TcpNukleus {
     refused: u64,
     last_refusal_log: Option<Instant>,
     timestamp: u64,
+    now: Instant,
+    next_scan: Instant,
+    write_timeouts: u64,
 }
 
 fn bind(listener: &ListenerConfig, reuse_port: bool) -> io::Result<TcpListener> {
@@ -169,6 +178,9 @@ impl TcpNukleus {
             refused: 0,
             last_refusal_log: None,
             timestamp: 0,
+            now: Instant::now(),
+            next_scan: Instant::now(),
+            write_timeouts: 0,
             ids: SlotIds::new(instance),
             core,
             inputs,
@@ -249,6 +261,7 @@ impl TcpNukleus {
             read_done: false,
             reply_ended: false,
             write_done: false,
+            stalled_since: None,
         };
         let registry = self.registry.as_ref().expect("registered before polling");
         let token = Token(self.tokens.first + self.listeners.len() + slot);
@@ -313,7 +326,7 @@ impl TcpNukleus {
         c.queued = false;
         // Write first: draining the kernel-side backlog frees window for the peer.
         if c.writable && !c.pending_out.is_empty() && !c.write_done {
-            match write_pending(c) {
+            match write_pending(c, self.now) {
                 Ok(n) => work += (n > 0) as usize,
                 Err(_) => return work + self.fail(slot),
             }
@@ -422,6 +435,32 @@ impl TcpNukleus {
         1
     }
 
+    /// Fails connections whose pending reply bytes the client has not taken for
+    /// `write_timeout`.
+    fn expire_stalled_writes(&mut self) -> usize {
+        let now = self.now;
+        let timeout = self.config.write_timeout;
+        let stalled: Vec<usize> = self
+            .connections
+            .iter()
+            .filter(|(_, c)| {
+                c.stalled_since
+                    .is_some_and(|t| now.saturating_duration_since(t) >= timeout)
+            })
+            .map(|(slot, _)| slot)
+            .collect();
+        for &slot in &stalled {
+            self.write_timeouts += 1;
+            tracing::info!(
+                core = self.core,
+                ?timeout,
+                "client took no reply bytes within the write timeout: closing connection"
+            );
+            self.fail(slot);
+        }
+        stalled.len()
+    }
+
     fn release_if_done(&mut self, slot: usize) {
         if let Some(c) = self.connections.get(slot) {
             if c.read_done && c.write_done {
@@ -502,6 +541,9 @@ impl TcpNukleus {
                 } else {
                     c.pending_out.extend_from_slice(payload);
                 }
+                if !c.pending_out.is_empty() && c.stalled_since.is_none() {
+                    c.stalled_since = Some(self.now);
+                }
                 self.enqueue(slot);
             }
             frame::END => {
@@ -539,7 +581,7 @@ impl TcpNukleus {
     }
 }
 
-fn write_pending(c: &mut Connection) -> io::Result<usize> {
+fn write_pending(c: &mut Connection, now: Instant) -> io::Result<usize> {
     let mut written = 0;
     while written < c.pending_out.len() {
         match c.socket.write(&c.pending_out[written..]) {
@@ -555,6 +597,11 @@ fn write_pending(c: &mut Connection) -> io::Result<usize> {
     }
     c.pending_out.drain(..written);
     c.recv.release(written as u64);
+    if c.pending_out.is_empty() {
+        c.stalled_since = None;
+    } else if written > 0 {
+        c.stalled_since = Some(now);
+    }
     Ok(written)
 }
 
@@ -590,7 +637,14 @@ impl Nukleus for TcpNukleus {
 
     fn poll(&mut self, context: &PollContext) -> usize {
         self.timestamp = context.timestamp;
+        self.now = context.now;
         let mut work = 0;
+        if self.now >= self.next_scan {
+            self.next_scan = self.now
+                + (self.config.write_timeout / 4)
+                    .clamp(Duration::from_millis(10), Duration::from_secs(1));
+            work += self.expire_stalled_writes();
+        }
         for index in 0..self.listeners.len() {
             if self.listener_ready[index] {
                 work += self.accept(index);
@@ -613,10 +667,15 @@ impl Nukleus for TcpNukleus {
         work
     }
 
+    fn deadline(&self) -> Option<Instant> {
+        (!self.connections.is_empty()).then_some(self.next_scan)
+    }
+
     fn gauges(&self, out: &mut Vec<(&'static str, u64)>) {
         out.push(("connections", self.connections.len() as u64));
         out.push(("connections_accepted_total", self.accepted));
         out.push(("connections_refused_total", self.refused));
+        out.push(("write_timeouts_total", self.write_timeouts));
     }
 
     fn shutdown(&mut self) {

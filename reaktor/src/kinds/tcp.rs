@@ -26,6 +26,7 @@ pub fn build(
         listeners,
         max_connections: topology.tcp.max_connections,
         window: topology.tcp.window,
+        write_timeout: std::time::Duration::from_millis(topology.tcp.write_timeout_ms),
         ..TcpConfig::default()
     };
     Ok(Box::new(TcpNukleus::new(
