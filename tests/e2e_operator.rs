@@ -487,7 +487,7 @@ fn plan_with_auto_placement_prints_each_decision_and_its_cost() {
     // Without [cost] the built-in defaults are used, and say so.
     let (ok, text) = plan(&tls_auto_topology(""));
     assert!(ok, "{text}");
-    assert!(text.contains("tls 6 (default)"), "{text}");
+    assert!(text.contains("tls 1.3 (default)"), "{text}");
 }
 
 #[test]

@@ -38,16 +38,17 @@ pub const MARGIN: f64 = 0.05;
 /// Default cost of a cross-core stream hop, in the unit of the stage costs.
 pub const DEFAULT_HOP: f64 = 0.5;
 
-/// Built-in per-request costs (µs of busy time per request), rough values measured on a small
-/// x86 VM with `reaktor top` under a wrk load; used when neither a measurement nor a `[cost]`
-/// entry exists.
+/// Built-in per-request costs (µs of busy time per keep-alive request), as `reaktor plan
+/// --measured` reported them for `benches/placement.sh` (HTTPS hello, release build, 2-vCPU
+/// VM; TLS handshakes not included); used when neither a measurement nor a `[cost]` entry
+/// exists. ws, switch and metrics are rough guesses.
 pub fn default_cost(kind: &str) -> f64 {
     match kind {
-        "tcp" => 2.0,
-        "tls" => 6.0,
-        "http" => 1.5,
+        "tcp" => 6.5,
+        "tls" => 1.3,
+        "http" => 0.7,
         "ws" => 1.0,
-        "echo" => 0.3,
+        "echo" => 0.25,
         "switch" => 1.0,
         "metrics" => 0.1,
         _ => 1.0,
