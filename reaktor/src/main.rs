@@ -274,7 +274,10 @@ fn run(topology: PathBuf, stream_dir: Option<PathBuf>) -> ExitCode {
     }
     let signal = signals.forever().next();
     tracing::info!(?signal, "shutting down");
-    reaktor.stop();
+    if !reaktor.stop() {
+        tracing::error!("stopped after a core failure");
+        return ExitCode::FAILURE;
+    }
     tracing::info!("stopped");
     ExitCode::SUCCESS
 }

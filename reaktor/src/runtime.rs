@@ -89,6 +89,8 @@ pub struct InstanceInfo {
 /// A running reaktor.
 pub struct Reaktor {
     shutdown: Arc<AtomicBool>,
+    /// Set when a core thread died of a panic.
+    failed: Arc<AtomicBool>,
     doorbells: Vec<Arc<Doorbell>>,
     threads: Vec<JoinHandle<()>>,
     stats_thread: Option<JoinHandle<()>>,
@@ -273,11 +275,23 @@ impl Reaktor {
         let shutdown = Arc::new(AtomicBool::new(false));
         let doorbells: Vec<Arc<Doorbell>> = cores.iter().map(|c| c.doorbell.clone()).collect();
         let mut threads = Vec::new();
+        let failed = Arc::new(AtomicBool::new(false));
         for (index, core) in cores.into_iter().enumerate() {
-            let shutdown = shutdown.clone();
+            let (shutdown, failed) = (shutdown.clone(), failed.clone());
             let handle = std::thread::Builder::new()
                 .name(format!("reaktor-core{index}"))
-                .spawn(move || run_core(index, core, shutdown, start))
+                .spawn(move || {
+                    // Nuklei must not panic (bad input gets an error on its own stream). If
+                    // one does anyway, a silently dead core would leave the server half up:
+                    // stop the whole reaktor with a failure status so a supervisor restarts it.
+                    let run =
+                        std::panic::AssertUnwindSafe(|| run_core(index, core, shutdown, start));
+                    if std::panic::catch_unwind(run).is_err() {
+                        tracing::error!(core = index, "a nukleus panicked; stopping the reaktor");
+                        failed.store(true, Ordering::SeqCst);
+                        let _ = signal_hook::low_level::raise(signal_hook::consts::SIGTERM);
+                    }
+                })
                 .expect("spawning a core thread");
             threads.push(handle);
         }
@@ -290,6 +304,7 @@ impl Reaktor {
         };
         Ok(Reaktor {
             shutdown,
+            failed,
             doorbells,
             threads,
             stats_thread: Some(stats_thread),
@@ -304,8 +319,8 @@ impl Reaktor {
     }
 
     /// Stops every core (listeners closed, connections shut), joins the threads and removes
-    /// the stream files.
-    pub fn stop(self) {
+    /// the stream files. Returns false if a core had died of a panic.
+    pub fn stop(self) -> bool {
         self.shutdown.store(true, Ordering::SeqCst);
         for doorbell in &self.doorbells {
             doorbell.ring_always();
@@ -320,6 +335,7 @@ impl Reaktor {
         if let Err(e) = std::fs::remove_dir_all(&self.stream_dir) {
             tracing::warn!(error = %e, dir = %self.stream_dir.display(), "cannot remove stream directory");
         }
+        !self.failed.load(Ordering::SeqCst)
     }
 }
 
