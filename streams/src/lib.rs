@@ -14,8 +14,8 @@ pub use flow::{FlowViolation, RecvWindow, SendWindow};
 pub use frame::{Frame, FrameError, Header};
 pub use mapping::{MapError, SharedMapping, SpyMapping};
 pub use nukleus::{
-    pick_peer, split_links, Doorbell, Link, Nukleus, Output, PeerLink, PollContext, SlotIds,
-    TokenRange,
+    pick_peer, split_links, Doorbell, Link, Nukleus, Output, PeerLink, PeerStreams, PollContext,
+    SlotIds, TokenRange,
 };
 pub use ring::{
     ring, ClaimError, RingReader, RingSpy, RingStats, RingWatch, RingWriter, SpyRecord,

@@ -250,3 +250,78 @@ impl SlotIds {
         ((id >> 1) & (Self::MAX_SLOTS as u64 - 1)) as usize
     }
 }
+
+/// Finds a nukleus's own state for streams its peers opened, without hashing: per input, the
+/// peer's slot (encoded in the peer's [`SlotIds`] stream id) maps to the local slot. A lookup
+/// only yields a candidate; the caller confirms it by comparing the full stream id it stored,
+/// which also rejects frames for a slot's previous occupant.
+#[derive(Debug, Default)]
+pub struct PeerStreams {
+    /// Per input: peer slot -> local slot + 1 (0: none).
+    maps: Vec<Vec<u32>>,
+}
+
+impl PeerStreams {
+    pub fn new(inputs: usize) -> PeerStreams {
+        PeerStreams {
+            maps: vec![Vec::new(); inputs],
+        }
+    }
+
+    pub fn insert(&mut self, input: usize, peer_id: u64, local: usize) {
+        let map = &mut self.maps[input];
+        let peer_slot = SlotIds::slot(peer_id);
+        if map.len() <= peer_slot {
+            map.resize(peer_slot + 1, 0);
+        }
+        map[peer_slot] = local as u32 + 1;
+    }
+
+    /// The local slot last recorded for the peer's stream, if any.
+    pub fn get(&self, input: usize, peer_id: u64) -> Option<usize> {
+        let entry = *self.maps.get(input)?.get(SlotIds::slot(peer_id))?;
+        entry.checked_sub(1).map(|slot| slot as usize)
+    }
+
+    /// Forgets the mapping if it still points at `local`.
+    pub fn remove(&mut self, input: usize, peer_id: u64, local: usize) {
+        if let Some(entry) = self
+            .maps
+            .get_mut(input)
+            .and_then(|m| m.get_mut(SlotIds::slot(peer_id)))
+        {
+            if *entry == local as u32 + 1 {
+                *entry = 0;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_streams_map_peer_slots_to_local_slots() {
+        let ids = SlotIds::new(3);
+        let mut streams = PeerStreams::new(2);
+        let a = ids.initial(7, 1);
+        assert_eq!(streams.get(0, a), None);
+        streams.insert(0, a, 42);
+        assert_eq!(streams.get(0, a), Some(42));
+        assert_eq!(
+            streams.get(0, a ^ 1),
+            Some(42),
+            "the reply id maps to the same slot"
+        );
+        assert_eq!(streams.get(1, a), None, "inputs are separate");
+        streams.remove(0, a, 41);
+        assert_eq!(
+            streams.get(0, a),
+            Some(42),
+            "only the recorded slot is removed"
+        );
+        streams.remove(0, a, 42);
+        assert_eq!(streams.get(0, a), None);
+    }
+}

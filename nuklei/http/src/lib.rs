@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 use slab::Slab;
 use streams::frame::{self, Frame};
 use streams::{
-    pick_peer, split_links, Header, Nukleus, Output, PeerLink, PollContext, RecvWindow, RingReader,
-    SendWindow, SlotIds,
+    pick_peer, split_links, Header, Nukleus, Output, PeerLink, PeerStreams, PollContext,
+    RecvWindow, RingReader, SendWindow, SlotIds,
 };
 
 use request::{Body, HttpLimits, Parsed, Rejection};
@@ -142,7 +142,7 @@ pub struct HttpNukleus {
     outputs: Vec<Output>,
     is_network: Vec<bool>,
     /// Per network input: the network nukleus's connection slot -> our connection slot + 1.
-    by_network: Vec<Vec<u32>>,
+    by_network: PeerStreams,
     connections: Slab<Connection>,
     exchanges: Slab<Exchange>,
     generations: Vec<u32>,
@@ -170,7 +170,7 @@ impl HttpNukleus {
             .iter()
             .map(|o| config.network_kinds.contains(&o.kind))
             .collect();
-        let by_network = outputs.iter().map(|_| Vec::new()).collect();
+        let by_network = PeerStreams::new(outputs.len());
         HttpNukleus {
             config,
             core,
@@ -221,9 +221,7 @@ impl HttpNukleus {
     // ----- network side -------------------------------------------------------------------
 
     fn on_network_frame(&mut self, input: usize, f: Frame<'_>) {
-        let net_slot = SlotIds::slot(f.stream_id());
-        let known = self.by_network[input].get(net_slot).copied().unwrap_or(0);
-        let slot = match known.checked_sub(1).map(|s| s as usize) {
+        let slot = match self.by_network.get(input, f.stream_id()) {
             Some(slot)
                 if self
                     .connections
@@ -282,12 +280,7 @@ impl HttpNukleus {
             last_activity: self.now,
             head_started: None,
         });
-        let net_slot = SlotIds::slot(net_id);
-        let map = &mut self.by_network[input];
-        if map.len() <= net_slot {
-            map.resize(net_slot + 1, 0);
-        }
-        map[net_slot] = slot as u32 + 1;
+        self.by_network.insert(input, net_id, slot);
         let reply = self.header(net_id ^ 1);
         let _ = self.outputs[input].tx.begin(&reply, net_id, &[]);
         self.mark_dirty(slot); // sends the initial WINDOW
@@ -749,7 +742,7 @@ impl HttpNukleus {
                 &[],
             );
         }
-        self.by_network[c.input][SlotIds::slot(c.net_id)] = 0;
+        self.by_network.remove(c.input, c.net_id, slot);
     }
 
     // ----- application side ---------------------------------------------------------------
@@ -1089,7 +1082,7 @@ impl HttpNukleus {
         let c = &self.connections[slot];
         if c.reply_ended && c.input_ended && c.exchanges.is_empty() {
             let c = self.connections.remove(slot);
-            self.by_network[c.input][SlotIds::slot(c.net_id)] = 0;
+            self.by_network.remove(c.input, c.net_id, slot);
         }
     }
 }

@@ -26,8 +26,8 @@ use rustls::ServerConfig;
 use slab::Slab;
 use streams::frame::{self, Frame};
 use streams::{
-    pick_peer, split_links, Header, Nukleus, Output, PeerLink, PollContext, RecvWindow, RingReader,
-    SendWindow, SlotIds,
+    pick_peer, split_links, Header, Nukleus, Output, PeerLink, PeerStreams, PollContext,
+    RecvWindow, RingReader, SendWindow, SlotIds,
 };
 
 use crate::begin_ex::{encode_begin_ex, ClientIdentity, TlsBeginEx};
@@ -130,7 +130,7 @@ pub struct TlsNukleus {
     outputs: Vec<Output>,
     is_network: Vec<bool>,
     /// Per network input: tcp's connection slot -> our connection slot + 1.
-    by_network: Vec<Vec<u32>>,
+    by_network: PeerStreams,
     connections: Slab<Connection>,
     generations: Vec<u32>,
     dirty: Vec<usize>,
@@ -168,7 +168,7 @@ impl TlsNukleus {
             }
         }
         let is_network = outputs.iter().map(|o| o.kind == "tcp").collect();
-        let by_network = outputs.iter().map(|_| Vec::new()).collect();
+        let by_network = PeerStreams::new(outputs.len());
         Ok(TlsNukleus {
             config,
             core,
@@ -210,9 +210,7 @@ impl TlsNukleus {
     // ----- network (tcp) side -------------------------------------------------------------
 
     fn on_network_frame(&mut self, input: usize, f: Frame<'_>) {
-        let net_slot = SlotIds::slot(f.stream_id());
-        let known = self.by_network[input].get(net_slot).copied().unwrap_or(0);
-        let slot = known.checked_sub(1).map(|s| s as usize).filter(|&s| {
+        let slot = self.by_network.get(input, f.stream_id()).filter(|&s| {
             self.connections
                 .get(s)
                 .is_some_and(|c| c.net_id == f.stream_id() | 1)
@@ -298,12 +296,7 @@ impl TlsNukleus {
             dirty: false,
             accepted_at: self.now,
         });
-        let net_slot = SlotIds::slot(net_id);
-        let map = &mut self.by_network[input];
-        if map.len() <= net_slot {
-            map.resize(net_slot + 1, 0);
-        }
-        map[net_slot] = slot as u32 + 1;
+        self.by_network.insert(input, net_id, slot);
         // Our reply carries the handshake; tcp grants its window when it sees this BEGIN.
         let h = self.header(net_id ^ 1);
         let _ = self.outputs[input].tx.begin(&h, net_id, &[]);
@@ -763,12 +756,7 @@ impl TlsNukleus {
     fn release_if_finished(&mut self, slot: usize) {
         if self.connections.get(slot).is_some_and(Connection::finished) {
             let c = self.connections.remove(slot);
-            let map = &mut self.by_network[c.net];
-            if let Some(entry) = map.get_mut(SlotIds::slot(c.net_id)) {
-                if *entry == slot as u32 + 1 {
-                    *entry = 0;
-                }
-            }
+            self.by_network.remove(c.net, c.net_id, slot);
         }
     }
 }

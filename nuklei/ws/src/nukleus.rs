@@ -30,8 +30,8 @@ use nukleus_http::ext::{self, RequestHead};
 use slab::Slab;
 use streams::frame::{self, Frame, FLAG_FIN, FLAG_INIT};
 use streams::{
-    pick_peer, split_links, Header, Nukleus, Output, PeerLink, PollContext, RecvWindow, RingReader,
-    SendWindow, SlotIds,
+    pick_peer, split_links, Header, Nukleus, Output, PeerLink, PeerStreams, PollContext,
+    RecvWindow, RingReader, SendWindow, SlotIds,
 };
 
 use crate::app;
@@ -144,7 +144,7 @@ pub struct WsNukleus {
     outputs: Vec<Output>,
     is_http: Vec<bool>,
     /// Per http input: http's exchange slot -> our connection slot + 1.
-    by_http: Vec<Vec<u32>>,
+    by_http: PeerStreams,
     conns: Slab<Conn>,
     generations: Vec<u32>,
     dirty: Vec<usize>,
@@ -176,7 +176,7 @@ impl WsNukleus {
             .iter()
             .map(|o| config.http_kinds.contains(&o.kind))
             .collect();
-        let by_http = outputs.iter().map(|_| Vec::new()).collect();
+        let by_http = PeerStreams::new(outputs.len());
         WsNukleus {
             config,
             core,
@@ -234,24 +234,16 @@ impl WsNukleus {
 
     fn on_http_frame(&mut self, input: usize, f: Frame<'_>) {
         let id = f.stream_id();
-        let known = self.by_http[input]
-            .get(SlotIds::slot(id))
-            .copied()
-            .unwrap_or(0);
-        let slot = known
-            .checked_sub(1)
-            .map(|s| s as usize)
+        let slot = self
+            .by_http
+            .get(input, id)
             .filter(|&s| self.conns.get(s).is_some_and(|c| c.http_id == id | 1));
         match (f.type_id(), slot, frame::is_reply(id)) {
             (frame::BEGIN, None, false) => {
                 self.on_http_begin(input, f);
                 // http pre-grants our reply window in the BEGIN, and marks a request without
                 // a body (never an accepted upgrade) with FIN instead of a separate END.
-                let slot = self.by_http[input]
-                    .get(SlotIds::slot(id))
-                    .copied()
-                    .unwrap_or(0);
-                let slot = slot.checked_sub(1).map(|s| s as usize);
+                let slot = self.by_http.get(input, id);
                 if let Some(slot) =
                     slot.filter(|&s| self.conns.get(s).is_some_and(|c| c.http_id == id))
                 {
@@ -322,12 +314,7 @@ impl WsNukleus {
             deadline: None,
             dirty: false,
         });
-        let map = &mut self.by_http[input];
-        let http_slot = SlotIds::slot(http_id);
-        if map.len() <= http_slot {
-            map.resize(http_slot + 1, 0);
-        }
-        map[http_slot] = slot as u32 + 1;
+        self.by_http.insert(input, http_id, slot);
         if self.generations.len() <= slot {
             self.generations.resize(slot + 1, 0);
         }
@@ -545,11 +532,7 @@ impl WsNukleus {
 
     fn remove(&mut self, slot: usize) {
         let c = self.conns.remove(slot);
-        let map = &mut self.by_http[c.input];
-        let http_slot = SlotIds::slot(c.http_id);
-        if map.get(http_slot) == Some(&(slot as u32 + 1)) {
-            map[http_slot] = 0;
-        }
+        self.by_http.remove(c.input, c.http_id, slot);
     }
 
     // ----- application side ---------------------------------------------------------------
