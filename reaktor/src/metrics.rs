@@ -630,23 +630,7 @@ impl MetricsNukleus {
         if !x.begun {
             return;
         }
-        let room = tx.max_payload() - 64;
-        while x.sent < x.body.len() {
-            let n = x.send.writable((x.body.len() - x.sent).min(room));
-            if n == 0 {
-                break;
-            }
-            let h = reply(x.send.sequence);
-            let reserved = x.send.consume(n);
-            if tx
-                .data(&h, 0, reserved, &[], &x.body[x.sent..x.sent + n])
-                .is_err()
-            {
-                x.send.sequence -= reserved as u64;
-                break;
-            }
-            x.sent += n;
-        }
+        x.sent += tx.data_within(&mut x.send, x.id ^ 1, timestamp, &x.body[x.sent..]);
         if x.sent == x.body.len() && !x.reply_ended {
             let _ = tx.end(&reply(x.send.sequence), &[]);
             x.reply_ended = true;

@@ -26,6 +26,7 @@
 //! Readers are flyweights ([`Frame`]) over the bytes in the ring: nothing is copied or
 //! allocated per frame.
 
+use crate::flow::SendWindow;
 use crate::ring::{ClaimError, RingWriter};
 
 pub const BEGIN: u32 = 0x0000_0001;
@@ -340,6 +341,43 @@ impl RingWriter {
             .copy_from_slice(&(extension.len() as u32).to_le_bytes());
         out[DATA_EXTENSION_OFFSET..][..extension.len()].copy_from_slice(extension);
         Ok(&mut out[DATA_EXTENSION_OFFSET + extension.len()..])
+    }
+
+    /// Sends as much of `bytes` as `window` allows as plain DATA frames (no flags, no
+    /// extension) on `stream_id`, each no larger than a record holds, updating `window`.
+    /// Returns how many bytes were sent; the caller drops them from its buffer (once, not per
+    /// frame). Stops early, without losing credit, if the ring is full.
+    pub fn data_within(
+        &mut self,
+        window: &mut SendWindow,
+        stream_id: u64,
+        timestamp: u64,
+        bytes: &[u8],
+    ) -> usize {
+        let room = self.max_payload() - DATA_EXTENSION_OFFSET;
+        let mut sent = 0;
+        while sent < bytes.len() {
+            let n = window.writable((bytes.len() - sent).min(room));
+            if n == 0 {
+                break;
+            }
+            let header = Header {
+                stream_id,
+                timestamp,
+                sequence: window.sequence,
+                ..Header::default()
+            };
+            let reserved = window.consume(n);
+            if self
+                .data(&header, 0, reserved, &[], &bytes[sent..sent + n])
+                .is_err()
+            {
+                window.sequence -= reserved as u64;
+                break;
+            }
+            sent += n;
+        }
+        sent
     }
 
     /// Shrinks the last claimed DATA frame (without extension) to `payload_length` bytes and

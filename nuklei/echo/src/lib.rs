@@ -428,39 +428,17 @@ impl EchoNukleus {
                     let _ = tx.begin_flags(&h, frame::FLAG_FIN, 0, &self.scratch);
                 } else {
                     let _ = tx.begin(&h, 0, &self.scratch);
-                    let reserved = x.send.consume(body.len());
                     h.sequence = x.send.sequence;
+                    let reserved = x.send.consume(body.len());
                     let _ = tx.data(&h, frame::FLAG_FIN, reserved, &[], body);
                 }
                 x.reply_ended = true;
             }
         }
-        let room = tx.max_payload() - 64;
-        let mut sent = 0;
-        if let Mode::Messages = x.mode {
-            sent = Self::echo_fragments(x, tx, timestamp);
-        }
-        while sent < x.pending.len() && !matches!(x.mode, Mode::Messages) {
-            let n = x.send.writable((x.pending.len() - sent).min(room));
-            if n == 0 {
-                break;
-            }
-            let h = Header {
-                stream_id: x.id ^ 1,
-                timestamp,
-                sequence: x.send.sequence,
-                ..Header::default()
-            };
-            let reserved = x.send.consume(n);
-            if tx
-                .data(&h, 0, reserved, &[], &x.pending[sent..sent + n])
-                .is_err()
-            {
-                x.send.sequence -= reserved as u64;
-                break;
-            }
-            sent += n;
-        }
+        let sent = match x.mode {
+            Mode::Messages => Self::echo_fragments(x, tx, timestamp),
+            _ => tx.data_within(&mut x.send, x.id ^ 1, timestamp, &x.pending),
+        };
         x.pending.drain(..sent);
         if let Mode::Echo = x.mode {
             x.recv.release(sent as u64);

@@ -997,25 +997,8 @@ impl HttpNukleus {
         };
         c.dirty = false;
         let tx = &mut self.outputs[c.input].tx;
-        let room = tx.max_payload() - 64;
-        while !c.out.is_empty() {
-            let n = c.send.writable(c.out.len().min(room));
-            if n == 0 {
-                break;
-            }
-            let h = Header {
-                stream_id: c.net_id ^ 1,
-                timestamp,
-                sequence: c.send.sequence,
-                ..Header::default()
-            };
-            let reserved = c.send.consume(n);
-            if tx.data(&h, 0, reserved, &[], &c.out[..n]).is_err() {
-                c.send.sequence -= reserved as u64;
-                break;
-            }
-            c.out.drain(..n);
-        }
+        let sent = tx.data_within(&mut c.send, c.net_id ^ 1, timestamp, &c.out);
+        c.out.drain(..sent);
         if c.recv.window_due() && !c.input_ended {
             let (acknowledge, maximum) = c.recv.announce();
             let _ = tx.window(

@@ -842,29 +842,7 @@ impl WsNukleus {
         };
         c.dirty = false;
         let tx = &mut self.outputs[c.input].tx;
-        let room = tx.max_payload() - 64;
-        let mut sent = 0;
-        while sent < c.out.len() {
-            let n = c.send.writable((c.out.len() - sent).min(room));
-            if n == 0 {
-                break;
-            }
-            let h = Header {
-                stream_id: c.http_id ^ 1,
-                timestamp,
-                sequence: c.send.sequence,
-                ..Header::default()
-            };
-            let reserved = c.send.consume(n);
-            if tx
-                .data(&h, 0, reserved, &[], &c.out[sent..sent + n])
-                .is_err()
-            {
-                c.send.sequence -= reserved as u64;
-                break;
-            }
-            sent += n;
-        }
+        let sent = tx.data_within(&mut c.send, c.http_id ^ 1, timestamp, &c.out);
         c.out.drain(..sent);
         if !c.in_ended && c.recv.window_due() {
             let (acknowledge, maximum) = c.recv.announce();
