@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Idempotent install of the HTTP benchmark peers' tools: wrk (load generator) and nginx (peer).
-# Debian/Ubuntu only. Skips what is already installed. Never starts the system nginx service:
-# benches/http_hello.sh runs its own nginx with a generated config.
+# Idempotent install of the benchmark peers' tools: wrk (load generator) and nginx (HTTP peer);
+# redis-server + redis-tools (redis-benchmark) and nats-server (port switch peers, for
+# benches/switch.sh). Debian/Ubuntu only. Skips what is already installed. Never starts the
+# system services: the benchmarks run their own nginx, redis-server and nats-server.
 #
 # Usage: scripts/install-bench-deps.sh [--with-shellcheck]
 set -euo pipefail
@@ -11,12 +12,17 @@ command -v wrk >/dev/null 2>&1 || want+=(wrk)
 if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
     want+=(nginx-light)
 fi
+command -v redis-server >/dev/null 2>&1 || want+=(redis-server)
+command -v redis-benchmark >/dev/null 2>&1 || want+=(redis-tools)
+if ! command -v nats-server >/dev/null 2>&1 && [ ! -x /usr/sbin/nats-server ]; then
+    want+=(nats-server)
+fi
 if [ "${1:-}" = "--with-shellcheck" ] && ! command -v shellcheck >/dev/null 2>&1; then
     want+=(shellcheck)
 fi
 
 if [ "${#want[@]}" -eq 0 ]; then
-    echo "install-bench-deps: wrk and nginx already present"
+    echo "install-bench-deps: wrk, nginx, redis-server, redis-benchmark and nats-server already present"
     exit 0
 fi
 
@@ -30,7 +36,7 @@ if [ "$(id -u)" -ne 0 ]; then
     SUDO=(sudo)
 fi
 
-# Keep the package's postinst from starting the system nginx (no systemd in most containers,
+# Keep the packages' postinst from starting the system nginx / redis / nats (no systemd in most containers,
 # but on a full host policy-rc.d exit 101 tells invoke-rc.d "do not start services").
 policy=/usr/sbin/policy-rc.d
 created_policy=0
@@ -61,10 +67,14 @@ if ! compgen -G '/var/lib/apt/lists/*_Packages' >/dev/null || ! install "${want[
     fi
 fi
 
-# If a service manager started nginx anyway, stop it so it does not hold port 80 / a core.
-if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet nginx 2>/dev/null; then
-    "${SUDO[@]}" systemctl stop nginx || true
-    "${SUDO[@]}" systemctl disable nginx >/dev/null 2>&1 || true
+# If a service manager started a peer anyway, stop it so it does not hold a port / a core.
+if command -v systemctl >/dev/null 2>&1; then
+    for svc in nginx redis-server nats-server; do
+        if systemctl is-active --quiet "$svc" 2>/dev/null; then
+            "${SUDO[@]}" systemctl stop "$svc" || true
+            "${SUDO[@]}" systemctl disable "$svc" >/dev/null 2>&1 || true
+        fi
+    done
 fi
 
 echo "install-bench-deps: installed ${want[*]}"
