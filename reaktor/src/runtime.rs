@@ -115,6 +115,10 @@ struct CoreSetup {
     nuklei: Vec<(Box<dyn Nukleus + Send>, Arc<NukleusStats>, String)>,
     watches: Vec<RingWatch>,
     cpu: Option<usize>,
+    /// Idle strategy: spin this many idle iterations (cheap epoll checks), then yield this
+    /// many, then park in epoll until a socket, a doorbell or a deadline wakes the core.
+    idle_spins: u32,
+    idle_yields: u32,
 }
 
 impl Reaktor {
@@ -166,6 +170,8 @@ impl Reaktor {
                 nuklei: Vec::new(),
                 watches: Vec::new(),
                 cpu,
+                idle_spins: topology.reaktor.idle_spins,
+                idle_yields: topology.reaktor.idle_yields,
             });
         }
 
@@ -360,10 +366,6 @@ fn write_stats_file(shared: &SharedStats, shutdown: &AtomicBool, dir: &Path) {
     }
 }
 
-/// Spin this many idle iterations (cheap epoll checks), then yield this many, then park.
-const IDLE_SPINS: u32 = 64;
-const IDLE_YIELDS: u32 = 16;
-
 fn run_core(index: usize, mut core: CoreSetup, shutdown: Arc<AtomicBool>, start: Instant) {
     if let Some(cpu) = core.cpu {
         if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
@@ -385,7 +387,8 @@ fn run_core(index: usize, mut core: CoreSetup, shutdown: Arc<AtomicBool>, start:
         // Gauges: at most once a second while busy, and once more before parking so an idle
         // core's last state is visible.
         if gauges_stale
-            && (idle == IDLE_SPINS || now.duration_since(gauges_published) >= GAUGE_INTERVAL)
+            && (idle == core.idle_spins.max(1)
+                || now.duration_since(gauges_published) >= GAUGE_INTERVAL)
         {
             for (nukleus, stats, _) in core.nuklei.iter() {
                 stats.publish_gauges(&**nukleus, &mut gauge_scratch);
@@ -421,9 +424,9 @@ fn run_core(index: usize, mut core: CoreSetup, shutdown: Arc<AtomicBool>, start:
             Some(Duration::ZERO)
         } else {
             idle = idle.saturating_add(1);
-            if idle <= IDLE_SPINS {
+            if idle <= core.idle_spins {
                 Some(Duration::ZERO)
-            } else if idle <= IDLE_SPINS + IDLE_YIELDS {
+            } else if idle <= core.idle_spins + core.idle_yields {
                 std::thread::yield_now();
                 Some(Duration::ZERO)
             } else {

@@ -46,6 +46,12 @@ pub struct ReaktorSection {
     /// Pin each core's thread to its `cpu`.
     #[serde(default = "default_true")]
     pub pin: bool,
+    /// Idle strategy: idle iterations spent spinning (lowest wake-up latency, burns CPU)...
+    #[serde(default = "default_idle_spins")]
+    pub idle_spins: u32,
+    /// ...then yielding the CPU, before the core parks in epoll (0% CPU).
+    #[serde(default = "default_idle_yields")]
+    pub idle_yields: u32,
     /// `"explicit"` (default: every [[core]] lists its nuklei) or `"auto"` (the planner does).
     pub placement: Option<Spanned<PlacementMode>>,
     /// With placement = "auto": this many unpinned cores (instead of [[core]] or `cpus`).
@@ -67,6 +73,8 @@ impl Default for ReaktorSection {
             stream_dir: None,
             stream_capacity: Spanned::new(0..0, default_stream_capacity_value()),
             pin: true,
+            idle_spins: default_idle_spins(),
+            idle_yields: default_idle_yields(),
             placement: None,
             cores: None,
             cpus: None,
@@ -84,6 +92,14 @@ fn default_stream_capacity() -> Spanned<usize> {
 
 fn default_true() -> bool {
     true
+}
+
+fn default_idle_spins() -> u32 {
+    64
+}
+
+fn default_idle_yields() -> u32 {
+    16
 }
 
 #[derive(Debug, Deserialize)]
