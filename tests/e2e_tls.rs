@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use nukleus_tls::rustls;
 use nukleus_tls::testing::{ClientCert, TestPki, CLIENT_CN, CLIENT_DNS, CLIENT_URI};
-use support::Server;
+use support::{ws_client_frame, ws_read_frame, Server};
 
 fn pki() -> TestPki {
     TestPki::generate().expect("test PKI")
@@ -594,49 +594,6 @@ fn a_tls_client_that_stops_reading_does_not_grow_server_memory() {
     eprintln!("uploaded {sent} bytes before the server stalled; private RSS grew {grown} KiB");
     assert!(grown < 8 * 1024, "server private RSS grew by {grown} KiB");
     still_serves(&mut good);
-}
-
-/// A masked client WebSocket frame.
-fn ws_client_frame(b0: u8, payload: &[u8]) -> Vec<u8> {
-    let mask = [0x37, 0xfa, 0x21, 0x3d];
-    let mut out = vec![b0];
-    match payload.len() {
-        n if n <= 125 => out.push(0x80 | n as u8),
-        n if n <= 0xFFFF => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    out
-}
-
-/// Reads one unmasked server frame: (first byte, payload).
-fn ws_read_frame(stream: &mut impl Read) -> (u8, Vec<u8>) {
-    let mut head = [0u8; 2];
-    stream.read_exact(&mut head).unwrap();
-    assert_eq!(head[1] & 0x80, 0, "server frames are not masked");
-    let len = match head[1] & 0x7f {
-        126 => {
-            let mut b = [0u8; 2];
-            stream.read_exact(&mut b).unwrap();
-            u16::from_be_bytes(b) as usize
-        }
-        127 => {
-            let mut b = [0u8; 8];
-            stream.read_exact(&mut b).unwrap();
-            u64::from_be_bytes(b) as usize
-        }
-        n => n as usize,
-    };
-    let mut payload = vec![0u8; len];
-    stream.read_exact(&mut payload).unwrap();
-    (head[0], payload)
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use support::Server;
+use support::{ws_client_frame, ws_read_frame, Server};
 
 /// One core with tcp, http, ws and echo; `/ws/echo` echoes messages.
 fn ws_topology(extra: &str) -> String {
@@ -43,26 +43,6 @@ to = "echo"
 
 const UPGRADE: &str = "GET /ws/echo HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
 
-/// A masked client frame.
-fn client_frame(b0: u8, payload: &[u8]) -> Vec<u8> {
-    let mask = [0x37, 0xfa, 0x21, 0x3d];
-    let mut out = vec![b0];
-    match payload.len() {
-        n if n <= 125 => out.push(0x80 | n as u8),
-        n if n <= 0xFFFF => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    out
-}
-
 /// Connects and upgrades; returns the stream positioned after the 101 head.
 fn upgrade(server: &Server) -> TcpStream {
     let mut stream = TcpStream::connect(server.addr()).unwrap();
@@ -85,42 +65,19 @@ fn upgrade(server: &Server) -> TcpStream {
     stream
 }
 
-/// Reads one unmasked server frame: (first byte, payload).
-fn read_frame(stream: &mut TcpStream) -> (u8, Vec<u8>) {
-    let mut h = [0u8; 2];
-    stream.read_exact(&mut h).unwrap();
-    assert_eq!(h[1] & 0x80, 0, "server frames are not masked");
-    let len = match h[1] & 0x7f {
-        126 => {
-            let mut l = [0u8; 2];
-            stream.read_exact(&mut l).unwrap();
-            u16::from_be_bytes(l) as usize
-        }
-        127 => {
-            let mut l = [0u8; 8];
-            stream.read_exact(&mut l).unwrap();
-            u64::from_be_bytes(l) as usize
-        }
-        n => n as usize,
-    };
-    let mut payload = vec![0u8; len];
-    stream.read_exact(&mut payload).unwrap();
-    (h[0], payload)
-}
-
 #[test]
 fn raw_handshake_echo_and_close_handshake() {
     let server = Server::start(&ws_topology(""));
     let mut stream = upgrade(&server);
-    stream.write_all(&client_frame(0x81, b"hello")).unwrap();
-    assert_eq!(read_frame(&mut stream), (0x81, b"hello".to_vec()));
-    stream.write_all(&client_frame(0x89, b"p1")).unwrap();
-    assert_eq!(read_frame(&mut stream), (0x8A, b"p1".to_vec()));
+    stream.write_all(&ws_client_frame(0x81, b"hello")).unwrap();
+    assert_eq!(ws_read_frame(&mut stream), (0x81, b"hello".to_vec()));
+    stream.write_all(&ws_client_frame(0x89, b"p1")).unwrap();
+    assert_eq!(ws_read_frame(&mut stream), (0x8A, b"p1".to_vec()));
     stream
-        .write_all(&client_frame(0x88, &4000u16.to_be_bytes()))
+        .write_all(&ws_client_frame(0x88, &4000u16.to_be_bytes()))
         .unwrap();
     assert_eq!(
-        read_frame(&mut stream),
+        ws_read_frame(&mut stream),
         (0x88, 4000u16.to_be_bytes().to_vec())
     );
     // The server closes the TCP connection after the close handshake.
@@ -176,7 +133,7 @@ fn forty_concurrent_connections_echo_in_order() {
 /// Reads frames until a close frame; returns its code.
 fn read_close_code(stream: &mut TcpStream) -> u16 {
     loop {
-        let (b0, payload) = read_frame(stream);
+        let (b0, payload) = ws_read_frame(stream);
         if b0 & 0x0f == 0x8 {
             assert!(payload.len() >= 2, "close without a code");
             return u16::from_be_bytes([payload[0], payload[1]]);
@@ -202,12 +159,12 @@ fn garbage_after_the_handshake_is_closed_with_1002_and_others_are_still_served()
     assert_eq!(read_close_code(&mut unmasked), 1002);
     // A message above the configured limit: 1009.
     let mut big = upgrade(&server);
-    big.write_all(&client_frame(0x82, &[7u8; 5000])).unwrap();
+    big.write_all(&ws_client_frame(0x82, &[7u8; 5000])).unwrap();
     assert_eq!(read_close_code(&mut big), 1009);
     // The server still serves new connections.
     let mut good = upgrade(&server);
-    good.write_all(&client_frame(0x82, b"\x01\x02")).unwrap();
-    assert_eq!(read_frame(&mut good), (0x82, vec![1, 2]));
+    good.write_all(&ws_client_frame(0x82, b"\x01\x02")).unwrap();
+    assert_eq!(ws_read_frame(&mut good), (0x82, vec![1, 2]));
     let (status, stderr) = server.stop();
     assert!(status.success(), "{stderr}");
 }
@@ -258,8 +215,9 @@ fn a_client_that_stops_reading_is_stalled_with_bounded_memory() {
     let server = Server::start(&ws_topology(""));
     // Warm up, then take the baseline.
     let mut warm = upgrade(&server);
-    warm.write_all(&client_frame(0x82, &[1u8; 1000])).unwrap();
-    assert_eq!(read_frame(&mut warm).1.len(), 1000);
+    warm.write_all(&ws_client_frame(0x82, &[1u8; 1000]))
+        .unwrap();
+    assert_eq!(ws_read_frame(&mut warm).1.len(), 1000);
     let before = rss_kib(server.pid());
     // Three clients send 64 KiB messages without ever reading the echoes.
     let mut writers = Vec::new();
@@ -271,7 +229,7 @@ fn a_client_that_stops_reading_is_stalled_with_bounded_memory() {
         let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         sent_total.push(sent.clone());
         writers.push(std::thread::spawn(move || {
-            let frame = client_frame(0x82, &[9u8; 65536]);
+            let frame = ws_client_frame(0x82, &[9u8; 65536]);
             // Blocks once the server stops taking bytes; ends when the socket is shut down.
             while stream.write_all(&frame).is_ok() {
                 sent.fetch_add(frame.len() as u64, std::sync::atomic::Ordering::Relaxed);
@@ -306,8 +264,9 @@ fn a_client_that_stops_reading_is_stalled_with_bounded_memory() {
     );
     // Others are still served meanwhile.
     let mut good = upgrade(&server);
-    good.write_all(&client_frame(0x81, b"still here")).unwrap();
-    assert_eq!(read_frame(&mut good), (0x81, b"still here".to_vec()));
+    good.write_all(&ws_client_frame(0x81, b"still here"))
+        .unwrap();
+    assert_eq!(ws_read_frame(&mut good), (0x81, b"still here".to_vec()));
     for socket in &sockets {
         let _ = socket.shutdown(std::net::Shutdown::Both);
     }
