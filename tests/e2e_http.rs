@@ -374,25 +374,10 @@ fn a_thousand_concurrent_connections_are_all_served() {
     }
 }
 
-/// Private (anonymous) resident memory: excludes the shared stream buffers, whose size is
-/// fixed by the topology and which fill as rings wrap.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find(|l| l.starts_with("RssAnon:"))
-        .unwrap()
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
 #[test]
 fn a_client_that_stops_reading_does_not_grow_server_memory() {
     let server = Server::start_default("[http]\nmax_body_bytes = 1073741824\n");
-    let before = rss_kib(server.pid());
+    let before = support::private_rss_kib(server.pid());
     // Stream a 256 MiB body to /echo without ever reading the echoed response: flow control
     // must stall the upload once the kernel buffers and the bounded windows are full.
     let mut stream = TcpStream::connect(server.addr()).unwrap();
@@ -424,7 +409,7 @@ fn a_client_that_stops_reading_does_not_grow_server_memory() {
         sent < 64 << 20,
         "server kept reading {sent} bytes from a client that never reads"
     );
-    let grown = rss_kib(server.pid()).saturating_sub(before);
+    let grown = support::private_rss_kib(server.pid()).saturating_sub(before);
     eprintln!("uploaded {sent} bytes before the server stalled; private RSS grew {grown} KiB");
     assert!(grown < 8 * 1024, "server private RSS grew by {grown} KiB");
     // Other clients are unaffected.

@@ -541,12 +541,6 @@ fn closes_are_announced_with_close_notify_in_both_directions() {
     assert_eq!(handshake_failures(&stderr), 0, "{stderr}");
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("RssAnon:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
 #[test]
 fn a_tls_client_that_stops_reading_does_not_grow_server_memory() {
     let pki = pki();
@@ -555,7 +549,7 @@ fn a_tls_client_that_stops_reading_does_not_grow_server_memory() {
     let server = Server::start(&text);
     let mut good = TlsClient::connect(&pki, server.port, ClientCert::None).unwrap();
     still_serves(&mut good);
-    let before = rss_kib(server.pid());
+    let before = support::private_rss_kib(server.pid());
     // Upload 256 MiB to /echo without reading the echo: every window on the way (tcp, tls
     // both directions, http, echo) must fill and stall the client instead of buffering.
     let mut client = TlsClient::connect(&pki, server.port, ClientCert::None).unwrap();
@@ -590,7 +584,7 @@ fn a_tls_client_that_stops_reading_does_not_grow_server_memory() {
         sent < 64 << 20,
         "server kept reading {sent} bytes from a client that never reads"
     );
-    let grown = rss_kib(server.pid()).saturating_sub(before);
+    let grown = support::private_rss_kib(server.pid()).saturating_sub(before);
     eprintln!("uploaded {sent} bytes before the server stalled; private RSS grew {grown} KiB");
     assert!(grown < 8 * 1024, "server private RSS grew by {grown} KiB");
     still_serves(&mut good);

@@ -200,16 +200,6 @@ fn refused_upgrades_get_complete_http_responses() {
     assert!(no_key.contains("Content-Length: "), "{no_key}");
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap()
-}
-
 #[test]
 fn a_client_that_stops_reading_is_stalled_with_bounded_memory() {
     let server = Server::start(&ws_topology(""));
@@ -218,7 +208,7 @@ fn a_client_that_stops_reading_is_stalled_with_bounded_memory() {
     warm.write_all(&ws_client_frame(0x82, &[1u8; 1000]))
         .unwrap();
     assert_eq!(ws_read_frame(&mut warm).1.len(), 1000);
-    let before = rss_kib(server.pid());
+    let before = support::private_rss_kib(server.pid());
     // Three clients send 64 KiB messages without ever reading the echoes.
     let mut writers = Vec::new();
     let mut sockets = Vec::new();
@@ -257,7 +247,7 @@ fn a_client_that_stops_reading_is_stalled_with_bounded_memory() {
             "the server took {b} bytes from a client that never reads"
         );
     }
-    let after = rss_kib(server.pid());
+    let after = support::private_rss_kib(server.pid());
     assert!(
         after < before + 32 * 1024,
         "RSS grew from {before} KiB to {after} KiB"

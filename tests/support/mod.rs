@@ -277,3 +277,11 @@ pub fn ws_read_frame(stream: &mut impl Read) -> (u8, Vec<u8>) {
     stream.read_exact(&mut payload).unwrap();
     (head[0], payload)
 }
+
+/// Private (anonymous) resident memory of a process in KiB: excludes the shared stream
+/// buffers, whose size is fixed by the topology and which fill as rings wrap.
+pub fn private_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("RssAnon:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
