@@ -29,7 +29,16 @@ fn main() {
     let mut shard = PortShard::new();
     let started = std::time::Instant::now();
     let mut name = String::with_capacity(16);
+    // The slowest block of 1,024 registrations: an index growth lands in one block, so this is
+    // about the longest stall a growth causes (the core serves nothing else meanwhile).
+    let mut block_started = started;
+    let mut slowest_block = std::time::Duration::ZERO;
     for i in 0..n {
+        if i % 1024 == 1023 {
+            let now = std::time::Instant::now();
+            slowest_block = slowest_block.max(now - block_started);
+            block_started = now;
+        }
         name.clear();
         // 16 bytes: "p:" + 14 hex digits.
         use std::fmt::Write;
@@ -45,13 +54,15 @@ fn main() {
     let delta = after.saturating_sub(before);
     println!(
         "ports={n} name_len=16 rss_before={:.1}MiB rss_after={:.1}MiB delta={:.1}MiB \
-         bytes_per_port={:.1} heap_capacity_per_port={:.1} register_rate={:.2}M/s",
+         bytes_per_port={:.1} heap_capacity_per_port={:.1} register_rate={:.2}M/s \
+         slowest_1024_block={:.1}ms",
         before as f64 / 1048576.0,
         after as f64 / 1048576.0,
         delta as f64 / 1048576.0,
         delta as f64 / n as f64,
         shard.heap_bytes() as f64 / n as f64,
         n as f64 / elapsed.as_secs_f64() / 1e6,
+        slowest_block.as_secs_f64() * 1e3,
     );
     // Release one node's ports to show the per-node path works at this size.
     let started = std::time::Instant::now();
