@@ -16,6 +16,7 @@ pub mod chunked;
 pub mod ext;
 pub mod request;
 pub mod response;
+pub mod tls_begin_ex;
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -255,8 +256,7 @@ impl HttpNukleus {
         // A client cannot send these names: httparse rejects a header name with ':'.
         let mut identity = Vec::new();
         if self.outputs[input].kind == "tls" {
-            if let Some(client) =
-                nukleus_tls::begin_ex::decode_begin_ex(extension).and_then(|ex| ex.client)
+            if let Some(client) = tls_begin_ex::decode_begin_ex(extension).and_then(|ex| ex.client)
             {
                 identity.push((":tls-client-cn", client.common_name));
                 identity.extend(client.sans.into_iter().map(|san| (":tls-client-san", san)));

@@ -49,7 +49,9 @@
 //!
 //! On END from http: `close_notify()`, flush `write_ciphertext`, then END to tcp.
 
-pub mod begin_ex;
+/// The BEGIN extension tls gives http; it lives in the http crate, which reads it, so that
+/// http (and every application behind it) does not depend on rustls.
+pub use nukleus_http::tls_begin_ex as begin_ex;
 mod config;
 mod engine;
 mod identity;
