@@ -33,6 +33,10 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH_NAME=http_hello
 # shellcheck source=benches/lib.sh
 . "$ROOT/benches/lib.sh"
+# How launch (benches/lib.sh) checks that a server answers.
+SCHEME=http
+CHECK_FN=http_check
+CHECK_WHAT='did not answer 200 "Hello, World!"'
 
 DURATION=${DURATION:-10}
 CONNS=${CONNS:-64}
@@ -91,7 +95,6 @@ fi
 declare -A PID=() URL=()
 ACTIVE=()
 
-skip() { log "SKIP $1: $2"; }
 
 # http_check HOST PORT: one request with Connection: close must get 200 and the body.
 http_check() {
@@ -104,34 +107,6 @@ http_check() {
     [[ $resp == "HTTP/1.1 200"* && $resp == *"Hello, World!"* ]]
 }
 
-# launch NAME ADDR CMD...: start pinned, wait for the port, check the answer, check affinity.
-launch() {
-    local name=$1 addr=$2
-    shift 2
-    local host=${addr%:*} port=${addr##*:}
-    if port_busy "$host" "$port"; then
-        skip "$name" "something already listens on $addr (stop it or set ${name^^}_ADDR)"
-        return 0
-    fi
-    start_server "$name" "$SERVER_CPU" "$@"
-    local pid=$STARTED_PID
-    if ! wait_port "$host" "$port" 15; then
-        skip "$name" "did not listen on $addr within 15 s; log tail:"
-        tail -n 20 "$LOG_DIR/$name.log" >&2 || true
-        kill -TERM -- "-$pid" 2>/dev/null || true
-        return 0
-    fi
-    if ! http_check "$host" "$port"; then
-        skip "$name" "GET / on $addr did not answer 200 \"Hello, World!\""
-        kill -TERM -- "-$pid" 2>/dev/null || true
-        return 0
-    fi
-    check_affinity "$name" "$pid" "$SERVER_CPU" || true
-    PID[$name]=$pid
-    URL[$name]="http://$addr/"
-    ACTIVE+=("$name")
-    log "started $name: pid $pid on $addr, core $SERVER_CPU"
-}
 
 build_hyper() {
     [[ -n ${SKIP_BUILD:-} ]] && return 0
@@ -283,9 +258,6 @@ done
 # ---------------------------------------------------------------------------------------------
 # Table
 
-median() { tr ' ' '\n' | awk 'NF' | sort -g | awk '{a[NR] = $1} END {
-    if (NR == 0) exit; if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "-"; else printf "%.2f", a / b }'; }
 ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a != "-" && a >= b) }'; }
 le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a != "-" && a <= b) }'; }
 

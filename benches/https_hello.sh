@@ -25,6 +25,10 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH_NAME=https_hello
 # shellcheck source=benches/lib.sh
 . "$ROOT/benches/lib.sh"
+# How launch (benches/lib.sh) checks that a server answers.
+SCHEME=https
+CHECK_FN=https_check
+CHECK_WHAT='did not answer 200 "Hello, World!" over TLS 1.3'
 
 DURATION=${DURATION:-10}
 CONNS=${CONNS:-64}
@@ -77,7 +81,6 @@ chmod 644 "$CERTS"/*.pem # nginx's worker reads them as another user
 declare -A PID=() URL=()
 ACTIVE=()
 
-skip() { log "SKIP $1: $2"; }
 
 # https_check HOST PORT: GET / over TLS 1.3 must answer 200 "Hello, World!".
 https_check() {
@@ -87,33 +90,6 @@ https_check() {
     [[ $body == "Hello, World!" ]]
 }
 
-launch() {
-    local name=$1 addr=$2
-    shift 2
-    local host=${addr%:*} port=${addr##*:}
-    if port_busy "$host" "$port"; then
-        skip "$name" "something already listens on $addr (stop it or set ${name^^}_ADDR)"
-        return 0
-    fi
-    start_server "$name" "$SERVER_CPU" "$@"
-    local pid=$STARTED_PID
-    if ! wait_port "$host" "$port" 15; then
-        skip "$name" "did not listen on $addr within 15 s; log tail:"
-        tail -n 20 "$LOG_DIR/$name.log" >&2 || true
-        kill -TERM -- "-$pid" 2>/dev/null || true
-        return 0
-    fi
-    if ! https_check "$host" "$port"; then
-        skip "$name" "GET https://$addr/ did not answer 200 \"Hello, World!\" over TLS 1.3"
-        kill -TERM -- "-$pid" 2>/dev/null || true
-        return 0
-    fi
-    check_affinity "$name" "$pid" "$SERVER_CPU" || true
-    PID[$name]=$pid
-    URL[$name]="https://$addr/"
-    ACTIVE+=("$name")
-    log "started $name: pid $pid on $addr, core $SERVER_CPU"
-}
 
 start_reaktor() {
     if [[ -z ${SKIP_BUILD:-} ]]; then
@@ -234,9 +210,6 @@ for ((round = 0; round < ROUNDS; round++)); do
     done
 done
 
-median() { tr ' ' '\n' | awk 'NF' | sort -g | awk '{a[NR] = $1} END {
-    if (NR == 0) exit; if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "-"; else printf "%.2f", a / b }'; }
 
 echo
 printf '%-8s %-10s %12s %10s %6s %6s %10s %12s\n' server scenario req/s cpu_us/req srv% wrk% x_nginx cpu_x_nginx

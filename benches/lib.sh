@@ -244,3 +244,45 @@ run_wrk() {
         "$(awk -v ns="$wall_ns" 'BEGIN {printf "%.2f", ns / 1e9}')" "$requests" "$rps" \
         "$LAST_CPU_S" "$LAST_CPU_US" "$LAST_SERVER_PCT" "$LAST_WRK_PCT" "$p50" "$p99" "$errors" >>"$RESULTS_TSV"
 }
+
+# ---- shared by the side-by-side wrk benchmarks (http_hello.sh, https_hello.sh) ---------------
+
+skip() { log "SKIP $1: $2"; }
+
+median() { tr ' ' '\n' | awk 'NF' | sort -g | awk '{a[NR] = $1} END {
+    if (NR == 0) exit; if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "-"; else printf "%.2f", a / b }'; }
+
+# launch NAME ADDR CMD...: start CMD pinned to $SERVER_CPU, wait for ADDR to listen, check the
+# answer with the caller's "$CHECK_FN HOST PORT" (described by $CHECK_WHAT), check affinity, and
+# record PID[NAME], URL[NAME] ($SCHEME://ADDR/) and ACTIVE. A server that fails is skipped.
+launch() {
+    local name=$1 addr=$2
+    shift 2
+    local host=${addr%:*} port=${addr##*:}
+    if port_busy "$host" "$port"; then
+        skip "$name" "something already listens on $addr (stop it or set ${name^^}_ADDR)"
+        return 0
+    fi
+    start_server "$name" "$SERVER_CPU" "$@"
+    local pid=$STARTED_PID
+    if ! wait_port "$host" "$port" 15; then
+        skip "$name" "did not listen on $addr within 15 s; log tail:"
+        tail -n 20 "$LOG_DIR/$name.log" >&2 || true
+        kill -TERM -- "-$pid" 2>/dev/null || true
+        return 0
+    fi
+    if ! "$CHECK_FN" "$host" "$port"; then
+        skip "$name" "$SCHEME://$addr/ $CHECK_WHAT"
+        kill -TERM -- "-$pid" 2>/dev/null || true
+        return 0
+    fi
+    check_affinity "$name" "$pid" "$SERVER_CPU" || true
+    # PID and URL are the calling script's associative arrays.
+    # shellcheck disable=SC2034,SC2004
+    PID[$name]=$pid
+    # shellcheck disable=SC2034,SC2004
+    URL[$name]="$SCHEME://$addr/"
+    ACTIVE+=("$name")
+    log "started $name: pid $pid on $addr, core $SERVER_CPU"
+}
