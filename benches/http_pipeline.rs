@@ -10,28 +10,7 @@ use std::time::Instant;
 use nukleus_echo::EchoNukleus;
 use nukleus_http::{HttpConfig, HttpNukleus, Route};
 use streams::frame::{self, Frame};
-use streams::{
-    ring, Header, Link, Nukleus, PeerLink, PollContext, RingReader, RingWriter, SharedMapping,
-};
-
-fn pair(capacity: usize, a: &str, b: &str) -> (Link, Link) {
-    let (ab_tx, ab_rx) = ring(SharedMapping::anonymous(capacity, &format!("{a}->{b}")).unwrap());
-    let (ba_tx, ba_rx) = ring(SharedMapping::anonymous(capacity, &format!("{b}->{a}")).unwrap());
-    (
-        Link {
-            peer: b.into(),
-            tx: ab_tx,
-            rx: ba_rx,
-            peer_doorbell: None,
-        },
-        Link {
-            peer: a.into(),
-            tx: ba_tx,
-            rx: ab_rx,
-            peer_doorbell: None,
-        },
-    )
-}
+use streams::{Header, Link, Nukleus, PeerLink, PollContext, RingReader, RingWriter};
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -46,8 +25,8 @@ fn main() {
     let rounds = env("ROUNDS", 5);
     let batches = env("BATCHES", 2000);
     let capacity = 16 << 20;
-    let (net_side, http_net) = pair(capacity, "tcp", "http");
-    let (http_app, echo_side) = pair(capacity, "http", "echo");
+    let (net_side, http_net) = Link::pair(capacity, "tcp", "http").unwrap();
+    let (http_app, echo_side) = Link::pair(capacity, "http", "echo").unwrap();
     let config = HttpConfig {
         routes: vec![Route {
             prefix: "/".into(),

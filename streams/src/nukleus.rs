@@ -128,6 +128,33 @@ pub struct Link {
 }
 
 impl Link {
+    /// Two linked ends over anonymous memory (no stream files): `a`'s end and `b`'s end, each
+    /// writing what the other reads. For nuklei driven in-process by tests and benchmarks.
+    pub fn pair(capacity: usize, a: &str, b: &str) -> Result<(Link, Link), crate::MapError> {
+        let (ab_tx, ab_rx) = crate::ring(crate::SharedMapping::anonymous(
+            capacity,
+            &format!("{a} -> {b}"),
+        )?);
+        let (ba_tx, ba_rx) = crate::ring(crate::SharedMapping::anonymous(
+            capacity,
+            &format!("{b} -> {a}"),
+        )?);
+        Ok((
+            Link {
+                peer: b.into(),
+                tx: ab_tx,
+                rx: ba_rx,
+                peer_doorbell: None,
+            },
+            Link {
+                peer: a.into(),
+                tx: ba_tx,
+                rx: ab_rx,
+                peer_doorbell: None,
+            },
+        ))
+    }
+
     /// Publishes frames written to `tx` since the last call and wakes the peer if needed.
     pub fn publish(&mut self) -> bool {
         let published = self.tx.publish();

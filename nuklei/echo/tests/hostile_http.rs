@@ -10,26 +10,7 @@ use nukleus_echo::EchoNukleus;
 use nukleus_http::{HttpConfig, HttpNukleus, Route};
 use proptest::prelude::*;
 use streams::frame::{self, Frame};
-use streams::{ring, Header, Link, Nukleus, PeerLink, PollContext, SharedMapping};
-
-fn pair(a: &str, b: &str) -> (Link, Link) {
-    let (ab_tx, ab_rx) = ring(SharedMapping::anonymous(1 << 20, &format!("{a}->{b}")).unwrap());
-    let (ba_tx, ba_rx) = ring(SharedMapping::anonymous(1 << 20, &format!("{b}->{a}")).unwrap());
-    (
-        Link {
-            peer: b.into(),
-            tx: ab_tx,
-            rx: ba_rx,
-            peer_doorbell: None,
-        },
-        Link {
-            peer: a.into(),
-            tx: ba_tx,
-            rx: ab_rx,
-            peer_doorbell: None,
-        },
-    )
-}
+use streams::{Header, Link, Nukleus, PeerLink, PollContext};
 
 #[derive(Debug, Clone)]
 enum Step {
@@ -89,8 +70,8 @@ proptest! {
     #[test]
     fn hostile_streams_never_break_http(steps in proptest::collection::vec(step(4), 1..60)) {
         let conns = 4;
-        let (net_side, http_net) = pair("tcp", "http");
-        let (http_app, echo_side) = pair("http", "echo");
+        let (net_side, http_net) = Link::pair(1 << 20, "tcp", "http").unwrap();
+        let (http_app, echo_side) = Link::pair(1 << 20, "http", "echo").unwrap();
         let config = HttpConfig {
             routes: vec![Route { prefix: "/".into(), to: "echo".into() }],
             ..HttpConfig::default()

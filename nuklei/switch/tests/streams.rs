@@ -7,9 +7,7 @@ use nukleus_http::ext::{encode_request, ResponseHead};
 use nukleus_switch::limits::Limits;
 use nukleus_switch::{Config, SwitchNukleus, SwitchNukleusConfig, TokenGrant};
 use streams::frame::{self, Frame, FLAG_FIN, FLAG_INIT};
-use streams::{
-    ring, Header, Link, Nukleus, PeerLink, PollContext, RingReader, RingWriter, SharedMapping,
-};
+use streams::{Header, Link, Nukleus, PeerLink, PollContext, RingReader, RingWriter};
 
 struct Peer {
     tx: RingWriter,
@@ -45,23 +43,22 @@ impl Peer {
 }
 
 fn link(kind: &str) -> (PeerLink, Peer) {
-    let (to_switch_tx, to_switch_rx) = ring(SharedMapping::anonymous(1 << 20, "to").unwrap());
-    let (from_switch_tx, from_switch_rx) = ring(SharedMapping::anonymous(1 << 20, "from").unwrap());
+    let (nukleus_end, peer_end) = Link::pair(1 << 20, "nukleus", kind).unwrap();
+    let link = Link {
+        peer: kind.into(),
+        ..nukleus_end
+    };
+    let peer = Peer {
+        tx: peer_end.tx,
+        rx: peer_end.rx,
+    };
     (
         PeerLink {
             kind: kind.into(),
             core: 0,
-            link: Link {
-                peer: kind.into(),
-                tx: from_switch_tx,
-                rx: to_switch_rx,
-                peer_doorbell: None,
-            },
+            link,
         },
-        Peer {
-            tx: to_switch_tx,
-            rx: from_switch_rx,
-        },
+        peer,
     )
 }
 
