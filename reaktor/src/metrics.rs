@@ -465,11 +465,7 @@ pub struct MetricsNukleus {
 const REQUEST_WINDOW: u32 = 8192;
 
 fn header(timestamp: u64, stream_id: u64) -> Header {
-    Header {
-        stream_id,
-        timestamp,
-        ..Header::default()
-    }
+    Header::at(stream_id, timestamp)
 }
 
 impl MetricsNukleus {

@@ -121,6 +121,15 @@ impl Header {
         }
     }
 
+    /// A header for `stream_id` stamped with `timestamp`, flow-control fields zero.
+    pub fn at(stream_id: u64, timestamp: u64) -> Header {
+        Header {
+            stream_id,
+            timestamp,
+            ..Header::default()
+        }
+    }
+
     fn write(&self, out: &mut [u8], word: u32) {
         out[STREAM_ID_OFFSET..][..8].copy_from_slice(&self.stream_id.to_le_bytes());
         out[TRACE_ID_OFFSET..][..8].copy_from_slice(&self.trace_id.to_le_bytes());

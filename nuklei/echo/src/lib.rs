@@ -124,22 +124,8 @@ impl EchoNukleus {
             }
             (frame::DATA, false) => {
                 if x.recv.on_data(f.reserved()).is_err() {
-                    let _ = tx.reset(
-                        &Header {
-                            stream_id: x.id,
-                            timestamp,
-                            ..Header::default()
-                        },
-                        &[],
-                    );
-                    let _ = tx.abort(
-                        &Header {
-                            stream_id: x.id ^ 1,
-                            timestamp,
-                            ..Header::default()
-                        },
-                        &[],
-                    );
+                    let _ = tx.reset(&Header::at(x.id, timestamp), &[]);
+                    let _ = tx.abort(&Header::at(x.id ^ 1, timestamp), &[]);
                     self.exchanges[input][slot] = None;
                     return;
                 }
@@ -166,24 +152,10 @@ impl EchoNukleus {
             }
             (frame::ABORT, false) | (frame::RESET, true) => {
                 if !x.reply_ended {
-                    let _ = tx.abort(
-                        &Header {
-                            stream_id: x.id ^ 1,
-                            timestamp,
-                            ..Header::default()
-                        },
-                        &[],
-                    );
+                    let _ = tx.abort(&Header::at(x.id ^ 1, timestamp), &[]);
                 }
                 if !x.request_ended && f.type_id() == frame::RESET {
-                    let _ = tx.reset(
-                        &Header {
-                            stream_id: x.id,
-                            timestamp,
-                            ..Header::default()
-                        },
-                        &[],
-                    );
+                    let _ = tx.reset(&Header::at(x.id, timestamp), &[]);
                 }
                 self.exchanges[input][slot] = None;
             }
@@ -198,21 +170,10 @@ impl EchoNukleus {
         let id = f.stream_id();
         let timestamp = self.timestamp;
         let tx = &mut self.outputs[input].tx;
-        let reply = Header {
-            stream_id: id ^ 1,
-            timestamp,
-            ..Header::default()
-        };
+        let reply = Header::at(id ^ 1, timestamp);
         let Some(request) = RequestHead::parse(f.extension()) else {
             tracing::error!(core = self.core, "malformed request head from http");
-            let _ = tx.reset(
-                &Header {
-                    stream_id: id,
-                    timestamp,
-                    ..Header::default()
-                },
-                &[],
-            );
+            let _ = tx.reset(&Header::at(id, timestamp), &[]);
             let _ = tx.abort(&reply, &[]);
             return;
         };
@@ -299,11 +260,7 @@ impl EchoNukleus {
     fn on_ws_begin(&mut self, input: usize, slot: usize, id: u64) {
         let timestamp = self.timestamp;
         let tx = &mut self.outputs[input].tx;
-        let reply = Header {
-            stream_id: id ^ 1,
-            timestamp,
-            ..Header::default()
-        };
+        let reply = Header::at(id ^ 1, timestamp);
         let _ = tx.begin(&reply, 0, &[]);
         let mut x = Exchange {
             id,
@@ -418,11 +375,7 @@ impl EchoNukleus {
                 ];
                 self.scratch.clear();
                 ext::encode_response(&mut self.scratch, *status, headers.into_iter());
-                let mut h = Header {
-                    stream_id: x.id ^ 1,
-                    timestamp,
-                    ..Header::default()
-                };
+                let mut h = Header::at(x.id ^ 1, timestamp);
                 // Head and body in two frames; FIN on the last one ends the response.
                 if body.is_empty() {
                     let _ = tx.begin_flags(&h, frame::FLAG_FIN, 0, &self.scratch);

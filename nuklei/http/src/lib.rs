@@ -195,11 +195,7 @@ impl HttpNukleus {
     }
 
     fn header(&self, stream_id: u64) -> Header {
-        Header {
-            stream_id,
-            timestamp: self.timestamp,
-            ..Header::default()
-        }
+        Header::at(stream_id, self.timestamp)
     }
 
     fn mark_dirty(&mut self, slot: usize) {
@@ -445,11 +441,7 @@ impl HttpNukleus {
         self.exchanges[x].id = id;
         let timestamp = self.timestamp;
         let tx = &mut self.outputs[app].tx;
-        let begin = Header {
-            stream_id: id,
-            timestamp,
-            ..Header::default()
-        };
+        let begin = Header::at(id, timestamp);
         let identity = &self.connections[slot].identity;
         if !identity.is_empty() {
             ext::append_request_headers(
@@ -698,24 +690,10 @@ impl HttpNukleus {
             if e.app != usize::MAX {
                 let tx = &mut self.outputs[e.app].tx;
                 if !e.request_ended {
-                    let _ = tx.abort(
-                        &Header {
-                            stream_id: e.id,
-                            timestamp,
-                            ..Header::default()
-                        },
-                        &[],
-                    );
+                    let _ = tx.abort(&Header::at(e.id, timestamp), &[]);
                 }
                 if e.response != ResponseState::Done {
-                    let _ = tx.reset(
-                        &Header {
-                            stream_id: e.id ^ 1,
-                            timestamp,
-                            ..Header::default()
-                        },
-                        &[],
-                    );
+                    let _ = tx.reset(&Header::at(e.id ^ 1, timestamp), &[]);
                 }
             }
             self.exchanges.remove(x);
@@ -723,24 +701,10 @@ impl HttpNukleus {
         let c = self.connections.remove(slot);
         let tx = &mut self.outputs[c.input].tx;
         if notify_network && !c.reply_ended {
-            let _ = tx.abort(
-                &Header {
-                    stream_id: c.net_id ^ 1,
-                    timestamp,
-                    ..Header::default()
-                },
-                &[],
-            );
+            let _ = tx.abort(&Header::at(c.net_id ^ 1, timestamp), &[]);
         }
         if !c.input_ended {
-            let _ = tx.reset(
-                &Header {
-                    stream_id: c.net_id,
-                    timestamp,
-                    ..Header::default()
-                },
-                &[],
-            );
+            let _ = tx.reset(&Header::at(c.net_id, timestamp), &[]);
         }
         self.by_network.remove(c.input, c.net_id, slot);
     }
@@ -834,14 +798,9 @@ impl HttpNukleus {
         }
         let e = self.exchanges.remove(x);
         if !e.request_ended {
-            let _ = self.outputs[e.app].tx.abort(
-                &Header {
-                    stream_id: e.id,
-                    timestamp: self.timestamp,
-                    ..Header::default()
-                },
-                &[],
-            );
+            let _ = self.outputs[e.app]
+                .tx
+                .abort(&Header::at(e.id, self.timestamp), &[]);
         }
     }
 
@@ -1051,14 +1010,7 @@ impl HttpNukleus {
             c.reply_ended = true;
             if !c.input_ended {
                 // Nothing more will be read: tell the network side to stop sending.
-                let _ = tx.reset(
-                    &Header {
-                        stream_id: c.net_id,
-                        timestamp,
-                        ..Header::default()
-                    },
-                    &[],
-                );
+                let _ = tx.reset(&Header::at(c.net_id, timestamp), &[]);
                 c.input_ended = true;
             }
         }

@@ -184,11 +184,7 @@ pub struct SwitchNukleus {
 }
 
 fn header(stream_id: u64, timestamp: u64) -> Header {
-    Header {
-        stream_id,
-        timestamp,
-        ..Header::default()
-    }
+    Header::at(stream_id, timestamp)
 }
 
 fn error_body(code: &str, message: String) -> ErrorBody {

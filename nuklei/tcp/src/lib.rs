@@ -282,11 +282,7 @@ impl TcpNukleus {
             },
             &mut ex,
         );
-        let header = Header {
-            stream_id: id,
-            timestamp: self.timestamp,
-            ..Header::default()
-        };
+        let header = Header::at(id, self.timestamp);
         if self.links[link]
             .tx
             .begin(&header, id, &ex[..ex_len])
@@ -410,25 +406,11 @@ impl TcpNukleus {
         };
         let tx = &mut self.links[c.link].tx;
         if !c.read_done {
-            let _ = tx.abort(
-                &Header {
-                    stream_id: c.id,
-                    timestamp,
-                    ..Header::default()
-                },
-                &[],
-            );
+            let _ = tx.abort(&Header::at(c.id, timestamp), &[]);
             c.read_done = true;
         }
         if !c.write_done {
-            let _ = tx.reset(
-                &Header {
-                    stream_id: c.id ^ 1,
-                    timestamp,
-                    ..Header::default()
-                },
-                &[],
-            );
+            let _ = tx.reset(&Header::at(c.id ^ 1, timestamp), &[]);
             c.write_done = true;
         }
         self.release_if_done(slot);
@@ -558,14 +540,7 @@ impl TcpNukleus {
                 c.write_done = true;
                 let _ = c.socket.shutdown(Shutdown::Both);
                 if !c.read_done {
-                    let _ = self.links[link].tx.abort(
-                        &Header {
-                            stream_id: c.id,
-                            timestamp,
-                            ..Header::default()
-                        },
-                        &[],
-                    );
+                    let _ = self.links[link].tx.abort(&Header::at(c.id, timestamp), &[]);
                     c.read_done = true;
                 }
                 self.release_if_done(slot);

@@ -191,11 +191,7 @@ impl TlsNukleus {
     }
 
     fn header(&self, stream_id: u64) -> Header {
-        Header {
-            stream_id,
-            timestamp: self.timestamp,
-            ..Header::default()
-        }
+        Header::at(stream_id, self.timestamp)
     }
 
     fn mark_dirty(&mut self, slot: usize) {
@@ -357,11 +353,7 @@ impl TlsNukleus {
                 c.app_out_done = true;
                 if !c.net_in_done {
                     c.net_in_done = true;
-                    let h = Header {
-                        stream_id: c.net_id,
-                        timestamp: self.timestamp,
-                        ..Header::default()
-                    };
+                    let h = Header::at(c.net_id, self.timestamp);
                     let _ = self.outputs[c.net].tx.reset(&h, &[]);
                 }
             }
@@ -424,11 +416,7 @@ impl TlsNukleus {
         };
         self.scratch.clear();
         encode_begin_ex(&ex, &mut self.scratch);
-        let h = Header {
-            stream_id: c.app_id,
-            timestamp: self.timestamp,
-            ..Header::default()
-        };
+        let h = Header::at(c.app_id, self.timestamp);
         if self.outputs[app]
             .tx
             .begin(&h, c.net_id, &self.scratch)
@@ -688,11 +676,7 @@ impl TlsNukleus {
         let Some(c) = self.connections.get_mut(slot) else {
             return;
         };
-        let h = |stream_id: u64| Header {
-            stream_id,
-            timestamp,
-            ..Header::default()
-        };
+        let h = |stream_id: u64| Header::at(stream_id, timestamp);
         let net = &mut self.outputs[c.net].tx;
         if !c.net_out_done {
             let _ = net.abort(&h(c.net_id ^ 1), &[]);

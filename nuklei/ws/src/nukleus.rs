@@ -199,11 +199,7 @@ impl WsNukleus {
     }
 
     fn header(&self, stream_id: u64) -> Header {
-        Header {
-            stream_id,
-            timestamp: self.timestamp,
-            ..Header::default()
-        }
+        Header::at(stream_id, self.timestamp)
     }
 
     fn mark_dirty(&mut self, slot: usize) {
@@ -502,14 +498,7 @@ impl WsNukleus {
         }
         if a.reply != Reply::Ended {
             a.reply = Reply::Ended;
-            let _ = tx.reset(
-                &Header {
-                    stream_id: a.id ^ 1,
-                    timestamp,
-                    ..Header::default()
-                },
-                &[],
-            );
+            let _ = tx.reset(&Header::at(a.id ^ 1, timestamp), &[]);
         }
     }
 
@@ -905,27 +894,13 @@ impl WsNukleus {
             }
             if a.reply != Reply::Ended {
                 a.reply = Reply::Ended;
-                let _ = tx.reset(
-                    &Header {
-                        stream_id: a.id ^ 1,
-                        timestamp,
-                        ..Header::default()
-                    },
-                    &[],
-                );
+                let _ = tx.reset(&Header::at(a.id ^ 1, timestamp), &[]);
             }
         }
         let tx = &mut self.outputs[c.input].tx;
         if !c.in_ended {
             c.in_ended = true;
-            let _ = tx.reset(
-                &Header {
-                    stream_id: c.http_id,
-                    timestamp,
-                    ..Header::default()
-                },
-                &[],
-            );
+            let _ = tx.reset(&Header::at(c.http_id, timestamp), &[]);
         }
         if !c.reply_ended {
             c.reply_ended = true;
