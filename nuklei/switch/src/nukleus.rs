@@ -314,16 +314,11 @@ impl SwitchNukleus {
         let reply = frame::is_reply(f.stream_id());
         if f.type_id() == frame::BEGIN && !reply {
             self.on_begin(input, slot, f);
-            // http pre-grants our reply window in the BEGIN, and marks a request without a body
-            // with FIN instead of a separate END.
-            if let Some(Some(x)) = self.exchanges[input].get_mut(slot) {
-                if x.id == f.stream_id() {
-                    x.send.on_window(f.acknowledge(), f.maximum(), 0);
-                    self.mark(input, slot);
-                    if f.flags() & frame::FLAG_FIN != 0 {
-                        self.on_end(input, slot);
-                    }
-                }
+            // A request without a body carries FIN on its BEGIN instead of a separate END.
+            let opened =
+                matches!(self.exchanges[input].get(slot), Some(Some(x)) if x.id == f.stream_id());
+            if f.flags() & frame::FLAG_FIN != 0 && opened {
+                self.on_end(input, slot);
             }
             return;
         }
@@ -411,6 +406,7 @@ impl SwitchNukleus {
             id,
             ws,
             recv: RecvWindow::new(self.config.window),
+            // http pre-grants the reply window in its BEGIN (ws grants with WINDOW frames).
             send: SendWindow::default(),
             held: 0,
             request_ended: false,
@@ -423,6 +419,7 @@ impl SwitchNukleus {
             role: Role::Done,
             dirty: false,
         };
+        x.send.on_window(f.acknowledge(), f.maximum(), 0);
         let extension = f.extension();
         let head_bytes = if ws {
             extension

@@ -237,17 +237,13 @@ impl WsNukleus {
         match (f.type_id(), slot, frame::is_reply(id)) {
             (frame::BEGIN, None, false) => {
                 self.on_http_begin(input, f);
-                // http pre-grants our reply window in the BEGIN, and marks a request without
-                // a body (never an accepted upgrade) with FIN instead of a separate END.
-                let slot = self.by_http.get(input, id);
-                if let Some(slot) =
-                    slot.filter(|&s| self.conns.get(s).is_some_and(|c| c.http_id == id))
-                {
-                    self.conns[slot]
-                        .send
-                        .on_window(f.acknowledge(), f.maximum(), 0);
-                    self.mark_dirty(slot);
-                    if f.flags() & frame::FLAG_FIN != 0 {
+                // A request without a body (never an accepted upgrade) carries FIN on its
+                // BEGIN instead of a separate END.
+                if f.flags() & frame::FLAG_FIN != 0 {
+                    let slot = self.by_http.get(input, id);
+                    if let Some(slot) =
+                        slot.filter(|&s| self.conns.get(s).is_some_and(|c| c.http_id == id))
+                    {
                         self.on_http_end(slot);
                     }
                 }
@@ -288,12 +284,16 @@ impl WsNukleus {
         self.mark_dirty(slot);
     }
 
-    fn new_conn(&mut self, input: usize, http_id: u64) -> usize {
+    /// State for an exchange http opened with `begin`, whose header pre-grants our reply window.
+    fn new_conn(&mut self, input: usize, begin: &Frame<'_>) -> usize {
+        let http_id = begin.stream_id();
+        let mut send = SendWindow::default();
+        send.on_window(begin.acknowledge(), begin.maximum(), 0);
         let slot = self.conns.insert(Conn {
             input,
             http_id,
             recv: RecvWindow::new(self.config.window),
-            send: SendWindow::default(),
+            send,
             session: Session::new(self.config.limits),
             inbuf: Vec::new(),
             out: Vec::new(),
@@ -328,7 +328,7 @@ impl WsNukleus {
             let _ = tx.abort(&abort, &[]);
             return;
         };
-        let slot = self.new_conn(input, http_id);
+        let slot = self.new_conn(input, &f);
         let route = self.route(request.path()).map(|r| r.to.clone());
         let Some(kind) = route else {
             return self.reject(slot, 404, "no WebSocket route for this path", false);
