@@ -322,6 +322,7 @@ impl ApiError {
                 SwitchError::NotOnline(_) | SwitchError::ConnectionInUse { .. } => 409,
                 SwitchError::EmptyPortName | SwitchError::EmptyNodeId => 400,
                 SwitchError::ShardFull => 507,
+                SwitchError::Misdirected { .. } => 421,
             },
         }
     }
@@ -340,6 +341,7 @@ impl ApiError {
                 SwitchError::EmptyPortName => "empty_port",
                 SwitchError::EmptyNodeId => "empty_node",
                 SwitchError::ShardFull => "shard_full",
+                SwitchError::Misdirected { .. } => "misdirected",
             },
         }
     }

@@ -4,6 +4,8 @@
 //! * [`ports`] — the compact port table of one shard ([`PortShard`]) and [`shard_of`].
 //! * [`nodes`] — the node registry ("node home"): ids, addresses, receiving connections,
 //!   leases, push queues.
+//! * [`cluster`] — one switch instance among several (fission), and [`mesh`] — the messages
+//!   between them.
 //! * [`switch`] — the state machine ([`Switch`]) tying them together; its module docs explain
 //!   the decomposition and how per-node ordering is kept across shards.
 //! * [`api`] — serde bodies of the REST and WebSocket API and a sans-I/O dispatcher.
@@ -15,7 +17,9 @@
 
 pub mod api;
 pub mod auth;
+pub mod cluster;
 pub mod limits;
+pub mod mesh;
 pub mod nodes;
 pub mod nukleus;
 pub mod ports;

@@ -146,6 +146,17 @@ pub enum SwitchError {
     /// A port shard ran out of 32-bit address space.
     #[error("port table shard is full")]
     ShardFull,
+    /// A request that acts for a node reached a switch instance that is not the node's home
+    /// (with several switch instances, http and ws route such requests by the node id).
+    #[error("node {node:?} lives on switch instance {home}, this is instance {here}: route requests for a node by its id (the default http/ws routes to `switch` do)")]
+    Misdirected {
+        /// The node.
+        node: String,
+        /// Its home instance.
+        home: usize,
+        /// The instance that received the request.
+        here: usize,
+    },
 }
 
 /// A new receiving session ([`Switch::wait_msg`]).
