@@ -31,6 +31,7 @@ fn main() {
         routes: vec![Route {
             prefix: "/".into(),
             to: "echo".into(),
+            key_segment: None,
         }],
         ..HttpConfig::default()
     };

@@ -11,6 +11,12 @@ use support::{curl, python, workspace, Server};
 /// tcp, http, ws and switch on one core; tokens `tok-n0`..`tok-n63` (one node each), `multi`
 /// (all of them), `adm` (admin); a short lease and small limits so the limit tests are quick.
 fn topology(max_queued_bytes: usize) -> String {
+    topology_on(max_queued_bytes, 1)
+}
+
+/// The same stack fused on each of `cores` cores: with more than one, the switch runs as that
+/// many instances (port shards and node homes by hash, talking over their mesh).
+fn topology_on(max_queued_bytes: usize, cores: usize) -> String {
     let nodes: Vec<String> = (0..64).map(|i| format!("\"n{i}\"")).collect();
     let mut t = String::from(
         r#"
@@ -23,9 +29,7 @@ name = "http"
 address = "127.0.0.1:{PORT}"
 chain = ["tcp", "http"]
 
-[[core]]
-nuklei = ["tcp", "http", "ws", "switch"]
-
+{CORES}
 [[http.route]]
 path = "/v1/"
 to = "switch"
@@ -55,6 +59,10 @@ admin = true
 "#,
     );
     t = t.replace("{QUEUE}", &max_queued_bytes.to_string());
+    t = t.replace(
+        "{CORES}",
+        &"[[core]]\nnuklei = [\"tcp\", \"http\", \"ws\", \"switch\"]\n\n".repeat(cores),
+    );
     t.push_str(&format!(
         "\n[[switch.token]]\ntoken = \"multi\"\nnodes = [{}]\n",
         nodes.join(", ")
@@ -68,10 +76,14 @@ admin = true
 }
 
 fn scenario(name: &str) {
+    scenario_on(name, 1);
+}
+
+fn scenario_on(name: &str, cores: usize) {
     // The ordering test floods one receiver: give it room (a slow-consumer disconnect is
     // tested in auth_limits with the small queue).
     let queue = if name == "order" { 64 << 20 } else { 262144 };
-    let server = Server::start(&topology(queue));
+    let server = Server::start(&topology_on(queue, cores));
     let output = Command::new(python())
         .arg(workspace().join("tests/python/switch_e2e.py"))
         .args([name, &server.port.to_string()])
@@ -111,6 +123,34 @@ fn unicast_multicast_broadcast_reach_exactly_their_nodes() {
 #[test]
 fn auth_and_limit_errors() {
     scenario("auth_limits");
+}
+
+// The same scenarios with the switch split over two instances (fission): ports sharded by
+// name, nodes homed by id, batches split and merged across the mesh.
+
+#[test]
+fn two_switch_instances_keep_ownership_exclusive_under_concurrent_regport() {
+    scenario_on("exclusive", 2);
+}
+
+#[test]
+fn two_switch_instances_notify_subscribers_of_releases() {
+    scenario_on("release", 2);
+}
+
+#[test]
+fn two_switch_instances_deliver_a_hundred_thousand_messages_in_order_without_duplicates() {
+    scenario_on("order", 2);
+}
+
+#[test]
+fn two_switch_instances_reach_exactly_the_nodes_of_unicast_multicast_broadcast() {
+    scenario_on("cast", 2);
+}
+
+#[test]
+fn two_switch_instances_answer_auth_and_limit_errors() {
+    scenario_on("auth_limits", 2);
 }
 
 /// Plain curl: the REST surface answers JSON with the documented statuses.

@@ -713,6 +713,7 @@ mod spec {
             routes: vec![Route {
                 prefix: "/".into(),
                 to: "app".into(),
+                key_segment: None,
             }],
             ..HttpConfig::default()
         };

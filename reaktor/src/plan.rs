@@ -47,7 +47,26 @@ pub fn kind_edges(topology: &Topology) -> Vec<(String, String)> {
     for route in &topology.ws.routes {
         add_edge("ws", route.to.get_ref());
     }
+    // The instances of a meshed kind talk to each other (the switch's shards and node homes).
+    let meshed: Vec<String> = edges
+        .iter()
+        .flat_map(|(a, b)| [a, b])
+        .filter(|k| is_meshed(k))
+        .cloned()
+        .collect();
+    for kind in meshed {
+        let edge = (kind.clone(), kind);
+        if !edges.contains(&edge) {
+            edges.push(edge);
+        }
+    }
     edges
+}
+
+/// Kinds whose instances exchange streams with each other when there are several: the switch
+/// (port shards and node homes partitioned by hash, see `nukleus_switch::cluster`).
+pub fn is_meshed(kind: &str) -> bool {
+    kind == "switch"
 }
 
 impl Placement {
@@ -72,8 +91,9 @@ impl Placement {
             for (i, x) in instances.iter().enumerate() {
                 for (j, y) in instances.iter().enumerate() {
                     // Every instance of one kind with every instance of the other: same-core
-                    // pairs carry fused traffic, cross-core pairs carry split traffic.
-                    if &x.kind == a && &y.kind == b {
+                    // pairs carry fused traffic, cross-core pairs carry split traffic. A meshed
+                    // kind links each pair of its own instances once.
+                    if &x.kind == a && &y.kind == b && (a != b || i < j) {
                         links.push((i, j));
                     }
                 }

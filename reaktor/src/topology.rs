@@ -269,6 +269,20 @@ fn default_max_pipelined() -> usize {
 pub struct RouteSection {
     pub path: String,
     pub to: Spanned<String>,
+    /// Route by key: send each request to the instance of `to` that owns the hash of this
+    /// path segment (0-based, percent-decoded), instead of the instance on the same core.
+    /// Default: 2 for `to = "switch"` (the node id in `/v1/nodes/{node}/…` and
+    /// `/v1/ws/{node}`, so a node's requests reach its home instance), none otherwise.
+    #[serde(default)]
+    pub key_segment: Option<usize>,
+}
+
+impl RouteSection {
+    /// The path segment whose hash picks the target instance, if this route is keyed.
+    pub fn key_segment(&self) -> Option<usize> {
+        self.key_segment
+            .or_else(|| (self.to.get_ref() == "switch").then_some(2))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -5,6 +5,7 @@
 
 pub mod flow;
 pub mod frame;
+pub mod key;
 pub mod layout;
 pub mod mapping;
 pub mod nukleus;
@@ -12,10 +13,11 @@ pub mod ring;
 
 pub use flow::{FlowViolation, RecvWindow, SendWindow};
 pub use frame::{Frame, FrameError, Header};
+pub use key::{key_hash, key_index, path_key};
 pub use mapping::{MapError, SharedMapping, SpyMapping};
 pub use nukleus::{
-    pick_peer, split_links, Doorbell, Link, Nukleus, Output, PeerLink, PeerStreams, PollContext,
-    SlotIds, TokenRange,
+    pick_keyed, pick_peer, split_links, Doorbell, Link, Nukleus, Output, PeerLink, PeerStreams,
+    PollContext, SlotIds, TokenRange,
 };
 pub use ring::{
     ring, ClaimError, RingReader, RingSpy, RingStats, RingWatch, RingWriter, SpyRecord,

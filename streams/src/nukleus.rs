@@ -185,6 +185,10 @@ pub struct PeerLink {
 pub struct Output {
     pub kind: String,
     pub core: usize,
+    /// The peer's position among this nukleus's peers of the same kind, in the order the links
+    /// were given (the reaktor gives them in instance order, so for another kind this is the
+    /// peer's instance index).
+    pub ordinal: usize,
     /// The peer instance's name, for logs.
     pub peer: String,
     pub tx: RingWriter,
@@ -207,12 +211,16 @@ impl Output {
 /// Splits links into inputs (index `i` reads from the peer of `outputs[i]`) and outputs, so
 /// a nukleus can read one ring while writing others without borrowing conflicts.
 pub fn split_links(links: Vec<PeerLink>) -> (Vec<RingReader>, Vec<Output>) {
+    let mut seen: Vec<String> = Vec::new();
     links
         .into_iter()
         .map(|p| {
+            let ordinal = seen.iter().filter(|k| **k == p.kind).count();
+            seen.push(p.kind.clone());
             (
                 p.link.rx,
                 Output {
+                    ordinal,
                     kind: p.kind,
                     core: p.core,
                     peer: p.link.peer,
@@ -222,6 +230,21 @@ pub fn split_links(links: Vec<PeerLink>) -> (Vec<RingReader>, Vec<Output>) {
             )
         })
         .unzip()
+}
+
+/// Picks the output to the instance of `kind` that owns `key_hash` (see [`crate::key`]):
+/// instance `key_index(key_hash, count)` of the `count` peers of that kind, whatever core it
+/// is on. For state partitioned by key (the switch's node homes), where the same key must
+/// always reach the same instance.
+pub fn pick_keyed(outputs: &[Output], kind: &str, key_hash: u64) -> Option<usize> {
+    let count = outputs.iter().filter(|p| p.kind == kind).count();
+    if count == 0 {
+        return None;
+    }
+    let nth = crate::key::key_index(key_hash, count);
+    outputs
+        .iter()
+        .position(|p| p.kind == kind && p.ordinal == nth)
 }
 
 /// Picks the output to an instance of `kind`: the one on `core` if there is one (fusion: no

@@ -73,7 +73,7 @@ proptest! {
         let (net_side, http_net) = Link::pair(1 << 20, "tcp", "http").unwrap();
         let (http_app, echo_side) = Link::pair(1 << 20, "http", "echo").unwrap();
         let config = HttpConfig {
-            routes: vec![Route { prefix: "/".into(), to: "echo".into() }],
+            routes: vec![Route { prefix: "/".into(), to: "echo".into(), key_segment: None }],
             ..HttpConfig::default()
         };
         let mut http = HttpNukleus::new(

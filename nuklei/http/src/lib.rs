@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 use slab::Slab;
 use streams::frame::{self, Frame};
 use streams::{
-    pick_peer, split_links, Header, Nukleus, Output, PeerLink, PeerStreams, PollContext,
-    RecvWindow, RingReader, SendWindow, SlotIds,
+    pick_keyed, pick_peer, split_links, Header, Nukleus, Output, PeerLink, PeerStreams,
+    PollContext, RecvWindow, RingReader, SendWindow, SlotIds,
 };
 
 use request::{Body, HttpLimits, Parsed, Rejection};
@@ -36,6 +36,10 @@ use response::DateCache;
 pub struct Route {
     pub prefix: String,
     pub to: String,
+    /// Route by key: the request goes to the instance of `to` that owns the hash of this path
+    /// segment (0-based, percent-decoded; see [`streams::key`]) instead of the one on this
+    /// core. Requests without the segment go to the one on this core.
+    pub key_segment: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -362,16 +366,25 @@ impl HttpNukleus {
                 return at;
             }
             let routes = &self.config.routes;
+            let key = std::cell::Cell::new(None);
             match request::parse_head(
                 &bytes[at..],
                 &self.config.limits,
-                |path| Self::route(routes, path),
+                |path| {
+                    let route = Self::route(routes, path);
+                    key.set(
+                        route
+                            .and_then(|r| routes[r].key_segment)
+                            .and_then(|segment| streams::path_key(path, segment)),
+                    );
+                    route
+                },
                 &mut self.scratch,
             ) {
                 Ok(None) => return at,
                 Ok(Some(parsed)) => {
                     at += parsed.consumed;
-                    self.start_exchange(slot, parsed);
+                    self.start_exchange(slot, parsed, key.get());
                 }
                 Err(rejection) => {
                     self.reject(slot, rejection);
@@ -390,7 +403,7 @@ impl HttpNukleus {
         x
     }
 
-    fn start_exchange(&mut self, slot: usize, parsed: Parsed) {
+    fn start_exchange(&mut self, slot: usize, parsed: Parsed, key: Option<u64>) {
         self.requests += 1;
         let Some(route) = parsed.route else {
             self.reject(
@@ -404,7 +417,11 @@ impl HttpNukleus {
         };
         let net_id = self.connections[slot].net_id;
         let kind = self.config.routes[route].to.as_str();
-        let Some(app) = pick_peer(&self.outputs, kind, self.core, net_id >> 1) else {
+        let app = match key {
+            Some(key) => pick_keyed(&self.outputs, kind, key),
+            None => pick_peer(&self.outputs, kind, self.core, net_id >> 1),
+        };
+        let Some(app) = app else {
             self.reject(
                 slot,
                 Rejection {

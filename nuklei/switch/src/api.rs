@@ -30,7 +30,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::limits::LimitError;
-use crate::switch::{Output, Switch, SwitchError};
+use crate::switch::{
+    NodeInfo, Output, PortOwner, RegPortReply, SendReport, Switch, SwitchError, UnRegPortReply,
+};
 
 /// The API version prefix.
 pub const VERSION: &str = "v1";
@@ -550,8 +552,12 @@ pub fn reg_port(
     out: &mut Vec<Output>,
 ) -> Result<ResponseBody, ApiError> {
     let reply = switch.reg_port(node, &req.ports, req.subscribe, out)?;
-    let mut ports = req.ports;
-    Ok(ResponseBody::RegPort(RegPortResponse {
+    Ok(reg_port_response(req.ports, reply))
+}
+
+/// The RegPort reply body for the request's `ports`.
+pub fn reg_port_response(mut ports: Vec<String>, reply: RegPortReply) -> ResponseBody {
+    ResponseBody::RegPort(RegPortResponse {
         registered: reply.registered,
         failed: reply
             .failed
@@ -562,7 +568,7 @@ pub fn reg_port(
                 address: f.address.to_string(),
             })
             .collect(),
-    }))
+    })
 }
 
 /// UnRegPort.
@@ -573,17 +579,36 @@ pub fn unreg_port(
     out: &mut Vec<Output>,
 ) -> Result<ResponseBody, ApiError> {
     let reply = switch.unreg_port(node, &req.ports, out)?;
-    let mut ports = req.ports;
+    Ok(unreg_port_response(req.ports, reply))
+}
+
+/// The UnRegPort reply body for the request's `ports`.
+pub fn unreg_port_response(mut ports: Vec<String>, reply: UnRegPortReply) -> ResponseBody {
     let mut take = |v: Vec<usize>| -> Vec<String> {
         v.into_iter()
             .map(|i| std::mem::take(&mut ports[i]))
             .collect()
     };
-    Ok(ResponseBody::UnRegPort(UnRegPortResponse {
+    ResponseBody::UnRegPort(UnRegPortResponse {
         released: take(reply.released),
         not_owned: take(reply.not_owned),
         unknown: take(reply.unknown),
-    }))
+    })
+}
+
+/// The `(targets, body)` batch of a SendMsg request.
+pub fn send_batch(req: SendMsgRequest) -> Result<Vec<(Vec<String>, String)>, ApiError> {
+    req.messages
+        .into_iter()
+        .map(|m| {
+            m.targets()?;
+            Ok(match (m.port, m.ports) {
+                (Some(port), None) => (vec![port], m.body),
+                (None, Some(ports)) => (ports, m.body),
+                _ => unreachable!("targets() checked exactly one of port/ports"),
+            })
+        })
+        .collect()
 }
 
 /// SendMsg.
@@ -597,18 +622,27 @@ pub fn send_msg(
         batch.push((m.targets()?, m.body.as_str()));
     }
     let report = switch.send_msg(batch.iter().copied(), out)?;
-    Ok(ResponseBody::SendMsg(SendMsgResponse {
+    Ok(send_msg_response(report))
+}
+
+/// The SendMsg reply body.
+pub fn send_msg_response(report: SendReport) -> ResponseBody {
+    ResponseBody::SendMsg(SendMsgResponse {
         delivered: report.delivered,
         dropped: report.dropped,
-    }))
+    })
 }
 
 /// QueryPort.
 pub fn query_port(switch: &Switch, req: PortsRequest) -> Result<ResponseBody, ApiError> {
     let owners = switch.query_port(&req.ports)?;
-    Ok(ResponseBody::QueryPort(QueryPortResponse {
-        ports: req
-            .ports
+    Ok(query_port_response(req.ports, owners))
+}
+
+/// The QueryPort reply body for the request's `ports`.
+pub fn query_port_response(ports: Vec<String>, owners: Vec<Option<PortOwner>>) -> ResponseBody {
+    ResponseBody::QueryPort(QueryPortResponse {
+        ports: ports
             .into_iter()
             .zip(owners)
             .map(|(port, o)| PortInfoBody {
@@ -617,15 +651,19 @@ pub fn query_port(switch: &Switch, req: PortsRequest) -> Result<ResponseBody, Ap
                 address: o.as_ref().map(|o| o.address.to_string()),
             })
             .collect(),
-    }))
+    })
 }
 
 /// QueryNode.
 pub fn query_node(switch: &Switch, req: QueryNodeRequest) -> Result<ResponseBody, ApiError> {
     let infos = switch.query_node(&req.nodes)?;
-    Ok(ResponseBody::QueryNode(QueryNodeResponse {
-        nodes: req
-            .nodes
+    Ok(query_node_response(req.nodes, infos))
+}
+
+/// The QueryNode reply body for the request's `nodes`.
+pub fn query_node_response(nodes: Vec<String>, infos: Vec<Option<NodeInfo>>) -> ResponseBody {
+    ResponseBody::QueryNode(QueryNodeResponse {
+        nodes: nodes
             .into_iter()
             .zip(infos)
             .map(|(node, info)| NodeInfoBody {
@@ -635,16 +673,21 @@ pub fn query_node(switch: &Switch, req: QueryNodeRequest) -> Result<ResponseBody
                 ports: info.as_ref().map_or(0, |i| i.ports),
             })
             .collect(),
-    }))
+    })
 }
 
 /// Relet.
 pub fn relet(switch: &mut Switch, node: &str, now: u64) -> Result<ResponseBody, ApiError> {
     let lease_deadline = switch.relet(node, now)?;
-    Ok(ResponseBody::Relet(ReletResponse {
+    Ok(relet_response(lease_deadline, switch.nodes().lease_ms()))
+}
+
+/// The Relet reply body.
+pub fn relet_response(lease_deadline: u64, lease_ms: u64) -> ResponseBody {
+    ResponseBody::Relet(ReletResponse {
         lease_deadline,
-        lease_ms: switch.nodes().lease_ms(),
-    }))
+        lease_ms,
+    })
 }
 
 #[cfg(test)]

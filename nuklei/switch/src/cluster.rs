@@ -214,6 +214,11 @@ enum Op {
         waiting: usize,
         infos: Vec<Option<NodeInfo>>,
     },
+    Counters {
+        token: Token,
+        waiting: usize,
+        values: [u64; 13],
+    },
 }
 
 /// One switch instance: a node home and a port shard.
@@ -232,6 +237,8 @@ pub struct Instance {
     outbox: Vec<Vec<u8>>,
     done: Vec<Done>,
     work: Vec<(NodeIdx, Cause)>,
+    /// Exchanges the nukleus opened and refused (reported with the counters).
+    exchanges: (u64, u64),
 }
 
 impl Instance {
@@ -252,6 +259,7 @@ impl Instance {
             outbox: vec![Vec::new(); count],
             done: Vec::new(),
             work: Vec::new(),
+            exchanges: (0, 0),
         }
     }
 
@@ -287,6 +295,39 @@ impl Instance {
             nodes_online: self.nodes.online() as u64,
             ..self.metrics
         }
+    }
+
+    /// Tells the instance how many exchanges its nukleus opened and refused, for
+    /// [`Instance::query_metrics`].
+    pub fn set_exchange_counts(&mut self, opened: u64, refused: u64) {
+        self.exchanges = (opened, refused);
+    }
+
+    fn counters(&self) -> [u64; 13] {
+        let mut v = [0; 13];
+        v[..11].copy_from_slice(&self.metrics().to_array());
+        v[11] = self.exchanges.0;
+        v[12] = self.exchanges.1;
+        v
+    }
+
+    /// The counters of every instance, summed. Completes under `token`.
+    pub fn query_metrics(&mut self, token: Token) {
+        let op = self.new_op();
+        for peer in 0..self.count {
+            if peer != self.me {
+                self.send(peer, &Msg::QueryCounters { op });
+            }
+        }
+        self.ops.insert(
+            op,
+            Op::Counters {
+                token,
+                waiting: self.count - 1,
+                values: self.counters(),
+            },
+        );
+        self.try_finish(op, &mut Vec::new());
     }
 
     /// Operations waiting for mesh replies.
@@ -1103,9 +1144,9 @@ impl Instance {
             Some(Op::Reg(r)) => r.waiting == 0,
             Some(Op::Unreg(u)) => u.waiting == 0,
             Some(Op::Send(s)) => s.waiting == 0 && s.acks == 0 && s.messages.is_empty(),
-            Some(Op::QueryPort { waiting, .. }) | Some(Op::QueryNode { waiting, .. }) => {
-                *waiting == 0
-            }
+            Some(Op::QueryPort { waiting, .. })
+            | Some(Op::QueryNode { waiting, .. })
+            | Some(Op::Counters { waiting, .. }) => *waiting == 0,
             None => false,
         };
         if !ready {
@@ -1129,6 +1170,16 @@ impl Instance {
             Op::Send(s) => (s.token, Ok(Reply::SendMsg(s.report))),
             Op::QueryPort { token, owners, .. } => (token, Ok(Reply::QueryPort(owners))),
             Op::QueryNode { token, infos, .. } => (token, Ok(Reply::QueryNode(infos))),
+            Op::Counters { token, values, .. } => {
+                let mut metrics = [0; 11];
+                metrics.copy_from_slice(&values[..11]);
+                let reply = Reply::Metrics {
+                    metrics: Metrics::from_array(metrics),
+                    requests: values[11],
+                    refused: values[12],
+                };
+                (token, Ok(reply))
+            }
         };
         self.done.push(done);
     }
@@ -1322,6 +1373,24 @@ impl Instance {
             } => {
                 self.release_here(&node, session, reason, out);
                 self.settle(out);
+            }
+            Msg::QueryCounters { op } => {
+                let values = self.counters().to_vec();
+                self.send(from, &Msg::Counters { op, values });
+            }
+            Msg::Counters { op, values } => {
+                if let Some(Op::Counters {
+                    waiting,
+                    values: sum,
+                    ..
+                }) = self.ops.get_mut(&op)
+                {
+                    for (s, v) in sum.iter_mut().zip(values) {
+                        *s += v;
+                    }
+                    *waiting -= 1;
+                }
+                self.try_finish(op, out);
             }
             Msg::QueryNodes { op, nodes } => {
                 let infos = nodes

@@ -18,6 +18,7 @@
 pub mod api;
 pub mod auth;
 pub mod cluster;
+pub mod engine;
 pub mod limits;
 pub mod mesh;
 pub mod nodes;

@@ -169,6 +169,19 @@ pub enum Msg {
         /// `(position, node id)`.
         nodes: Vec<(u32, String)>,
     },
+    /// Counters of the receiver ([`Msg::Counters`]).
+    QueryCounters {
+        /// Correlation.
+        op: u64,
+    },
+    /// Reply to [`Msg::QueryCounters`]: the switch metrics in declaration order, then exchanges
+    /// opened and refused.
+    Counters {
+        /// Correlation.
+        op: u64,
+        /// The values.
+        values: Vec<u64>,
+    },
     /// Reply to [`Msg::QueryNodes`]; offline nodes are left out.
     NodeInfos {
         /// Correlation.
@@ -207,6 +220,8 @@ const NODE_GONE: u8 = 9;
 const QUERY_PORTS: u8 = 10;
 const QUERY_NODES: u8 = 11;
 const NODE_INFOS: u8 = 12;
+const QUERY_COUNTERS: u8 = 13;
+const COUNTERS: u8 = 14;
 
 const ITEM_UNICAST: u8 = 1;
 const ITEM_BROADCAST: u8 = 2;
@@ -460,6 +475,18 @@ impl Msg {
                 e.u64(*session);
                 e.u8(reason_code(*reason));
             }
+            Msg::QueryCounters { op } => {
+                e.u8(QUERY_COUNTERS);
+                e.u64(*op);
+            }
+            Msg::Counters { op, values } => {
+                e.u8(COUNTERS);
+                e.u64(*op);
+                e.u32(values.len() as u32);
+                for v in values {
+                    e.u64(*v);
+                }
+            }
             Msg::QueryNodes { op, nodes } => {
                 e.u8(QUERY_NODES);
                 e.u64(*op);
@@ -569,6 +596,13 @@ impl Msg {
                 session: d.u64()?,
                 reason: reason_of(d.u8()?)?,
             },
+            QUERY_COUNTERS => Msg::QueryCounters { op: d.u64()? },
+            COUNTERS => {
+                let op = d.u64()?;
+                let n = d.count()?;
+                let values = (0..n).map(|_| d.u64()).collect::<Result<_, MeshError>>()?;
+                Msg::Counters { op, values }
+            }
             QUERY_NODES => Msg::QueryNodes {
                 op: d.u64()?,
                 nodes: d.named()?,
@@ -717,6 +751,11 @@ mod tests {
             Msg::QueryNodes {
                 op: 6,
                 nodes: vec![(0, "n".into())],
+            },
+            Msg::QueryCounters { op: 7 },
+            Msg::Counters {
+                op: 7,
+                values: vec![1, 2, 3],
             },
             Msg::NodeInfos {
                 op: 6,

@@ -34,11 +34,14 @@ use streams::{
     RingReader, SendWindow, SlotIds,
 };
 
-use crate::api::{self, ApiError, ErrorBody, ErrorDetail};
+use crate::api::{self, ApiError, ErrorBody, ErrorDetail, ResponseBody};
 use crate::auth::{self, AuthError, Need, TokenGrant, Tokens};
+use crate::cluster::{Instance, InstanceConfig, Token};
+use crate::engine::{Call, Engine, Shape};
+use crate::mesh::{MeshReader, Msg};
 use crate::nodes::ConnId;
 use crate::ports::NodeIdx;
-use crate::switch::{CloseReason, Config, Output, Switch};
+use crate::switch::{CloseReason, Config, Metrics, Output, Reply, Switch};
 
 /// Settings of the switch nukleus.
 #[derive(Clone, Debug)]
@@ -90,7 +93,18 @@ pub mod close_code {
     pub const UNAUTHORIZED: u16 = 4401;
     /// The token may not act for this node.
     pub const FORBIDDEN: u16 = 4403;
+    /// The connection reached a switch instance that is not the node's home.
+    pub const MISDIRECTED: u16 = 4421;
 }
+
+/// Stream id of the mesh between two switch instances: one stream per direction, DATA only.
+/// It needs no window: each instance reads its mesh inputs on every poll whatever else it
+/// does, and stops taking new client requests while its mesh outboxes are over
+/// [`MESH_HIGH_WATER`], so an outbox only grows by replies it must send, and those are bounded
+/// by the requests in flight.
+const MESH_STREAM: u64 = 1;
+/// Mesh bytes waiting to be written beyond which client input is not read.
+const MESH_HIGH_WATER: usize = 4 << 20;
 
 /// WebSocket message kinds in DATA extensions.
 const WS_TEXT: u8 = 1;
@@ -156,6 +170,30 @@ struct Exchange {
     end_with: Option<Vec<u8>>,
     role: Role,
     dirty: bool,
+    /// WebSocket replies of calls in flight at other switch instances, in request order:
+    /// `None` until the call completes; completed replies move to `out` from the front.
+    awaiting: VecDeque<(Token, Option<Vec<u8>>)>,
+}
+
+/// Where the reply of a call in flight goes.
+struct Pending {
+    input: usize,
+    slot: usize,
+    id: u64,
+    /// The WebSocket request id (`None`: a REST request).
+    ws_id: Option<u64>,
+    shape: Shape,
+}
+
+/// The mesh to the other switch instances (fission).
+struct Mesh {
+    /// Per instance: the output index of its link (`None` for this instance).
+    output_of: Vec<Option<usize>>,
+    /// Per input: the instance it comes from, if it is a mesh input.
+    peer_of_input: Vec<Option<usize>>,
+    readers: Vec<MeshReader>,
+    pending: HashMap<Token, Pending>,
+    next_token: Token,
 }
 
 /// The switch nukleus.
@@ -163,7 +201,8 @@ pub struct SwitchNukleus {
     config: SwitchNukleusConfig,
     core: usize,
     instance: u16,
-    switch: Switch,
+    engine: Engine,
+    mesh: Option<Mesh>,
     tokens: Tokens,
     inputs: Vec<RingReader>,
     outputs: Vec<StreamOutput>,
@@ -252,8 +291,55 @@ impl SwitchNukleus {
             .map(|o| config.ws_kinds.contains(&o.kind))
             .collect();
         let exchanges = outputs.iter().map(|_| Vec::new()).collect();
+        // Links to other switch instances make this one instance of several: the peer with
+        // ordinal k among them is instance k, or k + 1 from this instance's index on.
+        let me = usize::from(instance);
+        let peers: Vec<(usize, usize)> = outputs
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| o.kind == "switch")
+            .map(|(i, o)| {
+                (
+                    i,
+                    if o.ordinal < me {
+                        o.ordinal
+                    } else {
+                        o.ordinal + 1
+                    },
+                )
+            })
+            .collect();
+        let (engine, mesh) = if peers.is_empty() {
+            (
+                Engine::Single(Box::new(Switch::new(config.switch.clone()))),
+                None,
+            )
+        } else {
+            let count = peers.len() + 1;
+            let mut output_of = vec![None; count];
+            let mut peer_of_input = vec![None; outputs.len()];
+            for &(i, peer) in &peers {
+                output_of[peer] = Some(i);
+                peer_of_input[i] = Some(peer);
+            }
+            let instance = Instance::new(InstanceConfig {
+                me,
+                instances: count,
+                lease_ms: config.switch.lease_ms,
+                limits: config.switch.limits.clone(),
+            });
+            let mesh = Mesh {
+                output_of,
+                peer_of_input,
+                readers: (0..count).map(|_| MeshReader::default()).collect(),
+                pending: HashMap::new(),
+                next_token: 1,
+            };
+            (Engine::Cluster(Box::new(instance)), Some(mesh))
+        };
         SwitchNukleus {
-            switch: Switch::new(config.switch.clone()),
+            engine,
+            mesh,
             tokens: Tokens::new(&config.tokens),
             config,
             core,
@@ -275,9 +361,14 @@ impl SwitchNukleus {
         }
     }
 
-    /// The switch state (for tests and metrics).
-    pub fn switch(&self) -> &Switch {
-        &self.switch
+    /// This instance's counters.
+    pub fn metrics(&self) -> Metrics {
+        self.engine.metrics()
+    }
+
+    /// The number of switch instances this one is part of.
+    pub fn instances(&self) -> usize {
+        self.mesh.as_ref().map_or(1, |m| m.output_of.len())
     }
 
     fn mark(&mut self, input: usize, slot: usize) {
@@ -348,7 +439,7 @@ impl SwitchNukleus {
             (frame::FLUSH, false) if f.extension() == b"ping" => {
                 if let Role::Receiver(r) = &mut x.role {
                     if r.online {
-                        let _ = self.switch.relet(&r.node, self.now_ms);
+                        let _ = self.engine.relet(&r.node, self.now_ms);
                         r.last_relet = self.now_ms;
                     }
                 }
@@ -393,7 +484,7 @@ impl SwitchNukleus {
             self.conns.remove(&r.conn);
             if r.online {
                 r.online = false;
-                self.switch.connection_closed(r.conn, &mut self.events);
+                self.engine.connection_closed(r.conn, &mut self.events);
             }
         }
     }
@@ -418,6 +509,7 @@ impl SwitchNukleus {
             end_with: None,
             role: Role::Done,
             dirty: false,
+            awaiting: VecDeque::new(),
         };
         x.send.on_window(f.acknowledge(), f.maximum(), 0);
         let extension = f.extension();
@@ -496,7 +588,7 @@ impl SwitchNukleus {
             .unwrap_or_default();
         let conn = self.next_conn;
         let session = self
-            .switch
+            .engine
             .wait_msg(&node, &address, conn, self.now_ms, &mut self.events)
             .map_err(|e| {
                 let e = ApiError::from(e);
@@ -528,6 +620,7 @@ impl SwitchNukleus {
                 let code = match status {
                     401 => close_code::UNAUTHORIZED,
                     403 => close_code::FORBIDDEN,
+                    421 => close_code::MISDIRECTED,
                     _ => close_code::BAD_REQUEST,
                 };
                 x.end_with = Some(close_ext(code, &body.error.message));
@@ -689,7 +782,7 @@ impl SwitchNukleus {
     /// A complete WebSocket message from a node's receiving connection: an API request.
     fn on_message(&mut self, input: usize, slot: usize, message: &[u8]) {
         let now = self.now_ms;
-        let lease_ms = self.switch.nodes().lease_ms();
+        let lease_ms = self.engine.lease_ms();
         let Some(Some(x)) = self.exchanges[input].get_mut(slot) else {
             return;
         };
@@ -699,12 +792,19 @@ impl SwitchNukleus {
         // Any message is a heartbeat; relet at most ten times per lease to keep the lease heap
         // small under a flood of requests.
         if now.saturating_sub(r.last_relet) * 10 >= lease_ms {
-            let _ = self.switch.relet(&r.node, now);
+            let _ = self.engine.relet(&r.node, now);
             r.last_relet = now;
         }
-        let reply = match std::str::from_utf8(message) {
-            Ok(text) => api::handle_ws(&mut self.switch, &r.node, text, now, &mut self.events),
-            Err(_) => serde_json::to_string(&api::WsReply {
+        let reply = match (std::str::from_utf8(message), &mut self.engine) {
+            (Ok(text), Engine::Single(switch)) => {
+                api::handle_ws(switch, &r.node, text, now, &mut self.events)
+            }
+            (Ok(text), Engine::Cluster(_)) => {
+                let (id, call) = Call::from_ws(&r.node, text);
+                self.start_call(input, slot, Some(id), call);
+                return;
+            }
+            (Err(_), _) => serde_json::to_string(&api::WsReply {
                 id: 0,
                 body: api::ResponseBody::Error(
                     ApiError::BadJson("message is not UTF-8 JSON".into()).body(),
@@ -712,8 +812,143 @@ impl SwitchNukleus {
             })
             .unwrap_or_default(),
         };
-        x.out_bytes += reply.len();
-        x.out.push_back(reply.into_bytes());
+        if x.awaiting.is_empty() {
+            x.out_bytes += reply.len();
+            x.out.push_back(reply.into_bytes());
+        } else {
+            // Behind replies still in flight: keep request order.
+            x.awaiting.push_back((0, Some(reply.into_bytes())));
+        }
+    }
+
+    /// Starts a call at this instance (cluster mode); its reply goes to the exchange when it
+    /// completes, here and now or after mesh replies.
+    fn start_call(
+        &mut self,
+        input: usize,
+        slot: usize,
+        ws_id: Option<u64>,
+        call: Result<Call, ApiError>,
+    ) {
+        let (Engine::Cluster(instance), Some(mesh)) = (&mut self.engine, &mut self.mesh) else {
+            return;
+        };
+        let Some(Some(x)) = self.exchanges[input].get_mut(slot) else {
+            return;
+        };
+        let token = mesh.next_token;
+        mesh.next_token += 1;
+        if ws_id.is_some() {
+            x.awaiting.push_back((token, None));
+        }
+        let id = x.id;
+        let immediate = match call {
+            Err(e) => Err(e),
+            Ok(call) => match Engine::start(instance, token, call, self.now_ms, &mut self.events) {
+                Ok(shape) => {
+                    mesh.pending.insert(
+                        token,
+                        Pending {
+                            input,
+                            slot,
+                            id,
+                            ws_id,
+                            shape,
+                        },
+                    );
+                    return;
+                }
+                Err(result) => result,
+            },
+        };
+        self.complete(input, slot, id, ws_id, token, immediate);
+    }
+
+    /// Delivers the completions of calls in flight (cluster mode).
+    fn run_done(&mut self) {
+        let Engine::Cluster(instance) = &mut self.engine else {
+            return;
+        };
+        let done: Vec<_> = instance.take_done().collect();
+        for (token, reply) in done {
+            let Some(mesh) = self.mesh.as_mut() else {
+                return;
+            };
+            let Some(p) = mesh.pending.remove(&token) else {
+                continue;
+            };
+            if let (
+                Shape::Metrics,
+                Ok(Reply::Metrics {
+                    metrics,
+                    requests,
+                    refused,
+                }),
+            ) = (&p.shape, &reply)
+            {
+                if matches!(self.exchanges[p.input].get(p.slot), Some(Some(x)) if x.id == p.id) {
+                    let text = metrics_text(metrics, *requests, *refused);
+                    self.respond(p.input, p.slot, 200, b"text/plain; version=0.0.4", text);
+                    self.mark(p.input, p.slot);
+                }
+                continue;
+            }
+            let result = crate::engine::response(p.shape, reply);
+            self.complete(p.input, p.slot, p.id, p.ws_id, token, result);
+        }
+    }
+
+    /// The reply of a call: a WebSocket message in request order, or the REST response.
+    fn complete(
+        &mut self,
+        input: usize,
+        slot: usize,
+        id: u64,
+        ws_id: Option<u64>,
+        token: Token,
+        result: Result<ResponseBody, ApiError>,
+    ) {
+        match ws_id {
+            Some(ws_id) => {
+                let Some(Some(x)) = self.exchanges[input].get_mut(slot) else {
+                    return;
+                };
+                if x.id != id {
+                    return;
+                }
+                let reply = api::WsReply {
+                    id: ws_id,
+                    body: result.unwrap_or_else(|e| ResponseBody::Error(e.body())),
+                };
+                let bytes = serde_json::to_vec(&reply).unwrap_or_default();
+                if let Some(entry) = x.awaiting.iter_mut().find(|(t, _)| *t == token) {
+                    entry.1 = Some(bytes);
+                } else {
+                    x.awaiting.push_back((token, Some(bytes)));
+                }
+                while x.awaiting.front().is_some_and(|(_, r)| r.is_some()) {
+                    if let Some((_, Some(bytes))) = x.awaiting.pop_front() {
+                        x.out_bytes += bytes.len();
+                        x.out.push_back(bytes);
+                    }
+                }
+                self.mark(input, slot);
+            }
+            None => {
+                if !matches!(self.exchanges[input].get(slot), Some(Some(x)) if x.id == id) {
+                    return;
+                }
+                let (status, body) = match result {
+                    Ok(b) => (200, serde_json::to_vec(&b).unwrap_or_default()),
+                    Err(e) => (
+                        e.status(),
+                        serde_json::to_vec(&e.body()).unwrap_or_default(),
+                    ),
+                };
+                self.respond(input, slot, status, b"application/json", body);
+                self.mark(input, slot);
+            }
+        }
     }
 
     /// A REST request is complete: run it and queue the response.
@@ -733,11 +968,32 @@ impl SwitchNukleus {
                 b"application/json",
                 serde_json::to_vec(&body).unwrap_or_default(),
             ),
-            Target::Metrics => (
-                200,
-                b"text/plain; version=0.0.4",
-                metrics_text(&self.switch, self.requests, self.refused),
-            ),
+            Target::Metrics => {
+                if let (Engine::Cluster(instance), Some(mesh)) = (&mut self.engine, &mut self.mesh)
+                {
+                    // Sum the counters of every instance.
+                    let token = mesh.next_token;
+                    mesh.next_token += 1;
+                    let id = x.id;
+                    mesh.pending.insert(
+                        token,
+                        Pending {
+                            input,
+                            slot,
+                            id,
+                            ws_id: None,
+                            shape: Shape::Metrics,
+                        },
+                    );
+                    instance.query_metrics(token);
+                    return;
+                }
+                (
+                    200,
+                    b"text/plain; version=0.0.4",
+                    metrics_text(&self.engine.metrics(), self.requests, self.refused),
+                )
+            }
             Target::Api(_) if rest.too_large => {
                 let body = error_body(
                     "limit_exceeded",
@@ -753,22 +1009,34 @@ impl SwitchNukleus {
                 )
             }
             Target::Api(route) => {
-                let (status, body) = match api::handle(
-                    &mut self.switch,
-                    &route,
-                    &rest.body,
-                    self.now_ms,
-                    &mut self.events,
-                ) {
-                    Ok(b) => (200, serde_json::to_vec(&b).unwrap_or_default()),
-                    Err(e) => (
-                        e.status(),
-                        serde_json::to_vec(&e.body()).unwrap_or_default(),
-                    ),
+                let Engine::Single(switch) = &mut self.engine else {
+                    let call = Call::from_rest(&route, &rest.body);
+                    self.start_call(input, slot, None, call);
+                    return;
                 };
+                let (status, body) =
+                    match api::handle(switch, &route, &rest.body, self.now_ms, &mut self.events) {
+                        Ok(b) => (200, serde_json::to_vec(&b).unwrap_or_default()),
+                        Err(e) => (
+                            e.status(),
+                            serde_json::to_vec(&e.body()).unwrap_or_default(),
+                        ),
+                    };
                 (status, b"application/json", body)
             }
         };
+        self.respond(input, slot, status, content_type, body);
+    }
+
+    /// Sends a REST response: head, `Content-Length` body, end.
+    fn respond(
+        &mut self,
+        input: usize,
+        slot: usize,
+        status: u16,
+        content_type: &[u8],
+        body: Vec<u8>,
+    ) {
         let mut length = itoa::Buffer::new();
         let length = length.format(body.len());
         self.scratch.clear();
@@ -855,14 +1123,14 @@ impl SwitchNukleus {
         loop {
             if x.out.is_empty() && x.reply_begun && !x.reply_ended && x.end_with.is_none() {
                 if let Role::Receiver(r) = &x.role {
-                    let queued = self.switch.node(r.idx).map_or(0, |n| n.queued());
+                    let queued = self.engine.queued(r.idx);
                     let credit = x.send.writable(MAX_BATCH);
                     if r.online && queued > 0 && credit > 0 {
                         let mut batch = Vec::new();
                         if !r.ws {
                             batch.extend_from_slice(b"data: ");
                         }
-                        self.switch.drain(r.idx, credit.max(1024), &mut batch);
+                        self.engine.drain(r.idx, credit.max(1024), &mut batch);
                         if !r.ws {
                             batch.extend_from_slice(b"\n\n");
                         }
@@ -956,6 +1224,52 @@ impl SwitchNukleus {
         }
     }
 
+    /// A frame on the mesh from switch instance `peer`: its DATA carries mesh records.
+    fn on_mesh_frame(&mut self, peer: usize, type_id: u32, bytes: &[u8]) {
+        let f = match Frame::new(type_id, bytes) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::error!(core = self.core, error = %e, "malformed mesh frame");
+                return;
+            }
+        };
+        if f.type_id() != frame::DATA {
+            return;
+        }
+        let (Engine::Cluster(instance), Some(mesh)) = (&mut self.engine, &mut self.mesh) else {
+            return;
+        };
+        let events = &mut self.events;
+        let core = self.core;
+        mesh.readers[peer].feed(f.payload(), |record| match Msg::decode(record) {
+            Ok(msg) => instance.on_mesh(peer, msg, events),
+            Err(e) => tracing::error!(core, peer, error = %e, "undecodable mesh record"),
+        });
+    }
+
+    /// Writes the mesh outboxes into the rings to the other instances, as much as fits.
+    fn flush_mesh(&mut self) {
+        let (Engine::Cluster(instance), Some(mesh)) = (&mut self.engine, &mut self.mesh) else {
+            return;
+        };
+        for (peer, output) in mesh.output_of.iter().enumerate() {
+            let Some(output) = *output else { continue };
+            let tx = &mut self.outputs[output].tx;
+            let room = tx.max_payload() - 64;
+            let outbox = instance.outbox(peer);
+            let mut sent = 0;
+            while sent < outbox.len() {
+                let n = (outbox.len() - sent).min(room);
+                let h = header(MESH_STREAM, self.timestamp);
+                if tx.data(&h, 0, 0, &[], &outbox[sent..sent + n]).is_err() {
+                    break;
+                }
+                sent += n;
+            }
+            outbox.drain(..sent);
+        }
+    }
+
     fn now_ms(&self, now: Instant) -> u64 {
         now.saturating_duration_since(self.start).as_millis() as u64
     }
@@ -972,8 +1286,7 @@ fn contains_ignore_case(haystack: &[u8], needle: &[u8]) -> bool {
 }
 
 /// The switch's counters in Prometheus text format.
-pub fn metrics_text(switch: &Switch, requests: u64, refused: u64) -> Vec<u8> {
-    let m = switch.metrics();
+pub fn metrics_text(m: &Metrics, requests: u64, refused: u64) -> Vec<u8> {
     let rows: [(&str, &str, &str, u64); 13] = [
         ("switch_ports", "gauge", "Ports registered", m.ports),
         (
@@ -1068,24 +1381,45 @@ impl Nukleus for SwitchNukleus {
         self.now_ms = self.now_ms(context.now);
         let mut work = 0;
         if self
-            .switch
+            .engine
             .next_deadline()
             .is_some_and(|d| d <= self.now_ms)
         {
-            work += self.switch.tick(self.now_ms, &mut self.events);
+            work += self.engine.tick(self.now_ms, &mut self.events);
+        }
+        if let Engine::Cluster(instance) = &mut self.engine {
+            instance.set_exchange_counts(self.requests, self.refused);
         }
         let mut inputs = std::mem::take(&mut self.inputs);
+        // While the mesh is backed up, take no new client requests (mesh input is always read).
+        let backed_up = match &self.engine {
+            Engine::Cluster(c) => c.outbox_bytes() > MESH_HIGH_WATER,
+            Engine::Single(_) => false,
+        };
         for (input, rx) in inputs.iter_mut().enumerate() {
+            if let Some(peer) = self.mesh.as_ref().and_then(|m| m.peer_of_input[input]) {
+                work += rx.read(1024, |type_id, bytes| {
+                    self.on_mesh_frame(peer, type_id, bytes)
+                });
+                self.run_events();
+                self.run_done();
+                continue;
+            }
+            if backed_up {
+                continue;
+            }
             work += rx.read(1024, |type_id, bytes| match Frame::new(type_id, bytes) {
                 Ok(f) => {
                     self.on_frame(input, f);
                     self.run_events();
+                    self.run_done();
                 }
                 Err(e) => tracing::error!(core = self.core, error = %e, "malformed frame"),
             });
         }
         self.inputs = inputs;
         self.run_events();
+        self.run_done();
         let mut rounds = 0;
         while !self.dirty.is_empty() && rounds < 2 {
             rounds += 1;
@@ -1095,6 +1429,7 @@ impl Nukleus for SwitchNukleus {
                 self.run_events();
             }
         }
+        self.flush_mesh();
         for output in &mut self.outputs {
             output.publish();
         }
@@ -1107,7 +1442,12 @@ impl Nukleus for SwitchNukleus {
         } else {
             Some(Instant::now())
         };
-        self.switch
+        let mesh_waiting = match &self.engine {
+            Engine::Cluster(c) => c.outbox_bytes() > 0,
+            Engine::Single(_) => false,
+        };
+        let soon = soon.or(mesh_waiting.then(Instant::now));
+        self.engine
             .next_deadline()
             .map(|ms| self.start + Duration::from_millis(ms))
             .into_iter()
@@ -1116,7 +1456,7 @@ impl Nukleus for SwitchNukleus {
     }
 
     fn gauges(&self, out: &mut Vec<(&'static str, u64)>) {
-        let m = self.switch.metrics();
+        let m = self.engine.metrics();
         out.push(("ports", m.ports));
         out.push(("nodes_online", m.nodes_online));
         out.push(("messages_sent_total", m.messages_sent));

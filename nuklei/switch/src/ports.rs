@@ -513,27 +513,17 @@ fn as_str(bytes: &[u8]) -> &str {
 
 /// The shard that owns `port` among `shards` shards.
 ///
-/// The hash is FNV-1a (64-bit) followed by the SplitMix64 finaliser, implemented here so that
-/// the result is fixed by this function's definition alone — not by a crate version, a platform
-/// or a process seed — and so identical in every process that routes ports. The range is reduced
-/// with a multiply-high (not a modulo), so the shard choice depends on the high bits of a hash
-/// that is unrelated to the one the shard's own index uses.
+/// The hash is [`streams::key_hash`] (FNV-1a and the SplitMix64 finaliser), fixed by its
+/// definition alone — not by a crate version, a platform or a process seed — and the same one
+/// http and ws use to route a node id to its switch instance. The range is reduced with a
+/// multiply-high ([`streams::key_index`]), so the shard choice depends on the high bits of a
+/// hash that is unrelated to the one the shard's own index uses.
 ///
 /// # Panics
 /// If `shards` is 0.
 pub fn shard_of(port: &[u8], shards: usize) -> usize {
     assert!(shards > 0, "shard_of: shards must be at least 1");
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in port {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h ^= h >> 30;
-    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    h ^= h >> 27;
-    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
-    h ^= h >> 31;
-    ((u128::from(h) * shards as u128) >> 64) as usize
+    streams::key_index(streams::key_hash(port), shards)
 }
 
 #[cfg(test)]

@@ -243,6 +243,42 @@ pub struct NodeInfo {
     pub queued_bytes: usize,
 }
 
+impl Metrics {
+    /// The counters as an array, in declaration order (for the mesh).
+    pub fn to_array(&self) -> [u64; 11] {
+        [
+            self.ports,
+            self.nodes_online,
+            self.registrations,
+            self.registration_conflicts,
+            self.releases,
+            self.release_notifications,
+            self.messages_sent,
+            self.messages_dropped,
+            self.slow_consumer_disconnects,
+            self.lease_expiries,
+            self.replaced_connections,
+        ]
+    }
+
+    /// The counters from [`Metrics::to_array`].
+    pub fn from_array(a: [u64; 11]) -> Metrics {
+        Metrics {
+            ports: a[0],
+            nodes_online: a[1],
+            registrations: a[2],
+            registration_conflicts: a[3],
+            releases: a[4],
+            release_notifications: a[5],
+            messages_sent: a[6],
+            messages_dropped: a[7],
+            slow_consumer_disconnects: a[8],
+            lease_expiries: a[9],
+            replaced_connections: a[10],
+        }
+    }
+}
+
 /// Counters; see [`Switch::metrics`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Metrics {
@@ -355,6 +391,15 @@ pub enum Reply {
     QueryPort(Vec<Option<PortOwner>>),
     /// QueryNode, in request order.
     QueryNode(Vec<Option<NodeInfo>>),
+    /// The counters of every switch instance, summed ([`crate::cluster::Instance::query_metrics`]).
+    Metrics {
+        /// Switch counters.
+        metrics: Metrics,
+        /// Exchanges opened by the switch nuklei.
+        requests: u64,
+        /// Exchanges refused before reaching the switch (auth, routing).
+        refused: u64,
+    },
 }
 
 #[derive(Clone, Copy, Debug)]

@@ -30,8 +30,8 @@ use nukleus_http::ext::{self, RequestHead};
 use slab::Slab;
 use streams::frame::{self, Frame, FLAG_FIN, FLAG_INIT};
 use streams::{
-    pick_peer, split_links, Header, Nukleus, Output, PeerLink, PeerStreams, PollContext,
-    RecvWindow, RingReader, SendWindow, SlotIds,
+    path_key, pick_keyed, pick_peer, split_links, Header, Nukleus, Output, PeerLink, PeerStreams,
+    PollContext, RecvWindow, RingReader, SendWindow, SlotIds,
 };
 
 use crate::app;
@@ -47,6 +47,10 @@ use crate::Failure;
 pub struct Route {
     pub prefix: String,
     pub to: String,
+    /// Route by key: the connection goes to the instance of `to` that owns the hash of this
+    /// path segment (0-based, percent-decoded; see [`streams::key`]) instead of the one on
+    /// this core. Upgrades without the segment go to the one on this core.
+    pub key_segment: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -329,8 +333,10 @@ impl WsNukleus {
             return;
         };
         let slot = self.new_conn(input, &f);
-        let route = self.route(request.path()).map(|r| r.to.clone());
-        let Some(kind) = route else {
+        let route = self
+            .route(request.path())
+            .map(|r| (r.to.clone(), r.key_segment));
+        let Some((kind, key_segment)) = route else {
             return self.reject(slot, 404, "no WebSocket route for this path", false);
         };
         let accepted = match negotiate(
@@ -345,7 +351,11 @@ impl WsNukleus {
                 return self.reject(slot, e.status(), e.reason(), e.status() == 426);
             }
         };
-        let Some(output) = pick_peer(&self.outputs, &kind, self.core, http_id >> 1) else {
+        let output = match key_segment.and_then(|segment| path_key(request.path(), segment)) {
+            Some(key) => pick_keyed(&self.outputs, &kind, key),
+            None => pick_peer(&self.outputs, &kind, self.core, http_id >> 1),
+        };
+        let Some(output) = output else {
             return self.reject(slot, 503, "WebSocket route target is not running", false);
         };
         self.upgrades += 1;

@@ -89,6 +89,7 @@ impl Rig {
             routes: vec![Route {
                 prefix: "/ws/app".into(),
                 to: "app".into(),
+                key_segment: None,
             }],
             protocols: vec!["chat".into()],
             window: 4096,

@@ -20,7 +20,9 @@ pub struct SwitchSection {
     /// A node that does not relet within this many milliseconds goes offline.
     #[serde(default = "default_lease_ms")]
     pub lease_ms: Spanned<u64>,
-    /// Port-table shards inside the switch instance.
+    /// Port-table shards inside the switch when it runs as one instance. With `switch` on
+    /// several cores, each instance is one shard of the port table (by port-name hash) and
+    /// the home of the nodes whose id hashes to it; this setting is then not used.
     #[serde(default = "default_shards")]
     pub shards: Spanned<usize>,
     /// Window granted for request bodies and WebSocket messages.
@@ -141,12 +143,6 @@ pub fn validate(
         .iter()
         .filter(|c| c.nuklei.get_ref().iter().any(|k| k == "switch"))
         .collect();
-    if let Some(second) = cores.get(1) {
-        return Err(invalid(
-            Some(second.nuklei.span()),
-            "`switch` may be placed on one [[core]] only: its state lives in one instance (http and ws on other cores reach it across cores); sharding across switch instances is not implemented".into(),
-        ));
-    }
     if cores
         .iter()
         .any(|c| c.nuklei.get_ref().iter().filter(|k| *k == "switch").count() > 1)

@@ -184,6 +184,7 @@ pub fn build(
             .map(|r| Route {
                 prefix: r.path.clone(),
                 to: r.to.get_ref().clone(),
+                key_segment: r.key_segment(),
             })
             .collect(),
         protocols: ws.protocols.get_ref().clone(),
