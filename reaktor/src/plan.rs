@@ -131,7 +131,9 @@ impl Placement {
             ));
         }
         for (kind, count) in self.kind_counts() {
-            if count > 1 {
+            if count > 1 && is_meshed(&kind) {
+                out.push_str(&format!("{kind}: split into {count} instances (ports by name hash, nodes by id hash; requests for a node go to its home instance, the instances talk over a mesh)\n"));
+            } else if count > 1 {
                 out.push_str(&format!("{kind}: split into {count} instances (streams routed by key, same core preferred)\n"));
             }
         }
@@ -157,5 +159,82 @@ impl Placement {
             }
         }
         counts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TWO_SWITCHES: &str = r#"
+[[listener]]
+name = "http"
+address = "127.0.0.1:0"
+chain = ["tcp", "http"]
+
+[[core]]
+nuklei = ["tcp", "http", "ws", "switch"]
+
+[[core]]
+nuklei = ["tcp", "http", "ws", "switch"]
+
+[[core]]
+nuklei = ["tcp", "http", "ws", "switch"]
+
+[[http.route]]
+path = "/v1/"
+to = "switch"
+
+[[http.route]]
+path = "/v1/ws/"
+to = "ws"
+
+[[ws.route]]
+path = "/v1/ws/"
+to = "switch"
+"#;
+
+    #[test]
+    fn switch_instances_are_meshed_pairwise_and_routes_to_them_are_keyed_by_node() {
+        let loaded = crate::topology::parse(std::path::Path::new("t.toml"), TWO_SWITCHES).unwrap();
+        let placement = Placement::from_topology(&loaded.topology);
+        let switches: Vec<usize> = placement
+            .instances
+            .iter()
+            .enumerate()
+            .filter(|(_, i)| i.kind == "switch")
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(switches.len(), 3);
+        let mesh: Vec<(usize, usize)> = placement
+            .links
+            .iter()
+            .copied()
+            .filter(|(a, b)| switches.contains(a) && switches.contains(b))
+            .collect();
+        // Each pair once, never an instance with itself.
+        assert_eq!(
+            mesh,
+            [
+                (switches[0], switches[1]),
+                (switches[0], switches[2]),
+                (switches[1], switches[2])
+            ]
+        );
+        let text = placement.describe(&loaded.topology);
+        assert!(
+            text.contains("core0.switch0 <-> core1.switch1 (cross core)"),
+            "{text}"
+        );
+        // Routes to the switch pick the node's home by the node id (path segment 2).
+        let keys: Vec<Option<usize>> = loaded
+            .topology
+            .http
+            .routes
+            .iter()
+            .chain(&loaded.topology.ws.routes)
+            .map(|r| r.key_segment())
+            .collect();
+        assert_eq!(keys, [Some(2), None, Some(2)]);
     }
 }

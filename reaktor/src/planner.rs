@@ -8,10 +8,13 @@
 //! as every stage and `hop` use the same one). A placement splits the stages into groups;
 //! each group gets a set of cores. A splittable stage (tcp, tls, http, ws, echo, metrics: keyed
 //! by connection) runs one instance on every core of its group and its load spreads evenly;
-//! a stage that is not splittable (switch: one instance owns the port table) runs once, on the
-//! least-loaded core of its group. A stream between stages of different groups crosses cores
-//! and costs `hop` on both sides; so does the share of traffic that reaches a single-instance
-//! stage from the other cores of its own group. The predicted throughput is the inverse of the
+//! a stage that is not splittable would run once, on the least-loaded core of its group (every
+//! kind here is splittable). The switch is split by key (ports by name hash, nodes by id hash):
+//! its requests reach the instance owning their key, on another core `(n - 1) / n` of the time,
+//! and its instances talk over a mesh, so splitting it costs hops the others do not pay. A
+//! stream between stages of different groups crosses cores and costs `hop` on both sides; so
+//! does the share of traffic that reaches a single-instance stage from the other cores of its
+//! own group. The predicted throughput is the inverse of the
 //! most loaded core's load per request.
 //!
 //! "All nuklei fused on every core" is the placement to beat (DESIGN §4): with splittable
@@ -55,9 +58,18 @@ pub fn default_cost(kind: &str) -> f64 {
     }
 }
 
-/// Whether a kind can run as several instances, streams routed to one by key.
+/// Whether a kind can run as several instances, streams routed to one by key. Every kind
+/// can now; see [`keyed_by_state`] for what splitting costs the switch.
 pub fn splittable(kind: &str) -> bool {
-    kind != "switch"
+    !kind.is_empty()
+}
+
+/// Whether a kind's instances partition state by a key that is not the connection (the
+/// switch: ports by name hash, nodes by id hash). Split over `n` cores, a request reaches the
+/// instance that owns its key, which is on another core `(n - 1) / n` of the time, and its
+/// instances talk to each other over their mesh (the self edge): both cost hops.
+pub fn keyed_by_state(kind: &str) -> bool {
+    kind == "switch"
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,7 +191,8 @@ impl Model<'_> {
             } else {
                 let n = cores_of[group_of[a]] as f64;
                 let single = !splittable(&stages[a].kind) || !splittable(&stages[b].kind);
-                if single {
+                let keyed = keyed_by_state(&stages[a].kind) || keyed_by_state(&stages[b].kind);
+                if single || keyed {
                     (n - 1.0) / n
                 } else {
                     0.0
@@ -467,14 +480,26 @@ pub fn plan(input: &PlanInput) -> Plan {
                 Decision::Split {
                     instances: group_cores,
                 },
-                format!(
-                    "{used}: saturates a core, so split into {group_cores} instances (streams keyed by connection){}",
-                    if neighbours.is_empty() {
-                        String::new()
-                    } else {
-                        format!(", each fused with {neighbours} on its core (no cross-core hop)")
-                    }
-                ),
+                if keyed_by_state(&stage.kind) {
+                    format!(
+                        "{used}: saturates a core, so split into {group_cores} instances keyed by port-name and node-id hash (a request reaches the instance owning its key, on another core {}/{group_cores} of the time; the instances talk over a mesh){}",
+                        group_cores - 1,
+                        if neighbours.is_empty() {
+                            String::new()
+                        } else {
+                            format!(", each fused with {neighbours}")
+                        }
+                    )
+                } else {
+                    format!(
+                        "{used}: saturates a core, so split into {group_cores} instances (streams keyed by connection){}",
+                        if neighbours.is_empty() {
+                            String::new()
+                        } else {
+                            format!(", each fused with {neighbours} on its core (no cross-core hop)")
+                        }
+                    )
+                },
             )
         } else {
             (
@@ -847,39 +872,35 @@ mod tests {
     }
 
     #[test]
-    fn a_heavy_single_instance_stage_gets_a_core_of_its_own() {
-        // The switch cannot be split; at 4 units it would overload whichever core it shares.
+    fn a_heavy_switch_is_split_over_every_core_by_key() {
+        // At 4 units the switch would overload a core of its own; split by key (ports by
+        // name, nodes by id) it shares every core with the connection stages.
         let plan = plan(&input(
             &[("tcp", 1.0), ("http", 1.0), ("echo", 0.5), ("switch", 4.0)],
             2,
         ));
-        assert_eq!(stage(&plan, "switch").decision, Decision::Dedicated);
+        assert_eq!(stage(&plan, "switch").cores, [0, 1]);
+        assert!(stage(&plan, "switch")
+            .reason
+            .contains("keyed by port-name and node-id hash"));
         assert_eq!(plan.cores.len(), 2);
-        let switch_core = stage(&plan, "switch").cores[0];
-        assert_eq!(plan.cores[switch_core], ["switch"]);
-        assert_eq!(plan.cores[1 - switch_core], ["tcp", "http", "echo"]);
-        assert!(plan.predicted_load < plan.fused_load * (1.0 - MARGIN));
-        assert!(plan
-            .describe()
-            .contains("chosen: tcp+http+echo on 1 core(s) | switch on 1 core(s)"));
+        assert!(plan.cores.iter().all(|c| c.iter().any(|k| k == "switch")));
     }
 
     #[test]
-    fn a_light_single_instance_stage_stays_fused() {
-        let plan = plan(&input(
-            &[("tcp", 1.0), ("http", 1.0), ("echo", 0.5), ("switch", 0.2)],
-            2,
-        ));
-        assert_eq!(stage(&plan, "switch").decision, Decision::Single);
-        assert_eq!(stage(&plan, "switch").cores.len(), 1);
-        assert_eq!(stage(&plan, "tcp").cores, [0, 1]);
-        assert_eq!(
-            plan.cores
-                .iter()
-                .flatten()
-                .filter(|k| *k == "switch")
-                .count(),
-            1
+    fn a_keyed_stage_pays_for_the_hops_to_its_owners() {
+        // The same costs, once with a stage split by connection (no hop) and once with the
+        // switch (a request reaches the instance owning its key, on the other core half the
+        // time, and the instances talk over their mesh): the switch's placement predicts more
+        // load per request.
+        let by_connection = plan(&input(&[("tcp", 1.0), ("http", 1.0), ("echo", 4.0)], 2));
+        let by_key = plan(&input(&[("tcp", 1.0), ("http", 1.0), ("switch", 4.0)], 2));
+        assert_eq!(by_connection.predicted_load, 3.0);
+        assert!(
+            by_key.predicted_load > by_connection.predicted_load + 0.1,
+            "{} vs {}",
+            by_key.predicted_load,
+            by_connection.predicted_load
         );
     }
 
