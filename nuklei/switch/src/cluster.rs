@@ -47,7 +47,7 @@ use std::sync::Arc;
 use hashbrown::HashMap;
 
 use crate::limits::{LimitError, Limits};
-use crate::mesh::{HomeInfo, Item, Msg, OwnerInfo};
+use crate::mesh::{HomeInfo, Item, Msg, NodeRef, OwnerInfo};
 use crate::nodes::{ConnId, Drained, Node, NodeRegistry, Push, PushOutcome, ReleaseReason};
 use crate::ports::{shard_of, NodeIdx, Outcome, PortShard, RegisterError, Subscriber};
 use crate::switch::{
@@ -91,7 +91,8 @@ const NO_OWNER: NodeIdx = NodeIdx::MAX;
 struct OwnerRec {
     id: Arc<str>,
     address: Arc<str>,
-    session: u64,
+    /// Home, index there, session.
+    at_home: NodeRef,
 }
 
 /// The nodes a port shard refers to: owners of its ports and subscribers, by dense index.
@@ -113,12 +114,10 @@ impl Owners {
 
     /// The record of `id`, created or moved to `session` (a node's ports of an earlier session
     /// were released before its home could send anything for a later one).
-    fn upsert(&mut self, id: &str, address: &str, session: u64) -> NodeIdx {
+    fn upsert(&mut self, id: &str, address: &str, at_home: NodeRef) -> NodeIdx {
         if let Some(idx) = self.lookup(id) {
             if let Some(rec) = self.recs[idx as usize].as_mut() {
-                if rec.session != session {
-                    rec.session = session;
-                }
+                rec.at_home = at_home;
                 if rec.address.as_ref() != address {
                     rec.address = Arc::from(address);
                 }
@@ -129,7 +128,7 @@ impl Owners {
         let rec = OwnerRec {
             id: id.clone(),
             address: Arc::from(address),
-            session,
+            at_home,
         };
         let idx = match self.free.pop() {
             Some(idx) => {
@@ -152,12 +151,8 @@ impl Owners {
         }
     }
 
-    fn info(&self, idx: NodeIdx) -> Option<OwnerInfo> {
-        self.get(idx).map(|r| OwnerInfo {
-            node: r.id.to_string(),
-            session: r.session,
-            address: r.address.to_string(),
-        })
+    fn session(&self, idx: NodeIdx) -> Option<u64> {
+        self.get(idx).map(|r| r.at_home.session)
     }
 }
 
@@ -168,6 +163,9 @@ enum Cause {
     SlowConsumer { queued: usize, limit: usize },
 }
 
+/// A port another node owns: position, owner id and address.
+type Failed = (u32, Arc<str>, Arc<str>);
+
 struct RegOp {
     token: Token,
     node: NodeIdx,
@@ -175,7 +173,7 @@ struct RegOp {
     ports: Vec<String>,
     waiting: usize,
     new: Vec<u32>,
-    failed: Vec<(u32, OwnerInfo)>,
+    failed: Vec<Failed>,
     error: Option<SwitchError>,
 }
 
@@ -191,7 +189,7 @@ struct SendOp {
     token: Token,
     messages: Vec<(Vec<String>, String)>,
     /// Owner of each target, flattened in batch order (`None`: unknown or broadcast).
-    owners: Vec<Option<(String, u64)>>,
+    owners: Vec<Option<NodeRef>>,
     /// Phase one: resolutions outstanding.
     waiting: usize,
     /// Phase two: acknowledgements outstanding.
@@ -358,7 +356,7 @@ impl Instance {
         local_session * self.count as u64 + self.me as u64
     }
 
-    fn send(&mut self, peer: usize, msg: &Msg) {
+    fn send(&mut self, peer: usize, msg: &Msg<'_>) {
         msg.encode(&mut self.outbox[peer]);
     }
 
@@ -543,7 +541,7 @@ impl Instance {
     /// A node homed here ended `session`: every shard releases its ports.
     fn node_gone(&mut self, id: &str, session: u64, reason: ReleaseReason, out: &mut Vec<Output>) {
         let msg = Msg::NodeGone {
-            node: id.to_string(),
+            node: id,
             session,
             reason,
         };
@@ -558,19 +556,16 @@ impl Instance {
     /// Queue `push` for node `id` homed here if it is still in `session` (global).
     fn deliver_here(
         &mut self,
-        id: &str,
+        idx: NodeIdx,
         session: u64,
         push: Push,
         out: &mut Vec<Output>,
     ) -> SendReport {
-        let Some(idx) = self.nodes.lookup(id) else {
-            return dropped(1);
-        };
         let current = self
             .nodes
             .get(idx)
-            .map(Node::session)
-            .map(|s| self.global(s));
+            .filter(|n| n.conn().is_some())
+            .map(|n| self.global(n.session()));
         if current != Some(session) {
             return dropped(1);
         }
@@ -598,7 +593,7 @@ impl Instance {
         }
     }
 
-    fn deliver_items(&mut self, items: Vec<Item>, out: &mut Vec<Output>) -> SendReport {
+    fn deliver_items(&mut self, items: Vec<Item<'_>>, out: &mut Vec<Output>) -> SendReport {
         let mut report = SendReport::default();
         for item in items {
             match item {
@@ -612,12 +607,12 @@ impl Instance {
                         port: Arc::from(port),
                         body: Arc::from(body),
                     };
-                    let r = self.deliver_here(&node, session, push, out);
+                    let r = self.deliver_here(node, session, push, out);
                     self.count_messages(r);
                     report += r;
                 }
                 Item::Broadcast { body } => {
-                    let r = self.broadcast_here(&body, out);
+                    let r = self.broadcast_here(body, out);
                     report += r;
                 }
                 Item::Released {
@@ -630,7 +625,7 @@ impl Instance {
                         port: Arc::from(port),
                         reason,
                     };
-                    let r = self.deliver_here(&node, session, push, out);
+                    let r = self.deliver_here(node, session, push, out);
                     self.metrics.release_notifications += r.delivered;
                 }
             }
@@ -666,12 +661,13 @@ impl Instance {
     fn register_here(
         &mut self,
         node: &str,
-        session: u64,
+        at_home: NodeRef,
         address: &str,
         subscribe: bool,
-        ports: &[(u32, String)],
-    ) -> (Vec<u32>, Vec<(u32, OwnerInfo)>, Option<SwitchError>) {
-        let owner = self.owners.upsert(node, address, session);
+        ports: &[(u32, &str)],
+    ) -> (Vec<u32>, Vec<Failed>, Option<SwitchError>) {
+        let session = at_home.session;
+        let owner = self.owners.upsert(node, address, at_home);
         let mut new = Vec::new();
         let mut failed = Vec::new();
         let mut error = None;
@@ -693,8 +689,8 @@ impl Instance {
                             },
                         );
                     }
-                    if let Some(info) = self.owners.info(other.0) {
-                        failed.push((*pos, info));
+                    if let Some(rec) = self.owners.get(other.0) {
+                        failed.push((*pos, rec.id.clone(), rec.address.clone()));
                     }
                 }
                 Err(RegisterError::EmptyName) => error = Some(SwitchError::EmptyPortName),
@@ -719,7 +715,7 @@ impl Instance {
     fn unregister_here(
         &mut self,
         node: &str,
-        ports: &[(u32, String)],
+        ports: &[(u32, &str)],
         out: &mut Vec<Output>,
     ) -> UnRegPortReply {
         let owner = self.owners.lookup(node).unwrap_or(NO_OWNER);
@@ -751,7 +747,7 @@ impl Instance {
         let Some(idx) = self.owners.lookup(id) else {
             return;
         };
-        if self.owners.get(idx).map(|r| r.session) != Some(session) {
+        if self.owners.session(idx) != Some(session) {
             return;
         }
         let mut released: Vec<(String, Vec<Subscriber>)> = Vec::new();
@@ -777,48 +773,60 @@ impl Instance {
         reason: ReleaseReason,
         out: &mut Vec<Output>,
     ) {
-        let Some(rec) = self
+        let Some(to) = self
             .owners
             .get(sub.node)
+            .map(|r| r.at_home)
             .filter(|r| r.session == sub.session)
         else {
             return;
         };
-        let node = rec.id.to_string();
-        let home = self.home(&node);
-        if home == self.me {
+        if usize::from(to.home) == self.me {
             let push = Push::Released {
                 port: Arc::from(port),
                 reason,
             };
-            let r = self.deliver_here(&node, sub.session, push, out);
+            let r = self.deliver_here(to.idx, to.session, push, out);
             self.metrics.release_notifications += r.delivered;
         } else {
             let msg = Msg::Deliver {
                 op: 0,
                 items: vec![Item::Released {
-                    node,
-                    session: sub.session,
-                    port: port.to_string(),
+                    node: to.idx,
+                    session: to.session,
+                    port,
                     reason,
                 }],
             };
-            self.send(home, &msg);
+            self.send(usize::from(to.home), &msg);
         }
     }
 
-    fn resolve_here(&self, port: &str) -> Option<OwnerInfo> {
-        self.shard.owner(port).and_then(|o| self.owners.info(o))
+    fn resolve_here(&self, port: &str) -> Option<NodeRef> {
+        self.shard
+            .owner(port)
+            .and_then(|o| self.owners.get(o))
+            .map(|r| r.at_home)
+    }
+
+    fn owner_here(&self, port: &str) -> Option<PortOwner> {
+        self.shard
+            .owner(port)
+            .and_then(|o| self.owners.get(o))
+            .map(|r| PortOwner {
+                node: r.id.clone(),
+                address: r.address.clone(),
+            })
     }
 
     /// Splits `(position, port)` pairs by shard instance.
     fn split_ports<'a>(
         &self,
         ports: impl Iterator<Item = (usize, &'a String)>,
-    ) -> Vec<Vec<(u32, String)>> {
+    ) -> Vec<Vec<(u32, &'a str)>> {
         let mut parts = vec![Vec::new(); self.count];
         for (pos, port) in ports {
-            parts[shard_instance(port, self.count)].push((pos as u32, port.clone()));
+            parts[shard_instance(port, self.count)].push((pos as u32, port.as_str()));
         }
         parts
     }
@@ -850,23 +858,28 @@ impl Instance {
             .get(idx)
             .map_or((0, Arc::from("")), |n| (n.session(), n.address().clone()));
         let session = self.global(local);
+        let at_home = NodeRef {
+            home: self.me as u16,
+            idx,
+            session,
+        };
         let op = self.new_op();
         let mut parts = self.split_ports(ports.iter().enumerate());
         let mine = std::mem::take(&mut parts[self.me]);
-        let (new, failed, error) = self.register_here(node, session, &address, subscribe, &mine);
+        let (new, failed, error) = self.register_here(node, at_home, &address, subscribe, &mine);
         let mut waiting = 0;
         for (peer, part) in parts.into_iter().enumerate() {
             if !part.is_empty() {
                 waiting += 1;
                 let msg = Msg::Register {
                     op,
-                    node: node.to_string(),
-                    session,
-                    address: address.to_string(),
+                    node,
+                    at_home,
+                    address: &address,
                     subscribe,
                     ports: part,
                 };
-                self.send(peer, &msg);
+                msg.encode(&mut self.outbox[peer]);
             }
         }
         self.ops.insert(
@@ -915,10 +928,10 @@ impl Instance {
                 waiting += 1;
                 let msg = Msg::Unregister {
                     op,
-                    node: node.to_string(),
+                    node,
                     ports: part,
                 };
-                self.send(peer, &msg);
+                msg.encode(&mut self.outbox[peer]);
             }
         }
         self.ops.insert(
@@ -967,13 +980,13 @@ impl Instance {
             .filter(|(_, p)| !p.is_empty());
         let mut parts = self.split_ports(flat);
         for (pos, port) in std::mem::take(&mut parts[self.me]) {
-            owners[pos as usize] = self.resolve_here(&port).map(|o| (o.node, o.session));
+            owners[pos as usize] = self.resolve_here(port);
         }
         let mut waiting = 0;
         for (peer, part) in parts.into_iter().enumerate() {
             if !part.is_empty() {
                 waiting += 1;
-                self.send(peer, &Msg::Resolve { op, ports: part });
+                Msg::Resolve { op, ports: part }.encode(&mut self.outbox[peer]);
             }
         }
         self.ops.insert(
@@ -1001,13 +1014,13 @@ impl Instance {
         let mut owners = vec![None; ports.len()];
         let mut parts = self.split_ports(ports.iter().enumerate());
         for (pos, port) in std::mem::take(&mut parts[self.me]) {
-            owners[pos as usize] = self.resolve_here(&port).map(port_owner);
+            owners[pos as usize] = self.owner_here(port);
         }
         let mut waiting = 0;
         for (peer, part) in parts.into_iter().enumerate() {
             if !part.is_empty() {
                 waiting += 1;
-                self.send(peer, &Msg::QueryPorts { op, ports: part });
+                Msg::QueryPorts { op, ports: part }.encode(&mut self.outbox[peer]);
             }
         }
         self.ops.insert(
@@ -1031,16 +1044,16 @@ impl Instance {
         let mut infos = vec![None; nodes.len()];
         let mut parts = vec![Vec::new(); self.count];
         for (pos, id) in nodes.iter().enumerate() {
-            parts[self.home(id)].push((pos as u32, id.clone()));
+            parts[self.home(id)].push((pos as u32, id.as_str()));
         }
         for (pos, id) in std::mem::take(&mut parts[self.me]) {
-            infos[pos as usize] = self.home_info(&id).map(|i| node_info(&id, i));
+            infos[pos as usize] = self.home_info(id).map(|i| node_info(id, i));
         }
         let mut waiting = 0;
         for (peer, part) in parts.into_iter().enumerate() {
             if !part.is_empty() {
                 waiting += 1;
-                self.send(peer, &Msg::QueryNodes { op, nodes: part });
+                Msg::QueryNodes { op, nodes: part }.encode(&mut self.outbox[peer]);
             }
         }
         self.ops.insert(
@@ -1055,13 +1068,13 @@ impl Instance {
         self.try_finish(op, &mut Vec::new());
     }
 
-    fn home_info(&self, id: &str) -> Option<HomeInfo> {
+    fn home_info(&self, id: &str) -> Option<HomeInfo<'_>> {
         self.nodes
             .lookup(id)
             .and_then(|i| self.nodes.get(i))
             .filter(|n| n.conn().is_some())
             .map(|n| HomeInfo {
-                address: n.address().to_string(),
+                address: n.address(),
                 ports: n.ports() as u64,
                 lease_deadline: n.lease_deadline(),
                 queued_bytes: n.queued_bytes() as u64,
@@ -1083,41 +1096,40 @@ impl Instance {
             let messages = std::mem::take(&mut send.messages);
             let owners = std::mem::take(&mut send.owners);
             let mut report = SendReport::default();
-            let mut items: Vec<Vec<Item>> = vec![Vec::new(); self.count];
+            let mut items: Vec<Vec<Item<'_>>> = vec![Vec::new(); self.count];
             let mut k = 0;
             for (ports, body) in &messages {
                 for port in ports {
-                    let owner = owners.get(k).cloned().flatten();
+                    let owner = owners.get(k).copied().flatten();
                     k += 1;
                     if port.is_empty() {
                         for (peer, list) in items.iter_mut().enumerate() {
                             if peer != self.me {
-                                list.push(Item::Broadcast { body: body.clone() });
+                                list.push(Item::Broadcast { body });
                             }
                         }
                         report += self.broadcast_here(body, out);
                         continue;
                     }
-                    let Some((node, session)) = owner else {
+                    let Some(to) = owner else {
                         report.dropped += 1;
                         self.metrics.messages_dropped += 1;
                         continue;
                     };
-                    let home = self.home(&node);
-                    if home == self.me {
+                    if usize::from(to.home) == self.me {
                         let push = Push::Msg {
                             port: Arc::from(port.as_str()),
                             body: Arc::from(body.as_str()),
                         };
-                        let r = self.deliver_here(&node, session, push, out);
+                        let r = self.deliver_here(to.idx, to.session, push, out);
                         self.count_messages(r);
                         report += r;
                     } else {
-                        items[home].push(Item::Unicast {
-                            node,
-                            session,
-                            port: port.clone(),
-                            body: body.clone(),
+                        items[usize::from(to.home)].push(Item::Unicast {
+                            node: to.idx,
+                            session: to.session,
+                            port,
+                            body,
                         });
                     }
                 }
@@ -1126,7 +1138,7 @@ impl Instance {
             for (peer, list) in items.into_iter().enumerate() {
                 if !list.is_empty() {
                     acks += 1;
-                    self.send(peer, &Msg::Deliver { op, items: list });
+                    Msg::Deliver { op, items: list }.encode(&mut self.outbox[peer]);
                 }
             }
             if let Some(Op::Send(send)) = self.ops.get_mut(&op) {
@@ -1204,18 +1216,19 @@ impl Instance {
             .unwrap_or_default();
         if let Some(e) = error {
             // Roll back what this request registered, so it fails as a whole.
+            let ports = std::mem::take(&mut r.ports);
             let mut parts =
-                self.split_ports(r.new.iter().map(|&p| (p as usize, &r.ports[p as usize])));
+                self.split_ports(r.new.iter().map(|&p| (p as usize, &ports[p as usize])));
             let mine = std::mem::take(&mut parts[self.me]);
             self.unregister_here(&node, &mine, out);
             for (peer, part) in parts.into_iter().enumerate() {
                 if !part.is_empty() {
                     let msg = Msg::Unregister {
                         op: 0,
-                        node: node.clone(),
+                        node: &node,
                         ports: part,
                     };
-                    self.send(peer, &msg);
+                    msg.encode(&mut self.outbox[peer]);
                 }
             }
             self.settle(out);
@@ -1224,16 +1237,16 @@ impl Instance {
         if current == Some(r.session) {
             self.nodes.add_ports(r.node, r.new.len() as isize);
         }
-        r.failed.sort_unstable_by_key(|(pos, _)| *pos);
+        r.failed.sort_unstable_by_key(|(pos, _, _)| *pos);
         Ok(Reply::RegPort(RegPortReply {
             registered: r.new.len(),
             failed: r
                 .failed
                 .into_iter()
-                .map(|(pos, o)| FailedPort {
+                .map(|(pos, owner, address)| FailedPort {
                     index: pos as usize,
-                    owner: Arc::from(o.node),
-                    address: Arc::from(o.address),
+                    owner,
+                    address,
                 })
                 .collect(),
         }))
@@ -1242,25 +1255,35 @@ impl Instance {
     // ---- mesh input ------------------------------------------------------------------------
 
     /// Handles one mesh record from instance `from`.
-    pub fn on_mesh(&mut self, from: usize, msg: Msg, out: &mut Vec<Output>) {
+    pub fn on_mesh(&mut self, from: usize, msg: Msg<'_>, out: &mut Vec<Output>) {
         match msg {
             Msg::Register {
                 op,
                 node,
-                session,
+                at_home,
                 address,
                 subscribe,
                 ports,
             } => {
                 let (new, failed, error) =
-                    self.register_here(&node, session, &address, subscribe, &ports);
+                    self.register_here(node, at_home, address, subscribe, &ports);
                 let reply = Msg::Registered {
                     op,
                     new,
-                    failed,
+                    failed: failed
+                        .iter()
+                        .map(|(pos, owner, address)| {
+                            let owner = OwnerInfo {
+                                node: owner,
+                                session: 0,
+                                address,
+                            };
+                            (*pos, owner)
+                        })
+                        .collect(),
                     full: error.is_some(),
                 };
-                self.send(from, &reply);
+                reply.encode(&mut self.outbox[from]);
             }
             Msg::Registered {
                 op,
@@ -1270,7 +1293,11 @@ impl Instance {
             } => {
                 if let Some(Op::Reg(r)) = self.ops.get_mut(&op) {
                     r.new.extend(new);
-                    r.failed.extend(failed);
+                    r.failed.extend(
+                        failed
+                            .into_iter()
+                            .map(|(pos, o)| (pos, Arc::from(o.node), Arc::from(o.address))),
+                    );
                     if full && r.error.is_none() {
                         r.error = Some(SwitchError::ShardFull);
                     }
@@ -1279,7 +1306,7 @@ impl Instance {
                 self.try_finish(op, out);
             }
             Msg::Unregister { op, node, ports } => {
-                let reply = self.unregister_here(&node, &ports, out);
+                let reply = self.unregister_here(node, &ports, out);
                 self.settle(out);
                 if op != 0 {
                     let pos = |v: Vec<usize>| v.into_iter().map(|p| p as u32).collect();
@@ -1289,7 +1316,7 @@ impl Instance {
                         not_owned: pos(reply.not_owned),
                         unknown: pos(reply.unknown),
                     };
-                    self.send(from, &msg);
+                    msg.encode(&mut self.outbox[from]);
                 }
             }
             Msg::Unregistered {
@@ -1307,42 +1334,60 @@ impl Instance {
                 }
                 self.try_finish(op, out);
             }
-            Msg::Resolve { op, ports } | Msg::QueryPorts { op, ports } => {
+            Msg::Resolve { op, ports } => {
                 let owners = ports
                     .iter()
                     .filter_map(|(pos, port)| self.resolve_here(port).map(|o| (*pos, o)))
                     .collect();
-                self.send(from, &Msg::Owners { op, owners });
+                Msg::Resolved { op, owners }.encode(&mut self.outbox[from]);
+            }
+            Msg::Resolved { op, owners } => {
+                if let Some(Op::Send(s)) = self.ops.get_mut(&op) {
+                    for (pos, o) in owners {
+                        if let Some(slot) = s.owners.get_mut(pos as usize) {
+                            *slot = Some(o);
+                        }
+                    }
+                    s.waiting -= 1;
+                }
+                self.advance_sends(out);
+            }
+            Msg::QueryPorts { op, ports } => {
+                let found: Vec<(u32, PortOwner)> = ports
+                    .iter()
+                    .filter_map(|(pos, port)| self.owner_here(port).map(|o| (*pos, o)))
+                    .collect();
+                let owners = found
+                    .iter()
+                    .map(|(pos, o)| {
+                        let info = OwnerInfo {
+                            node: &o.node,
+                            session: 0,
+                            address: &o.address,
+                        };
+                        (*pos, info)
+                    })
+                    .collect();
+                Msg::Owners { op, owners }.encode(&mut self.outbox[from]);
             }
             Msg::Owners { op, owners } => {
-                match self.ops.get_mut(&op) {
-                    Some(Op::Send(s)) => {
-                        for (pos, o) in owners {
-                            if let Some(slot) = s.owners.get_mut(pos as usize) {
-                                *slot = Some((o.node, o.session));
-                            }
+                if let Some(Op::QueryPort {
+                    waiting,
+                    owners: slots,
+                    ..
+                }) = self.ops.get_mut(&op)
+                {
+                    for (pos, o) in owners {
+                        if let Some(slot) = slots.get_mut(pos as usize) {
+                            *slot = Some(PortOwner {
+                                node: Arc::from(o.node),
+                                address: Arc::from(o.address),
+                            });
                         }
-                        s.waiting -= 1;
                     }
-                    Some(Op::QueryPort {
-                        waiting,
-                        owners: slots,
-                        ..
-                    }) => {
-                        for (pos, o) in owners {
-                            if let Some(slot) = slots.get_mut(pos as usize) {
-                                *slot = Some(port_owner(o));
-                            }
-                        }
-                        *waiting -= 1;
-                    }
-                    _ => {}
+                    *waiting -= 1;
                 }
-                if matches!(self.ops.get(&op), Some(Op::Send(_))) {
-                    self.advance_sends(out);
-                } else {
-                    self.try_finish(op, out);
-                }
+                self.try_finish(op, out);
             }
             Msg::Deliver { op, items } => {
                 let report = self.deliver_items(items, out);
@@ -1352,7 +1397,7 @@ impl Instance {
                         delivered: report.delivered,
                         dropped: report.dropped,
                     };
-                    self.send(from, &msg);
+                    msg.encode(&mut self.outbox[from]);
                 }
             }
             Msg::Delivered {
@@ -1371,12 +1416,12 @@ impl Instance {
                 session,
                 reason,
             } => {
-                self.release_here(&node, session, reason, out);
+                self.release_here(node, session, reason, out);
                 self.settle(out);
             }
             Msg::QueryCounters { op } => {
                 let values = self.counters().to_vec();
-                self.send(from, &Msg::Counters { op, values });
+                Msg::Counters { op, values }.encode(&mut self.outbox[from]);
             }
             Msg::Counters { op, values } => {
                 if let Some(Op::Counters {
@@ -1393,11 +1438,13 @@ impl Instance {
                 self.try_finish(op, out);
             }
             Msg::QueryNodes { op, nodes } => {
-                let infos = nodes
+                let infos: Vec<(u32, HomeInfo<'_>)> = nodes
                     .iter()
                     .filter_map(|(pos, id)| self.home_info(id).map(|i| (*pos, i)))
                     .collect();
-                self.send(from, &Msg::NodeInfos { op, infos });
+                let mut bytes = Vec::new();
+                Msg::NodeInfos { op, infos }.encode(&mut bytes);
+                self.outbox[from].extend_from_slice(&bytes);
             }
             Msg::NodeInfos { op, infos } => {
                 if let Some(Op::QueryNode {
@@ -1429,14 +1476,7 @@ fn dropped(n: u64) -> SendReport {
     }
 }
 
-fn port_owner(o: OwnerInfo) -> PortOwner {
-    PortOwner {
-        node: Arc::from(o.node),
-        address: Arc::from(o.address),
-    }
-}
-
-fn node_info(id: &str, i: HomeInfo) -> NodeInfo {
+fn node_info(id: &str, i: HomeInfo<'_>) -> NodeInfo {
     NodeInfo {
         node: Arc::from(id),
         address: Arc::from(i.address),

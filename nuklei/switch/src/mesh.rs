@@ -12,52 +12,65 @@ use crate::nodes::ReleaseReason;
 
 /// One item delivered to a node home ([`Msg::Deliver`]), in the order the sender resolved it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Item {
-    /// A message for `node`, if it is still in `session`.
+pub enum Item<'a> {
+    /// A message for node `node` (its index at its home), if it is still in `session`.
     Unicast {
-        /// Owner node id.
-        node: String,
+        /// Owner's index at its home.
+        node: u32,
         /// Its session when the port was resolved.
         session: u64,
         /// The target port.
-        port: String,
+        port: &'a str,
         /// The body.
-        body: String,
+        body: &'a str,
     },
     /// A message for every node homed at the receiver that has a receiving connection.
     Broadcast {
         /// The body.
-        body: String,
+        body: &'a str,
     },
     /// A release notification for a subscriber, if it is still in `session`.
     Released {
-        /// Subscriber node id.
-        node: String,
+        /// Subscriber's index at its home.
+        node: u32,
         /// Its session when it subscribed.
         session: u64,
         /// The released port.
-        port: String,
+        port: &'a str,
         /// Why.
         reason: ReleaseReason,
     },
 }
 
+/// A node as the instances other than its home refer to it: its home, its index there and
+/// its session. No strings: resolving a port and delivering a message to its owner carry
+/// these 14 bytes instead of the node's id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NodeRef {
+    /// The home instance.
+    pub home: u16,
+    /// The node's index at its home.
+    pub idx: u32,
+    /// The node's session (unique across instances).
+    pub session: u64,
+}
+
 /// Owner of a port as a port shard knows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OwnerInfo {
+pub struct OwnerInfo<'a> {
     /// Node id.
-    pub node: String,
+    pub node: &'a str,
     /// Its session.
     pub session: u64,
     /// Its announced address.
-    pub address: String,
+    pub address: &'a str,
 }
 
 /// What a node home knows of an online node ([`Msg::NodeInfos`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HomeInfo {
+pub struct HomeInfo<'a> {
     /// Announced address.
-    pub address: String,
+    pub address: &'a str,
     /// Ports held.
     pub ports: u64,
     /// Lease deadline (ms).
@@ -69,21 +82,21 @@ pub struct HomeInfo {
 /// A mesh message. `op` correlates a request with its reply at the instance that sent the
 /// request; `op` 0 asks for no reply.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Msg {
+pub enum Msg<'a> {
     /// Register `ports` (request positions and names) for `node`.
     Register {
         /// Correlation.
         op: u64,
         /// Node id.
-        node: String,
-        /// Its session.
-        session: u64,
+        node: &'a str,
+        /// The node's index at its home (the sender) and session.
+        at_home: NodeRef,
         /// Its address.
-        address: String,
+        address: &'a str,
         /// Subscribe to the release of ports owned by others.
         subscribe: bool,
         /// `(position in the request, port)`.
-        ports: Vec<(u32, String)>,
+        ports: Vec<(u32, &'a str)>,
     },
     /// Reply to [`Msg::Register`].
     Registered {
@@ -92,7 +105,7 @@ pub enum Msg {
         /// Positions newly registered.
         new: Vec<u32>,
         /// Positions owned by another node, with the owner.
-        failed: Vec<(u32, OwnerInfo)>,
+        failed: Vec<(u32, OwnerInfo<'a>)>,
         /// The shard could not take more ports.
         full: bool,
     },
@@ -101,9 +114,9 @@ pub enum Msg {
         /// Correlation (0: a rollback, no reply).
         op: u64,
         /// Node id.
-        node: String,
+        node: &'a str,
         /// `(position, port)`.
-        ports: Vec<(u32, String)>,
+        ports: Vec<(u32, &'a str)>,
     },
     /// Reply to [`Msg::Unregister`].
     Unregistered {
@@ -121,21 +134,28 @@ pub enum Msg {
         /// Correlation.
         op: u64,
         /// `(position, port)`.
-        ports: Vec<(u32, String)>,
+        ports: Vec<(u32, &'a str)>,
     },
-    /// Reply to [`Msg::Resolve`] and [`Msg::QueryPorts`].
+    /// Reply to [`Msg::Resolve`]: `(position, owner)`; positions without an owner are left out.
+    Resolved {
+        /// Correlation.
+        op: u64,
+        /// The owners.
+        owners: Vec<(u32, NodeRef)>,
+    },
+    /// Reply to [`Msg::QueryPorts`].
     Owners {
         /// Correlation.
         op: u64,
         /// `(position, owner)`; positions without an owner are left out.
-        owners: Vec<(u32, OwnerInfo)>,
+        owners: Vec<(u32, OwnerInfo<'a>)>,
     },
     /// Queue these items at their node home, in order (SendMsg, phase two; notifications).
     Deliver {
         /// Correlation (0: no acknowledgement).
         op: u64,
         /// The items.
-        items: Vec<Item>,
+        items: Vec<Item<'a>>,
     },
     /// Acknowledges [`Msg::Deliver`].
     Delivered {
@@ -149,7 +169,7 @@ pub enum Msg {
     /// A node went offline (or was replaced) at its home: release its ports and forget it.
     NodeGone {
         /// Node id.
-        node: String,
+        node: &'a str,
         /// The session that ended.
         session: u64,
         /// Reason given to subscribers.
@@ -160,14 +180,14 @@ pub enum Msg {
         /// Correlation.
         op: u64,
         /// `(position, port)`.
-        ports: Vec<(u32, String)>,
+        ports: Vec<(u32, &'a str)>,
     },
     /// Online nodes (QueryNode), asked of their home.
     QueryNodes {
         /// Correlation.
         op: u64,
         /// `(position, node id)`.
-        nodes: Vec<(u32, String)>,
+        nodes: Vec<(u32, &'a str)>,
     },
     /// Counters of the receiver ([`Msg::Counters`]).
     QueryCounters {
@@ -187,7 +207,7 @@ pub enum Msg {
         /// Correlation.
         op: u64,
         /// `(position, info)`.
-        infos: Vec<(u32, HomeInfo)>,
+        infos: Vec<(u32, HomeInfo<'a>)>,
     },
 }
 
@@ -222,6 +242,7 @@ const QUERY_NODES: u8 = 11;
 const NODE_INFOS: u8 = 12;
 const QUERY_COUNTERS: u8 = 13;
 const COUNTERS: u8 = 14;
+const RESOLVED: u8 = 15;
 
 const ITEM_UNICAST: u8 = 1;
 const ITEM_BROADCAST: u8 = 2;
@@ -266,17 +287,22 @@ impl Enc<'_> {
             self.u32(p);
         }
     }
-    fn named(&mut self, v: &[(u32, String)]) {
+    fn named(&mut self, v: &[(u32, &str)]) {
         self.u32(v.len() as u32);
         for (p, s) in v {
             self.u32(*p);
             self.str(s);
         }
     }
-    fn owner(&mut self, o: &OwnerInfo) {
-        self.str(&o.node);
+    fn owner(&mut self, o: &OwnerInfo<'_>) {
+        self.str(o.node);
         self.u64(o.session);
-        self.str(&o.address);
+        self.str(o.address);
+    }
+    fn node_ref(&mut self, r: &NodeRef) {
+        self.0.extend_from_slice(&r.home.to_le_bytes());
+        self.u32(r.idx);
+        self.u64(r.session);
     }
 }
 
@@ -309,12 +335,18 @@ impl<'a> Dec<'a> {
         a.copy_from_slice(b);
         Ok(u64::from_le_bytes(a))
     }
-    fn str(&mut self) -> Result<String, MeshError> {
+    fn str(&mut self) -> Result<&'a str, MeshError> {
         let n = self.u32()? as usize;
         let b = self.take(n)?;
-        std::str::from_utf8(b)
-            .map(str::to_owned)
-            .map_err(|_| MeshError::Utf8)
+        std::str::from_utf8(b).map_err(|_| MeshError::Utf8)
+    }
+    fn node_ref(&mut self) -> Result<NodeRef, MeshError> {
+        let h = self.take(2)?;
+        Ok(NodeRef {
+            home: u16::from_le_bytes([h[0], h[1]]),
+            idx: self.u32()?,
+            session: self.u64()?,
+        })
     }
     /// A count that cannot exceed the bytes left (each item takes at least one byte), so a
     /// corrupt count cannot make us reserve unbounded memory.
@@ -329,11 +361,11 @@ impl<'a> Dec<'a> {
         let n = self.count()?;
         (0..n).map(|_| self.u32()).collect()
     }
-    fn named(&mut self) -> Result<Vec<(u32, String)>, MeshError> {
+    fn named(&mut self) -> Result<Vec<(u32, &'a str)>, MeshError> {
         let n = self.count()?;
         (0..n).map(|_| Ok((self.u32()?, self.str()?))).collect()
     }
-    fn owner(&mut self) -> Result<OwnerInfo, MeshError> {
+    fn owner(&mut self) -> Result<OwnerInfo<'a>, MeshError> {
         Ok(OwnerInfo {
             node: self.str()?,
             session: self.u64()?,
@@ -342,7 +374,7 @@ impl<'a> Dec<'a> {
     }
 }
 
-impl Msg {
+impl<'a> Msg<'a> {
     /// Appends this message as one record to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
         let start = out.len();
@@ -352,7 +384,7 @@ impl Msg {
             Msg::Register {
                 op,
                 node,
-                session,
+                at_home,
                 address,
                 subscribe,
                 ports,
@@ -360,7 +392,7 @@ impl Msg {
                 e.u8(REGISTER);
                 e.u64(*op);
                 e.str(node);
-                e.u64(*session);
+                e.node_ref(at_home);
                 e.str(address);
                 e.u8(u8::from(*subscribe));
                 e.named(ports);
@@ -409,6 +441,15 @@ impl Msg {
                 e.u64(*op);
                 e.named(ports);
             }
+            Msg::Resolved { op, owners } => {
+                e.u8(RESOLVED);
+                e.u64(*op);
+                e.u32(owners.len() as u32);
+                for (p, r) in owners {
+                    e.u32(*p);
+                    e.node_ref(r);
+                }
+            }
             Msg::Owners { op, owners } => {
                 e.u8(OWNERS);
                 e.u64(*op);
@@ -431,7 +472,7 @@ impl Msg {
                             body,
                         } => {
                             e.u8(ITEM_UNICAST);
-                            e.str(node);
+                            e.u32(*node);
                             e.u64(*session);
                             e.str(port);
                             e.str(body);
@@ -447,7 +488,7 @@ impl Msg {
                             reason,
                         } => {
                             e.u8(ITEM_RELEASED);
-                            e.str(node);
+                            e.u32(*node);
                             e.u64(*session);
                             e.str(port);
                             e.u8(reason_code(*reason));
@@ -498,7 +539,7 @@ impl Msg {
                 e.u32(infos.len() as u32);
                 for (p, i) in infos {
                     e.u32(*p);
-                    e.str(&i.address);
+                    e.str(i.address);
                     e.u64(i.ports);
                     e.u64(i.lease_deadline);
                     e.u64(i.queued_bytes);
@@ -510,13 +551,13 @@ impl Msg {
     }
 
     /// Decodes one record body (tag and fields, without the length prefix).
-    pub fn decode(bytes: &[u8]) -> Result<Msg, MeshError> {
+    pub fn decode(bytes: &'a [u8]) -> Result<Msg<'a>, MeshError> {
         let mut d = Dec { bytes, pos: 0 };
         let msg = match d.u8()? {
             REGISTER => Msg::Register {
                 op: d.u64()?,
                 node: d.str()?,
-                session: d.u64()?,
+                at_home: d.node_ref()?,
                 address: d.str()?,
                 subscribe: d.u8()? != 0,
                 ports: d.named()?,
@@ -554,6 +595,14 @@ impl Msg {
                 op: d.u64()?,
                 ports: d.named()?,
             },
+            RESOLVED => {
+                let op = d.u64()?;
+                let n = d.count()?;
+                let owners = (0..n)
+                    .map(|_| Ok((d.u32()?, d.node_ref()?)))
+                    .collect::<Result<_, MeshError>>()?;
+                Msg::Resolved { op, owners }
+            }
             OWNERS => {
                 let op = d.u64()?;
                 let n = d.count()?;
@@ -569,14 +618,14 @@ impl Msg {
                 for _ in 0..n {
                     items.push(match d.u8()? {
                         ITEM_UNICAST => Item::Unicast {
-                            node: d.str()?,
+                            node: d.u32()?,
                             session: d.u64()?,
                             port: d.str()?,
                             body: d.str()?,
                         },
                         ITEM_BROADCAST => Item::Broadcast { body: d.str()? },
                         ITEM_RELEASED => Item::Released {
-                            node: d.str()?,
+                            node: d.u32()?,
                             session: d.u64()?,
                             port: d.str()?,
                             reason: reason_of(d.u8()?)?,
@@ -673,23 +722,27 @@ impl MeshReader {
 mod tests {
     use super::*;
 
-    fn owner(n: &str) -> OwnerInfo {
+    fn owner(n: &str) -> OwnerInfo<'_> {
         OwnerInfo {
-            node: n.into(),
+            node: n,
             session: 7,
-            address: format!("{n}:1"),
+            address: "addr:1",
         }
     }
 
-    fn all() -> Vec<Msg> {
+    fn all() -> Vec<Msg<'static>> {
         vec![
             Msg::Register {
                 op: 1,
-                node: "n".into(),
-                session: 3,
-                address: "a:1".into(),
+                node: "n",
+                at_home: NodeRef {
+                    home: 2,
+                    idx: 9,
+                    session: 3,
+                },
+                address: "a:1",
                 subscribe: true,
-                ports: vec![(0, "p".into()), (5, "ü".into())],
+                ports: vec![(0, "p"), (5, "ü")],
             },
             Msg::Registered {
                 op: 1,
@@ -699,8 +752,8 @@ mod tests {
             },
             Msg::Unregister {
                 op: 0,
-                node: "n".into(),
-                ports: vec![(1, "q".into())],
+                node: "n",
+                ports: vec![(1, "q")],
             },
             Msg::Unregistered {
                 op: 2,
@@ -710,7 +763,18 @@ mod tests {
             },
             Msg::Resolve {
                 op: 3,
-                ports: vec![(9, "x".into())],
+                ports: vec![(9, "x")],
+            },
+            Msg::Resolved {
+                op: 3,
+                owners: vec![(
+                    9,
+                    NodeRef {
+                        home: 1,
+                        idx: 4,
+                        session: 11,
+                    },
+                )],
             },
             Msg::Owners {
                 op: 3,
@@ -720,16 +784,16 @@ mod tests {
                 op: 4,
                 items: vec![
                     Item::Unicast {
-                        node: "n".into(),
+                        node: 4,
                         session: 3,
-                        port: "p".into(),
-                        body: "hello".into(),
+                        port: "p",
+                        body: "hello",
                     },
-                    Item::Broadcast { body: "all".into() },
+                    Item::Broadcast { body: "all" },
                     Item::Released {
-                        node: "m".into(),
+                        node: 5,
                         session: 9,
-                        port: "p".into(),
+                        port: "p",
                         reason: ReleaseReason::Replaced,
                     },
                 ],
@@ -740,17 +804,17 @@ mod tests {
                 dropped: 1,
             },
             Msg::NodeGone {
-                node: "n".into(),
+                node: "n",
                 session: 3,
                 reason: ReleaseReason::NodeOffline,
             },
             Msg::QueryPorts {
                 op: 5,
-                ports: vec![(0, "p".into())],
+                ports: vec![(0, "p")],
             },
             Msg::QueryNodes {
                 op: 6,
-                nodes: vec![(0, "n".into())],
+                nodes: vec![(0, "n")],
             },
             Msg::QueryCounters { op: 7 },
             Msg::Counters {
@@ -762,7 +826,7 @@ mod tests {
                 infos: vec![(
                     0,
                     HomeInfo {
-                        address: "a:1".into(),
+                        address: "a:1",
                         ports: 4,
                         lease_deadline: 10_000,
                         queued_bytes: 12,
@@ -779,13 +843,16 @@ mod tests {
         for m in &msgs {
             m.encode(&mut stream);
         }
+        let want: Vec<String> = msgs.iter().map(|m| format!("{m:?}")).collect();
         for cut in 0..=stream.len() {
             let mut reader = MeshReader::default();
             let mut got = Vec::new();
             for part in [&stream[..cut], &stream[cut..]] {
-                reader.feed(part, |body| got.push(Msg::decode(body).unwrap()));
+                reader.feed(part, |body| {
+                    got.push(format!("{:?}", Msg::decode(body).unwrap()))
+                });
             }
-            assert_eq!(got, msgs, "split at {cut}");
+            assert_eq!(got, want, "split at {cut}");
             assert_eq!(reader.pending(), 0);
         }
     }

@@ -111,6 +111,9 @@ const WS_TEXT: u8 = 1;
 
 /// Reply bytes queued on one exchange beyond which no more request input is acknowledged.
 const OUT_HIGH_WATER: usize = 256 * 1024;
+/// WebSocket calls in flight at other switch instances beyond which no more request input is
+/// acknowledged.
+const MAX_AWAITING: usize = 1024;
 /// Largest push batch drained at once.
 const MAX_BATCH: usize = 1 << 20;
 
@@ -1175,8 +1178,9 @@ impl SwitchNukleus {
                 x.out_sent = 0;
             }
         }
-        // Acknowledge input once replies are not piling up.
-        if x.held > 0 && x.out_bytes < OUT_HIGH_WATER {
+        // Acknowledge input once replies are not piling up (nor calls in flight at other
+        // switch instances).
+        if x.held > 0 && x.out_bytes < OUT_HIGH_WATER && x.awaiting.len() < MAX_AWAITING {
             x.recv.release(x.held);
             x.held = 0;
         }

@@ -27,7 +27,7 @@ impl Rng {
 struct Cluster {
     inst: Vec<Instance>,
     /// Records in flight, per (from, to).
-    wires: BTreeMap<(usize, usize), VecDeque<Msg>>,
+    wires: BTreeMap<(usize, usize), VecDeque<Vec<u8>>>,
     outputs: Vec<Vec<Output>>,
     done: Vec<Vec<Done>>,
     rng: Rng,
@@ -61,7 +61,7 @@ impl Cluster {
             for to in 0..self.inst.len() {
                 let bytes = std::mem::take(self.inst[from].outbox(to));
                 let wire = self.wires.entry((from, to)).or_default();
-                MeshReader::default().feed(&bytes, |r| wire.push_back(Msg::decode(r).unwrap()));
+                MeshReader::default().feed(&bytes, |r| wire.push_back(r.to_vec()));
             }
             self.done[from].extend(self.inst[from].take_done());
         }
@@ -81,12 +81,13 @@ impl Cluster {
                 return;
             }
             let (from, to) = busy[self.rng.below(busy.len())];
-            let msg = self
+            let record = self
                 .wires
                 .get_mut(&(from, to))
                 .unwrap()
                 .pop_front()
                 .unwrap();
+            let msg = Msg::decode(&record).unwrap();
             self.inst[to].on_mesh(from, msg, &mut self.outputs[to]);
         }
         panic!("the mesh did not settle");

@@ -1,0 +1,156 @@
+//! CPU cost of fission: the same RegPort and SendMsg work done by one [`Switch`] and by 1, 2
+//! and 4 cluster [`Instance`]s whose mesh records are passed in-process (encoded, decoded and
+//! handled exactly as over rings, without the rings). One thread does the work of every
+//! instance, so the figures are total CPU per operation summed over instances: the price of
+//! splitting the switch, to set against the cores a split brings.
+//!
+//! `cargo run --release -p nukleus-switch --example cluster_cost -- [ports] [messages]`
+
+use std::time::Instant;
+
+use nukleus_switch::cluster::{home_of, Instance, InstanceConfig};
+use nukleus_switch::limits::Limits;
+use nukleus_switch::mesh::{MeshReader, Msg};
+use nukleus_switch::switch::{Config, Output};
+use nukleus_switch::Switch;
+
+const BATCH: usize = 1000;
+
+fn limits() -> Limits {
+    Limits {
+        max_ports_per_node: usize::MAX,
+        max_queued_bytes: usize::MAX,
+        ..Limits::default()
+    }
+}
+
+fn port(i: usize) -> String {
+    format!("port-{i:011}")
+}
+
+/// Passes every outbox to its peer until the mesh is quiet.
+fn pump(instances: &mut [Instance], out: &mut Vec<Output>, reader: &mut MeshReader) {
+    loop {
+        let mut moved = false;
+        for from in 0..instances.len() {
+            for to in 0..instances.len() {
+                let bytes = std::mem::take(instances[from].outbox(to));
+                if bytes.is_empty() {
+                    continue;
+                }
+                moved = true;
+                let target = &mut instances[to];
+                reader.feed(&bytes, |r| {
+                    target.on_mesh(from, Msg::decode(r).expect("valid record"), out)
+                });
+            }
+        }
+        if !moved {
+            return;
+        }
+    }
+}
+
+fn single(ports: usize, messages: usize) -> (f64, f64) {
+    let mut s = Switch::new(Config {
+        limits: limits(),
+        ..Config::default()
+    });
+    let mut out = Vec::new();
+    s.wait_msg("owner", "a:1", 1, 0, &mut out).unwrap();
+    let names: Vec<String> = (0..ports).map(port).collect();
+    let start = Instant::now();
+    for chunk in names.chunks(BATCH) {
+        s.reg_port("owner", chunk, false, &mut out).unwrap();
+    }
+    let reg = start.elapsed().as_nanos() as f64 / ports as f64;
+    let idx = s.node_index("owner").unwrap();
+    let body = "x".repeat(64);
+    let batch: Vec<(Vec<String>, String)> = (0..BATCH)
+        .map(|i| (vec![names[i % names.len()].clone()], body.clone()))
+        .collect();
+    let mut buf = Vec::new();
+    let start = Instant::now();
+    for _ in 0..messages / BATCH {
+        s.send_msg(
+            batch.iter().map(|(p, b)| (p.as_slice(), b.as_str())),
+            &mut out,
+        )
+        .unwrap();
+        buf.clear();
+        while s.drain(idx, 1 << 20, &mut buf).remaining > 0 {}
+        out.clear();
+    }
+    let send = start.elapsed().as_nanos() as f64 / (messages / BATCH * BATCH) as f64;
+    (reg, send)
+}
+
+fn cluster(n: usize, ports: usize, messages: usize) -> (f64, f64) {
+    let mut instances: Vec<Instance> = (0..n)
+        .map(|me| {
+            Instance::new(InstanceConfig {
+                me,
+                instances: n,
+                lease_ms: 10_000,
+                limits: limits(),
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    let mut reader = MeshReader::default();
+    let owner = "owner";
+    let home = home_of(owner, n);
+    // The sender is a node at another instance (if there is one), as a client on another core.
+    let front = (home + 1) % n;
+    instances[home]
+        .wait_msg(owner, "a:1", 1, 0, &mut out)
+        .unwrap();
+    let names: Vec<String> = (0..ports).map(port).collect();
+    let start = Instant::now();
+    for (k, chunk) in names.chunks(BATCH).enumerate() {
+        instances[home].reg_port(k as u64, owner, chunk.to_vec(), false, &mut out);
+        pump(&mut instances, &mut out, &mut reader);
+        let done: Vec<_> = instances[home].take_done().collect();
+        assert!(done.iter().all(|(_, r)| r.is_ok()));
+    }
+    let reg = start.elapsed().as_nanos() as f64 / ports as f64;
+    let idx = instances[home].nodes().lookup(owner).unwrap();
+    let body = "x".repeat(64);
+    let batch: Vec<(Vec<String>, String)> = (0..BATCH)
+        .map(|i| (vec![names[i % names.len()].clone()], body.clone()))
+        .collect();
+    let mut buf = Vec::new();
+    // The owned batches a request parser would produce, built before the clock starts.
+    let mut batches: Vec<_> = (0..messages / BATCH).map(|_| batch.clone()).collect();
+    let start = Instant::now();
+    for (k, batch) in batches.drain(..).enumerate() {
+        instances[front].send_msg(k as u64, batch, &mut out);
+        pump(&mut instances, &mut out, &mut reader);
+        let _ = instances[front].take_done().count();
+        buf.clear();
+        while instances[home].drain(idx, 1 << 20, &mut buf).remaining > 0 {}
+        out.clear();
+    }
+    let send = start.elapsed().as_nanos() as f64 / (messages / BATCH * BATCH) as f64;
+    (reg, send)
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let ports: usize = args.next().map_or(1_000_000, |a| a.parse().expect("ports"));
+    let messages: usize = args
+        .next()
+        .map_or(1_000_000, |a| a.parse().expect("messages"));
+    println!("{ports} ports registered in batches of {BATCH}; {messages} SendMsg of 64-byte bodies in batches of {BATCH}, drained");
+    println!("total CPU per operation, all instances on one thread:");
+    let (reg, send) = single(ports, messages);
+    println!("  Switch (one instance):   RegPort {reg:6.1} ns/port   SendMsg {send:6.1} ns/msg");
+    for n in [1, 2, 4] {
+        let (r, s) = cluster(n, ports, messages);
+        println!(
+            "  cluster, {n} instance(s): RegPort {r:6.1} ns/port ({:.2}x)   SendMsg {s:6.1} ns/msg ({:.2}x)",
+            r / reg,
+            s / send
+        );
+    }
+}
