@@ -26,10 +26,14 @@
 //!
 //! Authentication is the caller's: resolve the [`Route`] first with [`route`], check the
 //! bearer token against [`Route::node`], then call [`handle`].
+//!
+//! The request types here are the API's description for clients (serde); the switch itself
+//! reads requests with the borrowing single-pass parser of [`crate::request`].
 
 use serde::{Deserialize, Serialize};
 
 use crate::limits::LimitError;
+use crate::request::{self, Message, Op, Request, Str};
 use crate::switch::{
     NodeInfo, Output, PortOwner, RegPortReply, SendReport, Switch, SwitchError, UnRegPortReply,
 };
@@ -218,7 +222,8 @@ pub enum ResponseBody {
     Error(ErrorBody),
 }
 
-/// A WebSocket request: `{"op":"regport","id":1,...}`.
+/// A WebSocket request: `{"op":"regport","id":1,...}` (the client's view; the switch parses
+/// with [`request::parse_ws`], which accepts the same shapes).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "lowercase")]
 pub enum WsRequest {
@@ -386,6 +391,18 @@ pub enum Route {
 }
 
 impl Route {
+    /// The operation of this route.
+    pub fn op(&self) -> Op {
+        match self {
+            Route::RegPort { .. } => Op::RegPort,
+            Route::UnRegPort { .. } => Op::UnRegPort,
+            Route::Relet { .. } => Op::Relet,
+            Route::SendMsg => Op::SendMsg,
+            Route::QueryPort => Op::QueryPort,
+            Route::QueryNode => Op::QueryNode,
+        }
+    }
+
     /// The node the request acts for, if any (for authorization).
     pub fn node(&self) -> Option<&str> {
         match self {
@@ -453,10 +470,6 @@ fn percent_decode(s: &str) -> Result<String, ApiError> {
         .map_err(|_| ApiError::BadRequest(format!("node id {s:?} is not UTF-8 after decoding")))
 }
 
-fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::BadJson(e.to_string()))
-}
-
 /// Run a routed REST request against the switch.
 pub fn handle(
     switch: &mut Switch,
@@ -465,13 +478,32 @@ pub fn handle(
     now: u64,
     out: &mut Vec<Output>,
 ) -> Result<ResponseBody, ApiError> {
-    match route {
-        Route::RegPort { node } => reg_port(switch, node, parse(body)?, out),
-        Route::UnRegPort { node } => unreg_port(switch, node, parse(body)?, out),
-        Route::Relet { node } => relet(switch, node, now),
-        Route::SendMsg => send_msg(switch, parse(body)?, out),
-        Route::QueryPort => query_port(switch, parse(body)?),
-        Route::QueryNode => query_node(switch, parse(body)?),
+    let node = route.node().unwrap_or_default();
+    if let Route::Relet { node } = route {
+        return relet(switch, node, now);
+    }
+    let text = std::str::from_utf8(body)
+        .map_err(|e| ApiError::BadJson(format!("request body is not UTF-8: {e}")))?;
+    let req =
+        request::parse_body(route.op(), text).map_err(|e| ApiError::BadJson(e.to_string()))?;
+    execute(switch, node, req, now, out)
+}
+
+/// Run a parsed request for `node` (the acting node of RegPort, UnRegPort and Relet).
+pub fn execute(
+    switch: &mut Switch,
+    node: &str,
+    req: Request<'_>,
+    now: u64,
+    out: &mut Vec<Output>,
+) -> Result<ResponseBody, ApiError> {
+    match req {
+        Request::RegPort { ports, subscribe } => reg_port(switch, node, &ports, subscribe, out),
+        Request::UnRegPort { ports } => unreg_port(switch, node, &ports, out),
+        Request::SendMsg { messages } => send_msg(switch, &messages, out),
+        Request::QueryPort { ports } => query_port(switch, &ports),
+        Request::QueryNode { nodes } => query_node(switch, &nodes),
+        Request::Relet => relet(switch, node, now),
     }
 }
 
@@ -512,58 +544,41 @@ pub fn handle_ws(
     now: u64,
     out: &mut Vec<Output>,
 ) -> String {
-    let reply = match serde_json::from_str::<WsRequest>(text) {
+    let reply = match request::parse_ws(text) {
         Err(e) => WsReply {
-            id: ws_id(text),
+            id: request::ws_id(text),
             body: ResponseBody::Error(ApiError::BadJson(e.to_string()).body()),
         },
-        Ok(req) => {
-            let (id, result) = match req {
-                WsRequest::Regport { id, body } => (id, reg_port(switch, node, body, out)),
-                WsRequest::Unregport { id, body } => (id, unreg_port(switch, node, body, out)),
-                WsRequest::Sendmsg { id, body } => (id, send_msg(switch, body, out)),
-                WsRequest::Queryport { id, body } => (id, query_port(switch, body)),
-                WsRequest::Querynode { id, body } => (id, query_node(switch, body)),
-                WsRequest::Relet { id } => (id, relet(switch, node, now)),
-            };
-            WsReply {
-                id,
-                body: result.unwrap_or_else(|e| ResponseBody::Error(e.body())),
-            }
-        }
+        Ok((id, req)) => WsReply {
+            id,
+            body: execute(switch, node, req, now, out)
+                .unwrap_or_else(|e| ResponseBody::Error(e.body())),
+        },
     };
     serde_json::to_string(&reply).unwrap_or_default()
-}
-
-/// Best effort: the `id` of a request that failed to parse as a whole.
-fn ws_id(text: &str) -> u64 {
-    #[derive(Deserialize)]
-    struct IdOnly {
-        id: u64,
-    }
-    serde_json::from_str::<IdOnly>(text).map_or(0, |v| v.id)
 }
 
 /// RegPort.
 pub fn reg_port(
     switch: &mut Switch,
     node: &str,
-    req: RegPortRequest,
+    ports: &[Str<'_>],
+    subscribe: bool,
     out: &mut Vec<Output>,
 ) -> Result<ResponseBody, ApiError> {
-    let reply = switch.reg_port(node, &req.ports, req.subscribe, out)?;
-    Ok(reg_port_response(req.ports, reply))
+    let reply = switch.reg_port(node, ports, subscribe, out)?;
+    Ok(reg_port_response(ports, reply))
 }
 
 /// The RegPort reply body for the request's `ports`.
-pub fn reg_port_response(mut ports: Vec<String>, reply: RegPortReply) -> ResponseBody {
+pub fn reg_port_response<S: AsRef<str>>(ports: &[S], reply: RegPortReply) -> ResponseBody {
     ResponseBody::RegPort(RegPortResponse {
         registered: reply.registered,
         failed: reply
             .failed
             .into_iter()
             .map(|f| FailedPortBody {
-                port: std::mem::take(&mut ports[f.index]),
+                port: ports[f.index].as_ref().to_string(),
                 owner: f.owner.to_string(),
                 address: f.address.to_string(),
             })
@@ -575,18 +590,18 @@ pub fn reg_port_response(mut ports: Vec<String>, reply: RegPortReply) -> Respons
 pub fn unreg_port(
     switch: &mut Switch,
     node: &str,
-    req: PortsRequest,
+    ports: &[Str<'_>],
     out: &mut Vec<Output>,
 ) -> Result<ResponseBody, ApiError> {
-    let reply = switch.unreg_port(node, &req.ports, out)?;
-    Ok(unreg_port_response(req.ports, reply))
+    let reply = switch.unreg_port(node, ports, out)?;
+    Ok(unreg_port_response(ports, reply))
 }
 
 /// The UnRegPort reply body for the request's `ports`.
-pub fn unreg_port_response(mut ports: Vec<String>, reply: UnRegPortReply) -> ResponseBody {
-    let mut take = |v: Vec<usize>| -> Vec<String> {
+pub fn unreg_port_response<S: AsRef<str>>(ports: &[S], reply: UnRegPortReply) -> ResponseBody {
+    let take = |v: Vec<usize>| -> Vec<String> {
         v.into_iter()
-            .map(|i| std::mem::take(&mut ports[i]))
+            .map(|i| ports[i].as_ref().to_string())
             .collect()
     };
     ResponseBody::UnRegPort(UnRegPortResponse {
@@ -596,32 +611,21 @@ pub fn unreg_port_response(mut ports: Vec<String>, reply: UnRegPortReply) -> Res
     })
 }
 
-/// The `(targets, body)` batch of a SendMsg request.
-pub fn send_batch(req: SendMsgRequest) -> Result<Vec<(Vec<String>, String)>, ApiError> {
-    req.messages
-        .into_iter()
-        .map(|m| {
-            m.targets()?;
-            Ok(match (m.port, m.ports) {
-                (Some(port), None) => (vec![port], m.body),
-                (None, Some(ports)) => (ports, m.body),
-                _ => unreachable!("targets() checked exactly one of port/ports"),
-            })
-        })
-        .collect()
-}
-
 /// SendMsg.
 pub fn send_msg(
     switch: &mut Switch,
-    req: SendMsgRequest,
+    messages: &[Message<'_>],
     out: &mut Vec<Output>,
 ) -> Result<ResponseBody, ApiError> {
-    let mut batch = Vec::with_capacity(req.messages.len());
-    for m in &req.messages {
-        batch.push((m.targets()?, m.body.as_str()));
+    if messages.iter().any(|m| m.targets().is_none()) {
+        return Err(ApiError::BadRequest(
+            "each message needs exactly one of \"port\" or \"ports\"".into(),
+        ));
     }
-    let report = switch.send_msg(batch.iter().copied(), out)?;
+    let batch = messages
+        .iter()
+        .map(|m| (m.targets().unwrap_or_default(), m.body.as_ref()));
+    let report = switch.send_msg(batch, out)?;
     Ok(send_msg_response(report))
 }
 
@@ -634,19 +638,22 @@ pub fn send_msg_response(report: SendReport) -> ResponseBody {
 }
 
 /// QueryPort.
-pub fn query_port(switch: &Switch, req: PortsRequest) -> Result<ResponseBody, ApiError> {
-    let owners = switch.query_port(&req.ports)?;
-    Ok(query_port_response(req.ports, owners))
+pub fn query_port(switch: &Switch, ports: &[Str<'_>]) -> Result<ResponseBody, ApiError> {
+    let owners = switch.query_port(ports)?;
+    Ok(query_port_response(ports, owners))
 }
 
 /// The QueryPort reply body for the request's `ports`.
-pub fn query_port_response(ports: Vec<String>, owners: Vec<Option<PortOwner>>) -> ResponseBody {
+pub fn query_port_response<S: AsRef<str>>(
+    ports: &[S],
+    owners: Vec<Option<PortOwner>>,
+) -> ResponseBody {
     ResponseBody::QueryPort(QueryPortResponse {
         ports: ports
-            .into_iter()
+            .iter()
             .zip(owners)
             .map(|(port, o)| PortInfoBody {
-                port,
+                port: port.as_ref().to_string(),
                 owner: o.as_ref().map(|o| o.node.to_string()),
                 address: o.as_ref().map(|o| o.address.to_string()),
             })
@@ -655,19 +662,22 @@ pub fn query_port_response(ports: Vec<String>, owners: Vec<Option<PortOwner>>) -
 }
 
 /// QueryNode.
-pub fn query_node(switch: &Switch, req: QueryNodeRequest) -> Result<ResponseBody, ApiError> {
-    let infos = switch.query_node(&req.nodes)?;
-    Ok(query_node_response(req.nodes, infos))
+pub fn query_node(switch: &Switch, nodes: &[Str<'_>]) -> Result<ResponseBody, ApiError> {
+    let infos = switch.query_node(nodes)?;
+    Ok(query_node_response(nodes, infos))
 }
 
 /// The QueryNode reply body for the request's `nodes`.
-pub fn query_node_response(nodes: Vec<String>, infos: Vec<Option<NodeInfo>>) -> ResponseBody {
+pub fn query_node_response<S: AsRef<str>>(
+    nodes: &[S],
+    infos: Vec<Option<NodeInfo>>,
+) -> ResponseBody {
     ResponseBody::QueryNode(QueryNodeResponse {
         nodes: nodes
-            .into_iter()
+            .iter()
             .zip(infos)
             .map(|(node, info)| NodeInfoBody {
-                node,
+                node: node.as_ref().to_string(),
                 online: info.is_some(),
                 address: info.as_ref().map(|i| i.address.to_string()),
                 ports: info.as_ref().map_or(0, |i| i.ports),

@@ -3,10 +3,13 @@
 //! instances answered when their mesh replies arrive). The nukleus talks to both through
 //! [`Engine`].
 
-use crate::api::{self, ApiError, ResponseBody, WsRequest};
+use std::borrow::Cow;
+
+use crate::api::{self, ApiError, ResponseBody};
 use crate::cluster::{Instance, Token};
 use crate::nodes::{ConnId, Drained};
 use crate::ports::NodeIdx;
+use crate::request::{self, Request, Str};
 use crate::switch::{Metrics, Output, Reply, Session, Switch, SwitchError};
 
 /// The switch state behind a nukleus.
@@ -67,81 +70,75 @@ pub enum Shape {
 }
 
 impl Call {
+    /// The call of a parsed request for `node` (the acting node of RegPort, UnRegPort, Relet).
+    pub fn from_request(node: &str, req: Request<'_>) -> Result<Call, ApiError> {
+        let owned =
+            |v: Vec<Str<'_>>| -> Vec<String> { v.into_iter().map(Cow::into_owned).collect() };
+        Ok(match req {
+            Request::RegPort { ports, subscribe } => Call::RegPort {
+                node: node.to_string(),
+                ports: owned(ports),
+                subscribe,
+            },
+            Request::UnRegPort { ports } => Call::UnRegPort {
+                node: node.to_string(),
+                ports: owned(ports),
+            },
+            Request::SendMsg { messages } => {
+                let mut batch = Vec::with_capacity(messages.len());
+                for m in messages {
+                    let targets = match (m.port, m.ports) {
+                        (Some(port), None) => vec![port.into_owned()],
+                        (None, Some(ports)) => owned(ports),
+                        _ => {
+                            return Err(ApiError::BadRequest(
+                                "each message needs exactly one of \"port\" or \"ports\"".into(),
+                            ))
+                        }
+                    };
+                    batch.push((targets, m.body.into_owned()));
+                }
+                Call::SendMsg(batch)
+            }
+            Request::QueryPort { ports } => Call::QueryPort(owned(ports)),
+            Request::QueryNode { nodes } => Call::QueryNode(owned(nodes)),
+            Request::Relet => Call::Relet {
+                node: node.to_string(),
+            },
+        })
+    }
+
     /// The call of a REST request.
     pub fn from_rest(route: &api::Route, body: &[u8]) -> Result<Call, ApiError> {
-        Ok(match route {
-            api::Route::RegPort { node } => {
-                let req: api::RegPortRequest = json(body)?;
-                Call::RegPort {
-                    node: node.clone(),
-                    ports: req.ports,
-                    subscribe: req.subscribe,
-                }
-            }
-            api::Route::UnRegPort { node } => Call::UnRegPort {
-                node: node.clone(),
-                ports: json::<api::PortsRequest>(body)?.ports,
-            },
-            api::Route::Relet { node } => Call::Relet { node: node.clone() },
-            api::Route::SendMsg => Call::SendMsg(api::send_batch(json(body)?)?),
-            api::Route::QueryPort => Call::QueryPort(json::<api::PortsRequest>(body)?.ports),
-            api::Route::QueryNode => Call::QueryNode(json::<api::QueryNodeRequest>(body)?.nodes),
-        })
+        let node = route.node().unwrap_or_default();
+        if let api::Route::Relet { node } = route {
+            return Ok(Call::Relet { node: node.clone() });
+        }
+        let text = std::str::from_utf8(body)
+            .map_err(|e| ApiError::BadJson(format!("request body is not UTF-8: {e}")))?;
+        let req =
+            request::parse_body(route.op(), text).map_err(|e| ApiError::BadJson(e.to_string()))?;
+        Call::from_request(node, req)
     }
 
     /// The call of a WebSocket request from `node`'s receiving connection, with its id.
     pub fn from_ws(node: &str, text: &str) -> (u64, Result<Call, ApiError>) {
-        let req = match serde_json::from_str::<WsRequest>(text) {
-            Ok(req) => req,
-            Err(e) => return (ws_id(text), Err(ApiError::BadJson(e.to_string()))),
-        };
-        let node = node.to_string();
-        match req {
-            WsRequest::Regport { id, body } => (
-                id,
-                Ok(Call::RegPort {
-                    node,
-                    ports: body.ports,
-                    subscribe: body.subscribe,
-                }),
-            ),
-            WsRequest::Unregport { id, body } => (
-                id,
-                Ok(Call::UnRegPort {
-                    node,
-                    ports: body.ports,
-                }),
-            ),
-            WsRequest::Sendmsg { id, body } => (id, api::send_batch(body).map(Call::SendMsg)),
-            WsRequest::Queryport { id, body } => (id, Ok(Call::QueryPort(body.ports))),
-            WsRequest::Querynode { id, body } => (id, Ok(Call::QueryNode(body.nodes))),
-            WsRequest::Relet { id } => (id, Ok(Call::Relet { node })),
+        match request::parse_ws(text) {
+            Err(e) => (request::ws_id(text), Err(ApiError::BadJson(e.to_string()))),
+            Ok((id, req)) => (id, Call::from_request(node, req)),
         }
     }
-}
-
-fn json<'a, T: serde::Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::BadJson(e.to_string()))
-}
-
-/// Best effort: the `id` of a WebSocket request that failed to parse as a whole.
-fn ws_id(text: &str) -> u64 {
-    #[derive(serde::Deserialize)]
-    struct IdOnly {
-        id: u64,
-    }
-    serde_json::from_str::<IdOnly>(text).map_or(0, |v| v.id)
 }
 
 /// The reply body of a completed call.
 pub fn response(shape: Shape, reply: Result<Reply, SwitchError>) -> Result<ResponseBody, ApiError> {
     let reply = reply?;
     Ok(match (shape, reply) {
-        (Shape::RegPort(ports), Reply::RegPort(r)) => api::reg_port_response(ports, r),
-        (Shape::UnRegPort(ports), Reply::UnRegPort(r)) => api::unreg_port_response(ports, r),
+        (Shape::RegPort(ports), Reply::RegPort(r)) => api::reg_port_response(&ports, r),
+        (Shape::UnRegPort(ports), Reply::UnRegPort(r)) => api::unreg_port_response(&ports, r),
         (Shape::SendMsg, Reply::SendMsg(r)) => api::send_msg_response(r),
-        (Shape::QueryPort(ports), Reply::QueryPort(r)) => api::query_port_response(ports, r),
-        (Shape::QueryNode(nodes), Reply::QueryNode(r)) => api::query_node_response(nodes, r),
+        (Shape::QueryPort(ports), Reply::QueryPort(r)) => api::query_port_response(&ports, r),
+        (Shape::QueryNode(nodes), Reply::QueryNode(r)) => api::query_node_response(&nodes, r),
         (shape, reply) => {
             tracing::error!(?shape, ?reply, "switch reply does not match its call");
             return Err(ApiError::BadRequest(

@@ -9,6 +9,8 @@
 //! * [`switch`] — the state machine ([`Switch`]) tying them together; its module docs explain
 //!   the decomposition and how per-node ordering is kept across shards.
 //! * [`api`] — serde bodies of the REST and WebSocket API and a sans-I/O dispatcher.
+//! * [`request`] — the requests, parsed in one pass with strings borrowed from the text
+//!   ([`json`] is the reader, and the escaper of pushes).
 //! * [`limits`] — size limits with one typed error each.
 //! * [`auth`] — bearer tokens bound to node ids.
 //! * [`nukleus`] — [`SwitchNukleus`]: the switch served over streams from http and ws.
@@ -19,11 +21,13 @@ pub mod api;
 pub mod auth;
 pub mod cluster;
 pub mod engine;
+pub mod json;
 pub mod limits;
 pub mod mesh;
 pub mod nodes;
 pub mod nukleus;
 pub mod ports;
+pub mod request;
 pub mod switch;
 
 pub use auth::{TokenGrant, Tokens};
