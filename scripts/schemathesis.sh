@@ -2,6 +2,9 @@
 # Checks that docs/openapi.yaml is true of the running port switch: starts the reaktor with a
 # switch topology on a free port and runs schemathesis (PyPI) against it with a bearer token.
 # Fails on any server error, undocumented status, wrong content type or schema violation.
+# Warnings are off: "operation mostly rejected generated data" fires at random for the node
+# operations, whose fuzzed node ids the token may not act for (403) or that are offline (409) —
+# documented answers, not a schema mismatch.
 #
 # Usage: scripts/schemathesis.sh [extra schemathesis args]
 #   REAKTOR_BIN      the reaktor binary (default: $CARGO_TARGET_DIR or target, debug build;
@@ -93,6 +96,7 @@ status=0
     --max-examples "${MAX_EXAMPLES:-60}" \
     --seed 1 \
     --request-timeout 10 \
+    --warnings off \
     "$@" || status=$?
 
 if ! kill -0 "$SERVER_PID" 2>/dev/null; then
