@@ -87,14 +87,6 @@ pub mod close_code {
     pub const LEASE_EXPIRED: u16 = 4001;
     /// The node's push queue exceeded its limit.
     pub const SLOW_CONSUMER: u16 = 4002;
-    /// The WaitMsg request was invalid (bad node id, limits).
-    pub const BAD_REQUEST: u16 = 4400;
-    /// Missing or unknown token.
-    pub const UNAUTHORIZED: u16 = 4401;
-    /// The token may not act for this node.
-    pub const FORBIDDEN: u16 = 4403;
-    /// The connection reached a switch instance that is not the node's home.
-    pub const MISDIRECTED: u16 = 4421;
 }
 
 /// Stream id of the mesh between two switch instances: one stream per direction, DATA only.
@@ -611,22 +603,23 @@ impl SwitchNukleus {
     }
 
     fn begin_ws(&mut self, x: &mut Exchange, head: &RequestHead<'_>) {
-        x.reply_begun = true;
         let node = match wait_msg_node(head.path()) {
             Some(node) => node,
             None => Err(ApiError::NotFound(head.path().to_string())),
         };
         match self.open_receiver(head, node, true) {
-            Ok(r) => x.role = Role::Receiver(r),
+            Ok(r) => {
+                // The reply BEGIN accepts the upgrade: ws sends the 101 now.
+                x.reply_begun = true;
+                x.role = Role::Receiver(r);
+            }
             Err((status, body)) => {
+                // Refused before accepting: END without BEGIN, and the client gets this HTTP
+                // status (401, 403, ...) instead of a 101.
                 self.refused += 1;
-                let code = match status {
-                    401 => close_code::UNAUTHORIZED,
-                    403 => close_code::FORBIDDEN,
-                    421 => close_code::MISDIRECTED,
-                    _ => close_code::BAD_REQUEST,
-                };
-                x.end_with = Some(close_ext(code, &body.error.message));
+                let mut refusal = Vec::new();
+                nukleus_ws::app::encode_refusal(&mut refusal, status, &body.error.message);
+                x.end_with = Some(refusal);
             }
         }
     }
@@ -1200,7 +1193,8 @@ impl SwitchNukleus {
         }
         if x.out.is_empty() && !x.reply_ended {
             if let Some(extension) = x.end_with.take() {
-                if !x.reply_begun {
+                // A WebSocket exchange that never began is a refusal: END alone.
+                if !x.reply_begun && !x.ws {
                     let _ = tx.begin(&header(x.id ^ 1, timestamp), 0, &[]);
                     x.reply_begun = true;
                 }

@@ -22,7 +22,12 @@
 //!
 //! # app → ws (reply stream)
 //!
-//! * `BEGIN`: the application accepts the connection (extension ignored).
+//! * `BEGIN`: the application accepts the connection (extension ignored). ws sends the `101
+//!   Switching Protocols` only now, so an application can still refuse the upgrade.
+//! * `END` before any `BEGIN`, extension [`encode_refusal`] `[status:u16 LE][reason utf8]`:
+//!   the application refuses the connection; the client gets that HTTP status (400 ..= 599,
+//!   else 500) with the reason as a `text/plain` body, e.g. 401 for a missing token. `ABORT`
+//!   before `BEGIN` (or no answer within ws's close timeout) is a 503.
 //! * `DATA`: messages in the same format as above; ws writes each `DATA` as one WebSocket
 //!   frame (text/binary on `FLAG_INIT`, continuation otherwise, FIN bit from `FLAG_FIN`). The
 //!   application must stay within the window ws grants; ws grants it only as fast as http
@@ -49,6 +54,30 @@ pub const KIND_TEXT: u8 = 1;
 pub const KIND_BINARY: u8 = 2;
 /// FLUSH extension on the initial stream: the client pinged.
 pub const PING: &[u8] = b"ping";
+
+/// The END extension that refuses a connection before accepting it: `[status:u16 LE][reason]`.
+pub fn encode_refusal(out: &mut Vec<u8>, status: u16, reason: &str) {
+    out.extend_from_slice(&status.to_le_bytes());
+    out.extend_from_slice(reason.as_bytes());
+}
+
+/// Parses a refusal extension; a missing or out-of-range status reads as 500.
+pub fn parse_refusal(ext: &[u8]) -> (u16, &str) {
+    let status = match ext {
+        [a, b, ..] => u16::from_le_bytes([*a, *b]),
+        _ => 500,
+    };
+    let status = if (400..=599).contains(&status) {
+        status
+    } else {
+        500
+    };
+    let reason = ext
+        .get(2..)
+        .and_then(|r| std::str::from_utf8(r).ok())
+        .unwrap_or("");
+    (status, reason)
+}
 
 /// The DATA extension for a message kind.
 pub fn kind_ext(kind: MessageKind) -> &'static [u8] {

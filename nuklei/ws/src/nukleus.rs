@@ -138,6 +138,9 @@ struct Conn {
     closing: bool,
     deadline: Option<Instant>,
     dirty: bool,
+    /// The 101 response head, held until the application accepts the connection (its reply
+    /// BEGIN); `None` once sent. Nothing else goes to the client before it.
+    accept: Option<Vec<u8>>,
 }
 
 pub struct WsNukleus {
@@ -313,6 +316,7 @@ impl WsNukleus {
             closing: false,
             deadline: None,
             dirty: false,
+            accept: None,
         });
         self.by_http.insert(input, http_id, slot);
         if self.generations.len() <= slot {
@@ -359,8 +363,8 @@ impl WsNukleus {
             return self.reject(slot, 503, "WebSocket route target is not running", false);
         };
         self.upgrades += 1;
-        // 101 towards http.
-        self.scratch.clear();
+        // The 101 towards http waits for the application to accept (or refuse with an HTTP
+        // status, e.g. 401 for a bad token).
         let protocol = accepted.protocol.map(str::to_owned);
         {
             let mut headers: Vec<(&str, &[u8])> = vec![
@@ -371,10 +375,10 @@ impl WsNukleus {
             if let Some(p) = &protocol {
                 headers.push(("Sec-WebSocket-Protocol", p.as_bytes()));
             }
-            ext::encode_response(&mut self.scratch, 101, headers.into_iter());
+            let mut head = Vec::new();
+            ext::encode_response(&mut head, 101, headers.into_iter());
+            self.conns[slot].accept = Some(head);
         }
-        let reply = self.header(http_id ^ 1);
-        let _ = self.outputs[input].tx.begin(&reply, http_id, &self.scratch);
         // The application stream.
         self.scratch.clear();
         app::encode_begin(&mut self.scratch, protocol.as_deref(), f.extension());
@@ -413,7 +417,27 @@ impl WsNukleus {
             reply: Reply::Awaiting,
             message_open: false,
         });
+        self.arm(slot); // the application must accept or refuse within the close timeout
         self.mark_dirty(slot); // grants http its window
+    }
+
+    /// The application accepted: the 101 goes out, client bytes flow.
+    fn accept(&mut self, slot: usize) {
+        let c = &mut self.conns[slot];
+        let Some(head) = c.accept.take() else {
+            return;
+        };
+        c.deadline = None;
+        let reply = Header::at(c.http_id ^ 1, self.timestamp);
+        let _ = self.outputs[c.input].tx.begin(&reply, c.http_id, &head);
+        self.mark_dirty(slot);
+    }
+
+    /// The application refused before accepting: the client gets an HTTP error response.
+    fn refuse(&mut self, slot: usize, status: u16, reason: &str) {
+        self.abort_app(slot);
+        self.conns[slot].accept = None;
+        self.reject(slot, status, reason, false);
     }
 
     /// Answers a refused upgrade with a complete HTTP response and closes the tunnel.
@@ -431,6 +455,10 @@ impl WsNukleus {
         ];
         if version_hint {
             headers.push(("Sec-WebSocket-Version", b"13"));
+        }
+        if status == 401 {
+            // RFC 9110 §11.6.1: a 401 names the scheme (the application refused a credential).
+            headers.push(("WWW-Authenticate", b"Bearer"));
         }
         ext::encode_response(&mut self.scratch, status, headers.into_iter());
         let http_id = c.http_id;
@@ -551,12 +579,29 @@ impl WsNukleus {
                 a.send.on_window(f.acknowledge(), f.maximum(), f.padding());
                 self.mark_dirty(slot);
             }
+            (frame::RESET, false) if c.accept.is_some() => {
+                a.initial_ended = true;
+                self.refuse(slot, 503, "the application refused the connection");
+            }
             (frame::RESET, false) => {
                 a.initial_ended = true;
                 self.server_close(slot, close_code::INTERNAL_ERROR, "application refused");
                 self.abort_app(slot);
             }
-            (frame::BEGIN, true) if a.reply == Reply::Awaiting => a.reply = Reply::Open,
+            (frame::BEGIN, true) if a.reply == Reply::Awaiting => {
+                a.reply = Reply::Open;
+                self.accept(slot);
+            }
+            (frame::END, true) if c.accept.is_some() => {
+                a.reply = Reply::Ended;
+                let (status, reason) = app::parse_refusal(f.extension());
+                let reason = reason.to_owned();
+                self.refuse(slot, status, &reason);
+            }
+            (frame::ABORT, true) if c.accept.is_some() => {
+                a.reply = Reply::Ended;
+                self.refuse(slot, 503, "the application aborted the connection");
+            }
             (frame::DATA, true) if a.reply != Reply::Ended => self.on_app_data(slot, f),
             (frame::END, true) if a.reply != Reply::Ended => {
                 a.reply = Reply::Ended;
@@ -625,6 +670,9 @@ impl WsNukleus {
         let Some(c) = self.conns.get_mut(slot) else {
             return;
         };
+        if c.accept.is_some() {
+            return; // not accepted yet: client bytes wait
+        }
         let mut pos = 0;
         let mut failure = None;
         let mut close = None;
@@ -817,7 +865,13 @@ impl WsNukleus {
     fn on_timeout(&mut self, slot: usize) {
         let c = &mut self.conns[slot];
         c.deadline = None;
-        if c.pending_close.is_some() {
+        if c.accept.is_some() {
+            self.refuse(
+                slot,
+                503,
+                "the application did not accept the connection in time",
+            );
+        } else if c.pending_close.is_some() {
             // The application did not end its reply in time: answer the close anyway.
             self.server_close(slot, close_code::NORMAL, "");
             self.abort_app(slot);
@@ -841,8 +895,10 @@ impl WsNukleus {
         };
         c.dirty = false;
         let tx = &mut self.outputs[c.input].tx;
-        let sent = tx.data_within(&mut c.send, c.http_id ^ 1, timestamp, &c.out);
-        c.out.drain(..sent);
+        if c.accept.is_none() {
+            let sent = tx.data_within(&mut c.send, c.http_id ^ 1, timestamp, &c.out);
+            c.out.drain(..sent);
+        }
         if !c.in_ended && c.recv.window_due() {
             let (acknowledge, maximum) = c.recv.announce();
             let _ = tx.window(

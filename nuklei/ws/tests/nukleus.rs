@@ -119,8 +119,28 @@ impl Rig {
         });
     }
 
-    /// http sends the upgrade request and pre-grants `reply_window`.
+    /// http sends the upgrade request and pre-grants `reply_window`; the application accepts.
     fn upgrade(&mut self, path: &str, reply_window: u32) -> (Vec<Got>, Vec<Got>) {
+        let (mut to_http, to_app) = self.upgrade_unanswered(path, reply_window);
+        if to_app.iter().any(|g| g.type_id == frame::BEGIN) {
+            self.app_accept();
+            to_http.extend(self.http.frames());
+        }
+        (to_http, to_app)
+    }
+
+    /// The application accepts the connection (its reply BEGIN).
+    fn app_accept(&mut self) {
+        self.app
+            .tx
+            .begin(&Header::new(self.app_id ^ 1), 0, &[])
+            .unwrap();
+        self.poll();
+    }
+
+    /// http sends the upgrade request and pre-grants `reply_window`; the application has not
+    /// answered yet.
+    fn upgrade_unanswered(&mut self, path: &str, reply_window: u32) -> (Vec<Got>, Vec<Got>) {
         let mut head = Vec::new();
         let headers: [(&str, &[u8]); 6] = [
             ("Host", b"localhost"),
@@ -217,11 +237,11 @@ fn data(frames: &[Got]) -> Vec<&Got> {
 fn upgrade_answers_101_and_opens_one_app_stream_with_protocol_and_request_head() {
     let mut rig = Rig::new();
     let (to_http, to_app) = rig.upgrade("/ws/app/room?x=1", 65536);
-    let begin = &to_http[0];
-    assert_eq!(
-        (begin.type_id, begin.stream_id),
-        (frame::BEGIN, HTTP_ID ^ 1)
-    );
+    let begin = to_http
+        .iter()
+        .find(|g| g.type_id == frame::BEGIN)
+        .expect("a 101");
+    assert_eq!(begin.stream_id, HTTP_ID ^ 1);
     let head = ResponseHead::parse(&begin.extension).unwrap();
     assert_eq!(head.status, 101);
     assert_eq!(
@@ -244,6 +264,92 @@ fn upgrade_answers_101_and_opens_one_app_stream_with_protocol_and_request_head()
     assert!(to_app
         .iter()
         .any(|g| g.type_id == frame::WINDOW && g.stream_id == rig.app_id ^ 1 && g.maximum == 4096));
+}
+
+#[test]
+fn the_101_waits_for_the_application_to_accept_and_client_bytes_wait_with_it() {
+    let mut rig = Rig::new();
+    let (to_http, to_app) = rig.upgrade_unanswered("/ws/app", 65536);
+    assert!(to_app.iter().any(|g| g.type_id == frame::BEGIN));
+    assert!(
+        !to_http.iter().any(|g| g.type_id == frame::BEGIN),
+        "no 101 before the application accepts: {to_http:?}"
+    );
+    // A frame sent early (before the 101) is not forwarded yet.
+    rig.app_window(0, 1000);
+    rig.client(&client_frame(0x81, b"early"));
+    assert!(data(&rig.app.frames()).is_empty());
+    rig.app_accept();
+    let to_http = rig.http.frames();
+    let head = ResponseHead::parse(&to_http[0].extension).unwrap();
+    assert_eq!((to_http[0].type_id, head.status), (frame::BEGIN, 101));
+    let got = rig.app.frames();
+    let pieces = data(&got);
+    assert_eq!(pieces.len(), 1);
+    assert_eq!(pieces[0].payload, b"early");
+}
+
+#[test]
+fn an_application_refusal_before_accepting_is_an_http_error_with_its_reason() {
+    let mut rig = Rig::new();
+    rig.upgrade_unanswered("/ws/app", 65536);
+    let mut refusal = Vec::new();
+    app::encode_refusal(&mut refusal, 401, "missing bearer token");
+    rig.app
+        .tx
+        .end(&Header::new(rig.app_id ^ 1), &refusal)
+        .unwrap();
+    rig.poll();
+    let to_http = rig.http.frames();
+    let kinds: Vec<u32> = to_http
+        .iter()
+        .filter(|g| g.type_id != frame::WINDOW)
+        .map(|g| g.type_id)
+        .collect();
+    assert_eq!(kinds, [frame::BEGIN, frame::RESET, frame::DATA, frame::END]);
+    let head = ResponseHead::parse(
+        &to_http
+            .iter()
+            .find(|g| g.type_id == frame::BEGIN)
+            .unwrap()
+            .extension,
+    )
+    .unwrap();
+    assert_eq!(head.status, 401);
+    assert_eq!(head.header("www-authenticate"), Some(&b"Bearer"[..]));
+    let body = to_http.iter().find(|g| g.type_id == frame::DATA).unwrap();
+    assert_eq!(body.payload, b"missing bearer token\n");
+    // The application's initial stream is ended too.
+    assert!(rig
+        .app
+        .frames()
+        .iter()
+        .any(|g| g.type_id == frame::ABORT && g.stream_id == rig.app_id));
+}
+
+#[test]
+fn an_application_that_never_answers_the_upgrade_gets_a_503_after_the_close_timeout() {
+    let mut rig = Rig::new();
+    rig.upgrade_unanswered("/ws/app", 65536);
+    rig.now += Duration::from_millis(600);
+    rig.poll();
+    let to_http = rig.http.frames();
+    let begin = to_http
+        .iter()
+        .find(|g| g.type_id == frame::BEGIN)
+        .expect("a response");
+    assert_eq!(ResponseHead::parse(&begin.extension).unwrap().status, 503);
+}
+
+#[test]
+fn refusal_statuses_outside_4xx_and_5xx_read_as_500() {
+    let mut ext = Vec::new();
+    app::encode_refusal(&mut ext, 200, "fine?");
+    assert_eq!(app::parse_refusal(&ext), (500, "fine?"));
+    assert_eq!(app::parse_refusal(&[]), (500, ""));
+    let mut ext = Vec::new();
+    app::encode_refusal(&mut ext, 403, "no");
+    assert_eq!(app::parse_refusal(&ext), (403, "no"));
 }
 
 #[test]
