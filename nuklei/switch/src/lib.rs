@@ -3,7 +3,7 @@
 //!
 //! * [`ports`] — the compact port table of one shard ([`PortShard`]) and [`shard_of`].
 //! * [`nodes`] — the node registry ("node home"): ids, addresses, receiving connections,
-//!   leases, push queues.
+//!   leases, push queues ([`queue`]: each a buffer of encoded pushes).
 //! * [`cluster`] — one switch instance among several (fission), and [`mesh`] — the messages
 //!   between them.
 //! * [`switch`] — the state machine ([`Switch`]) tying them together; its module docs explain
@@ -27,6 +27,7 @@ pub mod mesh;
 pub mod nodes;
 pub mod nukleus;
 pub mod ports;
+pub mod queue;
 pub mod request;
 pub mod switch;
 

@@ -8,12 +8,14 @@
 //! after index reuse — subscriptions and anything else kept elsewhere use that pair.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::BinaryHeap;
 use std::sync::Arc;
 
 use hashbrown::HashMap;
 
+use crate::json::{write_string, Reader};
 use crate::ports::NodeIdx;
+use crate::queue::{Batch, PushQueue};
 
 /// Id of a connection, chosen by the caller (e.g. the HTTP/WebSocket layer's stream id).
 pub type ConnId = u64;
@@ -38,9 +40,21 @@ impl ReleaseReason {
             ReleaseReason::Replaced => "replaced",
         }
     }
+
+    /// The reason of wire name `name`.
+    pub fn from_name(name: &str) -> Option<ReleaseReason> {
+        [
+            ReleaseReason::Unregistered,
+            ReleaseReason::NodeOffline,
+            ReleaseReason::Replaced,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == name)
+    }
 }
 
-/// One push queued for a node's receiving connection.
+/// One push for a node's receiving connection, typed. Queues hold pushes encoded
+/// ([`PushQueue`]); this is what [`NodeRegistry::pop`] decodes them back to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Push {
     /// A message sent to `port` (`""` for a broadcast).
@@ -92,34 +106,43 @@ impl Push {
     }
 }
 
+impl Push {
+    /// Read back one push as [`Push::encode`] wrote it.
+    pub fn decode(bytes: &[u8]) -> Option<Push> {
+        let text = std::str::from_utf8(bytes).ok()?;
+        let mut r = Reader::new(text);
+        let (mut kind, mut port, mut body, mut reason) = (None, None, None, None);
+        r.object(|r, key| {
+            let value = r.string()?;
+            match &*key {
+                "type" => kind = Some(value),
+                "port" => port = Some(value),
+                "body" => body = Some(value),
+                "reason" => reason = Some(value),
+                _ => {}
+            }
+            Ok(())
+        })
+        .ok()?;
+        r.end().ok()?;
+        let port: Arc<str> = Arc::from(&*port?);
+        match (&*kind?, body, reason) {
+            ("msg", Some(body), None) => Some(Push::Msg {
+                port,
+                body: Arc::from(&*body),
+            }),
+            ("released", None, Some(reason)) => Some(Push::Released {
+                port,
+                reason: ReleaseReason::from_name(&reason)?,
+            }),
+            _ => None,
+        }
+    }
+}
+
 /// Append `s` as a JSON string literal.
 pub(crate) fn json_string(out: &mut Vec<u8>, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.push(b'"');
-    let bytes = s.as_bytes();
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let esc: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0..=0x1f => &[],
-            _ => continue,
-        };
-        out.extend_from_slice(&bytes[start..i]);
-        if esc.is_empty() {
-            out.extend_from_slice(b"\\u00");
-            out.push(HEX[(b >> 4) as usize]);
-            out.push(HEX[(b & 15) as usize]);
-        } else {
-            out.extend_from_slice(esc);
-        }
-        start = i + 1;
-    }
-    out.extend_from_slice(&bytes[start..]);
-    out.push(b'"');
+    write_string(out, s);
 }
 
 /// Connection state of a node.
@@ -142,8 +165,7 @@ pub struct Node {
     state: NodeState,
     session: u64,
     lease_deadline: u64,
-    queue: VecDeque<Push>,
-    queued_bytes: usize,
+    queue: PushQueue,
     ports: usize,
 }
 
@@ -175,9 +197,9 @@ impl Node {
     pub fn lease_deadline(&self) -> u64 {
         self.lease_deadline
     }
-    /// Bytes queued for the receiving connection.
+    /// Bytes queued for the receiving connection (as encoded, each push with a separator).
     pub fn queued_bytes(&self) -> usize {
-        self.queued_bytes
+        self.queue.bytes()
     }
     /// Pushes queued for the receiving connection.
     pub fn queued(&self) -> usize {
@@ -313,8 +335,7 @@ impl NodeRegistry {
             state: NodeState::Offline,
             session: 0,
             lease_deadline: 0,
-            queue: VecDeque::new(),
-            queued_bytes: 0,
+            queue: PushQueue::default(),
             ports: 0,
         };
         let idx = if let Some(idx) = self.free.pop() {
@@ -360,8 +381,7 @@ impl NodeRegistry {
         let node = self.get_mut(idx)?;
         let conn = node.conn()?;
         node.state = NodeState::Offline;
-        node.queue = VecDeque::new();
-        node.queued_bytes = 0;
+        node.queue = PushQueue::default();
         self.online -= 1;
         self.by_conn.remove(&conn);
         Some(conn)
@@ -423,26 +443,49 @@ impl NodeRegistry {
 
     /// Queue a push for an online node.
     pub fn push(&mut self, idx: NodeIdx, push: Push) -> PushOutcome {
+        match push {
+            Push::Msg { port, body } => self.push_msg(idx, &port, &body),
+            Push::Released { port, reason } => self.push_released(idx, &port, reason),
+        }
+    }
+
+    /// Queue a message push (`port` `""` for a broadcast) for an online node.
+    pub fn push_msg(&mut self, idx: NodeIdx, port: &str, body: &str) -> PushOutcome {
+        self.push_with(idx, |q, limit| q.push_msg(port, body, limit))
+    }
+
+    /// Queue a release notification for an online node.
+    pub fn push_released(
+        &mut self,
+        idx: NodeIdx,
+        port: &str,
+        reason: ReleaseReason,
+    ) -> PushOutcome {
+        self.push_with(idx, |q, limit| {
+            q.push_released(port, reason.as_str(), limit)
+        })
+    }
+
+    fn push_with(
+        &mut self,
+        idx: NodeIdx,
+        push: impl FnOnce(&mut PushQueue, usize) -> Result<usize, usize>,
+    ) -> PushOutcome {
         let limit = self.max_queued_bytes;
         let Some(node) = self.get_mut(idx).filter(|n| n.conn().is_some()) else {
             return PushOutcome::Offline;
         };
-        let queued = node.queued_bytes + push.cost();
-        if queued > limit {
-            return PushOutcome::SlowConsumer { queued, limit };
-        }
         let first = node.queue.is_empty();
-        node.queued_bytes = queued;
-        node.queue.push_back(push);
-        PushOutcome::Queued { first }
+        match push(&mut node.queue, limit) {
+            Ok(_) => PushOutcome::Queued { first },
+            Err(queued) => PushOutcome::SlowConsumer { queued, limit },
+        }
     }
 
     /// Take the oldest push of a node.
     pub fn pop(&mut self, idx: NodeIdx) -> Option<Push> {
-        let node = self.get_mut(idx)?;
-        let push = node.queue.pop_front()?;
-        node.queued_bytes -= push.cost();
-        Some(push)
+        let bytes = self.get_mut(idx)?.queue.pop_front()?;
+        Push::decode(&bytes)
     }
 
     /// Encode the oldest pushes of a node as one JSON array into `out`, taking as many as fit in
@@ -452,27 +495,31 @@ impl NodeRegistry {
         let Some(node) = self.get_mut(idx) else {
             return Drained::default();
         };
-        if node.queue.is_empty() {
+        match node.queue.drain_into(max_bytes, out) {
+            None => Drained::default(),
+            Some((pushes, _)) => Drained {
+                pushes,
+                remaining: node.queue.len(),
+            },
+        }
+    }
+
+    /// The oldest pushes of a node that fit in a frame of `max_bytes` (as [`drain`] would
+    /// write them), to be copied out (e.g. straight into a stream) and then taken off the
+    /// queue with [`NodeRegistry::consume`].
+    ///
+    /// [`drain`]: NodeRegistry::drain
+    pub fn batch(&self, idx: NodeIdx, max_bytes: usize) -> Option<Batch<'_>> {
+        self.get(idx)?.queue.batch(max_bytes)
+    }
+
+    /// Take the batch last returned by [`NodeRegistry::batch`] off the node's queue: its
+    /// `pushes` and [`Batch::queued_bytes`].
+    pub fn consume(&mut self, idx: NodeIdx, pushes: usize, bytes: usize) -> Drained {
+        let Some(node) = self.get_mut(idx) else {
             return Drained::default();
-        }
-        let start = out.len();
-        out.push(b'[');
-        let mut pushes = 0;
-        while let Some(push) = node.queue.front() {
-            let mark = out.len();
-            if pushes > 0 {
-                out.push(b',');
-            }
-            push.encode(out);
-            if pushes > 0 && out.len() - start + 1 > max_bytes {
-                out.truncate(mark);
-                break;
-            }
-            node.queued_bytes -= push.cost();
-            node.queue.pop_front();
-            pushes += 1;
-        }
-        out.push(b']');
+        };
+        node.queue.consume(pushes, bytes);
         Drained {
             pushes,
             remaining: node.queue.len(),

@@ -778,8 +778,9 @@ impl Switch {
         }
         self.limits.check_messages_in_request(targets)?;
         let mut report = SendReport::default();
+        let mut last = None;
         for (ports, body) in batch {
-            report += self.send_unchecked(ports, body, out);
+            report += self.send_unchecked(ports, body, &mut last, out);
         }
         Ok(report)
     }
@@ -794,45 +795,46 @@ impl Switch {
         self.send_msg(std::iter::once((ports, body)), out)
     }
 
-    fn send_unchecked<S: AsRef<str>>(
+    /// `last`: the previous unicast target of the batch and its owner, so that a run of
+    /// messages to one port looks the port up once. Owners change within a batch only when a
+    /// slow consumer is taken offline, which clears it.
+    fn send_unchecked<'b, S: AsRef<str>>(
         &mut self,
-        ports: &[S],
+        ports: &'b [S],
         body: &str,
+        last: &mut Option<(&'b str, NodeIdx)>,
         out: &mut Vec<Output>,
     ) -> SendReport {
-        let body: Arc<str> = Arc::from(body);
         let nshards = self.shards.len();
         let mut report = SendReport::default();
-        let mut broadcast_port: Option<Arc<str>> = None;
         for port in ports {
             let port = port.as_ref();
             if port.is_empty() {
-                let port = broadcast_port.get_or_insert_with(|| Arc::from("")).clone();
                 let targets: Vec<NodeIdx> = self.nodes.online_nodes().collect();
                 for t in targets {
-                    report += self.deliver(
-                        t,
-                        Push::Msg {
-                            port: port.clone(),
-                            body: body.clone(),
-                        },
-                        out,
-                    );
-                }
-            } else {
-                match self.shards[shard_of(port.as_bytes(), nshards)].owner(port) {
-                    Some(owner) => {
-                        report += self.deliver(
-                            owner,
-                            Push::Msg {
-                                port: Arc::from(port),
-                                body: body.clone(),
-                            },
-                            out,
-                        )
+                    let r = self.deliver(t, port, body, out);
+                    if r.dropped > 0 {
+                        *last = None;
                     }
-                    None => report.dropped += 1,
+                    report += r;
                 }
+                continue;
+            }
+            let owner = match *last {
+                Some((p, owner)) if p == port => Some(owner),
+                _ => self.shards[shard_of(port.as_bytes(), nshards)].owner(port),
+            };
+            match owner {
+                Some(owner) => {
+                    let r = self.deliver(owner, port, body, out);
+                    *last = if r.dropped > 0 {
+                        None
+                    } else {
+                        Some((port, owner))
+                    };
+                    report += r;
+                }
+                None => report.dropped += 1,
             }
         }
         self.metrics.messages_sent += report.delivered;
@@ -840,8 +842,14 @@ impl Switch {
         report
     }
 
-    fn deliver(&mut self, node: NodeIdx, push: Push, out: &mut Vec<Output>) -> SendReport {
-        match self.nodes.push(node, push) {
+    fn deliver(
+        &mut self,
+        node: NodeIdx,
+        port: &str,
+        body: &str,
+        out: &mut Vec<Output>,
+    ) -> SendReport {
+        match self.nodes.push_msg(node, port, body) {
             PushOutcome::Queued { first } => {
                 if first {
                     if let Some(conn) = self.nodes.get(node).and_then(Node::conn) {
@@ -1018,11 +1026,7 @@ fn notify(
     if !nodes.in_session(sub.node, sub.session) {
         return;
     }
-    let push = Push::Released {
-        port: port.clone(),
-        reason,
-    };
-    match nodes.push(sub.node, push) {
+    match nodes.push_released(sub.node, port, reason) {
         PushOutcome::Queued { first } => {
             metrics.release_notifications += 1;
             if first {
