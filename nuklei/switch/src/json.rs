@@ -80,41 +80,31 @@ pub struct Reader<'a> {
     depth: usize,
 }
 
-const ONES: u64 = 0x0101_0101_0101_0101;
-const HIGHS: u64 = 0x8080_8080_8080_8080;
-
-/// High bit set in each byte of `x` that is zero (exact for the lowest set bit; bits above a
-/// zero byte may be false positives, so only the lowest is used).
-#[inline]
-fn zero_bytes(x: u64) -> u64 {
-    x.wrapping_sub(ONES) & !x & HIGHS
-}
-
-/// Mask of the bytes of `x` that end a run of plain string content: `"`, `\` or a control
-/// character (< 0x20). Exact for the lowest set bit.
-#[inline]
-fn special_bytes(x: u64) -> u64 {
-    zero_bytes(x ^ (ONES * b'"' as u64))
-        | zero_bytes(x ^ (ONES * b'\\' as u64))
-        | (x.wrapping_sub(ONES * 0x20) & !x & HIGHS)
+/// Whether byte `b` ends a run of plain string content: `"`, `\` or a control character.
+#[inline(always)]
+fn is_special(b: u8) -> bool {
+    (b == b'"') | (b == b'\\') | (b < 0x20)
 }
 
 /// Index of the first byte of `bytes` that is `"`, `\` or a control character.
 #[inline]
 fn find_special(bytes: &[u8]) -> Option<usize> {
-    let mut i = 0;
-    while i + 8 <= bytes.len() {
-        let chunk: [u8; 8] = bytes[i..i + 8].try_into().expect("8 bytes");
-        let mask = special_bytes(u64::from_le_bytes(chunk));
-        if mask != 0 {
-            return Some(i + (mask.trailing_zeros() / 8) as usize);
+    // 16 bytes at a time: the branch-free test of a whole chunk compiles to vector compares
+    // (safe code, no intrinsics); only the chunk that has a special byte is searched byte
+    // by byte.
+    let mut chunks = bytes.chunks_exact(16);
+    let mut base = 0;
+    for chunk in &mut chunks {
+        if chunk.iter().fold(false, |any, &b| any | is_special(b)) {
+            return chunk.iter().position(|&b| is_special(b)).map(|p| base + p);
         }
-        i += 8;
+        base += 16;
     }
-    bytes[i..]
+    chunks
+        .remainder()
         .iter()
-        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
-        .map(|p| i + p)
+        .position(|&b| is_special(b))
+        .map(|p| base + p)
 }
 
 impl<'a> Reader<'a> {
@@ -130,6 +120,11 @@ impl<'a> Reader<'a> {
     /// The byte offset of the reader.
     pub fn position(&self) -> usize {
         self.pos
+    }
+
+    /// Bytes of the text after the reader's position.
+    pub fn remaining(&self) -> usize {
+        self.text.len() - self.pos
     }
 
     /// A reader of the same text at byte offset `pos` (e.g. to read a value skipped before).

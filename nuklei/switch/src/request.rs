@@ -190,7 +190,14 @@ impl<'a> Fields<'a> {
 fn messages<'a>(r: &mut Reader<'a>) -> Result<Vec<Message<'a>>, JsonError> {
     let mut out = Vec::new();
     r.array(|r| {
+        let start = r.position();
         out.push(message(r)?);
+        if out.len() == 1 {
+            // Batches tend to be uniform: size the list from the first message's length
+            // rather than growing it (and copying it) step by step.
+            let each = r.position() - start + 1;
+            out.reserve(r.remaining() / each + 1);
+        }
         Ok(())
     })?;
     Ok(out)
