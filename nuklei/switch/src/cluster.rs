@@ -502,6 +502,12 @@ impl Instance {
         self.nodes.next_deadline()
     }
 
+    /// Take a batch of [`NodeRegistry::batch`] off the queue of a node homed here (see
+    /// [`NodeRegistry::consume`]).
+    pub fn consume(&mut self, node: NodeIdx, pushes: usize, bytes: usize) -> Drained {
+        self.nodes.consume(node, pushes, bytes)
+    }
+
     /// Encode the oldest pushes of a node homed here (see [`NodeRegistry::drain`]).
     pub fn drain(&mut self, node: NodeIdx, max_bytes: usize, out: &mut Vec<u8>) -> Drained {
         self.nodes.drain(node, max_bytes, out)

@@ -9,6 +9,7 @@ use crate::api::{self, ApiError, ResponseBody};
 use crate::cluster::{Instance, Token};
 use crate::nodes::{ConnId, Drained};
 use crate::ports::NodeIdx;
+use crate::queue::Batch;
 use crate::request::{self, Request, Str};
 use crate::switch::{Metrics, Output, Reply, Session, Switch, SwitchError};
 
@@ -242,6 +243,23 @@ impl Engine {
         match self {
             Engine::Single(s) => s.node(node).map_or(0, |n| n.queued()),
             Engine::Cluster(c) => c.node(node).map_or(0, |n| n.queued()),
+        }
+    }
+
+    /// The oldest pushes of a node that fit in a frame of `max_bytes`, to copy out in place
+    /// and then take off the queue with [`Engine::consume`].
+    pub fn batch(&self, node: NodeIdx, max_bytes: usize) -> Option<Batch<'_>> {
+        match self {
+            Engine::Single(s) => s.batch(node, max_bytes),
+            Engine::Cluster(c) => c.nodes().batch(node, max_bytes),
+        }
+    }
+
+    /// Take the batch last returned by [`Engine::batch`] off the node's queue.
+    pub fn consume(&mut self, node: NodeIdx, pushes: usize, bytes: usize) -> Drained {
+        match self {
+            Engine::Single(s) => s.consume(node, pushes, bytes),
+            Engine::Cluster(c) => c.consume(node, pushes, bytes),
         }
     }
 

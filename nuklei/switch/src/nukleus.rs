@@ -1119,6 +1119,49 @@ impl SwitchNukleus {
         loop {
             if x.out.is_empty() && x.reply_begun && !x.reply_ended && x.end_with.is_none() {
                 if let Role::Receiver(r) = &x.role {
+                    // A batch (at least 1 KiB of pushes, as below) that fits in the window
+                    // and in one frame goes straight from the node's queue into the stream.
+                    let (prefix, suffix): (&[u8], &[u8]) = if r.ws {
+                        (b"", b"")
+                    } else {
+                        (b"data: ", b"\n\n")
+                    };
+                    let framing = prefix.len() + suffix.len();
+                    let credit = x.send.writable(MAX_BATCH);
+                    let batch = (r.online && credit > 0)
+                        .then(|| self.engine.batch(r.idx, credit.max(1024)))
+                        .flatten()
+                        .filter(|b| b.frame_len() + framing <= credit.min(room));
+                    if let Some(batch) = batch {
+                        let n = batch.frame_len() + framing;
+                        let h = Header {
+                            stream_id: x.id ^ 1,
+                            timestamp,
+                            sequence: x.send.sequence,
+                            ..Header::default()
+                        };
+                        let reserved = x.send.consume(n);
+                        let (flags, extension): (u32, &[u8]) = if x.ws {
+                            (FLAG_INIT | FLAG_FIN, &ext_kind)
+                        } else {
+                            (0, &[])
+                        };
+                        let Ok(dst) = tx.claim_data(&h, flags, reserved, extension, n) else {
+                            x.send.sequence -= reserved as u64;
+                            stalled = true;
+                            break;
+                        };
+                        let (head, rest) = dst.split_at_mut(prefix.len());
+                        let (body, tail) = rest.split_at_mut(batch.frame_len());
+                        head.copy_from_slice(prefix);
+                        batch.write(body);
+                        tail.copy_from_slice(suffix);
+                        let (pushes, bytes) = (batch.pushes, batch.queued_bytes());
+                        self.engine.consume(r.idx, pushes, bytes);
+                        continue;
+                    }
+                    // Else (a push larger than the window or a frame): through `out`, in
+                    // pieces.
                     let queued = self.engine.queued(r.idx);
                     let credit = x.send.writable(MAX_BATCH);
                     if r.online && queued > 0 && credit > 0 {

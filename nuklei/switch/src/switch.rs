@@ -45,6 +45,7 @@ use crate::nodes::{ConnId, Drained, Node, NodeRegistry, Push, PushOutcome, Relea
 use crate::ports::{
     shard_of, NodeIdx, Outcome, PortShard, RegisterError, SubscribeOutcome, Subscriber,
 };
+use crate::queue::Batch;
 
 /// Switch configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -927,6 +928,18 @@ impl Switch {
     /// If pushes remain, call again when the connection can take more.
     pub fn drain(&mut self, node: NodeIdx, max_bytes: usize, out: &mut Vec<u8>) -> Drained {
         self.nodes.drain(node, max_bytes, out)
+    }
+
+    /// The oldest pushes for `node` that fit in a frame of `max_bytes` (as [`Switch::drain`]
+    /// would write them), to copy out in place (e.g. straight into a stream) and then take off
+    /// the queue with [`Switch::consume`].
+    pub fn batch(&self, node: NodeIdx, max_bytes: usize) -> Option<Batch<'_>> {
+        self.nodes.batch(node, max_bytes)
+    }
+
+    /// Take the batch last returned by [`Switch::batch`] off the queue of `node`.
+    pub fn consume(&mut self, node: NodeIdx, pushes: usize, bytes: usize) -> Drained {
+        self.nodes.consume(node, pushes, bytes)
     }
 
     /// Take the oldest push for `node` (typed alternative to [`Switch::drain`]).
