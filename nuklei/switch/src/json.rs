@@ -140,6 +140,40 @@ impl<'a> Reader<'a> {
         self.text.as_bytes()
     }
 
+    /// The usual shape of a small object read as fixed text around two plain strings: `parts`
+    /// are the bytes before, between and after them (e.g. `{"port":"`, `","body":"`, `"}`).
+    /// Returns the two strings if the input matches exactly, with no escapes in the strings;
+    /// otherwise consumes nothing, and the caller reads the value the general way. This
+    /// accepts nothing the general way would not read the same.
+    pub fn template(&mut self, parts: &[&[u8]; 3]) -> Option<(&'a str, &'a str)> {
+        self.skip_ws();
+        let b = self.bytes();
+        let mut i = self.pos;
+        let mut strings = [(0, 0); 2];
+        for (k, part) in parts.iter().enumerate() {
+            if !b[i..].starts_with(part) {
+                return None;
+            }
+            i += part.len();
+            if k == 2 {
+                break;
+            }
+            let n = find_special(&b[i..])?;
+            if b[i + n] != b'"' {
+                return None;
+            }
+            strings[k] = (i, i + n);
+            // The closing quote is the first byte of the next part.
+            i += n;
+        }
+        self.pos = i;
+        let text = self.text;
+        Some((
+            &text[strings[0].0..strings[0].1],
+            &text[strings[1].0..strings[1].1],
+        ))
+    }
+
     /// An error at byte `at`.
     pub fn error_at(&self, at: usize, what: impl Into<String>) -> JsonError {
         let before = &self.bytes()[..at.min(self.text.len())];
@@ -727,6 +761,28 @@ mod tests {
             e.in_field("x").to_string(),
             "field `x`: expected `:`, found a number at line 2 column 7"
         );
+    }
+
+    #[test]
+    fn a_template_reads_its_exact_shape_or_consumes_nothing() {
+        const PARTS: &[&[u8]; 3] = &[br#"{"a":""#, br#"","b":""#, br#""}"#];
+        let mut r = Reader::new(r#" {"a":"x y","b":"é"},"#);
+        assert_eq!(r.template(PARTS), Some(("x y", "é")));
+        assert_eq!(r.peek(), Some(b','));
+        for other in [
+            r#"{"a": "x","b":"y"}"#,
+            r#"{"b":"y","a":"x"}"#,
+            r#"{"a":"x"","b":"y"}"#,
+            r#"{"a":"x","b":"y
+"}"#,
+            r#"{"a":"x","b":"y" }"#,
+            r#"{"a":"x","b":"y""#,
+            r#"{"a":"x"#,
+        ] {
+            let mut r = Reader::new(other);
+            assert_eq!(r.template(PARTS), None, "{other}");
+            assert_eq!(r.position(), 0, "{other}");
+        }
     }
 
     #[test]

@@ -204,6 +204,13 @@ fn messages<'a>(r: &mut Reader<'a>) -> Result<Vec<Message<'a>>, JsonError> {
 }
 
 fn message<'a>(r: &mut Reader<'a>) -> Result<Message<'a>, JsonError> {
+    if let Some((port, body)) = r.template(&[br#"{"port":""#, br#"","body":""#, br#""}"#]) {
+        return Ok(Message {
+            port: Some(Cow::Borrowed(port)),
+            ports: None,
+            body: Cow::Borrowed(body),
+        });
+    }
     let mut port = None;
     let mut ports = None;
     let mut body = None;
