@@ -657,6 +657,28 @@ impl WsNukleus {
         a.message_open = !fin;
         let mut head = [0u8; MAX_SERVER_HEADER_LEN];
         let n = encode_header(fin, opcode, payload.len() as u64, &mut head);
+        // Nothing queued before it, and http's window and one frame take it whole: the frame
+        // goes straight into http's stream instead of through `out`.
+        let total = n + payload.len();
+        let tx = &mut self.outputs[c.input].tx;
+        if c.out.is_empty()
+            && total <= tx.max_payload() - frame::DATA_EXTENSION_OFFSET
+            && c.send.writable(total) == total
+        {
+            let h = Header {
+                stream_id: c.http_id ^ 1,
+                timestamp: self.timestamp,
+                sequence: c.send.sequence,
+                ..Header::default()
+            };
+            let reserved = c.send.consume(total);
+            if let Ok(dst) = tx.claim_data(&h, 0, reserved, &[], total) {
+                dst[..n].copy_from_slice(&head[..n]);
+                dst[n..].copy_from_slice(payload);
+                return;
+            }
+            c.send.sequence -= reserved as u64;
+        }
         c.out.extend_from_slice(&head[..n]);
         c.out.extend_from_slice(payload);
     }
