@@ -877,6 +877,28 @@ impl HttpNukleus {
         e.recv.release(f.reserved() as u64);
         let payload = f.payload();
         let is_head = c_is_head(&self.connections[conn], x);
+        if is_head && matches!(framing, Framing::Length(_) | Framing::Raw) {
+            // The head response's bytes go to the network as they are: straight into the
+            // stream as far as the window takes them when nothing is queued before them.
+            let n = match framing {
+                Framing::Length(remaining) => {
+                    let n = (remaining as usize).min(payload.len());
+                    e.response = ResponseState::Streaming(Framing::Length(remaining - n as u64));
+                    n
+                }
+                _ => payload.len(),
+            };
+            let c = &mut self.connections[conn];
+            let sent = if c.out.is_empty() {
+                let tx = &mut self.outputs[c.input].tx;
+                tx.data_within(&mut c.send, c.net_id ^ 1, self.timestamp, &payload[..n])
+            } else {
+                0
+            };
+            c.out.extend_from_slice(&payload[sent..n]);
+            self.mark_dirty(conn);
+            return;
+        }
         let target = if is_head {
             &mut self.connections[conn].out
         } else {
