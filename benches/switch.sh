@@ -185,13 +185,13 @@ run_sendmsg() {
     start reaktor
     load sendmsg --proto ws --batch "$MSG_BATCH" --window "$WINDOW" --depth 8 --duration "$DURATION" --warmup "$WARMUP"
     row "$r" sendmsg reaktor msgs/s "$(field msgs_per_s)" "$(field server_ns_per_op)" "$(field server_pct)" \
-        "batch=$MSG_BATCH window=$WINDOW pushes/frame=$(field msgs_per_frame) client=$(field client_pct)%"
+        "batch=$MSG_BATCH window=$WINDOW pushes/frame=$(field msgs_per_frame) client=$(field client_pct)% client idle=$(field client_idle_pct)%"
     stop_servers
     if have nats-server; then
         start nats
         load sendmsg --proto nats --batch "$MSG_BATCH" --window "$WINDOW" --duration "$DURATION" --warmup "$WARMUP"
         row "$r" sendmsg nats-server msgs/s "$(field msgs_per_s)" "$(field server_ns_per_op)" "$(field server_pct)" \
-            "1 pub, 1 sub, batch=$MSG_BATCH window=$WINDOW client=$(field client_pct)%"
+            "1 pub, 1 sub, batch=$MSG_BATCH window=$WINDOW client=$(field client_pct)% client idle=$(field client_idle_pct)%"
         stop_servers
     fi
 }

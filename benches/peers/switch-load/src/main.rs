@@ -20,7 +20,10 @@
 //!
 //! Prints one line of `key=value` pairs, including the server's CPU time per operation
 //! (utime+stime of --pid from /proc/PID/stat, before/after), the server's and this client's
-//! share of a core over the run, and the load average.
+//! share of a core over the run, and the load average. The client polls, so it always shows
+//! ~100 % of its core; sendmsg also reports `client_idle_pct`, the share of the wall time spent
+//! in loop turns that moved no bytes (waiting on the server): near 0 means the client, not the
+//! server, is the bound.
 
 use std::collections::HashMap;
 use std::io::{self, ErrorKind, Read, Write};
@@ -168,8 +171,9 @@ impl Conn {
         self.wbuf.len() - self.wpos
     }
 
-    /// Write what is buffered, as far as the socket takes it.
-    fn flush(&mut self) {
+    /// Write what is buffered, as far as the socket takes it; whether anything was written.
+    fn flush(&mut self) -> bool {
+        let before = self.wpos;
         while self.wpos < self.wbuf.len() {
             match self.s.write(&self.wbuf[self.wpos..]) {
                 Ok(0) => die("connection closed while writing"),
@@ -179,10 +183,12 @@ impl Conn {
                 Err(e) => fail("write", e),
             }
         }
+        let wrote = self.wpos > before;
         if self.wpos == self.wbuf.len() {
             self.wbuf.clear();
             self.wpos = 0;
         }
+        wrote
     }
 
     /// Read what the socket has (non-blocking, or blocking before `nonblocking()`); bytes read.
@@ -772,6 +778,8 @@ fn sendmsg(a: &Args) {
     let mut acks = 0u64;
     let mut buf = Vec::with_capacity(c.batch * (size + 64) + 64);
     let mut meter;
+    // Time spent in loop turns that moved no bytes: the client waiting on the server.
+    let mut idle = Duration::ZERO;
     match proto.as_str() {
         "ws" => {
             let mut rx = Ws::open(&c.host, c.port, &c.node(0), &c.token);
@@ -789,9 +797,12 @@ fn sendmsg(a: &Args) {
                     warm = None;
                     meter = Meter::start(c.pid);
                     base = got;
+                    idle = Duration::ZERO;
                 }
                 let sending = now < deadline;
+                let mut progress = false;
                 while sending && sent + batch <= got + window && inflight_req < c.depth as u64 {
+                    progress = true;
                     id += 1;
                     buf.clear();
                     buf.extend_from_slice(b"{\"op\":\"sendmsg\",\"id\":");
@@ -810,8 +821,8 @@ fn sendmsg(a: &Args) {
                     tx.send_text(&buf);
                     inflight_req += 1;
                 }
-                tx.c.flush();
-                tx.c.fill();
+                progress |= tx.c.flush();
+                progress |= tx.c.fill() > 0;
                 while tx.next().is_some() {
                     if tx.msg.first() == Some(&b'{') {
                         check_reply(&tx.msg);
@@ -822,8 +833,11 @@ fn sendmsg(a: &Args) {
                         inflight_req -= 1;
                     }
                 }
-                rx.c.flush();
-                rx.c.fill();
+                progress |= rx.c.flush();
+                progress |= rx.c.fill() > 0;
+                if !progress {
+                    idle += now.elapsed();
+                }
                 while rx.next().is_some() {
                     let m = &rx.msg;
                     if m.first() != Some(&b'[') {
@@ -882,10 +896,13 @@ fn sendmsg(a: &Args) {
                     warm = None;
                     meter = Meter::start(c.pid);
                     base = got;
+                    idle = Duration::ZERO;
                 }
                 let sending = now < deadline;
+                let mut progress = false;
                 // a batch per write, like a SendMsg batch; no more than `window` undelivered
                 while sending && sent + batch <= got + window && tx.pending() < (1 << 20) {
+                    progress = true;
                     for _ in 0..batch {
                         tx.wbuf.extend_from_slice(head.as_bytes());
                         seq_body(&mut tx.wbuf, sent, size);
@@ -894,11 +911,14 @@ fn sendmsg(a: &Args) {
                     }
                     acks += batch;
                 }
-                tx.flush();
-                tx.fill();
+                progress |= tx.flush();
+                progress |= tx.fill() > 0;
                 nats_control(&mut tx);
-                rx.flush();
-                rx.fill();
+                progress |= rx.flush();
+                progress |= rx.fill() > 0;
+                if !progress {
+                    idle += now.elapsed();
+                }
                 let d = rx.data();
                 let mut p = 0;
                 let mut ping = false;
@@ -942,9 +962,10 @@ fn sendmsg(a: &Args) {
         }
         p => die(&format!("unknown --proto {p} for sendmsg")),
     }
-    let (_, fields) = meter.report(got - base, "msgs");
+    let (wall, fields) = meter.report(got - base, "msgs");
     println!(
-        "mode=sendmsg proto={proto} batch={batch} window={window} size={size} {fields} acked={acks} push_frames={frames} msgs_per_frame={:.1}",
+        "mode=sendmsg proto={proto} batch={batch} window={window} size={size} {fields} client_idle_pct={:.0} acked={acks} push_frames={frames} msgs_per_frame={:.1}",
+        100.0 * idle.as_secs_f64() / wall,
         if frames > 0 { got as f64 / frames as f64 } else { 0.0 }
     );
 }
