@@ -837,6 +837,23 @@ impl Instance {
         parts
     }
 
+    /// Sends each non-empty part of a split request to its instance as the message `make`
+    /// builds from it; returns how many were sent (the replies to wait for).
+    fn scatter<'a>(
+        &mut self,
+        parts: Vec<Vec<(u32, &'a str)>>,
+        make: impl Fn(Vec<(u32, &'a str)>) -> Msg<'a>,
+    ) -> usize {
+        let mut sent = 0;
+        for (peer, part) in parts.into_iter().enumerate() {
+            if !part.is_empty() {
+                sent += 1;
+                make(part).encode(&mut self.outbox[peer]);
+            }
+        }
+        sent
+    }
+
     // ---- operations ------------------------------------------------------------------------
 
     /// RegPort for `node` (homed here, online). Completes under `token`.
@@ -873,21 +890,14 @@ impl Instance {
         let mut parts = self.split_ports(ports.iter().enumerate());
         let mine = std::mem::take(&mut parts[self.me]);
         let (new, failed, error) = self.register_here(node, at_home, &address, subscribe, &mine);
-        let mut waiting = 0;
-        for (peer, part) in parts.into_iter().enumerate() {
-            if !part.is_empty() {
-                waiting += 1;
-                let msg = Msg::Register {
-                    op,
-                    node,
-                    at_home,
-                    address: &address,
-                    subscribe,
-                    ports: part,
-                };
-                msg.encode(&mut self.outbox[peer]);
-            }
-        }
+        let waiting = self.scatter(parts, |part| Msg::Register {
+            op,
+            node,
+            at_home,
+            address: &address,
+            subscribe,
+            ports: part,
+        });
         self.ops.insert(
             op,
             Op::Reg(RegOp {
@@ -928,18 +938,11 @@ impl Instance {
         let mut parts = self.split_ports(ports.iter().enumerate());
         let mine = std::mem::take(&mut parts[self.me]);
         let reply = self.unregister_here(node, &mine, out);
-        let mut waiting = 0;
-        for (peer, part) in parts.into_iter().enumerate() {
-            if !part.is_empty() {
-                waiting += 1;
-                let msg = Msg::Unregister {
-                    op,
-                    node,
-                    ports: part,
-                };
-                msg.encode(&mut self.outbox[peer]);
-            }
-        }
+        let waiting = self.scatter(parts, |part| Msg::Unregister {
+            op,
+            node,
+            ports: part,
+        });
         self.ops.insert(
             op,
             Op::Unreg(UnregOp {
@@ -988,13 +991,7 @@ impl Instance {
         for (pos, port) in std::mem::take(&mut parts[self.me]) {
             owners[pos as usize] = self.resolve_here(port);
         }
-        let mut waiting = 0;
-        for (peer, part) in parts.into_iter().enumerate() {
-            if !part.is_empty() {
-                waiting += 1;
-                Msg::Resolve { op, ports: part }.encode(&mut self.outbox[peer]);
-            }
-        }
+        let waiting = self.scatter(parts, |part| Msg::Resolve { op, ports: part });
         self.ops.insert(
             op,
             Op::Send(SendOp {
@@ -1022,13 +1019,7 @@ impl Instance {
         for (pos, port) in std::mem::take(&mut parts[self.me]) {
             owners[pos as usize] = self.owner_here(port);
         }
-        let mut waiting = 0;
-        for (peer, part) in parts.into_iter().enumerate() {
-            if !part.is_empty() {
-                waiting += 1;
-                Msg::QueryPorts { op, ports: part }.encode(&mut self.outbox[peer]);
-            }
-        }
+        let waiting = self.scatter(parts, |part| Msg::QueryPorts { op, ports: part });
         self.ops.insert(
             op,
             Op::QueryPort {
@@ -1055,13 +1046,7 @@ impl Instance {
         for (pos, id) in std::mem::take(&mut parts[self.me]) {
             infos[pos as usize] = self.home_info(id).map(|i| node_info(id, i));
         }
-        let mut waiting = 0;
-        for (peer, part) in parts.into_iter().enumerate() {
-            if !part.is_empty() {
-                waiting += 1;
-                Msg::QueryNodes { op, nodes: part }.encode(&mut self.outbox[peer]);
-            }
-        }
+        let waiting = self.scatter(parts, |part| Msg::QueryNodes { op, nodes: part });
         self.ops.insert(
             op,
             Op::QueryNode {
@@ -1227,16 +1212,11 @@ impl Instance {
                 self.split_ports(r.new.iter().map(|&p| (p as usize, &ports[p as usize])));
             let mine = std::mem::take(&mut parts[self.me]);
             self.unregister_here(&node, &mine, out);
-            for (peer, part) in parts.into_iter().enumerate() {
-                if !part.is_empty() {
-                    let msg = Msg::Unregister {
-                        op: 0,
-                        node: &node,
-                        ports: part,
-                    };
-                    msg.encode(&mut self.outbox[peer]);
-                }
-            }
+            self.scatter(parts, |part| Msg::Unregister {
+                op: 0,
+                node: &node,
+                ports: part,
+            });
             self.settle(out);
             return Err(e);
         }
