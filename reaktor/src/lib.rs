@@ -6,6 +6,7 @@ pub mod kinds;
 pub mod metrics;
 pub mod plan;
 pub mod planner;
+pub mod replan;
 pub mod runtime;
 pub mod top;
 pub mod topology;

@@ -94,6 +94,7 @@ pub struct Reaktor {
     doorbells: Vec<Arc<Doorbell>>,
     threads: Vec<JoinHandle<()>>,
     stats_thread: Option<JoinHandle<()>>,
+    replan_thread: Option<JoinHandle<()>>,
     stream_dir: PathBuf,
     pub instances: Vec<InstanceInfo>,
     /// Everything measured, for the metrics nukleus, the stats file and embedders.
@@ -248,9 +249,25 @@ impl Reaktor {
                 .collect(),
             rings: ring_entries,
         });
+        // Runtime re-plan: the tcp instances steer new connections between them.
+        let tcp_cores: Vec<usize> = placement
+            .instances
+            .iter()
+            .filter(|i| i.kind == "tcp")
+            .map(|i| i.core)
+            .collect();
+        let replan = *topology.reaktor.replan_interval_ms.get_ref();
+        let steering = (replan > 0 && tcp_cores.len() > 1).then(|| {
+            nukleus_tcp::Steering::new(
+                tcp_cores
+                    .iter()
+                    .map(|&core| Some(cores[core].doorbell.clone()))
+                    .collect(),
+            )
+        });
         let mut instances = Vec::new();
         for (i, (instance, links)) in placement.instances.iter().zip(links).enumerate() {
-            let nukleus = crate::kinds::build(loaded, instance, links, &shared)?;
+            let nukleus = crate::kinds::build(loaded, instance, links, &shared, steering.as_ref())?;
             let stats = all_stats[i].clone();
             instances.push(InstanceInfo {
                 name: instance.name(),
@@ -308,12 +325,29 @@ impl Reaktor {
                 .spawn(move || write_stats_file(&shared, &shutdown, &dir))
                 .expect("spawning the stats thread")
         };
+        let replan_thread = steering.map(|steering| {
+            let (shared, shutdown) = (shared.clone(), shutdown.clone());
+            let cores = doorbells.len();
+            let interval = Duration::from_millis(replan);
+            tracing::info!(
+                interval_ms = replan,
+                "runtime re-plan on: new connections move away from a core whose cost per unit of work rises to {}x the cheapest",
+                crate::replan::COSTLIER
+            );
+            std::thread::Builder::new()
+                .name("reaktor-replan".into())
+                .spawn(move || {
+                    crate::replan::run(shared, steering, tcp_cores, cores, interval, shutdown)
+                })
+                .expect("spawning the re-plan thread")
+        });
         Ok(Reaktor {
             shutdown,
             failed,
             doorbells,
             threads,
             stats_thread: Some(stats_thread),
+            replan_thread,
             stream_dir: stream_dir.to_owned(),
             instances,
             stats: shared,
@@ -334,7 +368,10 @@ impl Reaktor {
         for thread in self.threads {
             let _ = thread.join();
         }
-        if let Some(thread) = self.stats_thread {
+        for thread in [self.stats_thread, self.replan_thread]
+            .into_iter()
+            .flatten()
+        {
             thread.thread().unpark();
             let _ = thread.join();
         }

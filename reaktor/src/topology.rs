@@ -58,6 +58,15 @@ pub struct ReaktorSection {
     pub cores: Option<Spanned<usize>>,
     /// With placement = "auto": one core per listed cpu, pinned (instead of [[core]] or `cores`).
     pub cpus: Option<Spanned<Vec<usize>>>,
+    /// Runtime re-plan (opt-in): every this many milliseconds, compare the cores' measured cost
+    /// per unit of work and move new connections away from a much costlier core (see
+    /// `replan.rs`). 0 (default): off.
+    #[serde(default = "default_replan")]
+    pub replan_interval_ms: Spanned<u64>,
+}
+
+fn default_replan() -> Spanned<u64> {
+    Spanned::new(0..0, 0)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -76,6 +85,7 @@ impl Default for ReaktorSection {
             idle_spins: default_idle_spins(),
             idle_yields: default_idle_yields(),
             placement: None,
+            replan_interval_ms: default_replan(),
             cores: None,
             cpus: None,
         }
@@ -340,6 +350,16 @@ pub fn parse(path: &Path, text: &str) -> Result<LoadedTopology, TopologyError> {
         toml::from_str(text).map_err(|e| invalid(e.span(), e.message().to_owned()))?;
     let auto_plan = crate::planner::apply(&mut topology, &invalid)?;
 
+    let replan = &topology.reaktor.replan_interval_ms;
+    if *replan.get_ref() != 0 && !(100..=3_600_000).contains(replan.get_ref()) {
+        return Err(invalid(
+            Some(replan.span()),
+            format!(
+                "replan_interval_ms {} must be 0 (off) or between 100 and 3600000",
+                replan.get_ref()
+            ),
+        ));
+    }
     let capacity = &topology.reaktor.stream_capacity;
     if !capacity.get_ref().is_power_of_two() || !(64 * 1024..=1 << 30).contains(capacity.get_ref())
     {

@@ -7,6 +7,7 @@
 //! reading stops the server from producing for it instead of growing memory.
 
 mod begin_ex;
+pub mod steering;
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
@@ -22,6 +23,7 @@ use streams::{
 };
 
 pub use begin_ex::{decode_begin_ex, encode_begin_ex, TcpBeginEx};
+pub use steering::{Handoff, Steering};
 
 /// One listening address and the nukleus kind its connections go to.
 #[derive(Debug, Clone)]
@@ -123,6 +125,8 @@ pub struct TcpNukleus {
     now: Instant,
     next_scan: Instant,
     write_timeouts: u64,
+    /// Steering shared with the other tcp instances, and this instance's index in it.
+    steering: Option<(std::sync::Arc<Steering>, usize)>,
 }
 
 fn bind(listener: &ListenerConfig, reuse_port: bool) -> io::Result<TcpListener> {
@@ -181,12 +185,19 @@ impl TcpNukleus {
             now: Instant::now(),
             next_scan: Instant::now(),
             write_timeouts: 0,
+            steering: None,
             ids: SlotIds::new(instance),
             core,
             inputs,
             links,
             config,
         })
+    }
+
+    /// Joins the steering of new connections between tcp instances as instance `index`.
+    pub fn with_steering(mut self, steering: std::sync::Arc<Steering>, index: usize) -> Self {
+        self.steering = Some((steering, index));
+        self
     }
 
     /// The addresses actually bound (useful with port 0).
@@ -214,6 +225,21 @@ impl TcpNukleus {
                 }
             };
             work += 1;
+            // Told to stop accepting: the connection goes to an instance that still does.
+            let socket = match &self.steering {
+                Some((steering, me)) if !steering.accepting(*me) => {
+                    let handoff = Handoff {
+                        socket,
+                        remote,
+                        listener: index as u16,
+                    };
+                    match steering.hand_off(*me, handoff) {
+                        Ok(_) => continue,
+                        Err(back) => back.socket,
+                    }
+                }
+                _ => socket,
+            };
             if self.connections.len() >= self.config.max_connections.min(SlotIds::MAX_SLOTS) {
                 self.refused += 1;
                 let now = Instant::now();
@@ -233,6 +259,27 @@ impl TcpNukleus {
                 continue;
             }
             self.admit(index, socket, remote);
+        }
+        work
+    }
+
+    /// Admits the connections other instances handed to this one.
+    fn adopt(&mut self) -> usize {
+        let Some((steering, me)) = self.steering.clone() else {
+            return 0;
+        };
+        let mut work = 0;
+        while work < 64 {
+            let Some(h) = steering.take(me) else { break };
+            work += 1;
+            let listener = usize::from(h.listener);
+            if listener >= self.listeners.len()
+                || self.connections.len() >= self.config.max_connections.min(SlotIds::MAX_SLOTS)
+            {
+                self.refused += 1;
+                continue; // dropping the socket closes it
+            }
+            self.admit(listener, h.socket, h.remote);
         }
         work
     }
@@ -625,6 +672,7 @@ impl Nukleus for TcpNukleus {
                 work += self.accept(index);
             }
         }
+        work += self.adopt();
         // Taking the Vec out is free and lets frame handlers borrow `self` mutably.
         let mut inputs = std::mem::take(&mut self.inputs);
         for (link, rx) in inputs.iter_mut().enumerate() {
@@ -643,6 +691,12 @@ impl Nukleus for TcpNukleus {
     }
 
     fn deadline(&self) -> Option<Instant> {
+        // A connection handed over while this core was deciding to park: do not sleep on it.
+        if let Some((steering, me)) = &self.steering {
+            if steering.has_pending(*me) {
+                return Some(self.now);
+            }
+        }
         (!self.connections.is_empty()).then_some(self.next_scan)
     }
 
@@ -651,6 +705,12 @@ impl Nukleus for TcpNukleus {
         out.push(("connections_accepted_total", self.accepted));
         out.push(("connections_refused_total", self.refused));
         out.push(("write_timeouts_total", self.write_timeouts));
+        if let Some((steering, me)) = &self.steering {
+            let (handed_off, adopted) = steering.counts(*me);
+            out.push(("accepting", u64::from(steering.accepting(*me))));
+            out.push(("connections_handed_off_total", handed_off));
+            out.push(("connections_adopted_total", adopted));
+        }
     }
 
     fn shutdown(&mut self) {

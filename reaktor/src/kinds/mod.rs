@@ -24,9 +24,10 @@ pub fn build(
     instance: &Instance,
     links: Vec<PeerLink>,
     stats: &std::sync::Arc<crate::metrics::SharedStats>,
+    steering: Option<&std::sync::Arc<nukleus_tcp::Steering>>,
 ) -> Result<Box<dyn Nukleus + Send>, StartError> {
     match instance.kind.as_str() {
-        "tcp" => tcp::build(loaded, instance, links),
+        "tcp" => tcp::build(loaded, instance, links, steering),
         "tls" => tls::build(loaded, instance, links),
         "http" => http::build(loaded, instance, links),
         "echo" => echo::build(loaded, instance, links),

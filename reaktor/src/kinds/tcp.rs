@@ -9,6 +9,7 @@ pub fn build(
     loaded: &LoadedTopology,
     instance: &Instance,
     links: Vec<PeerLink>,
+    steering: Option<&std::sync::Arc<nukleus_tcp::Steering>>,
 ) -> Result<Box<dyn Nukleus + Send>, StartError> {
     let topology = &loaded.topology;
     let listeners = topology
@@ -29,10 +30,9 @@ pub fn build(
         write_timeout: std::time::Duration::from_millis(topology.tcp.write_timeout_ms),
         ..TcpConfig::default()
     };
-    Ok(Box::new(TcpNukleus::new(
-        config,
-        instance.core,
-        instance.index,
-        links,
-    )?))
+    let tcp = TcpNukleus::new(config, instance.core, instance.index, links)?;
+    Ok(Box::new(match steering {
+        Some(steering) => tcp.with_steering(steering.clone(), usize::from(instance.index)),
+        None => tcp,
+    }))
 }
