@@ -577,3 +577,40 @@ to = "metrics"
     let (status, stderr) = server.stop();
     assert!(status.success(), "{stderr}");
 }
+
+/// `replan_interval_ms` on: the re-plan thread runs, every tcp instance reports whether it
+/// accepts and how many connections it handed over or adopted, and requests keep working
+/// whichever core takes them. (Whether a core stops accepting depends on what else runs on its
+/// cpu: `benches/replan.sh` measures that with busy loops on one cpu; the decision itself is
+/// unit-tested in `reaktor::replan`, the hand-over in `nukleus_tcp`'s steering test.)
+#[test]
+fn runtime_replan_runs_and_every_tcp_instance_reports_its_steering() {
+    let server =
+        Server::start(&topology().replace("pin = false", "pin = false\nreplan_interval_ms = 100"));
+    for _ in 0..30 {
+        let (code, body) = curl(&["-H", "Connection: close", &server.url("/healthz")]);
+        assert_eq!((code, body.as_str()), (0, "ok\n"));
+    }
+    std::thread::sleep(Duration::from_millis(1200));
+    let samples = scrape(&server);
+    let accepting: Vec<f64> = samples
+        .iter()
+        .filter(|(n, _, _)| n == "reaktor_tcp_accepting")
+        .map(|(_, _, v)| *v)
+        .collect();
+    assert_eq!(accepting.len(), 2, "one per tcp instance: {accepting:?}");
+    assert!(accepting.iter().all(|v| *v == 0.0 || *v == 1.0));
+    assert!(accepting.contains(&1.0), "at least one core always accepts");
+    for family in [
+        "reaktor_tcp_connections_handed_off_total",
+        "reaktor_tcp_connections_adopted_total",
+    ] {
+        assert!(samples.iter().any(|(n, _, _)| n == family), "no {family}");
+    }
+    assert_eq!(
+        sum(&samples, "reaktor_tcp_connections_handed_off_total"),
+        sum(&samples, "reaktor_tcp_connections_adopted_total")
+    );
+    let (status, log) = server.stop();
+    assert!(status.success(), "{log}");
+}

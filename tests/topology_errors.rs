@@ -98,3 +98,15 @@ fn plan_prints_the_placement_of_the_default_topology() {
         "{stdout}"
     );
 }
+
+#[test]
+fn a_replan_interval_out_of_range_is_explained() {
+    let (code, _, stderr) =
+        plan("[reaktor]\nreplan_interval_ms = 20\n[[core]]\nnuklei = [\"tcp\"]\n");
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("bad.toml:2:")
+            && stderr.contains("replan_interval_ms 20 must be 0 (off) or between 100 and 3600000"),
+        "{stderr}"
+    );
+}

@@ -299,14 +299,21 @@ impl Reaktor {
         let doorbells: Vec<Arc<Doorbell>> = cores.iter().map(|c| c.doorbell.clone()).collect();
         let mut threads = Vec::new();
         let failed = Arc::new(AtomicBool::new(false));
+        // Each core thread's id, for the re-plan's scheduler statistics.
+        let core_tids: Arc<Vec<AtomicU64>> =
+            Arc::new(cores.iter().map(|_| AtomicU64::new(0)).collect());
         for (index, core) in cores.into_iter().enumerate() {
             let (shutdown, failed) = (shutdown.clone(), failed.clone());
+            let tids = core_tids.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("reaktor-core{index}"))
                 .spawn(move || {
                     // Nuklei must not panic (bad input gets an error on its own stream). If
                     // one does anyway, a silently dead core would leave the server half up:
                     // stop the whole reaktor with a failure status so a supervisor restarts it.
+                    if let Some(tid) = crate::replan::current_tid() {
+                        tids[index].store(tid, Ordering::Relaxed);
+                    }
                     let run =
                         std::panic::AssertUnwindSafe(|| run_core(index, core, shutdown, start));
                     if std::panic::catch_unwind(run).is_err() {
@@ -326,18 +333,18 @@ impl Reaktor {
                 .expect("spawning the stats thread")
         };
         let replan_thread = steering.map(|steering| {
-            let (shared, shutdown) = (shared.clone(), shutdown.clone());
-            let cores = doorbells.len();
+            let shutdown = shutdown.clone();
             let interval = Duration::from_millis(replan);
             tracing::info!(
                 interval_ms = replan,
-                "runtime re-plan on: new connections move away from a core whose cost per unit of work rises to {}x the cheapest",
-                crate::replan::COSTLIER
+                "runtime re-plan on: new connections move away from a core whose thread gets {}x less of its cpu than the best core's",
+                crate::replan::POORER
             );
+            let core_tids = core_tids.clone();
             std::thread::Builder::new()
                 .name("reaktor-replan".into())
                 .spawn(move || {
-                    crate::replan::run(shared, steering, tcp_cores, cores, interval, shutdown)
+                    crate::replan::run(steering, tcp_cores, core_tids, interval, shutdown)
                 })
                 .expect("spawning the re-plan thread")
         });
