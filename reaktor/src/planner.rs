@@ -24,8 +24,10 @@
 //! predicts at least [`MARGIN`] more throughput than fusion — which happens when a stage that
 //! is not splittable is heavy enough to deserve a core of its own.
 //!
+//! Re-planning while running is `replan.rs` (opt-in): under this model the placement never
+//! changes with stage costs, so it steers new connections by what each core is worth instead.
 //! Not implemented: splitting the input and output directions of an exchange onto different
-//! cores, and re-planning while running (re-plan with `reaktor plan --measured`, then restart).
+//! cores.
 
 use std::fmt::Write as _;
 use std::ops::Range;
