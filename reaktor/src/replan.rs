@@ -3,8 +3,8 @@
 //! the kernel's scheduler statistics: time on the cpu against time waiting for it), and moves
 //! *new* connections away from a core whose share has fallen well below the best core's —
 //! typically because another process now runs on its cpu. Live connections stay where they
-//! are; the tcp instance of that core hands each new connection to a core that still accepts
-//! ([`nukleus_tcp::steering`]). After [`PROBE_AFTER`] intervals the core accepts again and is
+//! are; the tcp instances of the other cores take the new connections, including those the
+//! kernel queues to the starved core's socket ([`nukleus_tcp::steering`]). After [`PROBE_AFTER`] intervals the core accepts again and is
 //! measured afresh.
 //!
 //! Why not re-run the placement planner on measured stage costs: with every stage splittable
@@ -13,7 +13,9 @@
 //! what a core is worth, and that is what this measures. (A first version compared busy time
 //! per unit of work between cores; `benches/replan.sh` showed that signal pointing at the
 //! wrong core — a thread sharing its cpu with the I/O-bound load generator looked costlier
-//! than one sharing it with busy loops — and the move cost 29 % of the throughput.)
+//! than one sharing it with busy loops — and the move cost 29 % of the throughput. A second
+//! version had the starved core accept and hand each connection over through a queue; its
+//! accept then waited for the starved thread, and p99 latency got worse, not better.)
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -174,7 +176,7 @@ pub fn run(
                     core,
                     share,
                     best,
-                    "re-plan: core {core}'s thread got {:.0}% of its cpu, the best core {:.0}%; its tcp hands new connections to the other cores (live connections stay)",
+                    "re-plan: core {core}'s thread got {:.0}% of its cpu, the best core {:.0}%; the other cores take its new connections (live connections stay)",
                     share * 100.0,
                     best * 100.0
                 ),

@@ -257,14 +257,8 @@ impl Reaktor {
             .map(|i| i.core)
             .collect();
         let replan = *topology.reaktor.replan_interval_ms.get_ref();
-        let steering = (replan > 0 && tcp_cores.len() > 1).then(|| {
-            nukleus_tcp::Steering::new(
-                tcp_cores
-                    .iter()
-                    .map(|&core| Some(cores[core].doorbell.clone()))
-                    .collect(),
-            )
-        });
+        let steering = (replan > 0 && tcp_cores.len() > 1)
+            .then(|| nukleus_tcp::Steering::new(tcp_cores.len()));
         let mut instances = Vec::new();
         for (i, (instance, links)) in placement.instances.iter().zip(links).enumerate() {
             let nukleus = crate::kinds::build(loaded, instance, links, &shared, steering.as_ref())?;

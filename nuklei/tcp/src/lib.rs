@@ -23,7 +23,7 @@ use streams::{
 };
 
 pub use begin_ex::{decode_begin_ex, encode_begin_ex, TcpBeginEx};
-pub use steering::{Handoff, Steering};
+pub use steering::Steering;
 
 /// One listening address and the nukleus kind its connections go to.
 #[derive(Debug, Clone)]
@@ -127,6 +127,27 @@ pub struct TcpNukleus {
     write_timeouts: u64,
     /// Steering shared with the other tcp instances, and this instance's index in it.
     steering: Option<(std::sync::Arc<Steering>, usize)>,
+    /// Whether this instance's own listeners are registered with its poller (they are not
+    /// while it leaves its new connections to the others).
+    own_registered: bool,
+    /// Listening sockets of instances that stopped accepting, taken over by this one.
+    foreign: Vec<Foreign>,
+}
+
+/// Another tcp instance's listening socket (a duplicate), accepted from by this one.
+struct Foreign {
+    owner: usize,
+    /// Index of the listener (the same in every instance).
+    listener: usize,
+    socket: TcpListener,
+    ready: bool,
+}
+
+/// Where `accept` takes connections from.
+#[derive(Clone, Copy)]
+enum Source {
+    Own(usize),
+    Foreign(usize),
 }
 
 fn bind(listener: &ListenerConfig, reuse_port: bool) -> io::Result<TcpListener> {
@@ -186,6 +207,8 @@ impl TcpNukleus {
             next_scan: Instant::now(),
             write_timeouts: 0,
             steering: None,
+            own_registered: false,
+            foreign: Vec::new(),
             ids: SlotIds::new(instance),
             core,
             inputs,
@@ -196,8 +219,81 @@ impl TcpNukleus {
 
     /// Joins the steering of new connections between tcp instances as instance `index`.
     pub fn with_steering(mut self, steering: std::sync::Arc<Steering>, index: usize) -> Self {
+        let duplicates = self
+            .listeners
+            .iter()
+            .filter_map(|(l, _)| socket2::SockRef::from(l).try_clone().ok())
+            .map(std::net::TcpListener::from)
+            .collect();
+        steering.share_listeners(index, duplicates);
         self.steering = Some((steering, index));
         self
+    }
+
+    /// Follows the steering flags: stops or resumes accepting on this instance's own sockets,
+    /// and takes over (or gives back) the sockets of instances that stopped accepting.
+    fn steer(&mut self) {
+        let Some((steering, me)) = self.steering.clone() else {
+            return;
+        };
+        let Some(registry) = self.registry.as_ref() else {
+            return;
+        };
+        let accepting = steering.accepting(me);
+        if accepting != self.own_registered {
+            for (index, (listener, _)) in self.listeners.iter_mut().enumerate() {
+                let token = Token(self.tokens.first + index);
+                let result = if accepting {
+                    registry.register(listener, token, Interest::READABLE)
+                } else {
+                    registry.deregister(listener)
+                };
+                if let Err(e) = result {
+                    tracing::warn!(core = self.core, error = %e, "cannot change listener registration");
+                }
+                // Edge-triggered: drain what queued up while it was not registered.
+                self.listener_ready[index] = accepting;
+            }
+            self.own_registered = accepting;
+        }
+        // Take over the sockets of every other instance that stopped; give back the rest.
+        let flags = steering.accepting_all();
+        let wanted = |owner: usize| accepting && owner != me && !flags[owner];
+        let mut k = 0;
+        while k < self.foreign.len() {
+            if wanted(self.foreign[k].owner) {
+                k += 1;
+            } else {
+                let mut gone = self.foreign.swap_remove(k);
+                let _ = registry.deregister(&mut gone.socket);
+                // Tokens follow positions: re-register the one moved into place.
+                if k < self.foreign.len() {
+                    let token = Token(self.tokens.first + self.tokens.count - 1 - k);
+                    let moved = &mut self.foreign[k];
+                    let _ = registry.reregister(&mut moved.socket, token, Interest::READABLE);
+                    moved.ready = true;
+                }
+            }
+        }
+        for owner in 0..flags.len() {
+            if !wanted(owner) || self.foreign.iter().any(|f| f.owner == owner) {
+                continue;
+            }
+            for (listener, socket) in steering.listeners_of(owner).into_iter().enumerate() {
+                let mut socket = TcpListener::from_std(socket);
+                let token = Token(self.tokens.first + self.tokens.count - 1 - self.foreign.len());
+                if let Err(e) = registry.register(&mut socket, token, Interest::READABLE) {
+                    tracing::warn!(core = self.core, error = %e, "cannot take over a listener");
+                    continue;
+                }
+                self.foreign.push(Foreign {
+                    owner,
+                    listener,
+                    socket,
+                    ready: true,
+                });
+            }
+        }
     }
 
     /// The addresses actually bound (useful with port 0).
@@ -208,38 +304,35 @@ impl TcpNukleus {
             .collect()
     }
 
-    fn accept(&mut self, index: usize) -> usize {
+    fn accept(&mut self, source: Source) -> usize {
         let mut work = 0;
+        let index = match source {
+            Source::Own(index) => index,
+            Source::Foreign(k) => self.foreign[k].listener,
+        };
         for _ in 0..64 {
-            let (socket, remote) = match self.listeners[index].0.accept() {
+            let accepted = match source {
+                Source::Own(i) => self.listeners[i].0.accept(),
+                Source::Foreign(k) => self.foreign[k].socket.accept(),
+            };
+            let (socket, remote) = match accepted {
                 Ok(accepted) => accepted,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.listener_ready[index] = false;
-                    return work;
-                }
                 Err(e) => {
-                    // EMFILE and friends: leave the backlog for the next poll rather than spin.
-                    tracing::warn!(error = %e, "accept failed");
-                    self.listener_ready[index] = false;
+                    if e.kind() != io::ErrorKind::WouldBlock {
+                        // EMFILE and friends: leave the backlog for the next poll, not spin.
+                        tracing::warn!(error = %e, "accept failed");
+                    }
+                    match source {
+                        Source::Own(i) => self.listener_ready[i] = false,
+                        Source::Foreign(k) => self.foreign[k].ready = false,
+                    }
                     return work;
                 }
             };
             work += 1;
-            // Told to stop accepting: the connection goes to an instance that still does.
-            let socket = match &self.steering {
-                Some((steering, me)) if !steering.accepting(*me) => {
-                    let handoff = Handoff {
-                        socket,
-                        remote,
-                        listener: index as u16,
-                    };
-                    match steering.hand_off(*me, handoff) {
-                        Ok(_) => continue,
-                        Err(back) => back.socket,
-                    }
-                }
-                _ => socket,
-            };
+            if let (Source::Foreign(_), Some((steering, me))) = (source, &self.steering) {
+                steering.count_taken_over(*me);
+            }
             if self.connections.len() >= self.config.max_connections.min(SlotIds::MAX_SLOTS) {
                 self.refused += 1;
                 let now = Instant::now();
@@ -259,27 +352,6 @@ impl TcpNukleus {
                 continue;
             }
             self.admit(index, socket, remote);
-        }
-        work
-    }
-
-    /// Admits the connections other instances handed to this one.
-    fn adopt(&mut self) -> usize {
-        let Some((steering, me)) = self.steering.clone() else {
-            return 0;
-        };
-        let mut work = 0;
-        while work < 64 {
-            let Some(h) = steering.take(me) else { break };
-            work += 1;
-            let listener = usize::from(h.listener);
-            if listener >= self.listeners.len()
-                || self.connections.len() >= self.config.max_connections.min(SlotIds::MAX_SLOTS)
-            {
-                self.refused += 1;
-                continue; // dropping the socket closes it
-            }
-            self.admit(listener, h.socket, h.remote);
         }
         work
     }
@@ -638,6 +710,7 @@ impl Nukleus for TcpNukleus {
             registry.register(listener, Token(tokens.first + index), Interest::READABLE)?;
             self.listener_ready[index] = true;
         }
+        self.own_registered = true;
         self.registry = Some(registry.try_clone()?);
         Ok(())
     }
@@ -646,6 +719,11 @@ impl Nukleus for TcpNukleus {
         let index = event.token().0 - self.tokens.first;
         if index < self.listeners.len() {
             self.listener_ready[index] = true;
+            return;
+        }
+        let from_top = self.tokens.count - 1 - index;
+        if let Some(f) = self.foreign.get_mut(from_top) {
+            f.ready = true;
             return;
         }
         let slot = index - self.listeners.len();
@@ -667,12 +745,17 @@ impl Nukleus for TcpNukleus {
                     .clamp(Duration::from_millis(10), Duration::from_secs(1));
             work += self.expire_stalled_writes();
         }
+        self.steer();
         for index in 0..self.listeners.len() {
-            if self.listener_ready[index] {
-                work += self.accept(index);
+            if self.own_registered && self.listener_ready[index] {
+                work += self.accept(Source::Own(index));
             }
         }
-        work += self.adopt();
+        for k in 0..self.foreign.len() {
+            if self.foreign[k].ready {
+                work += self.accept(Source::Foreign(k));
+            }
+        }
         // Taking the Vec out is free and lets frame handlers borrow `self` mutably.
         let mut inputs = std::mem::take(&mut self.inputs);
         for (link, rx) in inputs.iter_mut().enumerate() {
@@ -691,13 +774,13 @@ impl Nukleus for TcpNukleus {
     }
 
     fn deadline(&self) -> Option<Instant> {
-        // A connection handed over while this core was deciding to park: do not sleep on it.
-        if let Some((steering, me)) = &self.steering {
-            if steering.has_pending(*me) {
-                return Some(self.now);
-            }
-        }
-        (!self.connections.is_empty()).then_some(self.next_scan)
+        // Under steering, look at the flags at least every 50 ms even when idle.
+        let steer = self
+            .steering
+            .as_ref()
+            .map(|_| self.now + Duration::from_millis(50));
+        let scan = (!self.connections.is_empty()).then_some(self.next_scan);
+        scan.into_iter().chain(steer).min()
     }
 
     fn gauges(&self, out: &mut Vec<(&'static str, u64)>) {
@@ -706,10 +789,9 @@ impl Nukleus for TcpNukleus {
         out.push(("connections_refused_total", self.refused));
         out.push(("write_timeouts_total", self.write_timeouts));
         if let Some((steering, me)) = &self.steering {
-            let (handed_off, adopted) = steering.counts(*me);
-            out.push(("accepting", u64::from(steering.accepting(*me))));
-            out.push(("connections_handed_off_total", handed_off));
-            out.push(("connections_adopted_total", adopted));
+            out.push(("accepting", u64::from(self.own_registered)));
+            out.push(("listeners_taken_over", self.foreign.len() as u64));
+            out.push(("connections_taken_over_total", steering.taken_over(*me)));
         }
     }
 

@@ -1,48 +1,32 @@
-//! Steering new connections between the tcp instances of one reaktor (the runtime re-plan):
-//! every instance keeps accepting on its `SO_REUSEPORT` listener (closing it would reset the
-//! connections the kernel already queued to it), but an instance told to stop *accepting* hands
-//! each new connection, before reading a byte of it, to an instance that still accepts. The
-//! connection then lives its whole life on that instance's core. Connections already open stay
+//! Steering new connections between the tcp instances of one reaktor (the runtime re-plan).
+//!
+//! Every instance listens on the same addresses with `SO_REUSEPORT`, and the kernel spreads new
+//! connections over the listening sockets. An instance told to stop *accepting* stops taking
+//! connections from its sockets, and every instance that still accepts takes them instead: it
+//! registers a duplicate of the stopped instance's listening sockets with its own poller and
+//! accepts from them. The sockets stay open (closing one would reset the connections the kernel
+//! already queued to it), and the stopped core's thread — typically starved by another process
+//! on its cpu — has nothing to do for new connections at all. Connections already open stay
 //! where they are: only new ones move.
 //!
-//! The hand-off is a bounded lock-free queue per instance plus a ring of the receiving core's
-//! doorbell, so a parked core wakes up for it. When every other instance is full or not
-//! accepting, the connection is kept where it arrived (steering never refuses a connection).
+//! The only shared state is one flag per instance and the duplicated sockets, handed out under
+//! a mutex when an instance starts taking over another's (rare: at a change of plan).
 
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
-
-use crossbeam_queue::ArrayQueue;
-use mio::net::TcpStream;
-use streams::Doorbell;
-
-/// Connections waiting in one instance's hand-off queue at most.
-pub const HANDOFF_CAPACITY: usize = 1024;
-
-/// A connection accepted by one instance for another.
-#[derive(Debug)]
-pub struct Handoff {
-    /// The accepted socket (not registered with any poller yet).
-    pub socket: TcpStream,
-    /// The client's address.
-    pub remote: SocketAddr,
-    /// Index of the listener that accepted it (the same in every instance).
-    pub listener: u16,
-}
+use std::net::TcpListener as StdListener;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
 
 struct Slot {
     accepting: AtomicBool,
-    queue: ArrayQueue<Handoff>,
-    doorbell: Option<Arc<Doorbell>>,
-    handed_off: AtomicU64,
-    adopted: AtomicU64,
+    /// The instance's listening sockets, in listener order (duplicates are handed out).
+    listeners: Mutex<Vec<StdListener>>,
+    /// Connections this instance accepted from other instances' sockets.
+    taken_over: AtomicU64,
 }
 
 /// The steering state shared by the tcp instances of a reaktor, indexed by tcp instance.
 pub struct Steering {
     slots: Vec<Slot>,
-    next: AtomicUsize,
 }
 
 impl std::fmt::Debug for Steering {
@@ -54,21 +38,16 @@ impl std::fmt::Debug for Steering {
 }
 
 impl Steering {
-    /// Steering for tcp instances whose cores have these doorbells (`None`: never parks, as in
-    /// tests); every instance starts accepting.
-    pub fn new(doorbells: Vec<Option<Arc<Doorbell>>>) -> Arc<Steering> {
-        Arc::new(Steering {
-            slots: doorbells
-                .into_iter()
-                .map(|doorbell| Slot {
+    /// Steering for `instances` tcp instances, all accepting.
+    pub fn new(instances: usize) -> std::sync::Arc<Steering> {
+        std::sync::Arc::new(Steering {
+            slots: (0..instances)
+                .map(|_| Slot {
                     accepting: AtomicBool::new(true),
-                    queue: ArrayQueue::new(HANDOFF_CAPACITY),
-                    doorbell,
-                    handed_off: AtomicU64::new(0),
-                    adopted: AtomicU64::new(0),
+                    listeners: Mutex::new(Vec::new()),
+                    taken_over: AtomicU64::new(0),
                 })
                 .collect(),
-            next: AtomicUsize::new(0),
         })
     }
 
@@ -82,7 +61,7 @@ impl Steering {
         self.slots.is_empty()
     }
 
-    /// Whether `instance` keeps the new connections it accepts.
+    /// Whether `instance` takes the new connections of its own sockets.
     pub fn accepting(&self, instance: usize) -> bool {
         self.slots
             .get(instance)
@@ -94,61 +73,43 @@ impl Steering {
         (0..self.slots.len()).map(|i| self.accepting(i)).collect()
     }
 
-    /// Tells `instance` to keep (`true`) or hand off (`false`) the connections it accepts.
+    /// Tells `instance` to take new connections (`true`) or to leave them to the others.
     pub fn set_accepting(&self, instance: usize, accepting: bool) {
         if let Some(s) = self.slots.get(instance) {
             s.accepting.store(accepting, Ordering::Relaxed);
         }
     }
 
-    /// Hands `handoff`, accepted by `from`, to an accepting instance (round robin). Gives it
-    /// back if none can take it.
-    pub fn hand_off(&self, from: usize, handoff: Handoff) -> Result<usize, Handoff> {
-        let n = self.slots.len();
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let mut handoff = handoff;
-        for k in 0..n {
-            let to = (start + k) % n;
-            if to == from || !self.accepting(to) {
-                continue;
-            }
-            let slot = &self.slots[to];
-            match slot.queue.push(handoff) {
-                Ok(()) => {
-                    self.slots[from].handed_off.fetch_add(1, Ordering::Relaxed);
-                    if let Some(doorbell) = &slot.doorbell {
-                        doorbell.ring();
-                    }
-                    return Ok(to);
-                }
-                Err(back) => handoff = back,
+    /// Makes `instance`'s listening sockets available to the others.
+    pub fn share_listeners(&self, instance: usize, listeners: Vec<StdListener>) {
+        if let Some(slot) = self.slots.get(instance) {
+            if let Ok(mut shared) = slot.listeners.lock() {
+                *shared = listeners;
             }
         }
-        Err(handoff)
     }
 
-    /// The next connection handed to `instance`, if any.
-    pub fn take(&self, instance: usize) -> Option<Handoff> {
-        let slot = self.slots.get(instance)?;
-        let handoff = slot.queue.pop()?;
-        slot.adopted.fetch_add(1, Ordering::Relaxed);
-        Some(handoff)
-    }
-
-    /// Whether connections wait in `instance`'s queue.
-    pub fn has_pending(&self, instance: usize) -> bool {
+    /// Duplicates of `instance`'s listening sockets (in listener order), for another instance
+    /// to accept from.
+    pub fn listeners_of(&self, instance: usize) -> Vec<StdListener> {
         self.slots
             .get(instance)
-            .is_some_and(|s| !s.queue.is_empty())
+            .and_then(|s| s.listeners.lock().ok())
+            .map(|l| l.iter().filter_map(|s| s.try_clone().ok()).collect())
+            .unwrap_or_default()
     }
 
-    /// (connections handed off by, connections adopted by) `instance`.
-    pub fn counts(&self, instance: usize) -> (u64, u64) {
-        self.slots.get(instance).map_or((0, 0), |s| {
-            (
-                s.handed_off.load(Ordering::Relaxed),
-                s.adopted.load(Ordering::Relaxed),
-            )
-        })
+    /// Counts a connection `instance` accepted from another instance's socket.
+    pub fn count_taken_over(&self, instance: usize) {
+        if let Some(s) = self.slots.get(instance) {
+            s.taken_over.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Connections `instance` accepted from other instances' sockets.
+    pub fn taken_over(&self, instance: usize) -> u64 {
+        self.slots
+            .get(instance)
+            .map_or(0, |s| s.taken_over.load(Ordering::Relaxed))
     }
 }

@@ -1,6 +1,7 @@
-//! Steering: a tcp instance told to stop accepting hands every new connection it accepts to an
-//! instance that still accepts; connections it already had stay with it. Two real tcp nuklei
-//! share one `SO_REUSEPORT` address on loopback; real clients connect.
+//! Steering: when a tcp instance is told to stop accepting, the instances that still accept take
+//! every new connection, including those the kernel queued to the stopped instance's socket;
+//! connections it already had stay with it. Two real tcp nuklei share one `SO_REUSEPORT`
+//! address on loopback; real clients connect.
 
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
@@ -88,11 +89,11 @@ impl Instance {
 }
 
 #[test]
-fn a_tcp_instance_that_stops_accepting_hands_new_connections_over_and_keeps_its_own() {
+fn when_a_tcp_instance_stops_accepting_the_others_take_its_new_connections_and_it_keeps_its_own() {
     let mut a = instance(0, "127.0.0.1:0".parse().unwrap());
     let address = a.tcp.local_addresses()[0];
     let mut b = instance(1, address);
-    let steering = Steering::new(vec![None, None]);
+    let steering = Steering::new(2);
     a.tcp = a.tcp.with_steering(steering.clone(), 0);
     b.tcp = b.tcp.with_steering(steering.clone(), 1);
     a.register();
@@ -128,7 +129,7 @@ fn a_tcp_instance_that_stops_accepting_hands_new_connections_over_and_keeps_its_
     let a_before = a_seen.len();
 
     // a stops accepting: every new connection opens its stream at b, whichever listener the
-    // kernel picked.
+    // kernel picked (b accepts from a's socket too).
     steering.set_accepting(0, false);
     let mut late = Vec::new();
     for _ in 0..40 {
@@ -138,13 +139,12 @@ fn a_tcp_instance_that_stops_accepting_hands_new_connections_over_and_keeps_its_
     drive(&mut a, &mut b, &mut a_late, &mut b_late, 40);
     assert_eq!(a_late, Vec::<u16>::new(), "a opened no new stream");
     assert_eq!(b_late.len(), 40);
-    let (handed_off, _) = steering.counts(0);
-    let (_, adopted) = steering.counts(1);
+    let taken_over = steering.taken_over(1);
     assert!(
-        handed_off > 0,
-        "the kernel gave a some of the new connections"
+        taken_over > 0,
+        "the kernel queued some new connections to a's socket"
     );
-    assert_eq!(handed_off, adopted);
+    assert_eq!(steering.taken_over(0), 0);
 
     // Live connections did not move: a still holds the ones it had, b holds the rest.
     let gauge = |tcp: &TcpNukleus, name: &str| {
@@ -155,6 +155,22 @@ fn a_tcp_instance_that_stops_accepting_hands_new_connections_over_and_keeps_its_
     assert_eq!(gauge(&a.tcp, "connections"), Some(a_before as u64));
     assert_eq!(gauge(&b.tcp, "connections"), Some((80 - a_before) as u64));
     assert_eq!(gauge(&a.tcp, "accepting"), Some(0));
-    assert_eq!(gauge(&b.tcp, "connections_adopted_total"), Some(adopted));
-    drop((early, late));
+    assert_eq!(gauge(&b.tcp, "listeners_taken_over"), Some(1));
+    assert_eq!(
+        gauge(&b.tcp, "connections_taken_over_total"),
+        Some(taken_over)
+    );
+
+    // a accepts again: b gives its socket back, and the kernel spreads new connections again.
+    steering.set_accepting(0, true);
+    let mut again = Vec::new();
+    for _ in 0..40 {
+        again.push(TcpStream::connect(address).unwrap());
+    }
+    let (mut a_again, mut b_again) = (Vec::new(), Vec::new());
+    drive(&mut a, &mut b, &mut a_again, &mut b_again, 40);
+    assert_eq!(a_again.len() + b_again.len(), 40);
+    assert!(!a_again.is_empty(), "a takes new connections again");
+    assert_eq!(gauge(&b.tcp, "listeners_taken_over"), Some(0));
+    drop((early, late, again));
 }
