@@ -36,11 +36,51 @@ const REQUEST_WINDOW: u32 = 65536;
 /// WebSocket mode: bytes of one incomplete message taken in before its echo has started.
 pub const MESSAGE_BUFFER: usize = 16 << 20;
 
+/// A response known in full from the request line: its body and encoded head.
+struct FixedResponse {
+    body: &'static [u8],
+    /// The BEGIN extension, encoded once (not per request).
+    head: Vec<u8>,
+}
+
+impl FixedResponse {
+    fn new(status: u16, body: &'static [u8]) -> FixedResponse {
+        let mut length = itoa::Buffer::new();
+        let headers = [
+            ("Content-Type", &b"text/plain"[..]),
+            ("Content-Length", length.format(body.len()).as_bytes()),
+        ];
+        let mut head = Vec::new();
+        ext::encode_response(&mut head, status, headers.into_iter());
+        FixedResponse { body, head }
+    }
+}
+
+/// Indices into `EchoNukleus::fixed`; each `*_HEAD` answers a HEAD request (no body).
+const HELLO: usize = 0;
+const HEALTHZ: usize = 2;
+const NOT_ALLOWED: usize = 4;
+const NOT_FOUND: usize = 6;
+
+fn fixed_responses() -> Vec<FixedResponse> {
+    let mut table = Vec::new();
+    for (status, body) in [
+        (200, &b"Hello, World!"[..]),
+        (200, b"ok\n"),
+        (405, b"method not allowed\n"),
+        (404, b"not found\n"),
+    ] {
+        table.push(FixedResponse::new(status, body));
+        table.push(FixedResponse::new(status, &body[..0]));
+    }
+    table
+}
+
 enum Mode {
     /// The response is complete; waiting for the request to end.
     Fixed {
-        status: u16,
-        body: &'static [u8],
+        /// Index into `EchoNukleus::fixed`.
+        response: usize,
         /// The response head was sent (it waits for the reply credit and the request's end,
         /// so head, body and END leave together and pipelined responses stay in order).
         begun: bool,
@@ -84,6 +124,7 @@ pub struct EchoNukleus {
     /// Per input: http's exchange slot -> our state.
     exchanges: Vec<Vec<Option<Exchange>>>,
     scratch: Vec<u8>,
+    fixed: Vec<FixedResponse>,
     timestamp: u64,
     dirty: Vec<(usize, usize)>,
 }
@@ -98,6 +139,7 @@ impl EchoNukleus {
             outputs,
             exchanges,
             scratch: Vec::new(),
+            fixed: fixed_responses(),
             timestamp: 0,
             dirty: Vec::new(),
         }
@@ -178,26 +220,21 @@ impl EchoNukleus {
             return;
         };
         self.scratch.clear();
-        let fixed = |status, body| Mode::Fixed {
-            status,
-            body,
+        let head_request = request.method == "HEAD";
+        let fixed = |response: usize| Mode::Fixed {
+            response: response + head_request as usize,
             begun: false,
         };
         let mode = match (request.method, request.path()) {
-            ("GET" | "HEAD", "/healthz") => fixed(200, b"ok\n"),
-            ("GET" | "HEAD", "/") => fixed(200, b"Hello, World!"),
+            ("GET" | "HEAD", "/healthz") => fixed(HEALTHZ),
+            ("GET" | "HEAD", "/") => fixed(HELLO),
             ("POST" | "PUT", "/echo") => Mode::Echo,
-            (_, "/healthz" | "/" | "/echo") => fixed(405, b"method not allowed\n"),
-            _ => fixed(404, b"not found\n"),
+            (_, "/healthz" | "/" | "/echo") => fixed(NOT_ALLOWED),
+            _ => fixed(NOT_FOUND),
         };
-        let mode = match mode {
-            Mode::Fixed { status, body, .. } if request.method == "HEAD" => {
-                fixed(status, &body[..0])
-            }
-            mode => mode,
-        };
-        let has_body = request.header("content-length").is_some_and(|l| l != b"0")
-            || request.header("transfer-encoding").is_some();
+        // http marks a request without a body with FIN on its BEGIN (no END follows).
+        let request_ended = f.flags() & frame::FLAG_FIN != 0;
+        let has_body = !request_ended;
         match mode {
             Mode::Fixed { .. } | Mode::Messages => {}
             Mode::Echo => {
@@ -229,8 +266,7 @@ impl EchoNukleus {
             fragments: VecDeque::new(),
             acked_pending: 0,
             fins: 0,
-            // http marks a request without a body with FIN on its BEGIN (no END follows).
-            request_ended: f.flags() & frame::FLAG_FIN != 0,
+            request_ended,
             reply_ended: false,
         };
         // http pre-grants the reply window in the BEGIN.
@@ -355,32 +391,21 @@ impl EchoNukleus {
             return;
         };
         let tx = &mut self.outputs[input].tx;
-        if let Mode::Fixed {
-            status,
-            body,
-            begun,
-        } = &mut x.mode
-        {
+        if let Mode::Fixed { response, begun } = &mut x.mode {
             // http pre-grants the reply window right after its BEGIN: answer as soon as it is
             // known, head, body and END in one go (a request body, if any, is drained below).
+            let FixedResponse { body, head, .. } = &self.fixed[*response];
             if !*begun
                 && x.send.writable(body.len()) == body.len()
                 && (x.send.maximum > 0 || body.is_empty())
             {
                 *begun = true;
-                let mut length = itoa::Buffer::new();
-                let headers = [
-                    ("Content-Type", &b"text/plain"[..]),
-                    ("Content-Length", length.format(body.len()).as_bytes()),
-                ];
-                self.scratch.clear();
-                ext::encode_response(&mut self.scratch, *status, headers.into_iter());
                 let mut h = Header::at(x.id ^ 1, timestamp);
                 // Head and body in two frames; FIN on the last one ends the response.
                 if body.is_empty() {
-                    let _ = tx.begin_flags(&h, frame::FLAG_FIN, 0, &self.scratch);
+                    let _ = tx.begin_flags(&h, frame::FLAG_FIN, 0, head);
                 } else {
-                    let _ = tx.begin(&h, 0, &self.scratch);
+                    let _ = tx.begin(&h, 0, head);
                     h.sequence = x.send.sequence;
                     let reserved = x.send.consume(body.len());
                     let _ = tx.data(&h, frame::FLAG_FIN, reserved, &[], body);
