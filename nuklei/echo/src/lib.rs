@@ -213,45 +213,48 @@ impl EchoNukleus {
         let timestamp = self.timestamp;
         let tx = &mut self.outputs[input].tx;
         let reply = Header::at(id ^ 1, timestamp);
-        let Some(request) = RequestHead::parse(f.extension()) else {
+        let malformed = |tx: &mut streams::RingWriter| {
             tracing::error!(core = self.core, "malformed request head from http");
             let _ = tx.reset(&Header::at(id, timestamp), &[]);
             let _ = tx.abort(&reply, &[]);
-            return;
         };
-        self.scratch.clear();
-        let head_request = request.method == "HEAD";
+        // Routing needs the method and path only; the full head is read for /echo alone.
+        let Some((method, path)) = ext::request_line(f.extension()) else {
+            return malformed(tx);
+        };
+        let head_request = method == b"HEAD";
         let fixed = |response: usize| Mode::Fixed {
             response: response + head_request as usize,
             begun: false,
         };
-        let mode = match (request.method, request.path()) {
-            ("GET" | "HEAD", "/healthz") => fixed(HEALTHZ),
-            ("GET" | "HEAD", "/") => fixed(HELLO),
-            ("POST" | "PUT", "/echo") => Mode::Echo,
-            (_, "/healthz" | "/" | "/echo") => fixed(NOT_ALLOWED),
+        let mode = match (method, path) {
+            (b"GET" | b"HEAD", b"/healthz") => fixed(HEALTHZ),
+            (b"GET" | b"HEAD", b"/") => fixed(HELLO),
+            (b"POST" | b"PUT", b"/echo") => Mode::Echo,
+            (_, b"/healthz" | b"/" | b"/echo") => fixed(NOT_ALLOWED),
             _ => fixed(NOT_FOUND),
         };
         // http marks a request without a body with FIN on its BEGIN (no END follows).
         let request_ended = f.flags() & frame::FLAG_FIN != 0;
         let has_body = !request_ended;
-        match mode {
-            Mode::Fixed { .. } | Mode::Messages => {}
-            Mode::Echo => {
-                let content_type = request
-                    .header("content-type")
-                    .unwrap_or(b"application/octet-stream");
-                match request.header("content-length") {
-                    Some(length) => {
-                        let headers = [("Content-Type", content_type), ("Content-Length", length)];
-                        ext::encode_response(&mut self.scratch, 200, headers.into_iter());
-                    }
-                    None => ext::encode_response(
-                        &mut self.scratch,
-                        200,
-                        [("Content-Type", content_type)].into_iter(),
-                    ),
+        if let Mode::Echo = mode {
+            let Some(request) = RequestHead::parse(f.extension()) else {
+                return malformed(tx);
+            };
+            let content_type = request
+                .header("content-type")
+                .unwrap_or(b"application/octet-stream");
+            self.scratch.clear();
+            match request.header("content-length") {
+                Some(length) => {
+                    let headers = [("Content-Type", content_type), ("Content-Length", length)];
+                    ext::encode_response(&mut self.scratch, 200, headers.into_iter());
                 }
+                None => ext::encode_response(
+                    &mut self.scratch,
+                    200,
+                    [("Content-Type", content_type)].into_iter(),
+                ),
             }
         }
         if let Mode::Echo = mode {
