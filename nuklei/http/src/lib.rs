@@ -150,6 +150,9 @@ pub struct HttpNukleus {
     is_network: Vec<bool>,
     /// Per network input: the network nukleus's connection slot -> our connection slot + 1.
     by_network: PeerStreams,
+    /// Per route: the instance of its target kind on this core, if any (what `pick_peer`
+    /// prefers), resolved once instead of per request.
+    local_targets: Vec<Option<usize>>,
     connections: Slab<Connection>,
     exchanges: Slab<Exchange>,
     generations: Vec<u32>,
@@ -180,7 +183,17 @@ impl HttpNukleus {
             .map(|o| config.network_kinds.contains(&o.kind))
             .collect();
         let by_network = PeerStreams::new(outputs.len());
+        let local_targets = config
+            .routes
+            .iter()
+            .map(|r| {
+                outputs
+                    .iter()
+                    .position(|o| o.kind == r.to && o.core == core)
+            })
+            .collect();
         HttpNukleus {
+            local_targets,
             config,
             core,
             ids: SlotIds::new(instance),
@@ -424,7 +437,8 @@ impl HttpNukleus {
         let kind = self.config.routes[route].to.as_str();
         let app = match key {
             Some(key) => pick_keyed(&self.outputs, kind, key),
-            None => pick_peer(&self.outputs, kind, self.core, net_id >> 1),
+            None => self.local_targets[route]
+                .or_else(|| pick_peer(&self.outputs, kind, self.core, net_id >> 1)),
         };
         let Some(app) = app else {
             self.reject(
