@@ -62,6 +62,32 @@ const HEALTHZ: usize = 2;
 const NOT_ALLOWED: usize = 4;
 const NOT_FOUND: usize = 6;
 
+/// Sends a fixed response, head and body, ending it with FIN, if the reply window takes it
+/// whole (http pre-grants it with the request's BEGIN). Returns whether it was sent.
+fn answer(
+    tx: &mut streams::RingWriter,
+    response: &FixedResponse,
+    send: &mut SendWindow,
+    id: u64,
+    timestamp: u64,
+) -> bool {
+    let FixedResponse { body, head } = response;
+    if send.writable(body.len()) != body.len() || (send.maximum == 0 && !body.is_empty()) {
+        return false;
+    }
+    let mut h = Header::at(id ^ 1, timestamp);
+    // Head and body in two frames; FIN on the last one ends the response.
+    if body.is_empty() {
+        let _ = tx.begin_flags(&h, frame::FLAG_FIN, 0, head);
+    } else {
+        let _ = tx.begin(&h, 0, head);
+        h.sequence = send.sequence;
+        let reserved = send.consume(body.len());
+        let _ = tx.data(&h, frame::FLAG_FIN, reserved, &[], body);
+    }
+    true
+}
+
 fn fixed_responses() -> Vec<FixedResponse> {
     let mut table = Vec::new();
     for (status, body) in [
@@ -274,6 +300,15 @@ impl EchoNukleus {
         };
         // http pre-grants the reply window in the BEGIN.
         x.send.on_window(f.acknowledge(), f.maximum(), 0);
+        if let Mode::Fixed { response, .. } = x.mode {
+            if request_ended && answer(tx, &self.fixed[response], &mut x.send, id, timestamp) {
+                // Answered in full and nothing more can arrive: no state to keep.
+                if let Some(stale) = self.exchanges[input].get_mut(slot) {
+                    *stale = None;
+                }
+                return;
+            }
+        }
         if has_body {
             let (acknowledge, maximum) = x.recv.announce();
             let _ = tx.window(
@@ -395,25 +430,9 @@ impl EchoNukleus {
         };
         let tx = &mut self.outputs[input].tx;
         if let Mode::Fixed { response, begun } = &mut x.mode {
-            // http pre-grants the reply window right after its BEGIN: answer as soon as it is
-            // known, head, body and END in one go (a request body, if any, is drained below).
-            let FixedResponse { body, head, .. } = &self.fixed[*response];
-            if !*begun
-                && x.send.writable(body.len()) == body.len()
-                && (x.send.maximum > 0 || body.is_empty())
-            {
-                *begun = true;
-                let mut h = Header::at(x.id ^ 1, timestamp);
-                // Head and body in two frames; FIN on the last one ends the response.
-                if body.is_empty() {
-                    let _ = tx.begin_flags(&h, frame::FLAG_FIN, 0, head);
-                } else {
-                    let _ = tx.begin(&h, 0, head);
-                    h.sequence = x.send.sequence;
-                    let reserved = x.send.consume(body.len());
-                    let _ = tx.data(&h, frame::FLAG_FIN, reserved, &[], body);
-                }
-                x.reply_ended = true;
+            if !*begun {
+                *begun = answer(tx, &self.fixed[*response], &mut x.send, x.id, timestamp);
+                x.reply_ended = *begun;
             }
         }
         let sent = match x.mode {
