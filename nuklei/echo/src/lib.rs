@@ -36,11 +36,77 @@ const REQUEST_WINDOW: u32 = 65536;
 /// WebSocket mode: bytes of one incomplete message taken in before its echo has started.
 pub const MESSAGE_BUFFER: usize = 16 << 20;
 
+/// A response known in full from the request line: its body and encoded head.
+struct FixedResponse {
+    body: &'static [u8],
+    /// The BEGIN extension, encoded once (not per request).
+    head: Vec<u8>,
+}
+
+impl FixedResponse {
+    fn new(status: u16, body: &'static [u8]) -> FixedResponse {
+        let mut length = itoa::Buffer::new();
+        let headers = [
+            ("Content-Type", &b"text/plain"[..]),
+            ("Content-Length", length.format(body.len()).as_bytes()),
+        ];
+        let mut head = Vec::new();
+        ext::encode_response(&mut head, status, headers.into_iter());
+        FixedResponse { body, head }
+    }
+}
+
+/// Indices into `EchoNukleus::fixed`; each `*_HEAD` answers a HEAD request (no body).
+const HELLO: usize = 0;
+const HEALTHZ: usize = 2;
+const NOT_ALLOWED: usize = 4;
+const NOT_FOUND: usize = 6;
+
+/// Sends a fixed response, head and body, ending it with FIN, if the reply window takes it
+/// whole (http pre-grants it with the request's BEGIN). Returns whether it was sent.
+fn answer(
+    tx: &mut streams::RingWriter,
+    response: &FixedResponse,
+    send: &mut SendWindow,
+    id: u64,
+    timestamp: u64,
+) -> bool {
+    let FixedResponse { body, head } = response;
+    if send.writable(body.len()) != body.len() || (send.maximum == 0 && !body.is_empty()) {
+        return false;
+    }
+    let mut h = Header::at(id ^ 1, timestamp);
+    // Head and body in two frames; FIN on the last one ends the response.
+    if body.is_empty() {
+        let _ = tx.begin_flags(&h, frame::FLAG_FIN, 0, head);
+    } else {
+        let _ = tx.begin(&h, 0, head);
+        h.sequence = send.sequence;
+        let reserved = send.consume(body.len());
+        let _ = tx.data(&h, frame::FLAG_FIN, reserved, &[], body);
+    }
+    true
+}
+
+fn fixed_responses() -> Vec<FixedResponse> {
+    let mut table = Vec::new();
+    for (status, body) in [
+        (200, &b"Hello, World!"[..]),
+        (200, b"ok\n"),
+        (405, b"method not allowed\n"),
+        (404, b"not found\n"),
+    ] {
+        table.push(FixedResponse::new(status, body));
+        table.push(FixedResponse::new(status, &body[..0]));
+    }
+    table
+}
+
 enum Mode {
     /// The response is complete; waiting for the request to end.
     Fixed {
-        status: u16,
-        body: &'static [u8],
+        /// Index into `EchoNukleus::fixed`.
+        response: usize,
         /// The response head was sent (it waits for the reply credit and the request's end,
         /// so head, body and END leave together and pipelined responses stay in order).
         begun: bool,
@@ -84,6 +150,7 @@ pub struct EchoNukleus {
     /// Per input: http's exchange slot -> our state.
     exchanges: Vec<Vec<Option<Exchange>>>,
     scratch: Vec<u8>,
+    fixed: Vec<FixedResponse>,
     timestamp: u64,
     dirty: Vec<(usize, usize)>,
 }
@@ -98,6 +165,7 @@ impl EchoNukleus {
             outputs,
             exchanges,
             scratch: Vec::new(),
+            fixed: fixed_responses(),
             timestamp: 0,
             dirty: Vec::new(),
         }
@@ -171,50 +239,48 @@ impl EchoNukleus {
         let timestamp = self.timestamp;
         let tx = &mut self.outputs[input].tx;
         let reply = Header::at(id ^ 1, timestamp);
-        let Some(request) = RequestHead::parse(f.extension()) else {
+        let malformed = |tx: &mut streams::RingWriter| {
             tracing::error!(core = self.core, "malformed request head from http");
             let _ = tx.reset(&Header::at(id, timestamp), &[]);
             let _ = tx.abort(&reply, &[]);
-            return;
         };
-        self.scratch.clear();
-        let fixed = |status, body| Mode::Fixed {
-            status,
-            body,
+        // Routing needs the method and path only; the full head is read for /echo alone.
+        let Some((method, path)) = ext::request_line(f.extension()) else {
+            return malformed(tx);
+        };
+        let head_request = method == b"HEAD";
+        let fixed = |response: usize| Mode::Fixed {
+            response: response + head_request as usize,
             begun: false,
         };
-        let mode = match (request.method, request.path()) {
-            ("GET" | "HEAD", "/healthz") => fixed(200, b"ok\n"),
-            ("GET" | "HEAD", "/") => fixed(200, b"Hello, World!"),
-            ("POST" | "PUT", "/echo") => Mode::Echo,
-            (_, "/healthz" | "/" | "/echo") => fixed(405, b"method not allowed\n"),
-            _ => fixed(404, b"not found\n"),
+        let mode = match (method, path) {
+            (b"GET" | b"HEAD", b"/healthz") => fixed(HEALTHZ),
+            (b"GET" | b"HEAD", b"/") => fixed(HELLO),
+            (b"POST" | b"PUT", b"/echo") => Mode::Echo,
+            (_, b"/healthz" | b"/" | b"/echo") => fixed(NOT_ALLOWED),
+            _ => fixed(NOT_FOUND),
         };
-        let mode = match mode {
-            Mode::Fixed { status, body, .. } if request.method == "HEAD" => {
-                fixed(status, &body[..0])
-            }
-            mode => mode,
-        };
-        let has_body = request.header("content-length").is_some_and(|l| l != b"0")
-            || request.header("transfer-encoding").is_some();
-        match mode {
-            Mode::Fixed { .. } | Mode::Messages => {}
-            Mode::Echo => {
-                let content_type = request
-                    .header("content-type")
-                    .unwrap_or(b"application/octet-stream");
-                match request.header("content-length") {
-                    Some(length) => {
-                        let headers = [("Content-Type", content_type), ("Content-Length", length)];
-                        ext::encode_response(&mut self.scratch, 200, headers.into_iter());
-                    }
-                    None => ext::encode_response(
-                        &mut self.scratch,
-                        200,
-                        [("Content-Type", content_type)].into_iter(),
-                    ),
+        // http marks a request without a body with FIN on its BEGIN (no END follows).
+        let request_ended = f.flags() & frame::FLAG_FIN != 0;
+        let has_body = !request_ended;
+        if let Mode::Echo = mode {
+            let Some(request) = RequestHead::parse(f.extension()) else {
+                return malformed(tx);
+            };
+            let content_type = request
+                .header("content-type")
+                .unwrap_or(b"application/octet-stream");
+            self.scratch.clear();
+            match request.header("content-length") {
+                Some(length) => {
+                    let headers = [("Content-Type", content_type), ("Content-Length", length)];
+                    ext::encode_response(&mut self.scratch, 200, headers.into_iter());
                 }
+                None => ext::encode_response(
+                    &mut self.scratch,
+                    200,
+                    [("Content-Type", content_type)].into_iter(),
+                ),
             }
         }
         if let Mode::Echo = mode {
@@ -229,12 +295,20 @@ impl EchoNukleus {
             fragments: VecDeque::new(),
             acked_pending: 0,
             fins: 0,
-            // http marks a request without a body with FIN on its BEGIN (no END follows).
-            request_ended: f.flags() & frame::FLAG_FIN != 0,
+            request_ended,
             reply_ended: false,
         };
         // http pre-grants the reply window in the BEGIN.
         x.send.on_window(f.acknowledge(), f.maximum(), 0);
+        if let Mode::Fixed { response, .. } = x.mode {
+            if request_ended && answer(tx, &self.fixed[response], &mut x.send, id, timestamp) {
+                // Answered in full and nothing more can arrive: no state to keep.
+                if let Some(stale) = self.exchanges[input].get_mut(slot) {
+                    *stale = None;
+                }
+                return;
+            }
+        }
         if has_body {
             let (acknowledge, maximum) = x.recv.announce();
             let _ = tx.window(
@@ -355,37 +429,10 @@ impl EchoNukleus {
             return;
         };
         let tx = &mut self.outputs[input].tx;
-        if let Mode::Fixed {
-            status,
-            body,
-            begun,
-        } = &mut x.mode
-        {
-            // http pre-grants the reply window right after its BEGIN: answer as soon as it is
-            // known, head, body and END in one go (a request body, if any, is drained below).
-            if !*begun
-                && x.send.writable(body.len()) == body.len()
-                && (x.send.maximum > 0 || body.is_empty())
-            {
-                *begun = true;
-                let mut length = itoa::Buffer::new();
-                let headers = [
-                    ("Content-Type", &b"text/plain"[..]),
-                    ("Content-Length", length.format(body.len()).as_bytes()),
-                ];
-                self.scratch.clear();
-                ext::encode_response(&mut self.scratch, *status, headers.into_iter());
-                let mut h = Header::at(x.id ^ 1, timestamp);
-                // Head and body in two frames; FIN on the last one ends the response.
-                if body.is_empty() {
-                    let _ = tx.begin_flags(&h, frame::FLAG_FIN, 0, &self.scratch);
-                } else {
-                    let _ = tx.begin(&h, 0, &self.scratch);
-                    h.sequence = x.send.sequence;
-                    let reserved = x.send.consume(body.len());
-                    let _ = tx.data(&h, frame::FLAG_FIN, reserved, &[], body);
-                }
-                x.reply_ended = true;
+        if let Mode::Fixed { response, begun } = &mut x.mode {
+            if !*begun {
+                *begun = answer(tx, &self.fixed[*response], &mut x.send, x.id, timestamp);
+                x.reply_ended = *begun;
             }
         }
         let sent = match x.mode {

@@ -152,6 +152,21 @@ fn validate_headers(bytes: &[u8]) -> Option<Headers<'_>> {
     Some(headers)
 }
 
+/// The method and the path (the target without its query) of an encoded request head, as
+/// bytes: a cheap first look for an application that routes on them alone. Neither the
+/// header block nor UTF-8 is checked; use [`RequestHead::parse`] to read the rest.
+pub fn request_line(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (_minor_version, rest) = bytes.split_first()?;
+    let (&method_len, rest) = rest.split_first()?;
+    let (method, rest) = rest.split_at_checked(method_len as usize)?;
+    let (target, _) = take_bytes(rest)?;
+    let path = target
+        .iter()
+        .position(|&b| b == b'?')
+        .map_or(target, |end| &target[..end]);
+    Some((method, path))
+}
+
 /// A request head, read in place.
 #[derive(Clone)]
 pub struct RequestHead<'a> {
@@ -252,6 +267,11 @@ mod tests {
             (head.minor_version, head.method, head.path(), head.query()),
             (1, "POST", "/echo", Some("x=1"))
         );
+        assert_eq!(
+            request_line(&out),
+            Some((&b"POST"[..], &b"/echo"[..])),
+            "the cheap look agrees"
+        );
         assert_eq!(head.header("host"), Some(&b"example"[..]));
         assert_eq!(head.headers().count(), 2);
     }
@@ -285,6 +305,13 @@ mod tests {
         assert_eq!(ResponseHead::parse(&out).unwrap().status, 200);
         for cut in 0..out.len() {
             assert!(ResponseHead::parse(&out[..cut]).is_none(), "cut at {cut}");
+        }
+        let mut request = Vec::new();
+        encode_request(&mut request, 1, "GET", "/a?b", std::iter::empty());
+        let line_end = 1 + 1 + 3 + 2 + 4;
+        assert!(request_line(&request[..line_end]).is_some());
+        for cut in 0..line_end {
+            assert!(request_line(&request[..cut]).is_none(), "cut at {cut}");
         }
     }
 }

@@ -14,6 +14,7 @@
 
 pub mod chunked;
 pub mod ext;
+mod head_cache;
 pub mod request;
 pub mod response;
 pub mod tls_begin_ex;
@@ -28,6 +29,7 @@ use streams::{
     PollContext, RecvWindow, RingReader, SendWindow, SlotIds,
 };
 
+use head_cache::{HeadCache, Variant};
 use request::{Body, HttpLimits, Parsed, Rejection};
 use response::DateCache;
 
@@ -148,12 +150,17 @@ pub struct HttpNukleus {
     is_network: Vec<bool>,
     /// Per network input: the network nukleus's connection slot -> our connection slot + 1.
     by_network: PeerStreams,
+    /// Per route: the instance of its target kind on this core, if any (what `pick_peer`
+    /// prefers), resolved once instead of per request.
+    local_targets: Vec<Option<usize>>,
     connections: Slab<Connection>,
     exchanges: Slab<Exchange>,
     generations: Vec<u32>,
     dirty: Vec<usize>,
     scratch: Vec<u8>,
     date: DateCache,
+    /// The last response head rendered, with its framing and whether it closes the connection.
+    heads: HeadCache<(Framing, bool)>,
     /// The core loop's clock at the start of this poll.
     now: std::time::Instant,
     /// When idle connections are looked for next.
@@ -176,7 +183,17 @@ impl HttpNukleus {
             .map(|o| config.network_kinds.contains(&o.kind))
             .collect();
         let by_network = PeerStreams::new(outputs.len());
+        let local_targets = config
+            .routes
+            .iter()
+            .map(|r| {
+                outputs
+                    .iter()
+                    .position(|o| o.kind == r.to && o.core == core)
+            })
+            .collect();
         HttpNukleus {
+            local_targets,
             config,
             core,
             ids: SlotIds::new(instance),
@@ -190,6 +207,7 @@ impl HttpNukleus {
             dirty: Vec::new(),
             scratch: Vec::with_capacity(1024),
             date: DateCache::default(),
+            heads: HeadCache::default(),
             now: std::time::Instant::now(),
             next_scan: std::time::Instant::now(),
             timestamp: 0,
@@ -419,7 +437,8 @@ impl HttpNukleus {
         let kind = self.config.routes[route].to.as_str();
         let app = match key {
             Some(key) => pick_keyed(&self.outputs, kind, key),
-            None => pick_peer(&self.outputs, kind, self.core, net_id >> 1),
+            None => self.local_targets[route]
+                .or_else(|| pick_peer(&self.outputs, kind, self.core, net_id >> 1)),
         };
         let Some(app) = app else {
             self.reject(
@@ -636,7 +655,7 @@ impl HttpNukleus {
             reason = rejection.reason,
             "request rejected"
         );
-        let date = *self.date.get(self.now);
+        let date = *self.date.value();
         let x = self.new_exchange(Exchange {
             conn: slot,
             id: 0,
@@ -822,8 +841,30 @@ impl HttpNukleus {
     }
 
     fn on_response_begin(&mut self, x: usize, f: Frame<'_>) {
+        let e = &mut self.exchanges[x];
+        let conn = e.conn;
+        let variant = Variant {
+            is_head: e.is_head,
+            minor_version: e.minor_version,
+            close_after: e.close_after,
+        };
+        // An upgrade may change the connection's state beyond the head: never cached.
+        if !e.upgrade {
+            if let Some((rendered, (framing, close_after))) = self.heads.get(f.extension(), variant)
+            {
+                let target = if c_is_head(&self.connections[conn], x) {
+                    &mut self.connections[conn].out
+                } else {
+                    &mut e.buffered
+                };
+                target.extend_from_slice(rendered);
+                e.close_after = close_after;
+                e.response = ResponseState::Streaming(framing);
+                self.mark_dirty(conn);
+                return;
+            }
+        }
         let Some(head) = ext::ResponseHead::parse(f.extension()) else {
-            let conn = self.exchanges[x].conn;
             tracing::error!(core = self.core, "malformed response head from application");
             self.exchanges[x].response = ResponseState::Done;
             self.forget_exchange(conn, x);
@@ -836,9 +877,8 @@ impl HttpNukleus {
             );
             return;
         };
-        let date = *self.date.get(self.now);
+        let date = self.date.value();
         let e = &mut self.exchanges[x];
-        let conn = e.conn;
         let is_head = c_is_head(&self.connections[conn], x);
         let upgrade = e.upgrade && head.status == 101;
         if e.upgrade && !upgrade {
@@ -852,7 +892,16 @@ impl HttpNukleus {
         } else {
             &mut buffered
         };
-        let framing = write_response_head(target, &head, e, &date, upgrade);
+        let start = target.len();
+        let framing = write_response_head(target, &head, e, date, upgrade);
+        if !e.upgrade {
+            self.heads.put(
+                f.extension(),
+                variant,
+                &target[start..],
+                (framing, e.close_after),
+            );
+        }
         e.buffered = buffered;
         e.response = ResponseState::Streaming(framing);
         if upgrade {
@@ -1201,6 +1250,9 @@ impl Nukleus for HttpNukleus {
     fn poll(&mut self, context: &PollContext) -> usize {
         self.timestamp = context.timestamp;
         self.now = context.now;
+        if self.date.refresh(self.now) {
+            self.heads.clear(); // cached heads carry the old Date
+        }
         let mut work = 0;
         if self.now >= self.next_scan {
             self.next_scan = self.now + self.scan_interval();

@@ -54,17 +54,24 @@ impl Default for DateCache {
 }
 
 impl DateCache {
-    pub fn get(&mut self, now: Instant) -> &[u8; 29] {
+    /// Re-formats the value if it is older than 250 ms; returns whether the text changed.
+    pub fn refresh(&mut self, now: Instant) -> bool {
         let stale = self
             .formatted_at
             .is_none_or(|at| now.saturating_duration_since(at) >= Duration::from_millis(250));
-        if stale {
-            let text = httpdate::fmt_http_date(SystemTime::now());
-            if text.len() == 29 {
-                self.value.copy_from_slice(text.as_bytes());
-            }
-            self.formatted_at = Some(now);
+        if !stale {
+            return false;
         }
+        self.formatted_at = Some(now);
+        let text = httpdate::fmt_http_date(SystemTime::now());
+        if text.len() != 29 || text.as_bytes() == self.value {
+            return false;
+        }
+        self.value.copy_from_slice(text.as_bytes());
+        true
+    }
+
+    pub fn value(&self) -> &[u8; 29] {
         &self.value
     }
 }

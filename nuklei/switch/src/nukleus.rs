@@ -756,6 +756,11 @@ impl SwitchNukleus {
                     self.receiver_gone(input, slot);
                     return;
                 }
+                if f.flags() & (FLAG_INIT | FLAG_FIN) == FLAG_INIT | FLAG_FIN {
+                    // A message in one frame is read where it lies, in the stream.
+                    self.on_message(input, slot, payload);
+                    return;
+                }
                 r.message.extend_from_slice(payload);
                 if f.flags() & FLAG_FIN != 0 {
                     let message = std::mem::take(&mut r.message);

@@ -293,3 +293,47 @@ fn slow_consumer_is_closed_with_a_reason() {
     let (_, body) = rest_reply(&rig.rest(id, "POST", "/v1/nodes/n1/relet", ""));
     assert!(body.contains("node_not_online"), "{body}");
 }
+
+#[test]
+fn a_websocket_request_in_one_frame_or_in_fragments_gets_the_same_reply() {
+    let mut rig = Rig::new(1 << 20);
+    rig.open_ws(65536);
+    let request = |id: u32| format!(r#"{{"op":"regport","id":{id},"ports":["a","b"]}}"#);
+    // Whole: one DATA frame with INIT and FIN.
+    let whole = request(1);
+    rig.ws
+        .tx
+        .data(
+            &Header::new(1),
+            FLAG_INIT | FLAG_FIN,
+            whole.len() as u32,
+            &[1],
+            whole.as_bytes(),
+        )
+        .unwrap();
+    // Fragmented: INIT, a middle piece, FIN.
+    let pieces = request(2);
+    let (a, rest) = pieces.as_bytes().split_at(5);
+    let (b, c) = rest.split_at(7);
+    for (flags, piece) in [(FLAG_INIT, a), (0, b), (FLAG_FIN, c)] {
+        rig.ws
+            .tx
+            .data(&Header::new(1), flags, piece.len() as u32, &[1], piece)
+            .unwrap();
+    }
+    rig.poll();
+    let replies: Vec<serde_json::Value> = rig
+        .ws
+        .frames()
+        .iter()
+        .filter(|g| g.type_id == frame::DATA)
+        .map(|g| serde_json::from_slice(&g.payload).unwrap())
+        .collect();
+    assert_eq!(
+        replies,
+        vec![
+            serde_json::json!({"id":1,"registered":2,"failed":[]}),
+            serde_json::json!({"id":2,"registered":0,"failed":[]}),
+        ]
+    );
+}
