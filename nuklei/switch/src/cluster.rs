@@ -856,6 +856,21 @@ impl Instance {
 
     // ---- operations ------------------------------------------------------------------------
 
+    /// Checks a RegPort/UnRegPort of `ports` for `node` (homed here, online): its index, or
+    /// `None` after completing `token` with the error.
+    fn admit_node_call(&mut self, token: Token, node: &str, ports: &[String]) -> Option<NodeIdx> {
+        let checked = self
+            .check_ports(ports)
+            .and_then(|()| self.online_index(node));
+        match checked {
+            Ok(idx) => Some(idx),
+            Err(e) => {
+                self.done.push((token, Err(e)));
+                None
+            }
+        }
+    }
+
     /// RegPort for `node` (homed here, online). Completes under `token`.
     pub fn reg_port(
         &mut self,
@@ -865,16 +880,8 @@ impl Instance {
         subscribe: bool,
         out: &mut Vec<Output>,
     ) {
-        if let Err(e) = self.check_ports(&ports) {
-            self.done.push((token, Err(e)));
+        let Some(idx) = self.admit_node_call(token, node, &ports) else {
             return;
-        }
-        let idx = match self.online_index(node) {
-            Ok(idx) => idx,
-            Err(e) => {
-                self.done.push((token, Err(e)));
-                return;
-            }
         };
         let (local, address) = self
             .nodes
@@ -922,16 +929,8 @@ impl Instance {
         ports: Vec<String>,
         out: &mut Vec<Output>,
     ) {
-        if let Err(e) = self.check_ports(&ports) {
-            self.done.push((token, Err(e)));
+        let Some(idx) = self.admit_node_call(token, node, &ports) else {
             return;
-        }
-        let idx = match self.online_index(node) {
-            Ok(idx) => idx,
-            Err(e) => {
-                self.done.push((token, Err(e)));
-                return;
-            }
         };
         let session = self.global(self.nodes.get(idx).map_or(0, Node::session));
         let op = self.new_op();
