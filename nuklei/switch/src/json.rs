@@ -145,6 +145,7 @@ impl<'a> Reader<'a> {
     /// Returns the two strings if the input matches exactly, with no escapes in the strings;
     /// otherwise consumes nothing, and the caller reads the value the general way. This
     /// accepts nothing the general way would not read the same.
+    #[inline(always)]
     pub fn template(&mut self, parts: &[&[u8]; 3]) -> Option<(&'a str, &'a str)> {
         self.skip_ws();
         let b = self.bytes();
