@@ -187,6 +187,9 @@ impl<'a> Fields<'a> {
     }
 }
 
+/// Most messages a batch's list is sized for up front (more grow it as usual).
+const MAX_RESERVED_MESSAGES: usize = 16 * 1024;
+
 fn messages<'a>(r: &mut Reader<'a>) -> Result<Vec<Message<'a>>, JsonError> {
     let mut out = Vec::new();
     r.array(|r| {
@@ -195,8 +198,9 @@ fn messages<'a>(r: &mut Reader<'a>) -> Result<Vec<Message<'a>>, JsonError> {
         if out.len() == 1 {
             // Batches tend to be uniform: size the list from the first message's length
             // rather than growing it (and copying it) step by step.
+            // (Capped: a tiny first message must not reserve for millions.)
             let each = r.position() - start + 1;
-            out.reserve(r.remaining() / each + 1);
+            out.reserve((r.remaining() / each + 1).min(MAX_RESERVED_MESSAGES));
         }
         Ok(())
     })?;
