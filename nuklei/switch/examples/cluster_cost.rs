@@ -8,6 +8,7 @@
 
 use std::time::Instant;
 
+use nukleus_switch::batch::SendBatch;
 use nukleus_switch::cluster::{home_of, Instance, InstanceConfig};
 use nukleus_switch::limits::Limits;
 use nukleus_switch::mesh::{MeshReader, Msg};
@@ -121,7 +122,9 @@ fn cluster(n: usize, ports: usize, messages: usize) -> (f64, f64) {
         .collect();
     let mut buf = Vec::new();
     // The owned batches a request parser would produce, built before the clock starts.
-    let mut batches: Vec<_> = (0..messages / BATCH).map(|_| batch.clone()).collect();
+    let mut batches: Vec<SendBatch> = (0..messages / BATCH)
+        .map(|_| batch.iter().map(|(t, b)| (t.clone(), b.as_str())).collect())
+        .collect();
     let start = Instant::now();
     for (k, batch) in batches.drain(..).enumerate() {
         instances[front].send_msg(k as u64, batch, &mut out);

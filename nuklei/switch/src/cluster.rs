@@ -46,9 +46,10 @@ use std::sync::Arc;
 
 use hashbrown::HashMap;
 
+use crate::batch::SendBatch;
 use crate::limits::{LimitError, Limits};
 use crate::mesh::{HomeInfo, Item, Msg, NodeRef, OwnerInfo};
-use crate::nodes::{ConnId, Drained, Node, NodeRegistry, Push, PushOutcome, ReleaseReason};
+use crate::nodes::{ConnId, Drained, Node, NodeRegistry, PushOutcome, ReleaseReason};
 use crate::ports::{shard_of, NodeIdx, Outcome, PortShard, RegisterError, Subscriber};
 use crate::switch::{
     CloseReason, FailedPort, Metrics, NodeInfo, Output, PortOwner, RegPortReply, Reply, SendReport,
@@ -187,7 +188,7 @@ struct UnregOp {
 
 struct SendOp {
     token: Token,
-    messages: Vec<(Vec<String>, String)>,
+    messages: SendBatch,
     /// Owner of each target, flattened in batch order (`None`: unknown or broadcast).
     owners: Vec<Option<NodeRef>>,
     /// Phase one: resolutions outstanding.
@@ -559,12 +560,12 @@ impl Instance {
         self.release_here(id, session, reason, out);
     }
 
-    /// Queue `push` for node `id` homed here if it is still in `session` (global).
+    /// Queue `push` for node `idx` homed here if it is still in `session` (global).
     fn deliver_here(
         &mut self,
         idx: NodeIdx,
         session: u64,
-        push: Push,
+        push: PushRef<'_>,
         out: &mut Vec<Output>,
     ) -> SendReport {
         let current = self
@@ -578,8 +579,12 @@ impl Instance {
         self.push_here(idx, push, out)
     }
 
-    fn push_here(&mut self, idx: NodeIdx, push: Push, out: &mut Vec<Output>) -> SendReport {
-        match self.nodes.push(idx, push) {
+    fn push_here(&mut self, idx: NodeIdx, push: PushRef<'_>, out: &mut Vec<Output>) -> SendReport {
+        let outcome = match push {
+            PushRef::Msg { port, body } => self.nodes.push_msg(idx, port, body),
+            PushRef::Released { port, reason } => self.nodes.push_released(idx, port, reason),
+        };
+        match outcome {
             PushOutcome::Queued { first } => {
                 if first {
                     if let Some(conn) = self.nodes.get(idx).and_then(Node::conn) {
@@ -609,11 +614,7 @@ impl Instance {
                     port,
                     body,
                 } => {
-                    let push = Push::Msg {
-                        port: Arc::from(port),
-                        body: Arc::from(body),
-                    };
-                    let r = self.deliver_here(node, session, push, out);
+                    let r = self.deliver_here(node, session, PushRef::Msg { port, body }, out);
                     self.count_messages(r);
                     report += r;
                 }
@@ -627,10 +628,7 @@ impl Instance {
                     port,
                     reason,
                 } => {
-                    let push = Push::Released {
-                        port: Arc::from(port),
-                        reason,
-                    };
+                    let push = PushRef::Released { port, reason };
                     let r = self.deliver_here(node, session, push, out);
                     self.metrics.release_notifications += r.delivered;
                 }
@@ -646,16 +644,10 @@ impl Instance {
     }
 
     fn broadcast_here(&mut self, body: &str, out: &mut Vec<Output>) -> SendReport {
-        let body: Arc<str> = Arc::from(body);
-        let port: Arc<str> = Arc::from("");
         let targets: Vec<NodeIdx> = self.nodes.online_nodes().collect();
         let mut report = SendReport::default();
         for t in targets {
-            let push = Push::Msg {
-                port: port.clone(),
-                body: body.clone(),
-            };
-            report += self.push_here(t, push, out);
+            report += self.push_here(t, PushRef::Msg { port: "", body }, out);
         }
         self.count_messages(report);
         report
@@ -788,10 +780,7 @@ impl Instance {
             return;
         };
         if usize::from(to.home) == self.me {
-            let push = Push::Released {
-                port: Arc::from(port),
-                reason,
-            };
+            let push = PushRef::Released { port, reason };
             let r = self.deliver_here(to.idx, to.session, push, out);
             self.metrics.release_notifications += r.delivered;
         } else {
@@ -957,22 +946,16 @@ impl Instance {
     }
 
     /// SendMsg: `(targets, body)` in order; a target `""` broadcasts. Completes under `token`.
-    pub fn send_msg(
-        &mut self,
-        token: Token,
-        messages: Vec<(Vec<String>, String)>,
-        out: &mut Vec<Output>,
-    ) {
-        let mut targets = 0usize;
-        let mut check = || -> Result<(), SwitchError> {
-            for (ports, body) in &messages {
+    pub fn send_msg(&mut self, token: Token, messages: SendBatch, out: &mut Vec<Output>) {
+        let check = || -> Result<(), SwitchError> {
+            for (ports, body) in messages.messages() {
                 self.limits.check_body(body)?;
                 for p in ports {
                     self.limits.check_port_name(p)?;
                 }
-                targets += ports.len();
             }
-            self.limits.check_messages_in_request(targets)?;
+            self.limits
+                .check_messages_in_request(messages.target_count())?;
             Ok(())
         };
         if let Err(e) = check() {
@@ -980,13 +963,13 @@ impl Instance {
             return;
         }
         let op = self.new_op();
-        let mut owners = vec![None; targets];
-        let flat = messages
-            .iter()
-            .flat_map(|(ports, _)| ports.iter())
-            .enumerate()
-            .filter(|(_, p)| !p.is_empty());
-        let mut parts = self.split_ports(flat);
+        let mut owners = vec![None; messages.target_count()];
+        let mut parts = vec![Vec::new(); self.count];
+        for (pos, port) in messages.targets().enumerate() {
+            if !port.is_empty() {
+                parts[shard_instance(port, self.count)].push((pos as u32, port));
+            }
+        }
         for (pos, port) in std::mem::take(&mut parts[self.me]) {
             owners[pos as usize] = self.resolve_here(port);
         }
@@ -1088,7 +1071,7 @@ impl Instance {
             let mut report = SendReport::default();
             let mut items: Vec<Vec<Item<'_>>> = vec![Vec::new(); self.count];
             let mut k = 0;
-            for (ports, body) in &messages {
+            for (ports, body) in messages.messages() {
                 for port in ports {
                     let owner = owners.get(k).copied().flatten();
                     k += 1;
@@ -1107,10 +1090,7 @@ impl Instance {
                         continue;
                     };
                     if usize::from(to.home) == self.me {
-                        let push = Push::Msg {
-                            port: Arc::from(port.as_str()),
-                            body: Arc::from(body.as_str()),
-                        };
+                        let push = PushRef::Msg { port, body };
                         let r = self.deliver_here(to.idx, to.session, push, out);
                         self.count_messages(r);
                         report += r;
@@ -1452,6 +1432,20 @@ impl Instance {
             }
         }
     }
+}
+
+/// A push to queue, borrowed from the request or the mesh record it came in (the queue
+/// encodes it; nothing is allocated per push).
+#[derive(Clone, Copy)]
+enum PushRef<'a> {
+    Msg {
+        port: &'a str,
+        body: &'a str,
+    },
+    Released {
+        port: &'a str,
+        reason: ReleaseReason,
+    },
 }
 
 fn dropped(n: u64) -> SendReport {

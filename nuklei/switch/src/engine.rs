@@ -6,6 +6,7 @@
 use std::borrow::Cow;
 
 use crate::api::{self, ApiError, ResponseBody};
+use crate::batch::SendBatch;
 use crate::cluster::{Instance, Token};
 use crate::nodes::{ConnId, Drained};
 use crate::ports::NodeIdx;
@@ -41,7 +42,7 @@ pub enum Call {
         ports: Vec<String>,
     },
     /// SendMsg.
-    SendMsg(Vec<(Vec<String>, String)>),
+    SendMsg(SendBatch),
     /// QueryPort.
     QueryPort(Vec<String>),
     /// QueryNode.
@@ -86,18 +87,14 @@ impl Call {
                 ports: owned(ports),
             },
             Request::SendMsg { messages } => {
-                let mut batch = Vec::with_capacity(messages.len());
-                for m in messages {
-                    let targets = match (m.port, m.ports) {
-                        (Some(port), None) => vec![port.into_owned()],
-                        (None, Some(ports)) => owned(ports),
-                        _ => {
-                            return Err(ApiError::BadRequest(
-                                "each message needs exactly one of \"port\" or \"ports\"".into(),
-                            ))
-                        }
+                let mut batch = SendBatch::with_capacity(messages.len());
+                for m in &messages {
+                    let Some(targets) = m.targets() else {
+                        return Err(ApiError::BadRequest(
+                            "each message needs exactly one of \"port\" or \"ports\"".into(),
+                        ));
                     };
-                    batch.push((targets, m.body.into_owned()));
+                    batch.push(targets.iter().map(|t| t.as_ref()), &m.body);
                 }
                 Call::SendMsg(batch)
             }

@@ -19,6 +19,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod batch;
 pub mod cluster;
 pub mod engine;
 pub mod json;

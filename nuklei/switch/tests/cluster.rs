@@ -233,7 +233,11 @@ fn messages_from_one_sender_reach_a_node_in_order_without_duplicates_whichever_s
             expected.push((port, seq.to_string()));
             seq += 1;
         }
-        c.inst[sender_home].send_msg(batch, messages, &mut c.outputs[sender_home]);
+        c.inst[sender_home].send_msg(
+            batch,
+            messages.into_iter().collect(),
+            &mut c.outputs[sender_home],
+        );
         // Let some batches overlap in flight.
         if batch % 3 == 2 {
             c.settle();
@@ -355,7 +359,7 @@ fn broadcast_reaches_every_online_node_exactly_once_and_queries_merge_across_ins
     }
     c.inst[0].send_msg(
         1,
-        vec![(vec![String::new()], "hi".into())],
+        [(vec![""], "hi")].into_iter().collect(),
         &mut c.outputs[0],
     );
     let Ok(Reply::SendMsg(r)) = c.complete(0, 1) else {
@@ -378,7 +382,7 @@ fn broadcast_reaches_every_online_node_exactly_once_and_queries_merge_across_ins
     // An unknown port is dropped and counted.
     c.inst[1].send_msg(
         3,
-        vec![(vec!["nowhere".into()], "x".into())],
+        [(vec!["nowhere"], "x")].into_iter().collect(),
         &mut c.outputs[1],
     );
     assert!(
@@ -419,7 +423,11 @@ fn one_instance_behaves_like_the_switch() {
         panic!()
     };
     assert_eq!(r.failed[0].owner.as_ref(), "a");
-    c.inst[0].send_msg(1, vec![(vec!["p".into()], "m".into())], &mut c.outputs[0]);
+    c.inst[0].send_msg(
+        1,
+        [(vec!["p"], "m")].into_iter().collect(),
+        &mut c.outputs[0],
+    );
     assert!(matches!(c.complete(0, 1), Ok(Reply::SendMsg(r)) if r.delivered == 1));
     assert_eq!(c.pushes("a")[0]["body"], "m");
     c.inst[0].unreg_port(2, "a", vec!["p".into()], &mut c.outputs[0]);

@@ -1,0 +1,135 @@
+//! A SendMsg batch owned compactly: every port and body of the batch in one string, and spans
+//! into it. The multi-instance switch keeps a batch across mesh round trips (its targets are
+//! resolved on other instances before its messages are queued), so it must own it; this way a
+//! batch of a thousand messages is four allocations, not three per message.
+
+/// Byte range in [`SendBatch`]'s text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Span {
+    start: u32,
+    end: u32,
+}
+
+/// One message: its targets (a range of the flattened target list) and its body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Message {
+    first_target: u32,
+    targets: u32,
+    body: Span,
+}
+
+/// The `(targets, body)` messages of a SendMsg, in order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SendBatch {
+    text: String,
+    targets: Vec<Span>,
+    messages: Vec<Message>,
+}
+
+impl SendBatch {
+    /// An empty batch with room for about `messages` messages.
+    pub fn with_capacity(messages: usize) -> SendBatch {
+        SendBatch {
+            text: String::with_capacity(messages * 96),
+            targets: Vec::with_capacity(messages),
+            messages: Vec::with_capacity(messages),
+        }
+    }
+
+    fn span(&mut self, s: &str) -> Span {
+        let start = self.text.len() as u32;
+        self.text.push_str(s);
+        Span {
+            start,
+            end: self.text.len() as u32,
+        }
+    }
+
+    fn get(&self, span: Span) -> &str {
+        &self.text[span.start as usize..span.end as usize]
+    }
+
+    /// Appends a message to `targets` (`""` broadcasts).
+    pub fn push<'a>(&mut self, targets: impl IntoIterator<Item = &'a str>, body: &str) {
+        let first_target = self.targets.len() as u32;
+        for t in targets {
+            let span = self.span(t);
+            self.targets.push(span);
+        }
+        let body = self.span(body);
+        self.messages.push(Message {
+            first_target,
+            targets: self.targets.len() as u32 - first_target,
+            body,
+        });
+    }
+
+    /// Number of messages.
+    pub fn len(&self) -> usize {
+        self.messages.len()
+    }
+
+    /// Whether there are no messages.
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+    }
+
+    /// Number of targets over all messages.
+    pub fn target_count(&self) -> usize {
+        self.targets.len()
+    }
+
+    /// Every target, flattened in batch order.
+    pub fn targets(&self) -> impl Iterator<Item = &str> + '_ {
+        self.targets.iter().map(|&s| self.get(s))
+    }
+
+    /// The messages in order: each one's targets and body.
+    pub fn messages(&self) -> impl Iterator<Item = (impl Iterator<Item = &str> + '_, &str)> + '_ {
+        self.messages.iter().map(|m| {
+            let targets =
+                &self.targets[m.first_target as usize..(m.first_target + m.targets) as usize];
+            (targets.iter().map(|&s| self.get(s)), self.get(m.body))
+        })
+    }
+}
+
+impl<S: AsRef<str>, B: AsRef<str>> FromIterator<(Vec<S>, B)> for SendBatch {
+    fn from_iter<I: IntoIterator<Item = (Vec<S>, B)>>(iter: I) -> SendBatch {
+        let mut batch = SendBatch::default();
+        for (targets, body) in iter {
+            batch.push(targets.iter().map(AsRef::as_ref), body.as_ref());
+        }
+        batch
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_come_back_in_order_with_their_targets() {
+        let batch: SendBatch = [
+            (vec!["a", "b"], "one"),
+            (vec![""], "all"),
+            (vec![], "none"),
+            (vec!["ü"], ""),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(batch.len(), 4);
+        assert_eq!(batch.target_count(), 4);
+        assert_eq!(batch.targets().collect::<Vec<_>>(), ["a", "b", "", "ü"]);
+        let got: Vec<(Vec<&str>, &str)> = batch.messages().map(|(t, b)| (t.collect(), b)).collect();
+        assert_eq!(
+            got,
+            [
+                (vec!["a", "b"], "one"),
+                (vec![""], "all"),
+                (vec![], "none"),
+                (vec!["ü"], "")
+            ]
+        );
+    }
+}
