@@ -132,6 +132,8 @@ pub struct TcpNukleus {
     own_registered: bool,
     /// Listening sockets of instances that stopped accepting, taken over by this one.
     foreign: Vec<Foreign>,
+    /// The steering generation this instance last followed.
+    steered: u64,
 }
 
 /// Another tcp instance's listening socket (a duplicate), accepted from by this one.
@@ -209,6 +211,7 @@ impl TcpNukleus {
             steering: None,
             own_registered: false,
             foreign: Vec::new(),
+            steered: 0,
             ids: SlotIds::new(instance),
             core,
             inputs,
@@ -233,12 +236,21 @@ impl TcpNukleus {
     /// Follows the steering flags: stops or resumes accepting on this instance's own sockets,
     /// and takes over (or gives back) the sockets of instances that stopped accepting.
     fn steer(&mut self) {
+        // One atomic load per poll while nothing changes.
+        let generation = match &self.steering {
+            Some((steering, _)) => steering.generation(),
+            None => return,
+        };
+        if generation == self.steered {
+            return;
+        }
         let Some((steering, me)) = self.steering.clone() else {
             return;
         };
         let Some(registry) = self.registry.as_ref() else {
             return;
         };
+        self.steered = generation;
         let accepting = steering.accepting(me);
         if accepting != self.own_registered {
             for (index, (listener, _)) in self.listeners.iter_mut().enumerate() {

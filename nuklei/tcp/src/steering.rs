@@ -27,6 +27,8 @@ struct Slot {
 /// The steering state shared by the tcp instances of a reaktor, indexed by tcp instance.
 pub struct Steering {
     slots: Vec<Slot>,
+    /// Bumped by every change of a flag, so an instance re-reads the flags only after one.
+    generation: AtomicU64,
 }
 
 impl std::fmt::Debug for Steering {
@@ -48,7 +50,13 @@ impl Steering {
                     taken_over: AtomicU64::new(0),
                 })
                 .collect(),
+            generation: AtomicU64::new(0),
         })
+    }
+
+    /// Changes so far (an instance compares it with the one it last followed).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// Number of tcp instances.
@@ -76,7 +84,9 @@ impl Steering {
     /// Tells `instance` to take new connections (`true`) or to leave them to the others.
     pub fn set_accepting(&self, instance: usize, accepting: bool) {
         if let Some(s) = self.slots.get(instance) {
-            s.accepting.store(accepting, Ordering::Relaxed);
+            if s.accepting.swap(accepting, Ordering::Relaxed) != accepting {
+                self.generation.fetch_add(1, Ordering::Release);
+            }
         }
     }
 
