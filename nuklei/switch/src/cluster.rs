@@ -52,8 +52,8 @@ use crate::mesh::{HomeInfo, Item, Msg, NodeRef, OwnerInfo};
 use crate::nodes::{ConnId, Drained, Node, NodeRegistry, PushOutcome, ReleaseReason};
 use crate::ports::{shard_of, NodeIdx, Outcome, PortShard, RegisterError, Subscriber};
 use crate::switch::{
-    CloseReason, FailedPort, Metrics, NodeInfo, Output, PortOwner, RegPortReply, Reply, SendReport,
-    Session, SwitchError, UnRegPortReply,
+    check_wait_msg, connect, rewait, CloseReason, FailedPort, Metrics, NodeInfo, Output, PortOwner,
+    RegPortReply, Reply, SendReport, Session, SwitchError, UnRegPortReply,
 };
 
 /// The instance that is home of `node` among `instances`.
@@ -412,31 +412,10 @@ impl Instance {
         now: u64,
         out: &mut Vec<Output>,
     ) -> Result<Session, SwitchError> {
-        if node.is_empty() {
-            return Err(SwitchError::EmptyNodeId);
-        }
-        self.limits.check_node_id(node)?;
-        self.limits.check_address(address)?;
+        check_wait_msg(&self.limits, node, address)?;
         self.check_home(node)?;
-        if let Some(other) = self.nodes.by_conn(conn) {
-            let other = self.nodes.get(other).map(|n| n.id().clone());
-            return match other {
-                Some(id) if id.as_ref() == node => {
-                    let idx = self.nodes.lookup(node).unwrap_or_default();
-                    let lease_deadline = self.relet(node, now)?;
-                    let session = self.nodes.get(idx).map_or(0, Node::session);
-                    Ok(Session {
-                        node: idx,
-                        session,
-                        lease_deadline,
-                        replaced: false,
-                    })
-                }
-                other => Err(SwitchError::ConnectionInUse {
-                    conn,
-                    node: other.map(|s| s.to_string()).unwrap_or_default(),
-                }),
-            };
+        if let Some(renewed) = rewait(&mut self.nodes, node, conn, now) {
+            return renewed;
         }
         let idx = self.nodes.intern(node);
         let old_session = self.nodes.get(idx).map_or(0, Node::session);
@@ -457,14 +436,7 @@ impl Instance {
             self.node_gone(&id, self.global(old_session), ReleaseReason::Replaced, out);
             self.settle(out);
         }
-        let session = self.nodes.connect(idx, conn, address, now);
-        let lease_deadline = self.nodes.get(idx).map_or(0, Node::lease_deadline);
-        Ok(Session {
-            node: idx,
-            session,
-            lease_deadline,
-            replaced,
-        })
+        Ok(connect(&mut self.nodes, idx, conn, address, now, replaced))
     }
 
     /// Relet: extend the lease of a node homed here.
@@ -915,10 +887,10 @@ impl Instance {
         &mut self,
         token: Token,
         node: &str,
-        ports: Vec<String>,
+        ports: &[String],
         out: &mut Vec<Output>,
     ) {
-        let Some(idx) = self.admit_node_call(token, node, &ports) else {
+        let Some(idx) = self.admit_node_call(token, node, ports) else {
             return;
         };
         let session = self.global(self.nodes.get(idx).map_or(0, Node::session));
@@ -990,7 +962,7 @@ impl Instance {
     }
 
     /// QueryPort: owners of `ports`, in order. Completes under `token`.
-    pub fn query_port(&mut self, token: Token, ports: Vec<String>) {
+    pub fn query_port(&mut self, token: Token, ports: &[String]) {
         if let Err(e) = self.limits.check_ports_in_request(ports.len()) {
             self.done.push((token, Err(e.into())));
             return;

@@ -162,11 +162,12 @@ impl Engine {
                 ports,
                 subscribe,
             } => {
+                // The instance keeps its copy until the shards answer (to roll back).
                 instance.reg_port(token, &node, ports.clone(), subscribe, out);
                 Ok(Shape::RegPort(ports))
             }
             Call::UnRegPort { node, ports } => {
-                instance.unreg_port(token, &node, ports.clone(), out);
+                instance.unreg_port(token, &node, &ports, out);
                 Ok(Shape::UnRegPort(ports))
             }
             Call::SendMsg(messages) => {
@@ -174,7 +175,7 @@ impl Engine {
                 Ok(Shape::SendMsg)
             }
             Call::QueryPort(ports) => {
-                instance.query_port(token, ports.clone());
+                instance.query_port(token, &ports);
                 Ok(Shape::QueryPort(ports))
             }
             Call::QueryNode(nodes) => {

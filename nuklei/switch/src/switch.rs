@@ -520,32 +520,9 @@ impl Switch {
         now: u64,
         out: &mut Vec<Output>,
     ) -> Result<Session, SwitchError> {
-        if node.is_empty() {
-            return Err(SwitchError::EmptyNodeId);
-        }
-        self.limits.check_node_id(node)?;
-        self.limits.check_address(address)?;
-        if let Some(other) = self.nodes.by_conn(conn) {
-            let other = self.nodes.get(other).map(|n| n.id().clone());
-            match other {
-                Some(id) if id.as_ref() == node => {
-                    let idx = self.nodes.lookup(node).unwrap_or_default();
-                    let lease_deadline = self.relet(node, now)?;
-                    let session = self.nodes.get(idx).map_or(0, Node::session);
-                    return Ok(Session {
-                        node: idx,
-                        session,
-                        lease_deadline,
-                        replaced: false,
-                    });
-                }
-                other => {
-                    return Err(SwitchError::ConnectionInUse {
-                        conn,
-                        node: other.map(|s| s.to_string()).unwrap_or_default(),
-                    })
-                }
-            }
+        check_wait_msg(&self.limits, node, address)?;
+        if let Some(renewed) = rewait(&mut self.nodes, node, conn, now) {
+            return renewed;
         }
         let idx = self.nodes.intern(node);
         let mut replaced = false;
@@ -565,14 +542,7 @@ impl Switch {
             self.release_node_ports(idx, ReleaseReason::Replaced, &mut work, out);
             self.run_offline(work, out);
         }
-        let session = self.nodes.connect(idx, conn, address, now);
-        let lease_deadline = self.nodes.get(idx).map_or(0, Node::lease_deadline);
-        Ok(Session {
-            node: idx,
-            session,
-            lease_deadline,
-            replaced,
-        })
+        Ok(connect(&mut self.nodes, idx, conn, address, now, replaced))
     }
 
     /// Relet: extend the lease of an online node; returns the new deadline.
@@ -1023,6 +993,65 @@ impl Switch {
             self.release_node_ports(idx, ReleaseReason::NodeOffline, &mut work, out);
             self.nodes.forget(idx);
         }
+    }
+}
+
+/// Validates the node id and address of a WaitMsg.
+pub(crate) fn check_wait_msg(
+    limits: &Limits,
+    node: &str,
+    address: &str,
+) -> Result<(), SwitchError> {
+    if node.is_empty() {
+        return Err(SwitchError::EmptyNodeId);
+    }
+    limits.check_node_id(node)?;
+    limits.check_address(address)?;
+    Ok(())
+}
+
+/// A WaitMsg on a connection that already receives: for the same node it renews the lease,
+/// for another node it is an error. `None`: the connection receives for nobody yet.
+pub(crate) fn rewait(
+    nodes: &mut NodeRegistry,
+    node: &str,
+    conn: ConnId,
+    now: u64,
+) -> Option<Result<Session, SwitchError>> {
+    let idx = nodes.by_conn(conn)?;
+    let id = nodes.get(idx).map(|n| n.id().clone());
+    Some(match id {
+        Some(id) if id.as_ref() == node => nodes
+            .relet(idx, now)
+            .map(|lease_deadline| Session {
+                node: idx,
+                session: nodes.get(idx).map_or(0, Node::session),
+                lease_deadline,
+                replaced: false,
+            })
+            .map_err(|_| SwitchError::NotOnline(node.to_string())),
+        other => Err(SwitchError::ConnectionInUse {
+            conn,
+            node: other.map(|s| s.to_string()).unwrap_or_default(),
+        }),
+    })
+}
+
+/// Brings `idx` online on `conn` and describes the new session.
+pub(crate) fn connect(
+    nodes: &mut NodeRegistry,
+    idx: NodeIdx,
+    conn: ConnId,
+    address: &str,
+    now: u64,
+    replaced: bool,
+) -> Session {
+    let session = nodes.connect(idx, conn, address, now);
+    Session {
+        node: idx,
+        session,
+        lease_deadline: nodes.get(idx).map_or(0, Node::lease_deadline),
+        replaced,
     }
 }
 

@@ -204,7 +204,7 @@ fn ownership_is_exclusive_and_a_failed_regport_names_the_owner_across_instances(
 }
 
 fn owner_of_port(c: &mut Cluster, port: &str) -> &'static str {
-    c.inst[0].query_port(900, vec![port.to_string()]);
+    c.inst[0].query_port(900, &[port.to_string()]);
     let Ok(Reply::QueryPort(o)) = c.complete(0, 900) else {
         panic!()
     };
@@ -430,7 +430,7 @@ fn one_instance_behaves_like_the_switch() {
     );
     assert!(matches!(c.complete(0, 1), Ok(Reply::SendMsg(r)) if r.delivered == 1));
     assert_eq!(c.pushes("a")[0]["body"], "m");
-    c.inst[0].unreg_port(2, "a", vec!["p".into()], &mut c.outputs[0]);
+    c.inst[0].unreg_port(2, "a", &["p".to_string()], &mut c.outputs[0]);
     assert!(matches!(c.complete(0, 2), Ok(Reply::UnRegPort(r)) if r.released == [0]));
     assert_eq!(c.pushes("b")[0]["reason"], "unregistered");
 }
