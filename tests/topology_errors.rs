@@ -110,3 +110,33 @@ fn a_replan_interval_out_of_range_is_explained() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_tcp_out_needs_a_tcp_instance_on_another_core() {
+    const LISTENER: &str = "[[listener]]\nname = \"a\"\naddress = \"127.0.0.1:1\"\nchain = [\"tcp\", \"http\"]\n[[http.route]]\npath = \"/\"\nto = \"echo\"\n";
+    // Two tcp.out, one tcp: the second has nothing to pair with.
+    let (code, _, stderr) = plan(&format!("{LISTENER}[[core]]\nnuklei = [\"tcp\", \"http\", \"echo\"]\n[[core]]\nnuklei = [\"tcp.out\"]\n[[core]]\nnuklei = [\"tcp.out\"]\n"));
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("bad.toml:13:")
+            && stderr.contains("`tcp.out` number 2 has no tcp instance to pair with"),
+        "{stderr}"
+    );
+    // Paired with the tcp on its own core.
+    let (code, _, stderr) = plan(&format!(
+        "{LISTENER}[[core]]\nnuklei = [\"tcp\", \"http\", \"echo\", \"tcp.out\"]\n"
+    ));
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("bad.toml:9:") && stderr.contains("only helps across cores"),
+        "{stderr}"
+    );
+    // Not a chain member.
+    let (code, _, stderr) = plan("[[listener]]\nname = \"a\"\naddress = \"127.0.0.1:1\"\nchain = [\"tcp\", \"tcp.out\"]\n[[core]]\nnuklei = [\"tcp\"]\n[[core]]\nnuklei = [\"tcp.out\"]\n");
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("bad.toml:4:")
+            && stderr.contains("goes in a [[core]] list, not in a chain"),
+        "{stderr}"
+    );
+}

@@ -1,7 +1,7 @@
 //! From a topology to a placement: which nukleus instances run on which core, and which
 //! instances are linked by a pair of streams.
 
-use crate::topology::Topology;
+use crate::topology::{Topology, TCP_OUT};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Instance {
@@ -24,6 +24,9 @@ pub struct Placement {
     pub links: Vec<(usize, usize)>,
     /// Kind pairs that talk to each other, from listener chains and routes.
     pub edges: Vec<(String, String)>,
+    /// tcp instances split by direction: (the tcp instance, which keeps its links and reads
+    /// sockets; the `tcp.out` instance, which reads the rings into it and writes sockets).
+    pub direction_pairs: Vec<(usize, usize)>,
 }
 
 /// Kind pairs that talk to each other, from listener chains and routes (also used by the
@@ -99,11 +102,34 @@ impl Placement {
                 }
             }
         }
+        let tcps = instances
+            .iter()
+            .enumerate()
+            .filter(|(_, i)| i.kind == "tcp");
+        let outs = instances
+            .iter()
+            .enumerate()
+            .filter(|(_, i)| i.kind == TCP_OUT);
+        let direction_pairs = tcps.zip(outs).map(|((t, _), (o, _))| (t, o)).collect();
         Placement {
             instances,
             links,
             edges,
+            direction_pairs,
         }
+    }
+
+    /// The instance that reads the rings into instance `i`: itself, or its output half.
+    pub fn reader(&self, i: usize) -> usize {
+        self.direction_pairs
+            .iter()
+            .find(|(tcp, _)| *tcp == i)
+            .map_or(i, |&(_, out)| out)
+    }
+
+    /// The core that reads the rings into instance `i`.
+    pub fn reader_core(&self, i: usize) -> usize {
+        self.instances[self.reader(i)].core
     }
 
     /// A human-readable account of the placement, for `reaktor plan`.
@@ -137,15 +163,40 @@ impl Placement {
                 out.push_str(&format!("{kind}: split into {count} instances (streams routed by key, same core preferred)\n"));
             }
         }
+        for &(tcp, output) in &self.direction_pairs {
+            let (x, y) = (&self.instances[tcp], &self.instances[output]);
+            out.push_str(&format!(
+                "{} split by direction: it accepts and reads sockets on core {}, {} writes them on core {}\n",
+                x.name(),
+                x.core,
+                y.name(),
+                y.core
+            ));
+        }
         out.push_str("streams:\n");
         for &(a, b) in &self.links {
             let (x, y) = (&self.instances[a], &self.instances[b]);
-            let hop = if x.core == y.core {
-                "same core"
-            } else {
-                "cross core"
+            let hop = |writer: usize, reader: usize| {
+                if writer == reader {
+                    "same core"
+                } else {
+                    "cross core"
+                }
             };
-            out.push_str(&format!("  {} <-> {} ({hop})\n", x.name(), y.name()));
+            let (forth, back) = (
+                hop(x.core, self.reader_core(b)),
+                hop(y.core, self.reader_core(a)),
+            );
+            if forth == back {
+                out.push_str(&format!("  {} <-> {} ({forth})\n", x.name(), y.name()));
+            } else {
+                out.push_str(&format!(
+                    "  {} -> {} ({forth}), back read on core {} ({back})\n",
+                    x.name(),
+                    y.name(),
+                    self.reader_core(a)
+                ));
+            }
         }
         out
     }

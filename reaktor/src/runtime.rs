@@ -192,19 +192,21 @@ impl Reaktor {
             };
             let (a_tx, b_rx) = ring(file(x, y)?);
             let (b_tx, a_rx) = ring(file(y, x)?);
+            // Frames are counted for the instance that reads them (a tcp.out for a split tcp).
             ring_entries.push(RingEntry {
                 from: a,
-                to: b,
+                to: placement.reader(b),
                 watch: b_rx.watch(),
             });
             ring_entries.push(RingEntry {
                 from: b,
-                to: a,
+                to: placement.reader(a),
                 watch: a_rx.watch(),
             });
-            let remote = x.core != y.core;
-            cores[y.core].watches.push(b_rx.watch());
-            cores[x.core].watches.push(a_rx.watch());
+            // A tcp instance split by direction writes on its core and reads on its tcp.out's.
+            let (a_reader, b_reader) = (placement.reader_core(a), placement.reader_core(b));
+            cores[b_reader].watches.push(b_rx.watch());
+            cores[a_reader].watches.push(a_rx.watch());
             links[a].push(PeerLink {
                 kind: y.kind.clone(),
                 core: y.core,
@@ -212,7 +214,7 @@ impl Reaktor {
                     peer: y.name(),
                     tx: a_tx,
                     rx: a_rx,
-                    peer_doorbell: remote.then(|| cores[y.core].doorbell.clone()),
+                    peer_doorbell: (x.core != b_reader).then(|| cores[b_reader].doorbell.clone()),
                 },
             });
             links[b].push(PeerLink {
@@ -222,7 +224,7 @@ impl Reaktor {
                     peer: x.name(),
                     tx: b_tx,
                     rx: b_rx,
-                    peer_doorbell: remote.then(|| cores[x.core].doorbell.clone()),
+                    peer_doorbell: (y.core != a_reader).then(|| cores[a_reader].doorbell.clone()),
                 },
             });
         }
@@ -259,9 +261,39 @@ impl Reaktor {
         let replan = *topology.reaktor.replan_interval_ms.get_ref();
         let steering = (replan > 0 && tcp_cores.len() > 1)
             .then(|| nukleus_tcp::Steering::new(tcp_cores.len()));
-        let mut instances = Vec::new();
+        // Build every nukleus; a tcp instance split by direction also yields its tcp.out's.
+        let mut built: Vec<Option<Box<dyn Nukleus + Send>>> =
+            placement.instances.iter().map(|_| None).collect();
         for (i, (instance, links)) in placement.instances.iter().zip(links).enumerate() {
-            let nukleus = crate::kinds::build(loaded, instance, links, &shared, steering.as_ref())?;
+            if instance.kind == crate::topology::TCP_OUT {
+                continue;
+            }
+            let pair = placement.direction_pairs.iter().find(|(tcp, _)| *tcp == i);
+            if let Some(&(_, out)) = pair {
+                let out_core = placement.instances[out].core;
+                let (input, output) = crate::kinds::build_tcp_split(
+                    loaded,
+                    instance,
+                    links,
+                    steering.as_ref(),
+                    cores[instance.core].doorbell.clone(),
+                    cores[out_core].doorbell.clone(),
+                )?;
+                built[i] = Some(input);
+                built[out] = Some(output);
+            } else {
+                built[i] = Some(crate::kinds::build(
+                    loaded,
+                    instance,
+                    links,
+                    &shared,
+                    steering.as_ref(),
+                )?);
+            }
+        }
+        let mut instances = Vec::new();
+        for (i, (instance, nukleus)) in placement.instances.iter().zip(built).enumerate() {
+            let nukleus = nukleus.expect("validation pairs every tcp.out with a tcp");
             let stats = all_stats[i].clone();
             instances.push(InstanceInfo {
                 name: instance.name(),
@@ -469,7 +501,10 @@ fn run_core(index: usize, mut core: CoreSetup, shutdown: Arc<AtomicBool>, start:
                 Some(Duration::ZERO)
             } else {
                 core.doorbell.park();
-                if core.watches.iter().any(|w| w.has_pending()) || shutdown.load(Ordering::SeqCst) {
+                if core.watches.iter().any(|w| w.has_pending())
+                    || core.nuklei.iter().any(|(n, _, _)| n.has_pending())
+                    || shutdown.load(Ordering::SeqCst)
+                {
                     core.doorbell.unpark();
                     Some(Duration::ZERO)
                 } else {

@@ -321,6 +321,47 @@ pub struct LoadedTopology {
     pub auto_plan: Option<crate::planner::Plan>,
 }
 
+/// In a [[core]] list: the output half (socket writes) of a tcp instance, which then only
+/// accepts and reads. The k-th `tcp.out` of the file pairs with the k-th `tcp`.
+pub const TCP_OUT: &str = "tcp.out";
+
+/// Each `tcp.out` needs a `tcp` to pair with, on another core (splitting the directions onto
+/// one core only adds the hand-over between them).
+fn validate_direction_split(
+    topology: &Topology,
+    invalid: &dyn Fn(Option<std::ops::Range<usize>>, String) -> TopologyError,
+) -> Result<(), TopologyError> {
+    let mut tcp_cores = Vec::new();
+    let mut outs = Vec::new();
+    for (core, section) in topology.cores.iter().enumerate() {
+        for kind in section.nuklei.get_ref() {
+            if kind == "tcp" {
+                tcp_cores.push(core);
+            } else if kind == TCP_OUT {
+                outs.push((core, section.nuklei.span()));
+            }
+        }
+    }
+    for (k, (core, span)) in outs.into_iter().enumerate() {
+        match tcp_cores.get(k) {
+            None => {
+                return Err(invalid(
+                    Some(span),
+                    format!("`{TCP_OUT}` number {} has no tcp instance to pair with: the k-th `{TCP_OUT}` runs the socket writes of the k-th `tcp`, and the topology places {} tcp instance(s); remove this `{TCP_OUT}` or add a tcp", k + 1, tcp_cores.len()),
+                ))
+            }
+            Some(&tcp_core) if tcp_core == core => {
+                return Err(invalid(
+                    Some(span),
+                    format!("`{TCP_OUT}` number {} pairs with the tcp instance on the same core ({core}): splitting a tcp instance by direction only helps across cores; put `{TCP_OUT}` on another [[core]] or remove it", k + 1),
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
 fn position(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
@@ -386,11 +427,11 @@ pub fn parse(path: &Path, text: &str) -> Result<LoadedTopology, TopologyError> {
             ));
         }
         for kind in core.nuklei.get_ref() {
-            if !KINDS.contains(&kind.as_str()) {
+            if !KINDS.contains(&kind.as_str()) && kind != TCP_OUT {
                 return Err(invalid(
                     Some(core.nuklei.span()),
                     format!(
-                        "unknown nukleus kind `{kind}`; known kinds: {}",
+                        "unknown nukleus kind `{kind}`; known kinds: {}, and `{TCP_OUT}` (the output half of a tcp instance split by direction)",
                         KINDS.join(", ")
                     ),
                 ));
@@ -411,6 +452,7 @@ pub fn parse(path: &Path, text: &str) -> Result<LoadedTopology, TopologyError> {
             }
         }
     }
+    validate_direction_split(&topology, &invalid)?;
     let mut listener_addresses = Vec::new();
     for listener in &topology.listeners {
         let address: SocketAddr = listener.address.get_ref().parse().map_err(|_| {
@@ -463,6 +505,12 @@ pub fn parse(path: &Path, text: &str) -> Result<LoadedTopology, TopologyError> {
             None => {}
         }
         for kind in chain {
+            if kind == TCP_OUT {
+                return Err(invalid(
+                    Some(listener.chain.span()),
+                    format!("listener `{}`: `{TCP_OUT}` is the output half of a tcp instance and goes in a [[core]] list, not in a chain; the chain starts with \"tcp\"", listener.name),
+                ));
+            }
             if !placed.contains(kind) {
                 return Err(invalid(
                     Some(listener.chain.span()),
@@ -475,7 +523,7 @@ pub fn parse(path: &Path, text: &str) -> Result<LoadedTopology, TopologyError> {
         }
     }
     for route in &topology.http.routes {
-        if !placed.contains(route.to.get_ref()) {
+        if !placed.contains(route.to.get_ref()) || route.to.get_ref() == TCP_OUT {
             return Err(invalid(
                 Some(route.to.span()),
                 format!(

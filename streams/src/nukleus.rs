@@ -56,6 +56,13 @@ pub trait Nukleus {
         None
     }
 
+    /// Whether work waits outside the core's rings and sockets (an in-process queue from the
+    /// other half of a nukleus split by direction). The core checks it before parking, after
+    /// announcing that it parks, so a message pushed before a doorbell ring is never missed.
+    fn has_pending(&self) -> bool {
+        false
+    }
+
     /// Gauges the nukleus wants exported (e.g. `connections`), as name/value pairs.
     fn gauges(&self, _out: &mut Vec<(&'static str, u64)>) {}
 

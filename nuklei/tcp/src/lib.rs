@@ -7,22 +7,31 @@
 //! reading stops the server from producing for it instead of growing memory.
 
 mod begin_ex;
+mod reply;
+mod split;
 pub mod steering;
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::{Shutdown, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
+use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 use slab::Slab;
 use streams::frame::{self, Frame};
 use streams::{
-    pick_peer, split_links, Header, Nukleus, Output, PeerLink, PollContext, RecvWindow, RingReader,
+    pick_peer, split_links, Doorbell, Header, Nukleus, Output, PeerLink, PollContext, RingReader,
     SendWindow, SlotIds, TokenRange,
 };
 
+use reply::{DataError, ReplyWriter};
+use split::{Channel, OutputConfig, ToInput, ToOutput};
+
 pub use begin_ex::{decode_begin_ex, encode_begin_ex, TcpBeginEx};
+pub use split::TcpOutput;
 pub use steering::Steering;
 
 /// One listening address and the nukleus kind its connections go to.
@@ -77,29 +86,45 @@ pub enum TcpError {
 }
 
 struct Connection {
-    socket: TcpStream,
+    /// Shared with the output half when the directions are split.
+    socket: Arc<TcpStream>,
     /// Initial stream id (tcp -> peer); the reply is `id ^ 1`.
     id: u64,
     link: usize,
     /// Credit the peer granted us for the initial stream.
     send: SendWindow,
-    /// Credit we granted the peer for the reply stream.
-    recv: RecvWindow,
-    /// Reply bytes accepted from the peer that the kernel has not taken yet (≤ window).
-    pending_out: Vec<u8>,
+    /// The reply direction.
+    output: Writing,
     readable: bool,
-    writable: bool,
     queued: bool,
     /// Epoll reported the peer's FIN or an error: read until EOF, never stop at a short read.
     peer_closed: bool,
     /// We sent END/ABORT on the initial stream, or the peer RESET it.
     read_done: bool,
-    /// END arrived on the reply stream; shut down writing once `pending_out` drains.
-    reply_ended: bool,
-    /// Writing is over (shut down, aborted or reset).
-    write_done: bool,
-    /// Since when `pending_out` has been waiting without the kernel taking any of it.
-    stalled_since: Option<Instant>,
+}
+
+/// Who writes a connection's reply to the socket.
+enum Writing {
+    /// This nukleus (the whole tcp nukleus).
+    Here(ReplyWriter),
+    /// The output half on another core; `done` once it says writing is over.
+    There { done: bool },
+}
+
+impl Connection {
+    fn write_done(&self) -> bool {
+        match &self.output {
+            Writing::Here(writer) => writer.done,
+            Writing::There { done } => *done,
+        }
+    }
+
+    fn stop_writing(&mut self) {
+        match &mut self.output {
+            Writing::Here(writer) => writer.stop(),
+            Writing::There { done } => *done = true,
+        }
+    }
 }
 
 pub struct TcpNukleus {
@@ -134,6 +159,8 @@ pub struct TcpNukleus {
     foreign: Vec<Foreign>,
     /// The steering generation this instance last followed.
     steered: u64,
+    /// Set when this is the input half of a tcp instance split by direction.
+    output_half: Option<Arc<Channel>>,
 }
 
 /// Another tcp instance's listening socket (a duplicate), accepted from by this one.
@@ -212,6 +239,7 @@ impl TcpNukleus {
             own_registered: false,
             foreign: Vec::new(),
             steered: 0,
+            output_half: None,
             ids: SlotIds::new(instance),
             core,
             inputs,
@@ -231,6 +259,35 @@ impl TcpNukleus {
         steering.share_listeners(index, duplicates);
         self.steering = Some((steering, index));
         self
+    }
+
+    /// Splits this instance by direction: it keeps accepting and reading sockets (the initial
+    /// streams), and the returned [`TcpOutput`], meant for another core, writes the reply
+    /// streams to the sockets. `input_doorbell` and `output_doorbell` wake the cores the halves
+    /// run on (None when both are polled by one thread, as in tests). Call before `register`.
+    pub fn split_directions(
+        mut self,
+        input_doorbell: Option<Arc<Doorbell>>,
+        output_doorbell: Option<Arc<Doorbell>>,
+    ) -> (TcpNukleus, TcpOutput) {
+        let channel = Arc::new(Channel {
+            to_output: Default::default(),
+            to_input: Default::default(),
+            input_doorbell,
+            output_doorbell,
+        });
+        let inputs = std::mem::take(&mut self.inputs);
+        let output = TcpOutput::new(
+            OutputConfig {
+                window: self.config.window,
+                io_batch: self.config.io_batch,
+                write_timeout: self.config.write_timeout,
+            },
+            channel.clone(),
+            inputs,
+        );
+        self.output_half = Some(channel);
+        (self, output)
     }
 
     /// Follows the steering flags: stops or resumes accepting on this instance's own sockets,
@@ -378,29 +435,29 @@ impl TcpNukleus {
         self.generations[slot] = self.generations[slot].wrapping_add(1);
         let id = self.ids.initial(slot, self.generations[slot]);
         let link = self.listeners[listener].1;
-        let mut connection = Connection {
-            socket,
+        let connection = Connection {
+            socket: Arc::new(socket),
             id,
             link,
             send: SendWindow::default(),
-            recv: RecvWindow::new(self.config.window),
-            pending_out: Vec::new(),
+            output: match self.output_half {
+                None => Writing::Here(ReplyWriter::new(self.config.window)),
+                Some(_) => Writing::There { done: false },
+            },
             readable: true,
-            writable: true,
             queued: false,
             peer_closed: false,
             read_done: false,
-            reply_ended: false,
-            write_done: false,
-            stalled_since: None,
         };
         let registry = self.registry.as_ref().expect("registered before polling");
         let token = Token(self.tokens.first + self.listeners.len() + slot);
-        if let Err(e) = registry.register(
-            &mut connection.socket,
-            token,
-            Interest::READABLE | Interest::WRITABLE,
-        ) {
+        // The output half watches writability on its own core.
+        let interest = match self.output_half {
+            None => Interest::READABLE | Interest::WRITABLE,
+            Some(_) => Interest::READABLE,
+        };
+        let fd = connection.socket.as_raw_fd();
+        if let Err(e) = registry.register(&mut SourceFd(&fd), token, interest) {
             tracing::warn!(error = %e, "cannot register accepted socket");
             return;
         }
@@ -424,10 +481,18 @@ impl TcpNukleus {
                 "stream buffer to {} full: refusing connection",
                 self.links[link].peer
             );
-            let _ = registry.deregister(&mut connection.socket);
+            let _ = registry.deregister(&mut SourceFd(&fd));
             return;
         }
         self.accepted += 1;
+        if let Some(channel) = &self.output_half {
+            // Queued before the BEGIN is published, so the reply can never outrun it.
+            channel.send_to_output(ToOutput::Open {
+                id,
+                link,
+                socket: connection.socket.clone(),
+            });
+        }
         self.connections.insert(connection);
         // The socket may already hold data; edge-triggered readiness would not tell us again.
         self.enqueue(slot);
@@ -451,28 +516,23 @@ impl TcpNukleus {
             return 0;
         };
         c.queued = false;
-        // Write first: draining the kernel-side backlog frees window for the peer.
-        if c.writable && !c.pending_out.is_empty() && !c.write_done {
-            match write_pending(c, self.now) {
+        if let Writing::Here(writer) = &mut c.output {
+            // Write first: draining the kernel-side backlog frees window for the peer.
+            match writer.flush(&c.socket, self.now) {
                 Ok(n) => work += (n > 0) as usize,
                 Err(_) => return work + self.fail(slot),
             }
-        }
-        let c = &mut self.connections[slot];
-        if c.reply_ended && c.pending_out.is_empty() && !c.write_done {
-            let _ = c.socket.shutdown(Shutdown::Write);
-            c.write_done = true;
-        }
-        if c.recv.window_due() && !c.write_done {
-            let (acknowledge, maximum) = c.recv.announce();
-            let header = Header {
-                stream_id: c.id ^ 1,
-                timestamp,
-                acknowledge,
-                maximum,
-                ..Header::default()
-            };
-            let _ = self.links[c.link].tx.window(&header, 0);
+            if writer.window_due() {
+                let (acknowledge, maximum) = writer.recv.announce();
+                let header = Header {
+                    stream_id: c.id ^ 1,
+                    timestamp,
+                    acknowledge,
+                    maximum,
+                    ..Header::default()
+                };
+                let _ = self.links[c.link].tx.window(&header, 0);
+            }
         }
         let c = &mut self.connections[slot];
         while c.readable && !c.read_done {
@@ -494,7 +554,7 @@ impl TcpNukleus {
                     return work + self.fail(slot);
                 }
             };
-            match c.socket.read(buffer) {
+            match (&*c.socket).read(buffer) {
                 Ok(0) => {
                     tx.abandon_last();
                     let _ = tx.end(&header, &[]);
@@ -540,9 +600,12 @@ impl TcpNukleus {
             let _ = tx.abort(&Header::at(c.id, timestamp), &[]);
             c.read_done = true;
         }
-        if !c.write_done {
+        if !c.write_done() {
             let _ = tx.reset(&Header::at(c.id ^ 1, timestamp), &[]);
-            c.write_done = true;
+            c.stop_writing();
+            if let Some(channel) = &self.output_half {
+                channel.send_to_output(ToOutput::Failed { id: c.id });
+            }
         }
         self.release_if_done(slot);
         1
@@ -556,9 +619,9 @@ impl TcpNukleus {
         let stalled: Vec<usize> = self
             .connections
             .iter()
-            .filter(|(_, c)| {
-                c.stalled_since
-                    .is_some_and(|t| now.saturating_duration_since(t) >= timeout)
+            .filter(|(_, c)| match &c.output {
+                Writing::Here(writer) => writer.stalled(now, timeout),
+                Writing::There { .. } => false, // the output half watches its own writes
             })
             .map(|(slot, _)| slot)
             .collect();
@@ -576,13 +639,83 @@ impl TcpNukleus {
 
     fn release_if_done(&mut self, slot: usize) {
         if let Some(c) = self.connections.get(slot) {
-            if c.read_done && c.write_done {
-                let mut c = self.connections.remove(slot);
+            if c.read_done && c.write_done() {
+                let c = self.connections.remove(slot);
                 if let Some(registry) = &self.registry {
-                    let _ = registry.deregister(&mut c.socket);
+                    let _ = registry.deregister(&mut SourceFd(&c.socket.as_raw_fd()));
                 }
             }
         }
+    }
+
+    /// Split by direction: what the output half passed on (the peer's frames against the
+    /// initial streams, reply windows to write, the end of writing).
+    fn drain_output_half(&mut self) -> usize {
+        let Some(channel) = self.output_half.clone() else {
+            return 0;
+        };
+        let mut work = 0;
+        while let Some(message) = channel.to_input.pop() {
+            work += 1;
+            let id = match message {
+                ToInput::Window { id, .. }
+                | ToInput::Reset { id }
+                | ToInput::ReplyWindow { id, .. }
+                | ToInput::Done { id, .. }
+                | ToInput::Failed { id } => id,
+            };
+            let slot = SlotIds::slot(id);
+            let Some(c) = self.connections.get_mut(slot).filter(|c| c.id == id) else {
+                continue; // a connection that is gone
+            };
+            let timestamp = self.timestamp;
+            match message {
+                ToInput::Window {
+                    acknowledge,
+                    maximum,
+                    padding,
+                    ..
+                } => {
+                    c.send.on_window(acknowledge, maximum, padding);
+                    if c.readable && !c.read_done {
+                        self.enqueue(slot);
+                    }
+                }
+                ToInput::Reset { .. } => {
+                    c.read_done = true;
+                    let _ = c.socket.shutdown(Shutdown::Read);
+                    self.release_if_done(slot);
+                }
+                ToInput::ReplyWindow {
+                    acknowledge,
+                    maximum,
+                    ..
+                } => {
+                    if !c.write_done() {
+                        let header = Header {
+                            stream_id: id ^ 1,
+                            timestamp,
+                            acknowledge,
+                            maximum,
+                            ..Header::default()
+                        };
+                        let _ = self.links[c.link].tx.window(&header, 0);
+                    }
+                }
+                ToInput::Done { aborted, .. } => {
+                    c.stop_writing();
+                    if aborted && !c.read_done {
+                        let _ = self.links[c.link].tx.abort(&Header::at(id, timestamp), &[]);
+                        c.read_done = true;
+                    }
+                    self.release_if_done(slot);
+                }
+                ToInput::Failed { .. } => {
+                    self.fail(slot);
+                }
+            }
+        }
+        work
     }
 
     fn on_frame(&mut self, link: usize, type_id: u32, bytes: &[u8]) {
@@ -602,10 +735,13 @@ impl TcpNukleus {
             return; // a frame for a connection that is gone
         }
         let timestamp = self.timestamp;
+        let Writing::Here(writer) = &mut c.output else {
+            return; // split by direction: the output half reads the peer's frames
+        };
         match type_id {
             frame::BEGIN => {
                 // The peer accepted the connection: grant it our reply window.
-                let (acknowledge, maximum) = c.recv.announce();
+                let (acknowledge, maximum) = writer.recv.announce();
                 let header = Header {
                     stream_id: c.id ^ 1,
                     timestamp,
@@ -621,55 +757,24 @@ impl TcpNukleus {
                     self.enqueue(slot);
                 }
             }
-            frame::DATA => {
-                if c.write_done {
-                    return;
-                }
-                if let Err(e) = c.recv.on_data(f.reserved()) {
+            frame::DATA => match writer.on_data(&c.socket, f.payload(), f.reserved(), self.now) {
+                Ok(()) => self.enqueue(slot),
+                Err(DataError::Window(e)) => {
                     tracing::error!(core = self.core, error = %e, "peer broke the window: aborting connection");
                     self.fail(slot);
-                    return;
                 }
-                let payload = f.payload();
-                let padding = f.reserved() as u64 - payload.len() as u64;
-                c.recv.release(padding);
-                if c.pending_out.is_empty() && c.writable {
-                    match c.socket.write(payload) {
-                        Ok(n) => {
-                            c.recv.release(n as u64);
-                            c.pending_out.extend_from_slice(&payload[n..]);
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                            c.writable = false;
-                            c.pending_out.extend_from_slice(payload);
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {
-                            c.pending_out.extend_from_slice(payload)
-                        }
-                        Err(_) => {
-                            self.fail(slot);
-                            return;
-                        }
-                    }
-                } else {
-                    c.pending_out.extend_from_slice(payload);
+                Err(DataError::Socket(e)) => {
+                    tracing::debug!(core = self.core, error = %e, "socket write failed: closing connection");
+                    self.fail(slot);
                 }
-                if !c.pending_out.is_empty() && c.stalled_since.is_none() {
-                    c.stalled_since = Some(self.now);
-                }
-                self.enqueue(slot);
-            }
+            },
             frame::END => {
-                c.reply_ended = true;
+                writer.ended = true;
                 self.enqueue(slot);
             }
             frame::ABORT => {
                 // The peer gave up on the reply: drop unsent bytes and reset the connection.
-                let _ =
-                    socket2::SockRef::from(&c.socket).set_linger(Some(std::time::Duration::ZERO));
-                c.pending_out.clear();
-                c.write_done = true;
-                let _ = c.socket.shutdown(Shutdown::Both);
+                writer.abort(&c.socket);
                 if !c.read_done {
                     let _ = self.links[link].tx.abort(&Header::at(c.id, timestamp), &[]);
                     c.read_done = true;
@@ -685,30 +790,6 @@ impl TcpNukleus {
             _ => {}
         }
     }
-}
-
-fn write_pending(c: &mut Connection, now: Instant) -> io::Result<usize> {
-    let mut written = 0;
-    while written < c.pending_out.len() {
-        match c.socket.write(&c.pending_out[written..]) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => written += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                c.writable = false;
-                break;
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    c.pending_out.drain(..written);
-    c.recv.release(written as u64);
-    if c.pending_out.is_empty() {
-        c.stalled_since = None;
-    } else if written > 0 {
-        c.stalled_since = Some(now);
-    }
-    Ok(written)
 }
 
 impl Nukleus for TcpNukleus {
@@ -742,7 +823,10 @@ impl Nukleus for TcpNukleus {
         if let Some(c) = self.connections.get_mut(slot) {
             c.readable |= event.is_readable() || event.is_read_closed() || event.is_error();
             c.peer_closed |= event.is_read_closed() || event.is_error();
-            c.writable |= event.is_writable() || event.is_write_closed() || event.is_error();
+            if let Writing::Here(writer) = &mut c.output {
+                writer.writable |=
+                    event.is_writable() || event.is_write_closed() || event.is_error();
+            }
             self.enqueue(slot);
         }
     }
@@ -774,6 +858,7 @@ impl Nukleus for TcpNukleus {
             work += rx.read(1024, |type_id, bytes| self.on_frame(link, type_id, bytes));
         }
         self.inputs = inputs;
+        work += self.drain_output_half();
         let batch = self.ready.len().min(self.config.io_batch);
         let slots: Vec<usize> = self.ready.drain(..batch).collect();
         for slot in slots {
@@ -783,6 +868,12 @@ impl Nukleus for TcpNukleus {
             output.publish();
         }
         work
+    }
+
+    fn has_pending(&self) -> bool {
+        self.output_half
+            .as_ref()
+            .is_some_and(|channel| !channel.to_input.is_empty())
     }
 
     fn deadline(&self) -> Option<Instant> {
@@ -814,7 +905,7 @@ impl Nukleus for TcpNukleus {
             }
         }
         self.listeners.clear();
-        for (_, c) in self.connections.iter_mut() {
+        for (_, c) in self.connections.iter() {
             let _ = c.socket.shutdown(Shutdown::Both);
         }
         self.connections.clear();

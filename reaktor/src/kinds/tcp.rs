@@ -1,5 +1,5 @@
 use nukleus_tcp::{ListenerConfig, TcpConfig, TcpNukleus};
-use streams::{Nukleus, PeerLink};
+use streams::PeerLink;
 
 use crate::plan::Instance;
 use crate::runtime::StartError;
@@ -10,7 +10,7 @@ pub fn build(
     instance: &Instance,
     links: Vec<PeerLink>,
     steering: Option<&std::sync::Arc<nukleus_tcp::Steering>>,
-) -> Result<Box<dyn Nukleus + Send>, StartError> {
+) -> Result<TcpNukleus, StartError> {
     let topology = &loaded.topology;
     let listeners = topology
         .listeners
@@ -31,8 +31,8 @@ pub fn build(
         ..TcpConfig::default()
     };
     let tcp = TcpNukleus::new(config, instance.core, instance.index, links)?;
-    Ok(Box::new(match steering {
+    Ok(match steering {
         Some(steering) => tcp.with_steering(steering.clone(), usize::from(instance.index)),
         None => tcp,
-    }))
+    })
 }
