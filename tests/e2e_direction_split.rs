@@ -260,3 +260,47 @@ fn a_client_that_never_reads_is_cut_off_by_the_output_half_and_memory_stays_boun
     assert_eq!(curl(&[&server.url("/healthz")]).1, "ok\n");
     wait_until_released(&server);
 }
+
+#[test]
+fn auto_placement_splits_tcp_by_direction_for_a_single_connection_and_serves() {
+    let server = Server::start(
+        r#"
+[reaktor]
+pin = false
+stream_capacity = 4194304
+placement = "auto"
+cores = 2
+connections = 1
+
+[[listener]]
+name = "http"
+address = "127.0.0.1:{PORT}"
+chain = ["tcp", "http"]
+
+[[http.route]]
+path = "/"
+to = "echo"
+"#,
+    );
+    let (code, body) = curl(&[&server.url("/"), &server.url("/healthz")]);
+    assert_eq!((code, body.as_str()), (0, "Hello, World!ok\n"));
+    // The running reaktor has the planner's placement: its stats file lists the instances.
+    let stats = server
+        .dir
+        .0
+        .join("streams")
+        .join(format!("reaktor-{}", server.pid()))
+        .join("stats");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let text = std::fs::read_to_string(&stats).unwrap_or_default();
+        if text.contains("core1.tcp.out0") || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(text.contains("core0.tcp0"), "{text}");
+    assert!(text.contains("core1.tcp.out0"), "{text}");
+    let (status, stderr) = server.stop();
+    assert!(status.success(), "{stderr}");
+}

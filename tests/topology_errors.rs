@@ -140,3 +140,13 @@ fn a_tcp_out_needs_a_tcp_instance_on_another_core() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_planners_connections_hint_must_be_positive() {
+    let (code, _, stderr) = plan("[reaktor]\nplacement = \"auto\"\ncores = 2\nconnections = 0\n[[listener]]\nname = \"a\"\naddress = \"127.0.0.1:1\"\nchain = [\"tcp\", \"http\"]\n[[http.route]]\npath = \"/\"\nto = \"echo\"\n");
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("bad.toml:4:") && stderr.contains("connections 0 must be between 1"),
+        "{stderr}"
+    );
+}

@@ -24,10 +24,19 @@
 //! predicts at least [`MARGIN`] more throughput than fusion — which happens when a stage that
 //! is not splittable is heavy enough to deserve a core of its own.
 //!
+//! Connections: a stage split by connection spreads only as far as there are connections.
+//! With `[reaktor] connections = k` declared and `k` below the cores of a group, `k` cores carry
+//! the load and the others idle, so fusion on every core gains nothing over one core.
+//!
+//! Direction split: the one exchange whose directions share nothing but a socket is tcp's
+//! (reads, and writes of the reply), so the planner also weighs every stage fused on all cores
+//! but the last, and tcp's writes (`tcp.out`, by default half of tcp's cost) alone on the last.
+//! Its reply ring then crosses cores (a hop on both sides). With many connections this never
+//! beats fusion; with fewer connections than cores it can, and it is chosen when it predicts
+//! [`MARGIN`] more throughput than the best placement above.
+//!
 //! Re-planning while running is `replan.rs` (opt-in): under this model the placement never
 //! changes with stage costs, so it steers new connections by what each core is worth instead.
-//! Not implemented: splitting the input and output directions of an exchange onto different
-//! cores.
 
 use std::fmt::Write as _;
 use std::ops::Range;
@@ -42,6 +51,11 @@ pub const MARGIN: f64 = 0.05;
 
 /// Default cost of a cross-core stream hop, in the unit of the stage costs.
 pub const DEFAULT_HOP: f64 = 0.5;
+
+/// The share of tcp's cost spent writing replies when neither a measurement nor a `[cost]`
+/// entry for `tcp.out` says otherwise: one send per exchange against one receive (and the
+/// readiness events), so about half.
+pub const DEFAULT_TCP_OUT_SHARE: f64 = 0.5;
 
 /// Built-in per-request costs (µs of busy time per keep-alive request), as `reaktor plan
 /// --measured` reported them for `benches/placement.sh` (HTTPS hello, release build, 2-vCPU
@@ -107,6 +121,10 @@ pub struct PlanInput {
     pub cores: usize,
     pub hop: f64,
     pub hop_source: CostSource,
+    /// Client connections that carry the load at once (`[reaktor] connections`); None: many.
+    pub connections: Option<usize>,
+    /// The part of tcp's cost spent writing replies (kind `tcp.out`), when tcp is a stage.
+    pub tcp_out: Option<StageCost>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -119,6 +137,8 @@ pub enum Decision {
     Single,
     /// Alone on cores of its own; the other stages avoid them.
     Dedicated,
+    /// tcp only: reads fused with the other stages, socket writes (`tcp.out`) on `output_core`.
+    SplitByDirection { output_core: usize },
 }
 
 #[derive(Debug, Clone)]
@@ -155,6 +175,7 @@ impl Plan {
                 Decision::Split { instances } => format!("split x{instances}"),
                 Decision::Single => "single".to_owned(),
                 Decision::Dedicated => "dedicated".to_owned(),
+                Decision::SplitByDirection { .. } => "directions".to_owned(),
             };
             let _ = writeln!(
                 out,
@@ -218,12 +239,22 @@ impl Model<'_> {
         let members: Vec<usize> = (0..stages.len())
             .filter(|&i| group_of[i] == group)
             .collect();
-        let spread: f64 = members
-            .iter()
-            .filter(|&&i| splittable(&stages[i].kind))
-            .map(|&i| cost[i])
-            .sum();
-        let mut loads = vec![spread / n as f64; n];
+        let spread = |keyed: bool| -> f64 {
+            members
+                .iter()
+                .filter(|&&i| {
+                    splittable(&stages[i].kind) && keyed_by_state(&stages[i].kind) == keyed
+                })
+                .map(|&i| cost[i])
+                .sum()
+        };
+        let (by_key, by_connection) = (spread(true), spread(false));
+        let mut loads: Vec<f64> = (0..n)
+            .map(|core| {
+                by_key / n as f64
+                    + by_connection * connection_share(self.input.connections, core, n)
+            })
+            .collect();
         let mut placement = Vec::new();
         for &i in &members {
             if splittable(&stages[i].kind) {
@@ -306,6 +337,19 @@ impl Model<'_> {
             load,
             placement,
         })
+    }
+}
+
+/// The share of the requests that core `core` of `n` carries for stages split by connection:
+/// `connections` spread round-robin, so with fewer connections than cores some cores idle.
+fn connection_share(connections: Option<usize>, core: usize, n: usize) -> f64 {
+    match connections {
+        None => 1.0 / n as f64,
+        Some(k) => {
+            let k = k.max(1);
+            let here = k / n + usize::from(core < k % n);
+            here as f64 / k as f64
+        }
     }
 }
 
@@ -394,6 +438,7 @@ pub fn plan(input: &PlanInput) -> Plan {
         Some(b) if b.load < fused.load * (1.0 - MARGIN) => b.clone(),
         _ => fused.clone(),
     };
+    let directions = direction_split(input);
 
     let total: f64 = stages.iter().map(|s| s.cost).sum();
     let cores = input.cores;
@@ -436,6 +481,34 @@ pub fn plan(input: &PlanInput) -> Plan {
             }
         )),
         None => summary.push("chosen: all fused on the only core".to_owned()),
+    }
+    if let Some(d) = &directions {
+        let wins = d.load < chosen.load * (1.0 - MARGIN);
+        summary.push(format!(
+            "{}tcp split by direction (all fused on {}, tcp's writes alone on core {}): busiest core load {} ({})",
+            if wins { "chosen instead: " } else { "weighed: " },
+            core_range(d.output_core),
+            d.output_core,
+            fmt(d.load),
+            if wins {
+                format!(
+                    "{:.0}% more throughput, above the {:.0}% margin",
+                    (chosen.load / d.load - 1.0) * 100.0,
+                    MARGIN * 100.0
+                )
+            } else if d.load >= chosen.load {
+                "no gain".to_owned()
+            } else {
+                format!(
+                    "{:.1}% gain, below the {:.0}% margin",
+                    (chosen.load / d.load - 1.0) * 100.0,
+                    MARGIN * 100.0
+                )
+            }
+        ));
+        if wins {
+            return direction_plan(input, d, fused.load, summary);
+        }
     }
 
     // Throughput of the chosen placement, in requests per unit of cost time.
@@ -544,6 +617,104 @@ pub fn plan(input: &PlanInput) -> Plan {
     }
 }
 
+/// The direction split weighed by [`plan`]: every stage fused on cores `0..output_core`, tcp's
+/// writes on core `output_core` (the last).
+struct DirectionSplit {
+    output_core: usize,
+    load: f64,
+    /// Load of the busiest input core, and of the output core.
+    input_load: f64,
+    output_load: f64,
+}
+
+/// "core 0" or "cores 0-3": the first `n` cores.
+fn core_range(n: usize) -> String {
+    if n == 1 {
+        "core 0".to_owned()
+    } else {
+        format!("cores 0-{}", n - 1)
+    }
+}
+
+fn direction_split(input: &PlanInput) -> Option<DirectionSplit> {
+    let out = input.tcp_out.as_ref()?;
+    if input.cores < 2 || !input.stages.iter().any(|s| s.kind == "tcp") {
+        return None;
+    }
+    let n = input.cores - 1;
+    let total: f64 = input.stages.iter().map(|s| s.cost).sum();
+    // Every request's reply crosses from its core to the output core: a hop on both sides.
+    let input_load = connection_share(input.connections, 0, n) * (total - out.cost + input.hop);
+    let output_load = out.cost + input.hop;
+    Some(DirectionSplit {
+        output_core: n,
+        load: input_load.max(output_load),
+        input_load,
+        output_load,
+    })
+}
+
+fn direction_plan(
+    input: &PlanInput,
+    d: &DirectionSplit,
+    fused_load: f64,
+    summary: Vec<String>,
+) -> Plan {
+    let n = d.output_core;
+    let out = input.tcp_out.as_ref().expect("weighed with a tcp.out cost");
+    let kinds: Vec<String> = input.stages.iter().map(|s| s.kind.clone()).collect();
+    let mut cores = vec![kinds.clone(); n];
+    // One tcp.out per tcp instance (the k-th pairs with the k-th), all on the last core.
+    cores.push(vec![crate::topology::TCP_OUT.to_owned(); n]);
+    let connections = match input.connections {
+        Some(k) => format!("{k} connection(s)"),
+        None => "the declared connections".to_owned(),
+    };
+    let stages = input
+        .stages
+        .iter()
+        .map(|stage| {
+            let on = (0..n).collect::<Vec<_>>();
+            if stage.kind == "tcp" {
+                StagePlan {
+                    kind: stage.kind.clone(),
+                    cores: on,
+                    decision: Decision::SplitByDirection { output_core: n },
+                    reason: format!(
+                        "cost {} ({}), of which writing {} ({}): with {connections} a split by connection keeps at most that many core(s) busy, so tcp's reads stay fused with the other stages on {} (busiest load {}) and its writes (tcp.out) run on core {n} (load {})",
+                        fmt(stage.cost),
+                        stage.source.name(),
+                        fmt(out.cost),
+                        out.source.name(),
+                        core_range(n),
+                        fmt(d.input_load),
+                        fmt(d.output_load)
+                    ),
+                }
+            } else {
+                StagePlan {
+                    kind: stage.kind.clone(),
+                    cores: on,
+                    decision: Decision::Fused,
+                    reason: format!(
+                        "cost {} ({}): fused with tcp's reads on {}",
+                        fmt(stage.cost),
+                        stage.source.name(),
+                        core_range(n)
+                    ),
+                }
+            }
+        })
+        .collect();
+    Plan {
+        cores,
+        stages,
+        predicted_load: d.load,
+        fused_load,
+        summary,
+    }
+}
+
 /// The kinds a topology uses, in pipeline order: listener chains, then route targets.
 pub fn stage_kinds(topology: &Topology) -> Vec<String> {
     let mut kinds: Vec<String> = Vec::new();
@@ -582,18 +753,39 @@ pub fn plan_input(topology: &Topology, cores: usize, measured: &[(String, f64)])
         Some(hop) => (*hop.get_ref(), CostSource::Declared),
         None => (DEFAULT_HOP, CostSource::Default),
     };
+    let out = crate::topology::TCP_OUT;
+    let measured_out = measured.iter().find(|(k, _)| k == out).map(|&(_, c)| c);
+    let stages: Vec<StageCost> = stage_kinds(topology)
+        .into_iter()
+        .map(|kind| {
+            let (mut cost, source) = cost_of(&kind);
+            // A reaktor that ran tcp split measured its reads as tcp and its writes as tcp.out.
+            if kind == "tcp" && source == CostSource::Measured {
+                cost += measured_out.unwrap_or(0.0);
+            }
+            StageCost { kind, cost, source }
+        })
+        .collect();
+    let tcp_out = stages.iter().find(|s| s.kind == "tcp").map(|tcp| {
+        let (cost, source) = match (measured_out, topology.cost.get(out)) {
+            (Some(cost), _) if tcp.source == CostSource::Measured => (cost, CostSource::Measured),
+            (_, Some(cost)) => (*cost.get_ref(), CostSource::Declared),
+            _ => (tcp.cost * DEFAULT_TCP_OUT_SHARE, CostSource::Default),
+        };
+        StageCost {
+            kind: out.to_owned(),
+            cost: cost.min(tcp.cost),
+            source,
+        }
+    });
     PlanInput {
-        stages: stage_kinds(topology)
-            .into_iter()
-            .map(|kind| {
-                let (cost, source) = cost_of(&kind);
-                StageCost { kind, cost, source }
-            })
-            .collect(),
+        stages,
         edges: crate::plan::kind_edges(topology),
         cores,
         hop,
         hop_source,
+        connections: topology.reaktor.connections.as_ref().map(|c| *c.get_ref()),
+        tcp_out,
     }
 }
 
@@ -636,11 +828,14 @@ pub fn apply(
     invalid: &dyn Fn(Option<Range<usize>>, String) -> TopologyError,
 ) -> Result<Option<Plan>, TopologyError> {
     for (key, value) in &topology.cost {
-        if key != "hop" && !crate::kinds::KINDS.contains(&key.as_str()) {
+        if key != "hop"
+            && key != crate::topology::TCP_OUT
+            && !crate::kinds::KINDS.contains(&key.as_str())
+        {
             return Err(invalid(
                 Some(value.span()),
                 format!(
-                    "[cost] `{key}` is not a nukleus kind; known kinds: {}, and `hop`",
+                    "[cost] `{key}` is not a nukleus kind; known kinds: {}, `tcp.out` (the part of tcp's cost spent writing), and `hop`",
                     crate::kinds::KINDS.join(", ")
                 ),
             ));
@@ -798,11 +993,20 @@ mod tests {
             .map(|w| (w[0].kind.clone(), w[1].kind.clone()))
             .collect();
         PlanInput {
-            stages,
             edges,
             cores,
             hop: DEFAULT_HOP,
             hop_source: CostSource::Default,
+            connections: None,
+            tcp_out: stages
+                .iter()
+                .find(|s| s.kind == "tcp")
+                .map(|tcp| StageCost {
+                    kind: "tcp.out".into(),
+                    cost: tcp.cost * DEFAULT_TCP_OUT_SHARE,
+                    source: CostSource::Default,
+                }),
+            stages,
         }
     }
 
@@ -922,6 +1126,85 @@ mod tests {
                 ["tcp", "tls", "http", "echo"]
             ]
         );
+    }
+
+    #[test]
+    fn with_one_connection_tcp_is_split_by_direction() {
+        // One client connection: a split by connection keeps one core busy, so fusion on both
+        // cores is no better than one; moving tcp's writes to the other core halves tcp there.
+        let mut one = input(&[("tcp", 6.5), ("http", 0.7), ("echo", 0.25)], 2);
+        one.connections = Some(1);
+        let plan = plan(&one);
+        assert_eq!(
+            plan.cores,
+            [vec!["tcp", "http", "echo"], vec!["tcp.out"]],
+            "{}",
+            plan.describe()
+        );
+        assert_eq!(
+            stage(&plan, "tcp").decision,
+            Decision::SplitByDirection { output_core: 1 }
+        );
+        // Input core: 7.45 - 3.25 + 0.5 hop; output core: 3.25 + 0.5 hop.
+        assert!(
+            (plan.predicted_load - 4.7).abs() < 1e-9,
+            "{}",
+            plan.predicted_load
+        );
+        assert!((plan.fused_load - 7.45).abs() < 1e-9, "{}", plan.fused_load);
+        let tcp = &stage(&plan, "tcp").reason;
+        assert!(tcp.contains("of which writing 3.25 (default)"), "{tcp}");
+        assert!(tcp.contains("with 1 connection(s)"), "{tcp}");
+        assert!(plan
+            .describe()
+            .contains("chosen instead: tcp split by direction"));
+    }
+
+    #[test]
+    fn with_many_connections_a_direction_split_is_weighed_and_loses() {
+        for connections in [None, Some(2), Some(64)] {
+            let mut many = input(&[("tcp", 6.5), ("http", 0.7), ("echo", 0.25)], 2);
+            many.connections = connections;
+            let plan = plan(&many);
+            assert_eq!(
+                plan.cores,
+                [["tcp", "http", "echo"], ["tcp", "http", "echo"]],
+                "{connections:?}: {}",
+                plan.describe()
+            );
+            assert!(
+                plan.describe().contains("weighed: tcp split by direction"),
+                "{}",
+                plan.describe()
+            );
+        }
+    }
+
+    #[test]
+    fn a_direction_split_is_only_worth_it_when_tcp_writes_are_a_real_share() {
+        // Writing is cheap here: moving it buys less than the hop costs.
+        let mut one = input(&[("tcp", 1.0), ("http", 3.0), ("echo", 3.0)], 2);
+        one.connections = Some(1);
+        one.tcp_out.as_mut().unwrap().cost = 0.2;
+        let plan = plan(&one);
+        assert!(
+            plan.cores.iter().flatten().all(|k| k != "tcp.out"),
+            "{}",
+            plan.describe()
+        );
+    }
+
+    #[test]
+    fn connections_spread_round_robin_over_the_cores() {
+        let shares = |k, n| {
+            (0..n)
+                .map(|c| connection_share(Some(k), c, n))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(shares(1, 2), [1.0, 0.0]);
+        assert_eq!(shares(4, 2), [0.5, 0.5]);
+        assert_eq!(shares(3, 2), [2.0 / 3.0, 1.0 / 3.0]);
+        assert_eq!(connection_share(None, 1, 4), 0.25);
     }
 
     #[test]

@@ -63,6 +63,10 @@ pub struct ReaktorSection {
     /// `replan.rs`). 0 (default): off.
     #[serde(default = "default_replan")]
     pub replan_interval_ms: Spanned<u64>,
+    /// For the planner: how many client connections carry the load at once (default: many).
+    /// With fewer connections than cores, a split by connection cannot use every core, and a
+    /// tcp split by direction may win.
+    pub connections: Option<Spanned<usize>>,
 }
 
 fn default_replan() -> Spanned<u64> {
@@ -88,6 +92,7 @@ impl Default for ReaktorSection {
             replan_interval_ms: default_replan(),
             cores: None,
             cpus: None,
+            connections: None,
         }
     }
 }
@@ -400,6 +405,17 @@ pub fn parse(path: &Path, text: &str) -> Result<LoadedTopology, TopologyError> {
                 replan.get_ref()
             ),
         ));
+    }
+    if let Some(connections) = &topology.reaktor.connections {
+        if !(1..=1 << 24).contains(connections.get_ref()) {
+            return Err(invalid(
+                Some(connections.span()),
+                format!(
+                    "connections {} must be between 1 and 16777216: the number of client connections that carry the load at once",
+                    connections.get_ref()
+                ),
+            ));
+        }
     }
     let capacity = &topology.reaktor.stream_capacity;
     if !capacity.get_ref().is_power_of_two() || !(64 * 1024..=1 << 30).contains(capacity.get_ref())

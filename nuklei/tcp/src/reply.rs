@@ -128,13 +128,14 @@ impl ReplyWriter {
             .is_some_and(|t| now.saturating_duration_since(t) >= timeout)
     }
 
-    /// The peer gave up on the reply: drop unsent bytes and reset the connection (linger 0).
+    /// The peer gave up on the reply: drop unsent bytes, and make the close (once every
+    /// holder of the socket let go) a reset, so the client sees the reply was cut short
+    /// (linger 0; a shutdown here would send a FIN, which reads as a clean end).
     pub fn abort(&mut self, socket: &TcpStream) {
         let _ = socket2::SockRef::from(socket).set_linger(Some(Duration::ZERO));
         self.pending.clear();
         self.stalled_since = None;
         self.done = true;
-        let _ = socket.shutdown(Shutdown::Both);
     }
 
     /// Writing is over without a shutdown of our own (the connection failed).
