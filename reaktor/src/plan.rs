@@ -246,6 +246,59 @@ to = "switch"
 "#;
 
     #[test]
+    fn a_tcp_out_pairs_with_the_tcp_of_the_same_rank_and_reads_its_rings() {
+        let text = r#"
+[[listener]]
+name = "http"
+address = "127.0.0.1:0"
+chain = ["tcp", "http"]
+
+[[core]]
+nuklei = ["tcp", "http", "echo"]
+
+[[core]]
+nuklei = ["tcp", "http", "echo"]
+
+[[core]]
+nuklei = ["tcp.out", "tcp.out"]
+
+[[http.route]]
+path = "/"
+to = "echo"
+"#;
+        let loaded = crate::topology::parse(std::path::Path::new("t.toml"), text).unwrap();
+        let placement = Placement::from_topology(&loaded.topology);
+        let name = |i: usize| placement.instances[i].name();
+        let pairs: Vec<(String, String)> = placement
+            .direction_pairs
+            .iter()
+            .map(|&(t, o)| (name(t), name(o)))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                ("core0.tcp0".to_owned(), "core2.tcp.out0".to_owned()),
+                ("core1.tcp1".to_owned(), "core2.tcp.out1".to_owned())
+            ]
+        );
+        // tcp.out has no links of its own: it takes its tcp's.
+        let out = placement.direction_pairs[0].1;
+        assert!(placement.links.iter().all(|&(a, b)| a != out && b != out));
+        let tcp1 = placement.direction_pairs[1].0;
+        assert_eq!(placement.reader_core(tcp1), 2);
+        let http0 = placement
+            .instances
+            .iter()
+            .position(|i| i.name() == "core0.http0")
+            .unwrap();
+        assert_eq!(
+            placement.reader_core(http0),
+            0,
+            "others read their own rings"
+        );
+    }
+
+    #[test]
     fn switch_instances_are_meshed_pairwise_and_routes_to_them_are_keyed_by_node() {
         let loaded = crate::topology::parse(std::path::Path::new("t.toml"), TWO_SWITCHES).unwrap();
         let placement = Placement::from_topology(&loaded.topology);
