@@ -121,6 +121,21 @@ impl Target {
     }
 }
 
+/// `print!`/`println!` that stop quietly when stdout is gone (`reaktor plan | head`) instead
+/// of panicking on the broken pipe.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($arg)*);
+    }};
+}
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 fn plan(topology: &Path, measured: &MeasuredTarget) -> ExitCode {
     let loaded = match topology::load(topology) {
         Ok(loaded) => loaded,
@@ -130,9 +145,9 @@ fn plan(topology: &Path, measured: &MeasuredTarget) -> ExitCode {
         }
     };
     if let Some(plan) = &loaded.auto_plan {
-        print!("{}", plan.describe());
+        out!("{}", plan.describe());
     }
-    print!(
+    out!(
         "{}",
         Placement::from_topology(&loaded.topology).describe(&loaded.topology)
     );
@@ -163,19 +178,27 @@ fn plan(topology: &Path, measured: &MeasuredTarget) -> ExitCode {
     let cores = loaded.topology.cores.len();
     let input = reaktor::planner::plan_input(&loaded.topology, cores, &costs);
     let plan = reaktor::planner::plan(&input);
-    println!(
+    outln!(
         "\nre-planned with the cost reaktor {} measured (us of busy time per request):",
         snapshot.pid
     );
-    print!("{}", plan.describe());
+    out!("{}", plan.describe());
     for (n, kinds) in plan.cores.iter().enumerate() {
-        println!("core {n}: {}", kinds.join(", "));
+        outln!("core {n}: {}", kinds.join(", "));
     }
-    println!("# to plan with these costs at start, add to the topology:\n[cost]");
+    outln!("# to plan with these costs at start, add to the topology:\n[cost]");
     for stage in &input.stages {
         if stage.source == reaktor::planner::CostSource::Measured {
-            println!("{} = {:.3}", stage.kind, stage.cost);
+            outln!("{} = {:.3}", stage.kind, stage.cost);
         }
+    }
+    if let Some(out) = input
+        .tcp_out
+        .as_ref()
+        .filter(|o| o.source == reaktor::planner::CostSource::Measured)
+    {
+        // Measured when tcp ran split by direction: the part of tcp's cost spent writing.
+        outln!("\"{}\" = {:.3}", out.kind, out.cost);
     }
     ExitCode::SUCCESS
 }
