@@ -873,3 +873,46 @@ mod spec {
         assert!(headers.iter().any(|(n, v)| n == "Host" && v == "localhost"));
     }
 }
+
+#[test]
+fn https_works_the_same_with_tcp_split_by_direction() {
+    // tcp's socket writes on a second core (`tcp.out`): the handshake, keep-alive requests and
+    // a body larger than every window cross the split in both directions.
+    let pki = pki();
+    let split = topology(&pki, "").replace(
+        "nuklei = [\"tcp\", \"tls\", \"http\", \"echo\"]\n",
+        "nuklei = [\"tcp\", \"tls\", \"http\", \"echo\"]\n\n[[core]]\nnuklei = [\"tcp.out\"]\n",
+    );
+    assert!(split.contains("tcp.out"));
+    let server = Server::start(&split);
+    let (code, body, err) = curl(
+        &pki,
+        &server,
+        &[&https(&server, "/"), &https(&server, "/healthz")],
+    );
+    assert_eq!((code, body.as_str()), (0, "Hello, World!ok\n"), "{err}");
+    let dir = support::TempDir::new("tls-split");
+    let (path, out) = (dir.0.join("body.bin"), dir.0.join("out.bin"));
+    let body: Vec<u8> = (0..4u32 << 20)
+        .map(|i| (i.wrapping_mul(2654435761) >> 11) as u8)
+        .collect();
+    std::fs::write(&path, &body).unwrap();
+    let (code, _, err) = curl(
+        &pki,
+        &server,
+        &[
+            "--data-binary",
+            &format!("@{}", path.display()),
+            "-o",
+            out.to_str().unwrap(),
+            &https(&server, "/echo"),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        std::fs::read(&out).unwrap() == body,
+        "the echoed body differs"
+    );
+    let (status, stderr) = server.stop();
+    assert!(status.success(), "{stderr}");
+}
