@@ -212,29 +212,7 @@ fn a_client_that_never_reads_is_cut_off_by_the_output_half_and_memory_stays_boun
         "[tcp]\nwrite_timeout_ms = 500\n[http]\nmax_body_bytes = 1073741824\n",
     ));
     let before = support::private_rss_kib(server.pid());
-    let mut stream = TcpStream::connect(server.addr()).unwrap();
-    stream
-        .set_write_timeout(Some(Duration::from_secs(2)))
-        .unwrap();
-    stream
-        .write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1073741824\r\n\r\n")
-        .unwrap();
-    let chunk = vec![b'q'; 65536];
-    let started = Instant::now();
-    let mut sent = 0usize;
-    let error = loop {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the server never dropped the connection"
-        );
-        match stream.write(&chunk) {
-            Ok(n) => sent += n,
-            Err(e)
-                if e.kind() == std::io::ErrorKind::WouldBlock
-                    || e.kind() == std::io::ErrorKind::TimedOut => {}
-            Err(e) => break e,
-        }
-    };
+    let (sent, error) = support::upload_without_reading(&server);
     assert!(
         matches!(
             error.kind(),

@@ -470,15 +470,7 @@ pub fn plan(input: &PlanInput) -> Plan {
             "chosen: all fused on every core; best split weighed: {}: busiest core load {} ({})",
             describe_candidate(stages, b),
             fmt(b.load),
-            if b.load >= fused.load {
-                "no gain".to_owned()
-            } else {
-                format!(
-                    "{:.1}% gain, below the {:.0}% margin",
-                    (fused.load / b.load - 1.0) * 100.0,
-                    MARGIN * 100.0
-                )
-            }
+            gain(fused.load, b.load)
         )),
         None => summary.push("chosen: all fused on the only core".to_owned()),
     }
@@ -490,21 +482,7 @@ pub fn plan(input: &PlanInput) -> Plan {
             core_range(d.output_core),
             d.output_core,
             fmt(d.load),
-            if wins {
-                format!(
-                    "{:.0}% more throughput, above the {:.0}% margin",
-                    (chosen.load / d.load - 1.0) * 100.0,
-                    MARGIN * 100.0
-                )
-            } else if d.load >= chosen.load {
-                "no gain".to_owned()
-            } else {
-                format!(
-                    "{:.1}% gain, below the {:.0}% margin",
-                    (chosen.load / d.load - 1.0) * 100.0,
-                    MARGIN * 100.0
-                )
-            }
+            gain(chosen.load, d.load)
         ));
         if wins {
             return direction_plan(input, d, fused.load, summary);
@@ -625,6 +603,24 @@ struct DirectionSplit {
     /// Load of the busiest input core, and of the output core.
     input_load: f64,
     output_load: f64,
+}
+
+/// How much more throughput `load` predicts than `base`, against the margin.
+fn gain(base: f64, load: f64) -> String {
+    let percent = (base / load - 1.0) * 100.0;
+    if load >= base {
+        "no gain".to_owned()
+    } else if load < base * (1.0 - MARGIN) {
+        format!(
+            "{percent:.0}% more throughput, above the {:.0}% margin",
+            MARGIN * 100.0
+        )
+    } else {
+        format!(
+            "{percent:.1}% gain, below the {:.0}% margin",
+            MARGIN * 100.0
+        )
+    }
 }
 
 /// "core 0" or "cores 0-3": the first `n` cores.

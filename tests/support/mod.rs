@@ -196,6 +196,35 @@ to = "echo"
     .to_owned()
 }
 
+/// Starts a 1 GiB `POST /echo` and never reads the echo: uploads until a write fails for good
+/// (within 20 s), i.e. until the server stalls the upload and then, after its write timeout,
+/// resets the connection. Returns the bytes sent and that error.
+pub fn upload_without_reading(server: &Server) -> (usize, std::io::Error) {
+    let mut stream = TcpStream::connect(server.addr()).unwrap();
+    stream
+        .set_write_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    stream
+        .write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1073741824\r\n\r\n")
+        .unwrap();
+    let chunk = vec![b'q'; 65536];
+    let started = Instant::now();
+    let mut sent = 0;
+    loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the server never dropped the connection"
+        );
+        match stream.write(&chunk) {
+            Ok(n) => sent += n,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(e) => return (sent, e),
+        }
+    }
+}
+
 /// Sends raw bytes on a fresh connection and reads until the server closes it (or 10 s).
 pub fn raw_exchange(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
     let mut stream = TcpStream::connect(addr).unwrap();

@@ -524,14 +524,8 @@ impl TcpNukleus {
             }
             if writer.window_due() {
                 let (acknowledge, maximum) = writer.recv.announce();
-                let header = Header {
-                    stream_id: c.id ^ 1,
-                    timestamp,
-                    acknowledge,
-                    maximum,
-                    ..Header::default()
-                };
-                let _ = self.links[c.link].tx.window(&header, 0);
+                let tx = &mut self.links[c.link].tx;
+                reply_window(tx, c.id, timestamp, acknowledge, maximum);
             }
         }
         let c = &mut self.connections[slot];
@@ -692,14 +686,8 @@ impl TcpNukleus {
                     ..
                 } => {
                     if !c.write_done() {
-                        let header = Header {
-                            stream_id: id ^ 1,
-                            timestamp,
-                            acknowledge,
-                            maximum,
-                            ..Header::default()
-                        };
-                        let _ = self.links[c.link].tx.window(&header, 0);
+                        let tx = &mut self.links[c.link].tx;
+                        reply_window(tx, id, timestamp, acknowledge, maximum);
                     }
                 }
                 ToInput::Done { aborted, .. } => {
@@ -742,14 +730,13 @@ impl TcpNukleus {
             frame::BEGIN => {
                 // The peer accepted the connection: grant it our reply window.
                 let (acknowledge, maximum) = writer.recv.announce();
-                let header = Header {
-                    stream_id: c.id ^ 1,
+                reply_window(
+                    &mut self.links[link].tx,
+                    c.id,
                     timestamp,
                     acknowledge,
                     maximum,
-                    ..Header::default()
-                };
-                let _ = self.links[link].tx.window(&header, 0);
+                );
             }
             frame::WINDOW => {
                 c.send.on_window(f.acknowledge(), f.maximum(), f.padding());
@@ -790,6 +777,25 @@ impl TcpNukleus {
             _ => {}
         }
     }
+}
+
+/// Grants the peer credit for the reply of the connection whose initial stream is `id`.
+fn reply_window(
+    tx: &mut streams::RingWriter,
+    id: u64,
+    timestamp: u64,
+    acknowledge: u64,
+    maximum: u32,
+) {
+    let header = Header {
+        stream_id: id ^ 1,
+        timestamp,
+        acknowledge,
+        maximum,
+        ..Header::default()
+    };
+    // A full ring is a sizing bug the peer's reads will report; the window is re-announced.
+    let _ = tx.window(&header, 0);
 }
 
 impl Nukleus for TcpNukleus {
