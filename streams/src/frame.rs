@@ -325,7 +325,7 @@ impl RingWriter {
         payload: &[u8],
     ) -> Result<(), ClaimError> {
         let out = self.claim_data(header, flags, reserved, extension, payload.len())?;
-        out.copy_from_slice(payload);
+        crate::copy::copy(out, payload);
         Ok(())
     }
 

@@ -3,6 +3,7 @@
 //!
 //! All `unsafe` code of reaktor lives in this crate, in `ring` and `mapping`.
 
+pub mod copy;
 pub mod flow;
 pub mod frame;
 pub mod key;

@@ -23,6 +23,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use slab::Slab;
+use streams::copy;
 use streams::frame::{self, Frame};
 use streams::{
     pick_keyed, pick_peer, split_links, Header, Nukleus, Output, PeerLink, PeerStreams,
@@ -320,12 +321,12 @@ impl HttpNukleus {
             let c = &mut self.connections[slot];
             c.recv.release(used as u64);
             if used < payload.len() && !c.closing_input_discarded() {
-                c.buffer.extend_from_slice(&payload[used..]);
+                copy::extend(&mut c.buffer, &payload[used..]);
             } else if used < payload.len() {
                 c.recv.release((payload.len() - used) as u64);
             }
         } else {
-            c.buffer.extend_from_slice(payload);
+            copy::extend(&mut c.buffer, payload);
             self.resume(slot);
         }
         if let Some(c) = self.connections.get_mut(slot) {
@@ -944,7 +945,7 @@ impl HttpNukleus {
             } else {
                 0
             };
-            c.out.extend_from_slice(&payload[sent..n]);
+            copy::extend(&mut c.out, &payload[sent..n]);
             self.mark_dirty(conn);
             return;
         }
@@ -957,7 +958,7 @@ impl HttpNukleus {
             Framing::None => {}
             Framing::Length(remaining) => {
                 let n = (remaining as usize).min(payload.len());
-                target.extend_from_slice(&payload[..n]);
+                copy::extend(target, &payload[..n]);
                 e.response = ResponseState::Streaming(Framing::Length(remaining - n as u64));
             }
             Framing::Chunked => {
@@ -966,11 +967,11 @@ impl HttpNukleus {
                     let digits = hex_len(payload.len(), &mut hex);
                     target.extend_from_slice(digits);
                     target.extend_from_slice(b"\r\n");
-                    target.extend_from_slice(payload);
+                    copy::extend(target, payload);
                     target.extend_from_slice(b"\r\n");
                 }
             }
-            Framing::Raw => target.extend_from_slice(payload),
+            Framing::Raw => copy::extend(target, payload),
         }
         self.mark_dirty(conn);
     }

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use hashbrown::HashMap;
 use nukleus_http::ext::{self, RequestHead};
+use streams::copy;
 use streams::frame::{self, Frame, FLAG_FIN, FLAG_INIT};
 use streams::{
     split_links, Header, Nukleus, Output as StreamOutput, PeerLink, PollContext, RecvWindow,
@@ -728,7 +729,7 @@ impl SwitchNukleus {
                     rest.body = Vec::new();
                 }
                 if !rest.too_large {
-                    rest.body.extend_from_slice(payload);
+                    copy::extend(&mut rest.body, payload);
                 }
                 // The body is copied out of the ring: acknowledge it at once.
                 x.recv.release(payload.len() as u64);
@@ -761,7 +762,7 @@ impl SwitchNukleus {
                     self.on_message(input, slot, payload);
                     return;
                 }
-                r.message.extend_from_slice(payload);
+                copy::extend(&mut r.message, payload);
                 if f.flags() & FLAG_FIN != 0 {
                     let message = std::mem::take(&mut r.message);
                     self.on_message(input, slot, &message);

@@ -45,7 +45,7 @@ impl Batch<'_> {
             .split_last_mut()
             .expect("a frame has at least two bytes");
         *open = b'[';
-        middle.copy_from_slice(self.joined);
+        streams::copy::copy(middle, self.joined);
         *close = b']';
     }
 

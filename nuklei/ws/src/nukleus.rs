@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use nukleus_http::ext::{self, RequestHead};
 use slab::Slab;
+use streams::copy;
 use streams::frame::{self, Frame, FLAG_FIN, FLAG_INIT};
 use streams::{
     path_key, pick_keyed, pick_peer, split_links, Header, Nukleus, Output, PeerLink, PeerStreams,
@@ -486,7 +487,7 @@ impl WsNukleus {
         if c.session.is_done() || c.in_ended {
             c.recv.release(payload.len() as u64);
         } else {
-            c.inbuf.extend_from_slice(payload);
+            copy::extend(&mut c.inbuf, payload);
         }
         self.mark_dirty(slot);
     }
@@ -674,13 +675,13 @@ impl WsNukleus {
             let reserved = c.send.consume(total);
             if let Ok(dst) = tx.claim_data(&h, 0, reserved, &[], total) {
                 dst[..n].copy_from_slice(&head[..n]);
-                dst[n..].copy_from_slice(payload);
+                copy::copy(&mut dst[n..], payload);
                 return;
             }
             c.send.sequence -= reserved as u64;
         }
         c.out.extend_from_slice(&head[..n]);
-        c.out.extend_from_slice(payload);
+        copy::extend(&mut c.out, payload);
     }
 
     // ----- per-connection progress --------------------------------------------------------
