@@ -107,6 +107,24 @@ fn find_special(bytes: &[u8]) -> Option<usize> {
         .map(|p| base + p)
 }
 
+/// Whether `bytes` hold `part` at offset `at`: a comparison of `N` bytes known at compile
+/// time (no `memcmp` call).
+#[inline(always)]
+fn fixed<const N: usize>(bytes: &[u8], at: usize, part: &[u8; N]) -> bool {
+    bytes
+        .get(at..)
+        .and_then(|rest| rest.first_chunk::<N>())
+        .is_some_and(|head| head == part)
+}
+
+/// The end of a plain string starting at `from` (the offset of its closing quote): its first
+/// special byte, which must be `"`.
+#[inline(always)]
+fn plain_end(bytes: &[u8], from: usize) -> Option<usize> {
+    let n = find_special(bytes.get(from..)?)?;
+    (bytes[from + n] == b'"').then_some(from + n)
+}
+
 impl<'a> Reader<'a> {
     /// A reader at the start of `text`.
     pub fn new(text: &'a str) -> Reader<'a> {
@@ -140,39 +158,38 @@ impl<'a> Reader<'a> {
         self.text.as_bytes()
     }
 
-    /// The usual shape of a small object read as fixed text around two plain strings: `parts`
-    /// are the bytes before, between and after them (e.g. `{"port":"`, `","body":"`, `"}`).
-    /// Returns the two strings if the input matches exactly, with no escapes in the strings;
-    /// otherwise consumes nothing, and the caller reads the value the general way. This
-    /// accepts nothing the general way would not read the same.
+    /// The usual shape of a small object read as fixed text around two plain strings: `open`,
+    /// `between` and `close` are the bytes before, between and after them (e.g. `{"port":"`,
+    /// `","body":"`, `"}`). Returns the two strings if the input matches exactly, with no
+    /// escapes in the strings; otherwise consumes nothing, and the caller reads the value the
+    /// general way. This accepts nothing the general way would not read the same. The parts
+    /// are arrays so that their comparisons compile to a few loads of known size, not calls.
     #[inline(always)]
-    pub fn template(&mut self, parts: &[&[u8]; 3]) -> Option<(&'a str, &'a str)> {
+    pub fn template<const A: usize, const B: usize, const C: usize>(
+        &mut self,
+        open: &[u8; A],
+        between: &[u8; B],
+        close: &[u8; C],
+    ) -> Option<(&'a str, &'a str)> {
         self.skip_ws();
         let b = self.bytes();
-        let mut i = self.pos;
-        let mut strings = [(0, 0); 2];
-        for (k, part) in parts.iter().enumerate() {
-            if !b[i..].starts_with(part) {
-                return None;
-            }
-            i += part.len();
-            if k == 2 {
-                break;
-            }
-            let n = find_special(&b[i..])?;
-            if b[i + n] != b'"' {
-                return None;
-            }
-            strings[k] = (i, i + n);
-            // The closing quote is the first byte of the next part.
-            i += n;
+        let start = self.pos;
+        if !fixed(b, start, open) {
+            return None;
         }
-        self.pos = i;
+        let first = start + A;
+        let first_end = plain_end(b, first)?;
+        let second = first_end + B;
+        if !fixed(b, first_end, between) {
+            return None;
+        }
+        let second_end = plain_end(b, second)?;
+        if !fixed(b, second_end, close) {
+            return None;
+        }
+        self.pos = second_end + C;
         let text = self.text;
-        Some((
-            &text[strings[0].0..strings[0].1],
-            &text[strings[1].0..strings[1].1],
-        ))
+        Some((&text[first..first_end], &text[second..second_end]))
     }
 
     /// An error at byte `at`.
@@ -766,9 +783,9 @@ mod tests {
 
     #[test]
     fn a_template_reads_its_exact_shape_or_consumes_nothing() {
-        const PARTS: &[&[u8]; 3] = &[br#"{"a":""#, br#"","b":""#, br#""}"#];
+        const PARTS: (&[u8; 6], &[u8; 7], &[u8; 2]) = (br#"{"a":""#, br#"","b":""#, br#""}"#);
         let mut r = Reader::new(r#" {"a":"x y","b":"é"},"#);
-        assert_eq!(r.template(PARTS), Some(("x y", "é")));
+        assert_eq!(r.template(PARTS.0, PARTS.1, PARTS.2), Some(("x y", "é")));
         assert_eq!(r.peek(), Some(b','));
         for other in [
             r#"{"a": "x","b":"y"}"#,
@@ -781,8 +798,16 @@ mod tests {
             r#"{"a":"x"#,
         ] {
             let mut r = Reader::new(other);
-            assert_eq!(r.template(PARTS), None, "{other}");
+            assert_eq!(r.template(PARTS.0, PARTS.1, PARTS.2), None, "{other}");
             assert_eq!(r.position(), 0, "{other}");
+        }
+    }
+
+    /// Extra bytes the escape of `c` takes.
+    fn escape_len(c: char) -> usize {
+        match c {
+            '"' | '\\' | '\n' => 1,
+            _ => 5,
         }
     }
 
@@ -802,6 +827,21 @@ mod tests {
             serde_json::from_str::<String>(&s).unwrap(),
             "a\u{1}é\\\t\"\n\r\u{1f}"
         );
+        // A special byte in any chunk or in the tail, at every offset around a chunk edge.
+        for len in [15, 16, 17, 31, 32, 33, 64, 70] {
+            for at in 0..len {
+                let mut text: Vec<char> = "0123456789abcdef".chars().cycle().take(len).collect();
+                for special in ['"', '\\', '\n', '\u{1}'] {
+                    text[at] = special;
+                    let text: String = text.iter().collect();
+                    let mut out = Vec::new();
+                    write_string(&mut out, &text);
+                    let written = String::from_utf8(out).unwrap();
+                    assert_eq!(serde_json::from_str::<String>(&written).unwrap(), text);
+                    assert_eq!(written.len(), text.len() + 2 + escape_len(special));
+                }
+            }
+        }
         assert!(needs_no_escape("hello é"));
         assert!(!needs_no_escape("a\"b"));
     }

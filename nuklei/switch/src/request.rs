@@ -208,7 +208,7 @@ fn messages<'a>(r: &mut Reader<'a>) -> Result<Vec<Message<'a>>, JsonError> {
 }
 
 fn message<'a>(r: &mut Reader<'a>) -> Result<Message<'a>, JsonError> {
-    if let Some((port, body)) = r.template(&[br#"{"port":""#, br#"","body":""#, br#""}"#]) {
+    if let Some((port, body)) = r.template(br#"{"port":""#, br#"","body":""#, br#""}"#) {
         return Ok(Message {
             port: Some(Cow::Borrowed(port)),
             ports: None,
