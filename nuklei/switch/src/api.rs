@@ -624,8 +624,8 @@ pub fn send_msg(
     }
     let batch = messages
         .iter()
-        .map(|m| (m.targets().unwrap_or_default(), m.body.as_ref()));
-    let report = switch.send_msg(batch, out)?;
+        .map(|m| (m.targets().unwrap_or_default(), m.body.as_ref(), m.escaping));
+    let report = switch.send_msg_as(batch, out)?;
     Ok(send_msg_response(report))
 }
 

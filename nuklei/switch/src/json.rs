@@ -596,6 +596,31 @@ pub fn needs_no_escape(s: &str) -> bool {
     find_special(s.as_bytes()).is_none()
 }
 
+/// Whether a string to write may hold bytes JSON escapes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Escaping {
+    /// Unknown: scanned, and escaped where needed ([`write_string`]).
+    #[default]
+    Scan,
+    /// Known to hold no `"`, `\` or control character (the [`Reader`] found it so): copied
+    /// between quotes without a scan.
+    Plain,
+}
+
+/// Append `s` as a JSON string literal, as `escaping` says.
+#[inline]
+pub fn write_str(out: &mut Vec<u8>, s: &str, escaping: Escaping) {
+    match escaping {
+        Escaping::Scan => write_string(out, s),
+        Escaping::Plain => {
+            debug_assert!(needs_no_escape(s), "a plain string holds a byte to escape");
+            out.push(b'"');
+            out.extend_from_slice(s.as_bytes());
+            out.push(b'"');
+        }
+    }
+}
+
 /// Append `s` as a JSON string literal: copied whole when nothing needs escaping, else `"`,
 /// `\`, `\n`, `\r`, `\t` get short escapes and other control characters `\u00XX`.
 pub fn write_string(out: &mut Vec<u8>, s: &str) {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use hashbrown::HashMap;
 
-use crate::json::{write_string, Reader};
+use crate::json::{write_string, Escaping, Reader};
 use crate::ports::NodeIdx;
 use crate::queue::{Batch, PushQueue};
 
@@ -451,7 +451,18 @@ impl NodeRegistry {
 
     /// Queue a message push (`port` `""` for a broadcast) for an online node.
     pub fn push_msg(&mut self, idx: NodeIdx, port: &str, body: &str) -> PushOutcome {
-        self.push_with(idx, |q, limit| q.push_msg(port, body, limit))
+        self.push_msg_as(idx, port, body, Escaping::Scan)
+    }
+
+    /// [`NodeRegistry::push_msg`] of a port and body whose [`Escaping`] is known.
+    pub fn push_msg_as(
+        &mut self,
+        idx: NodeIdx,
+        port: &str,
+        body: &str,
+        escaping: Escaping,
+    ) -> PushOutcome {
+        self.push_with(idx, |q, limit| q.push_msg_as(port, body, escaping, limit))
     }
 
     /// Queue a release notification for an online node.

@@ -9,7 +9,7 @@
 
 use std::collections::VecDeque;
 
-use crate::json::write_string;
+use crate::json::{write_str, write_string, Escaping};
 
 /// Encoded pushes, oldest first.
 #[derive(Debug, Default)]
@@ -75,11 +75,22 @@ impl PushQueue {
     /// `limit` bytes; returns its encoded length (with the `,`), or `Err(queued)`: the bytes
     /// that would have been queued, and nothing is.
     pub fn push_msg(&mut self, port: &str, body: &str, limit: usize) -> Result<usize, usize> {
+        self.push_msg_as(port, body, Escaping::Scan, limit)
+    }
+
+    /// [`PushQueue::push_msg`] of a port and body whose [`Escaping`] is known.
+    pub fn push_msg_as(
+        &mut self,
+        port: &str,
+        body: &str,
+        escaping: Escaping,
+        limit: usize,
+    ) -> Result<usize, usize> {
         self.push_with(limit, |out| {
             out.extend_from_slice(br#"{"type":"msg","port":"#);
-            write_string(out, port);
+            write_str(out, port, escaping);
             out.extend_from_slice(br#","body":"#);
-            write_string(out, body);
+            write_str(out, body, escaping);
             out.extend_from_slice(b"},");
         })
     }
@@ -240,6 +251,18 @@ mod tests {
         let f = frame(&mut q, 1 << 20).unwrap();
         let v: serde_json::Value = serde_json::from_str(&f).unwrap();
         assert_eq!(v[1]["body"], "\"\"");
+    }
+
+    #[test]
+    fn plain_pushes_are_the_same_bytes_as_scanned_ones() {
+        let (mut scanned, mut plain) = (PushQueue::default(), PushQueue::default());
+        let body = "0123456789abcdef".repeat(4);
+        for port in ["p", "a-port-longer-than-sixteen-bytes"] {
+            let a = scanned.push_msg(port, &body, usize::MAX);
+            let b = plain.push_msg_as(port, &body, Escaping::Plain, usize::MAX);
+            assert_eq!(a, b);
+        }
+        assert_eq!(frame(&mut scanned, 1 << 20), frame(&mut plain, 1 << 20));
     }
 
     #[test]

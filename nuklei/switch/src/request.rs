@@ -10,7 +10,7 @@
 
 use std::borrow::Cow;
 
-use crate::json::{JsonError, Reader};
+use crate::json::{Escaping, JsonError, Reader};
 
 /// A string of a request: borrowed from the request text unless it had escapes.
 pub type Str<'a> = Cow<'a, str>;
@@ -69,6 +69,9 @@ pub struct Message<'a> {
     pub ports: Option<Vec<Str<'a>>>,
     /// Opaque body.
     pub body: Str<'a>,
+    /// [`Escaping::Plain`] if the parser found `port` and `body` with no byte JSON escapes, so
+    /// their pushes copy them without a scan; [`Escaping::Scan`] otherwise (always safe).
+    pub escaping: Escaping,
 }
 
 impl<'a> Message<'a> {
@@ -213,6 +216,7 @@ fn message<'a>(r: &mut Reader<'a>) -> Result<Message<'a>, JsonError> {
             port: Some(Cow::Borrowed(port)),
             ports: None,
             body: Cow::Borrowed(body),
+            escaping: Escaping::Plain,
         });
     }
     let mut port = None;
@@ -232,6 +236,7 @@ fn message<'a>(r: &mut Reader<'a>) -> Result<Message<'a>, JsonError> {
         port: port.flatten(),
         ports: ports.flatten(),
         body: body.ok_or_else(|| missing(r, r.position(), "body"))?,
+        escaping: Escaping::Scan,
     })
 }
 
@@ -392,17 +397,20 @@ mod tests {
                         Message {
                             port: Some(s("p")),
                             ports: None,
-                            body: s("x")
+                            body: s("x"),
+                            escaping: Escaping::Plain,
                         },
                         Message {
                             port: None,
                             ports: Some(vec![s("a"), s("b")]),
-                            body: s("")
+                            body: s(""),
+                            escaping: Escaping::Scan,
                         },
                         Message {
                             port: None,
                             ports: Some(vec![s("c")]),
-                            body: s("y")
+                            body: s("y"),
+                            escaping: Escaping::Scan,
                         },
                     ]
                 }

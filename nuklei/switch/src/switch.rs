@@ -40,6 +40,7 @@
 
 use std::sync::Arc;
 
+use crate::json::Escaping;
 use crate::limits::{LimitError, Limits};
 use crate::nodes::{ConnId, Drained, Node, NodeRegistry, Push, PushOutcome, ReleaseReason};
 use crate::ports::{
@@ -737,10 +738,28 @@ impl Switch {
     ) -> Result<SendReport, SwitchError>
     where
         S: AsRef<str> + 'b,
-        I: IntoIterator<Item = (&'b [S], &'b str)> + Clone,
+        I: IntoIterator<Item = (&'b [S], &'b str)>,
+        I::IntoIter: Clone,
+    {
+        let batch = batch
+            .into_iter()
+            .map(|(ports, body)| (ports, body, Escaping::Scan));
+        self.send_msg_as(batch, out)
+    }
+
+    /// [`Switch::send_msg`] of a batch of `(targets, body, escaping)`: `escaping` tells
+    /// whether the targets and body are known to need no JSON escapes in their pushes.
+    pub fn send_msg_as<'b, S, I>(
+        &mut self,
+        batch: I,
+        out: &mut Vec<Output>,
+    ) -> Result<SendReport, SwitchError>
+    where
+        S: AsRef<str> + 'b,
+        I: IntoIterator<Item = (&'b [S], &'b str, Escaping)> + Clone,
     {
         let mut targets = 0usize;
-        for (ports, body) in batch.clone() {
+        for (ports, body, _) in batch.clone() {
             self.limits.check_body(body)?;
             for p in ports {
                 self.limits.check_port_name(p.as_ref())?;
@@ -750,8 +769,8 @@ impl Switch {
         self.limits.check_messages_in_request(targets)?;
         let mut report = SendReport::default();
         let mut last = None;
-        for (ports, body) in batch {
-            report += self.send_unchecked(ports, body, &mut last, out);
+        for (ports, body, escaping) in batch {
+            report += self.send_unchecked(ports, body, escaping, &mut last, out);
         }
         Ok(report)
     }
@@ -773,6 +792,7 @@ impl Switch {
         &mut self,
         ports: &'b [S],
         body: &str,
+        escaping: Escaping,
         last: &mut Option<(&'b str, NodeIdx)>,
         out: &mut Vec<Output>,
     ) -> SendReport {
@@ -783,7 +803,7 @@ impl Switch {
             if port.is_empty() {
                 let targets: Vec<NodeIdx> = self.nodes.online_nodes().collect();
                 for t in targets {
-                    let r = self.deliver(t, port, body, out);
+                    let r = self.deliver(t, port, body, escaping, out);
                     if r.dropped > 0 {
                         *last = None;
                     }
@@ -797,7 +817,7 @@ impl Switch {
             };
             match owner {
                 Some(owner) => {
-                    let r = self.deliver(owner, port, body, out);
+                    let r = self.deliver(owner, port, body, escaping, out);
                     *last = if r.dropped > 0 {
                         None
                     } else {
@@ -818,9 +838,10 @@ impl Switch {
         node: NodeIdx,
         port: &str,
         body: &str,
+        escaping: Escaping,
         out: &mut Vec<Output>,
     ) -> SendReport {
-        match self.nodes.push_msg(node, port, body) {
+        match self.nodes.push_msg_as(node, port, body, escaping) {
             PushOutcome::Queued { first } => {
                 if first {
                     if let Some(conn) = self.nodes.get(node).and_then(Node::conn) {
