@@ -10,35 +10,17 @@ use std::time::{Duration, Instant};
 
 use support::{curl, Server};
 
-/// The default test chain, with tcp's socket writes on a second core.
+/// The default test topology, with tcp's socket writes on a second core and `/metrics`.
 fn split_topology(extra: &str) -> String {
-    format!(
-        r#"
-[reaktor]
-pin = false
-stream_capacity = 4194304
-
-[[listener]]
-name = "http"
-address = "127.0.0.1:{{PORT}}"
-chain = ["tcp", "http"]
-
-[[core]]
-nuklei = ["tcp", "http", "echo", "metrics"]
-
-[[core]]
-nuklei = ["tcp.out"]
-
-[[http.route]]
-path = "/metrics"
-to = "metrics"
-
-[[http.route]]
-path = "/"
-to = "echo"
-{extra}
-"#
-    )
+    let fused = "nuklei = [\"tcp\", \"http\", \"echo\"]\n";
+    let default = support::default_topology();
+    assert!(default.contains(fused), "{default}");
+    let split = default.replace(
+        fused,
+        "nuklei = [\"tcp\", \"http\", \"echo\", \"metrics\"]\n\n[[core]]\nnuklei = [\"tcp.out\"]\n",
+    );
+    // The longest matching route prefix wins, so /metrics goes to metrics, the rest to echo.
+    format!("{split}\n[[http.route]]\npath = \"/metrics\"\nto = \"metrics\"\n{extra}\n")
 }
 
 /// A gauge of one instance from `/metrics`, e.g. (`reaktor_tcp_out_connections`, `core1.tcp.out0`).
