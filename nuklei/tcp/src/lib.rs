@@ -645,6 +645,11 @@ impl TcpNukleus {
     /// Split by direction: what the output half passed on (the peer's frames against the
     /// initial streams, reply windows to write, the end of writing).
     fn drain_output_half(&mut self) -> usize {
+        // Most polls find nothing: look before taking a reference (the count shares its cache
+        // line with the queues the other core writes).
+        if !self.has_pending() {
+            return 0;
+        }
         let Some(channel) = self.output_half.clone() else {
             return 0;
         };
