@@ -1127,6 +1127,9 @@ impl SwitchNukleus {
                 if let Role::Receiver(r) = &x.role {
                     // A batch (at least 1 KiB of pushes, as below) that fits in the window
                     // and in one frame goes straight from the node's queue into the stream.
+                    // It is cut to one frame's room: a longer queue leaves as several whole
+                    // messages, never through `out` in pieces (which cost a copy here and
+                    // a reassembly in the client).
                     let (prefix, suffix): (&[u8], &[u8]) = if r.ws {
                         (b"", b"")
                     } else {
@@ -1135,7 +1138,10 @@ impl SwitchNukleus {
                     let framing = prefix.len() + suffix.len();
                     let credit = x.send.writable(MAX_BATCH);
                     let batch = (r.online && credit > 0)
-                        .then(|| self.engine.batch(r.idx, credit.max(1024)))
+                        .then(|| {
+                            self.engine
+                                .batch(r.idx, credit.min(room - framing).max(1024))
+                        })
                         .flatten()
                         .filter(|b| b.frame_len() + framing <= credit.min(room));
                     if let Some(batch) = batch {

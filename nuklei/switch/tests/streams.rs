@@ -262,6 +262,64 @@ fn pushes_are_batched_and_stay_within_the_window() {
 }
 
 #[test]
+fn a_long_queue_goes_out_in_whole_messages_no_larger_than_a_stream_record() {
+    // More pushes queued than one DATA frame of the stream can carry: they leave in several
+    // WebSocket messages, each a whole JSON array in one frame (INIT|FIN), so that ws can
+    // pass each on in one piece and the client reads each where it lies.
+    let mut rig = Rig::new(4 << 20);
+    rig.open_ws(0);
+    rest_reply(&rig.rest(3, "POST", "/v1/nodes/n1/ports", r#"{"ports":["p"]}"#));
+    let body = "b".repeat(100);
+    let mut id = 5;
+    for request in 0..10 {
+        let batch: Vec<String> = (0..400)
+            .map(|i| format!(r#"{{"port":"p","body":"{}-{body}"}}"#, request * 400 + i))
+            .collect();
+        let (status, reply) = rest_reply(&rig.rest(
+            id,
+            "POST",
+            "/v1/messages",
+            &format!(r#"{{"messages":[{}]}}"#, batch.join(",")),
+        ));
+        assert_eq!(
+            (status, reply.as_str()),
+            (200, r#"{"delivered":400,"dropped":0}"#)
+        );
+        id += 2;
+    }
+    assert!(rig.ws.frames().is_empty(), "no window, no pushes");
+    rig.grant_ws(0, 1 << 20);
+    rig.poll();
+    let data: Vec<Got> = rig
+        .ws
+        .frames()
+        .into_iter()
+        .filter(|g| g.type_id == frame::DATA)
+        .collect();
+    let max_payload = (1 << 20) / 8;
+    assert!(data.len() > 1, "{} frames", data.len());
+    let mut seen = 0;
+    for g in &data {
+        assert_eq!(
+            g.flags & (FLAG_INIT | FLAG_FIN),
+            FLAG_INIT | FLAG_FIN,
+            "a whole message"
+        );
+        assert!(g.payload.len() < max_payload, "{} bytes", g.payload.len());
+        let pushes: Vec<serde_json::Value> = serde_json::from_slice(&g.payload).unwrap();
+        for p in pushes {
+            assert_eq!(
+                p["body"].as_str().unwrap(),
+                format!("{seen}-{body}"),
+                "in order"
+            );
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 4000, "every push, once");
+}
+
+#[test]
 fn slow_consumer_is_closed_with_a_reason() {
     let mut rig = Rig::new(4096);
     rig.open_ws(0);
