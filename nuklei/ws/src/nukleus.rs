@@ -720,6 +720,23 @@ impl WsNukleus {
             if avail > 0 && limit == 0 {
                 break; // resumed by the application's WINDOW
             }
+            // A message in one frame that the application's window and one DATA frame can
+            // take whole waits until all of it is here, so that it goes on in one piece (the
+            // application then reads it where it lies instead of reassembling it). Bounded
+            // by half of each window, so waiting can never stall a window.
+            if let (Some(want), Some(a), true) =
+                (c.session.whole_message_ahead(), c.app.as_ref(), forwarding)
+            {
+                let want = want as usize;
+                let room = self.outputs[a.output].tx.max_payload() - 64;
+                if want <= room
+                    && want <= a.send.maximum as usize / 2
+                    && want <= c.recv.maximum as usize / 2
+                    && (avail < want || limit < want)
+                {
+                    break;
+                }
+            }
             let end = pos + avail.min(limit);
             let (n, event) = c.session.receive(&mut c.inbuf[pos..end]);
             let ev = match event {

@@ -138,6 +138,21 @@ impl Session {
         ) && (self.message != Some(MessageKind::Text) || self.utf8.is_complete())
     }
 
+    /// The payload length of the frame just begun (its header read, none of its payload yet)
+    /// when that frame is a whole message (first frame and final): a caller that would rather
+    /// pass the message on in one piece can wait until that many bytes are at hand.
+    pub fn whole_message_ahead(&self) -> Option<u64> {
+        match self.state {
+            State::Data {
+                remaining,
+                offset: 0,
+                fin: true,
+                ..
+            } if self.message.is_some() && self.message_len == remaining => Some(remaining),
+            _ => None,
+        }
+    }
+
     /// True if the session sits exactly between frames (no partial header or payload).
     pub fn is_at_frame_boundary(&self) -> bool {
         matches!(self.state, State::Header) && !self.decoder.is_partial()

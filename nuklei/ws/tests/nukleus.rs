@@ -403,6 +403,53 @@ fn messages_reach_the_app_only_within_its_window_and_client_bytes_stay_unacknowl
 }
 
 #[test]
+fn a_message_in_one_frame_reaches_the_app_in_one_piece_however_the_client_bytes_arrive() {
+    let mut rig = Rig::new();
+    rig.upgrade("/ws/app", 65536);
+    rig.app_window(0, 4096);
+    let message: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
+    let frame = client_frame(0x82, &message);
+    // Split inside the header, then inside the payload: nothing reaches the app until the
+    // whole message is here, then it arrives as one INIT|FIN piece.
+    for piece in [&frame[..3], &frame[3..500]] {
+        rig.client(piece);
+        assert!(
+            data(&rig.app.frames()).is_empty(),
+            "waits for the whole message"
+        );
+    }
+    rig.client(&frame[500..]);
+    let got = rig.app.frames();
+    let pieces = data(&got);
+    assert_eq!(pieces.len(), 1, "{pieces:?}");
+    assert_eq!(pieces[0].flags, FLAG_INIT | FLAG_FIN);
+    assert_eq!(pieces[0].payload, message);
+}
+
+#[test]
+fn a_message_too_large_to_wait_for_streams_to_the_app_as_it_arrives() {
+    // More than half of the application's window: waiting for all of it could stall both
+    // windows, so the message goes on piece by piece.
+    let mut rig = Rig::new();
+    rig.upgrade("/ws/app", 65536);
+    rig.app_window(0, 4096);
+    let message: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
+    let frame = client_frame(0x82, &message);
+    rig.client(&frame[..1000]);
+    let got = rig.app.frames();
+    let first = data(&got);
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert_eq!(first[0].flags, FLAG_INIT);
+    assert_eq!(first[0].payload, message[..1000 - 8]);
+    rig.client(&frame[1000..]);
+    let got = rig.app.frames();
+    let rest = data(&got);
+    let tail: Vec<u8> = rest.iter().flat_map(|g| g.payload.clone()).collect();
+    assert_eq!(tail, message[1000 - 8..]);
+    assert_eq!(rest.last().unwrap().flags, FLAG_FIN);
+}
+
+#[test]
 fn pings_are_answered_by_ws_and_flushed_to_the_app() {
     let mut rig = Rig::new();
     rig.upgrade("/ws/app", 65536);
