@@ -374,6 +374,10 @@ impl HttpNukleus {
                     return bytes.len();
                 };
                 if c.receiving == Some(x) {
+                    if used > 0 && at < bytes.len() {
+                        // One DATA frame carries at most a record: forward the rest in more.
+                        continue;
+                    }
                     return at; // needs more input or more credit
                 }
                 continue;
