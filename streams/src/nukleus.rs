@@ -188,6 +188,23 @@ pub struct PeerLink {
     pub link: Link,
 }
 
+impl PeerLink {
+    /// A link from a nukleus under test to a peer of `kind` (on core 0) over anonymous
+    /// memory, and the peer's own end, for the test to write the peer's frames into and read
+    /// the nukleus's frames from.
+    pub fn scripted(kind: &str, capacity: usize) -> Result<(PeerLink, Link), crate::MapError> {
+        let (nukleus_end, peer_end) = Link::pair(capacity, "nukleus", kind)?;
+        Ok((
+            PeerLink {
+                kind: kind.into(),
+                core: 0,
+                link: nukleus_end,
+            },
+            peer_end,
+        ))
+    }
+}
+
 /// The sending half of a link, with what a nukleus needs to choose it.
 pub struct Output {
     pub kind: String,

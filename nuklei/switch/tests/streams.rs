@@ -7,7 +7,7 @@ use nukleus_http::ext::{encode_request, ResponseHead};
 use nukleus_switch::limits::Limits;
 use nukleus_switch::{Config, SwitchNukleus, SwitchNukleusConfig, TokenGrant};
 use streams::frame::{self, Frame, FLAG_FIN, FLAG_INIT};
-use streams::{Header, Link, Nukleus, PeerLink, PollContext, RingReader, RingWriter};
+use streams::{Header, Nukleus, PeerLink, PollContext, RingReader, RingWriter};
 
 struct Peer {
     tx: RingWriter,
@@ -43,22 +43,13 @@ impl Peer {
 }
 
 fn link(kind: &str) -> (PeerLink, Peer) {
-    let (nukleus_end, peer_end) = Link::pair(1 << 20, "nukleus", kind).unwrap();
-    let link = Link {
-        peer: kind.into(),
-        ..nukleus_end
-    };
-    let peer = Peer {
-        tx: peer_end.tx,
-        rx: peer_end.rx,
-    };
+    let (link, peer) = PeerLink::scripted(kind, 1 << 20).unwrap();
     (
-        PeerLink {
-            kind: kind.into(),
-            core: 0,
-            link,
+        link,
+        Peer {
+            tx: peer.tx,
+            rx: peer.rx,
         },
-        peer,
     )
 }
 
