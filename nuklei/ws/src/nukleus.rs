@@ -710,13 +710,13 @@ impl WsNukleus {
             }
             let forwarding = c.app.as_ref().is_some_and(|a| !a.initial_ended) && !c.close_sent;
             let avail = len - pos;
-            let limit = match c.app.as_ref() {
-                Some(a) if forwarding => {
-                    let room = self.outputs[a.output].tx.max_payload() - 64;
-                    a.send.writable(room)
-                }
-                _ => avail,
-            };
+            // The application's stream: how much one DATA frame of it carries.
+            let app = c
+                .app
+                .as_ref()
+                .filter(|_| forwarding)
+                .map(|a| (a, self.outputs[a.output].tx.max_payload() - 64));
+            let limit = app.map_or(avail, |(a, room)| a.send.writable(room));
             if avail > 0 && limit == 0 {
                 break; // resumed by the application's WINDOW
             }
@@ -724,11 +724,8 @@ impl WsNukleus {
             // take whole waits until all of it is here, so that it goes on in one piece (the
             // application then reads it where it lies instead of reassembling it). Bounded
             // by half of each window, so waiting can never stall a window.
-            if let (Some(want), Some(a), true) =
-                (c.session.whole_message_ahead(), c.app.as_ref(), forwarding)
-            {
+            if let (Some(want), Some((a, room))) = (c.session.whole_message_ahead(), app) {
                 let want = want as usize;
-                let room = self.outputs[a.output].tx.max_payload() - 64;
                 if want <= room
                     && want <= a.send.maximum as usize / 2
                     && want <= c.recv.maximum as usize / 2
