@@ -290,6 +290,36 @@ impl std::fmt::Debug for Frame<'_> {
 }
 
 /// Frame writers: each claims one record of the exact size and fills it in place.
+/// A frame copied out of a ring with the fields tests look at (flags and reserved are 0 where
+/// the frame type has none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedFrame {
+    pub type_id: u32,
+    pub stream_id: u64,
+    pub flags: u32,
+    pub reserved: u32,
+    pub acknowledge: u64,
+    pub maximum: u32,
+    pub extension: Vec<u8>,
+    pub payload: Vec<u8>,
+}
+
+impl From<&Frame<'_>> for OwnedFrame {
+    fn from(f: &Frame<'_>) -> OwnedFrame {
+        let data = f.type_id() == DATA;
+        OwnedFrame {
+            type_id: f.type_id(),
+            stream_id: f.stream_id(),
+            flags: if data { f.flags() } else { 0 },
+            reserved: if data { f.reserved() } else { 0 },
+            acknowledge: f.acknowledge(),
+            maximum: f.maximum(),
+            extension: f.extension().to_vec(),
+            payload: f.payload().to_vec(),
+        }
+    }
+}
+
 impl RingWriter {
     pub fn begin(
         &mut self,

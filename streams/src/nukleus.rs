@@ -173,6 +173,18 @@ impl Link {
         published
     }
 
+    /// Every frame the peer has published on the inbound ring, copied out: what a test's
+    /// scripted peer reads from the nukleus under test.
+    pub fn frames(&mut self) -> Vec<crate::frame::OwnedFrame> {
+        let mut out = Vec::new();
+        self.rx.read(usize::MAX, |type_id, bytes| {
+            let frame = crate::Frame::new(type_id, bytes)
+                .expect("a nukleus writes only well-formed frames");
+            out.push(crate::frame::OwnedFrame::from(&frame));
+        });
+        out
+    }
+
     /// A read-only view of the inbound ring, for the core's park check and metrics.
     pub fn rx_watch(&self) -> RingWatch {
         self.rx.watch()

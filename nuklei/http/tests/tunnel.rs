@@ -5,49 +5,11 @@
 use std::time::Instant;
 
 use nukleus_http::{HttpConfig, HttpNukleus, Route};
-use streams::frame::{self, Frame};
-use streams::{Header, Nukleus, PeerLink, PollContext, RingReader, RingWriter};
+use streams::frame;
+use streams::{Header, Link, Nukleus, PeerLink, PollContext};
 
-struct Peer {
-    tx: RingWriter,
-    rx: RingReader,
-}
-
-/// A frame a peer read, with what the tests look at.
-struct Got {
-    type_id: u32,
-    stream_id: u64,
-    payload_len: usize,
-}
-
-impl Peer {
-    fn frames(&mut self) -> Vec<Got> {
-        let mut out = Vec::new();
-        self.rx.read(usize::MAX, |t, b| {
-            let f = Frame::new(t, b).unwrap();
-            out.push(Got {
-                type_id: t,
-                stream_id: f.stream_id(),
-                payload_len: if t == frame::DATA {
-                    f.payload().len()
-                } else {
-                    0
-                },
-            });
-        });
-        out
-    }
-}
-
-fn link(kind: &str) -> (PeerLink, Peer) {
-    let (link, peer) = PeerLink::scripted(kind, 1 << 20).unwrap();
-    (
-        link,
-        Peer {
-            tx: peer.tx,
-            rx: peer.rx,
-        },
-    )
+fn link(kind: &str) -> (PeerLink, Link) {
+    PeerLink::scripted(kind, 1 << 20).unwrap()
 }
 
 /// tcp's stream id for the connection (initial streams from the network are odd).
@@ -55,8 +17,8 @@ const NET_ID: u64 = 0x1_0000_0001;
 
 struct Rig {
     http: HttpNukleus,
-    tcp: Peer,
-    ws: Peer,
+    tcp: Link,
+    ws: Link,
     start: Instant,
     /// Bytes tcp sent so far on NET_ID.
     net_sequence: u64,
@@ -159,7 +121,7 @@ impl Rig {
             .frames()
             .iter()
             .filter(|g| g.type_id == frame::DATA && g.stream_id == id)
-            .map(|g| g.payload_len)
+            .map(|g| g.payload.len())
             .sum()
     }
 }

@@ -6,57 +6,21 @@ use std::time::Instant;
 use nukleus_http::ext::{encode_request, ResponseHead};
 use nukleus_switch::limits::Limits;
 use nukleus_switch::{Config, SwitchNukleus, SwitchNukleusConfig, TokenGrant};
-use streams::frame::{self, Frame, FLAG_FIN, FLAG_INIT};
-use streams::{Header, Nukleus, PeerLink, PollContext, RingReader, RingWriter};
+use streams::frame::OwnedFrame;
+use streams::frame::{self, FLAG_FIN, FLAG_INIT};
+use streams::{Header, Link, Nukleus, PeerLink, PollContext};
 
-struct Peer {
-    tx: RingWriter,
-    rx: RingReader,
-}
+/// A frame the scripted peer read from the nukleus.
+type Got = OwnedFrame;
 
-#[derive(Debug, Clone)]
-struct Got {
-    type_id: u32,
-    stream_id: u64,
-    flags: u32,
-    reserved: u32,
-    extension: Vec<u8>,
-    payload: Vec<u8>,
-}
-
-impl Peer {
-    fn frames(&mut self) -> Vec<Got> {
-        let mut out = Vec::new();
-        self.rx.read(usize::MAX, |t, b| {
-            let f = Frame::new(t, b).unwrap();
-            out.push(Got {
-                type_id: t,
-                stream_id: f.stream_id(),
-                flags: if t == frame::DATA { f.flags() } else { 0 },
-                reserved: if t == frame::DATA { f.reserved() } else { 0 },
-                extension: f.extension().to_vec(),
-                payload: f.payload().to_vec(),
-            });
-        });
-        out
-    }
-}
-
-fn link(kind: &str) -> (PeerLink, Peer) {
-    let (link, peer) = PeerLink::scripted(kind, 1 << 20).unwrap();
-    (
-        link,
-        Peer {
-            tx: peer.tx,
-            rx: peer.rx,
-        },
-    )
+fn link(kind: &str) -> (PeerLink, Link) {
+    PeerLink::scripted(kind, 1 << 20).unwrap()
 }
 
 struct Rig {
     switch: SwitchNukleus,
-    http: Peer,
-    ws: Peer,
+    http: Link,
+    ws: Link,
     start: Instant,
 }
 

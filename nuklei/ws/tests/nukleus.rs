@@ -7,53 +7,15 @@ use std::time::{Duration, Instant};
 use nukleus_http::ext::{encode_request, ResponseHead};
 use nukleus_ws::app::{self, BeginEx};
 use nukleus_ws::{Route, WsConfig, WsNukleus};
-use streams::frame::{self, Frame, FLAG_FIN, FLAG_INIT};
-use streams::{Header, Nukleus, PeerLink, PollContext, RingReader, RingWriter};
+use streams::frame::OwnedFrame;
+use streams::frame::{self, FLAG_FIN, FLAG_INIT};
+use streams::{Header, Link, Nukleus, PeerLink, PollContext};
 
-struct Peer {
-    tx: RingWriter,
-    rx: RingReader,
-}
+/// A frame the scripted peer read from the nukleus.
+type Got = OwnedFrame;
 
-#[derive(Debug, Clone)]
-struct Got {
-    type_id: u32,
-    stream_id: u64,
-    flags: u32,
-    acknowledge: u64,
-    maximum: u32,
-    extension: Vec<u8>,
-    payload: Vec<u8>,
-}
-
-impl Peer {
-    fn frames(&mut self) -> Vec<Got> {
-        let mut out = Vec::new();
-        self.rx.read(usize::MAX, |t, b| {
-            let f = Frame::new(t, b).unwrap();
-            out.push(Got {
-                type_id: t,
-                stream_id: f.stream_id(),
-                flags: if t == frame::DATA { f.flags() } else { 0 },
-                acknowledge: f.acknowledge(),
-                maximum: f.maximum(),
-                extension: f.extension().to_vec(),
-                payload: f.payload().to_vec(),
-            });
-        });
-        out
-    }
-}
-
-fn link(kind: &str) -> (PeerLink, Peer) {
-    let (link, peer) = PeerLink::scripted(kind, 1 << 20).unwrap();
-    (
-        link,
-        Peer {
-            tx: peer.tx,
-            rx: peer.rx,
-        },
-    )
+fn link(kind: &str) -> (PeerLink, Link) {
+    PeerLink::scripted(kind, 1 << 20).unwrap()
 }
 
 /// http's stream id for the upgraded request.
@@ -61,8 +23,8 @@ const HTTP_ID: u64 = 0x1_0000_0003;
 
 struct Rig {
     ws: WsNukleus,
-    http: Peer,
-    app: Peer,
+    http: Link,
+    app: Link,
     start: Instant,
     now: Instant,
     /// Client bytes sent so far on HTTP_ID.
