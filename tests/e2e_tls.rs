@@ -175,6 +175,33 @@ fn curl_gets_posts_and_keeps_the_connection_alive() {
     assert_eq!(handshake_failures(&stderr), 0, "{stderr}");
 }
 
+/// A request with `Upgrade` to a route that does not upgrade is an ordinary request over TLS
+/// too: once curl closes, the server closes (it used to stay in CLOSE-WAIT for good).
+#[test]
+fn upgrade_headers_to_a_route_that_does_not_upgrade_leak_no_connection() {
+    let pki = pki();
+    let server = start(&pki, "");
+    for _ in 0..6 {
+        let (code, body, stderr) = curl(
+            &pki,
+            &server,
+            &[
+                "--http1.1",
+                "-H",
+                "Upgrade: h2c",
+                "-H",
+                "Connection: Upgrade",
+                &https(&server, "/healthz"),
+            ],
+        );
+        assert_eq!((code, body.as_str()), (0, "ok\n"), "{stderr}");
+    }
+    assert_eq!(
+        support::settle_close_wait(server.port, Duration::from_secs(5)),
+        0
+    );
+}
+
 #[test]
 fn a_large_body_round_trips_under_flow_control() {
     let pki = pki();

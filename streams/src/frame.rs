@@ -307,10 +307,11 @@ pub struct OwnedFrame {
 impl From<&Frame<'_>> for OwnedFrame {
     fn from(f: &Frame<'_>) -> OwnedFrame {
         let data = f.type_id() == DATA;
+        let flagged = data || f.type_id() == BEGIN;
         OwnedFrame {
             type_id: f.type_id(),
             stream_id: f.stream_id(),
-            flags: if data { f.flags() } else { 0 },
+            flags: if flagged { f.flags() } else { 0 },
             reserved: if data { f.reserved() } else { 0 },
             acknowledge: f.acknowledge(),
             maximum: f.maximum(),

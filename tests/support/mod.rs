@@ -314,3 +314,41 @@ pub fn private_rss_kib(pid: u32) -> u64 {
     let line = status.lines().find(|l| l.starts_with("RssAnon:")).unwrap();
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
+
+/// Sockets in CLOSE-WAIT whose local port is `port`: connections the client closed and the
+/// server has not (read from /proc/net/tcp and tcp6; the port is unique to one test server).
+pub fn close_wait_sockets(port: u16) -> usize {
+    const CLOSE_WAIT: &str = "08";
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|path| std::fs::read_to_string(path).ok())
+        .flat_map(|table| {
+            table
+                .lines()
+                .skip(1)
+                .filter(|line| {
+                    let fields: Vec<&str> = line.split_whitespace().collect();
+                    let local_port = fields
+                        .get(1)
+                        .and_then(|local| local.rsplit(':').next())
+                        .and_then(|hex| u16::from_str_radix(hex, 16).ok());
+                    local_port == Some(port) && fields.get(3) == Some(&CLOSE_WAIT)
+                })
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .count()
+}
+
+/// Waits (at most `limit`) until no connection to `port` is left in CLOSE-WAIT; returns how
+/// many are left.
+pub fn settle_close_wait(port: u16, limit: Duration) -> usize {
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = close_wait_sockets(port);
+        if left == 0 || Instant::now() >= deadline {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

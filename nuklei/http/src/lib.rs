@@ -53,6 +53,9 @@ pub struct HttpConfig {
     pub window: u32,
     /// Kinds whose streams are connections (the rest are applications).
     pub network_kinds: Vec<String>,
+    /// Application kinds that may accept an `Upgrade` (answer 101). A request with `Upgrade`
+    /// routed anywhere else is an ordinary request (RFC 9110 §7.8).
+    pub upgrade_kinds: Vec<String>,
     /// A keep-alive connection with nothing in flight is closed after this long.
     pub idle_timeout: Duration,
     /// A request head must be complete this long after its first byte arrived, else 408
@@ -67,6 +70,7 @@ impl Default for HttpConfig {
             limits: HttpLimits::default(),
             window: 65536,
             network_kinds: vec!["tcp".into(), "tls".into()],
+            upgrade_kinds: vec!["ws".into()],
             idle_timeout: Duration::from_secs(60),
             request_timeout: Duration::from_secs(10),
         }
@@ -129,6 +133,9 @@ struct Connection {
     /// No further requests are parsed; the reply ends once the queued responses are out.
     closing: bool,
     reply_ended: bool,
+    /// A bodiless upgrade request waits for its answer: later bytes stay unparsed in
+    /// `buffer` (they are the new protocol's after a 101, the next request otherwise).
+    upgrading: Option<usize>,
     upgraded: bool,
     dirty: bool,
     /// Pseudo-headers appended to every request head: the verified TLS client identity.
@@ -293,6 +300,7 @@ impl HttpNukleus {
             input_ended: false,
             closing: false,
             reply_ended: false,
+            upgrading: None,
             upgraded: false,
             dirty: false,
             identity,
@@ -385,6 +393,9 @@ impl HttpNukleus {
             if c.closing {
                 return bytes.len(); // nothing after a final request is read
             }
+            if c.upgrading.is_some() {
+                return at; // the upgrade's answer decides what these bytes are
+            }
             if at == bytes.len() || c.exchanges.len() >= self.config.limits.max_pipelined {
                 return at;
             }
@@ -456,11 +467,12 @@ impl HttpNukleus {
             return;
         };
         let has_body = !matches!(parsed.body, Body::None);
-        let body = if parsed.upgrade {
-            Body::Tunnel
-        } else {
-            parsed.body
-        };
+        // Only a bodiless request to a kind that can switch protocols may become a tunnel;
+        // any other request with `Upgrade` is an ordinary one (the header is passed on).
+        let upgrade = parsed.upgrade
+            && !has_body
+            && self.config.upgrade_kinds.iter().any(|k| k.as_str() == kind);
+        let body = parsed.body;
         let x = self.new_exchange(Exchange {
             conn: slot,
             id: 0,
@@ -474,7 +486,7 @@ impl HttpNukleus {
             buffered: Vec::new(),
             close_after: parsed.close,
             is_head: parsed.is_head,
-            upgrade: parsed.upgrade,
+            upgrade,
             minor_version: parsed.minor_version,
             expect_continue: parsed.expect_continue && has_body,
         });
@@ -493,7 +505,8 @@ impl HttpNukleus {
         // The BEGIN pre-grants the reply window (its `maximum`), so the application can answer
         // at once, and a request without a body says so with FIN instead of a separate END.
         let (acknowledge, maximum) = self.exchanges[x].recv.announce();
-        let no_body = matches!(self.exchanges[x].body, Body::None);
+        // An upgrade's request stream stays open: after a 101 it carries the tunnel.
+        let no_body = matches!(self.exchanges[x].body, Body::None) && !upgrade;
         let begin = Header {
             acknowledge,
             maximum,
@@ -516,12 +529,15 @@ impl HttpNukleus {
         }
         let c = &mut self.connections[slot];
         c.exchanges.push_back(x);
-        if parsed.close || parsed.upgrade {
-            c.closing = !parsed.upgrade;
+        if upgrade {
+            // `Connection: close` applies if the upgrade is refused (`close_after`).
+            c.upgrading = Some(x);
+        } else if parsed.close {
+            c.closing = true;
         }
         if no_body {
             self.exchanges[x].request_ended = true;
-        } else {
+        } else if !upgrade {
             self.connections[slot].receiving = Some(x);
         }
         if c_is_head(&self.connections[slot], x) && self.exchanges[x].expect_continue {
@@ -699,24 +715,34 @@ impl HttpNukleus {
         let c = &mut self.connections[slot];
         c.input_ended = true;
         c.closing = true;
-        if let Some(x) = c.receiving.take() {
-            // The client went away mid-request (or ended a tunnel).
-            let e = &mut self.exchanges[x];
-            let tunnel = matches!(e.body, Body::Tunnel);
-            let h = Header {
-                stream_id: e.id,
-                timestamp: self.timestamp,
-                sequence: e.send.sequence,
-                ..Header::default()
-            };
-            e.request_ended = true;
-            if tunnel {
-                let _ = self.outputs[e.app].tx.end(&h, &[]);
-            } else {
-                let _ = self.outputs[e.app].tx.abort(&h, &[]);
-            }
+        if let Some(x) = c.receiving.take().or(c.upgrading.take()) {
+            // The client went away mid-request, ended a tunnel, or half-closed while its
+            // upgrade waited for an answer (a request without body: it is complete).
+            let complete = matches!(self.exchanges[x].body, Body::Tunnel | Body::None);
+            self.end_request(x, !complete);
         }
+        // An exchange whose response was already complete waited only for its request.
+        self.complete_head(slot);
         self.mark_dirty(slot);
+    }
+
+    /// Ends the request stream of exchange `x` towards its application: END, or ABORT when
+    /// the request is incomplete.
+    fn end_request(&mut self, x: usize, abort: bool) {
+        let e = &mut self.exchanges[x];
+        e.request_ended = true;
+        let h = Header {
+            stream_id: e.id,
+            timestamp: self.timestamp,
+            sequence: e.send.sequence,
+            ..Header::default()
+        };
+        let tx = &mut self.outputs[e.app].tx;
+        let _ = if abort {
+            tx.abort(&h, &[])
+        } else {
+            tx.end(&h, &[])
+        };
     }
 
     /// Tears down a connection and every exchange on it. `notify_network`: also ABORT our
@@ -772,16 +798,20 @@ impl HttpNukleus {
                 }
             }
             (frame::RESET, false) => {
-                // The application wants no (more) request body: read nothing more on this
-                // connection, since we cannot find the next request without reading the body.
+                // The application wants no (more) request body. Unread body bytes stand
+                // between us and the next request: read nothing more on this connection.
                 let e = &mut self.exchanges[x];
                 e.request_ended = true;
                 let conn = e.conn;
                 let c = &mut self.connections[conn];
-                c.closing = true;
                 if c.receiving == Some(x) {
                     c.receiving = None;
+                    c.closing = true;
                 }
+                if c.upgrading == Some(x) {
+                    c.upgrading = None; // bodiless: what follows is the next request
+                }
+                self.complete_head(conn);
                 self.mark_dirty(conn);
             }
             (frame::BEGIN, true) => {
@@ -811,22 +841,28 @@ impl HttpNukleus {
             (frame::ABORT, true) => {
                 let e = &self.exchanges[x];
                 let conn = e.conn;
-                if e.response == ResponseState::Awaiting && e.buffered.is_empty() && !e.upgrade {
-                    self.exchanges[x].response = ResponseState::Done;
-                    self.forget_exchange(conn, x);
-                    self.reject(
-                        conn,
-                        Rejection {
-                            status: 500,
-                            reason: "the application aborted the response",
-                        },
-                    );
+                if e.response == ResponseState::Awaiting && e.buffered.is_empty() {
+                    self.fail_response(conn, x, "the application aborted the response");
                 } else {
                     self.abort_connection(conn, true);
                 }
             }
             _ => {}
         }
+    }
+
+    /// The application failed exchange `x` before its response started: the client gets a
+    /// 500 with `reason` in its place.
+    fn fail_response(&mut self, conn: usize, x: usize, reason: &'static str) {
+        self.exchanges[x].response = ResponseState::Done;
+        self.forget_exchange(conn, x);
+        self.reject(
+            conn,
+            Rejection {
+                status: 500,
+                reason,
+            },
+        );
     }
 
     fn forget_exchange(&mut self, conn: usize, x: usize) {
@@ -836,6 +872,9 @@ impl HttpNukleus {
         }
         if c.receiving == Some(x) {
             c.receiving = None;
+        }
+        if c.upgrading == Some(x) {
+            c.upgrading = None;
         }
         let e = self.exchanges.remove(x);
         if !e.request_ended {
@@ -869,28 +908,37 @@ impl HttpNukleus {
                 return;
             }
         }
-        let Some(head) = ext::ResponseHead::parse(f.extension()) else {
-            tracing::error!(core = self.core, "malformed response head from application");
-            self.exchanges[x].response = ResponseState::Done;
-            self.forget_exchange(conn, x);
-            self.reject(
-                conn,
-                Rejection {
-                    status: 500,
-                    reason: "the application sent a malformed response",
-                },
-            );
-            return;
+        let head = match ext::ResponseHead::parse(f.extension()) {
+            None => Err("the application sent a malformed response"),
+            Some(head) if head.status == 101 && !e.upgrade => {
+                Err("the application switched protocols on a request that cannot upgrade")
+            }
+            Some(head) => Ok(head),
         };
+        let head = match head {
+            Ok(head) => head,
+            Err(reason) => {
+                tracing::error!(
+                    core = self.core,
+                    reason,
+                    "bad response head from application"
+                );
+                self.fail_response(conn, x, reason);
+                return;
+            }
+        };
+        let upgrade = e.upgrade && head.status == 101;
+        if e.upgrade {
+            self.connections[conn].upgrading = None;
+            if !upgrade && !e.request_ended {
+                // Upgrade not taken: an ordinary bodiless request (RFC 9110 §7.8). It ends
+                // here, and the bytes held behind it are parsed as the next request.
+                self.end_request(x, false);
+            }
+        }
         let date = self.date.value();
         let e = &mut self.exchanges[x];
         let is_head = c_is_head(&self.connections[conn], x);
-        let upgrade = e.upgrade && head.status == 101;
-        if e.upgrade && !upgrade {
-            // Upgrade refused: the connection cannot carry further requests reliably.
-            e.close_after = true;
-            self.connections[conn].closing = true;
-        }
         let mut buffered = std::mem::take(&mut e.buffered);
         let target = if is_head {
             &mut self.connections[conn].out
@@ -910,9 +958,21 @@ impl HttpNukleus {
         e.buffered = buffered;
         e.response = ResponseState::Streaming(framing);
         if upgrade {
-            self.connections[conn].upgraded = true;
+            // Switched: the bytes held since the request are the tunnel's first.
+            e.body = Body::Tunnel;
+            let open = !e.request_ended;
+            let c = &mut self.connections[conn];
+            c.upgraded = true;
+            if open {
+                c.receiving = Some(x);
+                if !c.buffer.is_empty() {
+                    self.resume(conn);
+                }
+            }
         }
-        self.mark_dirty(conn);
+        if self.connections.contains(conn) {
+            self.mark_dirty(conn);
+        }
     }
 
     fn on_response_data(&mut self, x: usize, f: Frame<'_>) {
@@ -1125,15 +1185,20 @@ impl HttpNukleus {
             if c.upgraded || c.closing || c.receiving.is_some() || !c.exchanges.is_empty() {
                 continue; // in flight: the application or the tunnel decides
             }
-            match c.head_started {
+            // Bytes held back (behind a refused upgrade or the pipelining limit) are a
+            // request head that started by the last activity at the latest.
+            let head_started = match c.head_started {
+                None if !c.buffer.is_empty() => Some(c.last_activity),
+                started => started,
+            };
+            match head_started {
                 Some(started)
                     if now.saturating_duration_since(started) >= self.config.request_timeout =>
                 {
                     late.push((slot, true))
                 }
-                None if c.buffer.is_empty()
-                    && now.saturating_duration_since(c.last_activity)
-                        >= self.config.idle_timeout =>
+                None if now.saturating_duration_since(c.last_activity)
+                    >= self.config.idle_timeout =>
                 {
                     late.push((slot, false))
                 }
