@@ -43,11 +43,13 @@ fn main() {
             PeerLink {
                 kind: "tcp".into(),
                 core: 0,
+                role: streams::PeerRole::network(streams::Carries::Connection),
                 link: http_net,
             },
             PeerLink {
                 kind: "echo".into(),
                 core: 0,
+                role: streams::PeerRole::application(streams::Carries::HttpExchanges),
                 link: http_app,
             },
         ],
@@ -57,6 +59,7 @@ fn main() {
         vec![PeerLink {
             kind: "http".into(),
             core: 0,
+            role: streams::PeerRole::network(streams::Carries::HttpExchanges),
             link: echo_side,
         }],
     );

@@ -677,16 +677,20 @@ mod spec {
     use nukleus_tls::{ClientAuth, TlsConfig, TlsListener, TlsNukleus, TlsSettings};
     use std::time::Instant;
     use streams::frame::{self, Frame};
-    use streams::{ring, Header, Link, Nukleus, PeerLink, PollContext, RingReader, RingWriter};
+    use streams::{
+        ring, Carries, Header, Link, Nukleus, PeerLink, PeerRole, PollContext, RingReader,
+        RingWriter,
+    };
 
     fn pair(label: &str) -> (RingWriter, RingReader) {
         ring(streams::SharedMapping::anonymous(1 << 20, label).unwrap())
     }
 
-    fn peer(kind: &str, tx: RingWriter, rx: RingReader) -> PeerLink {
+    fn peer(kind: &str, role: PeerRole, tx: RingWriter, rx: RingReader) -> PeerLink {
         PeerLink {
             kind: kind.into(),
             core: 0,
+            role,
             link: Link {
                 peer: kind.into(),
                 tx,
@@ -731,8 +735,18 @@ mod spec {
             0,
             0,
             vec![
-                peer("tcp", tls_to_tcp, tls_from_tcp),
-                peer("http", tls_to_http, tls_from_http),
+                peer(
+                    "tcp",
+                    PeerRole::network(Carries::Connection),
+                    tls_to_tcp,
+                    tls_from_tcp,
+                ),
+                peer(
+                    "http",
+                    PeerRole::application(Carries::SecureConnection),
+                    tls_to_http,
+                    tls_from_http,
+                ),
             ],
         )
         .unwrap();
@@ -749,8 +763,18 @@ mod spec {
             0,
             0,
             vec![
-                peer("tls", http_to_tls, http_from_tls),
-                peer("app", http_to_app, http_from_app),
+                peer(
+                    "tls",
+                    PeerRole::network(Carries::SecureConnection),
+                    http_to_tls,
+                    http_from_tls,
+                ),
+                peer(
+                    "app",
+                    PeerRole::application(Carries::HttpExchanges),
+                    http_to_app,
+                    http_from_app,
+                ),
             ],
         );
 

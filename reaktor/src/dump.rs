@@ -11,11 +11,12 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use nukleus_http::ext::{RequestHead, ResponseHead};
 use streams::frame::{self, Frame};
 use streams::{RingSpy, SpyMapping, SpyRecord};
 
-use crate::metrics::STATS_FILE;
+use crate::kind::preview;
+use crate::kinds;
+use crate::stats::STATS_FILE;
 
 /// The stream directory of reaktor `pid` under `root` (default /dev/shm, else the temp dir),
 /// as the runtime names it: `<root>/reaktor-<pid>/`.
@@ -72,85 +73,13 @@ pub fn ends_of(label: &str) -> (&str, &str) {
     label.split_once(" -> ").unwrap_or((label, ""))
 }
 
-fn preview(bytes: &[u8], max: usize) -> String {
-    let mut out = String::new();
-    for &b in bytes.iter().take(max) {
-        match b {
-            b'\r' => out.push_str("\\r"),
-            b'\n' => out.push_str("\\n"),
-            b'"' => out.push_str("\\\""),
-            0x20..=0x7e => out.push(b as char),
-            _ => out.push('.'),
-        }
-    }
-    if bytes.len() > max {
-        out.push_str("...");
-    }
-    out
-}
-
-fn request_summary(head: &RequestHead<'_>) -> String {
-    let mut out = format!(
-        "{} {} HTTP/1.{}",
-        head.method, head.target, head.minor_version
-    );
-    for (name, value) in head.raw_headers().take(8) {
-        out.push_str(&format!(
-            " {}: {}",
-            String::from_utf8_lossy(name),
-            preview(value, 60)
-        ));
-    }
-    out
-}
-
-fn response_summary(head: &ResponseHead<'_>) -> String {
-    let mut out = format!("{}", head.status);
-    for (name, value) in head.raw_headers().take(8) {
-        out.push_str(&format!(
-            " {}: {}",
-            String::from_utf8_lossy(name),
-            preview(value, 60)
-        ));
-    }
-    out
-}
-
-/// Decodes what is known about a BEGIN extension on a ring from `from` kind to `to` kind.
+/// What is known about a BEGIN extension on a ring between kinds `from` and `to`: the kind on
+/// the network side of the pair describes the protocol it offers.
 fn begin_details(from: &str, to: &str, stream_id: u64, ext: &[u8]) -> String {
     let initial = !frame::is_reply(stream_id);
-    match (from, to) {
-        ("tcp", _) if initial => nukleus_tcp::decode_begin_ex(ext)
-            .map(|b| format!("tcp connection from {} (listener {})", b.remote, b.listener))
-            .unwrap_or_default(),
-        ("tls", _) if initial => nukleus_tls::begin_ex::decode_begin_ex(ext)
-            .map(|b| {
-                format!(
-                    "tls session sni={} alpn={}{}",
-                    b.sni.as_deref().unwrap_or("-"),
-                    b.alpn.as_deref().unwrap_or("-"),
-                    b.client
-                        .map(|c| format!(" client={}", c.common_name))
-                        .unwrap_or_default()
-                )
-            })
-            .unwrap_or_default(),
-        ("ws", _) if initial => nukleus_ws::app::BeginEx::parse(ext)
-            .map(|b| {
-                let head = RequestHead::parse(b.request_head)
-                    .map(|h| request_summary(&h))
-                    .unwrap_or_default();
-                format!("websocket protocol={} {head}", b.protocol.unwrap_or("-"))
-            })
-            .unwrap_or_default(),
-        ("http", _) if initial => RequestHead::parse(ext)
-            .map(|h| format!("request {}", request_summary(&h)))
-            .unwrap_or_default(),
-        (_, "http") if !initial => ResponseHead::parse(ext)
-            .map(|h| format!("response {}", response_summary(&h)))
-            .unwrap_or_default(),
-        _ => String::new(),
-    }
+    kinds::network_side(from, to)
+        .and_then(|k| k.describe_begin(initial, ext))
+        .unwrap_or_default()
 }
 
 /// One line for a frame seen on the ring labelled `label`.
@@ -199,16 +128,16 @@ pub fn describe_frame(label: &str, type_id: u32, bytes: &[u8]) -> String {
                     }
                 ));
             }
-            if (from_kind == "ws") != (to_kind == "ws") && !matches!(from_kind, "http") {
-                if let Some(&kind) = f.extension().first() {
-                    d.push_str(match kind {
-                        nukleus_ws::app::KIND_TEXT => " text",
-                        nukleus_ws::app::KIND_BINARY => " binary",
-                        _ => "",
-                    });
-                }
+            if let Some(word) =
+                kinds::network_side(from_kind, to_kind).and_then(|k| k.describe_data(f.extension()))
+            {
+                d.push(' ');
+                d.push_str(word);
             }
-            if !f.payload().is_empty() && from_kind != "tls" && to_kind != "tls" {
+            let secret = [from_kind, to_kind]
+                .iter()
+                .any(|k| kinds::kind(k).is_some_and(|k| k.secret_payload()));
+            if !f.payload().is_empty() && !secret {
                 d.push_str(&format!(" \"{}\"", preview(f.payload(), 48)));
             }
             d

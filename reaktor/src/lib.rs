@@ -1,12 +1,21 @@
 //! The reaktor: reads a topology, places nuklei on cores, connects them with shared-memory
 //! streams, and runs each core's nuklei in one pinned thread.
+//!
+//! Layers, each using only those above it in this list: `error`, `stats` (no reaktor
+//! imports); `topology` (the file); `kind` (what a kind declares); `kinds` (one file per kind,
+//! and the registry); `plan` (instances and links); `planner` (the cost model); `place` (the
+//! placement step); `runtime` (wiring, core duty cycle, idle strategy); `dump`, `top`,
+//! `replan` (operator tools).
 
 pub mod dump;
+pub mod error;
+pub mod kind;
 pub mod kinds;
-pub mod metrics;
+pub mod place;
 pub mod plan;
 pub mod planner;
 pub mod replan;
 pub mod runtime;
+pub mod stats;
 pub mod top;
 pub mod topology;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use reaktor::plan::Placement;
 use reaktor::runtime::Reaktor;
-use reaktor::topology;
+use reaktor::topology::LoadedTopology;
 
 #[derive(Parser)]
 #[command(
@@ -136,20 +136,30 @@ macro_rules! outln {
     }};
 }
 
+/// The topology at `path`, loaded (every kind's settings) and placed (the planner's decisions
+/// when placement = "auto"): the steps before anything runs.
+fn load_and_place(
+    path: &Path,
+) -> Result<(LoadedTopology, Option<reaktor::planner::Plan>), reaktor::error::TopologyError> {
+    let mut loaded = reaktor::kinds::load(path)?;
+    let plan = reaktor::place::place(&mut loaded)?;
+    Ok((loaded, plan))
+}
+
 fn plan(topology: &Path, measured: &MeasuredTarget) -> ExitCode {
-    let loaded = match topology::load(topology) {
-        Ok(loaded) => loaded,
+    let (loaded, auto_plan) = match load_and_place(topology) {
+        Ok(placed) => placed,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     };
-    if let Some(plan) = &loaded.auto_plan {
+    if let Some(plan) = &auto_plan {
         out!("{}", plan.describe());
     }
     out!(
         "{}",
-        Placement::from_topology(&loaded.topology).describe(&loaded.topology)
+        Placement::from_topology(&loaded).describe(&loaded.topology)
     );
     let Some(dir) = resolve(
         measured.pid,
@@ -158,9 +168,9 @@ fn plan(topology: &Path, measured: &MeasuredTarget) -> ExitCode {
     ) else {
         return ExitCode::SUCCESS;
     };
-    let snapshot = match std::fs::read_to_string(dir.join(reaktor::metrics::STATS_FILE))
+    let snapshot = match std::fs::read_to_string(dir.join(reaktor::stats::STATS_FILE))
         .map_err(|e| format!("{}: {e}", dir.display()))
-        .and_then(|text| reaktor::metrics::StatsFile::parse(&text))
+        .and_then(|text| reaktor::stats::StatsFile::parse(&text))
     {
         Ok(snapshot) => snapshot,
         Err(e) => {
@@ -176,7 +186,7 @@ fn plan(topology: &Path, measured: &MeasuredTarget) -> ExitCode {
         }
     };
     let cores = loaded.topology.cores.len();
-    let input = reaktor::planner::plan_input(&loaded.topology, cores, &costs);
+    let input = reaktor::planner::plan_input(&loaded, cores, &costs);
     let plan = reaktor::planner::plan(&input);
     outln!(
         "\nre-planned with the cost reaktor {} measured (us of busy time per request):",
@@ -267,8 +277,8 @@ fn main() -> ExitCode {
 }
 
 fn run(topology: PathBuf, stream_dir: Option<PathBuf>) -> ExitCode {
-    let loaded = match topology::load(&topology) {
-        Ok(loaded) => loaded,
+    let loaded = match load_and_place(&topology) {
+        Ok((loaded, _)) => loaded,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);

@@ -1,21 +1,11 @@
 //! From a topology to a placement: which nukleus instances run on which core, and which
 //! instances are linked by a pair of streams.
 
-use crate::topology::{Topology, TCP_OUT};
+use streams::PeerRole;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Instance {
-    pub kind: String,
-    pub core: usize,
-    /// Index among the instances of the same kind (used in stream ids).
-    pub index: u16,
-}
-
-impl Instance {
-    pub fn name(&self) -> String {
-        format!("core{}.{}{}", self.core, self.kind, self.index)
-    }
-}
+use crate::kind::Instance;
+use crate::kinds;
+use crate::topology::{LoadedTopology, Topology, TCP_OUT};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Placement {
@@ -29,9 +19,10 @@ pub struct Placement {
     pub direction_pairs: Vec<(usize, usize)>,
 }
 
-/// Kind pairs that talk to each other, from listener chains and routes (also used by the
-/// planner, before any core is populated).
-pub fn kind_edges(topology: &Topology) -> Vec<(String, String)> {
+/// Kind pairs that talk to each other, (network side, application side), from listener
+/// chains and routes, plus a self edge for each keyed kind's mesh (also used by the planner,
+/// before any core is populated).
+pub fn kind_edges(loaded: &LoadedTopology) -> Vec<(String, String)> {
     let mut edges: Vec<(String, String)> = Vec::new();
     let mut add_edge = |a: &str, b: &str| {
         let edge = (a.to_owned(), b.to_owned());
@@ -39,16 +30,15 @@ pub fn kind_edges(topology: &Topology) -> Vec<(String, String)> {
             edges.push(edge);
         }
     };
-    for listener in &topology.listeners {
+    for listener in &loaded.topology.listeners {
         for pair in listener.chain.get_ref().windows(2) {
             add_edge(&pair[0], &pair[1]);
         }
     }
-    for route in &topology.http.routes {
-        add_edge("http", route.to.get_ref());
-    }
-    for route in &topology.ws.routes {
-        add_edge("ws", route.to.get_ref());
+    for kind in kinds::REGISTRY {
+        for route in kind.routes(loaded) {
+            add_edge(kind.name(), route.to.get_ref());
+        }
     }
     // The instances of a meshed kind talk to each other (the switch's shards and node homes).
     let meshed: Vec<String> = edges
@@ -66,14 +56,32 @@ pub fn kind_edges(topology: &Topology) -> Vec<(String, String)> {
     edges
 }
 
-/// Kinds whose instances exchange streams with each other when there are several: the switch
-/// (port shards and node homes partitioned by hash, see `nukleus_switch::cluster`).
+/// Kinds whose instances exchange streams with each other when there are several: the kinds
+/// partitioned by key (the switch's port shards and node homes, see `nukleus_switch::cluster`).
 pub fn is_meshed(kind: &str) -> bool {
-    kind == "switch"
+    kinds::kind(kind).is_some_and(|k| k.partitioning().is_keyed())
+}
+
+/// The role of a peer of kind `peer`, seen from an instance of kind `own`: which side it is on
+/// and what the link carries.
+pub fn role(own: &str, peer: &str) -> PeerRole {
+    if own == peer {
+        return PeerRole::MESH;
+    }
+    match (kinds::carries(peer, own), kinds::carries(own, peer)) {
+        (Some(carries), _) => PeerRole::network(carries),
+        (None, Some(carries)) if kinds::kind(peer).is_some_and(|k| k.offers().is_some()) => {
+            PeerRole::relay(carries)
+        }
+        (None, Some(carries)) => PeerRole::application(carries),
+        // Validation admits only pairs that fit; a pair that does not carries nothing useful.
+        (None, None) => PeerRole::MESH,
+    }
 }
 
 impl Placement {
-    pub fn from_topology(topology: &Topology) -> Placement {
+    pub fn from_topology(loaded: &LoadedTopology) -> Placement {
+        let topology = &loaded.topology;
         let mut instances = Vec::new();
         for (core, section) in topology.cores.iter().enumerate() {
             for kind in section.nuklei.get_ref() {
@@ -88,7 +96,7 @@ impl Placement {
                 });
             }
         }
-        let edges = kind_edges(topology);
+        let edges = kind_edges(loaded);
         let mut links = Vec::new();
         for (a, b) in &edges {
             for (i, x) in instances.iter().enumerate() {
@@ -217,6 +225,12 @@ impl Placement {
 mod tests {
     use super::*;
 
+    fn placed(text: &str) -> LoadedTopology {
+        let mut loaded = crate::kinds::parse(std::path::Path::new("t.toml"), text).unwrap();
+        crate::place::place(&mut loaded).unwrap();
+        loaded
+    }
+
     const TWO_SWITCHES: &str = r#"
 [[listener]]
 name = "http"
@@ -266,8 +280,8 @@ nuklei = ["tcp.out", "tcp.out"]
 path = "/"
 to = "echo"
 "#;
-        let loaded = crate::topology::parse(std::path::Path::new("t.toml"), text).unwrap();
-        let placement = Placement::from_topology(&loaded.topology);
+        let loaded = placed(text);
+        let placement = Placement::from_topology(&loaded);
         let name = |i: usize| placement.instances[i].name();
         let pairs: Vec<(String, String)> = placement
             .direction_pairs
@@ -300,8 +314,8 @@ to = "echo"
 
     #[test]
     fn switch_instances_are_meshed_pairwise_and_routes_to_them_are_keyed_by_node() {
-        let loaded = crate::topology::parse(std::path::Path::new("t.toml"), TWO_SWITCHES).unwrap();
-        let placement = Placement::from_topology(&loaded.topology);
+        let loaded = placed(TWO_SWITCHES);
+        let placement = Placement::from_topology(&loaded);
         let switches: Vec<usize> = placement
             .instances
             .iter()
@@ -332,12 +346,11 @@ to = "echo"
         );
         // Routes to the switch pick the node's home by the node id (path segment 2).
         let keys: Vec<Option<usize>> = loaded
-            .topology
-            .http
+            .section::<crate::kinds::HttpSection>()
             .routes
             .iter()
-            .chain(&loaded.topology.ws.routes)
-            .map(|r| r.key_segment())
+            .chain(&loaded.section::<crate::kinds::WsSection>().routes)
+            .map(|r| r.key_segment(&crate::kinds::Registry))
             .collect();
         assert_eq!(keys, [Some(2), None, Some(2)]);
     }

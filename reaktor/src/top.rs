@@ -12,7 +12,7 @@ use std::time::Duration;
 use streams::RingSpy;
 
 use crate::dump::{ends_of, open_rings};
-use crate::metrics::{add_ring_traffic, RingSample, Snapshot, StatsFile, STATS_FILE};
+use crate::stats::{add_ring_traffic, RingSample, Snapshot, StatsFile, STATS_FILE};
 
 pub struct TopOptions {
     pub dir: PathBuf,
@@ -108,7 +108,7 @@ pub fn render(
     let wall = wall.max(1e-9);
     for i in &now.instances {
         let b = before.instances.iter().find(|x| x.name == i.name);
-        let delta = |f: &dyn Fn(&crate::metrics::InstanceSample) -> u64| {
+        let delta = |f: &dyn Fn(&crate::stats::InstanceSample) -> u64| {
             f(i).saturating_sub(b.map_or(0, f)) as f64
         };
         let busy = delta(&|x| x.busy_nanos);
@@ -256,7 +256,7 @@ pub fn top(options: &TopOptions, out: &mut dyn Write) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::InstanceSample;
+    use crate::stats::InstanceSample;
 
     #[test]
     fn the_table_shows_rates_over_the_interval() {

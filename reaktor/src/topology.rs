@@ -1,16 +1,23 @@
-//! The topology file: listeners, the nuklei on each core, limits. Errors name the file, the
-//! line and the problem.
+//! The topology file as written: the reaktor's own sections (`[reaktor]`, `[[listener]]`,
+//! `[[core]]`, `[cost]`) parsed and checked, and every other table kept, with its position,
+//! for the kind that owns it (see `kind.rs`). Errors name the file, the line and the problem.
+//! Parsing places nothing: with `placement = "auto"` the cores' nuklei are filled in by the
+//! placement step (`place.rs`).
 
-use std::collections::BTreeSet;
+use std::any::{Any, TypeId};
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
 
-use crate::kinds::KINDS;
+use crate::error::{Invalid, TopologyError};
 
+/// The reaktor's own sections of a topology file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Topology {
@@ -18,21 +25,18 @@ pub struct Topology {
     pub reaktor: ReaktorSection,
     #[serde(default, rename = "listener")]
     pub listeners: Vec<ListenerSection>,
-    /// With `placement = "auto"` the planner fills in each core's nuklei.
+    /// With `placement = "auto"` the placement step fills in each core's nuklei.
     #[serde(default, rename = "core")]
     pub cores: Vec<CoreSection>,
-    #[serde(default)]
-    pub tcp: TcpSection,
-    #[serde(default)]
-    pub http: HttpSection,
-    #[serde(default)]
-    pub ws: crate::kinds::ws::WsSection,
-    #[serde(default)]
-    pub switch: crate::kinds::switch::SwitchSection,
     /// `[cost]`: declared per-request cost of a kind (and `hop`) for the planner.
     #[serde(default)]
-    pub cost: std::collections::BTreeMap<String, Spanned<f64>>,
+    pub cost: BTreeMap<String, Spanned<f64>>,
 }
+
+/// Top-level keys that are the reaktor's own; every other table belongs to a kind.
+const OWN_SECTIONS: [&str; 4] = ["reaktor", "listener", "core", "cost"];
+/// A listener's own keys; every other table in it belongs to a kind (`[listener.tls]`).
+const OWN_LISTENER_KEYS: [&str; 4] = ["name", "address", "chain", "backlog"];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -122,52 +126,11 @@ fn default_idle_yields() -> u32 {
 pub struct ListenerSection {
     pub name: String,
     pub address: Spanned<String>,
-    /// Nuklei from the network inwards, starting with `tcp`: e.g. `["tcp", "http"]`.
+    /// Nuklei from the network inwards, starting with a kind that faces the network: e.g.
+    /// `["tcp", "http"]`.
     pub chain: Spanned<Vec<String>>,
     #[serde(default = "default_backlog")]
     pub backlog: i32,
-    /// `[listener.tls]`: required when the chain contains "tls", refused otherwise.
-    pub tls: Option<Spanned<TlsSection>>,
-}
-
-/// A TLS listener's settings; paths are relative to the topology file's directory.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsSection {
-    /// PEM: the server certificate, then its intermediates.
-    pub cert: PathBuf,
-    /// PEM: the server's private key.
-    pub key: PathBuf,
-    /// PEM: the CA(s) that sign client certificates (needed unless client_auth = "off").
-    pub client_ca: Option<PathBuf>,
-    #[serde(default)]
-    pub client_auth: ClientAuthSetting,
-    /// ALPN protocols in order of preference.
-    #[serde(default = "default_alpn")]
-    pub alpn: Vec<String>,
-    /// Host names (SNI) served; empty: any.
-    #[serde(default)]
-    pub server_names: Vec<String>,
-    /// Close connections whose handshake is not complete this long after accept (ms).
-    #[serde(default = "default_handshake_timeout_ms")]
-    pub handshake_timeout_ms: u64,
-}
-
-fn default_handshake_timeout_ms() -> u64 {
-    10_000
-}
-
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ClientAuthSetting {
-    #[default]
-    Off,
-    Optional,
-    Required,
-}
-
-fn default_alpn() -> Vec<String> {
-    vec!["http/1.1".to_owned()]
 }
 
 fn default_backlog() -> i32 {
@@ -188,151 +151,13 @@ fn no_nuklei() -> Spanned<Vec<String>> {
     Spanned::new(0..0, Vec::new())
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TcpSection {
-    #[serde(default = "default_max_connections")]
-    pub max_connections: usize,
-    #[serde(default = "default_window")]
-    pub window: u32,
-    /// Close a connection whose client takes no reply bytes for this long (milliseconds).
-    #[serde(default = "default_write_timeout_ms")]
-    pub write_timeout_ms: u64,
-}
-
-impl Default for TcpSection {
-    fn default() -> Self {
-        TcpSection {
-            max_connections: default_max_connections(),
-            window: default_window(),
-            write_timeout_ms: default_write_timeout_ms(),
-        }
-    }
-}
-
-fn default_write_timeout_ms() -> u64 {
-    60_000
-}
-
-fn default_max_connections() -> usize {
-    4096
-}
-
-fn default_window() -> u32 {
-    65536
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HttpSection {
-    #[serde(default = "default_max_header_bytes")]
-    pub max_header_bytes: usize,
-    #[serde(default = "default_max_headers")]
-    pub max_headers: usize,
-    #[serde(default = "default_max_body_bytes")]
-    pub max_body_bytes: u64,
-    #[serde(default = "default_max_pipelined")]
-    pub max_pipelined: usize,
-    /// Close keep-alive connections idle this long (milliseconds).
-    #[serde(default = "default_idle_timeout_ms")]
-    pub idle_timeout_ms: u64,
-    /// Answer 408 to a request head not completed this long after its first byte.
-    #[serde(default = "default_request_timeout_ms")]
-    pub request_timeout_ms: u64,
-    #[serde(default = "default_window")]
-    pub window: u32,
-    #[serde(default, rename = "route")]
-    pub routes: Vec<RouteSection>,
-}
-
-impl Default for HttpSection {
-    fn default() -> Self {
-        HttpSection {
-            max_header_bytes: default_max_header_bytes(),
-            max_headers: default_max_headers(),
-            max_body_bytes: default_max_body_bytes(),
-            max_pipelined: default_max_pipelined(),
-            idle_timeout_ms: default_idle_timeout_ms(),
-            request_timeout_ms: default_request_timeout_ms(),
-            window: default_window(),
-            routes: Vec::new(),
-        }
-    }
-}
-
-fn default_max_header_bytes() -> usize {
-    8192
-}
-fn default_max_headers() -> usize {
-    64
-}
-fn default_max_body_bytes() -> u64 {
-    8 << 20
-}
-fn default_idle_timeout_ms() -> u64 {
-    60_000
-}
-fn default_request_timeout_ms() -> u64 {
-    10_000
-}
-fn default_max_pipelined() -> usize {
-    32
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RouteSection {
-    pub path: String,
-    pub to: Spanned<String>,
-    /// Route by key: send each request to the instance of `to` that owns the hash of this
-    /// path segment (0-based, percent-decoded), instead of the instance on the same core.
-    /// Default: 2 for `to = "switch"` (the node id in `/v1/nodes/{node}/…` and
-    /// `/v1/ws/{node}`, so a node's requests reach its home instance), none otherwise.
-    #[serde(default)]
-    pub key_segment: Option<usize>,
-}
-
-impl RouteSection {
-    /// The path segment whose hash picks the target instance, if this route is keyed.
-    pub fn key_segment(&self) -> Option<usize> {
-        self.key_segment
-            .or_else(|| (self.to.get_ref() == "switch").then_some(2))
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum TopologyError {
-    #[error("cannot read topology file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path}:{line}:{column}: {message}")]
-    Invalid {
-        path: PathBuf,
-        line: usize,
-        column: usize,
-        message: String,
-    },
-}
-
-/// A validated topology and where it came from.
-#[derive(Debug)]
-pub struct LoadedTopology {
-    pub path: PathBuf,
-    pub topology: Topology,
-    pub listener_addresses: Vec<SocketAddr>,
-    /// The planner's decisions when placement = "auto".
-    pub auto_plan: Option<crate::planner::Plan>,
-}
-
 /// In a [[core]] list: the output half (socket writes) of a tcp instance, which then only
 /// accepts and reads. The k-th `tcp.out` of the file pairs with the k-th `tcp`.
 pub const TCP_OUT: &str = "tcp.out";
 
 /// Each `tcp.out` needs a `tcp` to pair with, on another core (splitting the directions onto
 /// one core only adds the hand-over between them).
-fn validate_direction_split(
+pub fn validate_direction_split(
     topology: &Topology,
     invalid: &dyn Fn(Option<std::ops::Range<usize>>, String) -> TopologyError,
 ) -> Result<(), TopologyError> {
@@ -367,6 +192,116 @@ fn validate_direction_split(
     Ok(())
 }
 
+/// A table of the file that belongs to a kind, with the span of its name.
+struct RawTable<'t> {
+    key_span: Range<usize>,
+    value: Spanned<DeValue<'t>>,
+}
+
+/// The tables of the file that belong to kinds, until each kind takes its own: top-level
+/// sections (`[http]`, `[[http.route]]`) and per-listener tables (`[listener.tls]`).
+pub struct KindTables<'t> {
+    top: BTreeMap<String, RawTable<'t>>,
+    listeners: Vec<BTreeMap<String, RawTable<'t>>>,
+}
+
+fn deserialize<T: DeserializeOwned>(
+    value: Spanned<DeValue<'_>>,
+    invalid: Invalid<'_>,
+) -> Result<T, TopologyError> {
+    T::deserialize(ValueDeserializer::from(value))
+        .map_err(|e| invalid(e.span(), e.message().to_owned()))
+}
+
+impl KindTables<'_> {
+    /// Takes the top-level section `[name]` (default if absent).
+    pub fn section<T: DeserializeOwned + Default>(
+        &mut self,
+        name: &str,
+        invalid: Invalid<'_>,
+    ) -> Result<T, TopologyError> {
+        match self.top.remove(name) {
+            Some(table) => deserialize(table.value, invalid),
+            None => Ok(T::default()),
+        }
+    }
+
+    /// Takes `[listener.name]` of every listener, in listener order.
+    pub fn listener_tables<T: DeserializeOwned>(
+        &mut self,
+        name: &str,
+        invalid: Invalid<'_>,
+    ) -> Result<Vec<Option<Spanned<T>>>, TopologyError> {
+        self.listeners
+            .iter_mut()
+            .map(|tables| match tables.remove(name) {
+                Some(table) => deserialize(table.value, invalid).map(Some),
+                None => Ok(None),
+            })
+            .collect()
+    }
+
+    /// A table no kind took: (its name, where, whether it is in a listener).
+    pub fn leftover(&self) -> Option<(&str, Range<usize>, bool)> {
+        if let Some((name, table)) = self.top.iter().next() {
+            return Some((name, table.key_span.clone(), false));
+        }
+        self.listeners
+            .iter()
+            .flat_map(|tables| tables.iter())
+            .next()
+            .map(|(name, table)| (name.as_str(), table.key_span.clone(), true))
+    }
+}
+
+/// The parsed settings of every kind, one value per type (a kind's section type).
+#[derive(Default)]
+pub struct Sections(HashMap<TypeId, Box<dyn Any + Send + Sync>>);
+
+impl Sections {
+    pub fn insert<T: Any + Send + Sync>(&mut self, section: T) {
+        self.0.insert(TypeId::of::<T>(), Box::new(section));
+    }
+
+    /// The settings stored as `T`. Every registered kind loads its settings before anything
+    /// asks, so a missing one is a bug in the kind's `load`.
+    pub fn get<T: Any>(&self) -> &T {
+        self.0
+            .get(&TypeId::of::<T>())
+            .and_then(|s| s.downcast_ref())
+            .unwrap_or_else(|| panic!("no {} was loaded", std::any::type_name::<T>()))
+    }
+}
+
+impl std::fmt::Debug for Sections {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Sections({} kinds)", self.0.len())
+    }
+}
+
+/// A topology and where it came from, with every kind's settings.
+#[derive(Debug)]
+pub struct LoadedTopology {
+    pub path: PathBuf,
+    /// The file's text, for the line and column of errors found after parsing.
+    pub text: String,
+    pub topology: Topology,
+    pub listener_addresses: Vec<SocketAddr>,
+    pub sections: Sections,
+}
+
+impl LoadedTopology {
+    /// The settings a kind stored as `T` (its section).
+    pub fn section<T: Any>(&self) -> &T {
+        self.sections.get()
+    }
+
+    /// An error at `span` of the file.
+    pub fn invalid(&self, span: Option<Range<usize>>, message: String) -> TopologyError {
+        invalid_at(&self.path, &self.text, span, message)
+    }
+}
+
 fn position(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
@@ -374,28 +309,75 @@ fn position(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
-pub fn load(path: &Path) -> Result<LoadedTopology, TopologyError> {
-    let text = std::fs::read_to_string(path).map_err(|source| TopologyError::Read {
+/// An error at `span` of `text`, the contents of the file at `path`.
+pub fn invalid_at(
+    path: &Path,
+    text: &str,
+    span: Option<Range<usize>>,
+    message: String,
+) -> TopologyError {
+    let (line, column) = position(text, span.map_or(0, |s| s.start));
+    TopologyError::Invalid {
         path: path.to_owned(),
-        source,
-    })?;
-    parse(path, &text)
+        line,
+        column,
+        message,
+    }
 }
 
-pub fn parse(path: &Path, text: &str) -> Result<LoadedTopology, TopologyError> {
-    let invalid = |span: Option<Range<usize>>, message: String| {
-        let (line, column) = position(text, span.map_or(0, |s| s.start));
-        TopologyError::Invalid {
-            path: path.to_owned(),
-            line,
-            column,
-            message,
-        }
-    };
-    let mut topology: Topology =
-        toml::from_str(text).map_err(|e| invalid(e.span(), e.message().to_owned()))?;
-    let auto_plan = crate::planner::apply(&mut topology, &invalid)?;
+/// Reads a topology file's text.
+pub fn read(path: &Path) -> Result<String, TopologyError> {
+    std::fs::read_to_string(path).map_err(|source| TopologyError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
 
+/// Moves the tables of `table` whose names are not in `own` out, for the kinds.
+fn kind_tables<'t>(table: &mut DeTable<'t>, own: &[&str]) -> BTreeMap<String, RawTable<'t>> {
+    let names: Vec<String> = table
+        .keys()
+        .map(|k| k.get_ref().to_string())
+        .filter(|k| !own.contains(&k.as_str()))
+        .collect();
+    names
+        .into_iter()
+        .filter_map(|name| {
+            let (key, value) = table.remove_entry(name.as_str())?;
+            Some((
+                name,
+                RawTable {
+                    key_span: key.span(),
+                    value,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// Parses the reaktor's own sections and sets the kinds' tables aside; checks what needs
+/// neither placement nor kinds.
+pub fn parse<'t>(
+    path: &Path,
+    text: &'t str,
+) -> Result<(LoadedTopology, KindTables<'t>), TopologyError> {
+    let invalid =
+        |span: Option<Range<usize>>, message: String| invalid_at(path, text, span, message);
+    let root = DeTable::parse(text).map_err(|e| invalid(e.span(), e.message().to_owned()))?;
+    let (span, mut table) = (root.span(), root.into_inner());
+    let top = kind_tables(&mut table, &OWN_SECTIONS);
+    let mut listeners = Vec::new();
+    if let Some(list) = table.get_mut("listener") {
+        if let DeValue::Array(array) = list.get_mut() {
+            for listener in array.iter_mut() {
+                if let DeValue::Table(t) = listener.get_mut() {
+                    listeners.push(kind_tables(t, &OWN_LISTENER_KEYS));
+                }
+            }
+        }
+    }
+    let topology = Topology::deserialize(toml::de::Deserializer::from(Spanned::new(span, table)))
+        .map_err(|e| invalid(e.span(), e.message().to_owned()))?;
     let replan = &topology.reaktor.replan_interval_ms;
     if *replan.get_ref() != 0 && !(100..=3_600_000).contains(replan.get_ref()) {
         return Err(invalid(
@@ -428,47 +410,6 @@ pub fn parse(path: &Path, text: &str) -> Result<LoadedTopology, TopologyError> {
             ),
         ));
     }
-    if topology.cores.is_empty() {
-        return Err(invalid(
-            None,
-            "no [[core]] sections: declare at least one core and the nuklei it runs".into(),
-        ));
-    }
-    let mut placed = BTreeSet::new();
-    for core in &topology.cores {
-        if core.nuklei.get_ref().is_empty() {
-            return Err(invalid(
-                Some(core.nuklei.span()),
-                "a core must run at least one nukleus".into(),
-            ));
-        }
-        for kind in core.nuklei.get_ref() {
-            if !KINDS.contains(&kind.as_str()) && kind != TCP_OUT {
-                return Err(invalid(
-                    Some(core.nuklei.span()),
-                    format!(
-                        "unknown nukleus kind `{kind}`; known kinds: {}, and `{TCP_OUT}` (the output half of a tcp instance split by direction)",
-                        KINDS.join(", ")
-                    ),
-                ));
-            }
-            placed.insert(kind.clone());
-        }
-        if let Some(cpu) = &core.cpu {
-            let available = std::thread::available_parallelism().map_or(1, |n| n.get());
-            if *cpu.get_ref() >= available && topology.reaktor.pin {
-                return Err(invalid(
-                    Some(cpu.span()),
-                    format!(
-                        "cpu {} does not exist: this machine has cpus 0..{}",
-                        cpu.get_ref(),
-                        available - 1
-                    ),
-                ));
-            }
-        }
-    }
-    validate_direction_split(&topology, &invalid)?;
     let mut listener_addresses = Vec::new();
     for listener in &topology.listeners {
         let address: SocketAddr = listener.address.get_ref().parse().map_err(|_| {
@@ -482,96 +423,16 @@ pub fn parse(path: &Path, text: &str) -> Result<LoadedTopology, TopologyError> {
             )
         })?;
         listener_addresses.push(address);
-        let chain = listener.chain.get_ref();
-        if chain.first().map(String::as_str) != Some("tcp") || chain.len() < 2 {
-            return Err(invalid(
-                Some(listener.chain.span()),
-                format!("listener `{}`: chain must start with \"tcp\" and name the next nukleus, e.g. [\"tcp\", \"http\"]", listener.name),
-            ));
-        }
-        let has_tls = chain.iter().any(|kind| kind == "tls");
-        match &listener.tls {
-            None if has_tls => {
-                return Err(invalid(
-                    Some(listener.chain.span()),
-                    format!("listener `{}`: the chain contains \"tls\" but there is no [listener.tls] table with cert and key", listener.name),
-                ))
-            }
-            Some(tls) if !has_tls => {
-                return Err(invalid(
-                    Some(tls.span()),
-                    format!("listener `{}`: [listener.tls] is set but the chain has no \"tls\"; use e.g. [\"tcp\", \"tls\", \"http\"]", listener.name),
-                ))
-            }
-            Some(tls) => {
-                let settings = tls.get_ref();
-                if settings.client_auth != ClientAuthSetting::Off && settings.client_ca.is_none() {
-                    return Err(invalid(
-                        Some(tls.span()),
-                        format!("listener `{}`: client_auth = \"{}\" needs client_ca, a PEM file of the CA(s) that sign client certificates", listener.name, if settings.client_auth == ClientAuthSetting::Required { "required" } else { "optional" }),
-                    ));
-                }
-                if settings.alpn.iter().any(|p| p.is_empty() || p.len() > 255) {
-                    return Err(invalid(
-                        Some(tls.span()),
-                        format!("listener `{}`: alpn entries must be 1 to 255 bytes, e.g. \"http/1.1\"", listener.name),
-                    ));
-                }
-            }
-            None => {}
-        }
-        for kind in chain {
-            if kind == TCP_OUT {
-                return Err(invalid(
-                    Some(listener.chain.span()),
-                    format!("listener `{}`: `{TCP_OUT}` is the output half of a tcp instance and goes in a [[core]] list, not in a chain; the chain starts with \"tcp\"", listener.name),
-                ));
-            }
-            if !placed.contains(kind) {
-                return Err(invalid(
-                    Some(listener.chain.span()),
-                    format!(
-                        "listener `{}`: nukleus `{kind}` is not placed on any [[core]]",
-                        listener.name
-                    ),
-                ));
-            }
-        }
     }
-    for route in &topology.http.routes {
-        if !placed.contains(route.to.get_ref()) || route.to.get_ref() == TCP_OUT {
-            return Err(invalid(
-                Some(route.to.span()),
-                format!(
-                    "route `{}`: nukleus `{}` is not placed on any [[core]]",
-                    route.path,
-                    route.to.get_ref()
-                ),
-            ));
-        }
-    }
-    let http = &topology.http;
-    if (http.window as usize) < 2 * http.max_header_bytes {
-        return Err(invalid(None, format!(
-            "[http] window ({}) must be at least twice max_header_bytes ({}), so a full request head always fits",
-            http.window, http.max_header_bytes
-        )));
-    }
-    if http.max_headers > nukleus_http::request::MAX_HEADERS_CAP {
-        return Err(invalid(
-            None,
-            format!(
-                "[http] max_headers may be at most {}",
-                nukleus_http::request::MAX_HEADERS_CAP
-            ),
-        ));
-    }
-    crate::kinds::switch::validate(&topology, &invalid)?;
-    crate::kinds::ws::validate(&topology, &invalid)?;
-    Ok(LoadedTopology {
-        path: path.to_owned(),
-        topology,
-        listener_addresses,
-        auto_plan,
-    })
+    let tables = KindTables { top, listeners };
+    Ok((
+        LoadedTopology {
+            path: path.to_owned(),
+            text: text.to_owned(),
+            topology,
+            listener_addresses,
+            sections: Sections::default(),
+        },
+        tables,
+    ))
 }

@@ -11,6 +11,7 @@ pub mod layout;
 pub mod mapping;
 pub mod nukleus;
 pub mod ring;
+pub mod role;
 
 pub use flow::{FlowViolation, RecvWindow, SendWindow};
 pub use frame::{Frame, FrameError, Header};
@@ -23,3 +24,4 @@ pub use nukleus::{
 pub use ring::{
     ring, ClaimError, RingReader, RingSpy, RingStats, RingWatch, RingWriter, SpyRecord,
 };
+pub use role::{Carries, PeerRole, Side};

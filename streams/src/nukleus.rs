@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::ring::{RingReader, RingWatch, RingWriter};
+use crate::role::PeerRole;
 
 /// What the reaktor hands to every `poll`.
 #[derive(Debug, Clone, Copy)]
@@ -193,23 +194,30 @@ impl Link {
 
 /// A link to one peer nukleus instance, as handed to a nukleus when the reaktor builds it.
 pub struct PeerLink {
-    /// The peer's kind (`http`, `echo`, ...).
+    /// The peer's kind (`http`, `echo`, ...): what routes name; for logs and peer choice.
     pub kind: String,
     /// The core the peer runs on.
     pub core: usize,
+    /// Where the peer stands and what the link carries, from the plan.
+    pub role: PeerRole,
     pub link: Link,
 }
 
 impl PeerLink {
-    /// A link from a nukleus under test to a peer of `kind` (on core 0) over anonymous
-    /// memory, and the peer's own end, for the test to write the peer's frames into and read
-    /// the nukleus's frames from.
-    pub fn scripted(kind: &str, capacity: usize) -> Result<(PeerLink, Link), crate::MapError> {
+    /// A link from a nukleus under test to a peer of `kind` in `role` (on core 0) over
+    /// anonymous memory, and the peer's own end, for the test to write the peer's frames into
+    /// and read the nukleus's frames from.
+    pub fn scripted(
+        kind: &str,
+        role: PeerRole,
+        capacity: usize,
+    ) -> Result<(PeerLink, Link), crate::MapError> {
         let (nukleus_end, peer_end) = Link::pair(capacity, "nukleus", kind)?;
         Ok((
             PeerLink {
                 kind: kind.into(),
                 core: 0,
+                role,
                 link: nukleus_end,
             },
             peer_end,
@@ -221,6 +229,8 @@ impl PeerLink {
 pub struct Output {
     pub kind: String,
     pub core: usize,
+    /// Where the peer stands and what the link carries.
+    pub role: PeerRole,
     /// The peer's position among this nukleus's peers of the same kind, in the order the links
     /// were given (the reaktor gives them in instance order, so for another kind this is the
     /// peer's instance index).
@@ -257,6 +267,7 @@ pub fn split_links(links: Vec<PeerLink>) -> (Vec<RingReader>, Vec<Output>) {
                 p.link.rx,
                 Output {
                     ordinal,
+                    role: p.role,
                     kind: p.kind,
                     core: p.core,
                     peer: p.link.peer,

@@ -232,7 +232,7 @@ impl EchoNukleus {
     }
 
     fn on_begin(&mut self, input: usize, slot: usize, f: Frame<'_>) {
-        if self.outputs[input].kind == "ws" {
+        if self.outputs[input].role.carries == streams::Carries::WsMessages {
             return self.on_ws_begin(input, slot, f.stream_id());
         }
         let id = f.stream_id();

@@ -78,9 +78,9 @@ proptest! {
         };
         let mut http = HttpNukleus::new(
             config, 0, 0,
-            vec![PeerLink { kind: "tcp".into(), core: 0, link: http_net }, PeerLink { kind: "echo".into(), core: 0, link: http_app }],
+            vec![PeerLink { kind: "tcp".into(), core: 0, role: streams::PeerRole::network(streams::Carries::Connection), link: http_net }, PeerLink { kind: "echo".into(), core: 0, role: streams::PeerRole::application(streams::Carries::HttpExchanges), link: http_app }],
         );
-        let mut echo = EchoNukleus::new(0, vec![PeerLink { kind: "http".into(), core: 0, link: echo_side }]);
+        let mut echo = EchoNukleus::new(0, vec![PeerLink { kind: "http".into(), core: 0, role: streams::PeerRole::network(streams::Carries::HttpExchanges), link: echo_side }]);
         let Link { tx: mut net_tx, rx: mut net_rx, .. } = net_side;
         let context = PollContext { now: Instant::now(), timestamp: 0, core: 0 };
         let id = |c: usize| ((c as u64) << 1) | 1;

@@ -51,11 +51,6 @@ pub struct HttpConfig {
     pub limits: HttpLimits,
     /// Window granted to the network for request bytes and to applications for each response.
     pub window: u32,
-    /// Kinds whose streams are connections (the rest are applications).
-    pub network_kinds: Vec<String>,
-    /// Application kinds that may accept an `Upgrade` (answer 101). A request with `Upgrade`
-    /// routed anywhere else is an ordinary request (RFC 9110 §7.8).
-    pub upgrade_kinds: Vec<String>,
     /// A keep-alive connection with nothing in flight is closed after this long.
     pub idle_timeout: Duration,
     /// A request head must be complete this long after its first byte arrived, else 408
@@ -69,8 +64,6 @@ impl Default for HttpConfig {
             routes: Vec::new(),
             limits: HttpLimits::default(),
             window: 65536,
-            network_kinds: vec!["tcp".into(), "tls".into()],
-            upgrade_kinds: vec!["ws".into()],
             idle_timeout: Duration::from_secs(60),
             request_timeout: Duration::from_secs(10),
         }
@@ -186,10 +179,7 @@ impl HttpNukleus {
         links: Vec<PeerLink>,
     ) -> HttpNukleus {
         let (inputs, outputs) = split_links(links);
-        let is_network = outputs
-            .iter()
-            .map(|o| config.network_kinds.contains(&o.kind))
-            .collect();
+        let is_network = outputs.iter().map(|o| o.role.is_network()).collect();
         let by_network = PeerStreams::new(outputs.len());
         let local_targets = config
             .routes
@@ -281,7 +271,7 @@ impl HttpNukleus {
     fn on_network_begin(&mut self, input: usize, net_id: u64, extension: &[u8]) {
         // A client cannot send these names: httparse rejects a header name with ':'.
         let mut identity = Vec::new();
-        if self.outputs[input].kind == "tls" {
+        if self.outputs[input].role.carries == streams::Carries::SecureConnection {
             if let Some(client) = tls_begin_ex::decode_begin_ex(extension).and_then(|ex| ex.client)
             {
                 identity.push((":tls-client-cn", client.common_name));
@@ -467,11 +457,10 @@ impl HttpNukleus {
             return;
         };
         let has_body = !matches!(parsed.body, Body::None);
-        // Only a bodiless request to a kind that can switch protocols may become a tunnel;
+        // Only a bodiless request to a kind that can switch protocols (a peer that relays a
+        // protocol of its own, as ws does: its role says so) may become a tunnel;
         // any other request with `Upgrade` is an ordinary one (the header is passed on).
-        let upgrade = parsed.upgrade
-            && !has_body
-            && self.config.upgrade_kinds.iter().any(|k| k.as_str() == kind);
+        let upgrade = parsed.upgrade && !has_body && self.outputs[app].role.relays;
         let body = parsed.body;
         let x = self.new_exchange(Exchange {
             conn: slot,

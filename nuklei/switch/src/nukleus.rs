@@ -57,8 +57,6 @@ pub struct SwitchNukleusConfig {
     pub max_request_bytes: usize,
     /// Largest WebSocket message (else the socket is closed with 1009).
     pub max_message_bytes: usize,
-    /// Peer kinds whose exchanges are WebSockets (the rest speak HTTP).
-    pub ws_kinds: Vec<String>,
 }
 
 impl Default for SwitchNukleusConfig {
@@ -69,7 +67,6 @@ impl Default for SwitchNukleusConfig {
             window: 65536,
             max_request_bytes: 8 << 20,
             max_message_bytes: 8 << 20,
-            ws_kinds: vec!["ws".into()],
         }
     }
 }
@@ -284,7 +281,7 @@ impl SwitchNukleus {
         let (inputs, outputs) = split_links(links);
         let is_ws = outputs
             .iter()
-            .map(|o| config.ws_kinds.contains(&o.kind))
+            .map(|o| o.role.carries == streams::Carries::WsMessages)
             .collect();
         let exchanges = outputs.iter().map(|_| Vec::new()).collect();
         // Links to other switch instances make this one instance of several: the peer with
@@ -293,7 +290,7 @@ impl SwitchNukleus {
         let peers: Vec<(usize, usize)> = outputs
             .iter()
             .enumerate()
-            .filter(|(_, o)| o.kind == "switch")
+            .filter(|(_, o)| o.role.is_mesh())
             .map(|(i, o)| {
                 (
                     i,

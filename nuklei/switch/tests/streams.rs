@@ -8,13 +8,13 @@ use nukleus_switch::limits::Limits;
 use nukleus_switch::{Config, SwitchNukleus, SwitchNukleusConfig, TokenGrant};
 use streams::frame::OwnedFrame;
 use streams::frame::{self, FLAG_FIN, FLAG_INIT};
-use streams::{Header, Link, Nukleus, PeerLink, PollContext};
+use streams::{Carries, Header, Link, Nukleus, PeerLink, PeerRole, PollContext};
 
 /// A frame the scripted peer read from the nukleus.
 type Got = OwnedFrame;
 
-fn link(kind: &str) -> (PeerLink, Link) {
-    PeerLink::scripted(kind, 1 << 20).unwrap()
+fn link(kind: &str, role: PeerRole) -> (PeerLink, Link) {
+    PeerLink::scripted(kind, role, 1 << 20).unwrap()
 }
 
 struct Rig {
@@ -26,8 +26,8 @@ struct Rig {
 
 impl Rig {
     fn new(max_queued_bytes: usize) -> Rig {
-        let (http_link, http) = link("http");
-        let (ws_link, ws) = link("ws");
+        let (http_link, http) = link("http", PeerRole::network(Carries::HttpExchanges));
+        let (ws_link, ws) = link("ws", PeerRole::network(Carries::WsMessages));
         let config = SwitchNukleusConfig {
             switch: Config {
                 lease_ms: 60_000,

@@ -53,6 +53,7 @@ impl Split {
             vec![PeerLink {
                 kind: "http".into(),
                 core: 0,
+                role: streams::PeerRole::application(streams::Carries::Connection),
                 link: tcp_side,
             }],
         )

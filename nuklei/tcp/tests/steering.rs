@@ -36,6 +36,7 @@ fn instance(index: u16, address: SocketAddr) -> Instance {
         vec![PeerLink {
             kind: "http".into(),
             core: 0,
+            role: streams::PeerRole::application(streams::Carries::Connection),
             link: tcp_side,
         }],
     )

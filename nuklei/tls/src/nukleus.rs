@@ -167,7 +167,7 @@ impl TlsNukleus {
                 });
             }
         }
-        let is_network = outputs.iter().map(|o| o.kind == "tcp").collect();
+        let is_network = outputs.iter().map(|o| o.role.is_network()).collect();
         let by_network = PeerStreams::new(outputs.len());
         Ok(TlsNukleus {
             config,

@@ -66,8 +66,6 @@ pub struct WsConfig {
     pub window: u32,
     /// How long a close handshake may wait for the other side.
     pub close_timeout: Duration,
-    /// Kinds whose streams are tunnelled connections (the rest are applications).
-    pub http_kinds: Vec<String>,
 }
 
 impl Default for WsConfig {
@@ -78,7 +76,6 @@ impl Default for WsConfig {
             limits: session::Config::default(),
             window: 65536,
             close_timeout: Duration::from_secs(5),
-            http_kinds: vec!["http".into()],
         }
     }
 }
@@ -180,10 +177,7 @@ enum Ev {
 impl WsNukleus {
     pub fn new(config: WsConfig, core: usize, instance: u16, links: Vec<PeerLink>) -> WsNukleus {
         let (inputs, outputs) = split_links(links);
-        let is_http = outputs
-            .iter()
-            .map(|o| config.http_kinds.contains(&o.kind))
-            .collect();
+        let is_http = outputs.iter().map(|o| o.role.is_network()).collect();
         let by_http = PeerStreams::new(outputs.len());
         WsNukleus {
             config,

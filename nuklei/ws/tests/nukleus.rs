@@ -9,13 +9,13 @@ use nukleus_ws::app::{self, BeginEx};
 use nukleus_ws::{Route, WsConfig, WsNukleus};
 use streams::frame::OwnedFrame;
 use streams::frame::{self, FLAG_FIN, FLAG_INIT};
-use streams::{Header, Link, Nukleus, PeerLink, PollContext};
+use streams::{Carries, Header, Link, Nukleus, PeerLink, PeerRole, PollContext};
 
 /// A frame the scripted peer read from the nukleus.
 type Got = OwnedFrame;
 
-fn link(kind: &str) -> (PeerLink, Link) {
-    PeerLink::scripted(kind, 1 << 20).unwrap()
+fn link(kind: &str, role: PeerRole) -> (PeerLink, Link) {
+    PeerLink::scripted(kind, role, 1 << 20).unwrap()
 }
 
 /// http's stream id for the upgraded request.
@@ -36,8 +36,8 @@ struct Rig {
 
 impl Rig {
     fn new() -> Rig {
-        let (http_link, http) = link("http");
-        let (app_link, app) = link("app");
+        let (http_link, http) = link("http", PeerRole::network(Carries::HttpExchanges));
+        let (app_link, app) = link("app", PeerRole::application(Carries::WsMessages));
         let config = WsConfig {
             routes: vec![Route {
                 prefix: "/ws/app".into(),

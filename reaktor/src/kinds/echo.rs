@@ -1,14 +1,30 @@
+//! The `echo` kind: the worked example of an application. Behind http it answers
+//! `GET /healthz` with `ok`, `GET /` with `Hello, World!` and streams `POST /echo` bodies
+//! back; behind ws it echoes every message.
+
 use nukleus_echo::EchoNukleus;
-use streams::{Nukleus, PeerLink};
+use streams::Carries;
 
-use crate::plan::Instance;
-use crate::runtime::StartError;
-use crate::topology::LoadedTopology;
+use crate::error::StartError;
+use crate::kind::{BoxedNukleus, Build, Kind};
 
-pub fn build(
-    _loaded: &LoadedTopology,
-    instance: &Instance,
-    links: Vec<PeerLink>,
-) -> Result<Box<dyn Nukleus + Send>, StartError> {
-    Ok(Box::new(EchoNukleus::new(instance.core, links)))
+/// The `echo` kind's declaration.
+pub struct Echo;
+
+impl Kind for Echo {
+    fn name(&self) -> &'static str {
+        "echo"
+    }
+    fn about(&self) -> &'static str {
+        "the example application: hello, health check, and echo of HTTP bodies and WebSocket messages"
+    }
+    fn default_cost(&self) -> f64 {
+        0.25
+    }
+    fn accepts(&self) -> &'static [Carries] {
+        &[Carries::HttpExchanges, Carries::WsMessages]
+    }
+    fn build(&self, build: Build<'_>) -> Result<BoxedNukleus, StartError> {
+        Ok(Box::new(EchoNukleus::new(build.instance.core, build.links)))
+    }
 }

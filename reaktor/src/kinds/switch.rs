@@ -1,17 +1,77 @@
 //! The `switch` kind: the port switch (BYPSS) behind http (REST, Server-Sent Events) and ws
 //! (WebSocket), configured by the `[switch]` section of the topology.
 
-use std::ops::Range;
-
 use nukleus_switch::limits::Limits;
 use nukleus_switch::{Config, SwitchNukleus, SwitchNukleusConfig, TokenGrant};
 use serde::Deserialize;
-use streams::{Nukleus, PeerLink};
+use streams::Carries;
 use toml::Spanned;
 
-use crate::plan::Instance;
-use crate::runtime::StartError;
-use crate::topology::{LoadedTopology, Topology, TopologyError};
+use crate::error::{Invalid, StartError, TopologyError};
+use crate::kind::{BoxedNukleus, Build, Check, Kind, Partitioning};
+use crate::topology::{KindTables, Sections};
+
+/// The `switch` kind's declaration.
+pub struct Switch;
+
+impl Kind for Switch {
+    fn name(&self) -> &'static str {
+        "switch"
+    }
+    fn about(&self) -> &'static str {
+        "the port switch (BYPSS): REST and SSE behind http, WaitMsg behind ws; instances shard ports and home nodes"
+    }
+    fn default_cost(&self) -> f64 {
+        1.0
+    }
+    /// Ports by name hash, nodes by id hash: a route hashes the node id, path segment 2 of
+    /// `/v1/nodes/{node}/...` and `/v1/ws/{node}`, to reach the node's home instance.
+    fn partitioning(&self) -> Partitioning {
+        Partitioning::ByKey {
+            route_key_segment: 2,
+        }
+    }
+    fn accepts(&self) -> &'static [Carries] {
+        &[Carries::HttpExchanges, Carries::WsMessages]
+    }
+    fn load(
+        &self,
+        tables: &mut KindTables,
+        sections: &mut Sections,
+        invalid: Invalid<'_>,
+    ) -> Result<(), TopologyError> {
+        let section = tables.section::<SwitchSection>(self.name(), invalid)?;
+        check_section(&section, invalid)?;
+        sections.insert(section);
+        Ok(())
+    }
+    fn validate(&self, check: &Check<'_>) -> Result<(), TopologyError> {
+        let cores: Vec<_> = check
+            .loaded
+            .topology
+            .cores
+            .iter()
+            .filter(|c| c.nuklei.get_ref().iter().any(|k| k == self.name()))
+            .collect();
+        if cores.iter().any(|c| {
+            c.nuklei
+                .get_ref()
+                .iter()
+                .filter(|k| *k == self.name())
+                .count()
+                > 1
+        }) {
+            return Err(check.error(
+                cores.first().map(|c| c.nuklei.span()),
+                "`switch` is listed twice on one core".into(),
+            ));
+        }
+        Ok(())
+    }
+    fn build(&self, build: Build<'_>) -> Result<BoxedNukleus, StartError> {
+        self::build(build)
+    }
+}
 
 /// `[switch]`: lease, limits and bearer tokens of the port switch.
 #[derive(Debug, Deserialize)]
@@ -132,26 +192,8 @@ impl LimitsSection {
     }
 }
 
-/// Checks `[switch]` against the rest of the topology; errors carry the offending span.
-pub fn validate(
-    topology: &Topology,
-    invalid: &dyn Fn(Option<Range<usize>>, String) -> TopologyError,
-) -> Result<(), TopologyError> {
-    let s = &topology.switch;
-    let cores: Vec<_> = topology
-        .cores
-        .iter()
-        .filter(|c| c.nuklei.get_ref().iter().any(|k| k == "switch"))
-        .collect();
-    if cores
-        .iter()
-        .any(|c| c.nuklei.get_ref().iter().filter(|k| *k == "switch").count() > 1)
-    {
-        return Err(invalid(
-            cores.first().map(|c| c.nuklei.span()),
-            "`switch` is listed twice on one core".into(),
-        ));
-    }
+/// Checks `[switch]` on its own; errors carry the offending span.
+fn check_section(s: &SwitchSection, invalid: Invalid<'_>) -> Result<(), TopologyError> {
     if !(100..=86_400_000).contains(s.lease_ms.get_ref()) {
         return Err(invalid(
             Some(s.lease_ms.span()),
@@ -226,12 +268,8 @@ pub fn validate(
     Ok(())
 }
 
-pub fn build(
-    loaded: &LoadedTopology,
-    instance: &Instance,
-    links: Vec<PeerLink>,
-) -> Result<Box<dyn Nukleus + Send>, StartError> {
-    let s = &loaded.topology.switch;
+fn build(build: Build<'_>) -> Result<BoxedNukleus, StartError> {
+    let s = build.loaded.section::<SwitchSection>();
     if s.tokens.is_empty() {
         tracing::warn!(
             "[switch] declares no [[switch.token]]: every switch call will be refused with 401"
@@ -255,12 +293,11 @@ pub fn build(
         window: *s.window.get_ref(),
         max_request_bytes: s.max_request_bytes,
         max_message_bytes: s.max_message_bytes,
-        ..SwitchNukleusConfig::default()
     };
     Ok(Box::new(SwitchNukleus::new(
         config,
-        instance.core,
-        instance.index,
-        links,
+        build.instance.core,
+        build.instance.index,
+        build.links,
     )))
 }

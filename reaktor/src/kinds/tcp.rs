@@ -1,18 +1,76 @@
+//! The `tcp` kind: sockets. It faces the network (listener chains start with it), accepts on
+//! each `[[listener]]` address and hands every connection to the next kind of the chain.
+//! Settings: `[tcp]`. Split by direction, its socket writes run on a `tcp.out` core.
+
+use std::sync::Arc;
+
 use nukleus_tcp::{ListenerConfig, TcpConfig, TcpNukleus};
-use streams::PeerLink;
+use serde::Deserialize;
+use streams::Carries;
 
-use crate::plan::Instance;
-use crate::runtime::StartError;
-use crate::topology::LoadedTopology;
+use crate::error::{Invalid, StartError, TopologyError};
+use crate::kind::{BoxedNukleus, Build, Kind};
+use crate::topology::{KindTables, Sections};
 
-pub fn build(
-    loaded: &LoadedTopology,
-    instance: &Instance,
-    links: Vec<PeerLink>,
-    steering: Option<&std::sync::Arc<nukleus_tcp::Steering>>,
-) -> Result<TcpNukleus, StartError> {
-    let topology = &loaded.topology;
-    let listeners = topology
+/// The `tcp` kind's declaration.
+pub struct Tcp;
+
+impl Kind for Tcp {
+    fn name(&self) -> &'static str {
+        "tcp"
+    }
+    fn about(&self) -> &'static str {
+        "non-blocking sockets: accepts connections, reads and writes them within the windows"
+    }
+    fn default_cost(&self) -> f64 {
+        6.5
+    }
+    fn accepts(&self) -> &'static [Carries] {
+        &[]
+    }
+    fn offers(&self) -> Option<Carries> {
+        Some(Carries::Connection)
+    }
+    fn load(
+        &self,
+        tables: &mut KindTables,
+        sections: &mut Sections,
+        invalid: Invalid<'_>,
+    ) -> Result<(), TopologyError> {
+        sections.insert(tables.section::<TcpSection>(self.name(), invalid)?);
+        Ok(())
+    }
+    fn describe_begin(&self, initial: bool, extension: &[u8]) -> Option<String> {
+        let begin = nukleus_tcp::decode_begin_ex(extension).filter(|_| initial)?;
+        Some(format!(
+            "tcp connection from {} (listener {})",
+            begin.remote, begin.listener
+        ))
+    }
+    fn build(&self, build: Build<'_>) -> Result<BoxedNukleus, StartError> {
+        Ok(Box::new(tcp(build)?))
+    }
+    fn build_split(
+        &self,
+        build: Build<'_>,
+        input_doorbell: Arc<streams::Doorbell>,
+        output_doorbell: Arc<streams::Doorbell>,
+    ) -> Option<Result<(BoxedNukleus, BoxedNukleus), StartError>> {
+        Some(tcp(build).map(|tcp| {
+            let (input, output) = tcp.split_directions(Some(input_doorbell), Some(output_doorbell));
+            (
+                Box::new(input) as BoxedNukleus,
+                Box::new(output) as BoxedNukleus,
+            )
+        }))
+    }
+}
+
+fn tcp(build: Build<'_>) -> Result<TcpNukleus, StartError> {
+    let loaded = build.loaded;
+    let section = loaded.section::<TcpSection>();
+    let listeners = loaded
+        .topology
         .listeners
         .iter()
         .zip(&loaded.listener_addresses)
@@ -25,14 +83,50 @@ pub fn build(
         .collect();
     let config = TcpConfig {
         listeners,
-        max_connections: topology.tcp.max_connections,
-        window: topology.tcp.window,
-        write_timeout: std::time::Duration::from_millis(topology.tcp.write_timeout_ms),
+        max_connections: section.max_connections,
+        window: section.window,
+        write_timeout: std::time::Duration::from_millis(section.write_timeout_ms),
         ..TcpConfig::default()
     };
-    let tcp = TcpNukleus::new(config, instance.core, instance.index, links)?;
-    Ok(match steering {
+    let instance = build.instance;
+    let tcp = TcpNukleus::new(config, instance.core, instance.index, build.links)?;
+    Ok(match build.steering {
         Some(steering) => tcp.with_steering(steering.clone(), usize::from(instance.index)),
         None => tcp,
     })
+}
+
+/// `[tcp]`: connection admission, windows, write timeout.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpSection {
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    #[serde(default = "default_window")]
+    pub window: u32,
+    /// Close a connection whose client takes no reply bytes for this long (milliseconds).
+    #[serde(default = "default_write_timeout_ms")]
+    pub write_timeout_ms: u64,
+}
+
+impl Default for TcpSection {
+    fn default() -> Self {
+        TcpSection {
+            max_connections: default_max_connections(),
+            window: default_window(),
+            write_timeout_ms: default_write_timeout_ms(),
+        }
+    }
+}
+
+fn default_write_timeout_ms() -> u64 {
+    60_000
+}
+
+fn default_max_connections() -> usize {
+    4096
+}
+
+fn default_window() -> u32 {
+    65536
 }

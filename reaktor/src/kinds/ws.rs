@@ -18,17 +18,75 @@
 //! to = "echo"
 //! ```
 
-use std::ops::Range;
 use std::time::Duration;
 
+use nukleus_http::ext::RequestHead;
 use nukleus_ws::{Route, WsConfig, WsNukleus};
 use serde::Deserialize;
-use streams::{Nukleus, PeerLink};
+use streams::Carries;
 use toml::Spanned;
 
-use crate::plan::Instance;
-use crate::runtime::StartError;
-use crate::topology::{LoadedTopology, RouteSection, Topology, TopologyError};
+use crate::error::{Invalid, StartError, TopologyError};
+use crate::kind::{BoxedNukleus, Build, Check, Kind, RouteSection};
+use crate::topology::{KindTables, LoadedTopology, Sections};
+
+/// The `ws` kind's declaration.
+pub struct Ws;
+
+impl Kind for Ws {
+    fn name(&self) -> &'static str {
+        "ws"
+    }
+    fn about(&self) -> &'static str {
+        "WebSocket (RFC 6455) over http upgrades: one message stream per socket to the kind its route names"
+    }
+    fn default_cost(&self) -> f64 {
+        1.0
+    }
+    fn accepts(&self) -> &'static [Carries] {
+        &[Carries::HttpExchanges]
+    }
+    fn offers(&self) -> Option<Carries> {
+        Some(Carries::WsMessages)
+    }
+    fn load(
+        &self,
+        tables: &mut KindTables,
+        sections: &mut Sections,
+        invalid: Invalid<'_>,
+    ) -> Result<(), TopologyError> {
+        let ws = tables.section::<WsSection>(self.name(), invalid)?;
+        check_limits(&ws, invalid)?;
+        sections.insert(ws);
+        Ok(())
+    }
+    fn validate(&self, check: &Check<'_>) -> Result<(), TopologyError> {
+        validate(check)
+    }
+    fn routes<'a>(&self, loaded: &'a LoadedTopology) -> &'a [RouteSection] {
+        &loaded.section::<WsSection>().routes
+    }
+    fn describe_begin(&self, initial: bool, extension: &[u8]) -> Option<String> {
+        let b = nukleus_ws::app::BeginEx::parse(extension).filter(|_| initial)?;
+        let head = RequestHead::parse(b.request_head)
+            .map(|h| super::http::request_summary(&h))
+            .unwrap_or_default();
+        Some(format!(
+            "websocket protocol={} {head}",
+            b.protocol.unwrap_or("-")
+        ))
+    }
+    fn describe_data(&self, extension: &[u8]) -> Option<&'static str> {
+        match extension.first() {
+            Some(&nukleus_ws::app::KIND_TEXT) => Some("text"),
+            Some(&nukleus_ws::app::KIND_BINARY) => Some("binary"),
+            _ => None,
+        }
+    }
+    fn build(&self, build: Build<'_>) -> Result<BoxedNukleus, StartError> {
+        self::build(build)
+    }
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -79,18 +137,8 @@ fn default_close_timeout_ms() -> Spanned<u64> {
     Spanned::new(0..0, 5000)
 }
 
-/// Checks the `[ws]` section against the rest of the topology.
-pub fn validate(
-    topology: &Topology,
-    invalid: &dyn Fn(Option<Range<usize>>, String) -> TopologyError,
-) -> Result<(), TopologyError> {
-    let ws = &topology.ws;
-    let placed = |kind: &str| {
-        topology
-            .cores
-            .iter()
-            .any(|c| c.nuklei.get_ref().iter().any(|k| k == kind))
-    };
+/// Checks the `[ws]` limits on their own.
+fn check_limits(ws: &WsSection, invalid: Invalid<'_>) -> Result<(), TopologyError> {
     let frame = *ws.max_frame_size.get_ref();
     let message = *ws.max_message_size.get_ref();
     if frame == 0 || frame > 1 << 31 {
@@ -135,6 +183,14 @@ pub fn validate(
             ));
         }
     }
+    Ok(())
+}
+
+/// Checks the `[ws]` routes against the placed topology.
+fn validate(check: &Check<'_>) -> Result<(), TopologyError> {
+    let ws = check.loaded.section::<WsSection>();
+    let invalid = check.invalid;
+    let placed = |kind: &str| check.placed(kind);
     for route in &ws.routes {
         let to = route.to.get_ref();
         if !route.path.starts_with('/') {
@@ -152,7 +208,7 @@ pub fn validate(
                 ),
             ));
         }
-        if matches!(to.as_str(), "tcp" | "tls" | "http" | "ws") {
+        if check.kinds.kind(to).is_some_and(|k| k.offers().is_some()) {
             return Err(invalid(
                 Some(route.to.span()),
                 format!(
@@ -162,7 +218,7 @@ pub fn validate(
             ));
         }
     }
-    if placed("ws") && !topology.http.routes.iter().any(|r| r.to.get_ref() == "ws") {
+    if placed("ws") && !check.edges.iter().any(|(_, to)| to == "ws") {
         return Err(invalid(
             None,
             "`ws` is placed on a core but no [[http.route]] leads to it (add e.g. path = \"/ws\", to = \"ws\")".into(),
@@ -171,12 +227,8 @@ pub fn validate(
     Ok(())
 }
 
-pub fn build(
-    loaded: &LoadedTopology,
-    instance: &Instance,
-    links: Vec<PeerLink>,
-) -> Result<Box<dyn Nukleus + Send>, StartError> {
-    let ws = &loaded.topology.ws;
+fn build(build: Build<'_>) -> Result<BoxedNukleus, StartError> {
+    let ws = build.loaded.section::<WsSection>();
     let config = WsConfig {
         routes: ws
             .routes
@@ -184,7 +236,7 @@ pub fn build(
             .map(|r| Route {
                 prefix: r.path.clone(),
                 to: r.to.get_ref().clone(),
-                key_segment: r.key_segment(),
+                key_segment: r.key_segment(build.kinds),
             })
             .collect(),
         protocols: ws.protocols.get_ref().clone(),
@@ -194,12 +246,11 @@ pub fn build(
         },
         window: *ws.window.get_ref(),
         close_timeout: Duration::from_millis(*ws.close_timeout_ms.get_ref()),
-        ..WsConfig::default()
     };
     Ok(Box::new(WsNukleus::new(
         config,
-        instance.core,
-        instance.index,
-        links,
+        build.instance.core,
+        build.instance.index,
+        build.links,
     )))
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use nukleus_http::ext;
 use nukleus_http::{HttpConfig, HttpNukleus, Route};
 use streams::frame::{self, OwnedFrame};
-use streams::{Header, Link, Nukleus, PeerLink, PollContext};
+use streams::{Carries, Header, Link, Nukleus, PeerLink, PeerRole, PollContext};
 
 /// tcp's stream id for the connection (initial streams from the network are odd).
 pub const NET_ID: u64 = 0x1_0000_0001;
@@ -25,8 +25,8 @@ pub struct Rig {
     net_sequence: u64,
 }
 
-fn link(kind: &str) -> (PeerLink, Link) {
-    PeerLink::scripted(kind, 1 << 20).unwrap()
+fn link(kind: &str, role: PeerRole) -> (PeerLink, Link) {
+    PeerLink::scripted(kind, role, 1 << 20).unwrap()
 }
 
 impl Rig {
@@ -39,9 +39,9 @@ impl Rig {
 
     /// A rig whose routes are `/ws/` -> ws and `/` -> echo, whatever `config` says.
     pub fn with(config: HttpConfig) -> Rig {
-        let (tcp_link, tcp) = link("tcp");
-        let (ws_link, ws) = link("ws");
-        let (app_link, app) = link("echo");
+        let (tcp_link, tcp) = link("tcp", PeerRole::network(Carries::Connection));
+        let (ws_link, ws) = link("ws", PeerRole::relay(Carries::HttpExchanges));
+        let (app_link, app) = link("echo", PeerRole::application(Carries::HttpExchanges));
         let config = HttpConfig {
             routes: vec![
                 Route {

@@ -39,11 +39,15 @@
 //! changes with stage costs, so it steers new connections by what each core is worth instead.
 
 use std::fmt::Write as _;
-use std::ops::Range;
 
-use toml::Spanned;
+mod direction;
+mod input;
 
-use crate::topology::{CoreSection, PlacementMode, Topology, TopologyError};
+pub use input::{measured_costs, plan_input, stage_kinds};
+
+use direction::{core_range, direction_plan, direction_split, gain};
+
+use crate::kinds;
 
 /// A split must predict at least this much more throughput than fusing everything on every
 /// core (cross-core hops also cost latency, which the throughput model does not see).
@@ -57,21 +61,11 @@ pub const DEFAULT_HOP: f64 = 0.5;
 /// readiness events), so about half.
 pub const DEFAULT_TCP_OUT_SHARE: f64 = 0.5;
 
-/// Built-in per-request costs (µs of busy time per keep-alive request), as `reaktor plan
-/// --measured` reported them for `benches/placement.sh` (HTTPS hello, release build, 2-vCPU
-/// VM; TLS handshakes not included); used when neither a measurement nor a `[cost]` entry
-/// exists. ws, switch and metrics are rough guesses.
+/// A kind's built-in per-request cost (µs of busy time per keep-alive request, declared by
+/// the kind: `Kind::default_cost`), used when neither a measurement nor a `[cost]` entry
+/// exists; 1 for a name the registry does not know.
 pub fn default_cost(kind: &str) -> f64 {
-    match kind {
-        "tcp" => 6.5,
-        "tls" => 1.3,
-        "http" => 0.7,
-        "ws" => 1.0,
-        "echo" => 0.25,
-        "switch" => 1.0,
-        "metrics" => 0.1,
-        _ => 1.0,
-    }
+    kinds::kind(kind).map_or(1.0, |k| k.default_cost())
 }
 
 /// Whether a kind can run as several instances, streams routed to one by key. Every kind
@@ -85,7 +79,7 @@ pub fn splittable(kind: &str) -> bool {
 /// instance that owns its key, which is on another core `(n - 1) / n` of the time, and its
 /// instances talk to each other over their mesh (the self edge): both cost hops.
 pub fn keyed_by_state(kind: &str) -> bool {
-    kind == "switch"
+    kinds::kind(kind).is_some_and(|k| k.partitioning().is_keyed())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -593,375 +587,6 @@ pub fn plan(input: &PlanInput) -> Plan {
         fused_load: fused.load,
         summary,
     }
-}
-
-/// The direction split weighed by [`plan`]: every stage fused on cores `0..output_core`, tcp's
-/// writes on core `output_core` (the last).
-struct DirectionSplit {
-    output_core: usize,
-    load: f64,
-    /// Load of the busiest input core, and of the output core.
-    input_load: f64,
-    output_load: f64,
-}
-
-/// How much more throughput `load` predicts than `base`, against the margin.
-fn gain(base: f64, load: f64) -> String {
-    let percent = (base / load - 1.0) * 100.0;
-    if load >= base {
-        "no gain".to_owned()
-    } else if load < base * (1.0 - MARGIN) {
-        format!(
-            "{percent:.0}% more throughput, above the {:.0}% margin",
-            MARGIN * 100.0
-        )
-    } else {
-        format!(
-            "{percent:.1}% gain, below the {:.0}% margin",
-            MARGIN * 100.0
-        )
-    }
-}
-
-/// "core 0" or "cores 0-3": the first `n` cores.
-fn core_range(n: usize) -> String {
-    if n == 1 {
-        "core 0".to_owned()
-    } else {
-        format!("cores 0-{}", n - 1)
-    }
-}
-
-fn direction_split(input: &PlanInput) -> Option<DirectionSplit> {
-    let out = input.tcp_out.as_ref()?;
-    if input.cores < 2 || !input.stages.iter().any(|s| s.kind == "tcp") {
-        return None;
-    }
-    let n = input.cores - 1;
-    let total: f64 = input.stages.iter().map(|s| s.cost).sum();
-    // Every request's reply crosses from its core to the output core: a hop on both sides.
-    let input_load = connection_share(input.connections, 0, n) * (total - out.cost + input.hop);
-    let output_load = out.cost + input.hop;
-    Some(DirectionSplit {
-        output_core: n,
-        load: input_load.max(output_load),
-        input_load,
-        output_load,
-    })
-}
-
-fn direction_plan(
-    input: &PlanInput,
-    d: &DirectionSplit,
-    fused_load: f64,
-    summary: Vec<String>,
-) -> Plan {
-    let n = d.output_core;
-    let out = input.tcp_out.as_ref().expect("weighed with a tcp.out cost");
-    let kinds: Vec<String> = input.stages.iter().map(|s| s.kind.clone()).collect();
-    let mut cores = vec![kinds.clone(); n];
-    // One tcp.out per tcp instance (the k-th pairs with the k-th), all on the last core.
-    cores.push(vec![crate::topology::TCP_OUT.to_owned(); n]);
-    let connections = match input.connections {
-        Some(k) => format!("{k} connection(s)"),
-        None => "the declared connections".to_owned(),
-    };
-    let stages = input
-        .stages
-        .iter()
-        .map(|stage| {
-            let on = (0..n).collect::<Vec<_>>();
-            if stage.kind == "tcp" {
-                StagePlan {
-                    kind: stage.kind.clone(),
-                    cores: on,
-                    decision: Decision::SplitByDirection { output_core: n },
-                    reason: format!(
-                        "cost {} ({}), of which writing {} ({}): with {connections} a split by connection keeps at most that many core(s) busy, so tcp's reads stay fused with the other stages on {} (busiest load {}) and its writes (tcp.out) run on core {n} (load {})",
-                        fmt(stage.cost),
-                        stage.source.name(),
-                        fmt(out.cost),
-                        out.source.name(),
-                        core_range(n),
-                        fmt(d.input_load),
-                        fmt(d.output_load)
-                    ),
-                }
-            } else {
-                StagePlan {
-                    kind: stage.kind.clone(),
-                    cores: on,
-                    decision: Decision::Fused,
-                    reason: format!(
-                        "cost {} ({}): fused with tcp's reads on {}",
-                        fmt(stage.cost),
-                        stage.source.name(),
-                        core_range(n)
-                    ),
-                }
-            }
-        })
-        .collect();
-    Plan {
-        cores,
-        stages,
-        predicted_load: d.load,
-        fused_load,
-        summary,
-    }
-}
-
-/// The kinds a topology uses, in pipeline order: listener chains, then route targets.
-pub fn stage_kinds(topology: &Topology) -> Vec<String> {
-    let mut kinds: Vec<String> = Vec::new();
-    let mut add = |kind: &str| {
-        if !kinds.iter().any(|k| k == kind) {
-            kinds.push(kind.to_owned());
-        }
-    };
-    for listener in &topology.listeners {
-        for kind in listener.chain.get_ref() {
-            add(kind);
-        }
-    }
-    for route in &topology.http.routes {
-        add(route.to.get_ref());
-    }
-    for route in &topology.ws.routes {
-        add(route.to.get_ref());
-    }
-    kinds
-}
-
-/// The planner's input for `topology` on `cores` cores: each stage's cost is taken from
-/// `measured` (kind -> cost) if present, else from the `[cost]` table, else the default.
-pub fn plan_input(topology: &Topology, cores: usize, measured: &[(String, f64)]) -> PlanInput {
-    let cost_of = |kind: &str| {
-        if let Some(&(_, cost)) = measured.iter().find(|(k, _)| k == kind) {
-            (cost, CostSource::Measured)
-        } else if let Some(cost) = topology.cost.get(kind) {
-            (*cost.get_ref(), CostSource::Declared)
-        } else {
-            (default_cost(kind), CostSource::Default)
-        }
-    };
-    let (hop, hop_source) = match topology.cost.get("hop") {
-        Some(hop) => (*hop.get_ref(), CostSource::Declared),
-        None => (DEFAULT_HOP, CostSource::Default),
-    };
-    let out = crate::topology::TCP_OUT;
-    let measured_out = measured.iter().find(|(k, _)| k == out).map(|&(_, c)| c);
-    let stages: Vec<StageCost> = stage_kinds(topology)
-        .into_iter()
-        .map(|kind| {
-            let (mut cost, source) = cost_of(&kind);
-            // A reaktor that ran tcp split measured its reads as tcp and its writes as tcp.out.
-            if kind == "tcp" && source == CostSource::Measured {
-                cost += measured_out.unwrap_or(0.0);
-            }
-            StageCost { kind, cost, source }
-        })
-        .collect();
-    let tcp_out = stages.iter().find(|s| s.kind == "tcp").map(|tcp| {
-        let (cost, source) = match (measured_out, topology.cost.get(out)) {
-            (Some(cost), _) if tcp.source == CostSource::Measured => (cost, CostSource::Measured),
-            (_, Some(cost)) => (*cost.get_ref(), CostSource::Declared),
-            _ => (tcp.cost * DEFAULT_TCP_OUT_SHARE, CostSource::Default),
-        };
-        StageCost {
-            kind: out.to_owned(),
-            cost: cost.min(tcp.cost),
-            source,
-        }
-    });
-    PlanInput {
-        stages,
-        edges: crate::plan::kind_edges(topology),
-        cores,
-        hop,
-        hop_source,
-        connections: topology.reaktor.connections.as_ref().map(|c| *c.get_ref()),
-        tcp_out,
-    }
-}
-
-/// Per-kind cost measured by a running reaktor, in µs of busy time per request: busy time
-/// summed over a kind's instances, divided by the requests http counted (or, without http,
-/// the connections tcp accepted).
-pub fn measured_costs(snapshot: &crate::metrics::Snapshot) -> Result<Vec<(String, f64)>, String> {
-    let total = |gauge: &str, kind: &str| -> u64 {
-        snapshot
-            .instances
-            .iter()
-            .filter(|i| i.kind == kind)
-            .filter_map(|i| i.gauge(gauge))
-            .sum()
-    };
-    let requests = match total("requests_total", "http") {
-        0 => total("connections_accepted_total", "tcp"),
-        n => n,
-    };
-    if requests == 0 {
-        return Err(
-            "the reaktor has served no request yet: nothing to divide its busy time by".into(),
-        );
-    }
-    let mut costs: Vec<(String, f64)> = Vec::new();
-    for i in &snapshot.instances {
-        let cost = i.busy_nanos as f64 / 1000.0 / requests as f64;
-        match costs.iter_mut().find(|(k, _)| *k == i.kind) {
-            Some((_, c)) => *c += cost,
-            None => costs.push((i.kind.clone(), cost)),
-        }
-    }
-    Ok(costs)
-}
-
-/// Validates `[cost]` and the placement keys; with placement = "auto", plans and fills in the
-/// nuklei of every core. Returns the plan when it made one.
-pub fn apply(
-    topology: &mut Topology,
-    invalid: &dyn Fn(Option<Range<usize>>, String) -> TopologyError,
-) -> Result<Option<Plan>, TopologyError> {
-    for (key, value) in &topology.cost {
-        if key != "hop"
-            && key != crate::topology::TCP_OUT
-            && !crate::kinds::KINDS.contains(&key.as_str())
-        {
-            return Err(invalid(
-                Some(value.span()),
-                format!(
-                    "[cost] `{key}` is not a nukleus kind; known kinds: {}, `tcp.out` (the part of tcp's cost spent writing), and `hop`",
-                    crate::kinds::KINDS.join(", ")
-                ),
-            ));
-        }
-        if !value.get_ref().is_finite() || *value.get_ref() < 0.0 {
-            return Err(invalid(
-                Some(value.span()),
-                format!("[cost] `{key}` must be a finite number >= 0"),
-            ));
-        }
-    }
-    let section = &topology.reaktor;
-    let auto = section
-        .placement
-        .as_ref()
-        .is_some_and(|p| *p.get_ref() == PlacementMode::Auto);
-    if !auto {
-        if let Some(cores) = &section.cores {
-            return Err(invalid(Some(cores.span()), "`cores` is only used with placement = \"auto\"; list the nuklei of each [[core]] instead".into()));
-        }
-        if let Some(cpus) = &section.cpus {
-            return Err(invalid(
-                Some(cpus.span()),
-                "`cpus` is only used with placement = \"auto\"; give each [[core]] a `cpu` instead"
-                    .into(),
-            ));
-        }
-        for (n, core) in topology.cores.iter().enumerate() {
-            if core.nuklei.span() == (0..0) {
-                return Err(invalid(
-                    core.cpu.as_ref().map(|c| c.span()),
-                    format!("[[core]] number {} has no `nuklei`: list the nuklei it runs, or set placement = \"auto\" in [reaktor]", n + 1),
-                ));
-            }
-        }
-        return Ok(None);
-    }
-    let placement_span = section.placement.as_ref().map(|p| p.span()).unwrap_or(0..0);
-    for core in &topology.cores {
-        if core.nuklei.span() != (0..0) {
-            return Err(invalid(
-                Some(core.nuklei.span()),
-                "with placement = \"auto\" the planner chooses each core's nuklei: give [[core]] only a `cpu`, or set placement = \"explicit\"".into(),
-            ));
-        }
-    }
-    let sources = [
-        !topology.cores.is_empty(),
-        section.cores.is_some(),
-        section.cpus.is_some(),
-    ];
-    if sources.iter().filter(|&&s| s).count() > 1 {
-        return Err(invalid(
-            Some(placement_span),
-            "give the cores of an auto placement one way only: [[core]] sections with a `cpu`, `cores = N`, or `cpus = [...]`".into(),
-        ));
-    }
-    let cpus: Vec<Option<Spanned<usize>>> = if !topology.cores.is_empty() {
-        topology.cores.iter().map(|c| c.cpu.clone()).collect()
-    } else if let Some(cores) = &section.cores {
-        if *cores.get_ref() == 0 || *cores.get_ref() > 1024 {
-            return Err(invalid(
-                Some(cores.span()),
-                "`cores` must be between 1 and 1024".into(),
-            ));
-        }
-        vec![None; *cores.get_ref()]
-    } else if let Some(cpus) = &section.cpus {
-        if cpus.get_ref().is_empty() {
-            return Err(invalid(
-                Some(cpus.span()),
-                "`cpus` must list at least one cpu".into(),
-            ));
-        }
-        cpus.get_ref()
-            .iter()
-            .map(|&c| Some(Spanned::new(cpus.span(), c)))
-            .collect()
-    } else {
-        let available = std::thread::available_parallelism().map_or(1, |n| n.get());
-        (0..available)
-            .map(|c| Some(Spanned::new(placement_span.clone(), c)))
-            .collect()
-    };
-    if stage_kinds(topology).is_empty() {
-        return Err(invalid(
-            Some(placement_span),
-            "placement = \"auto\" needs at least one [[listener]]: the planner places the nuklei of its chain and routes".into(),
-        ));
-    }
-    let unknown = |kind: &String| !crate::kinds::KINDS.contains(&kind.as_str());
-    let found = topology
-        .listeners
-        .iter()
-        .find_map(|l| {
-            l.chain
-                .get_ref()
-                .iter()
-                .find(|k| unknown(k))
-                .map(|k| (k, l.chain.span()))
-        })
-        .or_else(|| {
-            topology
-                .http
-                .routes
-                .iter()
-                .chain(&topology.ws.routes)
-                .find(|r| unknown(r.to.get_ref()))
-                .map(|r| (r.to.get_ref(), r.to.span()))
-        });
-    if let Some((kind, span)) = found {
-        return Err(invalid(
-            Some(span),
-            format!(
-                "unknown nukleus kind `{kind}`; known kinds: {}",
-                crate::kinds::KINDS.join(", ")
-            ),
-        ));
-    }
-    let plan = plan(&plan_input(topology, cpus.len(), &[]));
-    topology.cores = plan
-        .cores
-        .iter()
-        .zip(cpus)
-        .map(|(kinds, cpu)| CoreSection {
-            cpu,
-            nuklei: Spanned::new(placement_span.clone(), kinds.clone()),
-        })
-        .collect();
-    Ok(Some(plan))
 }
 
 fn fmt(x: f64) -> String {

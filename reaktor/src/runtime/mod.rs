@@ -1,0 +1,200 @@
+//! Running a placement: stream files under `<stream_dir>/reaktor-<pid>/`, the wiring of rings
+//! and nuklei (`wiring`), one pinned thread per core running its duty cycle (`core`) with an
+//! idle strategy (`idle`), the stats file, the opt-in re-plan thread, and a clean shutdown.
+
+mod core;
+mod idle;
+mod wiring;
+
+pub use idle::{Idle, IdleStrategy};
+pub use wiring::InstanceInfo;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use streams::Doorbell;
+
+use crate::error::StartError;
+use crate::plan::Placement;
+use crate::stats::{SharedStats, STATS_FILE};
+use crate::topology::LoadedTopology;
+
+/// How often the stats file is rewritten.
+const STATS_FILE_INTERVAL: Duration = Duration::from_millis(500);
+
+/// A running reaktor.
+pub struct Reaktor {
+    shutdown: Arc<AtomicBool>,
+    /// Set when a core thread died of a panic.
+    failed: Arc<AtomicBool>,
+    doorbells: Vec<Arc<Doorbell>>,
+    threads: Vec<JoinHandle<()>>,
+    stats_thread: Option<JoinHandle<()>>,
+    replan_thread: Option<JoinHandle<()>>,
+    stream_dir: PathBuf,
+    pub instances: Vec<InstanceInfo>,
+    /// Everything measured, for the metrics nukleus, the stats file and embedders.
+    pub stats: Arc<SharedStats>,
+}
+
+fn default_stream_root() -> PathBuf {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        shm.to_owned()
+    } else {
+        std::env::temp_dir()
+    }
+}
+
+impl Reaktor {
+    /// Builds every stream and nukleus of a placed topology (see `place::place`), binds
+    /// listeners, and starts the core threads.
+    pub fn start(
+        loaded: &LoadedTopology,
+        stream_root: Option<&Path>,
+    ) -> Result<Reaktor, StartError> {
+        let topology = &loaded.topology;
+        let placement = Placement::from_topology(loaded);
+        let root = stream_root
+            .map(Path::to_owned)
+            .or_else(|| topology.reaktor.stream_dir.clone())
+            .unwrap_or_else(default_stream_root);
+        let stream_dir = root.join(format!("reaktor-{}", std::process::id()));
+        std::fs::create_dir_all(&stream_dir).map_err(|source| StartError::StreamDir {
+            path: stream_dir.clone(),
+            source,
+        })?;
+        let result = Self::launch(loaded, &placement, &stream_dir);
+        if result.is_err() {
+            let _ = std::fs::remove_dir_all(&stream_dir);
+        }
+        result
+    }
+
+    fn launch(
+        loaded: &LoadedTopology,
+        placement: &Placement,
+        stream_dir: &Path,
+    ) -> Result<Reaktor, StartError> {
+        let start = Instant::now();
+        let wired = wiring::wire(loaded, placement, stream_dir, start)?;
+        let shutdown = Arc::new(AtomicBool::new(false));
+        let failed = Arc::new(AtomicBool::new(false));
+        let doorbells: Vec<Arc<Doorbell>> =
+            wired.cores.iter().map(|c| c.doorbell.clone()).collect();
+        // Each core thread's id, for the re-plan's scheduler statistics.
+        let core_tids: Arc<Vec<AtomicU64>> =
+            Arc::new(wired.cores.iter().map(|_| AtomicU64::new(0)).collect());
+        let mut threads = Vec::new();
+        for (index, core) in wired.cores.into_iter().enumerate() {
+            let (shutdown, failed) = (shutdown.clone(), failed.clone());
+            let tids = core_tids.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("reaktor-core{index}"))
+                .spawn(move || {
+                    // Nuklei must not panic (bad input gets an error on its own stream). If
+                    // one does anyway, a silently dead core would leave the server half up:
+                    // stop the whole reaktor with a failure status so a supervisor restarts it.
+                    if let Some(tid) = crate::replan::current_tid() {
+                        tids[index].store(tid, Ordering::Relaxed);
+                    }
+                    let run = std::panic::AssertUnwindSafe(|| core.run(index, &shutdown, start));
+                    if std::panic::catch_unwind(run).is_err() {
+                        tracing::error!(core = index, "a nukleus panicked; stopping the reaktor");
+                        failed.store(true, Ordering::SeqCst);
+                        let _ = signal_hook::low_level::raise(signal_hook::consts::SIGTERM);
+                    }
+                })
+                .expect("spawning a core thread");
+            threads.push(handle);
+        }
+        let stats_thread = {
+            let (shared, shutdown, dir) =
+                (wired.stats.clone(), shutdown.clone(), stream_dir.to_owned());
+            std::thread::Builder::new()
+                .name("reaktor-stats".into())
+                .spawn(move || write_stats_file(&shared, &shutdown, &dir))
+                .expect("spawning the stats thread")
+        };
+        let replan = *loaded.topology.reaktor.replan_interval_ms.get_ref();
+        let tcp_cores = wired.tcp_cores;
+        let replan_thread = wired.steering.map(|steering| {
+            let shutdown = shutdown.clone();
+            let interval = Duration::from_millis(replan);
+            tracing::info!(
+                interval_ms = replan,
+                "runtime re-plan on: new connections move away from a core whose thread gets {}x less of its cpu than the best core's",
+                crate::replan::POORER
+            );
+            let core_tids = core_tids.clone();
+            std::thread::Builder::new()
+                .name("reaktor-replan".into())
+                .spawn(move || {
+                    crate::replan::run(steering, tcp_cores, core_tids, interval, shutdown)
+                })
+                .expect("spawning the re-plan thread")
+        });
+        Ok(Reaktor {
+            shutdown,
+            failed,
+            doorbells,
+            threads,
+            stats_thread: Some(stats_thread),
+            replan_thread,
+            stream_dir: stream_dir.to_owned(),
+            instances: wired.instances,
+            stats: wired.stats,
+        })
+    }
+
+    pub fn stream_dir(&self) -> &Path {
+        &self.stream_dir
+    }
+
+    /// Stops every core (listeners closed, connections shut), joins the threads and removes
+    /// the stream files. Returns false if a core had died of a panic.
+    pub fn stop(self) -> bool {
+        self.shutdown.store(true, Ordering::SeqCst);
+        for doorbell in &self.doorbells {
+            doorbell.ring_always();
+        }
+        for thread in self.threads {
+            let _ = thread.join();
+        }
+        for thread in [self.stats_thread, self.replan_thread]
+            .into_iter()
+            .flatten()
+        {
+            thread.thread().unpark();
+            let _ = thread.join();
+        }
+        if let Err(e) = std::fs::remove_dir_all(&self.stream_dir) {
+            tracing::warn!(error = %e, dir = %self.stream_dir.display(), "cannot remove stream directory");
+        }
+        !self.failed.load(Ordering::SeqCst)
+    }
+}
+
+/// Rewrites `<dir>/stats` (write a temporary file, then rename, so readers never see half a
+/// file) every [`STATS_FILE_INTERVAL`] until shutdown: `reaktor top` and `reaktor plan
+/// --measured` read it from other processes.
+fn write_stats_file(shared: &SharedStats, shutdown: &AtomicBool, dir: &Path) {
+    let path = dir.join(STATS_FILE);
+    let temporary = dir.join(format!(".{STATS_FILE}.tmp"));
+    let mut warned = false;
+    while !shutdown.load(Ordering::Relaxed) {
+        let text = shared.snapshot().to_stats_file();
+        let result =
+            std::fs::write(&temporary, text).and_then(|()| std::fs::rename(&temporary, &path));
+        if let Err(e) = result {
+            if !warned {
+                tracing::warn!(error = %e, path = %path.display(), "cannot write the stats file");
+                warned = true;
+            }
+        }
+        std::thread::park_timeout(STATS_FILE_INTERVAL);
+    }
+}
