@@ -84,9 +84,12 @@ fn scenario_on(name: &str, cores: usize) {
     // tested in auth_limits with the small queue).
     let queue = if name == "order" { 64 << 20 } else { 262144 };
     let server = Server::start(&topology_on(queue, cores));
+    // The stall scenario stops and continues the server itself.
+    let pid = (name == "stall").then(|| server.pid().to_string());
     let output = Command::new(python())
         .arg(workspace().join("tests/python/switch_e2e.py"))
         .args([name, &server.port.to_string()])
+        .args(pid)
         .output()
         .expect("run python");
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -125,6 +128,13 @@ fn auth_and_limit_errors() {
     scenario("auth_limits");
 }
 
+/// `kill -STOP` for 2.5 leases, then `kill -CONT`: the nodes that kept reletting during the
+/// stall (by ping, by request, by REST for SSE) stay online; a silent one still expires.
+#[test]
+fn a_server_stall_longer_than_the_lease_releases_only_silent_nodes() {
+    scenario("stall");
+}
+
 // The same scenarios with the switch split over two instances (fission): ports sharded by
 // name, nodes homed by id, batches split and merged across the mesh.
 
@@ -151,6 +161,11 @@ fn two_switch_instances_reach_exactly_the_nodes_of_unicast_multicast_broadcast()
 #[test]
 fn two_switch_instances_answer_auth_and_limit_errors() {
     scenario_on("auth_limits", 2);
+}
+
+#[test]
+fn two_switch_instances_after_a_server_stall_release_only_silent_nodes() {
+    scenario_on("stall", 2);
 }
 
 /// Plain curl: the REST surface answers JSON with the documented statuses.

@@ -1,6 +1,6 @@
 """End-to-end scenarios against a running reaktor port switch (driven by tests/e2e_switch.rs).
 
-Usage: switch_e2e.py <scenario> <port>
+Usage: switch_e2e.py <scenario> <port> [<server pid> for `stall`]
 
 The topology (see tests/e2e_switch.rs) declares token `tok-<node>` for nodes n0..n63, a token
 `multi` for all of them, `adm` (admin), lease_ms = 1500 and small limits. Each scenario
@@ -8,7 +8,9 @@ raises on the first violated expectation and prints `ok <scenario>` at the end.
 """
 
 import asyncio
+import os
 import random
+import signal
 import socket
 import sys
 import threading
@@ -333,11 +335,72 @@ async def auth_limits(port):
     await w.close()
 
 
+async def stall(port, pid):
+    """A stall of the whole server (SIGSTOP for longer than the lease, then SIGCONT) releases
+    no node that kept reletting during it: its relets waited in the kernel, and the server
+    reads them before it looks at leases. A node silent since before the stall still expires."""
+    pingers = [await online(port, f"n{i}") for i in range(4)]  # relet by WebSocket ping
+    talker = await online(port, "n4", ping_interval=None)  # relet by requests
+    sse = SseNode(port, "n5", tok("n5"))
+    check(sse.status == 200 and "text/event-stream" in sse.head, sse.head)
+    rest5 = Rest(port, tok("n5"))  # relet by REST
+    check(rest5.regport("n5", ["p:5"])[0] == 200, "sse node registers")
+    keepers = pingers + [talker]
+    for i, w in enumerate(keepers):
+        check((await w.call("regport", ports=[f"p:{i}"]))["registered"] == 1, f"{w.node} registers")
+    stop = threading.Event()
+    sse_failures = []
+
+    def relet_sse():
+        while not stop.is_set():
+            status, body, _ = rest5.relet("n5")
+            if status != 200:
+                sse_failures.append((status, body))
+            stop.wait(LEASE_S / 6)
+
+    sse_reletter = threading.Thread(target=relet_sse, daemon=True)
+    sse_reletter.start()
+
+    async def relet_ws():
+        while True:
+            await talker.send("relet")
+            await asyncio.sleep(LEASE_S / 6)
+
+    ws_reletter = asyncio.create_task(relet_ws())
+    try:
+        silent = await online(port, "n6", ping_interval=None)
+        check((await silent.call("regport", ports=["p:6"]))["registered"] == 1, "silent registers")
+        await asyncio.sleep(LEASE_S / 3)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            await asyncio.sleep(LEASE_S * 2.5)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        code, reason = await asyncio.wait_for(silent.closed, LEASE_S * 3)
+        check(code == 4001 and "lease" in reason, f"silent node closed with {code} {reason}")
+        await asyncio.sleep(LEASE_S)
+        for w in keepers:
+            check(not w.closed.done(), f"{w.node} closed after the stall: {w.closed.result() if w.closed.done() else ''}")
+    finally:
+        stop.set()
+        ws_reletter.cancel()
+    await asyncio.to_thread(sse_reletter.join)
+    check(sse_failures == [], f"sse relets failed: {sse_failures}")
+    status, body, _ = Rest(port, "multi").queryport([f"p:{i}" for i in range(7)])
+    owners = [p["owner"] for p in body["ports"]]
+    check(owners == [f"n{i}" for i in range(6)] + [None], f"owners after the stall: {owners}")
+    status, body, _ = Rest(port, "multi").querynode(["n5"])
+    check(body["nodes"][0]["online"] is True, f"sse node after the stall: {body}")
+    sse.close()
+    for w in keepers:
+        await w.close()
+
+
 def main():
-    scenario, port = sys.argv[1], int(sys.argv[2])
+    scenario, port, extra = sys.argv[1], int(sys.argv[2]), [int(a) for a in sys.argv[3:]]
     fn = {"exclusive": exclusive, "release": release, "order": order, "cast": cast,
-          "auth_limits": auth_limits}[scenario]
-    asyncio.run(fn(port))
+          "auth_limits": auth_limits, "stall": stall}[scenario]
+    asyncio.run(fn(port, *extra))
     print(f"ok {scenario}")
 
 

@@ -4,6 +4,7 @@
 //! * [`ports`] — the compact port table of one shard ([`PortShard`]) and [`shard_of`].
 //! * [`nodes`] — the node registry ("node home"): ids, addresses, receiving connections,
 //!   leases, push queues ([`queue`]: each a buffer of encoded pushes).
+//! * [`clock`] — lease time, which stops while the switch is stalled.
 //! * [`cluster`] — one switch instance among several (fission), and [`mesh`] — the messages
 //!   between them.
 //! * [`switch`] — the state machine ([`Switch`]) tying them together; its module docs explain
@@ -20,6 +21,7 @@
 pub mod api;
 pub mod auth;
 pub mod batch;
+pub mod clock;
 pub mod cluster;
 pub mod engine;
 pub mod json;

@@ -37,6 +37,7 @@ use streams::{
 
 use crate::api::{self, ApiError, ErrorBody, ErrorDetail, ResponseBody};
 use crate::auth::{self, AuthError, Need, TokenGrant, Tokens};
+use crate::clock::LeaseClock;
 use crate::cluster::{Instance, InstanceConfig, Token};
 use crate::engine::{Call, Engine, Shape};
 use crate::mesh::{MeshReader, Msg};
@@ -209,6 +210,8 @@ pub struct SwitchNukleus {
     dirty: Vec<(usize, usize)>,
     scratch: Vec<u8>,
     start: Instant,
+    /// Lease time: stops while the switch is stalled (see [`LeaseClock`]).
+    clock: LeaseClock,
     now_ms: u64,
     timestamp: u64,
     requests: u64,
@@ -330,6 +333,7 @@ impl SwitchNukleus {
             };
             (Engine::Cluster(Box::new(instance)), Some(mesh))
         };
+        let clock = LeaseClock::new(config.switch.lease_ms);
         SwitchNukleus {
             engine,
             mesh,
@@ -347,6 +351,7 @@ impl SwitchNukleus {
             dirty: Vec::new(),
             scratch: Vec::new(),
             start: Instant::now(),
+            clock,
             now_ms: 0,
             timestamp: 0,
             requests: 0,
@@ -1320,8 +1325,19 @@ impl SwitchNukleus {
         }
     }
 
-    fn now_ms(&self, now: Instant) -> u64 {
-        now.saturating_duration_since(self.start).as_millis() as u64
+    /// Lease time at `now`.
+    fn now_ms(&mut self, now: Instant) -> u64 {
+        let raw = now.saturating_duration_since(self.start).as_millis() as u64;
+        let stalled = self.clock.stalled_ms();
+        let lease_now = self.clock.now(raw);
+        if self.clock.stalled_ms() > stalled {
+            tracing::info!(
+                core = self.core,
+                stalled_ms = self.clock.stalled_ms() - stalled,
+                "switch woke late; leases do not count the time it could not see relets"
+            );
+        }
+        lease_now
     }
 }
 
@@ -1430,13 +1446,6 @@ impl Nukleus for SwitchNukleus {
         self.timestamp = context.timestamp;
         self.now_ms = self.now_ms(context.now);
         let mut work = 0;
-        if self
-            .engine
-            .next_deadline()
-            .is_some_and(|d| d <= self.now_ms)
-        {
-            work += self.engine.tick(self.now_ms, &mut self.events);
-        }
         if let Engine::Cluster(instance) = &mut self.engine {
             instance.set_exchange_counts(self.requests, self.refused);
         }
@@ -1470,6 +1479,19 @@ impl Nukleus for SwitchNukleus {
         self.inputs = inputs;
         self.run_events();
         self.run_done();
+        // Leases only after the input: a relet that waited in a ring while the switch was
+        // not running is a sign of life it must see before it declares a node gone.
+        if self.clock.may_expire(self.now_ms)
+            && self
+                .engine
+                .next_deadline()
+                .is_some_and(|d| d <= self.now_ms)
+        {
+            work += self.engine.tick(self.now_ms, &mut self.events);
+            self.run_events();
+            self.run_done();
+        }
+        self.clock.wake_at(self.engine.next_deadline());
         let mut rounds = 0;
         while !self.dirty.is_empty() && rounds < 2 {
             rounds += 1;
@@ -1499,7 +1521,7 @@ impl Nukleus for SwitchNukleus {
         let soon = soon.or(mesh_waiting.then(Instant::now));
         self.engine
             .next_deadline()
-            .map(|ms| self.start + Duration::from_millis(ms))
+            .map(|ms| self.start + Duration::from_millis(self.clock.raw_wake_of(ms)))
             .into_iter()
             .chain(soon)
             .min()

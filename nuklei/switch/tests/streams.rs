@@ -1,7 +1,7 @@
 //! The switch nukleus driven through its real streams by scripted peers: an `http` peer for
 //! REST and a `ws` peer for a node's WebSocket, checking frames and flow control.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use nukleus_http::ext::{encode_request, ResponseHead};
 use nukleus_switch::limits::Limits;
@@ -22,15 +22,21 @@ struct Rig {
     http: Link,
     ws: Link,
     start: Instant,
+    /// Polls happen this long after `start` (None: at the real time).
+    at_ms: Option<u64>,
 }
 
 impl Rig {
     fn new(max_queued_bytes: usize) -> Rig {
+        Rig::with_lease(max_queued_bytes, 60_000)
+    }
+
+    fn with_lease(max_queued_bytes: usize, lease_ms: u64) -> Rig {
         let (http_link, http) = link("http", PeerRole::network(Carries::HttpExchanges));
         let (ws_link, ws) = link("ws", PeerRole::network(Carries::WsMessages));
         let config = SwitchNukleusConfig {
             switch: Config {
-                lease_ms: 60_000,
+                lease_ms,
                 shards: 2,
                 limits: Limits {
                     max_queued_bytes,
@@ -44,18 +50,30 @@ impl Rig {
             }],
             ..SwitchNukleusConfig::default()
         };
+        // Before the switch's own start, so that the switch's clock reads at most our time.
+        let start = Instant::now();
         Rig {
             switch: SwitchNukleus::new(config, 0, 0, vec![http_link, ws_link]),
             http,
             ws,
-            start: Instant::now(),
+            start,
+            at_ms: None,
         }
+    }
+
+    /// Polls as if `ms` milliseconds had passed since the rig was built.
+    fn poll_at(&mut self, ms: u64) {
+        self.at_ms = Some(ms);
+        self.poll();
     }
 
     fn poll(&mut self) {
         self.http.tx.publish();
         self.ws.tx.publish();
-        let now = Instant::now();
+        let now = match self.at_ms {
+            Some(ms) => self.start + Duration::from_millis(ms),
+            None => Instant::now(),
+        };
         self.switch.poll(&PollContext {
             now,
             timestamp: now.duration_since(self.start).as_nanos() as u64,
@@ -349,4 +367,93 @@ fn a_websocket_request_in_one_frame_or_in_fragments_gets_the_same_reply() {
             serde_json::json!({"id":2,"registered":0,"failed":[]}),
         ]
     );
+}
+
+/// The WebSocket close code of an END on node n1's reply stream, if there is one.
+fn close_code(frames: &[Got]) -> Option<u16> {
+    frames
+        .iter()
+        .find(|g| g.type_id == frame::END && g.stream_id == 0)
+        .map(|end| u16::from_le_bytes([end.extension[0], end.extension[1]]))
+}
+
+#[test]
+fn a_relet_waiting_in_the_ring_is_read_before_leases_are_checked() {
+    let mut rig = Rig::with_lease(1 << 20, 1_000);
+    rig.at_ms = Some(0);
+    assert_eq!(rig.open_ws(65536)[0].type_id, frame::BEGIN);
+    // The node's relet is in the ring when the switch next runs, just after its deadline
+    // (50 ms late: not a stall, an ordinary busy core).
+    let relet = r#"{"op":"relet","id":1}"#;
+    rig.ws
+        .tx
+        .data(
+            &Header::new(1),
+            FLAG_INIT | FLAG_FIN,
+            relet.len() as u32,
+            &[1],
+            relet.as_bytes(),
+        )
+        .unwrap();
+    rig.poll_at(1_050);
+    let frames = rig.ws.frames();
+    assert_eq!(
+        close_code(&frames),
+        None,
+        "closed despite the relet: {frames:?}"
+    );
+    let reply: serde_json::Value = serde_json::from_slice(
+        &frames
+            .iter()
+            .find(|g| g.type_id == frame::DATA)
+            .expect("the relet's reply")
+            .payload,
+    )
+    .unwrap();
+    let deadline = reply["lease_deadline"].as_u64().unwrap();
+    assert!((2_000..=2_050).contains(&deadline), "{reply}");
+    // Silent from then on: the lease runs out one lease after the relet.
+    rig.poll_at(1_990);
+    assert_eq!(close_code(&rig.ws.frames()), None);
+    rig.poll_at(2_060);
+    assert_eq!(close_code(&rig.ws.frames()), Some(4001));
+}
+
+#[test]
+fn the_time_the_switch_was_stalled_does_not_count_against_leases() {
+    let mut rig = Rig::with_lease(1 << 20, 1_000);
+    rig.at_ms = Some(0);
+    rig.open_ws(65536);
+    // A ping at 600 ms: the lease runs to 1,600.
+    rig.ws.tx.flush(&Header::new(1), b"ping").unwrap();
+    rig.poll_at(600);
+    // Stopped from then until 5,000 (SIGSTOP, a frozen VM): the switch could see nothing for
+    // 4.4 s. Afterwards the node still has the 1,000 ms it had left (in the switch's time).
+    // (Every poll within 100 ms of the last deadline asked for: later would be a stall again.)
+    for at in [5_000, 5_100, 5_300, 5_500] {
+        rig.poll_at(at);
+        let frames = rig.ws.frames();
+        assert_eq!(close_code(&frames), None, "closed at {at} ms: {frames:?}");
+    }
+    rig.poll_at(5_650);
+    assert_eq!(close_code(&rig.ws.frames()), Some(4001), "then it expires");
+}
+
+#[test]
+fn after_a_stall_leases_expire_only_once_the_input_had_time_to_arrive() {
+    let mut rig = Rig::with_lease(1 << 20, 1_000);
+    rig.at_ms = Some(0);
+    rig.open_ws(65536);
+    // The switch wakes 4 s late, exactly at the node's deadline in its own time: the relet
+    // the node sent meanwhile may still be upstream (kernel, tcp, ws on another core).
+    rig.poll_at(5_000);
+    assert_eq!(
+        close_code(&rig.ws.frames()),
+        None,
+        "expired before any input could arrive"
+    );
+    rig.ws.tx.flush(&Header::new(1), b"ping").unwrap();
+    rig.poll_at(5_050);
+    rig.poll_at(5_900);
+    assert_eq!(close_code(&rig.ws.frames()), None, "the late relet counts");
 }
