@@ -322,6 +322,9 @@ async def auth_limits(port):
     check(Rest(port, tok("n32")).regport("n32", ["slow"])[0] == 200, "slow registers")
     sent = 0
     while time.monotonic() < deadline:
+        # A WebSocket ping (masked, empty) keeps n32's lease: on a loaded machine this loop can
+        # outlast the 1.5 s lease, and the lease must not end n32 before its queue does.
+        s.sendall(b"\x89\x80\x00\x00\x00\x00")
         status, body, _ = rest.sendmsg([{"port": "slow", "body": "s" * 1000} for _ in range(50)])
         check(status == 200, f"{status} {body}")
         sent += 50
