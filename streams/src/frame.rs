@@ -340,13 +340,19 @@ impl RingWriter {
         affinity: u64,
         extension: &[u8],
     ) -> Result<(), ClaimError> {
-        let out = self.claim(BEGIN, BEGIN_EXTENSION_OFFSET + extension.len())?;
+        let out = self.claim_for(
+            header.stream_id,
+            BEGIN,
+            BEGIN_EXTENSION_OFFSET + extension.len(),
+        )?;
         header.write(out, flags);
         out[BEGIN_AFFINITY_OFFSET..][..8].copy_from_slice(&affinity.to_le_bytes());
         out[BEGIN_EXTENSION_OFFSET..].copy_from_slice(extension);
         Ok(())
     }
 
+    /// A DATA frame. Refused (the ring is full): the stream is remembered for a reset (see
+    /// [`RingWriter::take_refused`]).
     pub fn data(
         &mut self,
         header: &Header,
@@ -355,14 +361,22 @@ impl RingWriter {
         extension: &[u8],
         payload: &[u8],
     ) -> Result<(), ClaimError> {
-        let out = self.claim_data(header, flags, reserved, extension, payload.len())?;
-        crate::copy::copy(out, payload);
-        Ok(())
+        match self.claim_data(header, flags, reserved, extension, payload.len()) {
+            Ok(out) => {
+                crate::copy::copy(out, payload);
+                Ok(())
+            }
+            Err(e) => {
+                self.refuse(header.stream_id);
+                Err(e)
+            }
+        }
     }
 
     /// Claims a DATA frame and returns its payload area, for producers that write the payload
     /// in place (a socket read, an encoder). Use [`RingWriter::trim_last`] via
-    /// [`RingWriter::trim_data`] if fewer bytes were produced.
+    /// [`RingWriter::trim_data`] if fewer bytes were produced. A refusal loses nothing (no
+    /// payload was produced yet), so it is not remembered: the producer waits for room.
     pub fn claim_data(
         &mut self,
         header: &Header,
@@ -408,12 +422,13 @@ impl RingWriter {
                 ..Header::default()
             };
             let reserved = window.consume(n);
-            if self
-                .data(&header, 0, reserved, &[], &bytes[sent..sent + n])
-                .is_err()
-            {
-                window.sequence -= reserved as u64;
-                break;
+            // Not `data`: a refusal here loses nothing (the bytes stay with the caller).
+            match self.claim_data(&header, 0, reserved, &[], n) {
+                Ok(out) => crate::copy::copy(out, &bytes[sent..sent + n]),
+                Err(_) => {
+                    window.sequence -= reserved as u64;
+                    break;
+                }
             }
             sent += n;
         }
@@ -428,26 +443,57 @@ impl RingWriter {
         out[DATA_RESERVED_OFFSET..][..4].copy_from_slice(&reserved.to_le_bytes());
     }
 
+    /// END of a stream. On a full ring it is deferred, not lost: it goes out before anything
+    /// else once there is room, so the peer always learns that the stream ended.
     pub fn end(&mut self, header: &Header, extension: &[u8]) -> Result<(), ClaimError> {
-        self.tail_frame(END, header, extension)
+        self.final_frame(END, header, extension)
     }
 
+    /// ABORT of a stream we send; deferred like [`RingWriter::end`] on a full ring.
     pub fn abort(&mut self, header: &Header, extension: &[u8]) -> Result<(), ClaimError> {
-        self.tail_frame(ABORT, header, extension)
+        self.final_frame(ABORT, header, extension)
     }
 
+    /// RESET of a stream we receive; deferred like [`RingWriter::end`] on a full ring.
     pub fn reset(&mut self, header: &Header, extension: &[u8]) -> Result<(), ClaimError> {
-        self.tail_frame(RESET, header, extension)
+        self.final_frame(RESET, header, extension)
     }
 
     pub fn flush(&mut self, header: &Header, extension: &[u8]) -> Result<(), ClaimError> {
         self.tail_frame(FLUSH, header, extension)
     }
 
+    /// WINDOW; refused on a full ring, the stream is remembered for a reset (its sender would
+    /// wait for credit forever).
     pub fn window(&mut self, header: &Header, padding: u32) -> Result<(), ClaimError> {
-        let out = self.claim(WINDOW, HEADER_LENGTH)?;
+        let out = self.claim_for(header.stream_id, WINDOW, HEADER_LENGTH)?;
         header.write(out, padding);
         Ok(())
+    }
+
+    /// END, ABORT or RESET: written now, or deferred until there is room (never lost).
+    fn final_frame(
+        &mut self,
+        type_id: u32,
+        header: &Header,
+        extension: &[u8],
+    ) -> Result<(), ClaimError> {
+        let length = TAIL_EXTENSION_OFFSET + extension.len();
+        match self.claim(type_id, length) {
+            Ok(out) => {
+                header.write(out, 0);
+                out[TAIL_EXTENSION_OFFSET..].copy_from_slice(extension);
+                Ok(())
+            }
+            Err(ClaimError::Full) => {
+                let mut record = vec![0u8; length];
+                header.write(&mut record, 0);
+                record[TAIL_EXTENSION_OFFSET..].copy_from_slice(extension);
+                self.write_or_defer(type_id, &record);
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
     }
 
     pub fn signal(
@@ -469,7 +515,11 @@ impl RingWriter {
         header: &Header,
         extension: &[u8],
     ) -> Result<(), ClaimError> {
-        let out = self.claim(type_id, TAIL_EXTENSION_OFFSET + extension.len())?;
+        let out = self.claim_for(
+            header.stream_id,
+            type_id,
+            TAIL_EXTENSION_OFFSET + extension.len(),
+        )?;
         header.write(out, 0);
         out[TAIL_EXTENSION_OFFSET..].copy_from_slice(extension);
         Ok(())

@@ -10,6 +10,7 @@ pub mod key;
 pub mod layout;
 pub mod mapping;
 pub mod nukleus;
+pub mod plumbing;
 pub mod ring;
 pub mod role;
 
@@ -21,6 +22,7 @@ pub use nukleus::{
     pick_keyed, pick_peer, split_links, Doorbell, Link, Nukleus, Output, PeerLink, PeerStreams,
     PollContext, SlotIds, TokenRange,
 };
+pub use plumbing::{DirtySet, Route};
 pub use ring::{
     ring, ClaimError, RingReader, RingSpy, RingStats, RingWatch, RingWriter, SpyRecord,
 };

@@ -82,6 +82,8 @@ pub fn ring(mapping: SharedMapping) -> (RingWriter, RingReader) {
             head_cache: head,
             last_record: None,
             records_pending: 0,
+            refused: Vec::new(),
+            deferred: std::collections::VecDeque::new(),
         },
         RingReader {
             memory: reader_memory,
@@ -104,7 +106,17 @@ pub struct RingWriter {
     /// Position of the last claimed, unpublished record, so it can be trimmed.
     last_record: Option<u64>,
     records_pending: u64,
+    /// Streams a frame of which was refused (the ring was full), for the writing nukleus to
+    /// reset (see [`RingWriter::take_refused`]).
+    refused: Vec<u64>,
+    /// Records refused as full that must still reach the reader (a stream's END, ABORT or
+    /// RESET: the peer must learn that it ended), written before anything else once there is
+    /// room.
+    deferred: std::collections::VecDeque<(u32, Vec<u8>)>,
 }
+
+/// How many refused streams a writer remembers between two `take_refused` calls.
+const MAX_REFUSED: usize = 4096;
 
 // SAFETY: the writer is the only party that writes records and `tail`; moving it to another
 // thread moves that role with it. It is deliberately not `Sync`.
@@ -134,6 +146,93 @@ impl RingWriter {
     ///
     /// [`publish`]: RingWriter::publish
     pub fn claim(&mut self, type_id: u32, payload_length: usize) -> Result<&mut [u8], ClaimError> {
+        let index = self.reserve_after_deferred(type_id, payload_length)?;
+        Ok(self.payload_at(index, payload_length))
+    }
+
+    /// Like [`RingWriter::claim`], for a frame of `stream_id`: a refusal is remembered, so the
+    /// nukleus resets that stream (its frame is lost) instead of carrying on as if it went out.
+    pub fn claim_for(
+        &mut self,
+        stream_id: u64,
+        type_id: u32,
+        payload_length: usize,
+    ) -> Result<&mut [u8], ClaimError> {
+        match self.reserve_after_deferred(type_id, payload_length) {
+            Ok(index) => Ok(self.payload_at(index, payload_length)),
+            Err(e) => {
+                self.refuse(stream_id);
+                Err(e)
+            }
+        }
+    }
+
+    /// Writes the deferred records first (a new record never overtakes them), then reserves.
+    fn reserve_after_deferred(
+        &mut self,
+        type_id: u32,
+        payload_length: usize,
+    ) -> Result<usize, ClaimError> {
+        if !self.deferred.is_empty() && !self.write_deferred() {
+            let full = self.memory.counter(TRAILER_FULL_COUNT_OFFSET);
+            full.store(full.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+            return Err(ClaimError::Full);
+        }
+        self.reserve(type_id, payload_length)
+    }
+
+    /// Remembers that a frame of `stream_id` was refused.
+    pub fn refuse(&mut self, stream_id: u64) {
+        if self.refused.last() != Some(&stream_id) && self.refused.len() < MAX_REFUSED {
+            self.refused.push(stream_id);
+        }
+    }
+
+    /// The streams whose frames were refused since the last call (each once, in order).
+    pub fn take_refused(&mut self) -> Vec<u64> {
+        let mut refused = std::mem::take(&mut self.refused);
+        let mut seen = std::collections::HashSet::new();
+        refused.retain(|id| seen.insert(*id));
+        refused
+    }
+
+    /// Whether frames were refused since the last [`RingWriter::take_refused`].
+    pub fn has_refused(&self) -> bool {
+        !self.refused.is_empty()
+    }
+
+    /// Writes `bytes` as a record of `type_id` now, or as soon as there is room (before any
+    /// other record): for frames the reader must see even when the ring is full right now.
+    pub fn write_or_defer(&mut self, type_id: u32, bytes: &[u8]) {
+        match self.claim(type_id, bytes.len()) {
+            Ok(out) => out.copy_from_slice(bytes),
+            Err(ClaimError::Full) => self.deferred.push_back((type_id, bytes.to_vec())),
+            // Larger than any record: nothing can carry it; the reader never learns.
+            Err(ClaimError::TooLarge { .. }) => {}
+        }
+    }
+
+    /// Records waiting for room (see [`RingWriter::write_or_defer`]).
+    pub fn deferred(&self) -> usize {
+        self.deferred.len()
+    }
+
+    /// Writes the deferred records that fit, in order; true if none is left.
+    fn write_deferred(&mut self) -> bool {
+        while let Some((type_id, bytes)) = self.deferred.pop_front() {
+            match self.reserve(type_id, bytes.len()) {
+                Ok(index) => self.payload_at(index, bytes.len()).copy_from_slice(&bytes),
+                Err(_) => {
+                    self.deferred.push_front((type_id, bytes));
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// Reserves a record and writes its header; returns the index of its payload.
+    fn reserve(&mut self, type_id: u32, payload_length: usize) -> Result<usize, ClaimError> {
         debug_assert_ne!(type_id, PADDING_TYPE, "type 0 is reserved for padding");
         let length = RECORD_HEADER_LENGTH + payload_length;
         if length > self.max_record {
@@ -177,14 +276,15 @@ impl RingWriter {
         self.last_record = Some(self.tail);
         self.tail += aligned as u64;
         self.records_pending += 1;
-        // SAFETY: as above; the slice covers exactly the claimed payload bytes and borrows
-        // `self` mutably, so no second claim can alias it.
-        Ok(unsafe {
-            std::slice::from_raw_parts_mut(
-                self.memory.data.add(index + RECORD_HEADER_LENGTH),
-                payload_length,
-            )
-        })
+        Ok(index + RECORD_HEADER_LENGTH)
+    }
+
+    /// The payload area of the record just reserved at `index` by [`RingWriter::reserve`].
+    fn payload_at(&mut self, index: usize, payload_length: usize) -> &mut [u8] {
+        // SAFETY: `reserve` returned `index` for a record of `payload_length` bytes that it
+        // reserved within the mapping (checked free, not yet published, so the reader does not
+        // touch it); the slice borrows `self` mutably, so no second claim can alias it.
+        unsafe { std::slice::from_raw_parts_mut(self.memory.data.add(index), payload_length) }
     }
 
     /// Shrinks the payload of the last claimed (unpublished) record, e.g. after a socket read
@@ -235,6 +335,9 @@ impl RingWriter {
 
     /// Makes every claimed record visible to the reader. Returns whether anything was published.
     pub fn publish(&mut self) -> bool {
+        if !self.deferred.is_empty() {
+            self.write_deferred();
+        }
         if self.tail == self.published_tail {
             return false;
         }

@@ -26,7 +26,7 @@ use std::collections::VecDeque;
 use nukleus_http::ext::{self, RequestHead};
 use streams::frame::{self, Frame};
 use streams::{
-    split_links, Header, Nukleus, Output, PeerLink, PollContext, RecvWindow, RingReader,
+    plumbing, split_links, Header, Nukleus, Output, PeerLink, PollContext, RecvWindow, RingReader,
     SendWindow, SlotIds,
 };
 
@@ -153,6 +153,8 @@ pub struct EchoNukleus {
     fixed: Vec<FixedResponse>,
     timestamp: u64,
     dirty: Vec<(usize, usize)>,
+    /// Exchanges reset because a full ring refused one of their frames (DESIGN §3).
+    refused_resets: u64,
 }
 
 impl EchoNukleus {
@@ -168,7 +170,29 @@ impl EchoNukleus {
             fixed: fixed_responses(),
             timestamp: 0,
             dirty: Vec::new(),
+            refused_resets: 0,
         }
+    }
+
+    /// A full ring refused a frame of stream `id` to `input`'s peer: that exchange is reset
+    /// on both of its streams (the ring defers what does not fit) and counted.
+    fn on_refused(&mut self, input: usize, id: u64) {
+        let slot = SlotIds::slot(id);
+        let Some(Some(x)) = self.exchanges[input].get(slot) else {
+            return;
+        };
+        if x.id != id | 1 {
+            return;
+        }
+        let tx = &mut self.outputs[input].tx;
+        if !x.reply_ended {
+            let _ = tx.abort(&Header::at(x.id ^ 1, self.timestamp), &[]);
+        }
+        if !x.request_ended {
+            let _ = tx.reset(&Header::at(x.id, self.timestamp), &[]);
+        }
+        self.exchanges[input][slot] = None;
+        self.refused_resets += 1;
     }
 
     fn on_frame(&mut self, input: usize, f: Frame<'_>) {
@@ -491,14 +515,9 @@ impl Nukleus for EchoNukleus {
 
     fn poll(&mut self, context: &PollContext) -> usize {
         self.timestamp = context.timestamp;
-        let mut work = 0;
         let mut inputs = std::mem::take(&mut self.inputs);
-        for (input, rx) in inputs.iter_mut().enumerate() {
-            work += rx.read(1024, |type_id, bytes| match Frame::new(type_id, bytes) {
-                Ok(f) => self.on_frame(input, f),
-                Err(e) => tracing::error!(core = self.core, error = %e, "malformed frame"),
-            });
-        }
+        let work =
+            plumbing::read_frames(&mut inputs, self.core, |input, f| self.on_frame(input, f));
         self.inputs = inputs;
         let mut dirty = std::mem::take(&mut self.dirty);
         for &(input, slot) in &dirty {
@@ -508,9 +527,10 @@ impl Nukleus for EchoNukleus {
         if self.dirty.is_empty() {
             self.dirty = dirty;
         }
-        for output in &mut self.outputs {
-            output.publish();
+        for (input, id) in plumbing::refused(&mut self.outputs) {
+            self.on_refused(input, id);
         }
+        plumbing::publish(&mut self.outputs);
         work
     }
 
@@ -522,5 +542,6 @@ impl Nukleus for EchoNukleus {
             .filter(|x| x.is_some())
             .count();
         out.push(("exchanges", open as u64));
+        out.push(("streams_reset_ring_full_total", self.refused_resets));
     }
 }

@@ -26,8 +26,8 @@ use slab::Slab;
 use streams::copy;
 use streams::frame::{self, Frame};
 use streams::{
-    pick_keyed, pick_peer, split_links, Header, Nukleus, Output, PeerLink, PeerStreams,
-    PollContext, RecvWindow, RingReader, SendWindow, SlotIds,
+    pick_keyed, pick_peer, plumbing, split_links, DirtySet, Header, Nukleus, Output, PeerLink,
+    PeerStreams, PollContext, RecvWindow, RingReader, SendWindow, SlotIds,
 };
 
 use head_cache::{HeadCache, Variant};
@@ -35,15 +35,7 @@ use request::{Body, HttpLimits, Parsed, Rejection};
 use response::DateCache;
 
 /// A path prefix and the application kind it goes to. The longest matching prefix wins.
-#[derive(Debug, Clone)]
-pub struct Route {
-    pub prefix: String,
-    pub to: String,
-    /// Route by key: the request goes to the instance of `to` that owns the hash of this path
-    /// segment (0-based, percent-decoded; see [`streams::key`]) instead of the one on this
-    /// core. Requests without the segment go to the one on this core.
-    pub key_segment: Option<usize>,
-}
+pub use streams::Route;
 
 #[derive(Debug, Clone)]
 pub struct HttpConfig {
@@ -130,7 +122,6 @@ struct Connection {
     /// `buffer` (they are the new protocol's after a 101, the next request otherwise).
     upgrading: Option<usize>,
     upgraded: bool,
-    dirty: bool,
     /// Pseudo-headers appended to every request head: the verified TLS client identity.
     identity: Vec<(&'static str, String)>,
     /// Last time request bytes arrived or the last response completed.
@@ -157,7 +148,9 @@ pub struct HttpNukleus {
     connections: Slab<Connection>,
     exchanges: Slab<Exchange>,
     generations: Vec<u32>,
-    dirty: Vec<usize>,
+    dirty: DirtySet,
+    /// Connections closed because a full ring refused one of their frames (DESIGN §3).
+    refused_resets: u64,
     scratch: Vec<u8>,
     date: DateCache,
     /// The last response head rendered, with its framing and whether it closes the connection.
@@ -202,7 +195,8 @@ impl HttpNukleus {
             connections: Slab::new(),
             exchanges: Slab::new(),
             generations: Vec::new(),
-            dirty: Vec::new(),
+            dirty: DirtySet::default(),
+            refused_resets: 0,
             scratch: Vec::with_capacity(1024),
             date: DateCache::default(),
             heads: HeadCache::default(),
@@ -219,20 +213,33 @@ impl HttpNukleus {
     }
 
     fn mark_dirty(&mut self, slot: usize) {
-        let c = &mut self.connections[slot];
-        if !c.dirty {
-            c.dirty = true;
-            self.dirty.push(slot);
-        }
+        self.dirty.mark(slot);
     }
 
-    fn route(routes: &[Route], path: &str) -> Option<usize> {
-        routes
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| path.starts_with(r.prefix.as_str()))
-            .max_by_key(|(_, r)| r.prefix.len())
-            .map(|(i, _)| i)
+    /// A full ring refused a frame of stream `id` to output `output`: the connection it
+    /// belongs to is closed, its exchanges reset on the application side, and it is counted.
+    fn on_refused(&mut self, output: usize, id: u64) {
+        let slot = if self.is_network[output] {
+            self.by_network.get(output, id).filter(|&slot| {
+                self.connections
+                    .get(slot)
+                    .is_some_and(|c| c.net_id == id | 1)
+            })
+        } else {
+            self.exchanges
+                .get(SlotIds::slot(id))
+                .filter(|e| e.id == id | 1 && e.app == output)
+                .map(|e| e.conn)
+        };
+        if let Some(slot) = slot.filter(|&slot| self.connections.contains(slot)) {
+            tracing::warn!(
+                core = self.core,
+                peer = %self.outputs[output].peer,
+                "stream buffer full: closing the connection whose frame it refused"
+            );
+            self.refused_resets += 1;
+            self.abort_connection(slot, true);
+        }
     }
 
     // ----- network side -------------------------------------------------------------------
@@ -292,7 +299,6 @@ impl HttpNukleus {
             reply_ended: false,
             upgrading: None,
             upgraded: false,
-            dirty: false,
             identity,
             last_activity: self.now,
             head_started: None,
@@ -395,7 +401,7 @@ impl HttpNukleus {
                 &bytes[at..],
                 &self.config.limits,
                 |path| {
-                    let route = Self::route(routes, path);
+                    let route = streams::plumbing::longest_prefix(routes, path);
                     key.set(
                         route
                             .and_then(|r| routes[r].key_segment)
@@ -506,6 +512,9 @@ impl HttpNukleus {
             .begin_flags(&begin, flags, net_id, &self.scratch)
             .is_err()
         {
+            // The request never reached the application: answer it here (counted like a
+            // reset; see `on_refused`).
+            self.refused_resets += 1;
             self.exchanges.remove(x);
             self.reject(
                 slot,
@@ -1096,7 +1105,6 @@ impl HttpNukleus {
         let Some(c) = self.connections.get_mut(slot) else {
             return;
         };
-        c.dirty = false;
         let tx = &mut self.outputs[c.input].tx;
         let sent = tx.data_within(&mut c.send, c.net_id ^ 1, timestamp, &c.out);
         c.out.drain(..sent);
@@ -1321,27 +1329,23 @@ impl Nukleus for HttpNukleus {
             }
         }
         let mut inputs = std::mem::take(&mut self.inputs);
-        for (input, rx) in inputs.iter_mut().enumerate() {
-            let network = self.is_network[input];
-            work += rx.read(1024, |type_id, bytes| match Frame::new(type_id, bytes) {
-                Ok(f) if network => self.on_network_frame(input, f),
-                Ok(f) => self.on_app_frame(input, f),
-                Err(e) => tracing::error!(core = self.core, error = %e, "malformed frame"),
-            });
-        }
+        work += plumbing::read_frames(&mut inputs, self.core, |input, f| {
+            if self.is_network[input] {
+                self.on_network_frame(input, f)
+            } else {
+                self.on_app_frame(input, f)
+            }
+        });
         self.inputs = inputs;
-        let dirty = std::mem::take(&mut self.dirty);
+        let dirty = self.dirty.take();
         for &slot in &dirty {
             self.flush(slot);
         }
-        let mut dirty = dirty;
-        dirty.clear();
-        if self.dirty.is_empty() {
-            self.dirty = dirty;
+        self.dirty.recycle(dirty);
+        for (output, id) in plumbing::refused(&mut self.outputs) {
+            self.on_refused(output, id);
         }
-        for output in &mut self.outputs {
-            output.publish();
-        }
+        plumbing::publish(&mut self.outputs);
         work
     }
 
@@ -1354,5 +1358,6 @@ impl Nukleus for HttpNukleus {
         out.push(("exchanges", self.exchanges.len() as u64));
         out.push(("requests_total", self.requests));
         out.push(("requests_rejected_total", self.rejected));
+        out.push(("streams_reset_ring_full_total", self.refused_resets));
     }
 }

@@ -10,7 +10,7 @@
 
 use streams::frame::{self, Frame};
 use streams::{
-    split_links, Header, Nukleus, Output, PeerLink, PeerStreams, PollContext, RecvWindow,
+    plumbing, split_links, Header, Nukleus, Output, PeerLink, PeerStreams, PollContext, RecvWindow,
     RingReader, SendWindow,
 };
 
@@ -51,6 +51,8 @@ pub struct LinesNukleus {
     connections: Vec<Option<Connection>>,
     by_peer: PeerStreams,
     timestamp: u64,
+    /// Connections closed because a full ring refused one of their frames (DESIGN §3).
+    refused_resets: u64,
 }
 
 impl LinesNukleus {
@@ -64,6 +66,7 @@ impl LinesNukleus {
             outputs,
             connections: Vec::new(),
             timestamp: 0,
+            refused_resets: 0,
         }
     }
 
@@ -253,21 +256,22 @@ impl Nukleus for LinesNukleus {
         self.timestamp = context.timestamp;
         let mut work = 0;
         let mut inputs = std::mem::take(&mut self.inputs);
-        for (input, rx) in inputs.iter_mut().enumerate() {
-            work += rx.read(1024, |type_id, bytes| match Frame::new(type_id, bytes) {
-                Ok(f) => self.on_frame(input, f),
-                Err(e) => tracing::error!(core = self.core, error = %e, "malformed frame"),
-            });
-        }
+        work += plumbing::read_frames(&mut inputs, self.core, |input, f| self.on_frame(input, f));
         self.inputs = inputs;
-        for output in &mut self.outputs {
-            output.publish();
+        for (input, id) in plumbing::refused(&mut self.outputs) {
+            // A full ring refused one of the connection's frames: close it on both streams.
+            if let Some(slot) = self.slot_of(input, id) {
+                self.refused_resets += 1;
+                self.close(slot, true, true);
+            }
         }
+        plumbing::publish(&mut self.outputs);
         work
     }
 
     fn gauges(&self, out: &mut Vec<(&'static str, u64)>) {
         let open = self.connections.iter().filter(|c| c.is_some()).count();
         out.push(("connections", open as u64));
+        out.push(("streams_reset_ring_full_total", self.refused_resets));
     }
 }

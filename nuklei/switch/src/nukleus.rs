@@ -31,8 +31,8 @@ use nukleus_http::ext::{self, RequestHead};
 use streams::copy;
 use streams::frame::{self, Frame, FLAG_FIN, FLAG_INIT};
 use streams::{
-    split_links, Header, Nukleus, Output as StreamOutput, PeerLink, PollContext, RecvWindow,
-    RingReader, SendWindow, SlotIds,
+    plumbing, split_links, Header, Nukleus, Output as StreamOutput, PeerLink, PollContext,
+    RecvWindow, RingReader, SendWindow, SlotIds,
 };
 
 use crate::api::{self, ApiError, ErrorBody, ErrorDetail, ResponseBody};
@@ -216,6 +216,8 @@ pub struct SwitchNukleus {
     timestamp: u64,
     requests: u64,
     refused: u64,
+    /// Exchanges closed because a full ring refused one of their frames (DESIGN §3).
+    refused_resets: u64,
 }
 
 fn header(stream_id: u64, timestamp: u64) -> Header {
@@ -356,6 +358,7 @@ impl SwitchNukleus {
             timestamp: 0,
             requests: 0,
             refused: 0,
+            refused_resets: 0,
         }
     }
 
@@ -471,6 +474,23 @@ impl SwitchNukleus {
             let _ = tx.abort(&header(x.id ^ 1, timestamp), &[]);
         }
         self.exchanges[input][slot] = None;
+    }
+
+    /// A full ring refused a frame of stream `id` to output `output`: that exchange is torn
+    /// down on both of its streams (the ring defers what does not fit) and counted. A mesh
+    /// record refused stays in its outbox and goes out later: nothing is lost there.
+    fn on_refused(&mut self, output: usize, id: u64) {
+        if self.outputs[output].role.is_mesh() {
+            return;
+        }
+        let slot = SlotIds::slot(id);
+        match self.exchanges[output].get(slot) {
+            Some(Some(x)) if x.id == id | 1 => {}
+            _ => return,
+        }
+        tracing::warn!(core = self.core, peer = %self.outputs[output].peer, "stream buffer full: closing the exchange whose frame it refused");
+        self.refused_resets += 1;
+        self.teardown(output, slot, true, true);
     }
 
     /// The exchange's receiving connection is gone: take the node offline (once).
@@ -1502,9 +1522,11 @@ impl Nukleus for SwitchNukleus {
             }
         }
         self.flush_mesh();
-        for output in &mut self.outputs {
-            output.publish();
+        for (output, id) in plumbing::refused(&mut self.outputs) {
+            self.on_refused(output, id);
         }
+        self.run_events();
+        plumbing::publish(&mut self.outputs);
         work
     }
 
@@ -1530,6 +1552,7 @@ impl Nukleus for SwitchNukleus {
     fn gauges(&self, out: &mut Vec<(&'static str, u64)>) {
         let m = self.engine.metrics();
         out.push(("ports", m.ports));
+        out.push(("streams_reset_ring_full_total", self.refused_resets));
         out.push(("nodes_online", m.nodes_online));
         out.push(("messages_sent_total", m.messages_sent));
         out.push(("messages_dropped_total", m.messages_dropped));

@@ -23,8 +23,8 @@ use mio::{Interest, Registry, Token};
 use slab::Slab;
 use streams::frame::{self, Frame};
 use streams::{
-    pick_peer, split_links, Doorbell, Header, Nukleus, Output, PeerLink, PollContext, RingReader,
-    SendWindow, SlotIds, TokenRange,
+    pick_peer, plumbing, split_links, Doorbell, Header, Nukleus, Output, PeerLink, PollContext,
+    RingReader, SendWindow, SlotIds, TokenRange,
 };
 
 use reply::{DataError, ReplyWriter};
@@ -150,6 +150,8 @@ pub struct TcpNukleus {
     now: Instant,
     next_scan: Instant,
     write_timeouts: u64,
+    /// Connections closed because a full ring refused one of their frames (DESIGN §3).
+    refused_resets: u64,
     /// Steering shared with the other tcp instances, and this instance's index in it.
     steering: Option<(std::sync::Arc<Steering>, usize)>,
     /// Whether this instance's own listeners are registered with its poller (they are not
@@ -235,6 +237,7 @@ impl TcpNukleus {
             now: Instant::now(),
             next_scan: Instant::now(),
             write_timeouts: 0,
+            refused_resets: 0,
             steering: None,
             own_registered: false,
             foreign: Vec::new(),
@@ -582,6 +585,21 @@ impl TcpNukleus {
         work
     }
 
+    /// A full ring refused a frame of stream `id` to link `link`: the connection is closed
+    /// (its socket too) and the peer told on both streams (the ring defers what does not fit).
+    fn on_refused(&mut self, link: usize, id: u64) {
+        let slot = SlotIds::slot(id);
+        let ours = self
+            .connections
+            .get(slot)
+            .is_some_and(|c| c.id == id | 1 && c.link == link);
+        if ours {
+            tracing::warn!(core = self.core, peer = %self.links[link].peer, "stream buffer full: closing the connection whose frame it refused");
+            self.refused_resets += 1;
+            self.fail(slot);
+        }
+    }
+
     /// The connection broke (reset, write error, protocol violation): tell the peer on both
     /// streams and free it.
     fn fail(&mut self, slot: usize) -> usize {
@@ -875,9 +893,10 @@ impl Nukleus for TcpNukleus {
         for slot in slots {
             work += self.service(slot);
         }
-        for output in &mut self.links {
-            output.publish();
+        for (link, id) in plumbing::refused(&mut self.links) {
+            self.on_refused(link, id);
         }
+        plumbing::publish(&mut self.links);
         work
     }
 
@@ -901,6 +920,7 @@ impl Nukleus for TcpNukleus {
         out.push(("connections", self.connections.len() as u64));
         out.push(("connections_accepted_total", self.accepted));
         out.push(("connections_refused_total", self.refused));
+        out.push(("streams_reset_ring_full_total", self.refused_resets));
         out.push(("write_timeouts_total", self.write_timeouts));
         if let Some((steering, me)) = &self.steering {
             out.push(("accepting", u64::from(self.own_registered)));

@@ -26,8 +26,8 @@ use rustls::ServerConfig;
 use slab::Slab;
 use streams::frame::{self, Frame};
 use streams::{
-    pick_peer, split_links, Header, Nukleus, Output, PeerLink, PeerStreams, PollContext,
-    RecvWindow, RingReader, SendWindow, SlotIds,
+    pick_peer, plumbing, split_links, DirtySet, Header, Nukleus, Output, PeerLink, PeerStreams,
+    PollContext, RecvWindow, RingReader, SendWindow, SlotIds,
 };
 
 use crate::begin_ex::{encode_begin_ex, ClientIdentity, TlsBeginEx};
@@ -110,7 +110,6 @@ struct Connection {
     close_notify_sent: bool,
     /// The session failed: flush the alert, then end the connection.
     failed: bool,
-    dirty: bool,
     accepted_at: Instant,
 }
 
@@ -133,7 +132,9 @@ pub struct TlsNukleus {
     by_network: PeerStreams,
     connections: Slab<Connection>,
     generations: Vec<u32>,
-    dirty: Vec<usize>,
+    dirty: DirtySet,
+    /// Connections closed because a full ring refused one of their frames (DESIGN §3).
+    refused_resets: u64,
     scratch: Vec<u8>,
     timestamp: u64,
     handshakes: u64,
@@ -179,7 +180,8 @@ impl TlsNukleus {
             by_network,
             connections: Slab::new(),
             generations: Vec::new(),
-            dirty: Vec::new(),
+            dirty: DirtySet::default(),
+            refused_resets: 0,
             scratch: Vec::new(),
             timestamp: 0,
             handshakes: 0,
@@ -195,11 +197,31 @@ impl TlsNukleus {
     }
 
     fn mark_dirty(&mut self, slot: usize) {
-        if let Some(c) = self.connections.get_mut(slot) {
-            if !c.dirty {
-                c.dirty = true;
-                self.dirty.push(slot);
-            }
+        if self.connections.contains(slot) {
+            self.dirty.mark(slot);
+        }
+    }
+
+    /// A full ring refused a frame of stream `id` to output `output`: the connection it
+    /// belongs to is torn down on both sides (the ring defers what does not fit) and counted.
+    fn on_refused(&mut self, output: usize, id: u64) {
+        let slot = if self.is_network[output] {
+            self.by_network.get(output, id).filter(|&slot| {
+                self.connections
+                    .get(slot)
+                    .is_some_and(|c| c.net_id == id | 1 && c.net == output)
+            })
+        } else {
+            let slot = SlotIds::slot(id);
+            self.connections
+                .get(slot)
+                .is_some_and(|c| c.app_id == id | 1 && c.app == Some(output))
+                .then_some(slot)
+        };
+        if let Some(slot) = slot {
+            tracing::warn!(core = self.core, peer = %self.outputs[output].peer, "stream buffer full: closing the connection whose frame it refused");
+            self.refused_resets += 1;
+            self.teardown(slot);
         }
     }
 
@@ -289,7 +311,6 @@ impl TlsNukleus {
             closing: false,
             close_notify_sent: false,
             failed: false,
-            dirty: false,
             accepted_at: self.now,
         });
         self.by_network.insert(input, net_id, slot);
@@ -439,10 +460,9 @@ impl TlsNukleus {
     /// Moves bytes as far as sessions and windows allow, announces windows, closes.
     fn service(&mut self, slot: usize) {
         let timestamp = self.timestamp;
-        let Some(c) = self.connections.get_mut(slot) else {
+        if !self.connections.contains(slot) {
             return;
-        };
-        c.dirty = false;
+        }
         loop {
             let mut progress = false;
             let c = &mut self.connections[slot];
@@ -768,26 +788,23 @@ impl Nukleus for TlsNukleus {
             work += self.expire_handshakes();
         }
         let mut inputs = std::mem::take(&mut self.inputs);
-        for (input, rx) in inputs.iter_mut().enumerate() {
-            let network = self.is_network[input];
-            work += rx.read(1024, |type_id, bytes| match Frame::new(type_id, bytes) {
-                Ok(f) if network => self.on_network_frame(input, f),
-                Ok(f) => self.on_app_frame(input, f),
-                Err(e) => tracing::error!(core = self.core, error = %e, "malformed frame"),
-            });
-        }
+        work += plumbing::read_frames(&mut inputs, self.core, |input, f| {
+            if self.is_network[input] {
+                self.on_network_frame(input, f)
+            } else {
+                self.on_app_frame(input, f)
+            }
+        });
         self.inputs = inputs;
-        let mut dirty = std::mem::take(&mut self.dirty);
+        let dirty = self.dirty.take();
         for &slot in &dirty {
             self.service(slot);
         }
-        dirty.clear();
-        if self.dirty.is_empty() {
-            self.dirty = dirty;
+        self.dirty.recycle(dirty);
+        for (output, id) in plumbing::refused(&mut self.outputs) {
+            self.on_refused(output, id);
         }
-        for output in &mut self.outputs {
-            output.publish();
-        }
+        plumbing::publish(&mut self.outputs);
         work
     }
 
@@ -800,5 +817,6 @@ impl Nukleus for TlsNukleus {
         out.push(("handshakes_total", self.handshakes));
         out.push(("failures_total", self.failures));
         out.push(("handshake_timeouts_total", self.timeouts));
+        out.push(("streams_reset_ring_full_total", self.refused_resets));
     }
 }

@@ -31,8 +31,8 @@ use slab::Slab;
 use streams::copy;
 use streams::frame::{self, Frame, FLAG_FIN, FLAG_INIT};
 use streams::{
-    path_key, pick_keyed, pick_peer, split_links, Header, Nukleus, Output, PeerLink, PeerStreams,
-    PollContext, RecvWindow, RingReader, SendWindow, SlotIds,
+    path_key, pick_keyed, pick_peer, plumbing, split_links, DirtySet, Header, Nukleus, Output,
+    PeerLink, PeerStreams, PollContext, RecvWindow, RingReader, SendWindow, SlotIds,
 };
 
 use crate::app;
@@ -44,15 +44,7 @@ use crate::session::{self, Event, MessageKind, Session};
 use crate::Failure;
 
 /// A path prefix and the application kind its WebSocket connections go to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Route {
-    pub prefix: String,
-    pub to: String,
-    /// Route by key: the connection goes to the instance of `to` that owns the hash of this
-    /// path segment (0-based, percent-decoded; see [`streams::key`]) instead of the one on
-    /// this core. Upgrades without the segment go to the one on this core.
-    pub key_segment: Option<usize>,
-}
+pub use streams::Route;
 
 #[derive(Debug, Clone)]
 pub struct WsConfig {
@@ -135,7 +127,6 @@ struct Conn {
     /// Close the tunnel once `out` is written.
     closing: bool,
     deadline: Option<Instant>,
-    dirty: bool,
     /// The 101 response head, held until the application accepts the connection (its reply
     /// BEGIN); `None` once sent. Nothing else goes to the client before it.
     accept: Option<Vec<u8>>,
@@ -152,7 +143,9 @@ pub struct WsNukleus {
     by_http: PeerStreams,
     conns: Slab<Conn>,
     generations: Vec<u32>,
-    dirty: Vec<usize>,
+    dirty: DirtySet,
+    /// Connections closed because a full ring refused one of their frames (DESIGN §3).
+    refused_resets: u64,
     timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
     scratch: Vec<u8>,
     now: Instant,
@@ -189,7 +182,8 @@ impl WsNukleus {
             by_http,
             conns: Slab::new(),
             generations: Vec::new(),
-            dirty: Vec::new(),
+            dirty: DirtySet::default(),
+            refused_resets: 0,
             timers: BinaryHeap::new(),
             scratch: Vec::with_capacity(512),
             now: Instant::now(),
@@ -205,11 +199,32 @@ impl WsNukleus {
     }
 
     fn mark_dirty(&mut self, slot: usize) {
-        if let Some(c) = self.conns.get_mut(slot) {
-            if !c.dirty {
-                c.dirty = true;
-                self.dirty.push(slot);
-            }
+        if self.conns.contains(slot) {
+            self.dirty.mark(slot);
+        }
+    }
+
+    /// A full ring refused a frame of stream `id` to output `output`: the connection it
+    /// belongs to is dropped on both sides (the ring defers what does not fit) and counted.
+    fn on_refused(&mut self, output: usize, id: u64) {
+        let slot = if self.is_http[output] {
+            self.by_http.get(output, id).filter(|&slot| {
+                self.conns
+                    .get(slot)
+                    .is_some_and(|c| c.http_id == id | 1 && c.input == output)
+            })
+        } else {
+            let slot = SlotIds::slot(id);
+            self.conns
+                .get(slot)
+                .and_then(|c| c.app.as_ref())
+                .is_some_and(|a| a.id == id | 1 && a.output == output)
+                .then_some(slot)
+        };
+        if let Some(slot) = slot {
+            tracing::warn!(core = self.core, peer = %self.outputs[output].peer, "stream buffer full: closing the connection whose frame it refused");
+            self.refused_resets += 1;
+            self.drop_conn(slot, true);
         }
     }
 
@@ -221,11 +236,7 @@ impl WsNukleus {
     }
 
     fn route(&self, path: &str) -> Option<&Route> {
-        self.config
-            .routes
-            .iter()
-            .filter(|r| path.starts_with(r.prefix.as_str()))
-            .max_by_key(|r| r.prefix.len())
+        streams::plumbing::longest_prefix(&self.config.routes, path).map(|i| &self.config.routes[i])
     }
 
     // ----- http side ----------------------------------------------------------------------
@@ -310,7 +321,6 @@ impl WsNukleus {
             pending_close: None,
             closing: false,
             deadline: None,
-            dirty: false,
             accept: None,
         });
         self.by_http.insert(input, http_id, slot);
@@ -924,7 +934,6 @@ impl WsNukleus {
         let Some(c) = self.conns.get_mut(slot) else {
             return;
         };
-        c.dirty = false;
         let tx = &mut self.outputs[c.input].tx;
         if c.accept.is_none() {
             let sent = tx.data_within(&mut c.send, c.http_id ^ 1, timestamp, &c.out);
@@ -1042,14 +1051,13 @@ impl Nukleus for WsNukleus {
         self.now = context.now;
         let mut work = 0;
         let mut inputs = std::mem::take(&mut self.inputs);
-        for (input, rx) in inputs.iter_mut().enumerate() {
-            let http = self.is_http[input];
-            work += rx.read(1024, |type_id, bytes| match Frame::new(type_id, bytes) {
-                Ok(f) if http => self.on_http_frame(input, f),
-                Ok(f) => self.on_app_frame(input, f),
-                Err(e) => tracing::error!(core = self.core, error = %e, "malformed frame"),
-            });
-        }
+        work += plumbing::read_frames(&mut inputs, self.core, |input, f| {
+            if self.is_http[input] {
+                self.on_http_frame(input, f)
+            } else {
+                self.on_app_frame(input, f)
+            }
+        });
         self.inputs = inputs;
         if self
             .timers
@@ -1059,18 +1067,16 @@ impl Nukleus for WsNukleus {
             self.expire_timers();
             work += 1;
         }
-        let mut dirty = std::mem::take(&mut self.dirty);
+        let dirty = self.dirty.take();
         for &slot in &dirty {
             self.process(slot);
             self.flush(slot);
         }
-        dirty.clear();
-        if self.dirty.is_empty() {
-            self.dirty = dirty;
+        self.dirty.recycle(dirty);
+        for (output, id) in plumbing::refused(&mut self.outputs) {
+            self.on_refused(output, id);
         }
-        for output in &mut self.outputs {
-            output.publish();
-        }
+        plumbing::publish(&mut self.outputs);
         work
     }
 
@@ -1083,6 +1089,7 @@ impl Nukleus for WsNukleus {
         out.push(("upgrades_total", self.upgrades));
         out.push(("upgrades_rejected_total", self.rejected));
         out.push(("protocol_failures_total", self.failures));
+        out.push(("streams_reset_ring_full_total", self.refused_resets));
     }
 
     fn shutdown(&mut self) {

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use nukleus_http::ext::{self, RequestHead};
 use streams::frame::{self, Frame};
 use streams::{
-    split_links, Carries, Header, Nukleus, Output, PeerLink, PollContext, RecvWindow, RingReader,
-    SendWindow, SlotIds,
+    plumbing, split_links, Carries, Header, Nukleus, Output, PeerLink, PollContext, RecvWindow,
+    RingReader, SendWindow, SlotIds,
 };
 
 use crate::error::StartError;
@@ -65,6 +65,8 @@ pub struct MetricsNukleus {
     outputs: Vec<Output>,
     exchanges: Vec<Vec<Option<Exchange>>>,
     dirty: Vec<(usize, usize)>,
+    /// Scrapes reset because a full ring refused one of their frames (DESIGN §3).
+    refused_resets: u64,
     scratch: Vec<u8>,
     timestamp: u64,
     scrapes: u64,
@@ -86,10 +88,32 @@ impl MetricsNukleus {
             inputs,
             outputs,
             dirty: Vec::new(),
+            refused_resets: 0,
             scratch: Vec::new(),
             timestamp: 0,
             scrapes: 0,
         }
+    }
+
+    /// A full ring refused a frame of stream `id`: that scrape is reset on both of its
+    /// streams (the ring defers what does not fit) and counted.
+    fn on_refused(&mut self, input: usize, id: u64) {
+        let slot = SlotIds::slot(id);
+        let Some(Some(x)) = self.exchanges[input].get(slot) else {
+            return;
+        };
+        if x.id != id | 1 {
+            return;
+        }
+        let tx = &mut self.outputs[input].tx;
+        if !x.reply_ended {
+            let _ = tx.abort(&header(self.timestamp, x.id ^ 1), &[]);
+        }
+        if !x.request_ended {
+            let _ = tx.reset(&header(self.timestamp, x.id), &[]);
+        }
+        self.exchanges[input][slot] = None;
+        self.refused_resets += 1;
     }
 
     fn on_frame(&mut self, input: usize, f: Frame<'_>) {
@@ -265,24 +289,21 @@ impl Nukleus for MetricsNukleus {
         self.timestamp = context.timestamp;
         let mut work = 0;
         let mut inputs = std::mem::take(&mut self.inputs);
-        for (input, rx) in inputs.iter_mut().enumerate() {
-            work += rx.read(256, |type_id, bytes| match Frame::new(type_id, bytes) {
-                Ok(f) => self.on_frame(input, f),
-                Err(e) => tracing::error!(core = self.core, error = %e, "metrics: malformed frame"),
-            });
-        }
+        work += plumbing::read_frames(&mut inputs, self.core, |input, f| self.on_frame(input, f));
         self.inputs = inputs;
         let dirty = std::mem::take(&mut self.dirty);
         for &(input, slot) in &dirty {
             self.progress(input, slot);
         }
-        for output in &mut self.outputs {
-            output.publish();
+        for (input, id) in plumbing::refused(&mut self.outputs) {
+            self.on_refused(input, id);
         }
+        plumbing::publish(&mut self.outputs);
         work
     }
 
     fn gauges(&self, out: &mut Vec<(&'static str, u64)>) {
         out.push(("scrapes_total", self.scrapes));
+        out.push(("streams_reset_ring_full_total", self.refused_resets));
     }
 }
