@@ -308,81 +308,10 @@ pub struct Metrics {
     pub replaced_connections: u64,
 }
 
-/// A typed command, for callers that prefer one entry point ([`Switch::handle`]).
-#[derive(Clone, Debug)]
-pub enum Command<'a> {
-    /// Open the node's receiving connection.
-    WaitMsg {
-        /// Node id.
-        node: &'a str,
-        /// Address it announces.
-        address: &'a str,
-        /// The connection.
-        conn: ConnId,
-        /// Now (ms).
-        now: u64,
-    },
-    /// Heartbeat.
-    Relet {
-        /// Node id.
-        node: &'a str,
-        /// Now (ms).
-        now: u64,
-    },
-    /// A connection closed.
-    ConnectionClosed {
-        /// The connection.
-        conn: ConnId,
-    },
-    /// Time passed.
-    Tick {
-        /// Now (ms).
-        now: u64,
-    },
-    /// Register ports.
-    RegPort {
-        /// Node id.
-        node: &'a str,
-        /// Ports.
-        ports: &'a [String],
-        /// Subscribe to the release of ports that failed.
-        subscribe: bool,
-    },
-    /// Release ports.
-    UnRegPort {
-        /// Node id.
-        node: &'a str,
-        /// Ports.
-        ports: &'a [String],
-    },
-    /// Send messages: each `(targets, body)`; a target `""` broadcasts.
-    SendMsg {
-        /// The batch.
-        messages: &'a [(Vec<String>, String)],
-    },
-    /// Owners of ports.
-    QueryPort {
-        /// Ports.
-        ports: &'a [String],
-    },
-    /// Online nodes.
-    QueryNode {
-        /// Node ids.
-        nodes: &'a [String],
-    },
-}
-
-/// Reply to a [`Command`].
+/// The answer of an operation, as the engines pass it to the REST/WS encoders
+/// (`engine::response`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Reply {
-    /// WaitMsg.
-    WaitMsg(Session),
-    /// Relet: the new lease deadline.
-    Relet(u64),
-    /// ConnectionClosed: whether it was a receiving connection.
-    ConnectionClosed(bool),
-    /// Tick: nodes whose lease expired.
-    Tick(usize),
     /// RegPort.
     RegPort(RegPortReply),
     /// UnRegPort.
@@ -472,41 +401,6 @@ impl Switch {
             nodes_online: self.nodes.online() as u64,
             ..self.metrics
         }
-    }
-
-    /// Run one command.
-    pub fn handle(
-        &mut self,
-        cmd: Command<'_>,
-        out: &mut Vec<Output>,
-    ) -> Result<Reply, SwitchError> {
-        Ok(match cmd {
-            Command::WaitMsg {
-                node,
-                address,
-                conn,
-                now,
-            } => Reply::WaitMsg(self.wait_msg(node, address, conn, now, out)?),
-            Command::Relet { node, now } => Reply::Relet(self.relet(node, now)?),
-            Command::ConnectionClosed { conn } => {
-                Reply::ConnectionClosed(self.connection_closed(conn, out))
-            }
-            Command::Tick { now } => Reply::Tick(self.tick(now, out)),
-            Command::RegPort {
-                node,
-                ports,
-                subscribe,
-            } => Reply::RegPort(self.reg_port(node, ports, subscribe, out)?),
-            Command::UnRegPort { node, ports } => {
-                Reply::UnRegPort(self.unreg_port(node, ports, out)?)
-            }
-            Command::SendMsg { messages } => Reply::SendMsg(self.send_msg(
-                messages.iter().map(|(p, b)| (p.as_slice(), b.as_str())),
-                out,
-            )?),
-            Command::QueryPort { ports } => Reply::QueryPort(self.query_port(ports)?),
-            Command::QueryNode { nodes } => Reply::QueryNode(self.query_node(nodes)?),
-        })
     }
 
     /// WaitMsg: `conn` becomes the receiving connection of `node`, which announces `address`.
