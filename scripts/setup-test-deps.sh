@@ -27,3 +27,10 @@ if ! .venv/bin/python -c "import importlib.util, sys; sys.exit(any(importlib.uti
     echo "setup-test-deps: installing Python packages ${PIP_PACKAGES[*]}"
     .venv/bin/pip install -q --disable-pip-version-check "${PIP_PACKAGES[@]}"
 fi
+
+# The project's own Python client (clients/python), editable, so tests and examples import the
+# working tree's code.
+if ! .venv/bin/python -c "import reaktor_client, sys, os; sys.exit(not os.path.realpath(reaktor_client.__file__).startswith(os.path.realpath('clients/python/src')))" 2>/dev/null; then
+    echo "setup-test-deps: installing clients/python (pip install -e)"
+    .venv/bin/pip install -q --disable-pip-version-check -e clients/python
+fi
