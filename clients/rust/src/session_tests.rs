@@ -1,0 +1,238 @@
+//! The session without sockets: a scripted switch answers the texts it sends.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use super::*;
+use crate::types::FailedPort;
+
+#[derive(Clone, Default)]
+struct Slot(Rc<RefCell<Option<Result<Outcome, Error>>>>);
+
+impl Waiter for Slot {
+    fn complete(self, result: Result<Outcome, Error>) {
+        assert!(self.0.borrow().is_none(), "completed twice");
+        *self.0.borrow_mut() = Some(result);
+    }
+}
+
+impl Slot {
+    fn get(&self) -> Option<Result<Outcome, Error>> {
+        self.0.borrow().clone()
+    }
+}
+
+fn names(v: &[&str]) -> Items {
+    Items::Names(v.iter().map(|s| s.to_string()).collect())
+}
+
+fn sent(s: &mut Session<Slot>) -> Vec<Value> {
+    s.take_output()
+        .iter()
+        .map(|t| serde_json::from_str(t).unwrap())
+        .collect()
+}
+
+/// Answers like a switch on which `taken` ports belong to n2.
+fn answer(req: &Value, taken: &[&str]) -> String {
+    let id = req["id"].clone();
+    match req["op"].as_str().unwrap() {
+        "relet" => json!({"id": id, "lease_deadline": 1, "lease_ms": 1500}),
+        "regport" => {
+            let failed: Vec<Value> = req["ports"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|p| taken.contains(&p.as_str().unwrap()))
+                .map(|p| json!({"port": p, "owner": "n2", "address": "n2:1"}))
+                .collect();
+            json!({"id": id, "registered": 0, "failed": failed})
+        }
+        "unregport" => json!({"id": id, "released": req["ports"], "not_owned": [], "unknown": []}),
+        "sendmsg" => json!({"id": id, "delivered": 1, "dropped": 0}),
+        op => panic!("unexpected {op}"),
+    }
+    .to_string()
+}
+
+fn answer_all(s: &mut Session<Slot>, taken: &[&str]) -> Vec<Event> {
+    let mut events = Vec::new();
+    loop {
+        let reqs = sent(s);
+        if reqs.is_empty() {
+            break;
+        }
+        for r in reqs {
+            events.extend(s.received(&answer(&r, taken)).unwrap());
+        }
+    }
+    events.extend(s.take_control());
+    events
+}
+
+fn connected(now: Instant) -> Session<Slot> {
+    let mut s = Session::new(Limits {
+        max_items: 2,
+        max_bytes: 1 << 20,
+    });
+    s.opened("ws://a", true, now);
+    answer_all(&mut s, &[]);
+    assert_eq!(s.phase(), Phase::Ready);
+    assert_eq!(s.lease_ms(), Some(1500));
+    s
+}
+
+#[test]
+fn calls_wait_for_the_connection_and_its_restore() {
+    let now = Instant::now();
+    let mut s: Session<Slot> = Session::new(Limits::default());
+    let slot = Slot::default();
+    s.submit(Op::RegPort, names(&["a"]), false, false, slot.clone());
+    s.flush();
+    assert!(sent(&mut s).is_empty(), "nothing goes out while down");
+    s.opened("ws://a", true, now);
+    // Nothing to restore: the relet, then the application's call, in that order.
+    let first = sent(&mut s);
+    assert_eq!(first.len(), 2);
+    assert_eq!(first[0]["op"], "relet");
+    assert_eq!(first[1]["ports"], json!(["a"]));
+    for r in &first {
+        s.received(&answer(r, &[])).unwrap();
+    }
+    assert!(matches!(slot.get(), Some(Ok(Outcome::Registration(r))) if r.owned == ["a"]));
+    assert!(s.held().contains("a"));
+    assert!(s.take_control().is_empty(), "no Reconnected on the first connection");
+}
+
+#[test]
+fn a_reconnect_restores_held_ports_in_batches_and_reports_lost_and_acquired() {
+    let now = Instant::now();
+    let mut s = connected(now);
+    let slot = Slot::default();
+    s.submit(Op::RegPort, names(&["a", "b", "c", "d", "e"]), false, false, slot.clone());
+    let w = Slot::default();
+    s.submit(Op::RegPort, names(&["x"]), true, false, w.clone());
+    s.flush();
+    answer_all(&mut s, &["x"]);
+    assert_eq!(s.held().len(), 5);
+    assert!(s.watched().contains("x"));
+    let in_flight = Slot::default();
+    s.submit(Op::SendMsg, Items::Messages(vec![crate::Message::to("p", "b")]), false, false, in_flight.clone());
+    s.flush();
+    let _ = sent(&mut s);
+    let queued = Slot::default();
+    let ev = s.closed(Error::from_close(Some(4001), "lease expired"), false);
+    assert!(matches!(ev, Event::Disconnected { held: 5, fin: false, error: Error::LeaseExpired { .. } }));
+    assert!(matches!(in_flight.get(), Some(Err(Error::LeaseExpired { .. }))));
+    s.submit(Op::UnRegPort, names(&["e"]), false, false, queued.clone());
+    assert_eq!(s.held().len(), 4, "unregistered ports are not restored");
+    s.opened("ws://b", false, now);
+    let restore = sent(&mut s);
+    let regs: Vec<&Value> = restore.iter().filter(|r| r["op"] == "regport").collect();
+    assert_eq!(regs.len(), 3, "4 held in batches of 2, then the watched one");
+    for r in &restore {
+        s.received(&answer(r, &["b"])).unwrap();
+    }
+    let control = s.take_control();
+    assert_eq!(
+        control,
+        vec![Event::Reconnected {
+            url: "ws://b".into(),
+            restored: 3,
+            lost: vec![FailedPort::new("b", "n2", Some("n2:1"))],
+            acquired: vec!["x".into()],
+        }]
+    );
+    let mut held: Vec<&String> = s.held().iter().collect();
+    held.sort();
+    assert_eq!(held, ["a", "c", "d", "x"]);
+    assert!(s.watched().is_empty());
+    // Then the queued call.
+    let next = sent(&mut s);
+    assert_eq!((next.len(), next[0]["op"].as_str()), (1, Some("unregport")));
+}
+
+#[test]
+fn a_refused_restore_makes_the_driver_retry() {
+    let now = Instant::now();
+    let mut s = connected(now);
+    let slot = Slot::default();
+    s.submit(Op::RegPort, names(&["a"]), false, false, slot);
+    s.flush();
+    answer_all(&mut s, &[]);
+    s.closed(Error::from_close(None, ""), false);
+    s.opened("ws://a", false, now);
+    let mut result = Ok(Vec::new());
+    for r in sent(&mut s) {
+        let text = if r["op"] == "regport" && r["ports"] == json!(["a"]) {
+            json!({"id": r["id"], "error": {"code": "limit_exceeded", "message": "would hold 2 ports, 1 allowed"}}).to_string()
+        } else {
+            answer(&r, &[])
+        };
+        let got = s.received(&text);
+        if got.is_err() {
+            result = got;
+        }
+    }
+    assert!(matches!(result, Err(Error::LimitExceeded { .. })));
+    assert_eq!(s.phase(), Phase::Restoring);
+}
+
+#[test]
+fn pushes_become_events_and_releases_end_watches() {
+    let now = Instant::now();
+    let mut s = connected(now);
+    let w = Slot::default();
+    s.submit(Op::RegPort, names(&["x"]), true, false, w);
+    s.flush();
+    answer_all(&mut s, &["x"]);
+    let events = s
+        .received(r#"[{"type":"msg","port":"a","body":"hi"},{"type":"released","port":"x","reason":"node_offline"}]"#)
+        .unwrap();
+    assert_eq!(
+        events,
+        vec![
+            Event::Push { port: "a".into(), body: "hi".into() },
+            Event::Released { port: "x".into(), reason: "node_offline".into() },
+        ]
+    );
+    assert!(s.watched().is_empty());
+    assert!(s.received("[{").is_err());
+}
+
+#[test]
+fn renewals_go_out_on_schedule_and_an_unanswered_one_drops_the_connection() {
+    let t0 = Instant::now();
+    let mut s = connected(t0);
+    let give_up = Duration::from_millis(750);
+    s.renew(t0, give_up, false).unwrap();
+    let r1 = sent(&mut s);
+    assert_eq!(r1[0]["op"], "relet");
+    s.renew(t0 + Duration::from_millis(400), give_up, false).unwrap();
+    let _ = sent(&mut s);
+    // The first is unanswered for longer than `give_up` ...
+    assert!(s.renew(t0 + Duration::from_millis(800), give_up, true).is_ok(), "not while the reader is stalled");
+    assert!(s.renew(t0 + Duration::from_millis(1700), give_up, false).is_err());
+    // ... unless it was answered.
+    let mut s = connected(t0);
+    s.renew(t0, give_up, false).unwrap();
+    for r in sent(&mut s) {
+        s.received(&answer(&r, &[])).unwrap();
+    }
+    assert!(s.renew(t0 + Duration::from_millis(800), give_up, false).is_ok());
+}
+
+#[test]
+fn closing_for_good_fails_every_call() {
+    let now = Instant::now();
+    let mut s = connected(now);
+    let queued = Slot::default();
+    s.closed(Error::from_close(None, ""), false);
+    s.submit(Op::QueryPort, names(&["a"]), false, false, queued.clone());
+    let ev = s.closed(Error::from_close(Some(4000), "replaced"), true);
+    assert!(matches!(ev, Event::Disconnected { fin: true, .. }));
+    assert!(matches!(queued.get(), Some(Err(Error::Replaced { .. }))));
+}
