@@ -92,6 +92,63 @@ impl Server {
         server
     }
 
+    /// Stops the server (SIGTERM) and starts it again with the same topology on the same
+    /// port: what a client sees when its switch restarts with an empty table. Returns the
+    /// first run's stderr.
+    pub fn restart(&mut self) -> String {
+        let mut child = self.child.take().unwrap();
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let status = child.wait().unwrap();
+        let mut stderr = String::new();
+        let _ = child.stderr.take().unwrap().read_to_string(&mut stderr);
+        assert!(status.success(), "reaktor exit {status}: {stderr}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let streams = self.dir.0.join("streams");
+            let _ = std::fs::remove_dir_all(&streams);
+            std::fs::create_dir_all(&streams).unwrap();
+            let child = Command::new(BIN)
+                .args(["run", "--topology"])
+                .arg(&self.topology)
+                .arg("--stream-dir")
+                .arg(&streams)
+                .current_dir(workspace())
+                .env(
+                    "REAKTOR_LOG",
+                    std::env::var("REAKTOR_LOG").unwrap_or_else(|_| "warn".into()),
+                )
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("start reaktor");
+            self.child = Some(child);
+            // The old listener's port may take a moment to be free again.
+            let up = loop {
+                if TcpStream::connect(self.addr()).is_ok() {
+                    break true;
+                }
+                if self.child.as_mut().unwrap().try_wait().unwrap().is_some() {
+                    break false;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "reaktor did not restart within 20 s"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            };
+            if up {
+                return stderr;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "reaktor did not restart within 20 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// The default single-core test topology with the given extra TOML appended.
     pub fn start_default(extra: &str) -> Server {
         Server::start(&format!("{}\n{extra}", default_topology()))

@@ -212,7 +212,10 @@ impl Request {
     pub fn split(&self, reply: Reply) -> Result<Vec<PartResult>, Error> {
         let bad = |what: &str| Error::Other {
             code: "unexpected_reply".into(),
-            message: format!("{} reply {what}: client and switch disagree on the API", self.op.name()),
+            message: format!(
+                "{} reply {what}: client and switch disagree on the API",
+                self.op.name()
+            ),
         };
         let names = self.items.names();
         Ok(match self.op {
@@ -318,7 +321,10 @@ impl Request {
             }
             Op::Relet => {
                 let lease = reply.lease_ms.ok_or_else(|| bad("without `lease_ms`"))?;
-                self.parts.iter().map(|_| PartResult::Relet(lease)).collect()
+                self.parts
+                    .iter()
+                    .map(|_| PartResult::Relet(lease))
+                    .collect()
             }
         })
     }
@@ -359,7 +365,11 @@ pub fn plan(calls: Vec<Call>, limits: Limits) -> (Vec<Request>, Vec<(CallId, usi
                         && r.size < limits.max_bytes
                 });
             if !fits {
-                requests.push(Request::new(call.op, call.subscribe, call.items.empty_like()));
+                requests.push(Request::new(
+                    call.op,
+                    call.subscribe,
+                    call.items.empty_like(),
+                ));
             }
             let r = requests.last_mut().expect("a request");
             let start = r.items.len();
@@ -427,13 +437,18 @@ mod tests {
             r#"{"op":"regport","id":9,"ports":["a","b","c","b"]}"#
         );
         let parts = reqs[0]
-            .split(reply(r#"{"registered":2,"failed":[{"port":"c","owner":"n2","address":"x:1"}]}"#))
+            .split(reply(
+                r#"{"registered":2,"failed":[{"port":"c","owner":"n2","address":"x:1"}]}"#,
+            ))
             .unwrap();
         assert_eq!(
             parts,
             vec![
                 PartResult::Reg(vec!["a".into(), "b".into()], vec![]),
-                PartResult::Reg(vec!["b".into()], vec![FailedPort::new("c", "n2", Some("x:1"))]),
+                PartResult::Reg(
+                    vec!["b".into()],
+                    vec![FailedPort::new("c", "n2", Some("x:1"))]
+                ),
             ]
         );
     }
@@ -515,11 +530,15 @@ mod tests {
         );
         assert_eq!(reqs.len(), 3);
         assert_eq!(
-            reqs[1].split(reply(r#"{"delivered":4,"dropped":1}"#)).unwrap(),
+            reqs[1]
+                .split(reply(r#"{"delivered":4,"dropped":1}"#))
+                .unwrap(),
             vec![PartResult::Sent(Some((4, 1)))]
         );
         assert_eq!(
-            reqs[0].split(reply(r#"{"delivered":1,"dropped":0}"#)).unwrap(),
+            reqs[0]
+                .split(reply(r#"{"delivered":1,"dropped":0}"#))
+                .unwrap(),
             vec![PartResult::Sent(None)]
         );
     }
@@ -534,7 +553,9 @@ mod tests {
             Limits::default(),
         );
         let parts = reqs[0]
-            .split(reply(r#"{"released":["a"],"not_owned":["c"],"unknown":["b"]}"#))
+            .split(reply(
+                r#"{"released":["a"],"not_owned":["c"],"unknown":["b"]}"#,
+            ))
             .unwrap();
         assert_eq!(
             parts,
@@ -557,7 +578,9 @@ mod tests {
             .unwrap();
         assert!(matches!(&parts[1], PartResult::Nodes(n) if n[0].node == "n2" && !n[0].online));
         assert!(reqs[0]
-            .split(reply(r#"{"nodes":[{"node":"n1","online":true,"ports":2}]}"#))
+            .split(reply(
+                r#"{"nodes":[{"node":"n1","online":true,"ports":2}]}"#
+            ))
             .is_err());
     }
 

@@ -282,7 +282,13 @@ pub async fn connect(config: Config) -> Result<(Client, Events), Error> {
 }
 
 impl Client {
-    async fn call(&self, op: Op, items: Items, subscribe: bool, exclusive: bool) -> Result<Outcome, Error> {
+    async fn call(
+        &self,
+        op: Op,
+        items: Items,
+        subscribe: bool,
+        exclusive: bool,
+    ) -> Result<Outcome, Error> {
         let (reply, rx) = oneshot::channel();
         let cmd = Command::Call {
             op,
@@ -336,7 +342,10 @@ impl Client {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        match self.call(Op::RegPort, names(ports), subscribe, false).await? {
+        match self
+            .call(Op::RegPort, names(ports), subscribe, false)
+            .await?
+        {
             Outcome::Registration(r) => Ok(r),
             o => Err(unexpected(o)),
         }
@@ -356,7 +365,11 @@ impl Client {
 
     /// SendMsg of one message to `port` (`""` broadcasts). Returns once the switch accepted
     /// it; an unknown port drops it silently (BYPSS). [`Client::send_report`] has counts.
-    pub async fn send(&self, port: impl Into<String>, body: impl Into<String>) -> Result<(), Error> {
+    pub async fn send(
+        &self,
+        port: impl Into<String>,
+        body: impl Into<String>,
+    ) -> Result<(), Error> {
         self.send_many(vec![Message::to(port, body)]).await
     }
 
@@ -370,7 +383,10 @@ impl Client {
     /// SendMsg in a request of its own: how many pushes were queued, how many targets
     /// dropped.
     pub async fn send_report(&self, messages: Vec<Message>) -> Result<SendReport, Error> {
-        match self.call(Op::SendMsg, Items::Messages(messages), false, true).await? {
+        match self
+            .call(Op::SendMsg, Items::Messages(messages), false, true)
+            .await?
+        {
             Outcome::SendReport(r) => Ok(r),
             o => Err(unexpected(o)),
         }
@@ -379,7 +395,8 @@ impl Client {
     /// QueryPort of one port.
     pub async fn query_port(&self, port: impl Into<String>) -> Result<PortOwner, Error> {
         let mut v = self.query_ports([port.into()]).await?;
-        v.pop().ok_or_else(|| unexpected(Outcome::Ports(Vec::new())))
+        v.pop()
+            .ok_or_else(|| unexpected(Outcome::Ports(Vec::new())))
     }
 
     /// QueryPort: owner and address of each port, in order.
@@ -397,7 +414,8 @@ impl Client {
     /// QueryNode of one node.
     pub async fn query_node(&self, node: impl Into<String>) -> Result<NodeInfo, Error> {
         let mut v = self.query_nodes([node.into()]).await?;
-        v.pop().ok_or_else(|| unexpected(Outcome::Nodes(Vec::new())))
+        v.pop()
+            .ok_or_else(|| unexpected(Outcome::Nodes(Vec::new())))
     }
 
     /// QueryNode: state, address and port count of each node, in order.
@@ -543,7 +561,10 @@ impl Driver {
                 max_retry_after: o.max_retry_after,
             };
             let start = self.member;
-            let Some(opened) = self.while_taking_commands(connect::open(&target, start)).await else {
+            let Some(opened) = self
+                .while_taking_commands(connect::open(&target, start))
+                .await
+            else {
                 return self.shut_down(None).await;
             };
             let error = match opened {
@@ -608,7 +629,8 @@ impl Driver {
         let o = self.config.options.clone();
         self.session.opened(url, first, std::time::Instant::now());
         let mut ready = false;
-        let mut renew_at = Instant::now() + self.renew_every();
+        // The lease is learnt from the first relet's reply: the schedule follows it.
+        let mut last_renewal = Instant::now();
         let mut stall_since: Option<Instant> = None;
         loop {
             if !ready && self.session.phase() == Phase::Ready {
@@ -642,6 +664,7 @@ impl Driver {
                 stall_since = Some(Instant::now());
             }
             let stall_deadline = stall_since.map(|s| s + o.max_stall);
+            let renew_at = last_renewal + self.renew_every();
             tokio::select! {
                 biased;
                 cmd = self.rx.recv() => {
@@ -679,7 +702,7 @@ impl Driver {
                     None => return Served::Lost(Error::ConnectionLost { message: "the switch closed the connection".into() }, ready),
                 },
                 _ = tokio::time::sleep_until(renew_at) => {
-                    renew_at = Instant::now() + self.renew_every();
+                    last_renewal = Instant::now();
                     let lease = Duration::from_millis(self.session.lease_ms().unwrap_or(10_000));
                     if let Err(e) = self.session.renew(std::time::Instant::now(), lease / 2, !readable) {
                         return Served::Lost(e, ready);
@@ -700,18 +723,17 @@ impl Driver {
 
     fn renew_every(&self) -> Duration {
         self.config.options.renew_interval.unwrap_or_else(|| {
-            Duration::from_millis(self.session.lease_ms().unwrap_or(10_000) / 4).max(Duration::from_millis(10))
+            Duration::from_millis(self.session.lease_ms().unwrap_or(10_000) / 4)
+                .max(Duration::from_millis(10))
         })
     }
 
     /// Close for good: a normal close frame if connected, every call fails with `Closed`,
     /// the event stream ends.
-    async fn shut_down(
-        &mut self,
-        sink: Option<futures_util::stream::SplitSink<Ws, WsMessage>>,
-    ) {
+    async fn shut_down(&mut self, sink: Option<futures_util::stream::SplitSink<Ws, WsMessage>>) {
         if let Some(mut sink) = sink {
-            let _ = tokio::time::timeout(Duration::from_secs(2), sink.send(WsMessage::Close(None))).await;
+            let _ = tokio::time::timeout(Duration::from_secs(2), sink.send(WsMessage::Close(None)))
+                .await;
         }
         self.session.fail_all(Error::Closed);
         if let Ok(mut t) = self.shared.terminal.lock() {

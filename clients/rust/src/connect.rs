@@ -158,12 +158,18 @@ pub async fn open(t: &Target<'_>, start: usize) -> Result<(Ws, String), Error> {
                 Ok(Ok((ws, _))) => return Ok((ws, origin(&url).to_string())),
                 Ok(Err(WsError::Http(response))) => {
                     let status = response.status().as_u16();
-                    let location = response.headers().get(LOCATION).and_then(|v| v.to_str().ok());
+                    let location = response
+                        .headers()
+                        .get(LOCATION)
+                        .and_then(|v| v.to_str().ok());
                     if (301..=308).contains(&status) && status != 304 && location.is_some() {
                         redirects += 1;
                         if redirects > t.max_redirects {
                             return Err(Error::NotMaster {
-                                message: format!("more than {} redirects from {member}", t.max_redirects),
+                                message: format!(
+                                    "more than {} redirects from {member}",
+                                    t.max_redirects
+                                ),
                             });
                         }
                         url = resolve_location(&url, location.unwrap_or_default());
@@ -210,7 +216,10 @@ mod tests {
 
     #[test]
     fn urls() {
-        assert_eq!(base_url("http://127.0.0.1:80/").unwrap(), "ws://127.0.0.1:80");
+        assert_eq!(
+            base_url("http://127.0.0.1:80/").unwrap(),
+            "ws://127.0.0.1:80"
+        );
         assert_eq!(base_url("127.0.0.1:80").unwrap(), "ws://127.0.0.1:80");
         assert!(base_url("wss://x").is_err());
         assert_eq!(
@@ -221,14 +230,20 @@ mod tests {
             resolve_location("ws://a:1/v1/ws/n", "http://b:2/v1/ws/n?x=1"),
             "ws://b:2/v1/ws/n?x=1"
         );
-        assert_eq!(resolve_location("ws://a:1/v1/ws/n", "/v1/ws/m"), "ws://a:1/v1/ws/m");
+        assert_eq!(
+            resolve_location("ws://a:1/v1/ws/n", "/v1/ws/m"),
+            "ws://a:1/v1/ws/m"
+        );
         assert_eq!(origin("ws://a:1/v1/ws/n"), "ws://a:1");
         let cap = Duration::from_secs(30);
         assert_eq!(
             retry_after(Some(&HeaderValue::from_static("2")), cap),
             Some(Duration::from_secs(2))
         );
-        assert_eq!(retry_after(Some(&HeaderValue::from_static("999")), cap), Some(cap));
+        assert_eq!(
+            retry_after(Some(&HeaderValue::from_static("999")), cap),
+            Some(cap)
+        );
         assert_eq!(retry_after(None, cap), None);
     }
 }

@@ -8,7 +8,9 @@ use std::time::Duration;
 #[non_exhaustive]
 pub enum Error {
     /// 401: the bearer token is missing or unknown to the switch.
-    #[error("unauthorized: {message}: pass a token declared in the topology's [[switch.token]] tables")]
+    #[error(
+        "unauthorized: {message}: pass a token declared in the topology's [[switch.token]] tables"
+    )]
     Unauthorized {
         /// The switch's reason.
         message: String,
@@ -41,7 +43,9 @@ pub enum Error {
         message: String,
     },
     /// 507: the port table is full.
-    #[error("port table full: {message}: release ports or give the switch more memory or instances")]
+    #[error(
+        "port table full: {message}: release ports or give the switch more memory or instances"
+    )]
     TableFull {
         /// The switch's reason.
         message: String,
@@ -83,7 +87,9 @@ pub enum Error {
     },
     /// 4001: the lease ran out before a renewal arrived; the node's ports were released. The
     /// client reconnects and restores them.
-    #[error("lease expired: {message}: keep the runtime responsive or raise lease_ms in the topology")]
+    #[error(
+        "lease expired: {message}: keep the runtime responsive or raise lease_ms in the topology"
+    )]
     LeaseExpired {
         /// The switch's reason.
         message: String,
@@ -170,7 +176,10 @@ impl Error {
     /// The error of a connection closed with WebSocket `code` and `reason`.
     pub fn from_close(code: Option<u16>, reason: &str) -> Error {
         let message = if reason.is_empty() {
-            format!("closed with code {}", code.map_or("none".into(), |c| c.to_string()))
+            format!(
+                "closed with code {}",
+                code.map_or("none".into(), |c| c.to_string())
+            )
         } else {
             reason.to_string()
         };
@@ -205,7 +214,10 @@ mod tests {
         let e = Error::from_reply("limit_exceeded", "port name longer than 64 bytes");
         assert!(matches!(e, Error::LimitExceeded { .. }));
         let text = e.to_string();
-        assert!(text.contains("64 bytes") && text.contains("[switch.limits]"), "{text}");
+        assert!(
+            text.contains("64 bytes") && text.contains("[switch.limits]"),
+            "{text}"
+        );
         assert!(Error::from_status(403, "token may not act for n2", None)
             .to_string()
             .contains("`nodes`"));

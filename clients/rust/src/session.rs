@@ -186,7 +186,9 @@ impl<W: Waiter> Session<W> {
             self.send_request(r);
         }
         for (id, n) in counts {
-            let Some(p) = self.pending.get_mut(&id) else { continue };
+            let Some(p) = self.pending.get_mut(&id) else {
+                continue;
+            };
             p.parts_left = n;
             if n == 0 {
                 let empty = match p.op {
@@ -343,7 +345,9 @@ impl<W: Waiter> Session<W> {
     }
 
     fn part_done(&mut self, call: CallId, result: PartResult) {
-        let Some(p) = self.pending.get_mut(&call) else { return };
+        let Some(p) = self.pending.get_mut(&call) else {
+            return;
+        };
         p.acc = Some(match (p.acc.take(), result) {
             (None, r) => r,
             (Some(PartResult::Reg(mut o, mut f)), PartResult::Reg(o2, f2)) => {
@@ -377,7 +381,9 @@ impl<W: Waiter> Session<W> {
     }
 
     fn finish(&mut self, call: CallId) {
-        let Some(mut p) = self.pending.remove(&call) else { return };
+        let Some(mut p) = self.pending.remove(&call) else {
+            return;
+        };
         let outcome = match p.acc.take() {
             Some(PartResult::Reg(owned, failed)) => {
                 for port in &owned {
@@ -447,7 +453,9 @@ impl<W: Waiter> Session<W> {
 
     /// Both restore calls answered: report, then let application calls go.
     fn restored(&mut self) {
-        let Some(r) = self.restoring.as_ref() else { return };
+        let Some(r) = self.restoring.as_ref() else {
+            return;
+        };
         if r.held.is_none() || r.watched.is_none() {
             return;
         }
@@ -526,7 +534,12 @@ impl<W: Waiter> Session<W> {
     /// Time to renew: queue a relet. Returns `Err` if the oldest unanswered renewal is older
     /// than `give_up` (the connection is dead; the caller drops it), unless `reader_stalled`
     /// (the application's buffer is full, so replies wait unread: not the connection's fault).
-    pub fn renew(&mut self, now: Instant, give_up: Duration, reader_stalled: bool) -> Result<(), Error> {
+    pub fn renew(
+        &mut self,
+        now: Instant,
+        give_up: Duration,
+        reader_stalled: bool,
+    ) -> Result<(), Error> {
         if self.phase == Phase::Down {
             return Ok(());
         }

@@ -104,7 +104,10 @@ fn calls_wait_for_the_connection_and_its_restore() {
     }
     assert!(matches!(slot.get(), Some(Ok(Outcome::Registration(r))) if r.owned == ["a"]));
     assert!(s.held().contains("a"));
-    assert!(s.take_control().is_empty(), "no Reconnected on the first connection");
+    assert!(
+        s.take_control().is_empty(),
+        "no Reconnected on the first connection"
+    );
 }
 
 #[test]
@@ -112,7 +115,13 @@ fn a_reconnect_restores_held_ports_in_batches_and_reports_lost_and_acquired() {
     let now = Instant::now();
     let mut s = connected(now);
     let slot = Slot::default();
-    s.submit(Op::RegPort, names(&["a", "b", "c", "d", "e"]), false, false, slot.clone());
+    s.submit(
+        Op::RegPort,
+        names(&["a", "b", "c", "d", "e"]),
+        false,
+        false,
+        slot.clone(),
+    );
     let w = Slot::default();
     s.submit(Op::RegPort, names(&["x"]), true, false, w.clone());
     s.flush();
@@ -120,19 +129,39 @@ fn a_reconnect_restores_held_ports_in_batches_and_reports_lost_and_acquired() {
     assert_eq!(s.held().len(), 5);
     assert!(s.watched().contains("x"));
     let in_flight = Slot::default();
-    s.submit(Op::SendMsg, Items::Messages(vec![crate::Message::to("p", "b")]), false, false, in_flight.clone());
+    s.submit(
+        Op::SendMsg,
+        Items::Messages(vec![crate::Message::to("p", "b")]),
+        false,
+        false,
+        in_flight.clone(),
+    );
     s.flush();
     let _ = sent(&mut s);
     let queued = Slot::default();
     let ev = s.closed(Error::from_close(Some(4001), "lease expired"), false);
-    assert!(matches!(ev, Event::Disconnected { held: 5, fin: false, error: Error::LeaseExpired { .. } }));
-    assert!(matches!(in_flight.get(), Some(Err(Error::LeaseExpired { .. }))));
+    assert!(matches!(
+        ev,
+        Event::Disconnected {
+            held: 5,
+            fin: false,
+            error: Error::LeaseExpired { .. }
+        }
+    ));
+    assert!(matches!(
+        in_flight.get(),
+        Some(Err(Error::LeaseExpired { .. }))
+    ));
     s.submit(Op::UnRegPort, names(&["e"]), false, false, queued.clone());
     assert_eq!(s.held().len(), 4, "unregistered ports are not restored");
     s.opened("ws://b", false, now);
     let restore = sent(&mut s);
     let regs: Vec<&Value> = restore.iter().filter(|r| r["op"] == "regport").collect();
-    assert_eq!(regs.len(), 3, "4 held in batches of 2, then the watched one");
+    assert_eq!(
+        regs.len(),
+        3,
+        "4 held in batches of 2, then the watched one"
+    );
     for r in &restore {
         s.received(&answer(r, &["b"])).unwrap();
     }
@@ -195,8 +224,14 @@ fn pushes_become_events_and_releases_end_watches() {
     assert_eq!(
         events,
         vec![
-            Event::Push { port: "a".into(), body: "hi".into() },
-            Event::Released { port: "x".into(), reason: "node_offline".into() },
+            Event::Push {
+                port: "a".into(),
+                body: "hi".into()
+            },
+            Event::Released {
+                port: "x".into(),
+                reason: "node_offline".into()
+            },
         ]
     );
     assert!(s.watched().is_empty());
@@ -211,18 +246,27 @@ fn renewals_go_out_on_schedule_and_an_unanswered_one_drops_the_connection() {
     s.renew(t0, give_up, false).unwrap();
     let r1 = sent(&mut s);
     assert_eq!(r1[0]["op"], "relet");
-    s.renew(t0 + Duration::from_millis(400), give_up, false).unwrap();
+    s.renew(t0 + Duration::from_millis(400), give_up, false)
+        .unwrap();
     let _ = sent(&mut s);
     // The first is unanswered for longer than `give_up` ...
-    assert!(s.renew(t0 + Duration::from_millis(800), give_up, true).is_ok(), "not while the reader is stalled");
-    assert!(s.renew(t0 + Duration::from_millis(1700), give_up, false).is_err());
+    assert!(
+        s.renew(t0 + Duration::from_millis(800), give_up, true)
+            .is_ok(),
+        "not while the reader is stalled"
+    );
+    assert!(s
+        .renew(t0 + Duration::from_millis(1700), give_up, false)
+        .is_err());
     // ... unless it was answered.
     let mut s = connected(t0);
     s.renew(t0, give_up, false).unwrap();
     for r in sent(&mut s) {
         s.received(&answer(&r, &[])).unwrap();
     }
-    assert!(s.renew(t0 + Duration::from_millis(800), give_up, false).is_ok());
+    assert!(s
+        .renew(t0 + Duration::from_millis(800), give_up, false)
+        .is_ok());
 }
 
 #[test]

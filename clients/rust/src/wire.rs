@@ -212,8 +212,7 @@ mod tests {
 
     #[test]
     fn replies_and_pushes_are_told_apart_and_unknown_fields_ignored() {
-        let Incoming::Reply(r) =
-            parse(r#"{"id":7,"registered":1,"failed":[],"epoch":9}"#).unwrap()
+        let Incoming::Reply(r) = parse(r#"{"id":7,"registered":1,"failed":[],"epoch":9}"#).unwrap()
         else {
             panic!()
         };

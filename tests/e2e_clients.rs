@@ -1,0 +1,663 @@
+//! The client libraries against the real reaktor: the Rust client (clients/rust) here, the
+//! Python client (clients/python, its unittest suite) through `python -m unittest`. Both
+//! check the same promises: calls batched, the lease renewed without the application, no
+//! ownership lost without an event saying so, no duplicate delivery, re-registration after
+//! a dropped connection and after a server restart, release notifications, bounded buffers,
+//! typed errors, redirects and `503 Retry-After` followed.
+
+mod support;
+
+use std::collections::HashSet;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use reaktor_client::{connect, Client, Config, Error, Event, Events, FailedPort, Message, Options};
+use support::{python, workspace, Server, BIN};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+
+const LEASE_MS: u64 = 1500;
+
+fn topology() -> String {
+    let mut t = String::from(
+        r#"
+[reaktor]
+pin = false
+stream_capacity = 4194304
+
+[[listener]]
+name = "http"
+address = "127.0.0.1:{PORT}"
+chain = ["tcp", "http"]
+
+[[core]]
+nuklei = ["tcp", "http", "ws", "switch"]
+
+[[http.route]]
+path = "/v1/"
+to = "switch"
+
+[[http.route]]
+path = "/v1/ws/"
+to = "ws"
+
+[[ws.route]]
+path = "/v1/ws/"
+to = "switch"
+
+[switch]
+lease_ms = 1500
+
+[switch.limits]
+max_port_name_len = 64
+max_ports_per_request = 100
+max_ports_per_node = 100000
+max_queued_bytes = 262144
+max_messages_per_request = 1000
+"#,
+    );
+    for i in 0..16 {
+        t.push_str(&format!(
+            "\n[[switch.token]]\ntoken = \"tok-n{i}\"\nnodes = [\"n{i}\"]\n"
+        ));
+    }
+    t
+}
+
+fn options() -> Options {
+    Options {
+        max_batch_items: 100,
+        backoff_initial: Duration::from_millis(50),
+        backoff_max: Duration::from_millis(500),
+        call_timeout: Duration::from_secs(15),
+        connect_timeout: Duration::from_secs(15),
+        ..Options::default()
+    }
+}
+
+fn config(url: &str, node: &str) -> Config {
+    Config::new([url], node)
+        .token(format!("tok-{node}"))
+        .address(format!("{node}.addr:7000"))
+        .options(options())
+}
+
+async fn node(url: &str, node: &str) -> (Client, Events) {
+    connect(config(url, node)).await.expect("connect")
+}
+
+fn ws_url(server: &Server) -> String {
+    format!("ws://127.0.0.1:{}", server.port)
+}
+
+/// The next event matching `want` (others skipped), within `secs`.
+async fn next_matching(events: &mut Events, secs: u64, want: impl Fn(&Event) -> bool) -> Event {
+    tokio::time::timeout(Duration::from_secs(secs), async {
+        loop {
+            let e = events.next().await.expect("event stream ended");
+            if want(&e) {
+                return e;
+            }
+        }
+    })
+    .await
+    .expect("event in time")
+}
+
+/// What the client holds is exactly what the switch says it owns, among `ports`.
+async fn assert_held_is_true(client: &Client, node: &str, observer: &Client, ports: &[String]) {
+    let owners = observer.query_ports(ports.to_vec()).await.unwrap();
+    let switch: HashSet<String> = owners
+        .into_iter()
+        .filter(|p| p.owner.as_deref() == Some(node))
+        .map(|p| p.port)
+        .collect();
+    assert_eq!(switch, client.held().await.unwrap(), "held set of {node}");
+}
+
+fn run<F: std::future::Future<Output = ()>>(f: F) {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+fn ports(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}{i}")).collect()
+}
+
+#[test]
+fn rust_client_batches_calls_and_splits_results() {
+    let server = Server::start(&topology());
+    run(async {
+        let (a, _ea) = node(&ws_url(&server), "n1").await;
+        let before = a.requests_sent();
+        let regs = join_all((0..40).map(|i| a.register([format!("p{i}"), format!("q{i}")]))).await;
+        assert_eq!(
+            a.requests_sent() - before,
+            1,
+            "40 calls of one turn, one request"
+        );
+        for (i, r) in regs.into_iter().enumerate() {
+            assert_eq!(r.unwrap().owned, [format!("p{i}"), format!("q{i}")]);
+        }
+        let before = a.requests_sent();
+        let big = a.register(ports("big", 250)).await.unwrap();
+        assert_eq!((big.owned.len(), a.requests_sent() - before), (250, 3));
+        let info = a.query_node("n1").await.unwrap();
+        assert_eq!(
+            (info.online, info.ports, info.address.as_deref()),
+            (true, 330, Some("n1.addr:7000"))
+        );
+        let u = a.unregister(["p0", "nope"]).await.unwrap();
+        assert_eq!(
+            (u.released, u.unknown),
+            (vec!["p0".to_string()], vec!["nope".to_string()])
+        );
+        assert_eq!(a.held().await.unwrap().len(), 329);
+        // A bad call merged with good ones fails alone.
+        let (good, bad) = tokio::join!(a.register(["fine"]), a.register(["x".repeat(65)]));
+        assert_eq!(good.unwrap().owned, ["fine"]);
+        let bad = bad.unwrap_err();
+        assert!(matches!(bad, Error::LimitExceeded { .. }), "{bad}");
+        assert!(bad.to_string().contains("64 bytes"), "{bad}");
+        a.close().await;
+    });
+    let (status, log) = server.stop();
+    assert!(status.success(), "{log}");
+}
+
+#[test]
+fn rust_client_discovers_owners_and_hears_releases() {
+    let server = Server::start(&topology());
+    run(async {
+        let url = ws_url(&server);
+        let (a, _ea) = node(&url, "n1").await;
+        let (b, mut eb) = node(&url, "n2").await;
+        a.register(["room:1", "room:2"]).await.unwrap();
+        let r = b.register_or_subscribe(["room:1", "room:3"]).await.unwrap();
+        assert_eq!(r.owned, ["room:3"]);
+        assert_eq!(
+            r.failed,
+            [FailedPort::new("room:1", "n1", Some("n1.addr:7000"))]
+        );
+        assert!(b.held_and_watched().await.unwrap().1.contains("room:1"));
+        a.unregister(["room:1"]).await.unwrap();
+        let e = next_matching(&mut eb, 10, |_| true).await;
+        assert_eq!(
+            e,
+            Event::Released {
+                port: "room:1".into(),
+                reason: "unregistered".into()
+            }
+        );
+        assert_eq!(b.register(["room:1"]).await.unwrap().owned, ["room:1"]);
+        b.register_or_subscribe(["room:2"]).await.unwrap();
+        a.close().await;
+        let e = next_matching(&mut eb, 10, |_| true).await;
+        assert_eq!(
+            e,
+            Event::Released {
+                port: "room:2".into(),
+                reason: "node_offline".into()
+            }
+        );
+        b.close().await;
+        assert!(eb.next().await.is_none(), "the stream ends with the client");
+    });
+    server.stop();
+}
+
+#[test]
+fn rust_client_delivers_each_message_once_in_order() {
+    let server = Server::start(&topology());
+    run(async {
+        let url = ws_url(&server);
+        let (rx, mut events) = node(&url, "n1").await;
+        let (tx, _e) = node(&url, "n2").await;
+        rx.register(["inbox"]).await.unwrap();
+        let n = 20_000;
+        let sender = tokio::spawn(async move {
+            for k in (0..n).step_by(500) {
+                let sends = (k..k + 500).map(|i| tx.send("inbox", i.to_string()));
+                for r in join_all(sends).await {
+                    r.unwrap();
+                }
+            }
+            tx
+        });
+        for i in 0..n {
+            let e = next_matching(&mut events, 20, |_| true).await;
+            assert_eq!(
+                e,
+                Event::Push {
+                    port: "inbox".into(),
+                    body: i.to_string()
+                }
+            );
+        }
+        let tx = sender.await.unwrap();
+        let rep = tx
+            .send_report(vec![
+                Message::to("inbox", "x"),
+                Message::to_many(["inbox", "nobody"], "y"),
+            ])
+            .await
+            .unwrap();
+        assert_eq!((rep.delivered, rep.dropped), (2, 1));
+        for body in ["x", "y"] {
+            let e = next_matching(&mut events, 10, |_| true).await;
+            assert_eq!(
+                e,
+                Event::Push {
+                    port: "inbox".into(),
+                    body: body.into()
+                }
+            );
+        }
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), events.next())
+                .await
+                .is_err(),
+            "no duplicate"
+        );
+    });
+    server.stop();
+}
+
+#[test]
+fn rust_client_errors_are_typed_renewal_is_automatic_and_replacement_final() {
+    let server = Server::start(&topology());
+    run(async {
+        let url = ws_url(&server);
+        let e = connect(
+            Config::new([url.as_str()], "n1")
+                .token("nope")
+                .options(options()),
+        )
+        .await
+        .err()
+        .unwrap();
+        assert!(
+            matches!(e, Error::Unauthorized { .. }) && e.to_string().contains("[[switch.token]]"),
+            "{e}"
+        );
+        let e = connect(
+            Config::new([url.as_str()], "n1")
+                .token("tok-n2")
+                .options(options()),
+        )
+        .await
+        .err()
+        .unwrap();
+        assert!(
+            matches!(e, Error::Forbidden { .. }) && e.to_string().contains("n1"),
+            "{e}"
+        );
+        let (a, mut ea) = node(&url, "n1").await;
+        a.register(["keep"]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(LEASE_MS * 3)).await;
+        assert_eq!(
+            a.query_port("keep").await.unwrap().owner.as_deref(),
+            Some("n1")
+        );
+        assert!(
+            ea.try_next().is_none(),
+            "no disconnect while idle for three leases"
+        );
+        let (b, _eb) = node(&url, "n1").await;
+        let e = next_matching(&mut ea, 10, |_| true).await;
+        assert!(
+            matches!(
+                e,
+                Event::Disconnected {
+                    error: Error::Replaced { .. },
+                    fin: true,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(matches!(
+            a.register(["again"]).await,
+            Err(Error::Replaced { .. })
+        ));
+        assert!(ea.next().await.is_none());
+        assert_eq!(b.register(["keep"]).await.unwrap().owned, ["keep"]);
+    });
+    server.stop();
+}
+
+/// A TCP proxy in front of the switch whose connections the test can cut (a network drop).
+struct Proxy {
+    port: u16,
+    cut: Arc<Notify>,
+    generation: Arc<AtomicUsize>,
+}
+
+impl Proxy {
+    async fn start(upstream: u16) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = Arc::new(Notify::new());
+        let generation = Arc::new(AtomicUsize::new(0));
+        let (c, g) = (cut.clone(), generation.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut down, _)) = listener.accept().await else {
+                    return;
+                };
+                let (c, g) = (c.clone(), g.clone());
+                tokio::spawn(async move {
+                    let mine = g.load(Ordering::SeqCst);
+                    let Ok(mut up) = TcpStream::connect(("127.0.0.1", upstream)).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut down, &mut up) => {}
+                        _ = async { loop { c.notified().await; if g.load(Ordering::SeqCst) != mine { break } } } => {}
+                    }
+                });
+            }
+        });
+        Proxy {
+            port,
+            cut,
+            generation,
+        }
+    }
+
+    fn cut_all(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.cut.notify_waiters();
+    }
+}
+
+#[test]
+fn rust_client_restores_ports_after_a_drop_and_reports_those_taken() {
+    let server = Server::start(&topology());
+    run(async {
+        let proxy = Proxy::start(server.port).await;
+        let slow = Options {
+            backoff_initial: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(1),
+            ..options()
+        };
+        let (a, mut ea) =
+            connect(config(&format!("ws://127.0.0.1:{}", proxy.port), "n1").options(slow))
+                .await
+                .unwrap();
+        let (b, mut eb) = node(&ws_url(&server), "n2").await;
+        let all = ports("p", 350);
+        a.register(all.clone()).await.unwrap();
+        b.register_or_subscribe(["p0", "p1"]).await.unwrap();
+        proxy.cut_all();
+        let e = next_matching(&mut ea, 10, |e| matches!(e, Event::Disconnected { .. })).await;
+        assert!(
+            matches!(
+                e,
+                Event::Disconnected {
+                    error: Error::ConnectionLost { .. },
+                    held: 350,
+                    fin: false
+                }
+            ),
+            "{e:?}"
+        );
+        // While a waits to reconnect, b takes three of its ports.
+        let mut released = HashSet::new();
+        while released.len() < 2 {
+            if let Event::Released { port, reason } = next_matching(&mut eb, 10, |_| true).await {
+                assert_eq!(reason, "node_offline");
+                released.insert(port);
+            }
+        }
+        assert_eq!(b.register(["p0", "p1", "p2"]).await.unwrap().owned.len(), 3);
+        let e = next_matching(&mut ea, 10, |e| matches!(e, Event::Reconnected { .. })).await;
+        let Event::Reconnected {
+            restored, mut lost, ..
+        } = e
+        else {
+            unreachable!()
+        };
+        lost.sort_by(|x, y| x.port.cmp(&y.port));
+        assert_eq!(restored, 347);
+        assert_eq!(
+            lost,
+            ["p0", "p1", "p2"].map(|p| FailedPort::new(p, "n2", Some("n2.addr:7000")))
+        );
+        assert_held_is_true(&a, "n1", &b, &all).await;
+        assert_held_is_true(&b, "n2", &a, &all).await;
+    });
+    server.stop();
+}
+
+#[test]
+fn rust_client_restores_ports_after_a_server_restart() {
+    let mut server = Server::start(&topology());
+    let url = ws_url(&server);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (a, mut ea, b, mut eb) = rt.block_on(async {
+        let (a, ea) = node(&url, "n1").await;
+        let (b, eb) = node(&url, "n2").await;
+        a.register(ports("r", 1000)).await.unwrap();
+        b.register_or_subscribe(["r0", "w0"]).await.unwrap();
+        (a, ea, b, eb)
+    });
+    // The clients' tasks stop while the runtime is not driven: the restart happens between.
+    server.restart();
+    rt.block_on(async {
+        let is_reconnect = |e: &Event| matches!(e, Event::Reconnected { .. });
+        let Event::Reconnected {
+            restored: ra,
+            lost: la,
+            ..
+        } = next_matching(&mut ea, 20, is_reconnect).await
+        else {
+            unreachable!()
+        };
+        let Event::Reconnected {
+            restored: rb,
+            acquired,
+            ..
+        } = next_matching(&mut eb, 20, is_reconnect).await
+        else {
+            unreachable!()
+        };
+        // Both asked for r0 again: exactly one has it, and knows it.
+        assert_eq!(ra + acquired.len(), 1000);
+        assert_eq!(ra + la.len(), 1000);
+        assert_eq!(rb, 1);
+        let mut all = ports("r", 1000);
+        all.push("w0".into());
+        assert_held_is_true(&a, "n1", &b, &all).await;
+        assert_held_is_true(&b, "n2", &a, &all).await;
+        b.send("r5", "after restart").await.unwrap();
+        let e = next_matching(&mut ea, 10, |e| matches!(e, Event::Push { .. })).await;
+        assert_eq!(
+            e,
+            Event::Push {
+                port: "r5".into(),
+                body: "after restart".into()
+            }
+        );
+    });
+    server.stop();
+}
+
+#[test]
+fn rust_client_cuts_off_a_reader_that_does_not_keep_up_and_restores() {
+    let server = Server::start(&topology());
+    run(async {
+        let url = ws_url(&server);
+        let opts = Options {
+            max_buffered_events: 100,
+            max_stall: Duration::from_millis(500),
+            ..options()
+        };
+        let (slow, mut events) = connect(config(&url, "n1").options(opts)).await.unwrap();
+        let (tx, _e) = node(&url, "n2").await;
+        slow.register(["flood"]).await.unwrap();
+        for _ in 0..40 {
+            let _ = tx
+                .send_many(vec![Message::to("flood", "m".repeat(900)); 100])
+                .await;
+            if tx.query_node("n1").await.unwrap().ports == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut pushes = 0;
+        let error = loop {
+            match next_matching(&mut events, 10, |_| true).await {
+                Event::Push { .. } => pushes += 1,
+                Event::Disconnected { error, .. } => break error,
+                e => panic!("{e:?}"),
+            }
+        };
+        assert!(matches!(error, Error::SlowConsumer { .. }), "{error}");
+        // The buffer, plus the one batch the reader was handed when it filled.
+        assert!(pushes <= 100 + 1200, "{pushes} pushes buffered");
+        let e = next_matching(&mut events, 10, |e| matches!(e, Event::Reconnected { .. })).await;
+        assert!(matches!(e, Event::Reconnected { restored: 1, .. }), "{e:?}");
+        assert_eq!(
+            tx.query_port("flood").await.unwrap().owner.as_deref(),
+            Some("n1")
+        );
+    });
+    server.stop();
+}
+
+/// A member that answers every WaitMsg handshake with `answers[i]` (then the last one again),
+/// counting requests and the bearer tokens it saw.
+async fn fake_member(
+    answers: impl FnOnce(u16) -> Vec<String>,
+) -> (u16, Arc<std::sync::Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let answers = answers(port);
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s = seen.clone();
+    tokio::spawn(async move {
+        let mut i = 0;
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            let mut head = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match sock.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            s.lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&head).into_owned());
+            let answer = answers[i.min(answers.len() - 1)].clone();
+            i += 1;
+            let _ = sock.write_all(answer.as_bytes()).await;
+            let _ = sock.shutdown().await;
+        }
+    });
+    (port, seen)
+}
+
+#[test]
+fn rust_client_follows_redirects_with_its_token_and_waits_out_retry_after() {
+    let server = Server::start(&topology());
+    run(async {
+        let redirect = format!(
+            "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://127.0.0.1:{}/v1/ws/n1?address=n1.addr%3A7000\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{{}}",
+            server.port
+        );
+        let busy = "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 8\r\n\r\nelection".to_string();
+        let (port, seen) = fake_member(|_| vec![busy.clone(), busy, redirect]).await;
+        let dead = support::free_port();
+        let t0 = Instant::now();
+        let cfg = Config::new(
+            [
+                format!("ws://127.0.0.1:{dead}"),
+                format!("http://127.0.0.1:{port}"),
+            ],
+            "n1",
+        )
+        .token("tok-n1")
+        .options(options());
+        let (a, _e) = connect(cfg).await.unwrap();
+        let waited = t0.elapsed();
+        assert!(
+            waited >= Duration::from_millis(1900),
+            "two Retry-After: 1 honoured, waited {waited:?}"
+        );
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 3);
+        assert!(
+            seen.iter()
+                .all(|h| h.contains("authorization: Bearer tok-n1")
+                    || h.contains("Authorization: Bearer tok-n1")),
+            "{seen:?}"
+        );
+        // Connected at the real member, with the token it carried over.
+        let info = a.query_node("n1").await.unwrap();
+        assert!(info.online);
+        assert_eq!(info.address.as_deref(), Some("n1.addr:7000"));
+        // A member that redirects to itself forever: NotMaster, not a hang.
+        let (loop_port, _) = fake_member(|p| {
+            vec![format!(
+                "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://127.0.0.1:{p}/v1/ws/n3\r\nContent-Length: 0\r\n\r\n"
+            )]
+        })
+        .await;
+        let e = connect(
+            Config::new([format!("ws://127.0.0.1:{loop_port}")], "n3")
+                .token("t")
+                .options(Options {
+                    connect_timeout: Duration::from_secs(3),
+                    ..options()
+                }),
+        )
+        .await
+        .err()
+        .unwrap();
+        assert!(
+            matches!(e, Error::NotMaster { .. } | Error::ConnectFailed { .. }),
+            "{e}"
+        );
+    });
+    server.stop();
+}
+
+/// The Python client's suite (clients/python/tests) against this build's binary.
+#[test]
+fn python_client_suite_passes() {
+    let output = Command::new(python())
+        .args([
+            "-m",
+            "unittest",
+            "discover",
+            "-s",
+            "clients/python/tests",
+            "-t",
+            "clients/python/tests",
+        ])
+        .current_dir(workspace())
+        .env("REAKTOR_BIN", BIN)
+        .env("PYTHONASYNCIODEBUG", "0")
+        .output()
+        .expect("run python (scripts/setup-test-deps.sh installs clients/python into .venv)");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stderr.contains("\nOK"),
+        "{stderr}"
+    );
+}
