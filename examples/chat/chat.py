@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
-"""A chat server process that uses the reaktor port switch for presence and routing.
+"""A chat server process that uses the reaktor port switch for presence and routing, through
+the project's Python client (clients/python, `reaktor_client`).
 
 Each process is a *node*. A user connected to a process is a *port* `user:<name>` owned by
 that node: logging a user in is a RegPort. If another process already owns the user, the
 failed RegPort names it (discovery) and this process subscribes to the user's release; when
 the owner lets go (logout, crash, lease expiry), the notification arrives and this process
 takes the user over if it still wants it. Messages to a user are SendMsg to its port: the
-switch pushes them to whichever process owns the user right now.
+switch pushes them to whichever process owns the user right now. The client keeps the lease,
+reconnects if the switch goes away, logs the users back in and says which ones another
+process took meanwhile.
 
 Usage:
   chat.py --node chat-1 --token demo-chat                  # commands from stdin
@@ -14,94 +17,69 @@ Usage:
 
 Commands: login USER | logout USER | send FROM TO TEXT... | who USER... | sleep SECONDS | quit
 
-Needs Python 3.10+ and the `websockets` package (pip install websockets).
+Needs Python 3.11+ and the client: pip install -e clients/python (scripts/setup-test-deps.sh
+does it for .venv).
 """
 
 import argparse
 import asyncio
 import json
 import sys
-import urllib.parse
 
-from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
+import reaktor_client as rc
 
 
 class Chat:
-    def __init__(self, node, ws):
-        self.node, self.ws = node, ws
-        self.next_id = 1
-        self.waiting = {}
-        self.local = set()  # users this process owns
+    def __init__(self, node, client):
+        self.node, self.client = node, client
         self.wanted = set()  # users this process wants but another process owns
 
     def say(self, text):
         print(f"[{self.node}] {text}", flush=True)
 
-    async def call(self, op, **body):
-        i = self.next_id
-        self.next_id += 1
-        fut = asyncio.get_running_loop().create_future()
-        self.waiting[i] = fut
-        await self.ws.send(json.dumps({"op": op, "id": i, **body}))
-        reply = await asyncio.wait_for(fut, 10)
-        if "error" in reply:
-            raise RuntimeError(f"{op}: {reply['error']['message']}")
-        return reply
-
     async def receive(self):
-        """Replies resolve calls; pushes (JSON arrays) are messages and presence changes."""
-        try:
-            async for message in self.ws:
-                data = json.loads(message)
-                if isinstance(data, dict):
-                    fut = self.waiting.pop(data.get("id"), None)
-                    if fut and not fut.done():
-                        fut.set_result(data)
-                    continue
-                for push in data:
-                    await self.on_push(push)
-        except ConnectionClosed as e:
-            self.say(f"switch closed the connection: {e.rcvd.code if e.rcvd else ''} {e.rcvd.reason if e.rcvd else ''}")
-
-    async def on_push(self, push):
-        user = push["port"].removeprefix("user:")
-        if push["type"] == "msg":
-            m = json.loads(push["body"])
-            self.say(f"deliver to {user}: <{m['from']}> {m['text']}")
-        elif push["type"] == "released":
-            self.say(f"{user} went offline elsewhere ({push['reason']})")
-            if user in self.wanted:
-                asyncio.create_task(self.login(user))
+        """Pushes are messages and presence changes; connection events are reported."""
+        async for event in self.client.events():
+            if isinstance(event, rc.Push):
+                m = json.loads(event.body)
+                self.say(f"deliver to {event.port.removeprefix('user:')}: <{m['from']}> {m['text']}")
+            elif isinstance(event, rc.Released):
+                user = event.port.removeprefix("user:")
+                self.say(f"{user} went offline elsewhere ({event.reason})")
+                if user in self.wanted:
+                    asyncio.create_task(self.run(f"login {user}"))
+            elif isinstance(event, rc.Disconnected):
+                self.say(f"switch connection lost ({event.error.message}); "
+                         + ("giving up" if event.final else "reconnecting"))
+            elif isinstance(event, rc.Reconnected):
+                lost = ", ".join(f"{f.port.removeprefix('user:')} (now on {f.owner})" for f in event.lost)
+                self.say(f"reconnected to {event.url}: {event.restored} users kept" + (f"; lost {lost}" if lost else ""))
 
     async def login(self, user):
-        reply = await self.call("regport", ports=[f"user:{user}"], subscribe=True)
-        if reply["failed"]:
-            f = reply["failed"][0]
+        reply = await self.client.register(f"user:{user}", subscribe=True)
+        if reply.failed:
+            f = reply.failed[0]
             self.wanted.add(user)
-            self.say(f"{user} is on {f['owner']} (at {f['address']}); watching for release")
+            self.say(f"{user} is on {f.owner} (at {f.address}); watching for release")
         else:
             self.wanted.discard(user)
-            self.local.add(user)
             self.say(f"logged in {user}")
 
     async def logout(self, user):
         self.wanted.discard(user)
-        reply = await self.call("unregport", ports=[f"user:{user}"])
-        self.local.discard(user)
-        self.say(f"logged out {user}: {'released' if reply['released'] else 'was not here'}")
+        reply = await self.client.unregister(f"user:{user}")
+        self.say(f"logged out {user}: {'released' if reply.released else 'was not here'}")
 
     async def send(self, sender, to, text):
         body = json.dumps({"from": sender, "text": text})
-        reply = await self.call("sendmsg", messages=[{"port": f"user:{to}", "body": body}])
-        if reply["dropped"]:
+        report = await self.client.send_report([rc.Message(body, port=f"user:{to}")])
+        if report.dropped:
             self.say(f"{to} is offline: message dropped")
 
     async def who(self, users):
-        reply = await self.call("queryport", ports=[f"user:{u}" for u in users])
-        for p in reply["ports"]:
-            where = f"on {p['owner']} (at {p['address']})" if p["owner"] else "offline"
-            self.say(f"who {p['port'].removeprefix('user:')}: {where}")
+        for p in await self.client.query_ports([f"user:{u}" for u in users]):
+            where = f"on {p.owner} (at {p.address})" if p.owner else "offline"
+            self.say(f"who {p.port.removeprefix('user:')}: {where}")
 
     async def run(self, command):
         words = command.split()
@@ -125,7 +103,7 @@ class Chat:
                 self.say(f"unknown command {cmd!r}")
         except (IndexError, ValueError):
             self.say(f"usage error: {command!r}")
-        except RuntimeError as e:
+        except rc.SwitchError as e:
             self.say(f"error: {e}")
         return True
 
@@ -134,15 +112,14 @@ async def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--node", required=True)
     ap.add_argument("--token", required=True)
-    ap.add_argument("--server", default="127.0.0.1:8080")
+    ap.add_argument("--server", default="127.0.0.1:8080", help="switch member(s), comma-separated")
     ap.add_argument("--address", help="address announced to other nodes (default: <node>.local:9000)")
     ap.add_argument("--script", help="commands separated by ';' instead of stdin")
     a = ap.parse_args()
-    query = urllib.parse.urlencode({"address": a.address or f"{a.node}.local:9000"})
-    url = f"ws://{a.server}/v1/ws/{urllib.parse.quote(a.node, safe='')}?{query}"
-    # Pings every 2 s keep the lease (10 s in examples/default.toml) alive while idle.
-    async with connect(url, additional_headers={"Authorization": f"Bearer {a.token}"}, ping_interval=2) as ws:
-        chat = Chat(a.node, ws)
+    members = [f"ws://{m}" if "://" not in m else m for m in a.server.split(",")]
+    client = await rc.connect(members, a.node, a.token, address=a.address or f"{a.node}.local:9000")
+    async with client:
+        chat = Chat(a.node, client)
         reader = asyncio.create_task(chat.receive())
         chat.say("connected")
         if a.script:

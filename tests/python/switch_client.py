@@ -1,7 +1,8 @@
-"""A small client of the reaktor port switch: REST with http.client (stdlib), the receiving
-connection by WebSocket (the `websockets` package) or Server-Sent Events (stdlib socket).
-
-Used by the end-to-end tests (tests/python/switch_e2e.py) and the chat example.
+"""Test tools for the reaktor port switch, used by tests/python/switch_e2e.py: the receiving
+connection by WebSocket through the project's Python client (`reaktor_client`, clients/python,
+installed into .venv by scripts/setup-test-deps.sh), and the raw protocol where the tests check
+the server's exact answers: REST with http.client (statuses, headers, bodies as sent) and
+Server-Sent Events on a raw socket.
 """
 
 import asyncio
@@ -10,8 +11,7 @@ import json
 import socket
 import urllib.parse
 
-from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
+from reaktor_client import Connection
 
 
 class Rest:
@@ -79,66 +79,39 @@ def q(s):
 
 
 class WsNode:
-    """A node's receiving connection over WebSocket. Replies (JSON objects) resolve the call
-    that sent them; pushes (JSON arrays) land in `pushes`, one entry per push."""
+    """A node's receiving connection over WebSocket: the Python client's low-level
+    `reaktor_client.Connection` (clients/python), which the tests drive op by op. Replies
+    resolve the call that sent them; pushes land in `pushes`, one entry per push."""
 
-    def __init__(self, ws, node):
-        self.ws, self.node = ws, node
+    def __init__(self, conn, node):
+        self.conn, self.node = conn, node
         self.pushes = asyncio.Queue()
         self.frames = 0
-        self.waiting = {}
-        self.next_id = 1
-        self.closed = asyncio.get_running_loop().create_future()
-        self.reader = asyncio.create_task(self._read())
+        self.closed = conn.closed
+        conn.on_pushes = self._on_pushes
+
+    def _on_pushes(self, batch):
+        self.frames += 1
+        for push in batch:
+            self.pushes.put_nowait(push)
 
     @classmethod
     async def open(cls, port, node, token, address=None, ping_interval=None, query_token=False, host="127.0.0.1"):
-        params = {"address": address or f"{node}.example:7000"}
-        headers = {}
-        if query_token:
-            params["token"] = token
-        elif token is not None:
-            headers["Authorization"] = f"Bearer {token}"
-        url = f"ws://{host}:{port}/v1/ws/{q(node)}?{urllib.parse.urlencode(params)}"
-        ws = await connect(url, additional_headers=headers, ping_interval=ping_interval, max_size=None, close_timeout=2)
-        self = cls(ws, node)
+        """Raises `reaktor_client.SwitchError` (with `status`, `message`, `headers`) if the
+        switch refuses the handshake."""
+        conn = await Connection.open([f"ws://{host}:{port}"], node, token, address=address or f"{node}.example:7000",
+                                     query_token=query_token, ping_interval=ping_interval)
+        self = cls(conn, node)
         # The first reply proves the receiving connection is registered.
         await self.call("relet")
         return self
 
-    async def _read(self):
-        try:
-            async for message in self.ws:
-                data = json.loads(message)
-                if isinstance(data, list):
-                    self.frames += 1
-                    for push in data:
-                        self.pushes.put_nowait(push)
-                else:
-                    fut = self.waiting.pop(data.get("id"), None)
-                    if fut is not None and not fut.done():
-                        fut.set_result(data)
-        except ConnectionClosed:
-            pass
-        finally:
-            rcvd = self.ws.close_code, self.ws.close_reason
-            if not self.closed.done():
-                self.closed.set_result(rcvd)
-            for fut in self.waiting.values():
-                if not fut.done():
-                    fut.set_exception(ConnectionError(f"closed {rcvd}"))
-
     async def send(self, op, **body):
         """Sends a request without waiting; returns the future of its reply."""
-        i = self.next_id
-        self.next_id += 1
-        fut = asyncio.get_running_loop().create_future()
-        self.waiting[i] = fut
-        await self.ws.send(json.dumps({"op": op, "id": i, **body}))
-        return fut
+        return self.conn.request(op, **body)
 
     async def call(self, op, **body):
-        return await asyncio.wait_for(await self.send(op, **body), 30)
+        return await self.conn.call(op, timeout=30, **body)
 
     async def push(self, timeout=10):
         return await asyncio.wait_for(self.pushes.get(), timeout)
@@ -152,12 +125,11 @@ class WsNode:
         raise AssertionError(f"{self.node}: unexpected push {p}")
 
     async def close(self):
-        await self.ws.close()
-        self.reader.cancel()
+        await self.conn.close()
 
     def abort(self):
         """Drops the TCP connection without a close handshake."""
-        self.ws.transport.abort()
+        self.conn.abort()
 
 
 class SseNode:

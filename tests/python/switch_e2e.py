@@ -16,8 +16,8 @@ import sys
 import threading
 import time
 
+from reaktor_client import SwitchError
 from switch_client import Rest, SseNode, WsNode
-from websockets.exceptions import InvalidStatus
 
 LEASE_S = 1.5
 
@@ -275,12 +275,11 @@ async def auth_limits(port):
         try:
             w = await WsNode.open(port, "n30", token)
             raise AssertionError(f"WaitMsg with {token} accepted")
-        except InvalidStatus as e:
-            response = e.response
-            body = response.body.decode(errors="replace")
-            check(response.status_code == status and reason in body, f"WaitMsg with {token}: {response.status_code} {body!r}")
+        except SwitchError as e:
+            body = e.message
+            check(e.status == status and reason in body, f"WaitMsg with {token}: {e.status} {body!r}")
             if status == 401:
-                check(response.headers.get("WWW-Authenticate", "").startswith("Bearer"), f"{response.headers}")
+                check(e.headers.get("WWW-Authenticate", "").startswith("Bearer"), f"{e.headers}")
     sse = SseNode(port, "n30", "nope")
     check(sse.status == 401, f"sse without a valid token: {sse.status}")
     w = await WsNode.open(port, "n30", tok("n30"), query_token=True, ping_interval=0.2)
