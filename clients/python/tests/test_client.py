@@ -228,5 +228,21 @@ class Reconnect(Live):
         await tx.close()
 
 
+class Example(Live):
+    def test_the_presence_example_runs(self):
+        import subprocess
+        import sys
+        from pathlib import Path
+        script = Path(__file__).resolve().parents[1] / "examples" / "presence.py"
+        procs = [subprocess.Popen([sys.executable, str(script), self.server.url, n, tok(n), me, peer, "2.5"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                 for n, me, peer in (("n1", "alice", "bob"), ("n2", "bob", "alice"))]
+        out = [p.communicate(timeout=30)[0] for p in procs]
+        self.assertTrue(all(p.returncode == 0 for p in procs), out)
+        self.assertIn("[n1] logged in alice", out[0])
+        self.assertIn("[n2] to user:bob: hello from alice", out[1])
+        self.assertIn("[n1] to user:alice: hello from bob", out[0])
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -1,1 +1,246 @@
-fn main() {}
+//! client_load: the workloads of benches/peers/switch-load (`regport`, `sendmsg`) driven
+//! through the Rust client's public API, for benches/clients.sh (side by side with the raw
+//! protocol). One current-thread tokio runtime (the process is pinned to one core, like
+//! switch-load's single thread).
+//!
+//! ```text
+//! cargo bench -p reaktor-client --bench client_load -- MODE --port P --pid SERVER_PID
+//!   regport  --nodes 4 --batch 1000 --depth 8 --total 10000000   fresh 16-byte ports
+//!   sendmsg  --batch 1000 --depth 8 --window 65536 --size 64 --duration 5 --warmup 1
+//!   common:  --host 127.0.0.1 --token bench --node-prefix b --tag aa
+//! ```
+//! Prints one line of `key=value` pairs (the same keys as switch-load).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use reaktor_client::{connect, Config, Event, Message, Options};
+
+fn arg<T: std::str::FromStr>(a: &HashMap<String, String>, k: &str, d: T) -> T {
+    a.get(k).and_then(|v| v.parse().ok()).unwrap_or(d)
+}
+
+fn cpu_s(pid: u32) -> f64 {
+    let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    let rest = &s[s.rfind(')').map_or(0, |i| i + 2)..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f[11].parse::<f64>().unwrap_or(0.0) + f[12].parse::<f64>().unwrap_or(0.0);
+    ticks
+        / std::env::var("CLK_TCK")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(100.0)
+}
+
+struct Meter {
+    pid: u32,
+    t0: Instant,
+    srv0: f64,
+    me0: f64,
+}
+
+impl Meter {
+    fn start(pid: u32) -> Meter {
+        Meter {
+            pid,
+            t0: Instant::now(),
+            srv0: cpu_s(pid),
+            me0: cpu_s(std::process::id()),
+        }
+    }
+
+    fn report(&self, ops: u64, unit: &str) -> String {
+        let wall = self.t0.elapsed().as_secs_f64();
+        let srv = cpu_s(self.pid) - self.srv0;
+        let me = cpu_s(std::process::id()) - self.me0;
+        format!(
+            "{unit}={ops} seconds={wall:.3} {unit}_per_s={:.0} server_ns_per_op={:.0} server_pct={:.0} client_pct={:.0}",
+            ops as f64 / wall,
+            if ops > 0 { srv * 1e9 / ops as f64 } else { 0.0 },
+            100.0 * srv / wall,
+            100.0 * me / wall
+        )
+    }
+}
+
+/// 16-byte port name: 2-byte tag, 3-digit connection, 11-digit counter (as switch-load).
+fn port_name(tag: &str, conn: usize, n: u64) -> String {
+    format!("{tag}{conn:03}{n:011}")
+}
+
+fn config(a: &HashMap<String, String>, node: String) -> Config {
+    let url = format!(
+        "ws://{}:{}",
+        a.get("host").map_or("127.0.0.1", |s| s.as_str()),
+        arg(a, "port", 0u16)
+    );
+    Config::new([url], node.clone())
+        .token(a.get("token").cloned().unwrap_or_else(|| "bench".into()))
+        .address(format!("{node}:1"))
+        .options(Options {
+            max_batch_items: arg(a, "batch", 1000usize).max(1000),
+            max_batch_bytes: 8 << 20,
+            ..Options::default()
+        })
+}
+
+async fn regport(a: HashMap<String, String>) {
+    let nodes: usize = arg(&a, "nodes", 4);
+    let batch: u64 = arg(&a, "batch", 1000);
+    let depth: usize = arg(&a, "depth", 8);
+    let total: u64 = arg(&a, "total", 10_000_000);
+    let tag = a.get("tag").cloned().unwrap_or_else(|| "aa".into());
+    let prefix = a.get("node-prefix").cloned().unwrap_or_else(|| "b".into());
+    let mut clients = Vec::new();
+    for i in 0..nodes {
+        let (c, events) = connect(config(&a, format!("{prefix}{i}")))
+            .await
+            .expect("connect");
+        clients.push((c, events));
+    }
+    let per_node = total / nodes as u64;
+    let meter = Meter::start(arg(&a, "pid", 0));
+    let mut tasks = Vec::new();
+    for (i, (c, _)) in clients.iter().enumerate() {
+        for d in 0..depth {
+            let c = c.clone();
+            let tag = tag.clone();
+            tasks.push(tokio::spawn(async move {
+                // Worker d of node i registers batches d, d+depth, ... of the node's range.
+                let mut owned = 0u64;
+                let mut k = d as u64;
+                while k * batch < per_node {
+                    let start = k * batch;
+                    let end = (start + batch).min(per_node);
+                    let names: Vec<String> = (start..end).map(|n| port_name(&tag, i, n)).collect();
+                    let r = c.register(names).await.expect("register");
+                    assert!(r.failed.is_empty(), "{} failed", r.failed.len());
+                    owned += r.owned.len() as u64;
+                    k += depth as u64;
+                }
+                owned
+            }));
+        }
+    }
+    let mut ports = 0;
+    for t in tasks {
+        ports += t.await.expect("worker");
+    }
+    println!(
+        "mode=regport client=rust nodes={nodes} batch={batch} depth={depth} {}",
+        meter.report(ports, "ports")
+    );
+}
+
+async fn sendmsg(a: HashMap<String, String>) {
+    let batch: u64 = arg(&a, "batch", 1000);
+    let depth: u64 = arg(&a, "depth", 8);
+    let window: u64 = arg(&a, "window", 65536);
+    let size: usize = arg(&a, "size", 64);
+    let duration: f64 = arg(&a, "duration", 5.0);
+    let warmup: f64 = arg(&a, "warmup", 1.0);
+    let pid: u32 = arg(&a, "pid", 0);
+    let prefix = a.get("node-prefix").cloned().unwrap_or_else(|| "b".into());
+    let (rx, mut events) = connect(config(&a, format!("{prefix}0")))
+        .await
+        .expect("connect");
+    rx.register(["inbox"]).await.expect("register");
+    let (tx, _e) = connect(config(&a, format!("{prefix}1")))
+        .await
+        .expect("connect");
+    let got = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let stop = Instant::now() + Duration::from_secs_f64(duration + warmup);
+    // The receiver checks order and counts; the sender keeps `depth` batches in flight and at
+    // most `window` messages undelivered, as switch-load does.
+    let got_r = got.clone();
+    let receiver = tokio::spawn(async move {
+        let mut next = 0u64;
+        while let Some(e) = events.next().await {
+            match e {
+                Event::Push { body, .. } => {
+                    let seq: u64 = body[..16].parse().expect("sequence");
+                    assert_eq!(seq, next, "out of order");
+                    next += 1;
+                    got_r.store(next, std::sync::atomic::Ordering::Relaxed);
+                }
+                e => panic!("unexpected {e:?}"),
+            }
+        }
+    });
+    let mut sent = 0u64;
+    let mut inflight: tokio::task::JoinSet<Result<(), reaktor_client::Error>> =
+        tokio::task::JoinSet::new();
+    let mut meter = Meter::start(pid);
+    let mut base = 0;
+    let mut warm = Some(Instant::now() + Duration::from_secs_f64(warmup));
+    let pad = "x".repeat(size.saturating_sub(16));
+    while Instant::now() < stop {
+        if warm.is_some_and(|w| Instant::now() >= w) {
+            warm = None;
+            meter = Meter::start(pid);
+            base = got.load(std::sync::atomic::Ordering::Relaxed);
+        }
+        if inflight.len() as u64 >= depth
+            || sent + batch > got.load(std::sync::atomic::Ordering::Relaxed) + window
+        {
+            if inflight.is_empty() {
+                tokio::task::yield_now().await;
+            } else {
+                inflight
+                    .join_next()
+                    .await
+                    .expect("a send")
+                    .expect("send task")
+                    .expect("send");
+            }
+            continue;
+        }
+        let msgs: Vec<Message> = (sent..sent + batch)
+            .map(|s| Message::to("inbox", format!("{s:016}{pad}")))
+            .collect();
+        sent += batch;
+        let tx = tx.clone();
+        inflight.spawn(async move { tx.send_many(msgs).await });
+    }
+    while let Some(r) = inflight.join_next().await {
+        r.expect("send task").expect("send");
+    }
+    while got.load(std::sync::atomic::Ordering::Relaxed) < sent {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let report = meter.report(sent - base, "msgs");
+    rx.close().await;
+    let _ = receiver.await;
+    println!("mode=sendmsg client=rust batch={batch} window={window} size={size} {report}");
+}
+
+fn main() {
+    let argv: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let Some(mode) = argv.first().cloned() else {
+        eprintln!("usage: client_load regport|sendmsg [--key value]...");
+        std::process::exit(2)
+    };
+    let mut a = HashMap::new();
+    for kv in argv[1..].chunks(2) {
+        if let [k, v] = kv {
+            a.insert(k.trim_start_matches("--").to_string(), v.clone());
+        }
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    match mode.as_str() {
+        "regport" => rt.block_on(regport(a)),
+        "sendmsg" => rt.block_on(sendmsg(a)),
+        m => {
+            eprintln!("unknown mode {m}");
+            std::process::exit(2)
+        }
+    }
+}

@@ -35,7 +35,7 @@ pub struct Options {
     pub backoff_initial: Duration,
     /// Cap of the exponential backoff.
     pub backoff_max: Duration,
-    /// How long [`connect`] may take, retries included.
+    /// How long [`connect()`] may take, retries included.
     pub connect_timeout: Duration,
     /// How long one opening handshake may take.
     pub open_timeout: Duration,
