@@ -20,52 +20,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
+/// `lease_ms` of tests/clients_topology.toml.
 const LEASE_MS: u64 = 1500;
 
+/// tests/clients_topology.toml, shared with the Python client's tests.
 fn topology() -> String {
-    let mut t = String::from(
-        r#"
-[reaktor]
-pin = false
-stream_capacity = 4194304
-
-[[listener]]
-name = "http"
-address = "127.0.0.1:{PORT}"
-chain = ["tcp", "http"]
-
-[[core]]
-nuklei = ["tcp", "http", "ws", "switch"]
-
-[[http.route]]
-path = "/v1/"
-to = "switch"
-
-[[http.route]]
-path = "/v1/ws/"
-to = "ws"
-
-[[ws.route]]
-path = "/v1/ws/"
-to = "switch"
-
-[switch]
-lease_ms = 1500
-
-[switch.limits]
-max_port_name_len = 64
-max_ports_per_request = 100
-max_ports_per_node = 100000
-max_queued_bytes = 262144
-max_messages_per_request = 1000
-"#,
-    );
-    for i in 0..16 {
-        t.push_str(&format!(
-            "\n[[switch.token]]\ntoken = \"tok-n{i}\"\nnodes = [\"n{i}\"]\n"
-        ));
-    }
-    t
+    std::fs::read_to_string(workspace().join("tests/clients_topology.toml")).unwrap()
 }
 
 fn options() -> Options {

@@ -16,45 +16,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
 
-TOPOLOGY = """
-[reaktor]
-pin = false
-stream_capacity = 4194304
-
-[[listener]]
-name = "http"
-address = "127.0.0.1:{PORT}"
-chain = ["tcp", "http"]
-
-[[core]]
-nuklei = ["tcp", "http", "ws", "switch"]
-
-[[http.route]]
-path = "/v1/"
-to = "switch"
-
-[[http.route]]
-path = "/v1/ws/"
-to = "ws"
-
-[[ws.route]]
-path = "/v1/ws/"
-to = "switch"
-
-[switch]
-lease_ms = {LEASE}
-
-[switch.limits]
-max_port_name_len = 64
-max_ports_per_request = 100
-max_ports_per_node = 100000
-max_queued_bytes = {QUEUE}
-max_messages_per_request = 1000
-
-[[switch.token]]
-token = "adm"
-admin = true
-"""
+#: The topology shared with tests/e2e_clients.rs: lease_ms 1500, max_ports_per_request 100,
+#: max_port_name_len 64, max_queued_bytes 262144, token `tok-nK` for node nK (K < 16).
+TOPOLOGY = ROOT / "tests" / "clients_topology.toml"
 
 
 def binary() -> str:
@@ -70,22 +34,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def topology(lease_ms: int = 1500, queue: int = 262144) -> str:
-    t = TOPOLOGY.replace("{LEASE}", str(lease_ms)).replace("{QUEUE}", str(queue))
-    for i in range(16):
-        t += f'\n[[switch.token]]\ntoken = "tok-n{i}"\nnodes = ["n{i}"]\n'
-    return t
-
-
 class Server:
     """A running reaktor on 127.0.0.1:`port`; `restart()` keeps the port."""
 
-    def __init__(self, lease_ms: int = 1500, queue: int = 262144) -> None:
+    def __init__(self) -> None:
         self.dir = tempfile.mkdtemp(prefix="reaktor-client-test-")
         self.port = free_port()
         self.path = os.path.join(self.dir, "topology.toml")
         with open(self.path, "w") as f:
-            f.write(topology(lease_ms, queue).replace("{PORT}", str(self.port)))
+            f.write(TOPOLOGY.read_text().replace("{PORT}", str(self.port)))
         self.proc: subprocess.Popen | None = None
         self.start()
 

@@ -468,9 +468,9 @@ class Client:
 
     async def _renew(self, conn: Connection) -> None:
         """Relet every ``renew_interval`` (default: a quarter lease), on a fixed schedule
-        whatever the replies do. A renewal unanswered for half the lease (while the reader is
-        not held up by a full event buffer) means the connection is dead: drop it so the
-        client reconnects before the switch gives the ports away."""
+        whatever the replies do. A renewal unanswered for half the lease, with nothing else
+        received meanwhile and the reader not held up by a full event buffer, means the
+        connection is dead: drop it so the client reconnects."""
         lease = (self._lease_ms or 10000) / 1000
         every = self.options.renew_interval or lease / 4
         pending: collections.deque[tuple[float, asyncio.Future]] = collections.deque()
@@ -484,7 +484,9 @@ class Client:
             if self._events.stalled:
                 for k, (_, fut) in enumerate(pending):
                     pending[k] = (now, fut)
-            elif pending and now - pending[0][0] > lease / 2:
+            elif pending and now - pending[0][0] > lease / 2 and now - conn.last_received > lease / 2:
+                # Unanswered, and nothing else arrived either (a busy connection answers late
+                # because the replies queue behind pushes: that is not a dead one).
                 conn.abort(errors.ConnectionLost(f"no reply to a lease renewal within {lease / 2:.1f} s"))
                 return
             if conn.closed.done():

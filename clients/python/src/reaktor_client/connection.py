@@ -89,6 +89,8 @@ class Connection:
         self._next_id = 1
         #: WebSocket messages (requests) sent so far on this connection.
         self.sent = 0
+        #: Loop time of the last message received (a sign that the connection is alive).
+        self.last_received = asyncio.get_running_loop().time()
         self._waiting: dict[int, asyncio.Future] = {}
         self._out: asyncio.Queue[str | None] = asyncio.Queue()
         loop = asyncio.get_running_loop()
@@ -218,6 +220,7 @@ class Connection:
             async for message in self.ws:
                 if self.abort_error is not None:
                     break  # dropped by the client: frames still buffered are not delivered
+                self.last_received = asyncio.get_running_loop().time()
                 data = json.loads(message)
                 if isinstance(data, list):
                     if self.on_pushes is not None:
