@@ -686,7 +686,10 @@ impl Driver {
                             if !events.is_empty() {
                                 let pushes = events.iter().filter(|e| matches!(e, Event::Push { .. } | Event::Released { .. })).count();
                                 self.shared.buffered.fetch_add(pushes, Ordering::AcqRel);
-                                let _ = self.events.send(events);
+                                if self.events.send(events).is_err() {
+                                    // The application dropped `Events`: it wants none.
+                                    self.shared.buffered.fetch_sub(pushes, Ordering::AcqRel);
+                                }
                             }
                         }
                         Err(e) => return Served::Lost(e, ready),

@@ -561,7 +561,9 @@ async def connect(urls: str | Sequence[str], node: str, token: str | None, *, ad
     Raises :class:`~reaktor_client.errors.Unauthorized` / ``Forbidden`` / ``BadRequest`` at
     once, and :class:`~reaktor_client.errors.ConnectFailed` if no member accepted within
     ``options.connect_timeout``. With ``on_event`` events go to that callback (awaited if it
-    returns an awaitable) instead of :meth:`Client.events`.
+    returns an awaitable) instead of :meth:`Client.events`. Read the events (or pass
+    ``on_event=lambda e: None``): a client whose buffer nobody empties is disconnected as a
+    slow consumer once it is full.
     """
     client = Client([urls] if isinstance(urls, str) else list(urls), node, token, address,
                     options or ClientOptions(), on_event)
