@@ -212,11 +212,12 @@ class Reconnect(Live):
         slow = await node(self.server, "n1", options=opts)
         tx = await node(self.server, "n2")
         await slow.register("flood")
-        for _ in range(40):  # the reader does not read: its buffer fills, then the switch's queue
-            await tx.send_many([rc.Message("m" * 900, port="flood")] * 100)
-            if not slow.connected:
-                break
-            await asyncio.sleep(0.05)
+        # 400 small pushes: four times the buffer, far below the switch's queue limit, so the
+        # client's own stall limit is what cuts the connection.
+        for _ in range(4):
+            await tx.send_many([rc.Message("m" * 100, port="flood")] * 100)
+        await asyncio.sleep(0.8)
+        self.assertFalse((await tx.query_node("n1")).online, "cut off")
         # Read what was buffered: then the connection events.
         pushes = 0
         while True:
@@ -227,10 +228,14 @@ class Reconnect(Live):
             self.assertIsInstance(ev, rc.Disconnected)
             self.assertIsInstance(ev.error, errors.SlowConsumer)
             break
-        self.assertLessEqual(pushes, 100)  # bounded by the buffer
-        ev = await next_event(slow, rc.Reconnected)
+        self.assertEqual(pushes, 100)  # exactly what the buffer holds
+        # It reconnected only once the application read: no flapping meanwhile.
+        ev = await next_event(slow)
+        self.assertIsInstance(ev, rc.Reconnected)
         self.assertEqual(ev.restored, 1)
         self.assertEqual((await tx.query_port("flood")).owner, "n1")
+        with self.assertRaises(asyncio.TimeoutError):  # the pushes queued at the switch were dropped
+            await next_event(slow, timeout=0.3)
         await slow.close()
         await tx.close()
 

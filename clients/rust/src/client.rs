@@ -604,6 +604,17 @@ impl Driver {
             if !first {
                 let _ = self.events.send(vec![ev]);
             }
+            // While the application's buffer is full there is no point reconnecting (the new
+            // connection could not even read the restore's replies): wait for it to read.
+            let shared = self.shared.clone();
+            let room = async move {
+                while shared.buffered.load(Ordering::Acquire) >= shared.max_buffered {
+                    shared.space.notified().await;
+                }
+            };
+            if self.while_taking_commands(room).await.is_none() {
+                return self.shut_down(None).await;
+            }
             let mut delay = backoff_delay(attempt, o.backoff_initial, o.backoff_max, self.unit());
             if let Error::Unavailable {
                 retry_after: Some(r),

@@ -428,6 +428,11 @@ class Client:
                 self._terminate(err, False)
                 return
             await self._emit_control(Disconnected(err, held=len(self._held)))
+            # While the application's buffer is full there is no point reconnecting: wait for
+            # it to read.
+            while self._events.pushes >= self._events.capacity:
+                self._events.space.clear()
+                await self._events.space.wait()
             delay = backoff_delay(attempt, o.backoff_initial, o.backoff_max, self._rng)
             attempt += 1
             log.info("%s: connection lost (%s); reconnecting in %.2f s", self.node, err, delay)
