@@ -17,20 +17,7 @@ use streams::{RingSpy, SpyMapping, SpyRecord};
 use crate::kind::preview;
 use crate::kinds;
 use crate::stats::STATS_FILE;
-
-/// The stream directory of reaktor `pid` under `root` (default /dev/shm, else the temp dir),
-/// as the runtime names it: `<root>/reaktor-<pid>/`.
-pub fn stream_dir_of(pid: u32, root: Option<&Path>) -> PathBuf {
-    let root = root.map(Path::to_owned).unwrap_or_else(|| {
-        let shm = Path::new("/dev/shm");
-        if shm.is_dir() {
-            shm.to_owned()
-        } else {
-            std::env::temp_dir()
-        }
-    });
-    root.join(format!("reaktor-{pid}"))
-}
+use crate::streamdir::{self, Liveness, OWNER_FILE};
 
 /// Opens every stream file in `dir` (sorted by name). `from_tail`: see only frames published
 /// from now on; otherwise also those the consumer has not read yet.
@@ -41,7 +28,7 @@ pub fn open_rings(dir: &Path, from_tail: bool) -> io::Result<Vec<RingSpy>> {
         .filter(|p| {
             p.file_name()
                 .and_then(|n| n.to_str())
-                .is_some_and(|n| !n.starts_with('.') && n != STATS_FILE)
+                .is_some_and(|n| !n.starts_with('.') && n != STATS_FILE && n != OWNER_FILE)
         })
         .collect();
     paths.sort();
@@ -172,10 +159,6 @@ pub struct DumpOptions {
     pub filter: Option<String>,
 }
 
-fn alive(pid: u32) -> bool {
-    pid == 0 || Path::new(&format!("/proc/{pid}")).exists()
-}
-
 /// Prints frames until a bound is reached or the reaktor exits; returns the frames printed.
 pub fn dump(options: &DumpOptions, out: &mut dyn Write) -> io::Result<u64> {
     let mut spies = open_rings(&options.dir, !options.backlog)?;
@@ -183,12 +166,30 @@ pub fn dump(options: &DumpOptions, out: &mut dyn Write) -> io::Result<u64> {
         spies.retain(|s| s.label().contains(filter.as_str()));
     }
     let pid = spies.first().map_or(0, |s| s.writer_pid());
+    let gone = match streamdir::liveness(&options.dir) {
+        Liveness::Gone(why) if !options.backlog => {
+            return Err(io::Error::other(format!(
+                "reaktor {pid} is not running ({why}); {} is what it left (`--backlog` prints \
+                 the frames it did not consume; its next start in the same stream root removes \
+                 the directory)",
+                options.dir.display()
+            )));
+        }
+        Liveness::Gone(why) => Some(why),
+        _ => None,
+    };
     writeln!(
         out,
         "# attached to {} stream buffers of reaktor {pid} in {}",
         spies.len(),
         options.dir.display()
     )?;
+    if let Some(why) = &gone {
+        writeln!(
+            out,
+            "# reaktor {pid} is not running ({why}): frames it left unconsumed"
+        )?;
+    }
     out.flush()?;
     let deadline = options.duration.map(|d| Instant::now() + d);
     let mut printed = 0u64;
@@ -237,7 +238,10 @@ pub fn dump(options: &DumpOptions, out: &mut dyn Write) -> io::Result<u64> {
             idle = 0;
         } else {
             idle += 1;
-            if idle >= 1000 && !alive(pid) {
+            if gone.is_some() {
+                return Ok(printed);
+            }
+            if idle >= 1000 && matches!(streamdir::liveness(&options.dir), Liveness::Gone(_)) {
                 writeln!(out, "# reaktor {pid} exited")?;
                 return Ok(printed);
             }

@@ -2,7 +2,7 @@
 //! streams, and runs each core's nuklei in one pinned thread.
 //!
 //! Layers, each using only those above it in this list: `error`, `stats` (no reaktor
-//! imports); `topology` (the file); `kind` (what a kind declares); `kinds` (one file per kind,
+//! imports); `streamdir` (stream directories, their owners, removing dead ones); `topology` (the file); `kind` (what a kind declares); `kinds` (one file per kind,
 //! and the registry); `plan` (instances and links); `planner` (the cost model); `place` (the
 //! placement step); `runtime` (wiring, core duty cycle, idle strategy); `dump`, `top`,
 //! `replan` (operator tools).
@@ -17,5 +17,6 @@ pub mod planner;
 pub mod replan;
 pub mod runtime;
 pub mod stats;
+pub mod streamdir;
 pub mod top;
 pub mod topology;

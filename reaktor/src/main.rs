@@ -105,7 +105,7 @@ struct MeasuredTarget {
 fn resolve(pid: Option<u32>, root: Option<&Path>, dir: Option<&Path>) -> Option<PathBuf> {
     match (dir, pid) {
         (Some(dir), _) => Some(dir.to_owned()),
-        (None, Some(pid)) => Some(reaktor::dump::stream_dir_of(pid, root)),
+        (None, Some(pid)) => Some(reaktor::streamdir::dir_of(pid, root)),
         (None, None) => None,
     }
 }

@@ -13,6 +13,7 @@ use streams::RingSpy;
 
 use crate::dump::{ends_of, open_rings};
 use crate::stats::{add_ring_traffic, RingSample, Snapshot, StatsFile, STATS_FILE};
+use crate::streamdir::{self, Liveness};
 
 pub struct TopOptions {
     pub dir: PathBuf,
@@ -223,11 +224,24 @@ pub fn render(
 pub fn top(options: &TopOptions, out: &mut dyn Write) -> io::Result<()> {
     let spies = open_rings(&options.dir, true)?;
     let mut before = sample(&options.dir, &spies)?;
+    if let Liveness::Gone(why) = streamdir::liveness(&options.dir) {
+        return Err(io::Error::other(format!(
+            "reaktor {} is not running ({why}); {} is what it left, and its next start in the \
+             same stream root removes it",
+            before.pid,
+            options.dir.display()
+        )));
+    }
     let mut taken = std::time::Instant::now();
     let mut printed = 0u64;
     loop {
         std::thread::sleep(options.interval);
+        let gone = matches!(streamdir::liveness(&options.dir), Liveness::Gone(_));
         let now = match sample(&options.dir, &spies) {
+            Ok(_) if gone => {
+                writeln!(out, "reaktor {} exited", before.pid)?;
+                return Ok(());
+            }
             Ok(now) => now,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 writeln!(out, "reaktor {} exited", before.pid)?;

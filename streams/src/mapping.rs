@@ -110,6 +110,69 @@ impl SharedMapping {
     }
 }
 
+/// What the versioned header of a stream file says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamFileHeader {
+    /// Bytes of the record area.
+    pub capacity: usize,
+    /// Process that created the file (its writer).
+    pub writer_pid: u32,
+    /// `"writer -> reader"`.
+    pub label: String,
+}
+
+impl StreamFileHeader {
+    /// Reads the header of the file at `path` without mapping it (plain reads): tells a stream
+    /// file from anything else.
+    pub fn read(path: &Path) -> Result<StreamFileHeader, MapError> {
+        use std::io::Read;
+        let open_err = |source| MapError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let mut bytes = Vec::with_capacity(HEADER_LENGTH);
+        File::open(path)
+            .map_err(open_err)?
+            .take(HEADER_LENGTH as u64)
+            .read_to_end(&mut bytes)
+            .map_err(open_err)?;
+        StreamFileHeader::parse(&bytes, path)
+    }
+
+    /// Parses the first [`HEADER_LENGTH`] bytes of a stream file (`path` names it in errors).
+    fn parse(bytes: &[u8], path: &Path) -> Result<StreamFileHeader, MapError> {
+        if bytes.len() < HEADER_LENGTH
+            || u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) != MAGIC
+        {
+            return Err(MapError::NotAStreamFile {
+                path: path.to_owned(),
+            });
+        }
+        let read_u32 = |offset: usize| {
+            u32::from_le_bytes(bytes[offset..offset + 4].try_into().expect("4 bytes"))
+        };
+        let version = read_u32(HEADER_VERSION_OFFSET);
+        if version != LAYOUT_VERSION {
+            return Err(MapError::Version {
+                path: path.to_owned(),
+                found: version,
+            });
+        }
+        let capacity = read_u32(HEADER_CAPACITY_OFFSET) as usize;
+        if !capacity.is_power_of_two() {
+            return Err(MapError::NotAStreamFile {
+                path: path.to_owned(),
+            });
+        }
+        let label_len = (read_u32(HEADER_LABEL_LENGTH_OFFSET) as usize).min(HEADER_LABEL_MAX);
+        Ok(StreamFileHeader {
+            capacity,
+            writer_pid: read_u32(HEADER_WRITER_PID_OFFSET),
+            label: String::from_utf8_lossy(&bytes[HEADER_LABEL_OFFSET..][..label_len]).into_owned(),
+        })
+    }
+}
+
 /// A read-only mapping of a stream file written by another process (or thread).
 pub struct SpyMapping {
     map: Mmap,
@@ -131,32 +194,17 @@ impl SpyMapping {
             path: path.to_owned(),
             source,
         })?;
-        if map.len() < HEADER_LENGTH
-            || u64::from_le_bytes(map[..8].try_into().expect("8 bytes")) != MAGIC
-        {
+        let header = StreamFileHeader::parse(&map, path)?;
+        if map.len() < file_length(header.capacity) {
             return Err(MapError::NotAStreamFile {
                 path: path.to_owned(),
             });
         }
-        let read_u32 = |offset: usize| {
-            u32::from_le_bytes(map[offset..offset + 4].try_into().expect("4 bytes"))
-        };
-        let version = read_u32(HEADER_VERSION_OFFSET);
-        if version != LAYOUT_VERSION {
-            return Err(MapError::Version {
-                path: path.to_owned(),
-                found: version,
-            });
-        }
-        let capacity = read_u32(HEADER_CAPACITY_OFFSET) as usize;
-        if !capacity.is_power_of_two() || map.len() < file_length(capacity) {
-            return Err(MapError::NotAStreamFile {
-                path: path.to_owned(),
-            });
-        }
-        let writer_pid = read_u32(HEADER_WRITER_PID_OFFSET);
-        let label_len = (read_u32(HEADER_LABEL_LENGTH_OFFSET) as usize).min(HEADER_LABEL_MAX);
-        let label = String::from_utf8_lossy(&map[HEADER_LABEL_OFFSET..][..label_len]).into_owned();
+        let StreamFileHeader {
+            capacity,
+            writer_pid,
+            label,
+        } = header;
         Ok(SpyMapping {
             map,
             capacity,

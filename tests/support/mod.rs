@@ -62,11 +62,17 @@ impl Server {
     /// Starts `reaktor run` with `topology`, in which every `{PORT}` is replaced by a free
     /// port; returns once the port accepts connections (at most 20 s).
     pub fn start(topology: &str) -> Server {
+        Server::start_in(topology, None)
+    }
+
+    /// Like `start`, with the stream directory (`reaktor-<pid>`) under `stream_root` instead
+    /// of the server's own temporary directory.
+    pub fn start_in(topology: &str, stream_root: Option<&std::path::Path>) -> Server {
         let dir = TempDir::new("server");
         let port = free_port();
         let path = dir.0.join("topology.toml");
         std::fs::write(&path, topology.replace("{PORT}", &port.to_string())).unwrap();
-        let streams = dir.0.join("streams");
+        let streams = stream_root.map_or_else(|| dir.0.join("streams"), |r| r.to_owned());
         std::fs::create_dir_all(&streams).unwrap();
         let child = Command::new(BIN)
             .args(["run", "--topology"])
@@ -190,6 +196,13 @@ impl Server {
 
     pub fn pid(&self) -> u32 {
         self.child.as_ref().unwrap().id()
+    }
+
+    /// Kills the process with SIGKILL (no clean-up of any kind) and reaps it.
+    pub fn kill(mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
     }
 
     /// Sends SIGTERM and waits (at most 10 s) for a clean exit; returns status and stderr.

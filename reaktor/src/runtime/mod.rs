@@ -20,6 +20,7 @@ use streams::Doorbell;
 use crate::error::StartError;
 use crate::plan::Placement;
 use crate::stats::{SharedStats, STATS_FILE};
+use crate::streamdir;
 use crate::topology::LoadedTopology;
 
 /// How often the stats file is rewritten.
@@ -40,15 +41,6 @@ pub struct Reaktor {
     pub stats: Arc<SharedStats>,
 }
 
-fn default_stream_root() -> PathBuf {
-    let shm = Path::new("/dev/shm");
-    if shm.is_dir() {
-        shm.to_owned()
-    } else {
-        std::env::temp_dir()
-    }
-}
-
 impl Reaktor {
     /// Builds every stream and nukleus of a placed topology (see `place::place`), binds
     /// listeners, and starts the core threads.
@@ -61,12 +53,10 @@ impl Reaktor {
         let root = stream_root
             .map(Path::to_owned)
             .or_else(|| topology.reaktor.stream_dir.clone())
-            .unwrap_or_else(default_stream_root);
-        let stream_dir = root.join(format!("reaktor-{}", std::process::id()));
-        std::fs::create_dir_all(&stream_dir).map_err(|source| StartError::StreamDir {
-            path: stream_dir.clone(),
-            source,
-        })?;
+            .unwrap_or_else(streamdir::default_root);
+        let stream_dir = streamdir::dir_of(std::process::id(), Some(&root));
+        create_stream_dir(&stream_dir)?;
+        remove_dead_stream_dirs(&root, &stream_dir);
         let result = Self::launch(loaded, &placement, &stream_dir);
         if result.is_err() {
             let _ = std::fs::remove_dir_all(&stream_dir);
@@ -175,6 +165,47 @@ impl Reaktor {
             tracing::warn!(error = %e, dir = %self.stream_dir.display(), "cannot remove stream directory");
         }
         !self.failed.load(Ordering::SeqCst)
+    }
+}
+
+/// Creates this process's stream directory with its owner file (one left by an earlier
+/// process with this pid goes first).
+fn create_stream_dir(dir: &Path) -> Result<(), StartError> {
+    let fail = |source| StartError::StreamDir {
+        path: dir.to_owned(),
+        source,
+    };
+    streamdir::clear_own(dir).map_err(fail)?;
+    std::fs::create_dir_all(dir).map_err(fail)?;
+    match streamdir::OwnerRecord::current() {
+        Ok(me) => me.write(dir).map_err(fail)?,
+        // Without /proc the directory cannot be judged later; it is still usable.
+        Err(e) => tracing::warn!(error = %e, "cannot describe this process; no owner file"),
+    }
+    Ok(())
+}
+
+/// Removes the stream directories under `root` of reaktors that are gone (`kill -9`, a crash),
+/// logging each; never fails the start.
+fn remove_dead_stream_dirs(root: &Path, own: &Path) {
+    match streamdir::remove_dead(root, own) {
+        Ok(sweep) => {
+            for r in sweep.removed {
+                tracing::info!(
+                    dir = %r.dir.display(),
+                    pid = r.pid,
+                    freed_mib = r.bytes >> 20,
+                    reason = %r.reason,
+                    "removed the stream directory of a reaktor that is gone"
+                );
+            }
+            for (dir, why) in sweep.skipped {
+                tracing::warn!(dir = %dir.display(), why = %why, "left a stream directory in place that may be stale");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(root = %root.display(), error = %e, "cannot look for stale stream directories")
+        }
     }
 }
 
