@@ -1,0 +1,158 @@
+//! Receiving connections: a node's WaitMsg (WebSocket or Server-Sent Events) becomes its
+//! receiving connection; the switch's events (pushes pending, close) reach it here.
+
+use super::*;
+
+/// `[code:u16 LE][reason]`, the END extension that closes a WebSocket with a code.
+pub(super) fn close_ext(code: u16, reason: &str) -> Vec<u8> {
+    let mut out = code.to_le_bytes().to_vec();
+    // A close frame carries at most 123 bytes of reason.
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    out.extend_from_slice(&reason.as_bytes()[..end]);
+    out
+}
+
+pub(super) fn close_code_of(reason: &CloseReason) -> u16 {
+    match reason {
+        CloseReason::Replaced => close_code::REPLACED,
+        CloseReason::LeaseExpired => close_code::LEASE_EXPIRED,
+        CloseReason::SlowConsumer { .. } => close_code::SLOW_CONSUMER,
+    }
+}
+
+pub(super) fn close_name(reason: &CloseReason) -> &'static str {
+    match reason {
+        CloseReason::Replaced => "replaced",
+        CloseReason::LeaseExpired => "lease_expired",
+        CloseReason::SlowConsumer { .. } => "slow_consumer",
+    }
+}
+
+/// The node of a WaitMsg path: `/v1/nodes/{node}/messages` or `/v1/ws/{node}`.
+pub fn wait_msg_node(path: &str) -> Option<Result<String, ApiError>> {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let node = match segments.as_slice() {
+        [v, "nodes", node, "messages"] if *v == api::VERSION => node,
+        [v, "ws", node] if *v == api::VERSION => node,
+        _ => return None,
+    };
+    Some(
+        auth::percent_decode(node)
+            .ok_or_else(|| ApiError::BadRequest(format!("bad percent-encoding in {node:?}"))),
+    )
+}
+
+impl SwitchNukleus {
+    /// Authenticates a WaitMsg and opens the receiving connection; on success the exchange
+    /// becomes a [`Receiver`]. Errors come back as (HTTP status, body).
+    pub(super) fn open_receiver(
+        &mut self,
+        head: &RequestHead<'_>,
+        node: Result<String, ApiError>,
+        ws: bool,
+    ) -> Result<Receiver, (u16, ErrorBody)> {
+        let node = node.map_err(|e| (e.status(), e.body()))?;
+        let token = auth::bearer(head.header("authorization"))
+            .map(str::to_string)
+            .or_else(|| auth::query_param(head.query(), "token"));
+        self.tokens
+            .check(token.as_deref(), Need::Node(&node))
+            .map_err(|e| (e.status(), auth_body(&e)))?;
+        let address = auth::query_param(head.query(), "address")
+            .or_else(|| {
+                head.header("x-node-address")
+                    .and_then(|v| std::str::from_utf8(v).ok())
+                    .map(str::to_string)
+            })
+            .unwrap_or_default();
+        let conn = self.next_conn;
+        let session = self
+            .engine
+            .wait_msg(&node, &address, conn, self.now_ms, &mut self.events)
+            .map_err(|e| {
+                let e = ApiError::from(e);
+                (e.status(), e.body())
+            })?;
+        self.next_conn += 1;
+        Ok(Receiver {
+            node: Arc::from(node.as_str()),
+            idx: session.node,
+            conn,
+            online: true,
+            ws,
+            message: Vec::new(),
+            message_kind: WS_TEXT,
+            last_relet: self.now_ms,
+        })
+    }
+
+    pub(super) fn begin_ws(&mut self, x: &mut Exchange, head: &RequestHead<'_>) {
+        let node = match wait_msg_node(head.path()) {
+            Some(node) => node,
+            None => Err(ApiError::NotFound(head.path().to_string())),
+        };
+        match self.open_receiver(head, node, true) {
+            Ok(r) => {
+                // The reply BEGIN accepts the upgrade: ws sends the 101 now.
+                x.reply_begun = true;
+                x.role = Role::Receiver(r);
+            }
+            Err((status, body)) => {
+                // Refused before accepting: END without BEGIN, and the client gets this HTTP
+                // status (401, 403, ...) instead of a 101.
+                self.refused += 1;
+                let mut refusal = Vec::new();
+                nukleus_ws::app::encode_refusal(&mut refusal, status, &body.error.message);
+                x.end_with = Some(refusal);
+            }
+        }
+    }
+
+    /// Runs the switch's outputs: schedule drains, close replaced/expired/slow connections.
+    pub(super) fn run_events(&mut self) {
+        while !self.events.is_empty() {
+            let events = std::mem::take(&mut self.events);
+            for event in events {
+                match event {
+                    Output::Pending { conn, .. } => {
+                        if let Some(&(input, slot)) = self.conns.get(&conn) {
+                            self.mark(input, slot);
+                        }
+                    }
+                    Output::Close { conn, reason, node } => {
+                        let Some((input, slot)) = self.conns.remove(&conn) else {
+                            continue;
+                        };
+                        tracing::debug!(core = self.core, instance = self.instance, node = %node, %reason, "closing receiving connection");
+                        let Some(Some(x)) = self.exchanges[input].get_mut(slot) else {
+                            continue;
+                        };
+                        let Role::Receiver(r) = &mut x.role else {
+                            continue;
+                        };
+                        r.online = false;
+                        let text = reason.to_string();
+                        if r.ws {
+                            x.end_with = Some(close_ext(close_code_of(&reason), &text));
+                        } else {
+                            let mut event = b"event: close\ndata: ".to_vec();
+                            let detail = serde_json::json!({
+                                "reason": close_name(&reason),
+                                "message": text,
+                            });
+                            event.extend_from_slice(detail.to_string().as_bytes());
+                            event.extend_from_slice(b"\n\n");
+                            x.out_bytes += event.len();
+                            x.out.push_back(event);
+                            x.end_with = Some(Vec::new());
+                        }
+                        self.mark(input, slot);
+                    }
+                }
+            }
+        }
+    }
+}
