@@ -27,6 +27,7 @@
 #   env: DURATION=5 ROUNDS=1 SCENARIOS="regport regport_http sendmsg latency"
 #        SERVER_CPU=0 LOAD_CPU=1 NODES=4 BATCH=1000 DEPTH=8 MSG_BATCH=1000 WINDOW=65536
 #        RATE=2000 LAT_DURATION=10 REGPORT_PORTS=10000000 REDIS_BENCHMARK_N=2000000
+#        PEERS=0 (reaktor alone, no redis/nats)
 #        SWITCH_PORT=8095 REDIS_PORT=6395 NATS_PORT=4235 WARMUP=1 (sendmsg: seconds of load
 #        before the measurement) REAKTOR_BIN=... SKIP_BUILD=1 KEEP_TMP=1
 # Output: one line per run, then a table with ratios (reaktor / peer, per round); TSV lines are
@@ -88,7 +89,8 @@ ulimit -n 65536 2>/dev/null || true
 sed "s/^address = \"127.0.0.1:[0-9]*\"/address = \"127.0.0.1:$SWITCH_PORT\"/" \
     "$ROOT/examples/bench-switch.toml" >"$WORK/bench-switch.toml"
 
-have() { command -v "$1" >/dev/null 2>&1 || [[ -x /usr/sbin/$1 ]]; }
+# PEERS=0 runs reaktor alone (benches/before_after.sh compares two reaktor builds).
+have() { [[ ${PEERS:-1} != 0 ]] && { command -v "$1" >/dev/null 2>&1 || [[ -x /usr/sbin/$1 ]]; }; }
 NATS_SERVER=$(command -v nats-server || echo /usr/sbin/nats-server)
 
 # start NAME: a fresh server pinned to SERVER_CPU; sets SRV_PID and SRV_PORT.

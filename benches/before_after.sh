@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Two reaktor builds side by side: the http, switch and ws benchmarks (benches/http_hello.sh,
+# benches/switch.sh, benches/ws_echo.sh, reaktor alone) run for BEFORE and AFTER in turn,
+# round after round (before, after, after, before, ...), so the machine's drift and other
+# load hit both alike. Prints, per benchmark and scenario, each variant's median and spread
+# (min-max over the rounds) and the after/before ratio of the medians.
+#
+# Usage (one benchmark at a time on the machine):
+#   flock /work/bench.lock env BEFORE=/path/to/old/reaktor AFTER=/path/to/new/reaktor \
+#       benches/before_after.sh
+# env: ROUNDS=3 DURATION=5 BENCHES="http switch ws"
+#      HTTP_SCENARIOS="keepalive pipeline" SWITCH_SCENARIOS="regport sendmsg"
+#      REGPORT_PORTS=2000000 WS_SCENARIOS="rtt1 oneway1000"
+# The load generators must be built (benches/switch.sh and benches/ws_echo.sh build them
+# when run without SKIP_BUILD=1).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+: "${BEFORE:?set BEFORE to the old reaktor binary}" "${AFTER:?set AFTER to the new reaktor binary}"
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-5}
+BENCHES=${BENCHES:-http switch ws}
+HTTP_SCENARIOS=${HTTP_SCENARIOS:-keepalive pipeline}
+SWITCH_SCENARIOS=${SWITCH_SCENARIOS:-regport sendmsg}
+REGPORT_PORTS=${REGPORT_PORTS:-2000000}
+WS_SCENARIOS=${WS_SCENARIOS:-rtt1 oneway1000}
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/before_after.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+
+run() { # run BENCH VARIANT BINARY ROUND
+    local bench=$1 variant=$2 bin=$3 tsv=$WORK/$1-$2.tsv
+    echo "== round $4: $bench, $variant ($bin)" >&2
+    case $bench in
+    http) SERVERS=reaktor SCENARIOS=$HTTP_SCENARIOS ROUNDS=1 DURATION=$DURATION SKIP_BUILD=1 \
+        REAKTOR_BIN=$bin RESULTS_TSV=$tsv "$ROOT/benches/http_hello.sh" >&2 ;;
+    switch) PEERS=0 SCENARIOS=$SWITCH_SCENARIOS ROUNDS=1 DURATION=$DURATION SKIP_BUILD=1 \
+        REGPORT_PORTS=$REGPORT_PORTS REAKTOR_BIN=$bin RESULTS_TSV=$tsv "$ROOT/benches/switch.sh" >&2 ;;
+    ws) SERVERS=reaktor SCENARIOS=$WS_SCENARIOS DURATION=$DURATION SKIP_BUILD=1 \
+        REAKTOR_BIN=$bin RESULTS_TSV=$tsv "$ROOT/benches/ws_echo.sh" >&2 ;;
+    esac
+}
+
+for ((r = 1; r <= ROUNDS; r++)); do
+    for bench in $BENCHES; do
+        if ((r % 2)); then order="before after"; else order="after before"; fi
+        for variant in $order; do
+            if [[ $variant == before ]]; then bin=$BEFORE; else bin=$AFTER; fi
+            run "$bench" "$variant" "$bin" "$r"
+        done
+    done
+done
+
+# scenario<TAB>value lines of one result file.
+values() {
+    case $1 in
+    http) awk -F'\t' '$4 == "reaktor" {print $5 "\t" $10}' "$2" ;;          # requests/s
+    switch) awk -F'\t' '$5 == "reaktor" && $6 != "bytes/port" {print $4 "\t" $7}' "$2" ;;
+    ws) awk -F'\t' '$3 == "reaktor" {print $2 "\t" $5}' "$2" ;;              # messages/s
+    esac
+}
+
+printf '%-8s %-12s %14s %24s %14s %24s %8s\n' bench scenario before "(min-max)" after "(min-max)" ratio
+for bench in $BENCHES; do
+    for s in $(values "$bench" "$WORK/$bench-before.tsv" | cut -f1 | sort -u); do
+        stats() { values "$bench" "$WORK/$bench-$1.tsv" | awk -F'\t' -v s="$s" '$1 == s {print $2}' | sort -g |
+            awk '{v[NR] = $1} END {m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%s %s %s", m, v[1], v[NR]}'; }
+        read -r bm bl bh <<<"$(stats before)"
+        read -r am al ah <<<"$(stats after)"
+        printf '%-8s %-12s %14.0f %24s %14.0f %24s %8.3f\n' "$bench" "$s" "$bm" "($bl-$bh)" "$am" "($al-$ah)" \
+            "$(awk -v a="$am" -v b="$bm" 'BEGIN {print b > 0 ? a / b : 0}')"
+    done
+done
