@@ -1,0 +1,247 @@
+//! An instance as the home of the nodes whose id hashes to it: WaitMsg, relets, leases,
+//! connections, and delivering pushes to its nodes.
+
+use super::*;
+
+impl Instance {
+    // ---- node home -------------------------------------------------------------------------
+
+    /// WaitMsg: `conn` becomes the receiving connection of `node` (homed here). A previous
+    /// receiving connection is closed ([`CloseReason::Replaced`]) and the node's ports are
+    /// released everywhere.
+    pub fn wait_msg(
+        &mut self,
+        node: &str,
+        address: &str,
+        conn: ConnId,
+        now: u64,
+        out: &mut Vec<Output>,
+    ) -> Result<Session, SwitchError> {
+        check_wait_msg(&self.limits, node, address)?;
+        self.check_home(node)?;
+        if let Some(renewed) = rewait(&mut self.nodes, node, conn, now) {
+            return renewed;
+        }
+        let idx = self.nodes.intern(node);
+        let old_session = self.nodes.get(idx).map_or(0, Node::session);
+        let mut replaced = false;
+        if let Some(old) = self.nodes.disconnect(idx) {
+            replaced = true;
+            self.metrics.replaced_connections += 1;
+            let id = self
+                .nodes
+                .get(idx)
+                .map(|n| n.id().clone())
+                .unwrap_or_default();
+            out.push(Output::Close {
+                node: id.clone(),
+                conn: old,
+                reason: CloseReason::Replaced,
+            });
+            self.node_gone(&id, self.global(old_session), ReleaseReason::Replaced, out);
+            self.settle(out);
+        }
+        Ok(connect(&mut self.nodes, idx, conn, address, now, replaced))
+    }
+
+    /// Relet: extend the lease of a node homed here.
+    pub fn relet(&mut self, node: &str, now: u64) -> Result<u64, SwitchError> {
+        let idx = self.online_index(node)?;
+        self.nodes
+            .relet(idx, now)
+            .map_err(|_| SwitchError::NotOnline(node.to_string()))
+    }
+
+    /// A connection closed; if it was a receiving connection, its node goes offline.
+    pub fn connection_closed(&mut self, conn: ConnId, out: &mut Vec<Output>) -> bool {
+        match self.nodes.by_conn(conn) {
+            Some(idx) => {
+                self.work.push((idx, Cause::Closed));
+                self.settle(out);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Nodes whose lease ran out at `now` go offline; returns how many.
+    pub fn tick(&mut self, now: u64, out: &mut Vec<Output>) -> usize {
+        let expired = self.nodes.expired(now);
+        self.metrics.lease_expiries += expired.len() as u64;
+        let n = expired.len();
+        self.work
+            .extend(expired.into_iter().map(|i| (i, Cause::LeaseExpired)));
+        self.settle(out);
+        n
+    }
+
+    /// The earliest lease deadline on record.
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.nodes.next_deadline()
+    }
+
+    /// Take a batch of [`NodeRegistry::batch`] off the queue of a node homed here (see
+    /// [`NodeRegistry::consume`]).
+    pub fn consume(&mut self, node: NodeIdx, pushes: usize, bytes: usize) -> Drained {
+        self.nodes.consume(node, pushes, bytes)
+    }
+
+    /// Encode the oldest pushes of a node homed here (see [`NodeRegistry::drain`]).
+    pub fn drain(&mut self, node: NodeIdx, max_bytes: usize, out: &mut Vec<u8>) -> Drained {
+        self.nodes.drain(node, max_bytes, out)
+    }
+
+    /// Take nodes offline, including the cascade of subscribers that turn out to be slow
+    /// consumers while being notified.
+    pub(super) fn settle(&mut self, out: &mut Vec<Output>) {
+        while let Some((idx, cause)) = self.work.pop() {
+            let Some((id, session)) = self.nodes.get(idx).map(|n| (n.id().clone(), n.session()))
+            else {
+                continue;
+            };
+            let Some(conn) = self.nodes.disconnect(idx) else {
+                continue;
+            };
+            let reason = match cause {
+                Cause::Closed => None,
+                Cause::LeaseExpired => Some(CloseReason::LeaseExpired),
+                Cause::SlowConsumer { queued, limit } => {
+                    self.metrics.slow_consumer_disconnects += 1;
+                    Some(CloseReason::SlowConsumer { queued, limit })
+                }
+            };
+            if let Some(reason) = reason {
+                out.push(Output::Close {
+                    node: id.clone(),
+                    conn,
+                    reason,
+                });
+            }
+            self.node_gone(&id, self.global(session), ReleaseReason::NodeOffline, out);
+            self.nodes.forget(idx);
+        }
+    }
+
+    /// A node homed here ended `session`: every shard releases its ports.
+    pub(super) fn node_gone(
+        &mut self,
+        id: &str,
+        session: u64,
+        reason: ReleaseReason,
+        out: &mut Vec<Output>,
+    ) {
+        let msg = Msg::NodeGone {
+            node: id,
+            session,
+            reason,
+        };
+        for peer in 0..self.count {
+            if peer != self.me {
+                self.send(peer, &msg);
+            }
+        }
+        self.release_here(id, session, reason, out);
+    }
+
+    /// Queue `push` for node `idx` homed here if it is still in `session` (global).
+    pub(super) fn deliver_here(
+        &mut self,
+        idx: NodeIdx,
+        session: u64,
+        push: PushRef<'_>,
+        out: &mut Vec<Output>,
+    ) -> SendReport {
+        let current = self
+            .nodes
+            .get(idx)
+            .filter(|n| n.conn().is_some())
+            .map(|n| self.global(n.session()));
+        if current != Some(session) {
+            return dropped(1);
+        }
+        self.push_here(idx, push, out)
+    }
+
+    pub(super) fn push_here(
+        &mut self,
+        idx: NodeIdx,
+        push: PushRef<'_>,
+        out: &mut Vec<Output>,
+    ) -> SendReport {
+        let outcome = match push {
+            PushRef::Msg { port, body } => self.nodes.push_msg(idx, port, body),
+            PushRef::Released { port, reason } => self.nodes.push_released(idx, port, reason),
+        };
+        match outcome {
+            PushOutcome::Queued { first } => {
+                if first {
+                    if let Some(conn) = self.nodes.get(idx).and_then(Node::conn) {
+                        out.push(Output::Pending { node: idx, conn });
+                    }
+                }
+                SendReport {
+                    delivered: 1,
+                    dropped: 0,
+                }
+            }
+            PushOutcome::Offline => dropped(1),
+            PushOutcome::SlowConsumer { queued, limit } => {
+                self.work.push((idx, Cause::SlowConsumer { queued, limit }));
+                dropped(1)
+            }
+        }
+    }
+
+    pub(super) fn deliver_items(
+        &mut self,
+        items: Vec<Item<'_>>,
+        out: &mut Vec<Output>,
+    ) -> SendReport {
+        let mut report = SendReport::default();
+        for item in items {
+            match item {
+                Item::Unicast {
+                    node,
+                    session,
+                    port,
+                    body,
+                } => {
+                    let r = self.deliver_here(node, session, PushRef::Msg { port, body }, out);
+                    self.count_messages(r);
+                    report += r;
+                }
+                Item::Broadcast { body } => {
+                    let r = self.broadcast_here(body, out);
+                    report += r;
+                }
+                Item::Released {
+                    node,
+                    session,
+                    port,
+                    reason,
+                } => {
+                    let push = PushRef::Released { port, reason };
+                    let r = self.deliver_here(node, session, push, out);
+                    self.metrics.release_notifications += r.delivered;
+                }
+            }
+        }
+        self.settle(out);
+        report
+    }
+
+    pub(super) fn count_messages(&mut self, r: SendReport) {
+        self.metrics.messages_sent += r.delivered;
+        self.metrics.messages_dropped += r.dropped;
+    }
+
+    pub(super) fn broadcast_here(&mut self, body: &str, out: &mut Vec<Output>) -> SendReport {
+        let targets: Vec<NodeIdx> = self.nodes.online_nodes().collect();
+        let mut report = SendReport::default();
+        for t in targets {
+            report += self.push_here(t, PushRef::Msg { port: "", body }, out);
+        }
+        self.count_messages(report);
+        report
+    }
+}

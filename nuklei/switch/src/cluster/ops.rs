@@ -1,0 +1,389 @@
+//! The operations a front instance runs for a client: admission, scattering a batch over
+//! the shards and homes, and finishing when every part has answered.
+
+use super::*;
+
+impl Instance {
+    // ---- operations ------------------------------------------------------------------------
+
+    /// Checks a RegPort/UnRegPort of `ports` for `node` (homed here, online): its index, or
+    /// `None` after completing `token` with the error.
+    pub(super) fn admit_node_call(
+        &mut self,
+        token: Token,
+        node: &str,
+        ports: &[String],
+    ) -> Option<NodeIdx> {
+        let checked = self
+            .check_ports(ports)
+            .and_then(|()| self.online_index(node));
+        match checked {
+            Ok(idx) => Some(idx),
+            Err(e) => {
+                self.done.push((token, Err(e)));
+                None
+            }
+        }
+    }
+
+    /// RegPort for `node` (homed here, online). Completes under `token`.
+    pub fn reg_port(
+        &mut self,
+        token: Token,
+        node: &str,
+        ports: Vec<String>,
+        subscribe: bool,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(idx) = self.admit_node_call(token, node, &ports) else {
+            return;
+        };
+        let (local, address) = self
+            .nodes
+            .get(idx)
+            .map_or((0, Arc::from("")), |n| (n.session(), n.address().clone()));
+        let session = self.global(local);
+        let at_home = NodeRef {
+            home: self.me as u16,
+            idx,
+            session,
+        };
+        let op = self.new_op();
+        let mut parts = self.split_ports(ports.iter().enumerate());
+        let mine = std::mem::take(&mut parts[self.me]);
+        let (new, failed, error) = self.register_here(node, at_home, &address, subscribe, &mine);
+        let waiting = self.scatter(parts, |part| Msg::Register {
+            op,
+            node,
+            at_home,
+            address: &address,
+            subscribe,
+            ports: part,
+        });
+        self.ops.insert(
+            op,
+            Op::Reg(RegOp {
+                token,
+                node: idx,
+                session,
+                ports,
+                waiting,
+                new,
+                failed,
+                error,
+            }),
+        );
+        self.try_finish(op, out);
+    }
+
+    /// UnRegPort for `node` (homed here, online). Completes under `token`.
+    pub fn unreg_port(
+        &mut self,
+        token: Token,
+        node: &str,
+        ports: &[String],
+        out: &mut Vec<Output>,
+    ) {
+        let Some(idx) = self.admit_node_call(token, node, ports) else {
+            return;
+        };
+        let session = self.global(self.nodes.get(idx).map_or(0, Node::session));
+        let op = self.new_op();
+        let mut parts = self.split_ports(ports.iter().enumerate());
+        let mine = std::mem::take(&mut parts[self.me]);
+        let reply = self.unregister_here(node, &mine, out);
+        let waiting = self.scatter(parts, |part| Msg::Unregister {
+            op,
+            node,
+            ports: part,
+        });
+        self.ops.insert(
+            op,
+            Op::Unreg(UnregOp {
+                token,
+                node: idx,
+                session,
+                waiting,
+                reply,
+            }),
+        );
+        self.settle(out);
+        self.try_finish(op, out);
+    }
+
+    /// SendMsg: `(targets, body)` in order; a target `""` broadcasts. Completes under `token`.
+    pub fn send_msg(&mut self, token: Token, messages: SendBatch, out: &mut Vec<Output>) {
+        let check = || -> Result<(), SwitchError> {
+            for (ports, body) in messages.messages() {
+                self.limits.check_body(body)?;
+                for p in ports {
+                    self.limits.check_port_name(p)?;
+                }
+            }
+            self.limits
+                .check_messages_in_request(messages.target_count())?;
+            Ok(())
+        };
+        if let Err(e) = check() {
+            self.done.push((token, Err(e)));
+            return;
+        }
+        let op = self.new_op();
+        let mut owners = vec![None; messages.target_count()];
+        let mut parts = vec![Vec::new(); self.count];
+        for (pos, port) in messages.targets().enumerate() {
+            if !port.is_empty() {
+                parts[shard_instance(port, self.count)].push((pos as u32, port));
+            }
+        }
+        for (pos, port) in std::mem::take(&mut parts[self.me]) {
+            owners[pos as usize] = self.resolve_here(port);
+        }
+        let waiting = self.scatter(parts, |part| Msg::Resolve { op, ports: part });
+        self.ops.insert(
+            op,
+            Op::Send(SendOp {
+                token,
+                messages,
+                owners,
+                waiting,
+                acks: 0,
+                report: SendReport::default(),
+            }),
+        );
+        self.send_order.push_back(op);
+        self.advance_sends(out);
+    }
+
+    /// QueryPort: owners of `ports`, in order. Completes under `token`.
+    pub fn query_port(&mut self, token: Token, ports: &[String]) {
+        if let Err(e) = self.limits.check_ports_in_request(ports.len()) {
+            self.done.push((token, Err(e.into())));
+            return;
+        }
+        let op = self.new_op();
+        let mut owners = vec![None; ports.len()];
+        let mut parts = self.split_ports(ports.iter().enumerate());
+        for (pos, port) in std::mem::take(&mut parts[self.me]) {
+            owners[pos as usize] = self.owner_here(port);
+        }
+        let waiting = self.scatter(parts, |part| Msg::QueryPorts { op, ports: part });
+        self.ops.insert(
+            op,
+            Op::QueryPort {
+                token,
+                waiting,
+                owners,
+            },
+        );
+        self.try_finish(op, &mut Vec::new());
+    }
+
+    /// QueryNode: online nodes among `nodes`, in order. Completes under `token`.
+    pub fn query_node(&mut self, token: Token, nodes: Vec<String>) {
+        if let Err(e) = self.limits.check_nodes_in_request(nodes.len()) {
+            self.done.push((token, Err(e.into())));
+            return;
+        }
+        let op = self.new_op();
+        let mut infos = vec![None; nodes.len()];
+        let mut parts = vec![Vec::new(); self.count];
+        for (pos, id) in nodes.iter().enumerate() {
+            parts[self.home(id)].push((pos as u32, id.as_str()));
+        }
+        for (pos, id) in std::mem::take(&mut parts[self.me]) {
+            infos[pos as usize] = self.home_info(id).map(|i| node_info(id, i));
+        }
+        let waiting = self.scatter(parts, |part| Msg::QueryNodes { op, nodes: part });
+        self.ops.insert(
+            op,
+            Op::QueryNode {
+                token,
+                nodes,
+                waiting,
+                infos,
+            },
+        );
+        self.try_finish(op, &mut Vec::new());
+    }
+
+    pub(super) fn home_info(&self, id: &str) -> Option<HomeInfo<'_>> {
+        self.nodes
+            .lookup(id)
+            .and_then(|i| self.nodes.get(i))
+            .filter(|n| n.conn().is_some())
+            .map(|n| HomeInfo {
+                address: n.address(),
+                ports: n.ports() as u64,
+                lease_deadline: n.lease_deadline(),
+                queued_bytes: n.queued_bytes() as u64,
+            })
+    }
+
+    /// Runs phase two of the SendMsg operations at the head of the arrival order whose owners
+    /// are all resolved.
+    pub(super) fn advance_sends(&mut self, out: &mut Vec<Output>) {
+        while let Some(&op) = self.send_order.front() {
+            let Some(Op::Send(send)) = self.ops.get_mut(&op) else {
+                self.send_order.pop_front();
+                continue;
+            };
+            if send.waiting > 0 {
+                return;
+            }
+            self.send_order.pop_front();
+            let messages = std::mem::take(&mut send.messages);
+            let owners = std::mem::take(&mut send.owners);
+            let mut report = SendReport::default();
+            let mut items: Vec<Vec<Item<'_>>> = vec![Vec::new(); self.count];
+            let mut k = 0;
+            for (ports, body) in messages.messages() {
+                for port in ports {
+                    let owner = owners.get(k).copied().flatten();
+                    k += 1;
+                    if port.is_empty() {
+                        for (peer, list) in items.iter_mut().enumerate() {
+                            if peer != self.me {
+                                list.push(Item::Broadcast { body });
+                            }
+                        }
+                        report += self.broadcast_here(body, out);
+                        continue;
+                    }
+                    let Some(to) = owner else {
+                        report.dropped += 1;
+                        self.metrics.messages_dropped += 1;
+                        continue;
+                    };
+                    if usize::from(to.home) == self.me {
+                        let push = PushRef::Msg { port, body };
+                        let r = self.deliver_here(to.idx, to.session, push, out);
+                        self.count_messages(r);
+                        report += r;
+                    } else {
+                        items[usize::from(to.home)].push(Item::Unicast {
+                            node: to.idx,
+                            session: to.session,
+                            port,
+                            body,
+                        });
+                    }
+                }
+            }
+            let mut acks = 0;
+            for (peer, list) in items.into_iter().enumerate() {
+                if !list.is_empty() {
+                    acks += 1;
+                    Msg::Deliver { op, items: list }.encode(&mut self.outbox[peer]);
+                }
+            }
+            if let Some(Op::Send(send)) = self.ops.get_mut(&op) {
+                send.acks = acks;
+                send.report += report;
+            }
+            self.settle(out);
+            self.try_finish(op, out);
+        }
+    }
+
+    /// Completes `op` if nothing is outstanding.
+    pub(super) fn try_finish(&mut self, op: u64, out: &mut Vec<Output>) {
+        let ready = match self.ops.get(&op) {
+            Some(Op::Reg(r)) => r.waiting == 0,
+            Some(Op::Unreg(u)) => u.waiting == 0,
+            Some(Op::Send(s)) => s.waiting == 0 && s.acks == 0 && s.messages.is_empty(),
+            Some(Op::QueryPort { waiting, .. })
+            | Some(Op::QueryNode { waiting, .. })
+            | Some(Op::Counters { waiting, .. }) => *waiting == 0,
+            None => false,
+        };
+        if !ready {
+            return;
+        }
+        let Some(finished) = self.ops.remove(&op) else {
+            return;
+        };
+        let done = match finished {
+            Op::Reg(r) => (r.token, self.finish_reg(r, out)),
+            Op::Unreg(mut u) => {
+                let n = u.reply.released.len();
+                if self.nodes.get(u.node).map(|n| self.global(n.session())) == Some(u.session) {
+                    self.nodes.add_ports(u.node, -(n as isize));
+                }
+                u.reply.released.sort_unstable();
+                u.reply.not_owned.sort_unstable();
+                u.reply.unknown.sort_unstable();
+                (u.token, Ok(Reply::UnRegPort(u.reply)))
+            }
+            Op::Send(s) => (s.token, Ok(Reply::SendMsg(s.report))),
+            Op::QueryPort { token, owners, .. } => (token, Ok(Reply::QueryPort(owners))),
+            Op::QueryNode { token, infos, .. } => (token, Ok(Reply::QueryNode(infos))),
+            Op::Counters { token, values, .. } => {
+                let mut metrics = [0; 11];
+                metrics.copy_from_slice(&values[..11]);
+                let reply = Reply::Metrics {
+                    metrics: Metrics::from_array(metrics),
+                    requests: values[11],
+                    refused: values[12],
+                };
+                (token, Ok(reply))
+            }
+        };
+        self.done.push(done);
+    }
+
+    pub(super) fn finish_reg(
+        &mut self,
+        mut r: RegOp,
+        out: &mut Vec<Output>,
+    ) -> Result<Reply, SwitchError> {
+        let current = self.nodes.get(r.node).map(|n| self.global(n.session()));
+        let base = self.nodes.get(r.node).map_or(0, Node::ports);
+        let error = r.error.take().or_else(|| {
+            let count = base + r.new.len();
+            (count > self.limits.max_ports_per_node).then(|| {
+                LimitError::TooManyPortsForNode {
+                    count,
+                    limit: self.limits.max_ports_per_node,
+                }
+                .into()
+            })
+        });
+        let node = self
+            .nodes
+            .get(r.node)
+            .map(|n| n.id().to_string())
+            .unwrap_or_default();
+        if let Some(e) = error {
+            // Roll back what this request registered, so it fails as a whole.
+            let ports = std::mem::take(&mut r.ports);
+            let mut parts =
+                self.split_ports(r.new.iter().map(|&p| (p as usize, &ports[p as usize])));
+            let mine = std::mem::take(&mut parts[self.me]);
+            self.unregister_here(&node, &mine, out);
+            self.scatter(parts, |part| Msg::Unregister {
+                op: 0,
+                node: &node,
+                ports: part,
+            });
+            self.settle(out);
+            return Err(e);
+        }
+        if current == Some(r.session) {
+            self.nodes.add_ports(r.node, r.new.len() as isize);
+        }
+        r.failed.sort_unstable_by_key(|(pos, _, _)| *pos);
+        Ok(Reply::RegPort(RegPortReply {
+            registered: r.new.len(),
+            failed: r
+                .failed
+                .into_iter()
+                .map(|(pos, owner, address)| FailedPort {
+                    index: pos as usize,
+                    owner,
+                    address,
+                })
+                .collect(),
+        }))
+    }
+}
