@@ -43,7 +43,7 @@ impl SwitchNukleus {
             (frame::FLUSH, false) if f.extension() == b"ping" => {
                 if let Role::Receiver(r) = &mut x.role {
                     if r.online {
-                        let _ = self.engine.relet(&r.node, self.now_ms);
+                        let _ = self.engine.handle_relet(&r.node, self.now_ms);
                         r.last_relet = self.now_ms;
                     }
                 }
@@ -105,7 +105,7 @@ impl SwitchNukleus {
             self.conns.remove(&r.conn);
             if r.online {
                 r.online = false;
-                self.engine.connection_closed(r.conn, &mut self.events);
+                self.engine.handle_connection_closed(r.conn);
             }
         }
     }

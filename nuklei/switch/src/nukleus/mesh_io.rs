@@ -16,27 +16,29 @@ impl SwitchNukleus {
         if f.type_id() != frame::DATA {
             return;
         }
-        let (Engine::Cluster(instance), Some(mesh)) = (&mut self.engine, &mut self.mesh) else {
+        let Some(mesh) = &mut self.mesh else {
             return;
         };
-        let events = &mut self.events;
+        let engine = &mut self.engine;
         let core = self.core;
         mesh.readers[peer].feed(f.payload(), |record| match Msg::decode(record) {
-            Ok(msg) => instance.on_mesh(peer, msg, events),
+            Ok(msg) => engine.handle_mesh(peer, msg),
             Err(e) => tracing::error!(core, peer, error = %e, "undecodable mesh record"),
         });
     }
 
     /// Writes the mesh outboxes into the rings to the other instances, as much as fits.
     pub(super) fn flush_mesh(&mut self) {
-        let (Engine::Cluster(instance), Some(mesh)) = (&mut self.engine, &mut self.mesh) else {
+        let Some(mesh) = &self.mesh else {
             return;
         };
         for (peer, output) in mesh.output_of.iter().enumerate() {
             let Some(output) = *output else { continue };
             let tx = &mut self.outputs[output].tx;
             let room = tx.max_payload() - 64;
-            let outbox = instance.outbox(peer);
+            let Some(outbox) = self.engine.poll_transmit(peer) else {
+                continue;
+            };
             let mut sent = 0;
             while sent < outbox.len() {
                 let n = (outbox.len() - sent).min(room);

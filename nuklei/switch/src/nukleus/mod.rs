@@ -35,15 +35,17 @@ use streams::{
     RecvWindow, RingReader, SendWindow, SlotIds,
 };
 
-use crate::api::{self, ApiError, ErrorBody, ErrorDetail, ResponseBody};
+use crate::api::{self, ApiError, ErrorBody, ErrorDetail};
 use crate::auth::{self, AuthError, Need, TokenGrant, Tokens};
 use crate::clock::LeaseClock;
-use crate::cluster::{Instance, InstanceConfig, Token};
-use crate::engine::{Call, Engine, Shape};
+use crate::cluster::{InstanceConfig, Token};
+use crate::engine::cluster::ClusterEngine;
+use crate::engine::single::SingleEngine;
+use crate::engine::{Completion, SwitchEngine};
 use crate::mesh::{MeshReader, Msg};
 use crate::nodes::ConnId;
 use crate::ports::NodeIdx;
-use crate::switch::{CloseReason, Config, Metrics, Output, Reply, Switch};
+use crate::switch::{CloseReason, Config, Metrics, Output};
 
 mod exchanges;
 mod mesh_io;
@@ -182,13 +184,11 @@ struct Exchange {
 }
 
 /// Where the reply of a call in flight goes.
+/// A call in flight: the exchange its completion goes to.
 struct Pending {
     input: usize,
     slot: usize,
     id: u64,
-    /// The WebSocket request id (`None`: a REST request).
-    ws_id: Option<u64>,
-    shape: Shape,
 }
 
 /// The mesh to the other switch instances (fission).
@@ -198,8 +198,6 @@ struct Mesh {
     /// Per input: the instance it comes from, if it is a mesh input.
     peer_of_input: Vec<Option<usize>>,
     readers: Vec<MeshReader>,
-    pending: HashMap<Token, Pending>,
-    next_token: Token,
 }
 
 /// The switch nukleus.
@@ -207,8 +205,12 @@ pub struct SwitchNukleus {
     config: SwitchNukleusConfig,
     core: usize,
     instance: u16,
-    engine: Engine,
+    /// The switch, sans I/O: one instance, or one of several (`mesh`).
+    engine: Box<dyn SwitchEngine>,
     mesh: Option<Mesh>,
+    /// Calls in flight, by token: where their completion goes.
+    pending: HashMap<Token, Pending>,
+    next_token: Token,
     tokens: Tokens,
     inputs: Vec<RingReader>,
     outputs: Vec<StreamOutput>,
@@ -218,7 +220,6 @@ pub struct SwitchNukleus {
     /// Receiving connection -> (input, slot).
     conns: HashMap<ConnId, (usize, usize)>,
     next_conn: ConnId,
-    events: Vec<Output>,
     dirty: Vec<(usize, usize)>,
     scratch: Vec<u8>,
     start: Instant,
@@ -277,11 +278,8 @@ impl SwitchNukleus {
                 )
             })
             .collect();
-        let (engine, mesh) = if peers.is_empty() {
-            (
-                Engine::Single(Box::new(Switch::new(config.switch.clone()))),
-                None,
-            )
+        let (engine, mesh): (Box<dyn SwitchEngine>, _) = if peers.is_empty() {
+            (Box::new(SingleEngine::new(config.switch.clone())), None)
         } else {
             let count = peers.len() + 1;
             let mut output_of = vec![None; count];
@@ -290,7 +288,7 @@ impl SwitchNukleus {
                 output_of[peer] = Some(i);
                 peer_of_input[i] = Some(peer);
             }
-            let instance = Instance::new(InstanceConfig {
+            let engine = ClusterEngine::new(InstanceConfig {
                 me,
                 instances: count,
                 lease_ms: config.switch.lease_ms,
@@ -300,15 +298,15 @@ impl SwitchNukleus {
                 output_of,
                 peer_of_input,
                 readers: (0..count).map(|_| MeshReader::default()).collect(),
-                pending: HashMap::new(),
-                next_token: 1,
             };
-            (Engine::Cluster(Box::new(instance)), Some(mesh))
+            (Box::new(engine), Some(mesh))
         };
         let clock = LeaseClock::new(config.switch.lease_ms);
         SwitchNukleus {
             engine,
             mesh,
+            pending: HashMap::new(),
+            next_token: 1,
             tokens: Tokens::new(&config.tokens),
             config,
             core,
@@ -319,7 +317,6 @@ impl SwitchNukleus {
             exchanges,
             conns: HashMap::new(),
             next_conn: 1,
-            events: Vec::new(),
             dirty: Vec::new(),
             scratch: Vec::new(),
             start: Instant::now(),
@@ -396,15 +393,11 @@ impl Nukleus for SwitchNukleus {
         self.timestamp = context.timestamp;
         self.now_ms = self.now_ms(context.now);
         let mut work = 0;
-        if let Engine::Cluster(instance) = &mut self.engine {
-            instance.set_exchange_counts(self.requests, self.refused);
-        }
+        self.engine
+            .handle_exchange_counts(self.requests, self.refused);
         let mut inputs = std::mem::take(&mut self.inputs);
         // While the mesh is backed up, take no new client requests (mesh input is always read).
-        let backed_up = match &self.engine {
-            Engine::Cluster(c) => c.outbox_bytes() > MESH_HIGH_WATER,
-            Engine::Single(_) => false,
-        };
+        let backed_up = self.engine.transmit_bytes() > MESH_HIGH_WATER;
         for (input, rx) in inputs.iter_mut().enumerate() {
             if let Some(peer) = self.mesh.as_ref().and_then(|m| m.peer_of_input[input]) {
                 work += rx.read(1024, |type_id, bytes| {
@@ -432,16 +425,13 @@ impl Nukleus for SwitchNukleus {
         // Leases only after the input: a relet that waited in a ring while the switch was
         // not running is a sign of life it must see before it declares a node gone.
         if self.clock.may_expire(self.now_ms)
-            && self
-                .engine
-                .next_deadline()
-                .is_some_and(|d| d <= self.now_ms)
+            && self.engine.poll_timeout().is_some_and(|d| d <= self.now_ms)
         {
-            work += self.engine.tick(self.now_ms, &mut self.events);
+            work += self.engine.handle_timeout(self.now_ms);
             self.run_events();
             self.run_done();
         }
-        self.clock.wake_at(self.engine.next_deadline());
+        self.clock.wake_at(self.engine.poll_timeout());
         let mut rounds = 0;
         while !self.dirty.is_empty() && rounds < 2 {
             rounds += 1;
@@ -466,13 +456,10 @@ impl Nukleus for SwitchNukleus {
         } else {
             Some(Instant::now())
         };
-        let mesh_waiting = match &self.engine {
-            Engine::Cluster(c) => c.outbox_bytes() > 0,
-            Engine::Single(_) => false,
-        };
+        let mesh_waiting = self.engine.transmit_bytes() > 0;
         let soon = soon.or(mesh_waiting.then(Instant::now));
         self.engine
-            .next_deadline()
+            .poll_timeout()
             .map(|ms| self.start + Duration::from_millis(self.clock.raw_wake_of(ms)))
             .into_iter()
             .chain(soon)

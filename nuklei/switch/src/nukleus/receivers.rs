@@ -71,7 +71,7 @@ impl SwitchNukleus {
         let conn = self.next_conn;
         let session = self
             .engine
-            .wait_msg(&node, &address, conn, self.now_ms, &mut self.events)
+            .handle_wait_msg(&node, &address, conn, self.now_ms)
             .map_err(|e| {
                 let e = ApiError::from(e);
                 (e.status(), e.body())
@@ -113,9 +113,8 @@ impl SwitchNukleus {
 
     /// Runs the switch's outputs: schedule drains, close replaced/expired/slow connections.
     pub(super) fn run_events(&mut self) {
-        while !self.events.is_empty() {
-            let events = std::mem::take(&mut self.events);
-            for event in events {
+        while let Some(event) = self.engine.poll_event() {
+            {
                 match event {
                     Output::Pending { conn, .. } => {
                         if let Some(&(input, slot)) = self.conns.get(&conn) {

@@ -108,6 +108,7 @@ impl SwitchNukleus {
     pub(super) fn on_message(&mut self, input: usize, slot: usize, message: &[u8]) {
         let now = self.now_ms;
         let lease_ms = self.engine.lease_ms();
+        let token = self.next_token;
         let Some(Some(x)) = self.exchanges[input].get_mut(slot) else {
             return;
         };
@@ -117,135 +118,56 @@ impl SwitchNukleus {
         // Any message is a heartbeat; relet at most ten times per lease to keep the lease heap
         // small under a flood of requests.
         if now.saturating_sub(r.last_relet) * 10 >= lease_ms {
-            let _ = self.engine.relet(&r.node, now);
+            let _ = self.engine.handle_relet(&r.node, now);
             r.last_relet = now;
         }
-        let reply = match (std::str::from_utf8(message), &mut self.engine) {
-            (Ok(text), Engine::Single(switch)) => {
-                api::handle_ws(switch, &r.node, text, now, &mut self.events)
-            }
-            (Ok(text), Engine::Cluster(_)) => {
-                let (id, call) = Call::from_ws(&r.node, text);
-                self.start_call(input, slot, Some(id), call);
-                return;
-            }
-            (Err(_), _) => serde_json::to_string(&api::WsReply {
+        let Ok(text) = std::str::from_utf8(message) else {
+            let reply = serde_json::to_vec(&api::WsReply {
                 id: 0,
                 body: api::ResponseBody::Error(
                     ApiError::BadJson("message is not UTF-8 JSON".into()).body(),
                 ),
             })
-            .unwrap_or_default(),
-        };
-        if x.awaiting.is_empty() {
-            x.out_bytes += reply.len();
-            x.out.push_back(reply.into_bytes());
-        } else {
-            // Behind replies still in flight: keep request order.
-            x.awaiting.push_back((0, Some(reply.into_bytes())));
-        }
-    }
-
-    /// Starts a call at this instance (cluster mode); its reply goes to the exchange when it
-    /// completes, here and now or after mesh replies.
-    pub(super) fn start_call(
-        &mut self,
-        input: usize,
-        slot: usize,
-        ws_id: Option<u64>,
-        call: Result<Call, ApiError>,
-    ) {
-        let (Engine::Cluster(instance), Some(mesh)) = (&mut self.engine, &mut self.mesh) else {
-            return;
-        };
-        let Some(Some(x)) = self.exchanges[input].get_mut(slot) else {
-            return;
-        };
-        let token = mesh.next_token;
-        mesh.next_token += 1;
-        if ws_id.is_some() {
-            x.awaiting.push_back((token, None));
-        }
-        let id = x.id;
-        let immediate = match call {
-            Err(e) => Err(e),
-            Ok(call) => match Engine::start(instance, token, call, self.now_ms, &mut self.events) {
-                Ok(shape) => {
-                    mesh.pending.insert(
-                        token,
-                        Pending {
-                            input,
-                            slot,
-                            id,
-                            ws_id,
-                            shape,
-                        },
-                    );
-                    return;
-                }
-                Err(result) => result,
-            },
-        };
-        self.complete(input, slot, id, ws_id, token, immediate);
-    }
-
-    /// Delivers the completions of calls in flight (cluster mode).
-    pub(super) fn run_done(&mut self) {
-        let Engine::Cluster(instance) = &mut self.engine else {
-            return;
-        };
-        let done: Vec<_> = instance.take_done().collect();
-        for (token, reply) in done {
-            let Some(mesh) = self.mesh.as_mut() else {
-                return;
-            };
-            let Some(p) = mesh.pending.remove(&token) else {
-                continue;
-            };
-            if let (
-                Shape::Metrics,
-                Ok(Reply::Metrics {
-                    metrics,
-                    requests,
-                    refused,
-                }),
-            ) = (&p.shape, &reply)
-            {
-                if matches!(self.exchanges[p.input].get(p.slot), Some(Some(x)) if x.id == p.id) {
-                    let text = metrics_text(metrics, *requests, *refused);
-                    self.respond(p.input, p.slot, 200, b"text/plain; version=0.0.4", text);
-                    self.mark(p.input, p.slot);
-                }
-                continue;
+            .unwrap_or_default();
+            if x.awaiting.is_empty() {
+                x.out_bytes += reply.len();
+                x.out.push_back(reply);
+            } else {
+                // Behind replies still in flight: keep request order.
+                x.awaiting.push_back((0, Some(reply)));
             }
-            let result = crate::engine::response(p.shape, reply);
-            self.complete(p.input, p.slot, p.id, p.ws_id, token, result);
+            return;
+        };
+        // Replies go out in request order: the call waits in `awaiting` until it completes.
+        self.next_token += 1;
+        x.awaiting.push_back((token, None));
+        let id = x.id;
+        self.pending.insert(token, Pending { input, slot, id });
+        self.engine.handle_ws(token, &r.node, text, now);
+    }
+
+    /// Delivers the completions of calls (at once in one instance, after mesh replies in a
+    /// cluster) to their exchanges.
+    pub(super) fn run_done(&mut self) {
+        while let Some((token, completion)) = self.engine.poll_done() {
+            let Some(p) = self.pending.remove(&token) else {
+                continue;
+            };
+            self.complete(p, token, completion);
         }
     }
 
     /// The reply of a call: a WebSocket message in request order, or the REST response.
-    pub(super) fn complete(
-        &mut self,
-        input: usize,
-        slot: usize,
-        id: u64,
-        ws_id: Option<u64>,
-        token: Token,
-        result: Result<ResponseBody, ApiError>,
-    ) {
-        match ws_id {
-            Some(ws_id) => {
-                let Some(Some(x)) = self.exchanges[input].get_mut(slot) else {
-                    return;
-                };
-                if x.id != id {
-                    return;
-                }
-                let reply = api::WsReply {
-                    id: ws_id,
-                    body: result.unwrap_or_else(|e| ResponseBody::Error(e.body())),
-                };
-                let bytes = serde_json::to_vec(&reply).unwrap_or_default();
+    pub(super) fn complete(&mut self, p: Pending, token: Token, completion: Completion) {
+        let Some(Some(x)) = self.exchanges[p.input].get_mut(p.slot) else {
+            return;
+        };
+        if x.id != p.id {
+            return;
+        }
+        match completion {
+            Completion::Ws(reply) => {
+                let bytes = reply.into_bytes();
                 if let Some(entry) = x.awaiting.iter_mut().find(|(t, _)| *t == token) {
                     entry.1 = Some(bytes);
                 } else {
@@ -257,12 +179,8 @@ impl SwitchNukleus {
                         x.out.push_back(bytes);
                     }
                 }
-                self.mark(input, slot);
             }
-            None => {
-                if !matches!(self.exchanges[input].get(slot), Some(Some(x)) if x.id == id) {
-                    return;
-                }
+            Completion::Rest(result) => {
                 let (status, body) = match result {
                     Ok(b) => (200, serde_json::to_vec(&b).unwrap_or_default()),
                     Err(e) => (
@@ -270,10 +188,26 @@ impl SwitchNukleus {
                         serde_json::to_vec(&e.body()).unwrap_or_default(),
                     ),
                 };
-                self.respond(input, slot, status, b"application/json", body);
-                self.mark(input, slot);
+                self.respond(p.input, p.slot, status, b"application/json", body);
+            }
+            Completion::Metrics {
+                metrics,
+                requests,
+                refused,
+            } => {
+                let text = metrics_text(&metrics, requests, refused);
+                self.respond(p.input, p.slot, 200, b"text/plain; version=0.0.4", text);
             }
         }
+        self.mark(p.input, p.slot);
+    }
+
+    /// Registers a call of exchange (`input`, `slot`) and returns its token.
+    fn call_token(&mut self, input: usize, slot: usize, id: u64) -> Token {
+        let token = self.next_token;
+        self.next_token += 1;
+        self.pending.insert(token, Pending { input, slot, id });
+        token
     }
 
     /// A REST request is complete: run it and queue the response.
@@ -287,37 +221,15 @@ impl SwitchNukleus {
         let Role::Rest(rest) = std::mem::replace(&mut x.role, Role::Done) else {
             return;
         };
-        let (status, content_type, body): (u16, &[u8], Vec<u8>) = match rest.target {
-            Target::Error(status, body) => (
-                status,
-                b"application/json",
-                serde_json::to_vec(&body).unwrap_or_default(),
-            ),
+        let id = x.id;
+        let (status, body) = match rest.target {
+            Target::Error(status, body) => (status, serde_json::to_vec(&body).unwrap_or_default()),
             Target::Metrics => {
-                if let (Engine::Cluster(instance), Some(mesh)) = (&mut self.engine, &mut self.mesh)
-                {
-                    // Sum the counters of every instance.
-                    let token = mesh.next_token;
-                    mesh.next_token += 1;
-                    let id = x.id;
-                    mesh.pending.insert(
-                        token,
-                        Pending {
-                            input,
-                            slot,
-                            id,
-                            ws_id: None,
-                            shape: Shape::Metrics,
-                        },
-                    );
-                    instance.query_metrics(token);
-                    return;
-                }
-                (
-                    200,
-                    b"text/plain; version=0.0.4",
-                    metrics_text(&self.engine.metrics(), self.requests, self.refused),
-                )
+                // Every instance's counters, summed (at once in one instance).
+                let token = self.call_token(input, slot, id);
+                self.engine
+                    .handle_metrics(token, self.requests, self.refused);
+                return;
             }
             Target::Api(_) if rest.too_large => {
                 let body = error_body(
@@ -327,30 +239,16 @@ impl SwitchNukleus {
                         self.config.max_request_bytes
                     ),
                 );
-                (
-                    413,
-                    b"application/json",
-                    serde_json::to_vec(&body).unwrap_or_default(),
-                )
+                (413, serde_json::to_vec(&body).unwrap_or_default())
             }
             Target::Api(route) => {
-                let Engine::Single(switch) = &mut self.engine else {
-                    let call = Call::from_rest(&route, &rest.body);
-                    self.start_call(input, slot, None, call);
-                    return;
-                };
-                let (status, body) =
-                    match api::handle(switch, &route, &rest.body, self.now_ms, &mut self.events) {
-                        Ok(b) => (200, serde_json::to_vec(&b).unwrap_or_default()),
-                        Err(e) => (
-                            e.status(),
-                            serde_json::to_vec(&e.body()).unwrap_or_default(),
-                        ),
-                    };
-                (status, b"application/json", body)
+                let token = self.call_token(input, slot, id);
+                self.engine
+                    .handle_rest(token, &route, &rest.body, self.now_ms);
+                return;
             }
         };
-        self.respond(input, slot, status, content_type, body);
+        self.respond(input, slot, status, b"application/json", body);
     }
 
     /// Sends a REST response: head, `Content-Length` body, end.

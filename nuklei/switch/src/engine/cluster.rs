@@ -1,0 +1,246 @@
+//! One switch instance of several (see [`crate::cluster`]) behind the [`SwitchEngine`]
+//! interface: calls are parsed into [`Call`]s and started at the instance; they complete when
+//! every part has answered, here or over the mesh.
+
+use std::collections::VecDeque;
+
+use hashbrown::HashMap;
+
+use super::{response, Call, Completion, Shape, SwitchEngine};
+use crate::api::{self, ApiError, ResponseBody};
+use crate::cluster::{Instance, InstanceConfig, Token};
+use crate::mesh::Msg;
+use crate::nodes::{ConnId, Drained};
+use crate::ports::NodeIdx;
+use crate::queue::Batch;
+use crate::switch::{Metrics, Output, Reply, Session, SwitchError};
+
+/// A call in flight: what its reply needs, and its WebSocket request id (`None`: REST).
+#[derive(Debug)]
+struct InFlight {
+    shape: Shape,
+    ws_id: Option<u64>,
+}
+
+/// [`Instance`] behind the [`SwitchEngine`] interface.
+pub struct ClusterEngine {
+    instance: Instance,
+    events: Vec<Output>,
+    ready: VecDeque<Output>,
+    in_flight: HashMap<Token, InFlight>,
+    done: VecDeque<(Token, Completion)>,
+}
+
+impl ClusterEngine {
+    /// Instance `config.me` of `config.instances`.
+    pub fn new(config: InstanceConfig) -> ClusterEngine {
+        ClusterEngine {
+            instance: Instance::new(config),
+            events: Vec::new(),
+            ready: VecDeque::new(),
+            in_flight: HashMap::new(),
+            done: VecDeque::new(),
+        }
+    }
+
+    /// The number of instances of the cluster.
+    pub fn instances(&self) -> usize {
+        self.instance.instances()
+    }
+
+    /// Starts `call` under `token`: it completes here and now (Relet, errors) or when the
+    /// instance reports it done.
+    fn start(&mut self, token: Token, call: Result<Call, ApiError>, ws_id: Option<u64>, now: u64) {
+        let instance = &mut self.instance;
+        let out = &mut self.events;
+        let shape = match call {
+            Err(e) => Err(Err(e)),
+            Ok(Call::RegPort {
+                node,
+                ports,
+                subscribe,
+            }) => {
+                // The instance keeps its copy until the shards answer (to roll back).
+                instance.reg_port(token, &node, ports.clone(), subscribe, out);
+                Ok(Shape::RegPort(ports))
+            }
+            Ok(Call::UnRegPort { node, ports }) => {
+                instance.unreg_port(token, &node, &ports, out);
+                Ok(Shape::UnRegPort(ports))
+            }
+            Ok(Call::SendMsg(messages)) => {
+                instance.send_msg(token, messages, out);
+                Ok(Shape::SendMsg)
+            }
+            Ok(Call::QueryPort(ports)) => {
+                instance.query_port(token, &ports);
+                Ok(Shape::QueryPort(ports))
+            }
+            Ok(Call::QueryNode(nodes)) => {
+                instance.query_node(token, nodes.clone());
+                Ok(Shape::QueryNode(nodes))
+            }
+            Ok(Call::Relet { node }) => Err(instance
+                .relet(&node, now)
+                .map(|deadline| api::relet_response(deadline, instance.nodes().lease_ms()))
+                .map_err(ApiError::from)),
+        };
+        match shape {
+            Ok(shape) => {
+                self.in_flight.insert(token, InFlight { shape, ws_id });
+            }
+            Err(result) => self.done.push_back((token, completion(ws_id, result))),
+        }
+        self.collect();
+    }
+
+    /// Moves the instance's completed operations to `done`.
+    fn collect(&mut self) {
+        for (token, reply) in self.instance.take_done() {
+            let Some(call) = self.in_flight.remove(&token) else {
+                continue;
+            };
+            let completion = match (call.shape, reply) {
+                (
+                    Shape::Metrics,
+                    Ok(Reply::Metrics {
+                        metrics,
+                        requests,
+                        refused,
+                    }),
+                ) => Completion::Metrics {
+                    metrics,
+                    requests,
+                    refused,
+                },
+                (shape, reply) => completion(call.ws_id, response(shape, reply)),
+            };
+            self.done.push_back((token, completion));
+        }
+    }
+}
+
+/// The completion of a call with WebSocket request id `ws_id` (`None`: REST).
+fn completion(ws_id: Option<u64>, result: Result<ResponseBody, ApiError>) -> Completion {
+    match ws_id {
+        None => Completion::Rest(result),
+        Some(id) => Completion::Ws(
+            serde_json::to_string(&api::WsReply {
+                id,
+                body: result.unwrap_or_else(|e| ResponseBody::Error(e.body())),
+            })
+            .unwrap_or_default(),
+        ),
+    }
+}
+
+impl SwitchEngine for ClusterEngine {
+    fn handle_wait_msg(
+        &mut self,
+        node: &str,
+        address: &str,
+        conn: ConnId,
+        now: u64,
+    ) -> Result<Session, SwitchError> {
+        let session = self
+            .instance
+            .wait_msg(node, address, conn, now, &mut self.events);
+        self.collect();
+        session
+    }
+
+    fn handle_relet(&mut self, node: &str, now: u64) -> Result<u64, SwitchError> {
+        self.instance.relet(node, now)
+    }
+
+    fn handle_connection_closed(&mut self, conn: ConnId) -> bool {
+        let receiving = self.instance.connection_closed(conn, &mut self.events);
+        self.collect();
+        receiving
+    }
+
+    fn handle_timeout(&mut self, now: u64) -> usize {
+        let expired = self.instance.tick(now, &mut self.events);
+        self.collect();
+        expired
+    }
+
+    fn handle_rest(&mut self, token: Token, route: &api::Route, body: &[u8], now: u64) {
+        let call = Call::from_rest(route, body);
+        self.start(token, call, None, now);
+    }
+
+    fn handle_ws(&mut self, token: Token, node: &str, text: &str, now: u64) {
+        let (id, call) = Call::from_ws(node, text);
+        self.start(token, call, Some(id), now);
+    }
+
+    fn handle_metrics(&mut self, token: Token, requests: u64, refused: u64) {
+        self.instance.set_exchange_counts(requests, refused);
+        self.in_flight.insert(
+            token,
+            InFlight {
+                shape: Shape::Metrics,
+                ws_id: None,
+            },
+        );
+        self.instance.query_metrics(token);
+        self.collect();
+    }
+
+    fn handle_exchange_counts(&mut self, requests: u64, refused: u64) {
+        self.instance.set_exchange_counts(requests, refused);
+    }
+
+    fn handle_mesh(&mut self, from: usize, msg: Msg<'_>) {
+        self.instance.on_mesh(from, msg, &mut self.events);
+        self.collect();
+    }
+
+    fn poll_event(&mut self) -> Option<Output> {
+        if self.ready.is_empty() {
+            self.ready.extend(self.events.drain(..));
+        }
+        self.ready.pop_front()
+    }
+
+    fn poll_done(&mut self) -> Option<(Token, Completion)> {
+        self.done.pop_front()
+    }
+
+    fn poll_timeout(&self) -> Option<u64> {
+        self.instance.next_deadline()
+    }
+
+    fn poll_transmit(&mut self, peer: usize) -> Option<&mut Vec<u8>> {
+        Some(self.instance.outbox(peer))
+    }
+
+    fn transmit_bytes(&self) -> usize {
+        self.instance.outbox_bytes()
+    }
+
+    fn queued(&self, node: NodeIdx) -> usize {
+        self.instance.node(node).map_or(0, |n| n.queued())
+    }
+
+    fn batch(&self, node: NodeIdx, max_bytes: usize) -> Option<Batch<'_>> {
+        self.instance.nodes().batch(node, max_bytes)
+    }
+
+    fn consume(&mut self, node: NodeIdx, pushes: usize, bytes: usize) -> Drained {
+        self.instance.consume(node, pushes, bytes)
+    }
+
+    fn drain(&mut self, node: NodeIdx, max_bytes: usize, out: &mut Vec<u8>) -> Drained {
+        self.instance.drain(node, max_bytes, out)
+    }
+
+    fn metrics(&self) -> Metrics {
+        self.instance.metrics()
+    }
+
+    fn lease_ms(&self) -> u64 {
+        self.instance.nodes().lease_ms()
+    }
+}
