@@ -150,3 +150,32 @@ fn the_planners_connections_hint_must_be_positive() {
         "{stderr}"
     );
 }
+
+/// Each bounded key of the hardening limits, at and just beyond its edges: the edge values
+/// are accepted, the ones beyond are rejected with the key's line and its range.
+#[test]
+fn hardening_limits_are_checked_at_their_edges() {
+    const BASE: &str = "[[core]]\nnuklei = [\"tcp\"]\n";
+    // (section, key, lowest accepted, highest accepted, expected message)
+    let keys: &[(&str, &str, u64, u64, &str)] = &[(
+        "tcp",
+        "accept_retry_ms",
+        1,
+        60_000,
+        "must be between 1 and 60000",
+    )];
+    for &(section, key, low, high, message) in keys {
+        for ok in [low, high] {
+            let (code, _, stderr) = plan(&format!("{BASE}[{section}]\n{key} = {ok}\n"));
+            assert_eq!(code, 0, "{key} = {ok}: {stderr}");
+        }
+        for bad in [low - 1, high + 1] {
+            let (code, _, stderr) = plan(&format!("{BASE}[{section}]\n{key} = {bad}\n"));
+            assert_eq!(code, 2, "{key} = {bad}");
+            assert!(
+                stderr.contains("bad.toml:4:") && stderr.contains(message),
+                "{key} = {bad}: {stderr}"
+            );
+        }
+    }
+}

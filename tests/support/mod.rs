@@ -51,6 +51,17 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// How `Server::start_with` runs the binary.
+#[derive(Default)]
+pub struct Options {
+    /// RLIMIT_NOFILE of the server process (`ulimit -n`).
+    pub max_open_files: Option<u64>,
+    /// REAKTOR_LOG (default: the test's REAKTOR_LOG, else `warn`).
+    pub log: Option<String>,
+    /// Where the stream directory goes (default: the server's temporary directory).
+    pub stream_root: Option<PathBuf>,
+}
+
 pub struct Server {
     child: Option<Child>,
     pub port: u16,
@@ -62,28 +73,58 @@ impl Server {
     /// Starts `reaktor run` with `topology`, in which every `{PORT}` is replaced by a free
     /// port; returns once the port accepts connections (at most 20 s).
     pub fn start(topology: &str) -> Server {
-        Server::start_in(topology, None)
+        Server::start_with(topology, &Options::default())
     }
 
     /// Like `start`, with the stream directory (`reaktor-<pid>`) under `stream_root` instead
     /// of the server's own temporary directory.
     pub fn start_in(topology: &str, stream_root: Option<&std::path::Path>) -> Server {
+        Server::start_with(
+            topology,
+            &Options {
+                stream_root: stream_root.map(|r| r.to_owned()),
+                ..Options::default()
+            },
+        )
+    }
+
+    /// Like `start`, with process limits, a log level and a stream directory of the test's
+    /// choosing.
+    pub fn start_with(topology: &str, options: &Options) -> Server {
         let dir = TempDir::new("server");
         let port = free_port();
         let path = dir.0.join("topology.toml");
         std::fs::write(&path, topology.replace("{PORT}", &port.to_string())).unwrap();
-        let streams = stream_root.map_or_else(|| dir.0.join("streams"), |r| r.to_owned());
+        let streams = options
+            .stream_root
+            .clone()
+            .unwrap_or_else(|| dir.0.join("streams"));
         std::fs::create_dir_all(&streams).unwrap();
-        let child = Command::new(BIN)
+        let mut command = match options.max_open_files {
+            // The shell sets the limit, then becomes the server (same pid).
+            Some(limit) => {
+                let mut c = Command::new("sh");
+                c.args([
+                    "-c",
+                    &format!("ulimit -n {limit} && exec \"$0\" \"$@\""),
+                    BIN,
+                ]);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        let log = options
+            .log
+            .clone()
+            .or_else(|| std::env::var("REAKTOR_LOG").ok())
+            .unwrap_or_else(|| "warn".into());
+        let child = command
             .args(["run", "--topology"])
             .arg(&path)
             .arg("--stream-dir")
             .arg(&streams)
             .current_dir(workspace())
-            .env(
-                "REAKTOR_LOG",
-                std::env::var("REAKTOR_LOG").unwrap_or_else(|_| "warn".into()),
-            )
+            .env("REAKTOR_LOG", log)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

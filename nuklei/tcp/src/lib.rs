@@ -58,6 +58,10 @@ pub struct TcpConfig {
     /// A connection whose client takes none of the pending reply bytes for this long is
     /// closed, so a client that never reads cannot hold its slot forever.
     pub write_timeout: Duration,
+    /// After `accept` failed for want of resources (out of file descriptors, memory), how
+    /// long until it is tried again: the clients wait in the listen backlog meanwhile, and
+    /// edge-triggered readiness would not report them again.
+    pub accept_retry: Duration,
 }
 
 impl Default for TcpConfig {
@@ -69,6 +73,7 @@ impl Default for TcpConfig {
             read_chunk: 65536,
             io_batch: 64,
             write_timeout: Duration::from_secs(60),
+            accept_retry: Duration::from_millis(100),
         }
     }
 }
@@ -146,6 +151,11 @@ pub struct TcpNukleus {
     accepted: u64,
     refused: u64,
     last_refusal_log: Option<Instant>,
+    /// Accepting failed for want of resources: when it is tried again.
+    accept_retry_at: Option<Instant>,
+    /// When the current run of failed accepts began (logged once, at its start and end).
+    accept_paused_since: Option<Instant>,
+    accept_pauses: u64,
     timestamp: u64,
     now: Instant,
     next_scan: Instant,
@@ -233,6 +243,9 @@ impl TcpNukleus {
             accepted: 0,
             refused: 0,
             last_refusal_log: None,
+            accept_retry_at: None,
+            accept_paused_since: None,
+            accept_pauses: 0,
             timestamp: 0,
             now: Instant::now(),
             next_scan: Instant::now(),
@@ -389,14 +402,32 @@ impl TcpNukleus {
             };
             let (socket, remote) = match accepted {
                 Ok(accepted) => accepted,
+                // One client gave up while queued: the next one may be fine.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    continue
+                }
                 Err(e) => {
-                    if e.kind() != io::ErrorKind::WouldBlock {
-                        // EMFILE and friends: leave the backlog for the next poll, not spin.
-                        tracing::warn!(error = %e, "accept failed");
-                    }
                     match source {
                         Source::Own(i) => self.listener_ready[i] = false,
                         Source::Foreign(k) => self.foreign[k].ready = false,
+                    }
+                    if e.kind() != io::ErrorKind::WouldBlock {
+                        // EMFILE and friends: the clients stay queued, and no new readiness
+                        // edge comes for them. Try again on a timer, as nginx does.
+                        self.pause_accepting(&e);
+                    } else if let Some(since) = self.accept_paused_since.take() {
+                        // The backlog is drained: the run of failures is over.
+                        tracing::info!(
+                            core = self.core,
+                            paused_ms =
+                                self.now.saturating_duration_since(since).as_millis() as u64,
+                            "accepting connections again: every queued client was accepted"
+                        );
                     }
                     return work;
                 }
@@ -426,6 +457,36 @@ impl TcpNukleus {
             self.admit(index, socket, remote);
         }
         work
+    }
+
+    /// `accept` failed for another reason than an empty backlog: retry after `accept_retry`,
+    /// logging once per run of failures (which ends when the backlog is drained).
+    fn pause_accepting(&mut self, error: &io::Error) {
+        self.accept_retry_at = Some(self.now + self.config.accept_retry);
+        if self.accept_paused_since.is_none() {
+            self.accept_paused_since = Some(self.now);
+            self.accept_pauses += 1;
+            tracing::warn!(
+                core = self.core,
+                error = %error,
+                connections = self.connections.len(),
+                retry_ms = self.config.accept_retry.as_millis() as u64,
+                "cannot accept connections: new clients wait in the listen backlog, retrying until \
+                 accepting works again; if out of file descriptors, raise the process's limit \
+                 (ulimit -n) or lower [tcp] max_connections"
+            );
+        }
+    }
+
+    /// The retry timer of a paused accept ran out: every listener is tried again.
+    fn retry_accepting(&mut self) {
+        if self.accept_retry_at.is_some_and(|at| self.now >= at) {
+            self.accept_retry_at = None;
+            self.listener_ready
+                .iter_mut()
+                .for_each(|ready| *ready = true);
+            self.foreign.iter_mut().for_each(|f| f.ready = true);
+        }
     }
 
     fn admit(&mut self, listener: usize, socket: TcpStream, remote: SocketAddr) {
@@ -871,6 +932,7 @@ impl Nukleus for TcpNukleus {
             work += self.expire_stalled_writes();
         }
         self.steer();
+        self.retry_accepting();
         for index in 0..self.listeners.len() {
             if self.own_registered && self.listener_ready[index] {
                 work += self.accept(Source::Own(index));
@@ -913,7 +975,10 @@ impl Nukleus for TcpNukleus {
             .as_ref()
             .map(|_| self.now + Duration::from_millis(50));
         let scan = (!self.connections.is_empty()).then_some(self.next_scan);
-        scan.into_iter().chain(steer).min()
+        scan.into_iter()
+            .chain(steer)
+            .chain(self.accept_retry_at)
+            .min()
     }
 
     fn gauges(&self, out: &mut Vec<(&'static str, u64)>) {
@@ -922,6 +987,7 @@ impl Nukleus for TcpNukleus {
         out.push(("connections_refused_total", self.refused));
         out.push(("streams_reset_ring_full_total", self.refused_resets));
         out.push(("write_timeouts_total", self.write_timeouts));
+        out.push(("accept_pauses_total", self.accept_pauses));
         if let Some((steering, me)) = &self.steering {
             out.push(("accepting", u64::from(self.own_registered)));
             out.push(("listeners_taken_over", self.foreign.len() as u64));

@@ -1,12 +1,22 @@
 //! The `tcp` kind: sockets. It faces the network (listener chains start with it), accepts on
 //! each `[[listener]]` address and hands every connection to the next kind of the chain.
 //! Settings: `[tcp]`. Split by direction, its socket writes run on a `tcp.out` core.
+//!
+//! ```toml
+//! [tcp]
+//! max_connections = 4096      # per tcp instance; beyond it, accept-then-close
+//! window = 65536              # reply bytes in flight per connection
+//! write_timeout_ms = 60000    # close a connection whose client takes no reply bytes this long
+//! accept_retry_ms = 100       # after accept failed (out of descriptors): retry this often
+//! ```
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use nukleus_tcp::{ListenerConfig, TcpConfig, TcpNukleus};
 use serde::Deserialize;
 use streams::Carries;
+use toml::Spanned;
 
 use crate::error::{Invalid, StartError, TopologyError};
 use crate::kind::{BoxedNukleus, Build, Kind};
@@ -37,7 +47,9 @@ impl Kind for Tcp {
         sections: &mut Sections,
         invalid: Invalid<'_>,
     ) -> Result<(), TopologyError> {
-        sections.insert(tables.section::<TcpSection>(self.name(), invalid)?);
+        let tcp = tables.section::<TcpSection>(self.name(), invalid)?;
+        check_limits(&tcp, invalid)?;
+        sections.insert(tcp);
         Ok(())
     }
     fn describe_begin(&self, initial: bool, extension: &[u8]) -> Option<String> {
@@ -85,7 +97,8 @@ fn tcp(build: Build<'_>) -> Result<TcpNukleus, StartError> {
         listeners,
         max_connections: section.max_connections,
         window: section.window,
-        write_timeout: std::time::Duration::from_millis(section.write_timeout_ms),
+        write_timeout: Duration::from_millis(section.write_timeout_ms),
+        accept_retry: Duration::from_millis(*section.accept_retry_ms.get_ref()),
         ..TcpConfig::default()
     };
     let instance = build.instance;
@@ -107,6 +120,9 @@ pub struct TcpSection {
     /// Close a connection whose client takes no reply bytes for this long (milliseconds).
     #[serde(default = "default_write_timeout_ms")]
     pub write_timeout_ms: u64,
+    /// After `accept` failed for want of resources, try again after this many milliseconds.
+    #[serde(default = "default_accept_retry_ms")]
+    pub accept_retry_ms: Spanned<u64>,
 }
 
 impl Default for TcpSection {
@@ -115,6 +131,7 @@ impl Default for TcpSection {
             max_connections: default_max_connections(),
             window: default_window(),
             write_timeout_ms: default_write_timeout_ms(),
+            accept_retry_ms: default_accept_retry_ms(),
         }
     }
 }
@@ -129,4 +146,23 @@ fn default_max_connections() -> usize {
 
 fn default_window() -> u32 {
     65536
+}
+
+fn default_accept_retry_ms() -> Spanned<u64> {
+    Spanned::new(0..0, 100)
+}
+
+/// Checks the `[tcp]` settings that have bounds.
+fn check_limits(tcp: &TcpSection, invalid: Invalid<'_>) -> Result<(), TopologyError> {
+    let retry = &tcp.accept_retry_ms;
+    if !(1..=60_000).contains(retry.get_ref()) {
+        return Err(invalid(
+            Some(retry.span()),
+            format!(
+                "[tcp] accept_retry_ms {} must be between 1 and 60000",
+                retry.get_ref()
+            ),
+        ));
+    }
+    Ok(())
 }
