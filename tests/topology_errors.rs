@@ -179,3 +179,39 @@ fn hardening_limits_are_checked_at_their_edges() {
         }
     }
 }
+
+/// 65536 was accepted, and a 64 KiB POST then got a RST: one stream's full window (64 KiB
+/// in DATA frames with their headers) does not fit in a 64 KiB buffer, nor does a 8 KiB
+/// request head fit in one record (an eighth of it).
+#[test]
+fn a_stream_capacity_too_small_for_the_windows_and_heads_names_each_and_what_fits() {
+    let topology = |extra: &str| {
+        format!(
+            "[reaktor]\nstream_capacity = 65536\n{extra}\n[[listener]]\nname = \"a\"\naddress = \"127.0.0.1:1\"\nchain = [\"tcp\", \"http\"]\n[[core]]\nnuklei = [\"tcp\", \"http\", \"echo\"]\n[[http.route]]\npath = \"/\"\nto = \"echo\"\n"
+        )
+    };
+    let (code, _, stderr) = plan(&topology(""));
+    assert_eq!(code, 2, "{stderr}");
+    for expected in [
+        "bad.toml:2:",
+        "stream_capacity 65536 cannot carry the configured windows and frame sizes",
+        "[tcp] window = 65536 needs 74367 bytes in one buffer",
+        "[http] window = 65536 needs",
+        "[http] max_header_bytes = 8192 needs records of 8256 bytes",
+        "echo's request window (65536, fixed)",
+        "use stream_capacity = 131072 or more",
+    ] {
+        assert!(stderr.contains(expected), "no `{expected}` in {stderr}");
+    }
+    // Smaller windows and heads fit, except echo's fixed window.
+    let (code, _, stderr) = plan(&topology(
+        "[tcp]\nwindow = 16384\n[http]\nwindow = 16384\nmax_header_bytes = 4096\n",
+    ));
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("echo's request window") && !stderr.contains("[tcp] window"),
+        "{stderr}"
+    );
+    let (code, stdout, stderr) = plan(&topology("").replace("65536", "131072"));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+}

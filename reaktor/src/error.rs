@@ -29,6 +29,21 @@ pub type Invalid<'a> = &'a dyn Fn(Option<Range<usize>>, String) -> TopologyError
 pub enum StartError {
     #[error("cannot create stream directory {path}: {source}")]
     StreamDir { path: PathBuf, source: io::Error },
+    #[error(
+        "not enough space for the stream files in {dir}: {available} free, {needed} needed for \
+         {files} stream files of {file_size} ([reaktor] stream_capacity = {capacity}; the \
+         number of files follows from the nuklei on each [[core]] and the links between them); \
+         lower stream_capacity, place fewer nuklei, or put the streams where there is room \
+         (--stream-dir or [reaktor] stream_dir)"
+    )]
+    StreamSpace {
+        dir: PathBuf,
+        available: String,
+        needed: String,
+        files: usize,
+        file_size: String,
+        capacity: usize,
+    },
     #[error(transparent)]
     Map(#[from] streams::MapError),
     #[error("{0}")]

@@ -124,6 +124,18 @@ pub struct Build<'a> {
     pub kinds: &'a dyn Lookup,
 }
 
+/// What a kind's settings put into one stream buffer (see [`Kind::stream_needs`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamNeed {
+    /// Credit the kind grants one stream: a peer may put this much payload into one buffer
+    /// before the kind reads it. `setting` names it as in the topology, e.g.
+    /// `[http] window = 65536`.
+    Window { setting: String, bytes: usize },
+    /// A record the kind writes whole (record and frame headers included), such as a request
+    /// head in a BEGIN: it must fit in one record of a buffer.
+    Record { setting: String, bytes: usize },
+}
+
 /// Everything the reaktor knows about one nukleus kind. One implementation per kind, in
 /// `kinds/<name>.rs`, and one line in the registry (`kinds/mod.rs`).
 pub trait Kind: Sync {
@@ -160,6 +172,12 @@ pub trait Kind: Sync {
         _invalid: Invalid<'_>,
     ) -> Result<(), TopologyError> {
         Ok(())
+    }
+
+    /// What its settings put into one stream buffer, for the check that `stream_capacity`
+    /// can carry them.
+    fn stream_needs(&self, _loaded: &LoadedTopology) -> Vec<StreamNeed> {
+        Vec::new()
     }
 
     /// Checks its settings against the placed topology.

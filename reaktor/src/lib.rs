@@ -2,10 +2,11 @@
 //! streams, and runs each core's nuklei in one pinned thread.
 //!
 //! Layers, each using only those above it in this list: `error`, `stats` (no reaktor
-//! imports); `streamdir` (stream directories, their owners, removing dead ones); `topology` (the file); `kind` (what a kind declares); `kinds` (one file per kind,
-//! and the registry); `plan` (instances and links); `planner` (the cost model); `place` (the
-//! placement step); `runtime` (wiring, core duty cycle, idle strategy); `dump`, `top`,
-//! `replan` (operator tools).
+//! imports); `streamdir` (stream directories, their owners, removing dead ones); `topology`
+//! (the file); `kind` (what a kind declares); `sizing` (stream buffers for the kinds' needs);
+//! `kinds` (one file per kind, and the registry); `plan` (instances and links); `planner`
+//! (the cost model); `place` (the placement step); `runtime` (wiring, core duty cycle, idle
+//! strategy); `dump`, `top`, `replan` (operator tools).
 
 pub mod dump;
 pub mod error;
@@ -16,6 +17,7 @@ pub mod plan;
 pub mod planner;
 pub mod replan;
 pub mod runtime;
+pub mod sizing;
 pub mod stats;
 pub mod streamdir;
 pub mod top;

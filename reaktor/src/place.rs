@@ -1,6 +1,7 @@
 //! The placement step: which nuklei run on which core. With `placement = "auto"` the planner
 //! fills in every `[[core]]`; then the placed topology is checked as a whole (known kinds,
-//! chains that fit together, routes to placed kinds, each kind's own checks). `main` calls it
+//! chains that fit together, routes to placed kinds, each kind's own checks, a
+//! `stream_capacity` that carries the kinds' windows and records). `main` calls it
 //! after loading the topology and before starting the runtime.
 
 use std::collections::BTreeSet;
@@ -12,6 +13,7 @@ use crate::kind::Check;
 use crate::kinds::{self, Registry};
 use crate::plan::kind_edges;
 use crate::planner::{self, stage_kinds, Plan};
+use crate::sizing;
 use crate::topology::{
     validate_direction_split, CoreSection, LoadedTopology, PlacementMode, TCP_OUT,
 };
@@ -112,6 +114,14 @@ fn check(loaded: &LoadedTopology, invalid: Invalid<'_>) -> Result<(), TopologyEr
     for kind in kinds::REGISTRY {
         kind.validate(&check)?;
     }
+    let needs: Vec<_> = kinds::REGISTRY
+        .iter()
+        .filter(|k| placed.contains(k.name()))
+        .flat_map(|k| k.stream_needs(loaded))
+        .collect();
+    let capacity = &topology.reaktor.stream_capacity;
+    sizing::check_capacity(*capacity.get_ref(), &needs)
+        .map_err(|message| invalid(Some(capacity.span()), message))?;
     // Every pair that exchanges streams must fit: the application side accepts what the
     // network side offers.
     for listener in &topology.listeners {

@@ -17,7 +17,7 @@ pub mod role;
 pub use flow::{FlowViolation, RecvWindow, SendWindow};
 pub use frame::{Frame, FrameError, Header};
 pub use key::{key_hash, key_index, path_key};
-pub use mapping::{MapError, SharedMapping, SpyMapping, StreamFileHeader};
+pub use mapping::{available_space, MapError, SharedMapping, SpyMapping, StreamFileHeader};
 pub use nukleus::{
     pick_keyed, pick_peer, split_links, Doorbell, Link, Nukleus, Output, PeerLink, PeerStreams,
     PollContext, SlotIds, TokenRange,

@@ -22,6 +22,12 @@ pub enum MapError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("no space for stream file {path}: {needed} bytes could not be reserved ({source})")]
+    NoSpace {
+        path: PathBuf,
+        needed: u64,
+        source: std::io::Error,
+    },
     #[error("{path} is not a reaktor stream file (bad magic or too short)")]
     NotAStreamFile { path: PathBuf },
     #[error("{path} has stream layout version {found}, this build reads version {LAYOUT_VERSION}")]
@@ -53,8 +59,22 @@ impl SharedMapping {
             .truncate(true)
             .open(path)
             .map_err(create_err)?;
-        file.set_len(file_length(capacity) as u64)
-            .map_err(create_err)?;
+        let length = file_length(capacity) as u64;
+        file.set_len(length).map_err(create_err)?;
+        // Reserve every block now: a sparse file on a full tmpfs would get its pages only when
+        // a ring first writes them, and a page the filesystem cannot supply is a SIGBUS that
+        // kills the whole process without a word.
+        reserve(&file, length).map_err(|source| {
+            if source.raw_os_error() == Some(libc::ENOSPC) {
+                MapError::NoSpace {
+                    path: path.to_owned(),
+                    needed: length,
+                    source,
+                }
+            } else {
+                create_err(source)
+            }
+        })?;
         // SAFETY: the file was just created by this process and sized above; the reaktor owns
         // its stream directory, so no other process truncates it while mapped.
         let mut map = unsafe { MmapMut::map_mut(&file) }.map_err(create_err)?;
@@ -108,6 +128,38 @@ impl SharedMapping {
     pub(crate) fn base(&self) -> *mut u8 {
         self.map.as_ptr() as *mut u8
     }
+}
+
+/// Allocates the blocks of `file` up to `length` (`posix_fallocate`: glibc falls back to
+/// writing a byte per block on filesystems without `fallocate`).
+fn reserve(file: &File, length: u64) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let length = libc::off_t::try_from(length)
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EFBIG))?;
+    // SAFETY: `file` is an open descriptor owned by the caller for the whole call;
+    // posix_fallocate only allocates blocks of that file and touches no memory of ours.
+    let error = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, length) };
+    if error == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::from_raw_os_error(error))
+    }
+}
+
+/// Bytes an unprivileged process may still allocate on the filesystem holding `dir`
+/// (`statvfs`: available blocks times the fragment size).
+pub fn available_space(dir: &Path) -> std::io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: all-zero bytes are a valid `statvfs` (a plain C struct of integers).
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is a NUL-terminated string that outlives the call, and `stat` is a
+    // valid, writable `statvfs` that the call fills in.
+    if unsafe { libc::statvfs(path.as_ptr(), &mut stat) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok((stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64))
 }
 
 /// What the versioned header of a stream file says.
@@ -227,5 +279,54 @@ impl SpyMapping {
 
     pub(crate) fn base(&self) -> *const u8 {
         self.map.as_ptr()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    fn scratch(tag: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("streams-mapping-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_stream_file_has_its_blocks_reserved_when_created() {
+        let dir = scratch("reserve");
+        let path = dir.join("ring");
+        let mapping = SharedMapping::create(&path, 1 << 20, "a -> b").unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(meta.len(), file_length(1 << 20) as u64);
+        assert!(
+            meta.blocks() * 512 >= meta.len(),
+            "{} bytes allocated of {}",
+            meta.blocks() * 512,
+            meta.len()
+        );
+        drop(mapping);
+        let header = StreamFileHeader::read(&path).unwrap();
+        assert_eq!(
+            (header.capacity, header.writer_pid, header.label.as_str()),
+            (1 << 20, std::process::id(), "a -> b")
+        );
+        std::fs::write(dir.join("other"), b"not a stream file").unwrap();
+        assert!(matches!(
+            StreamFileHeader::read(&dir.join("other")),
+            Err(MapError::NotAStreamFile { .. })
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn available_space_is_what_statvfs_reports_and_a_missing_dir_is_an_error() {
+        let dir = scratch("space");
+        let before = available_space(&dir).unwrap();
+        assert!(before > 0);
+        assert!(available_space(&dir.join("missing")).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -31,7 +31,7 @@ use streams::{
 };
 
 /// Window granted for request bodies.
-const REQUEST_WINDOW: u32 = 65536;
+pub const REQUEST_WINDOW: u32 = 65536;
 
 /// WebSocket mode: bytes of one incomplete message taken in before its echo has started.
 pub const MESSAGE_BUFFER: usize = 16 << 20;

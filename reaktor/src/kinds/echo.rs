@@ -6,7 +6,8 @@ use nukleus_echo::EchoNukleus;
 use streams::Carries;
 
 use crate::error::StartError;
-use crate::kind::{BoxedNukleus, Build, Kind};
+use crate::kind::{BoxedNukleus, Build, Kind, StreamNeed};
+use crate::topology::LoadedTopology;
 
 /// The `echo` kind's declaration.
 pub struct Echo;
@@ -23,6 +24,15 @@ impl Kind for Echo {
     }
     fn accepts(&self) -> &'static [Carries] {
         &[Carries::HttpExchanges, Carries::WsMessages]
+    }
+    fn stream_needs(&self, _loaded: &LoadedTopology) -> Vec<StreamNeed> {
+        vec![StreamNeed::Window {
+            setting: format!(
+                "echo's request window ({}, fixed)",
+                nukleus_echo::REQUEST_WINDOW
+            ),
+            bytes: nukleus_echo::REQUEST_WINDOW as usize,
+        }]
     }
     fn build(&self, build: Build<'_>) -> Result<BoxedNukleus, StartError> {
         Ok(Box::new(EchoNukleus::new(build.instance.core, build.links)))

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use streams::Carries;
 
 use crate::error::{Invalid, StartError, TopologyError};
-use crate::kind::{preview, BoxedNukleus, Build, Check, Kind, RouteSection};
+use crate::kind::{preview, BoxedNukleus, Build, Check, Kind, RouteSection, StreamNeed};
 use crate::topology::{KindTables, LoadedTopology, Sections, TCP_OUT};
 
 /// The `http` kind's declaration.
@@ -54,6 +54,22 @@ impl Kind for Http {
         }
         sections.insert(http);
         Ok(())
+    }
+    fn stream_needs(&self, loaded: &LoadedTopology) -> Vec<StreamNeed> {
+        let http = loaded.section::<HttpSection>();
+        vec![
+            StreamNeed::Window {
+                setting: format!("[http] window = {}", http.window),
+                bytes: http.window as usize,
+            },
+            // A request head goes to the application whole, in the BEGIN's extension.
+            StreamNeed::Record {
+                setting: format!("[http] max_header_bytes = {}", http.max_header_bytes),
+                bytes: streams::layout::RECORD_HEADER_LENGTH
+                    + streams::frame::BEGIN_EXTENSION_OFFSET
+                    + http.max_header_bytes,
+            },
+        ]
     }
     fn validate(&self, check: &Check<'_>) -> Result<(), TopologyError> {
         for route in &check.loaded.section::<HttpSection>().routes {

@@ -6,8 +6,8 @@ use serde::Deserialize;
 use streams::Carries;
 
 use crate::error::{Invalid, StartError, TopologyError};
-use crate::kind::{BoxedNukleus, Build, Kind};
-use crate::topology::{KindTables, Sections};
+use crate::kind::{BoxedNukleus, Build, Kind, StreamNeed};
+use crate::topology::{KindTables, LoadedTopology, Sections};
 
 /// The `lines` kind's declaration.
 pub struct Lines;
@@ -58,6 +58,13 @@ impl Kind for Lines {
         }
         sections.insert(section);
         Ok(())
+    }
+    fn stream_needs(&self, loaded: &LoadedTopology) -> Vec<StreamNeed> {
+        let window = loaded.section::<LinesSection>().window;
+        vec![StreamNeed::Window {
+            setting: format!("[lines] window = {window}"),
+            bytes: window as usize,
+        }]
     }
     fn build(&self, build: Build<'_>) -> Result<BoxedNukleus, StartError> {
         let section = build.loaded.section::<LinesSection>();

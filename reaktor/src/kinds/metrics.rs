@@ -12,7 +12,7 @@ use streams::{
 };
 
 use crate::error::StartError;
-use crate::kind::{BoxedNukleus, Build, Kind, Partitioning};
+use crate::kind::{BoxedNukleus, Build, Kind, Partitioning, StreamNeed};
 use crate::stats::SharedStats;
 
 /// The `metrics` kind's declaration.
@@ -33,6 +33,12 @@ impl Kind for Metrics {
     }
     fn accepts(&self) -> &'static [Carries] {
         &[Carries::HttpExchanges]
+    }
+    fn stream_needs(&self, _loaded: &crate::topology::LoadedTopology) -> Vec<StreamNeed> {
+        vec![StreamNeed::Window {
+            setting: format!("metrics' request window ({REQUEST_WINDOW}, fixed)"),
+            bytes: REQUEST_WINDOW as usize,
+        }]
     }
     fn build(&self, build: Build<'_>) -> Result<BoxedNukleus, StartError> {
         Ok(Box::new(MetricsNukleus::new(

@@ -8,8 +8,8 @@ use streams::Carries;
 use toml::Spanned;
 
 use crate::error::{Invalid, StartError, TopologyError};
-use crate::kind::{BoxedNukleus, Build, Check, Kind, Partitioning};
-use crate::topology::{KindTables, Sections};
+use crate::kind::{BoxedNukleus, Build, Check, Kind, Partitioning, StreamNeed};
+use crate::topology::{KindTables, LoadedTopology, Sections};
 
 /// The `switch` kind's declaration.
 pub struct Switch;
@@ -44,6 +44,13 @@ impl Kind for Switch {
         check_section(&section, invalid)?;
         sections.insert(section);
         Ok(())
+    }
+    fn stream_needs(&self, loaded: &LoadedTopology) -> Vec<StreamNeed> {
+        let window = *loaded.section::<SwitchSection>().window.get_ref();
+        vec![StreamNeed::Window {
+            setting: format!("[switch] window = {window}"),
+            bytes: window as usize,
+        }]
     }
     fn validate(&self, check: &Check<'_>) -> Result<(), TopologyError> {
         let cores: Vec<_> = check

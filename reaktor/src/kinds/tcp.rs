@@ -19,8 +19,8 @@ use streams::Carries;
 use toml::Spanned;
 
 use crate::error::{Invalid, StartError, TopologyError};
-use crate::kind::{BoxedNukleus, Build, Kind};
-use crate::topology::{KindTables, Sections};
+use crate::kind::{BoxedNukleus, Build, Kind, StreamNeed};
+use crate::topology::{KindTables, LoadedTopology, Sections};
 
 /// The `tcp` kind's declaration.
 pub struct Tcp;
@@ -51,6 +51,13 @@ impl Kind for Tcp {
         check_limits(&tcp, invalid)?;
         sections.insert(tcp);
         Ok(())
+    }
+    fn stream_needs(&self, loaded: &LoadedTopology) -> Vec<StreamNeed> {
+        let window = loaded.section::<TcpSection>().window;
+        vec![StreamNeed::Window {
+            setting: format!("[tcp] window = {window}"),
+            bytes: window as usize,
+        }]
     }
     fn describe_begin(&self, initial: bool, extension: &[u8]) -> Option<String> {
         let begin = nukleus_tcp::decode_begin_ex(extension).filter(|_| initial)?;

@@ -10,8 +10,8 @@ use streams::Carries;
 use toml::Spanned;
 
 use crate::error::{Invalid, StartError, TopologyError};
-use crate::kind::{BoxedNukleus, Build, Check, Kind};
-use crate::topology::{KindTables, Sections};
+use crate::kind::{BoxedNukleus, Build, Check, Kind, StreamNeed};
+use crate::topology::{KindTables, LoadedTopology, Sections};
 
 /// The `tls` kind's declaration.
 pub struct Tls;
@@ -44,6 +44,14 @@ impl Kind for Tls {
         let listeners = tables.listener_tables::<TlsSection>(self.name(), invalid)?;
         sections.insert(TlsListeners(listeners));
         Ok(())
+    }
+    fn stream_needs(&self, _loaded: &LoadedTopology) -> Vec<StreamNeed> {
+        let config = TlsConfig::default();
+        let window = config.window.max(config.app_window);
+        vec![StreamNeed::Window {
+            setting: format!("tls's ciphertext and plaintext windows ({window}, fixed)"),
+            bytes: window as usize,
+        }]
     }
     fn validate(&self, check: &Check<'_>) -> Result<(), TopologyError> {
         let loaded = check.loaded;

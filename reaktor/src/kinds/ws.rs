@@ -27,7 +27,7 @@ use streams::Carries;
 use toml::Spanned;
 
 use crate::error::{Invalid, StartError, TopologyError};
-use crate::kind::{BoxedNukleus, Build, Check, Kind, RouteSection};
+use crate::kind::{BoxedNukleus, Build, Check, Kind, RouteSection, StreamNeed};
 use crate::topology::{KindTables, LoadedTopology, Sections};
 
 /// The `ws` kind's declaration.
@@ -59,6 +59,13 @@ impl Kind for Ws {
         check_limits(&ws, invalid)?;
         sections.insert(ws);
         Ok(())
+    }
+    fn stream_needs(&self, loaded: &LoadedTopology) -> Vec<StreamNeed> {
+        let window = *loaded.section::<WsSection>().window.get_ref();
+        vec![StreamNeed::Window {
+            setting: format!("[ws] window = {window}"),
+            bytes: window as usize,
+        }]
     }
     fn validate(&self, check: &Check<'_>) -> Result<(), TopologyError> {
         validate(check)

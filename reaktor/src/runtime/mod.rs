@@ -15,13 +15,14 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use streams::Doorbell;
+use streams::layout::file_length;
+use streams::{Doorbell, MapError};
 
 use crate::error::StartError;
 use crate::plan::Placement;
 use crate::stats::{SharedStats, STATS_FILE};
-use crate::streamdir;
 use crate::topology::LoadedTopology;
+use crate::{sizing, streamdir};
 
 /// How often the stats file is rewritten.
 const STATS_FILE_INTERVAL: Duration = Duration::from_millis(500);
@@ -57,7 +58,27 @@ impl Reaktor {
         let stream_dir = streamdir::dir_of(std::process::id(), Some(&root));
         create_stream_dir(&stream_dir)?;
         remove_dead_stream_dirs(&root, &stream_dir);
-        let result = Self::launch(loaded, &placement, &stream_dir);
+        let capacity = *topology.reaktor.stream_capacity.get_ref();
+        let space_error = |available: u64| StartError::StreamSpace {
+            dir: stream_dir.clone(),
+            available: sizing::mib(available),
+            needed: sizing::mib(sizing::stream_space(2 * placement.links.len(), capacity)),
+            files: 2 * placement.links.len(),
+            file_size: sizing::mib(file_length(capacity) as u64),
+            capacity,
+        };
+        let needed = sizing::stream_space(2 * placement.links.len(), capacity);
+        let result = match streams::available_space(&stream_dir) {
+            Ok(available) if available < needed => Err(space_error(available)),
+            // The files reserve their blocks as they are created: one that finds no room
+            // (something else took it meanwhile) is the same error.
+            _ => Self::launch(loaded, &placement, &stream_dir).map_err(|e| match e {
+                StartError::Map(MapError::NoSpace { .. }) => {
+                    space_error(streams::available_space(&stream_dir).unwrap_or(0))
+                }
+                e => e,
+            }),
+        };
         if result.is_err() {
             let _ = std::fs::remove_dir_all(&stream_dir);
         }
