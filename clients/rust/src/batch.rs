@@ -208,45 +208,57 @@ impl Request {
         out
     }
 
-    /// Each part's result from a successful `reply` (in the order of `parts`).
-    pub fn split(&self, reply: Reply) -> Result<Vec<PartResult>, Error> {
+    /// Each part's result from a successful `reply` (in the order of `parts`). A RegPort's
+    /// port names move into the results (the request is spent).
+    pub fn split(&mut self, reply: Reply) -> Result<Vec<PartResult>, Error> {
+        let op = self.op;
         let bad = |what: &str| Error::Other {
             code: "unexpected_reply".into(),
             message: format!(
                 "{} reply {what}: client and switch disagree on the API",
-                self.op.name()
+                op.name()
             ),
         };
-        let names = self.items.names();
-        Ok(match self.op {
-            Op::RegPort => {
-                let failed = reply.failed.ok_or_else(|| bad("without `failed`"))?;
-                let failed: std::collections::HashMap<&str, &wire::FailedWire> =
-                    failed.iter().map(|f| (f.port.as_str(), f)).collect();
-                self.parts
-                    .iter()
-                    .map(|p| {
-                        let ports = &names[p.start..p.end];
-                        let mut owned = Vec::with_capacity(ports.len());
-                        let mut lost = Vec::new();
-                        for port in ports {
-                            match failed.get(port.as_str()) {
-                                None => owned.push(port.clone()),
-                                Some(f) => {
-                                    if !lost.iter().any(|l: &FailedPort| &l.port == port) {
-                                        lost.push(FailedPort {
-                                            port: port.clone(),
-                                            owner: f.owner.clone(),
-                                            address: f.address.clone(),
-                                        })
-                                    }
+        if op == Op::RegPort {
+            let failed = reply.failed.ok_or_else(|| bad("without `failed`"))?;
+            let failed: std::collections::HashMap<&str, &wire::FailedWire> =
+                failed.iter().map(|f| (f.port.as_str(), f)).collect();
+            let Items::Names(names) = &mut self.items else {
+                return Err(bad("to a request without ports"));
+            };
+            return Ok(self
+                .parts
+                .iter()
+                .map(|p| {
+                    let ports = &mut names[p.start..p.end];
+                    if failed.is_empty() {
+                        let owned = ports.iter_mut().map(std::mem::take).collect();
+                        return PartResult::Reg(owned, Vec::new());
+                    }
+                    let mut owned = Vec::with_capacity(ports.len());
+                    let mut lost = Vec::new();
+                    let mut seen = std::collections::HashSet::new();
+                    for port in ports.iter_mut() {
+                        match failed.get(port.as_str()) {
+                            None => owned.push(std::mem::take(port)),
+                            Some(f) => {
+                                if seen.insert(port.clone()) {
+                                    lost.push(FailedPort {
+                                        port: std::mem::take(port),
+                                        owner: f.owner.clone(),
+                                        address: f.address.clone(),
+                                    })
                                 }
                             }
                         }
-                        PartResult::Reg(owned, lost)
-                    })
-                    .collect()
-            }
+                    }
+                    PartResult::Reg(owned, lost)
+                })
+                .collect());
+        }
+        let names = self.items.names();
+        Ok(match op {
+            Op::RegPort => unreachable!("handled above"),
             Op::UnRegPort => {
                 let released: std::collections::HashSet<String> = reply
                     .released
@@ -423,7 +435,7 @@ mod tests {
 
     #[test]
     fn consecutive_calls_of_one_kind_go_out_as_one_request_and_split_back() {
-        let (reqs, counts) = plan(
+        let (mut reqs, counts) = plan(
             vec![
                 call(1, Op::RegPort, names(&["a", "b"])),
                 call(2, Op::RegPort, names(&["c", "b"])),
@@ -520,7 +532,7 @@ mod tests {
     fn exclusive_sends_have_their_own_request_and_counts() {
         let mut ex = call(2, Op::SendMsg, Items::Messages(vec![Message::to("b", "2")]));
         ex.exclusive = true;
-        let (reqs, _) = plan(
+        let (mut reqs, _) = plan(
             vec![
                 call(1, Op::SendMsg, Items::Messages(vec![Message::to("a", "1")])),
                 ex,
@@ -545,7 +557,7 @@ mod tests {
 
     #[test]
     fn unregister_and_queries_split_by_membership_and_position() {
-        let (reqs, _) = plan(
+        let (mut reqs, _) = plan(
             vec![
                 call(1, Op::UnRegPort, names(&["a", "b"])),
                 call(2, Op::UnRegPort, names(&["c"])),
@@ -564,7 +576,7 @@ mod tests {
                 PartResult::Unreg(vec![], vec!["c".into()], vec![]),
             ]
         );
-        let (reqs, _) = plan(
+        let (mut reqs, _) = plan(
             vec![
                 call(1, Op::QueryNode, names(&["n1"])),
                 call(2, Op::QueryNode, names(&["n2"])),

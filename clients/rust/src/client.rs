@@ -1,6 +1,8 @@
 //! The client handle, the event stream and the driver task that owns the connection.
 
 use std::collections::{HashSet, VecDeque};
+
+type HeldSet = hashbrown::HashSet<String>;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -147,7 +149,7 @@ enum Command {
         exclusive: bool,
         reply: Reply,
     },
-    Held(oneshot::Sender<(HashSet<String>, HashSet<String>)>),
+    Held(oneshot::Sender<(HeldSet, HeldSet)>),
     Close(oneshot::Sender<()>),
 }
 
@@ -441,7 +443,8 @@ impl Client {
         self.tx
             .send(Command::Held(tx))
             .map_err(|_| self.closed_error())?;
-        rx.await.map_err(|_| self.closed_error())
+        let (held, watched) = rx.await.map_err(|_| self.closed_error())?;
+        Ok((held.into_iter().collect(), watched.into_iter().collect()))
     }
 
     /// Requests (WebSocket messages) sent so far, over all connections: a statistic that

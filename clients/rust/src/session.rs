@@ -6,7 +6,9 @@
 //! ([`Session::closed`]), time ([`Session::renew`]); it takes the texts to send
 //! ([`Session::take_output`]) and the events for the application. Tested without sockets.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
+
+use hashbrown::HashSet;
 use std::time::{Duration, Instant};
 
 use crate::batch::{plan, Call, CallId, Items, Limits, PartResult, Request};
@@ -313,7 +315,7 @@ impl<W: Waiter> Session<W> {
     fn on_reply(&mut self, reply: wire::Reply) {
         let id = reply.id;
         self.renewals.retain(|&(_, r)| r != id);
-        let Some(request) = self.inflight.remove(&id) else {
+        let Some(mut request) = self.inflight.remove(&id) else {
             tracing::warn!(id, "reply to no request");
             return;
         };
@@ -386,9 +388,14 @@ impl<W: Waiter> Session<W> {
         };
         let outcome = match p.acc.take() {
             Some(PartResult::Reg(owned, failed)) => {
+                if !self.watched.is_empty() {
+                    for port in &owned {
+                        self.watched.remove(port);
+                    }
+                }
+                self.held.reserve(owned.len());
                 for port in &owned {
-                    self.watched.remove(port);
-                    self.held.insert(port.clone());
+                    self.held.get_or_insert_with(port.as_str(), str::to_string);
                 }
                 if p.subscribe {
                     for f in &failed {
