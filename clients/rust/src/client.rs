@@ -646,6 +646,13 @@ impl Driver {
         // The lease is learnt from the first relet's reply: the schedule follows it.
         let mut last_renewal = Instant::now();
         let mut stall_since: Option<Instant> = None;
+        let mut last_received = std::time::Instant::now();
+        // Timers live across loop turns (re-armed only when their deadline moves): a new
+        // `sleep_until` per turn would register a timer per message received.
+        let renew_timer = tokio::time::sleep_until(last_renewal + self.renew_every());
+        tokio::pin!(renew_timer);
+        let stall_timer = tokio::time::sleep_until(last_renewal + o.max_stall);
+        tokio::pin!(stall_timer);
         loop {
             if !ready && self.session.phase() == Phase::Ready {
                 ready = true;
@@ -679,6 +686,14 @@ impl Driver {
             }
             let stall_deadline = stall_since.map(|s| s + o.max_stall);
             let renew_at = last_renewal + self.renew_every();
+            if renew_timer.deadline() != renew_at {
+                renew_timer.as_mut().reset(renew_at);
+            }
+            if let Some(d) = stall_deadline {
+                if stall_timer.deadline() != d {
+                    stall_timer.as_mut().reset(d);
+                }
+            }
             tokio::select! {
                 biased;
                 cmd = self.rx.recv() => {
@@ -697,6 +712,7 @@ impl Driver {
                 msg = stream.next(), if readable => match msg {
                     Some(Ok(WsMessage::Text(text))) => match self.session.received(text.as_str()) {
                         Ok(events) => {
+                            last_received = std::time::Instant::now();
                             if !events.is_empty() {
                                 let pushes = events.iter().filter(|e| matches!(e, Event::Push { .. } | Event::Released { .. })).count();
                                 self.shared.buffered.fetch_add(pushes, Ordering::AcqRel);
@@ -714,18 +730,18 @@ impl Driver {
                             .unwrap_or((None, String::new()));
                         return Served::Lost(Error::from_close(code, &reason), ready);
                     }
-                    Some(Ok(_)) => {}
+                    Some(Ok(_)) => last_received = std::time::Instant::now(),
                     Some(Err(e)) => return Served::Lost(lost(e), ready),
                     None => return Served::Lost(Error::ConnectionLost { message: "the switch closed the connection".into() }, ready),
                 },
-                _ = tokio::time::sleep_until(renew_at) => {
+                _ = &mut renew_timer => {
                     last_renewal = Instant::now();
                     let lease = Duration::from_millis(self.session.lease_ms().unwrap_or(10_000));
-                    if let Err(e) = self.session.renew(std::time::Instant::now(), lease / 2, !readable) {
+                    if let Err(e) = self.session.renew(std::time::Instant::now(), lease / 2, !readable, last_received) {
                         return Served::Lost(e, ready);
                     }
                 }
-                _ = tokio::time::sleep_until(stall_deadline.unwrap_or(renew_at)), if stall_deadline.is_some() => {
+                _ = &mut stall_timer, if stall_deadline.is_some() => {
                     return Served::Lost(Error::SlowConsumer {
                         message: format!(
                             "the client's event buffer ({} events) stayed full for {:?}",

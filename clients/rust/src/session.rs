@@ -393,7 +393,6 @@ impl<W: Waiter> Session<W> {
                         self.watched.remove(port);
                     }
                 }
-                self.held.reserve(owned.len());
                 for port in &owned {
                     self.held.get_or_insert_with(port.as_str(), str::to_string);
                 }
@@ -539,13 +538,16 @@ impl<W: Waiter> Session<W> {
     }
 
     /// Time to renew: queue a relet. Returns `Err` if the oldest unanswered renewal is older
-    /// than `give_up` (the connection is dead; the caller drops it), unless `reader_stalled`
-    /// (the application's buffer is full, so replies wait unread: not the connection's fault).
+    /// than `give_up` and nothing at all arrived for as long (`last_received`): the
+    /// connection is dead, the caller drops it. Not while `reader_stalled` (the
+    /// application's buffer is full, so replies wait unread), and not while messages arrive
+    /// (a busy connection answers late because replies queue behind pushes).
     pub fn renew(
         &mut self,
         now: Instant,
         give_up: Duration,
         reader_stalled: bool,
+        last_received: Instant,
     ) -> Result<(), Error> {
         if self.phase == Phase::Down {
             return Ok(());
@@ -555,7 +557,9 @@ impl<W: Waiter> Session<W> {
                 r.0 = now;
             }
         } else if let Some(&(sent, _)) = self.renewals.front() {
-            if now.duration_since(sent) > give_up {
+            if now.duration_since(sent) > give_up
+                && now.saturating_duration_since(last_received) > give_up
+            {
                 return Err(Error::ConnectionLost {
                     message: format!("no reply to a lease renewal within {give_up:?}"),
                 });

@@ -243,30 +243,29 @@ fn renewals_go_out_on_schedule_and_an_unanswered_one_drops_the_connection() {
     let t0 = Instant::now();
     let mut s = connected(t0);
     let give_up = Duration::from_millis(750);
-    s.renew(t0, give_up, false).unwrap();
+    let ms = |n| t0 + Duration::from_millis(n);
+    s.renew(t0, give_up, false, t0).unwrap();
     let r1 = sent(&mut s);
     assert_eq!(r1[0]["op"], "relet");
-    s.renew(t0 + Duration::from_millis(400), give_up, false)
-        .unwrap();
+    s.renew(ms(400), give_up, false, t0).unwrap();
     let _ = sent(&mut s);
     // The first is unanswered for longer than `give_up` ...
     assert!(
-        s.renew(t0 + Duration::from_millis(800), give_up, true)
-            .is_ok(),
+        s.renew(ms(800), give_up, true, t0).is_ok(),
         "not while the reader is stalled"
     );
-    assert!(s
-        .renew(t0 + Duration::from_millis(1700), give_up, false)
-        .is_err());
+    assert!(
+        s.renew(ms(1700), give_up, false, ms(1000)).is_ok(),
+        "not while pushes arrive"
+    );
+    assert!(s.renew(ms(1800), give_up, false, ms(1000)).is_err());
     // ... unless it was answered.
     let mut s = connected(t0);
-    s.renew(t0, give_up, false).unwrap();
+    s.renew(t0, give_up, false, t0).unwrap();
     for r in sent(&mut s) {
         s.received(&answer(&r, &[])).unwrap();
     }
-    assert!(s
-        .renew(t0 + Duration::from_millis(800), give_up, false)
-        .is_ok());
+    assert!(s.renew(ms(800), give_up, false, t0).is_ok());
 }
 
 #[test]
