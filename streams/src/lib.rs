@@ -9,6 +9,7 @@ pub mod frame;
 pub mod key;
 pub mod layout;
 pub mod mapping;
+pub mod mastership;
 pub mod nukleus;
 pub mod plumbing;
 pub mod ring;
@@ -18,6 +19,7 @@ pub use flow::{FlowViolation, RecvWindow, SendWindow};
 pub use frame::{Frame, FrameError, Header};
 pub use key::{key_hash, key_index, path_key};
 pub use mapping::{available_space, MapError, SharedMapping, SpyMapping, StreamFileHeader};
+pub use mastership::{MasterLease, Mastership, MemberRole, Standing};
 pub use nukleus::{
     pick_keyed, pick_peer, split_links, Doorbell, Link, Nukleus, Output, PeerLink, PeerStreams,
     PollContext, SlotIds, TokenRange,
