@@ -20,14 +20,18 @@
 //!   down, so an epoch never has two masterships and `(epoch, sequence)` fencing tokens never
 //!   repeat.
 //!
-//! How it is wired into the reaktor (peer connections, the switch's view of the lease, the
-//! `[cluster]` topology section) is described in ARCHITECTURE.md, "Port switch HA".
+//! [`RaftNukleus`] runs a member in the reaktor: its peer sockets ([`net`]), the state
+//! directory's lock ([`lock`]), and the standing it publishes for the switch
+//! ([`streams::Mastership`]). ARCHITECTURE.md, "Port switch HA", says how it is wired.
 
 pub mod config;
 pub mod durable;
 pub mod election;
+pub mod lock;
 mod log_bridge;
 mod log_store;
+pub mod net;
+pub mod nukleus;
 pub mod validate;
 pub mod wire;
 
@@ -39,5 +43,8 @@ pub use durable::{Durable, FileState, MemoryState, PersistentState, StateError};
 pub use election::{
     Election, ElectionError, Event, Lease, LeaseEnd, OpenError, Outgoing, Role, Stats, Status,
 };
+pub use lock::{LockError, StateLock};
+pub use net::NetConfig;
+pub use nukleus::{RaftNukleus, RaftNukleusConfig, RaftStartError};
 pub use validate::MessageError;
 pub use wire::{Frame, FrameReader, WireError};
