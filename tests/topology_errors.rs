@@ -215,3 +215,63 @@ fn a_stream_capacity_too_small_for_the_windows_and_heads_names_each_and_what_fit
     let (code, stdout, stderr) = plan(&topology("").replace("65536", "131072"));
     assert_eq!(code, 0, "{stdout}{stderr}");
 }
+
+const CLUSTER: &str = "[cluster]\nid = 1\nstate_dir = \"s\"\n[[cluster.member]]\nid = 1\npeer = \"127.0.0.1:7101\"\napi = \"http://127.0.0.1:8081\"\n[[cluster.member]]\nid = 2\npeer = \"127.0.0.1:7102\"\napi = \"http://127.0.0.1:8082\"\n[[cluster.member]]\nid = 3\npeer = \"127.0.0.1:7103\"\napi = \"http://127.0.0.1:8083\"\n";
+
+#[test]
+fn cluster_sections_are_checked_with_the_line_and_what_to_do() {
+    let core = "[[core]]\nnuklei = [\"tcp\"]\n";
+    let (code, stdout, stderr) = plan(&format!("{core}{CLUSTER}"));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("raft0"),
+        "the election gets a core of its own:\n{stdout}"
+    );
+    let cases = [
+        (
+            CLUSTER.replace("id = 1\nstate", "id = 4\nstate"),
+            2,
+            "not among the members",
+        ),
+        (
+            CLUSTER.replace("state_dir = \"s\"\n", "state_dir = \"s\"\nlease_ms = 400\n"),
+            4,
+            "shorten the lease",
+        ),
+        (
+            CLUSTER.replace("\"http://127.0.0.1:8082\"", "\"127.0.0.1:8082\""),
+            11,
+            "http://",
+        ),
+        (
+            CLUSTER.replace("127.0.0.1:7103", "127.0.0.1:7102"),
+            14,
+            "listed twice",
+        ),
+        (
+            CLUSTER.replace(
+                "state_dir = \"s\"\n",
+                "state_dir = \"s\"\nheartbeat_ms = 400\n",
+            ),
+            4,
+            "longer than the heartbeat",
+        ),
+    ];
+    for (cluster, line, message) in cases {
+        let (code, _, stderr) = plan(&format!("{core}{cluster}"));
+        assert_eq!(code, 2, "{cluster}");
+        let at = format!("bad.toml:{}:", line + 2);
+        assert!(
+            stderr.contains(&at) && stderr.contains(message),
+            "want {at} {message}: {stderr}"
+        );
+    }
+    let (code, _, stderr) = plan("[[core]]\nnuklei = [\"tcp\", \"raft\"]\n");
+    assert_eq!(code, 2);
+    assert!(stderr.contains("add a [cluster] section"), "{stderr}");
+    let (code, _, stderr) = plan(&format!(
+        "[[core]]\nnuklei = [\"tcp\", \"raft\"]\n{CLUSTER}"
+    ));
+    assert_eq!(code, 2);
+    assert!(stderr.contains("runs alone on its core"), "{stderr}");
+}

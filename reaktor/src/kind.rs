@@ -122,6 +122,11 @@ pub struct Build<'a> {
     /// The re-plan's connection steering, shared by the instances of a network kind.
     pub steering: Option<&'a Arc<nukleus_tcp::Steering>>,
     pub kinds: &'a dyn Lookup,
+    /// The doorbell of the instance's core (to be woken by another thread).
+    pub doorbell: &'a Arc<streams::Doorbell>,
+    /// With `[cluster]`: this member's standing, published by the election (the `raft`
+    /// kind) and read by whatever may serve only as master (the switch).
+    pub mastership: Option<&'a Arc<streams::Mastership>>,
 }
 
 /// What a kind's settings put into one stream buffer (see [`Kind::stream_needs`]).
@@ -151,6 +156,19 @@ pub trait Kind: Sync {
 
     fn partitioning(&self) -> Partitioning {
         Partitioning::ByConnection
+    }
+
+    /// A kind that exchanges no streams and runs alone on a core of its own (the election:
+    /// nothing else on its thread may delay it). It is in no chain and no route.
+    fn runs_alone(&self) -> bool {
+        false
+    }
+
+    /// Whether the topology needs an instance of this kind although no chain or route names
+    /// it (the election, when there is a `[cluster]`). With explicit placement and no core
+    /// listing it, the placement step adds an unpinned core running it alone.
+    fn required(&self, _loaded: &LoadedTopology) -> bool {
+        false
     }
 
     /// What its network side must carry, any one of these. Empty: the kind faces the network

@@ -2,12 +2,15 @@
 //! streams, and runs each core's nuklei in one pinned thread.
 //!
 //! Layers, each using only those above it in this list: `error`, `stats` (no reaktor
-//! imports); `streamdir` (stream directories, their owners, removing dead ones); `topology`
-//! (the file); `kind` (what a kind declares); `sizing` (stream buffers for the kinds' needs);
-//! `kinds` (one file per kind, and the registry); `plan` (instances and links); `planner`
-//! (the cost model); `place` (the placement step); `runtime` (wiring, core duty cycle, idle
-//! strategy); `dump`, `top`, `replan` (operator tools).
+//! imports); `cluster` (the `[cluster]` section); `streamdir` (stream directories, their
+//! owners, removing dead ones); `topology` (the file); `kind` (what a kind declares);
+//! `sizing` (stream buffers for the kinds' needs); `kinds` (one file per kind, and the
+//! registry); `plan` (instances and links); `planner` (the cost model); `place` (the
+//! placement step); `runtime` (wiring, core duty cycle, idle strategy); `dump`, `top`,
+//! `replan`, `cluster_cli` (operator tools).
 
+pub mod cluster;
+pub mod cluster_cli;
 pub mod dump;
 pub mod error;
 pub mod kind;

@@ -57,6 +57,11 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         rings: usize,
     },
+    /// A port switch cluster as its members see it.
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
     /// Print the frames flowing through a running reaktor's stream buffers, read-only.
     Dump {
         #[command(flatten)]
@@ -73,6 +78,21 @@ enum Command {
         /// Only stream buffers whose label contains this text (e.g. "http0 -> ").
         #[arg(long)]
         filter: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// Ask a member (GET URL/v1/cluster), then every member it lists: one line per member
+    /// (role, term, epoch, leader, serving, lease left) and who serves. Exit status 0 when
+    /// exactly one member serves and every reachable member follows it, 1 otherwise.
+    Status {
+        /// A member's API URL, e.g. http://127.0.0.1:8081
+        #[arg(long)]
+        url: String,
+        /// How long to wait for each member.
+        #[arg(long, default_value_t = 1000)]
+        timeout_ms: u64,
     },
 }
 
@@ -273,6 +293,19 @@ fn main() -> ExitCode {
             topology,
             stream_dir,
         } => run(topology, stream_dir),
+        Command::Cluster {
+            command: ClusterCommand::Status { url, timeout_ms },
+        } => {
+            let timeout = Duration::from_millis(timeout_ms.clamp(1, 60_000));
+            match reaktor::cluster_cli::status(&url, timeout, &mut std::io::stdout().lock()) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
     }
 }
 

@@ -26,8 +26,27 @@ pub fn place(loaded: &mut LoadedTopology) -> Result<Option<Plan>, TopologyError>
         crate::topology::invalid_at(&path, &text, span, message)
     };
     let plan = fill_cores(loaded, &invalid)?;
+    add_required_cores(loaded);
     check(loaded, &invalid)?;
     Ok(plan)
+}
+
+/// A kind the topology needs although no chain or route names it, and that no core lists,
+/// gets a core of its own, unpinned (the election of a `[cluster]` member).
+fn add_required_cores(loaded: &mut LoadedTopology) {
+    for kind in kinds::REGISTRY {
+        let listed = loaded
+            .topology
+            .cores
+            .iter()
+            .any(|c| c.nuklei.get_ref().iter().any(|k| k == kind.name()));
+        if kind.runs_alone() && kind.required(loaded) && !listed {
+            loaded.topology.cores.push(CoreSection {
+                cpu: None,
+                nuklei: Spanned::new(0..0, vec![kind.name().to_owned()]),
+            });
+        }
+    }
 }
 
 /// Checks a placed topology.
@@ -79,7 +98,7 @@ fn check(loaded: &LoadedTopology, invalid: Invalid<'_>) -> Result<(), TopologyEr
         let faces_network = chain
             .first()
             .and_then(|k| kinds::kind(k))
-            .is_some_and(|k| k.accepts().is_empty());
+            .is_some_and(|k| k.accepts().is_empty() && !k.runs_alone());
         if !faces_network || chain.len() < 2 {
             return Err(invalid(
                 Some(listener.chain.span()),

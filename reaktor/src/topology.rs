@@ -15,6 +15,7 @@ use serde::Deserialize;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
 
+use crate::cluster::{Cluster, ClusterSection};
 use crate::error::{Invalid, TopologyError};
 
 /// The reaktor's own sections of a topology file.
@@ -31,10 +32,12 @@ pub struct Topology {
     /// `[cost]`: declared per-request cost of a kind (and `hop`) for the planner.
     #[serde(default)]
     pub cost: BTreeMap<String, Spanned<f64>>,
+    /// `[cluster]`: this reaktor is one member of a port switch cluster (see `cluster.rs`).
+    pub cluster: Option<Spanned<ClusterSection>>,
 }
 
 /// Top-level keys that are the reaktor's own; every other table belongs to a kind.
-const OWN_SECTIONS: [&str; 4] = ["reaktor", "listener", "core", "cost"];
+const OWN_SECTIONS: [&str; 5] = ["reaktor", "listener", "core", "cost", "cluster"];
 /// A listener's own keys; every other table in it belongs to a kind (`[listener.tls]`).
 const OWN_LISTENER_KEYS: [&str; 4] = ["name", "address", "chain", "backlog"];
 
@@ -288,6 +291,8 @@ pub struct LoadedTopology {
     pub topology: Topology,
     pub listener_addresses: Vec<SocketAddr>,
     pub sections: Sections,
+    /// `[cluster]`, checked; `None`: the reaktor runs alone.
+    pub cluster: Option<Cluster>,
 }
 
 impl LoadedTopology {
@@ -424,6 +429,11 @@ pub fn parse<'t>(
         })?;
         listener_addresses.push(address);
     }
+    let base = path.parent().unwrap_or(Path::new("."));
+    let cluster = match &topology.cluster {
+        Some(section) => Some(crate::cluster::check(section.get_ref(), base, &invalid)?),
+        None => None,
+    };
     let tables = KindTables { top, listeners };
     Ok((
         LoadedTopology {
@@ -432,6 +442,7 @@ pub fn parse<'t>(
             topology,
             listener_addresses,
             sections: Sections::default(),
+            cluster,
         },
         tables,
     ))

@@ -2,6 +2,9 @@
 //! free loopback port, wait until it accepts connections, stop it with SIGTERM.
 #![allow(dead_code)]
 
+pub mod cluster;
+pub mod proxy;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;

@@ -1,10 +1,13 @@
 //! The registry of nukleus kinds. Each kind is declared in its own file here (see
 //! [`crate::kind::Kind`]); adding one is its crate, its file, and one line in [`REGISTRY`].
 
+mod cluster_status;
 mod echo;
 mod http;
 mod lines;
 mod metrics;
+mod raft;
+mod responder;
 mod switch;
 mod tcp;
 mod tls;
@@ -33,6 +36,8 @@ pub static REGISTRY: &[&dyn Kind] = &[
     &switch::Switch,
     &metrics::Metrics,
     &lines::Lines,
+    &raft::Raft,
+    &cluster_status::ClusterStatus,
 ];
 
 /// The registry as a [`Lookup`], for kinds that ask about another kind.
@@ -118,7 +123,7 @@ fn load_sections(
             )
         } else {
             format!(
-                "unknown section `{name}`: the reaktor's sections are reaktor, listener, core and cost; kinds' sections are named after them ({})",
+                "unknown section `{name}`: the reaktor's sections are reaktor, listener, core, cost and cluster; kinds' sections are named after them ({})",
                 names().join(", ")
             )
         };

@@ -165,13 +165,18 @@ pub fn wire(
     let tcp_cores: Vec<usize> = placement
         .instances
         .iter()
-        .filter(|i| kinds::kind(&i.kind).is_some_and(|k| k.accepts().is_empty()))
+        .filter(|i| kinds::kind(&i.kind).is_some_and(|k| k.accepts().is_empty() && !k.runs_alone()))
         .map(|i| i.core)
         .collect();
     let replan = *topology.reaktor.replan_interval_ms.get_ref();
     let steering =
         (replan > 0 && tcp_cores.len() > 1).then(|| nukleus_tcp::Steering::new(tcp_cores.len()));
 
+    // A cluster member's standing: written by its election, read by its switch instances.
+    let mastership = loaded
+        .cluster
+        .as_ref()
+        .map(|_| Arc::new(streams::Mastership::new()));
     // Build every nukleus; a tcp instance split by direction also yields its tcp.out's.
     let mut built: Vec<Option<BoxedNukleus>> = placement.instances.iter().map(|_| None).collect();
     for (i, (instance, links)) in placement.instances.iter().zip(links).enumerate() {
@@ -186,6 +191,8 @@ pub fn wire(
             stats: &shared,
             steering: steering.as_ref(),
             kinds: &Registry,
+            doorbell: &cores[instance.core].doorbell,
+            mastership: mastership.as_ref(),
         };
         let pair = placement.direction_pairs.iter().find(|(tcp, _)| *tcp == i);
         if let Some(&(_, out)) = pair {

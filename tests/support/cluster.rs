@@ -1,0 +1,357 @@
+//! A port switch cluster of real `reaktor` processes on loopback for the end-to-end tests:
+//! every member's topology, state directory and log file in one temporary directory; every
+//! election link through its own [`Proxy`] so a test can partition members; `kill -9`,
+//! SIGSTOP/SIGCONT and restarts with the same state directory.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::proxy::Proxy;
+use super::{free_port, workspace, TempDir, BIN};
+
+/// The election clocks of a test cluster.
+#[derive(Clone, Copy, Debug)]
+pub struct Clocks {
+    pub tick_ms: u64,
+    pub heartbeat_ms: u64,
+    pub election_timeout_ms: u64,
+}
+
+impl Default for Clocks {
+    /// The example cluster's clocks (examples/cluster).
+    fn default() -> Self {
+        Clocks {
+            tick_ms: 5,
+            heartbeat_ms: 20,
+            election_timeout_ms: 150,
+        }
+    }
+}
+
+/// One member process.
+pub struct Member {
+    pub id: u64,
+    pub api_port: u16,
+    pub topology: PathBuf,
+    pub log: PathBuf,
+    pub state_dir: PathBuf,
+    streams: PathBuf,
+    child: Option<Child>,
+    stopped: bool,
+}
+
+impl Member {
+    pub fn api(&self) -> String {
+        format!("http://127.0.0.1:{}", self.api_port)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.api_port))
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    pub fn running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Everything the member logged so far (all its runs).
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn spawn(&mut self, log_filter: &str) {
+        let _ = std::fs::remove_dir_all(&self.streams);
+        std::fs::create_dir_all(&self.streams).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(BIN)
+            .args(["run", "--topology"])
+            .arg(&self.topology)
+            .arg("--stream-dir")
+            .arg(&self.streams)
+            .current_dir(workspace())
+            .env("REAKTOR_LOG", log_filter)
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start reaktor");
+        self.child = Some(child);
+        self.stopped = false;
+    }
+}
+
+/// A cluster of member processes, torn down (SIGKILL) on drop.
+pub struct Cluster {
+    pub members: Vec<Member>,
+    /// `links[(from, to)]`: the proxy member `from` sends to member `to` through.
+    pub links: Vec<((u64, u64), Proxy)>,
+    pub dir: TempDir,
+    log_filter: String,
+}
+
+/// The value of `"key":` in a flat JSON text (numbers, booleans, null, strings unquoted).
+pub fn json_field<'a>(json: &'a str, key: &str) -> Option<&'a str> {
+    let at = json.find(&format!("\"{key}\":"))? + key.len() + 3;
+    let rest = json[at..].trim_start();
+    if let Some(quoted) = rest.strip_prefix('"') {
+        return quoted.split('"').next();
+    }
+    rest.split([',', '}']).next().map(str::trim)
+}
+
+/// `GET path` on `addr`: (status, body); `None` if the member does not answer in time.
+pub fn get(addr: SocketAddr, path: &str, timeout: Duration) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, timeout).ok()?;
+    stream.set_read_timeout(Some(timeout)).ok()?;
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .ok()?;
+    let mut bytes = Vec::new();
+    stream.read_to_end(&mut bytes).ok()?;
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, body.to_owned()))
+}
+
+impl Cluster {
+    /// Starts `n` members (ids 1..=n) with `clocks`; `extra` is appended to every topology
+    /// (its `{ID}` replaced by the member's id). Returns once every member's API accepts
+    /// connections.
+    pub fn start(n: u64, clocks: Clocks, extra: &str) -> Cluster {
+        let dir = TempDir::new("cluster");
+        let log_filter = std::env::var("REAKTOR_LOG")
+            .unwrap_or_else(|_| "warn,raft=info,reaktor::grant=info".into());
+        // Each member's peer listener: reserve its port by binding, release it just before
+        // the member starts (the proxies target it).
+        let peer_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let api_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let mut links = Vec::new();
+        for from in 1..=n {
+            for to in 1..=n {
+                if from != to {
+                    let target = SocketAddr::from(([127, 0, 0, 1], peer_ports[to as usize - 1]));
+                    links.push(((from, to), Proxy::start(target)));
+                }
+            }
+        }
+        let mut members = Vec::new();
+        for id in 1..=n {
+            let mut text = format!(
+                "[reaktor]\npin = false\nstream_capacity = 4194304\n\n[cluster]\nid = {id}\nstate_dir = \"state-{id}\"\ntick_ms = {}\nheartbeat_ms = {}\nelection_timeout_ms = {}\n",
+                clocks.tick_ms, clocks.heartbeat_ms, clocks.election_timeout_ms
+            );
+            for other in 1..=n {
+                let peer = if other == id {
+                    SocketAddr::from(([127, 0, 0, 1], peer_ports[id as usize - 1]))
+                } else {
+                    links
+                        .iter()
+                        .find(|((f, t), _)| *f == id && *t == other)
+                        .map(|(_, p)| p.addr)
+                        .unwrap()
+                };
+                text.push_str(&format!(
+                    "\n[[cluster.member]]\nid = {other}\npeer = \"{peer}\"\napi = \"http://127.0.0.1:{}\"\n",
+                    api_ports[other as usize - 1]
+                ));
+            }
+            text.push_str(&format!(
+                "\n[[listener]]\nname = \"http\"\naddress = \"127.0.0.1:{}\"\nchain = [\"tcp\", \"http\"]\n",
+                api_ports[id as usize - 1]
+            ));
+            text.push_str(&extra.replace("{ID}", &id.to_string()));
+            let topology = dir.0.join(format!("member-{id}.toml"));
+            std::fs::write(&topology, text).unwrap();
+            members.push(Member {
+                id,
+                api_port: api_ports[id as usize - 1],
+                topology,
+                log: dir.0.join(format!("member-{id}.log")),
+                state_dir: dir.0.join(format!("state-{id}")),
+                streams: dir.0.join(format!("streams-{id}")),
+                child: None,
+                stopped: false,
+            });
+        }
+        let mut cluster = Cluster {
+            members,
+            links,
+            dir,
+            log_filter,
+        };
+        for id in 1..=n {
+            cluster.start_member(id);
+        }
+        cluster
+    }
+
+    pub fn member(&self, id: u64) -> &Member {
+        &self.members[id as usize - 1]
+    }
+
+    /// Starts (or restarts, with its state directory) member `id`; returns once its API
+    /// accepts connections.
+    pub fn start_member(&mut self, id: u64) {
+        let filter = self.log_filter.clone();
+        let member = &mut self.members[id as usize - 1];
+        assert!(member.child.is_none(), "member {id} is running");
+        member.spawn(&filter);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(member.addr()).is_err() {
+            if let Some(status) = member.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!(
+                    "member {id} exited early with {status}:\n{}",
+                    member.log_text()
+                );
+            }
+            assert!(Instant::now() < deadline, "member {id} did not start");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// `kill -9` of member `id` (no clean-up of any kind).
+    pub fn kill9(&mut self, id: u64) {
+        let member = &mut self.members[id as usize - 1];
+        let mut child = member.child.take().expect("member is running");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// SIGSTOP (`stop = true`) or SIGCONT of member `id`.
+    pub fn signal_stop(&mut self, id: u64, stop: bool) {
+        let member = &mut self.members[id as usize - 1];
+        let pid = member.pid().expect("member is running");
+        let signal = if stop { "-STOP" } else { "-CONT" };
+        Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .unwrap();
+        member.stopped = stop;
+    }
+
+    /// Cuts (or heals) both directions between member `a` and member `b`.
+    pub fn partition(&self, a: u64, b: u64, cut: bool) {
+        for ((from, to), proxy) in &self.links {
+            if (*from == a && *to == b) || (*from == b && *to == a) {
+                if cut {
+                    proxy.cut()
+                } else {
+                    proxy.heal()
+                }
+            }
+        }
+    }
+
+    /// Isolates member `id` from every other member (or heals it).
+    pub fn isolate(&self, id: u64, cut: bool) {
+        for other in self.members.iter().map(|m| m.id).filter(|&o| o != id) {
+            self.partition(id, other, cut);
+        }
+    }
+
+    /// Member `id`'s `GET /v1/cluster` body, if it answers within 500 ms.
+    pub fn status(&self, id: u64) -> Option<String> {
+        let member = self.member(id);
+        if !member.running() || member.stopped {
+            return None;
+        }
+        get(member.addr(), "/v1/cluster", Duration::from_millis(500))
+            .filter(|(status, _)| *status == 200)
+            .map(|(_, body)| body)
+    }
+
+    /// The members whose `/v1/cluster` says they serve now, with their epoch. Members are
+    /// asked one after another, so two may say they serve without their leases overlapping
+    /// (one ended just before the other began): only a certain overlap fails the test — the
+    /// later one served before the earlier one's lease could have ended.
+    pub fn serving(&self) -> Vec<(u64, u64)> {
+        let mut seen: Vec<(u64, u64, Instant, Instant)> = Vec::new();
+        for m in &self.members {
+            let asked = Instant::now();
+            let Some(body) = self.status(m.id) else {
+                continue;
+            };
+            let answered = Instant::now();
+            if json_field(&body, "serving") != Some("true") {
+                continue;
+            }
+            let epoch = json_field(&body, "epoch")
+                .and_then(|e| e.parse().ok())
+                .unwrap_or(0);
+            let remaining = json_field(&body, "lease_remaining_ms")
+                .and_then(|r| r.parse().ok())
+                .unwrap_or(0);
+            let lease_end = asked + Duration::from_millis(remaining);
+            for &(other, other_epoch, _, other_end) in &seen {
+                assert!(
+                    answered >= other_end,
+                    "members {other} (epoch {other_epoch}) and {} (epoch {epoch}) served at once; logs:\n{}",
+                    m.id,
+                    self.logs()
+                );
+            }
+            seen.push((m.id, epoch, answered, lease_end));
+        }
+        seen.into_iter()
+            .map(|(id, epoch, _, _)| (id, epoch))
+            .collect()
+    }
+
+    /// Waits until exactly one member serves; (its id, its epoch). Panics after `within`.
+    pub fn wait_master(&self, within: Duration) -> (u64, u64) {
+        let deadline = Instant::now() + within;
+        loop {
+            if let [one] = self.serving().as_slice() {
+                return *one;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no single master within {within:?}; logs:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Every member's log, for failure messages.
+    pub fn logs(&self) -> String {
+        self.members
+            .iter()
+            .map(|m| format!("----- member {} -----\n{}", m.id, m.log_text()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for member in &mut self.members {
+            if let Some(mut child) = member.child.take() {
+                if member.stopped {
+                    let _ = Command::new("kill")
+                        .args(["-CONT", &child.id().to_string()])
+                        .status();
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        if std::env::var_os("REAKTOR_KEEP_CLUSTER").is_some() {
+            eprintln!("cluster kept in {}", self.dir.0.display());
+            self.dir.0 = PathBuf::new();
+        }
+    }
+}
