@@ -23,32 +23,7 @@ fn pki() -> TestPki {
 /// One core running tcp, tls, http and echo; one HTTPS listener with `tls` settings appended
 /// to its `[listener.tls]` table.
 fn topology(pki: &TestPki, tls: &str) -> String {
-    format!(
-        r#"
-[reaktor]
-pin = false
-stream_capacity = 4194304
-
-[[listener]]
-name = "https"
-address = "127.0.0.1:{{PORT}}"
-chain = ["tcp", "tls", "http"]
-
-[listener.tls]
-cert = "{cert}"
-key = "{key}"
-{tls}
-
-[[core]]
-nuklei = ["tcp", "tls", "http", "echo"]
-
-[[http.route]]
-path = "/"
-to = "echo"
-"#,
-        cert = pki.server_cert.display(),
-        key = pki.server_key.display(),
-    )
+    support::tls_topology(&pki.server_cert, &pki.server_key, "", tls)
 }
 
 fn start(pki: &TestPki, tls: &str) -> Server {

@@ -157,19 +157,35 @@ fn the_planners_connections_hint_must_be_positive() {
 fn hardening_limits_are_checked_at_their_edges() {
     const BASE: &str = "[[core]]\nnuklei = [\"tcp\"]\n";
     // (section, key, lowest accepted, highest accepted, expected message)
-    let keys: &[(&str, &str, u64, u64, &str)] = &[(
-        "tcp",
-        "accept_retry_ms",
-        1,
-        60_000,
-        "must be between 1 and 60000",
-    )];
+    let keys: &[(&str, &str, u64, u64, &str)] = &[
+        (
+            "tcp",
+            "accept_retry_ms",
+            1,
+            60_000,
+            "must be between 1 and 60000",
+        ),
+        (
+            "reaktor",
+            "log_burst",
+            0,
+            1_000_000,
+            "must be between 0 and 1000000",
+        ),
+        (
+            "reaktor",
+            "log_window_ms",
+            100,
+            3_600_000,
+            "must be between 100 and 3600000",
+        ),
+    ];
     for &(section, key, low, high, message) in keys {
         for ok in [low, high] {
             let (code, _, stderr) = plan(&format!("{BASE}[{section}]\n{key} = {ok}\n"));
             assert_eq!(code, 0, "{key} = {ok}: {stderr}");
         }
-        for bad in [low - 1, high + 1] {
+        for bad in low.checked_sub(1).into_iter().chain([high + 1]) {
             let (code, _, stderr) = plan(&format!("{BASE}[{section}]\n{key} = {bad}\n"));
             assert_eq!(code, 2, "{key} = {bad}");
             assert!(

@@ -15,6 +15,7 @@ pub mod dump;
 pub mod error;
 pub mod kind;
 pub mod kinds;
+pub mod logging;
 pub mod place;
 pub mod plan;
 pub mod planner;

@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
@@ -234,13 +236,7 @@ fn plan(topology: &Path, measured: &MeasuredTarget) -> ExitCode {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("REAKTOR_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let throttle = reaktor::logging::init();
     match Cli::parse().command {
         Command::Plan { topology, measured } => plan(&topology, &measured),
         Command::Top {
@@ -292,7 +288,7 @@ fn main() -> ExitCode {
         Command::Run {
             topology,
             stream_dir,
-        } => run(topology, stream_dir),
+        } => run(topology, stream_dir, &throttle),
         Command::Cluster {
             command: ClusterCommand::Status { url, timeout_ms },
         } => {
@@ -309,7 +305,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(topology: PathBuf, stream_dir: Option<PathBuf>) -> ExitCode {
+fn run(
+    topology: PathBuf,
+    stream_dir: Option<PathBuf>,
+    throttle: &Arc<reaktor::logging::Throttle>,
+) -> ExitCode {
     let loaded = match load_and_place(&topology) {
         Ok((loaded, _)) => loaded,
         Err(e) => {
@@ -317,6 +317,13 @@ fn run(topology: PathBuf, stream_dir: Option<PathBuf>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let settings = &loaded.topology.reaktor;
+    throttle.set_limits(reaktor::logging::Limits {
+        burst: *settings.log_burst.get_ref() as u32,
+        window: Duration::from_millis(*settings.log_window_ms.get_ref()),
+    });
+    let stop_reporter = Arc::new(AtomicBool::new(false));
+    let reporter = reaktor::logging::spawn_reporter(throttle.clone(), stop_reporter.clone());
     // Install signal handlers before any thread starts, so every thread inherits them.
     let mut signals = match signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
@@ -340,7 +347,11 @@ fn run(topology: PathBuf, stream_dir: Option<PathBuf>) -> ExitCode {
     }
     let signal = signals.forever().next();
     tracing::info!(?signal, "shutting down");
-    if !reaktor.stop() {
+    let clean = reaktor.stop();
+    stop_reporter.store(true, Ordering::Relaxed);
+    reporter.thread().unpark();
+    let _ = reporter.join();
+    if !clean {
         tracing::error!("stopped after a core failure");
         return ExitCode::FAILURE;
     }

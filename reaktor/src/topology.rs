@@ -74,6 +74,21 @@ pub struct ReaktorSection {
     /// With fewer connections than cores, a split by connection cannot use every core, and a
     /// tcp split by direction may win.
     pub connections: Option<Spanned<usize>>,
+    /// Log lines written per call site (cause) and window at INFO and above, the rest counted
+    /// and summarised (see `logging.rs`); 0: no limit.
+    #[serde(default = "default_log_burst")]
+    pub log_burst: Spanned<u64>,
+    /// The window of `log_burst`, in milliseconds.
+    #[serde(default = "default_log_window_ms")]
+    pub log_window_ms: Spanned<u64>,
+}
+
+fn default_log_burst() -> Spanned<u64> {
+    Spanned::new(0..0, 10)
+}
+
+fn default_log_window_ms() -> Spanned<u64> {
+    Spanned::new(0..0, 10_000)
 }
 
 fn default_replan() -> Spanned<u64> {
@@ -100,6 +115,8 @@ impl Default for ReaktorSection {
             cores: None,
             cpus: None,
             connections: None,
+            log_burst: default_log_burst(),
+            log_window_ms: default_log_window_ms(),
         }
     }
 }
@@ -392,6 +409,26 @@ pub fn parse<'t>(
                 replan.get_ref()
             ),
         ));
+    }
+    for (key, value, range) in [
+        ("log_burst", &topology.reaktor.log_burst, 0..=1_000_000),
+        (
+            "log_window_ms",
+            &topology.reaktor.log_window_ms,
+            100..=3_600_000,
+        ),
+    ] {
+        if !range.contains(value.get_ref()) {
+            return Err(invalid(
+                Some(value.span()),
+                format!(
+                    "{key} {} must be between {} and {}",
+                    value.get_ref(),
+                    range.start(),
+                    range.end()
+                ),
+            ));
+        }
     }
     if let Some(connections) = &topology.reaktor.connections {
         if !(1..=1 << 24).contains(connections.get_ref()) {

@@ -12,6 +12,7 @@ pub mod mapping;
 pub mod mastership;
 pub mod nukleus;
 pub mod plumbing;
+pub mod remote;
 pub mod ring;
 pub mod role;
 
@@ -25,6 +26,7 @@ pub use nukleus::{
     PollContext, SlotIds, TokenRange,
 };
 pub use plumbing::{DirtySet, Route};
+pub use remote::Remote;
 pub use ring::{
     ring, ClaimError, RingReader, RingSpy, RingStats, RingWatch, RingWriter, SpyRecord,
 };

@@ -310,6 +310,42 @@ to = "echo"
     .to_owned()
 }
 
+/// One core running tcp, tls, http and echo; one HTTPS listener with the certificate and key
+/// at these paths; `reaktor` is appended to the `[reaktor]` table, `tls` to `[listener.tls]`.
+pub fn tls_topology(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    reaktor: &str,
+    tls: &str,
+) -> String {
+    format!(
+        r#"
+[reaktor]
+pin = false
+stream_capacity = 4194304
+{reaktor}
+[[listener]]
+name = "https"
+address = "127.0.0.1:{{PORT}}"
+chain = ["tcp", "tls", "http"]
+
+[listener.tls]
+cert = "{cert}"
+key = "{key}"
+{tls}
+
+[[core]]
+nuklei = ["tcp", "tls", "http", "echo"]
+
+[[http.route]]
+path = "/"
+to = "echo"
+"#,
+        cert = cert.display(),
+        key = key.display(),
+    )
+}
+
 /// Starts a 1 GiB `POST /echo` and never reads the echo: uploads until a write fails for good
 /// (within 20 s), i.e. until the server stalls the upload and then, after its write timeout,
 /// resets the connection. Returns the bytes sent and that error.

@@ -106,6 +106,8 @@ struct Connection {
     peer_closed: bool,
     /// We sent END/ABORT on the initial stream, or the peer RESET it.
     read_done: bool,
+    /// The client, for log lines.
+    remote: SocketAddr,
 }
 
 /// Who writes a connection's reply to the socket.
@@ -512,6 +514,7 @@ impl TcpNukleus {
             queued: false,
             peer_closed: false,
             read_done: false,
+            remote,
         };
         let registry = self.registry.as_ref().expect("registered before polling");
         let token = Token(self.tokens.first + self.listeners.len() + slot);
@@ -522,7 +525,7 @@ impl TcpNukleus {
         };
         let fd = connection.socket.as_raw_fd();
         if let Err(e) = registry.register(&mut SourceFd(&fd), token, interest) {
-            tracing::warn!(error = %e, "cannot register accepted socket");
+            tracing::warn!(core = self.core, %remote, error = %e, "cannot register accepted socket");
             return;
         }
         let mut ex = [0u8; 128];
@@ -542,6 +545,7 @@ impl TcpNukleus {
         {
             tracing::error!(
                 core = self.core,
+                %remote,
                 "stream buffer to {} full: refusing connection",
                 self.links[link].peer
             );
@@ -555,6 +559,7 @@ impl TcpNukleus {
                 id,
                 link,
                 socket: connection.socket.clone(),
+                remote,
             });
         }
         self.connections.insert(connection);
@@ -608,7 +613,7 @@ impl TcpNukleus {
             let buffer = match tx.claim_data(&header, 0, 0, &[], want.min(tx.max_payload() - 64)) {
                 Ok(buffer) => buffer,
                 Err(e) => {
-                    tracing::error!(core = self.core, error = %e, "stream buffer to {} full: aborting connection", self.links[c.link].peer);
+                    tracing::error!(core = self.core, remote = %c.remote, error = %e, "stream buffer to {} full: aborting connection", self.links[c.link].peer);
                     return work + self.fail(slot);
                 }
             };
@@ -653,9 +658,10 @@ impl TcpNukleus {
         let ours = self
             .connections
             .get(slot)
-            .is_some_and(|c| c.id == id | 1 && c.link == link);
-        if ours {
-            tracing::warn!(core = self.core, peer = %self.links[link].peer, "stream buffer full: closing the connection whose frame it refused");
+            .filter(|c| c.id == id | 1 && c.link == link)
+            .map(|c| c.remote);
+        if let Some(remote) = ours {
+            tracing::warn!(core = self.core, %remote, peer = %self.links[link].peer, "stream buffer full: closing the connection whose frame it refused");
             self.refused_resets += 1;
             self.fail(slot);
         }
@@ -702,6 +708,7 @@ impl TcpNukleus {
             self.write_timeouts += 1;
             tracing::info!(
                 core = self.core,
+                remote = %self.connections[slot].remote,
                 ?timeout,
                 "client took no reply bytes within the write timeout: closing connection"
             );
@@ -831,11 +838,11 @@ impl TcpNukleus {
             frame::DATA => match writer.on_data(&c.socket, f.payload(), f.reserved(), self.now) {
                 Ok(()) => self.enqueue(slot),
                 Err(DataError::Window(e)) => {
-                    tracing::error!(core = self.core, error = %e, "peer broke the window: aborting connection");
+                    tracing::error!(core = self.core, remote = %c.remote, error = %e, "peer broke the window: aborting connection");
                     self.fail(slot);
                 }
                 Err(DataError::Socket(e)) => {
-                    tracing::debug!(core = self.core, error = %e, "socket write failed: closing connection");
+                    tracing::debug!(core = self.core, remote = %c.remote, error = %e, "socket write failed: closing connection");
                     self.fail(slot);
                 }
             },

@@ -14,6 +14,7 @@
 //! The socket is shared (`Arc`): it closes when both halves are done with it.
 
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,6 +35,8 @@ pub(crate) enum ToOutput {
         id: u64,
         link: usize,
         socket: Arc<TcpStream>,
+        /// The client, for log lines.
+        remote: SocketAddr,
     },
     /// The input half failed the connection (and told the peer on both streams): stop writing.
     Failed { id: u64 },
@@ -103,6 +106,7 @@ struct Reply {
     id: u64,
     link: usize,
     socket: Arc<TcpStream>,
+    remote: SocketAddr,
     writer: ReplyWriter,
     queued: bool,
 }
@@ -160,7 +164,12 @@ impl TcpOutput {
         while let Some(message) = self.channel.to_output.pop() {
             work += 1;
             match message {
-                ToOutput::Open { id, link, socket } => self.open(id, link, socket),
+                ToOutput::Open {
+                    id,
+                    link,
+                    socket,
+                    remote,
+                } => self.open(id, link, socket, remote),
                 ToOutput::Failed { id } => {
                     if let Some(reply) = self.get_mut(id) {
                         reply.writer.stop();
@@ -172,7 +181,7 @@ impl TcpOutput {
         work
     }
 
-    fn open(&mut self, id: u64, link: usize, socket: Arc<TcpStream>) {
+    fn open(&mut self, id: u64, link: usize, socket: Arc<TcpStream>, remote: SocketAddr) {
         let slot = SlotIds::slot(id);
         if self.replies.len() <= slot {
             self.replies.resize_with(slot + 1, || None);
@@ -185,7 +194,7 @@ impl TcpOutput {
             let token = Token(self.tokens.first + slot);
             let fd = socket.as_raw_fd();
             if let Err(e) = registry.register(&mut SourceFd(&fd), token, Interest::WRITABLE) {
-                tracing::warn!(core = self.core, error = %e, "cannot register a socket for writing");
+                tracing::warn!(core = self.core, %remote, error = %e, "cannot register a socket for writing");
                 self.tell_input(ToInput::Failed { id });
                 return;
             }
@@ -194,6 +203,7 @@ impl TcpOutput {
             id,
             link,
             socket,
+            remote,
             writer: ReplyWriter::new(self.config.window),
             queued: false,
         });
@@ -251,7 +261,7 @@ impl TcpOutput {
             // queueing the connection's Open: take it now.
             self.drain_channel();
         }
-        let now = self.now;
+        let (now, core) = (self.now, self.core);
         let slot = SlotIds::slot(id);
         let Some(reply) = self.get_mut(id) else {
             return; // a connection that is gone
@@ -275,11 +285,11 @@ impl TcpOutput {
             {
                 Ok(()) => Next::Service,
                 Err(DataError::Window(e)) => {
-                    tracing::error!(core = self.core, error = %e, "peer broke the window: aborting connection");
+                    tracing::error!(core, remote = %reply.remote, error = %e, "peer broke the window: aborting connection");
                     Next::Finish(ToInput::Failed { id })
                 }
                 Err(DataError::Socket(e)) => {
-                    tracing::debug!(core = self.core, error = %e, "socket write failed: closing connection");
+                    tracing::debug!(core, remote = %reply.remote, error = %e, "socket write failed: closing connection");
                     Next::Finish(ToInput::Failed { id })
                 }
             },
@@ -340,18 +350,19 @@ impl TcpOutput {
 
     fn expire_stalled_writes(&mut self) -> usize {
         let (now, timeout) = (self.now, self.config.write_timeout);
-        let stalled: Vec<(usize, u64)> = self
+        let stalled: Vec<(usize, u64, SocketAddr)> = self
             .replies
             .iter()
             .enumerate()
             .filter_map(|(slot, r)| r.as_ref().map(|r| (slot, r)))
             .filter(|(_, r)| r.writer.stalled(now, timeout))
-            .map(|(slot, r)| (slot, r.id))
+            .map(|(slot, r)| (slot, r.id, r.remote))
             .collect();
-        for &(slot, id) in &stalled {
+        for &(slot, id, remote) in &stalled {
             self.write_timeouts += 1;
             tracing::info!(
                 core = self.core,
+                %remote,
                 ?timeout,
                 "client took no reply bytes within the write timeout: closing connection"
             );

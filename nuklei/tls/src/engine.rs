@@ -126,6 +126,8 @@ pub struct TlsSession {
     /// Whether completion of the handshake has been seen (identity extracted once, then).
     established: bool,
     peer_identity: Option<PeerIdentity>,
+    /// The client's address, for log lines.
+    remote: streams::Remote,
 }
 
 impl TlsSession {
@@ -145,7 +147,14 @@ impl TlsSession {
             sent_close_notify: false,
             established: false,
             peer_identity: None,
+            remote: streams::Remote(None),
         }
+    }
+
+    /// Names the client in the session's log lines.
+    pub fn with_remote(mut self, remote: Option<std::net::SocketAddr>) -> Self {
+        self.remote = streams::Remote(remote);
+        self
     }
 
     /// Feeds ciphertext received from the peer; returns how many bytes were consumed.
@@ -401,7 +410,7 @@ impl TlsSession {
                             Err(e) => {
                                 // Verified by webpki yet unreadable here: treat the peer as
                                 // anonymous rather than guess who it is.
-                                tracing::warn!(error = %e, "client certificate accepted but its identity is unreadable");
+                                tracing::warn!(remote = %self.remote, error = %e, "client certificate accepted but its identity is unreadable");
                                 None
                             }
                         }
@@ -427,9 +436,9 @@ impl TlsSession {
         };
         let hint = failure.cause.hint(before_client_hello);
         if during_handshake {
-            tracing::warn!(sni = self.sni.as_deref(), error = %failure.cause, hint, "TLS handshake failed");
+            tracing::warn!(remote = %self.remote, sni = self.sni.as_deref(), error = %failure.cause, hint, "TLS handshake failed");
         } else {
-            tracing::info!(sni = self.sni.as_deref(), error = %failure.cause, hint, "TLS connection failed");
+            tracing::info!(remote = %self.remote, sni = self.sni.as_deref(), error = %failure.cause, hint, "TLS connection failed");
         }
         self.failure = Some(failure.clone());
         failure

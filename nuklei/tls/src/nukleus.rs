@@ -27,7 +27,7 @@ use slab::Slab;
 use streams::frame::{self, Frame};
 use streams::{
     pick_peer, plumbing, split_links, DirtySet, Header, Nukleus, Output, PeerLink, PeerStreams,
-    PollContext, RecvWindow, RingReader, SendWindow, SlotIds,
+    PollContext, RecvWindow, Remote, RingReader, SendWindow, SlotIds,
 };
 
 use crate::begin_ex::{encode_begin_ex, ClientIdentity, TlsBeginEx};
@@ -219,7 +219,8 @@ impl TlsNukleus {
                 .then_some(slot)
         };
         if let Some(slot) = slot {
-            tracing::warn!(core = self.core, peer = %self.outputs[output].peer, "stream buffer full: closing the connection whose frame it refused");
+            let remote = Remote(self.connections[slot].remote);
+            tracing::warn!(core = self.core, %remote, peer = %self.outputs[output].peer, "stream buffer full: closing the connection whose frame it refused");
             self.refused_resets += 1;
             self.teardown(slot);
         }
@@ -272,6 +273,7 @@ impl TlsNukleus {
         let Some(config) = config else {
             tracing::error!(
                 core = self.core,
+                remote = %Remote(tcp.map(|ex| ex.remote)),
                 listener = ?listener,
                 "tcp connection for a listener without TLS settings: refusing it"
             );
@@ -280,7 +282,8 @@ impl TlsNukleus {
             let _ = self.outputs[input].tx.abort(&abort, &[]);
             return;
         };
-        let session = TlsSession::new(config.server_config.clone(), self.config.buffer_limit);
+        let session = TlsSession::new(config.server_config.clone(), self.config.buffer_limit)
+            .with_remote(tcp.map(|ex| ex.remote));
         let slot = self.connections.vacant_key();
         if self.generations.len() <= slot {
             self.generations.resize(slot + 1, 0);
@@ -327,7 +330,7 @@ impl TlsNukleus {
             return;
         }
         if let Err(e) = c.net_recv.on_data(f.reserved()) {
-            tracing::error!(core, error = %e, "tcp broke the ciphertext window: aborting connection");
+            tracing::error!(core, remote = %Remote(c.remote), error = %e, "tcp broke the ciphertext window: aborting connection");
             self.teardown(slot);
             return;
         }
@@ -384,7 +387,7 @@ impl TlsNukleus {
                     return;
                 }
                 if let Err(e) = c.app_recv.on_data(f.reserved()) {
-                    tracing::error!(core, error = %e, "next nukleus broke the plaintext window: aborting connection");
+                    tracing::error!(core, remote = %Remote(c.remote), error = %e, "next nukleus broke the plaintext window: aborting connection");
                     self.teardown(slot);
                     return;
                 }
@@ -445,6 +448,7 @@ impl TlsNukleus {
         {
             tracing::error!(
                 core = self.core,
+                remote = %Remote(c.remote),
                 "stream buffer to {} full: dropping TLS connection",
                 self.outputs[app].peer
             );
@@ -517,6 +521,7 @@ impl TlsNukleus {
                     let Ok(buffer) = tx.claim_data(&h, 0, 0, &[], want) else {
                         tracing::error!(
                             core = self.core,
+                            remote = %Remote(c.remote),
                             "stream buffer to {} full: aborting TLS connection",
                             self.outputs[app].peer
                         );
@@ -580,6 +585,7 @@ impl TlsNukleus {
                 // A full ring is a sizing bug; retry on the next frame for this connection.
                 tracing::error!(
                     core = self.core,
+                    remote = %Remote(c.remote),
                     "stream buffer to {} full",
                     self.outputs[c.net].peer
                 );
@@ -629,12 +635,12 @@ impl TlsNukleus {
                 if c.received {
                     tracing::warn!(
                         core = self.core,
-                        remote = ?c.remote,
+                        remote = %Remote(c.remote),
                         "TLS handshake failed: the client closed the connection before the handshake completed"
                     );
                     self.failures += 1;
                 } else {
-                    tracing::debug!(core = self.core, remote = ?c.remote, "connection closed before sending anything");
+                    tracing::debug!(core = self.core, remote = %Remote(c.remote), "connection closed before sending anything");
                 }
                 if !c.net_out_done {
                     let _ = tx.end(&h(c.net_id ^ 1, c.net_send.sequence), &[]);
@@ -740,14 +746,14 @@ impl TlsNukleus {
             .map(|(slot, _)| slot)
             .collect();
         for &slot in &late {
-            let remote = self.connections[slot].remote;
+            let remote = Remote(self.connections[slot].remote);
             let listener = self.connections[slot].listener;
             let timeout = self.config.listeners[listener]
                 .as_ref()
                 .map(|l| l.handshake_timeout);
             tracing::warn!(
                 core = self.core,
-                ?remote,
+                %remote,
                 ?timeout,
                 "TLS handshake not completed in time: closing connection"
             );

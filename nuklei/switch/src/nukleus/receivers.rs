@@ -125,7 +125,13 @@ impl SwitchNukleus {
                         let Some((input, slot)) = self.conns.remove(&conn) else {
                             continue;
                         };
-                        tracing::debug!(core = self.core, instance = self.instance, node = %node, %reason, "closing receiving connection");
+                        // A lease that ran out or a consumer too slow to keep up is news for
+                        // an operator; a node replacing its own connection is routine.
+                        if matches!(reason, CloseReason::Replaced) {
+                            tracing::debug!(core = self.core, instance = self.instance, node = %node, %reason, "closing receiving connection");
+                        } else {
+                            tracing::info!(core = self.core, instance = self.instance, node = %node, %reason, "closing receiving connection");
+                        }
                         let Some(Some(x)) = self.exchanges[input].get_mut(slot) else {
                             continue;
                         };
