@@ -1,0 +1,294 @@
+//! The switch's vocabulary, shared by both engines, the API encoders and the cluster: its
+//! configuration, what it tells the caller to do ([`Output`]), its errors, and the replies of
+//! its operations.
+
+use std::sync::Arc;
+
+use crate::limits::{LimitError, Limits};
+use crate::nodes::ConnId;
+use crate::ports::NodeIdx;
+
+/// Switch configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Lease duration: a node that does not relet within this many milliseconds goes offline.
+    pub lease_ms: u64,
+    /// Number of port shards (at least 1).
+    pub shards: usize,
+    /// Size limits.
+    pub limits: Limits,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            lease_ms: 10_000,
+            shards: 1,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Why the switch asks the caller to close a receiving connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The node opened a new receiving connection.
+    Replaced,
+    /// The node did not relet in time.
+    LeaseExpired,
+    /// The node's outbound queue exceeded its byte limit.
+    SlowConsumer {
+        /// Bytes that would have been queued.
+        queued: usize,
+        /// The limit.
+        limit: usize,
+    },
+}
+
+impl std::fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CloseReason::Replaced => f.write_str("replaced by a new receiving connection"),
+            CloseReason::LeaseExpired => f.write_str("lease expired"),
+            CloseReason::SlowConsumer { queued, limit } => write!(
+                f,
+                "slow consumer: {queued} bytes would be queued, the limit is {limit} bytes"
+            ),
+        }
+    }
+}
+
+/// Something the caller must do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// A node's queue went from empty to non-empty: drain it ([`Switch::drain`]) to its
+    /// receiving connection `conn` when that connection can take data. Emitted once per
+    /// empty→non-empty transition.
+    Pending {
+        /// The node.
+        node: NodeIdx,
+        /// Its receiving connection.
+        conn: ConnId,
+    },
+    /// Close this receiving connection, telling the peer `reason`. The node is already offline
+    /// and its ports released; a later `connection_closed(conn)` is ignored.
+    Close {
+        /// The node id.
+        node: Arc<str>,
+        /// The connection.
+        conn: ConnId,
+        /// Why.
+        reason: CloseReason,
+    },
+}
+
+/// Errors of switch commands. Every error leaves the switch unchanged.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SwitchError {
+    /// A limit was exceeded.
+    #[error(transparent)]
+    Limit(#[from] LimitError),
+    /// The node has no receiving connection.
+    #[error("node {0:?} has no receiving connection (call WaitMsg first)")]
+    NotOnline(String),
+    /// A port name was empty where a port is required.
+    #[error("the empty port name is reserved for broadcast")]
+    EmptyPortName,
+    /// A node id was empty.
+    #[error("node id must not be empty")]
+    EmptyNodeId,
+    /// The connection already receives for another node.
+    #[error("connection {conn} is already the receiving connection of node {node:?}")]
+    ConnectionInUse {
+        /// The connection.
+        conn: ConnId,
+        /// The node it receives for.
+        node: String,
+    },
+    /// A port shard ran out of 32-bit address space.
+    #[error("port table shard is full")]
+    ShardFull,
+    /// A request that acts for a node reached a switch instance that is not the node's home
+    /// (with several switch instances, http and ws route such requests by the node id).
+    #[error("node {node:?} lives on switch instance {home}, this is instance {here}: route requests for a node by its id (the default http/ws routes to `switch` do)")]
+    Misdirected {
+        /// The node.
+        node: String,
+        /// Its home instance.
+        home: usize,
+        /// The instance that received the request.
+        here: usize,
+    },
+}
+
+/// A new receiving session ([`Switch::wait_msg`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Session {
+    /// The node's index (stable while it is online).
+    pub node: NodeIdx,
+    /// Session number, unique in this switch.
+    pub session: u64,
+    /// Lease deadline (ms).
+    pub lease_deadline: u64,
+    /// True if an older receiving connection was replaced.
+    pub replaced: bool,
+}
+
+/// A port that could not be registered, with its owner: a failed registration is discovery.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FailedPort {
+    /// Position of the port in the request.
+    pub index: usize,
+    /// The owner's node id.
+    pub owner: Arc<str>,
+    /// The owner's address.
+    pub address: Arc<str>,
+}
+
+/// Result of RegPort.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RegPortReply {
+    /// Ports newly registered by this request (re-registrations of own ports not counted).
+    pub registered: usize,
+    /// Ports owned by another node.
+    pub failed: Vec<FailedPort>,
+}
+
+/// Result of UnRegPort: positions in the request.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UnRegPortReply {
+    /// Released.
+    pub released: Vec<usize>,
+    /// Owned by another node (left alone).
+    pub not_owned: Vec<usize>,
+    /// Not registered.
+    pub unknown: Vec<usize>,
+}
+
+/// Result of SendMsg.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SendReport {
+    /// Pushes queued.
+    pub delivered: u64,
+    /// Targets dropped (unknown port, owner offline, or owner disconnected as slow consumer).
+    pub dropped: u64,
+}
+
+impl std::ops::AddAssign for SendReport {
+    fn add_assign(&mut self, rhs: Self) {
+        self.delivered += rhs.delivered;
+        self.dropped += rhs.dropped;
+    }
+}
+
+/// Owner of a port (QueryPort).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortOwner {
+    /// Owner node id.
+    pub node: Arc<str>,
+    /// Owner address.
+    pub address: Arc<str>,
+}
+
+/// An online node (QueryNode).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeInfo {
+    /// Node id.
+    pub node: Arc<str>,
+    /// Announced address.
+    pub address: Arc<str>,
+    /// Ports held.
+    pub ports: usize,
+    /// Lease deadline (ms).
+    pub lease_deadline: u64,
+    /// Bytes queued for its receiving connection.
+    pub queued_bytes: usize,
+}
+
+impl Metrics {
+    /// The counters as an array, in declaration order (for the mesh).
+    pub fn to_array(&self) -> [u64; 11] {
+        [
+            self.ports,
+            self.nodes_online,
+            self.registrations,
+            self.registration_conflicts,
+            self.releases,
+            self.release_notifications,
+            self.messages_sent,
+            self.messages_dropped,
+            self.slow_consumer_disconnects,
+            self.lease_expiries,
+            self.replaced_connections,
+        ]
+    }
+
+    /// The counters from [`Metrics::to_array`].
+    pub fn from_array(a: [u64; 11]) -> Metrics {
+        Metrics {
+            ports: a[0],
+            nodes_online: a[1],
+            registrations: a[2],
+            registration_conflicts: a[3],
+            releases: a[4],
+            release_notifications: a[5],
+            messages_sent: a[6],
+            messages_dropped: a[7],
+            slow_consumer_disconnects: a[8],
+            lease_expiries: a[9],
+            replaced_connections: a[10],
+        }
+    }
+}
+
+/// Counters; see [`Switch::metrics`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Metrics {
+    /// Ports registered now.
+    pub ports: u64,
+    /// Nodes with a receiving connection now.
+    pub nodes_online: u64,
+    /// Ports newly registered (total).
+    pub registrations: u64,
+    /// Registrations refused because another node owns the port.
+    pub registration_conflicts: u64,
+    /// Ports released, any reason.
+    pub releases: u64,
+    /// Release notifications queued.
+    pub release_notifications: u64,
+    /// Message pushes queued.
+    pub messages_sent: u64,
+    /// Message targets dropped.
+    pub messages_dropped: u64,
+    /// Nodes disconnected as slow consumers.
+    pub slow_consumer_disconnects: u64,
+    /// Nodes whose lease expired.
+    pub lease_expiries: u64,
+    /// Receiving connections replaced by a new WaitMsg.
+    pub replaced_connections: u64,
+}
+
+/// The answer of an operation, as the engines pass it to the REST/WS encoders
+/// (`engine::response`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// RegPort.
+    RegPort(RegPortReply),
+    /// UnRegPort.
+    UnRegPort(UnRegPortReply),
+    /// SendMsg.
+    SendMsg(SendReport),
+    /// QueryPort, in request order.
+    QueryPort(Vec<Option<PortOwner>>),
+    /// QueryNode, in request order.
+    QueryNode(Vec<Option<NodeInfo>>),
+    /// The counters of every switch instance, summed ([`crate::cluster::Instance::query_metrics`]).
+    Metrics {
+        /// Switch counters.
+        metrics: Metrics,
+        /// Exchanges opened by the switch nuklei.
+        requests: u64,
+        /// Exchanges refused before reaching the switch (auth, routing).
+        refused: u64,
+    },
+}
