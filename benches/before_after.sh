@@ -3,7 +3,8 @@
 # benches/switch.sh, benches/ws_echo.sh, reaktor alone) run for BEFORE and AFTER in turn,
 # round after round (before, after, after, before, ...), so the machine's drift and other
 # load hit both alike. Prints, per benchmark and scenario, each variant's median and spread
-# (min-max over the rounds) and the after/before ratio of the medians.
+# (min-max over the rounds) and the after/before ratio of the medians, for throughput and for
+# the server's CPU time per operation (the steadier measure on a shared machine).
 #
 # Usage (one benchmark at a time on the machine):
 #   flock /work/bench.lock env BEFORE=/path/to/old/reaktor AFTER=/path/to/new/reaktor \
@@ -50,23 +51,32 @@ for ((r = 1; r <= ROUNDS; r++)); do
     done
 done
 
-# scenario<TAB>value lines of one result file.
+# scenario<TAB>throughput<TAB>server CPU per operation lines of one result file.
 values() {
     case $1 in
-    http) awk -F'\t' '$4 == "reaktor" {print $5 "\t" $10}' "$2" ;;          # requests/s
-    switch) awk -F'\t' '$5 == "reaktor" && $6 != "bytes/port" {print $4 "\t" $7}' "$2" ;;
-    ws) awk -F'\t' '$3 == "reaktor" {print $2 "\t" $5}' "$2" ;;              # messages/s
+    http) awk -F'\t' '$4 == "reaktor" {print $5 "\t" $10 "\t" $12}' "$2" ;; # req/s, CPU us/req
+    switch) awk -F'\t' '$5 ~ /^reaktor/ && $6 != "bytes/port" {print $4 "\t" $7 "\t" $8 / 1000}' "$2" ;;
+    ws) awk -F'\t' '$3 == "reaktor" {print $2 "\t" $5 "\t" $8}' "$2" ;; # msgs/s, CPU us/msg
     esac
 }
 
-printf '%-8s %-12s %14s %24s %14s %24s %8s\n' bench scenario before "(min-max)" after "(min-max)" ratio
+# stats BENCH VARIANT SCENARIO COLUMN: "median min max" of one column over the rounds.
+stats() {
+    values "$1" "$WORK/$1-$2.tsv" | awk -F'\t' -v s="$3" -v c="$4" '$1 == s {print $c}' | sort -g |
+        awk '{v[NR] = $1} END {m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%s %s %s", m, v[1], v[NR]}'
+}
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else printf "-" }'; }
+
+printf '%-7s %-11s %-14s %12s %22s %12s %22s %7s\n' bench scenario measure before "(min-max)" after "(min-max)" after/before
 for bench in $BENCHES; do
     for s in $(values "$bench" "$WORK/$bench-before.tsv" | cut -f1 | sort -u); do
-        stats() { values "$bench" "$WORK/$bench-$1.tsv" | awk -F'\t' -v s="$s" '$1 == s {print $2}' | sort -g |
-            awk '{v[NR] = $1} END {m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%s %s %s", m, v[1], v[NR]}'; }
-        read -r bm bl bh <<<"$(stats before)"
-        read -r am al ah <<<"$(stats after)"
-        printf '%-8s %-12s %14.0f %24s %14.0f %24s %8.3f\n' "$bench" "$s" "$bm" "($bl-$bh)" "$am" "($al-$ah)" \
-            "$(awk -v a="$am" -v b="$bm" 'BEGIN {print b > 0 ? a / b : 0}')"
+        for column in 2 3; do
+            if [[ $column == 2 ]]; then measure="ops/s"; else measure="server us/op"; fi
+            read -r bm bl bh <<<"$(stats "$bench" before "$s" "$column")"
+            read -r am al ah <<<"$(stats "$bench" after "$s" "$column")"
+            printf '%-7s %-11s %-14s %12.6g %22s %12.6g %22s %7s\n' "$bench" "$s" "$measure" "$bm" "($bl-$bh)" \
+                "$am" "($al-$ah)" "$(ratio "$am" "$bm")"
+        done
     done
 done
