@@ -11,6 +11,7 @@
 
 pub mod cluster;
 pub mod cluster_cli;
+pub mod console;
 pub mod dump;
 pub mod error;
 pub mod kind;

@@ -41,6 +41,10 @@ enum Command {
         /// Re-plan with the per-stage cost measured by a running reaktor (its stats file).
         #[command(flatten)]
         measured: MeasuredTarget,
+        /// Print the placement as JSON (cores, instances, links and their rings, the words
+        /// above for each, the planner's decisions, the predicted load) instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Live per-stage cost of a running reaktor (busy time, frames, bytes, buffer occupancy).
     Top {
@@ -168,7 +172,20 @@ fn load_and_place(
     Ok((loaded, plan))
 }
 
-fn plan(topology: &Path, measured: &MeasuredTarget) -> ExitCode {
+/// The counters a running reaktor last wrote to its stats file.
+fn read_snapshot(dir: &Path) -> Result<reaktor::stats::Snapshot, String> {
+    std::fs::read_to_string(dir.join(reaktor::stats::STATS_FILE))
+        .map_err(|e| format!("{}: {e}", dir.display()))
+        .and_then(|text| reaktor::stats::StatsFile::parse(&text))
+        .map_err(|e| format!("cannot read the measured cost: {e}"))
+}
+
+/// Per-kind cost measured by the reaktor whose stream directory is `dir`.
+fn measured_costs(dir: &Path) -> Result<Vec<(String, f64)>, String> {
+    reaktor::planner::measured_costs(&read_snapshot(dir)?)
+}
+
+fn plan(topology: &Path, measured: &MeasuredTarget, json: bool) -> ExitCode {
     let (loaded, auto_plan) = match load_and_place(topology) {
         Ok(placed) => placed,
         Err(e) => {
@@ -176,6 +193,33 @@ fn plan(topology: &Path, measured: &MeasuredTarget) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if json {
+        // With a running reaktor, its measured cost is what the prediction uses.
+        let costs = match resolve(
+            measured.pid,
+            measured.stream_root.as_deref(),
+            measured.stream_dir.as_deref(),
+        ) {
+            None => Vec::new(),
+            Some(dir) => match measured_costs(&dir) {
+                Ok(costs) => costs,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            },
+        };
+        let input = reaktor::console::view::plan_input(&loaded, &costs);
+        let view = reaktor::console::view::view(&loaded, auto_plan.as_ref(), &input);
+        match serde_json::to_string_pretty(&view) {
+            Ok(text) => outln!("{text}"),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+        return ExitCode::SUCCESS;
+    }
     if let Some(plan) = &auto_plan {
         out!("{}", plan.describe());
     }
@@ -190,13 +234,10 @@ fn plan(topology: &Path, measured: &MeasuredTarget) -> ExitCode {
     ) else {
         return ExitCode::SUCCESS;
     };
-    let snapshot = match std::fs::read_to_string(dir.join(reaktor::stats::STATS_FILE))
-        .map_err(|e| format!("{}: {e}", dir.display()))
-        .and_then(|text| reaktor::stats::StatsFile::parse(&text))
-    {
+    let snapshot = match read_snapshot(&dir) {
         Ok(snapshot) => snapshot,
         Err(e) => {
-            eprintln!("error: cannot read the measured cost: {e}");
+            eprintln!("error: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -238,7 +279,11 @@ fn plan(topology: &Path, measured: &MeasuredTarget) -> ExitCode {
 fn main() -> ExitCode {
     let throttle = reaktor::logging::init();
     match Cli::parse().command {
-        Command::Plan { topology, measured } => plan(&topology, &measured),
+        Command::Plan {
+            topology,
+            measured,
+            json,
+        } => plan(&topology, &measured, json),
         Command::Top {
             target,
             interval,

@@ -7,6 +7,19 @@ use crate::kind::Instance;
 use crate::kinds;
 use crate::topology::{LoadedTopology, Topology, TCP_OUT};
 
+/// What `reaktor plan` says about a placement, as separate notes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PlacementNotes {
+    /// One line per core: its cpu and instances.
+    pub cores: Vec<String>,
+    /// (kind, line) for each kind split into several instances.
+    pub kinds: Vec<(String, String)>,
+    /// (tcp instance, tcp.out instance, line) for each tcp split by direction.
+    pub directions: Vec<(usize, usize, String)>,
+    /// One line per link, in `Placement::links` order.
+    pub streams: Vec<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Placement {
     pub instances: Vec<Instance>,
@@ -142,7 +155,27 @@ impl Placement {
 
     /// A human-readable account of the placement, for `reaktor plan`.
     pub fn describe(&self, topology: &Topology) -> String {
+        let notes = self.notes(topology);
         let mut out = String::new();
+        for line in notes.cores.iter().chain(notes.kinds.iter().map(|(_, l)| l)) {
+            out.push_str(line);
+            out.push('\n');
+        }
+        for (_, _, line) in &notes.directions {
+            out.push_str(line);
+            out.push('\n');
+        }
+        out.push_str("streams:\n");
+        for line in &notes.streams {
+            out.push_str(&format!("  {line}\n"));
+        }
+        out
+    }
+
+    /// The words of `reaktor plan` about the placement, one note per core, split kind,
+    /// direction pair and link (in `links` order), for the text and for the operator console.
+    pub fn notes(&self, topology: &Topology) -> PlacementNotes {
+        let mut notes = PlacementNotes::default();
         for (core, section) in topology.cores.iter().enumerate() {
             let cpu = section
                 .cpu
@@ -159,54 +192,65 @@ impl Placement {
             } else {
                 ""
             };
-            out.push_str(&format!(
-                "core {core} [{cpu}]: {}{fused}\n",
-                names.join(", ")
-            ));
+            notes
+                .cores
+                .push(format!("core {core} [{cpu}]: {}{fused}", names.join(", ")));
         }
         for (kind, count) in self.kind_counts() {
             if count > 1 && is_meshed(&kind) {
-                out.push_str(&format!("{kind}: split into {count} instances (ports by name hash, nodes by id hash; requests for a node go to its home instance, the instances talk over a mesh)\n"));
+                let line = format!("{kind}: split into {count} instances (ports by name hash, nodes by id hash; requests for a node go to its home instance, the instances talk over a mesh)");
+                notes.kinds.push((kind, line));
             } else if count > 1 {
-                out.push_str(&format!("{kind}: split into {count} instances (streams routed by key, same core preferred)\n"));
+                let line = format!("{kind}: split into {count} instances (streams routed by key, same core preferred)");
+                notes.kinds.push((kind, line));
             }
         }
         for &(tcp, output) in &self.direction_pairs {
             let (x, y) = (&self.instances[tcp], &self.instances[output]);
-            out.push_str(&format!(
-                "{} split by direction: it accepts and reads sockets on core {}, {} writes them on core {}\n",
-                x.name(),
-                x.core,
-                y.name(),
-                y.core
+            notes.directions.push((
+                tcp,
+                output,
+                format!(
+                    "{} split by direction: it accepts and reads sockets on core {}, {} writes them on core {}",
+                    x.name(),
+                    x.core,
+                    y.name(),
+                    y.core
+                ),
             ));
         }
-        out.push_str("streams:\n");
         for &(a, b) in &self.links {
             let (x, y) = (&self.instances[a], &self.instances[b]);
-            let hop = |writer: usize, reader: usize| {
-                if writer == reader {
-                    "same core"
-                } else {
-                    "cross core"
-                }
-            };
-            let (forth, back) = (
-                hop(x.core, self.reader_core(b)),
-                hop(y.core, self.reader_core(a)),
-            );
-            if forth == back {
-                out.push_str(&format!("  {} <-> {} ({forth})\n", x.name(), y.name()));
+            let (forth, back) = self.hops(a, b);
+            notes.streams.push(if forth == back {
+                format!("{} <-> {} ({forth})", x.name(), y.name())
             } else {
-                out.push_str(&format!(
-                    "  {} -> {} ({forth}), back read on core {} ({back})\n",
+                format!(
+                    "{} -> {} ({forth}), back read on core {} ({back})",
                     x.name(),
                     y.name(),
                     self.reader_core(a)
-                ));
-            }
+                )
+            });
         }
-        out
+        notes
+    }
+
+    /// Whether each direction of link `(a, b)` stays on one core: ("same core" or
+    /// "cross core" from `a` to `b`, the same from `b` to `a`).
+    pub fn hops(&self, a: usize, b: usize) -> (&'static str, &'static str) {
+        let (x, y) = (&self.instances[a], &self.instances[b]);
+        let hop = |writer: usize, reader: usize| {
+            if writer == reader {
+                "same core"
+            } else {
+                "cross core"
+            }
+        };
+        (
+            hop(x.core, self.reader_core(b)),
+            hop(y.core, self.reader_core(a)),
+        )
     }
 
     fn kind_counts(&self) -> Vec<(String, usize)> {

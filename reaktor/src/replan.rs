@@ -150,6 +150,7 @@ pub fn run(
     core_tids: Arc<Vec<AtomicU64>>,
     interval: Duration,
     shutdown: Arc<AtomicBool>,
+    stats: &crate::stats::SharedStats,
 ) {
     let read = || -> Vec<Option<SchedClock>> {
         core_tids
@@ -171,20 +172,20 @@ pub fn run(
         let measured = shares(&before, &after, interval);
         before = after;
         for change in planner.step(&measured) {
-            match change {
-                Change::Stop { core, share, best } => tracing::info!(
-                    core,
-                    share,
-                    best,
+            let text = match change {
+                Change::Stop { core, share, best } => format!(
                     "re-plan: core {core}'s thread got {:.0}% of its cpu, the best core {:.0}%; the other cores take its new connections (live connections stay)",
                     share * 100.0,
                     best * 100.0
                 ),
-                Change::Resume { core } => tracing::info!(
-                    core,
+                Change::Resume { core } => format!(
                     "re-plan: core {core} accepts new connections again (to be measured afresh)"
                 ),
-            }
+            };
+            tracing::info!("{text}");
+            stats
+                .events
+                .push(stats.started.elapsed().as_nanos() as u64, text);
         }
         for (instance, &core) in tcp_cores.iter().enumerate() {
             steering.set_accepting(instance, planner.accepting()[core]);

@@ -77,6 +77,57 @@ pub struct RingEntry {
     pub watch: RingWatch,
 }
 
+/// The most recent operator events kept ([`EventLog`]).
+pub const EVENTS_KEPT: usize = 64;
+
+/// One thing that happened to the running reaktor, for operators (a re-plan that moved new
+/// connections, ...): when (since start) and what, in words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// Numbered from 1 in the order they happened.
+    pub seq: u64,
+    pub at_nanos: u64,
+    pub text: String,
+}
+
+/// The last [`EVENTS_KEPT`] events. Written rarely (by the re-plan thread), read by the
+/// operator console; never touched by a core's duty cycle.
+#[derive(Debug, Default)]
+pub struct EventLog {
+    events: Mutex<std::collections::VecDeque<Event>>,
+    count: AtomicU64,
+}
+
+impl EventLog {
+    pub fn push(&self, at_nanos: u64, text: String) {
+        let Ok(mut events) = self.events.lock() else {
+            return;
+        };
+        let seq = self.count.fetch_add(1, Ordering::Relaxed) + 1;
+        if events.len() == EVENTS_KEPT {
+            events.pop_front();
+        }
+        events.push_back(Event {
+            seq,
+            at_nanos,
+            text,
+        });
+    }
+
+    /// Events logged so far (including those no longer kept).
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// The kept events numbered above `after`.
+    pub fn since(&self, after: u64) -> Vec<Event> {
+        self.events
+            .lock()
+            .map(|e| e.iter().filter(|e| e.seq > after).cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
 /// Everything measured, shared by the core threads (writers), the stats-file thread and the
 /// `metrics` nukleus (readers). Every read is an atomic load or a brief lock of a gauge
 /// snapshot that the owning core replaces at most once a second.
@@ -85,6 +136,8 @@ pub struct SharedStats {
     pub pid: u32,
     pub instances: Vec<InstanceEntry>,
     pub rings: Vec<RingEntry>,
+    /// What happened (re-plans), for the operator console.
+    pub events: EventLog,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]

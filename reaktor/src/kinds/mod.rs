@@ -2,6 +2,7 @@
 //! [`crate::kind::Kind`]); adding one is its crate, its file, and one line in [`REGISTRY`].
 
 mod cluster_status;
+mod console;
 mod echo;
 mod http;
 mod lines;
@@ -13,6 +14,7 @@ mod tcp;
 mod tls;
 mod ws;
 
+pub use console::ConsoleSection;
 pub use http::HttpSection;
 pub use metrics::MetricsNukleus;
 pub use switch::SwitchSection;
@@ -35,6 +37,7 @@ pub static REGISTRY: &[&dyn Kind] = &[
     &ws::Ws,
     &switch::Switch,
     &metrics::Metrics,
+    &console::Console,
     &lines::Lines,
     &raft::Raft,
     &cluster_status::ClusterStatus,

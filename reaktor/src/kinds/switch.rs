@@ -275,6 +275,21 @@ fn check_section(s: &SwitchSection, invalid: Invalid<'_>) -> Result<(), Topology
     Ok(())
 }
 
+/// The bearer tokens of `[[switch.token]]` and what each may do. The operator console accepts
+/// the admin ones, like the switch's `/v1/metrics`.
+pub fn token_grants(loaded: &LoadedTopology) -> Vec<TokenGrant> {
+    loaded
+        .section::<SwitchSection>()
+        .tokens
+        .iter()
+        .map(|t| TokenGrant {
+            token: t.get_ref().token.clone(),
+            nodes: t.get_ref().nodes.clone(),
+            admin: t.get_ref().admin,
+        })
+        .collect()
+}
+
 fn build(build: Build<'_>) -> Result<BoxedNukleus, StartError> {
     let s = build.loaded.section::<SwitchSection>();
     if s.tokens.is_empty() {
@@ -288,15 +303,7 @@ fn build(build: Build<'_>) -> Result<BoxedNukleus, StartError> {
             shards: *s.shards.get_ref(),
             limits: s.limits.limits(),
         },
-        tokens: s
-            .tokens
-            .iter()
-            .map(|t| TokenGrant {
-                token: t.get_ref().token.clone(),
-                nodes: t.get_ref().nodes.clone(),
-                admin: t.get_ref().admin,
-            })
-            .collect(),
+        tokens: token_grants(build.loaded),
         window: *s.window.get_ref(),
         max_request_bytes: s.max_request_bytes,
         max_message_bytes: s.max_message_bytes,

@@ -42,8 +42,10 @@ use std::fmt::Write as _;
 
 mod direction;
 mod input;
+mod predict;
 
 pub use input::{measured_costs, plan_input, stage_kinds};
+pub use predict::{predict, Prediction};
 
 use direction::{core_range, direction_plan, direction_split, gain};
 

@@ -141,10 +141,11 @@ impl Reaktor {
                 crate::replan::POORER
             );
             let core_tids = core_tids.clone();
+            let stats = wired.stats.clone();
             std::thread::Builder::new()
                 .name("reaktor-replan".into())
                 .spawn(move || {
-                    crate::replan::run(steering, tcp_cores, core_tids, interval, shutdown)
+                    crate::replan::run(steering, tcp_cores, core_tids, interval, shutdown, &stats)
                 })
                 .expect("spawning the re-plan thread")
         });

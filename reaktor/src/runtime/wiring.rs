@@ -159,6 +159,7 @@ pub fn wire(
             })
             .collect(),
         rings: ring_entries,
+        events: Default::default(),
     });
     // Runtime re-plan: the instances that accept connections (the kinds facing the network)
     // steer new connections between them.

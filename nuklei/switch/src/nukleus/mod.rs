@@ -473,6 +473,10 @@ impl Nukleus for SwitchNukleus {
         out.push(("nodes_online", m.nodes_online));
         out.push(("messages_sent_total", m.messages_sent));
         out.push(("messages_dropped_total", m.messages_dropped));
+        out.push((
+            "slow_consumer_disconnects_total",
+            m.slow_consumer_disconnects,
+        ));
         out.push(("requests_total", self.requests));
         let open = self
             .exchanges

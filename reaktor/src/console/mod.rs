@@ -1,0 +1,112 @@
+//! The operator console: one page served from the binary that draws the running placement
+//! (cores, instances, streams, the planner's words) and follows a live metrics stream, plus a
+//! what-if that plans a pasted topology. The `console` kind (`kinds/console.rs`) builds one
+//! [`ConsoleNukleus`] per core; they share one [`Shared`].
+//!
+//! - `view`: the placement as structured data (also `reaktor plan --json`).
+//! - `hub`: the metrics stream, made once per interval for every viewer, nothing without one.
+//! - `whatif`: planning a pasted topology on a thread of its own.
+//! - `page`: the embedded page (HTML, CSS, JS) and its content security policy.
+//! - `nukleus`: the HTTP side: authentication, the page, the stream, the what-if.
+//!
+//! The console sits with the operator tools (above `place` and `planner`, which the what-if
+//! runs) although its kind is registered with the others: the one place where a kind's
+//! build reaches up.
+
+mod hub;
+mod nukleus;
+mod page;
+pub mod view;
+pub mod whatif;
+
+pub use hub::{Hub, HubConfig, Tick, Viewer};
+pub use nukleus::ConsoleNukleus;
+pub use page::Page;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use nukleus_switch::{TokenGrant, Tokens};
+
+use crate::error::StartError;
+use crate::stats::SharedStats;
+use crate::topology::LoadedTopology;
+use whatif::{Current, WhatIf};
+
+/// The request window the console grants (what-if bodies arrive within it).
+pub const REQUEST_WINDOW: u32 = 16384;
+
+/// `[console]`, checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    pub interval: Duration,
+    pub history: usize,
+    pub max_viewers: usize,
+    pub max_what_if_bytes: usize,
+}
+
+/// What the console instances of one reaktor share.
+pub struct Shared {
+    pub settings: Settings,
+    pub hub: Arc<Hub>,
+    pub what_if: WhatIf,
+    pub tokens: Tokens,
+    pub stats: Arc<SharedStats>,
+}
+
+fn start_error(message: String) -> StartError {
+    StartError::Nukleus {
+        kind: "console".into(),
+        message,
+    }
+}
+
+impl Shared {
+    /// Reads the running topology once more (the console keeps its own placed copy for the
+    /// what-if's comparison), and checks that the plan it draws lists the rings in the order
+    /// the runtime measures them.
+    pub fn new(
+        loaded: &LoadedTopology,
+        stats: Arc<SharedStats>,
+        settings: Settings,
+        grants: Vec<TokenGrant>,
+    ) -> Result<Shared, StartError> {
+        let mut copy = crate::kinds::parse(&loaded.path, &loaded.text)
+            .map_err(|e| start_error(format!("cannot re-read the running topology: {e}")))?;
+        let plan = crate::place::place(&mut copy)
+            .map_err(|e| start_error(format!("cannot re-place the running topology: {e}")))?;
+        let current = Arc::new(Current { loaded: copy, plan });
+        let view = whatif::current_view(&current, &stats, whatif::Costs::Declared);
+        let same_rings = view.rings.len() == stats.rings.len()
+            && view.rings.iter().zip(&stats.rings).all(|(v, r)| {
+                view.instances[v.from].name == stats.instances[r.from].name
+                    && view.instances[v.to].name == stats.instances[r.to].name
+            });
+        if !same_rings || view.instances.len() != stats.instances.len() {
+            return Err(start_error(
+                "the console's plan does not match the running placement (a bug: please report it)"
+                    .into(),
+            ));
+        }
+        if !grants.iter().any(|g| g.admin) {
+            tracing::warn!("[console] no [[switch.token]] has admin = true: every console request will be refused with 401");
+        }
+        let plan_json = serde_json::to_string(&view).expect("plain data serializes");
+        let hub = Arc::new(Hub::new(
+            HubConfig {
+                interval: settings.interval,
+                history: settings.history,
+                max_viewers: settings.max_viewers,
+            },
+            stats.clone(),
+            plan_json,
+        ));
+        Ok(Shared {
+            settings,
+            hub,
+            what_if: WhatIf::new(current, stats.clone()),
+            tokens: Tokens::new(&grants),
+            stats,
+        })
+    }
+}
