@@ -128,6 +128,8 @@ struct TickBody<'a> {
     instances: Vec<InstanceRates>,
     /// Bytes published and not yet consumed, per ring (the plan's `rings` order).
     rings: Vec<u64>,
+    /// Frames per second published on each ring.
+    ring_fps: Vec<f64>,
     /// Records refused by a full ring, per ring, in all.
     full: Vec<u64>,
     events: Vec<EventBody>,
@@ -315,6 +317,19 @@ impl Hub {
             point: &raw,
             instances,
             rings: snapshot.rings.iter().map(|r| r.stats.occupancy()).collect(),
+            ring_fps: snapshot
+                .rings
+                .iter()
+                .zip(&previous.rings)
+                .map(|(now, before)| {
+                    per_second(
+                        now.stats
+                            .records_written
+                            .saturating_sub(before.stats.records_written),
+                        seconds,
+                    )
+                })
+                .collect(),
             full: snapshot.rings.iter().map(|r| r.stats.full_count).collect(),
             events,
         };

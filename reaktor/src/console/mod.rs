@@ -33,6 +33,43 @@ use crate::stats::SharedStats;
 use crate::topology::LoadedTopology;
 use whatif::{Current, WhatIf};
 
+/// The running topology's text for the what-if's editor, with every `token = "…"` value
+/// replaced by `redacted-N` (placement needs no secrets; distinct, so the text still loads).
+pub fn redacted_topology(text: &str) -> String {
+    use toml::de::{DeTable, DeValue};
+    fn walk(table: &DeTable<'_>, spans: &mut Vec<std::ops::Range<usize>>) {
+        for (key, value) in table.iter() {
+            match value.get_ref() {
+                DeValue::String(_) if key.get_ref() == "token" => spans.push(value.span()),
+                DeValue::Table(t) => walk(t, spans),
+                DeValue::Array(items) => {
+                    for item in items.iter() {
+                        if let DeValue::Table(t) = item.get_ref() {
+                            walk(t, spans);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    let Ok(root) = DeTable::parse(text) else {
+        return String::new();
+    };
+    let mut spans = Vec::new();
+    walk(root.get_ref(), &mut spans);
+    spans.sort_by_key(|s| s.start);
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for (n, span) in spans.into_iter().enumerate() {
+        out.push_str(&text[at..span.start]);
+        out.push_str(&format!("\"redacted-{}\"", n + 1));
+        at = span.end;
+    }
+    out.push_str(&text[at..]);
+    out
+}
+
 /// The request window the console grants (what-if bodies arrive within it).
 pub const REQUEST_WINDOW: u32 = 16384;
 
@@ -48,6 +85,8 @@ pub struct Settings {
 /// What the console instances of one reaktor share.
 pub struct Shared {
     pub settings: Settings,
+    /// The running topology, tokens left out (`redacted_topology`).
+    pub topology_text: String,
     pub hub: Arc<Hub>,
     pub what_if: WhatIf,
     pub tokens: Tokens,
@@ -103,10 +142,29 @@ impl Shared {
         ));
         Ok(Shared {
             settings,
+            topology_text: redacted_topology(&loaded.text),
             hub,
             what_if: WhatIf::new(current, stats.clone()),
             tokens: Tokens::new(&grants),
             stats,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_left_out_of_the_topology_the_editor_shows() {
+        let text = "[switch]\nlease_ms = 1000\n[[switch.token]]\ntoken = \"s3cret\"\nadmin = true\n\n[[switch.token]]\ntoken = 'other'  # a comment\nnodes = [\"a\"]\n";
+        let out = redacted_topology(text);
+        assert!(!out.contains("s3cret") && !out.contains("other"), "{out}");
+        assert!(
+            out.contains("token = \"redacted-1\"")
+                && out.contains("token = \"redacted-2\"  # a comment"),
+            "{out}"
+        );
+        assert!(out.contains("lease_ms = 1000"));
     }
 }

@@ -4,6 +4,7 @@
 //! - `GET /console/stream`: server-sent events: `hello` (the plan, the history, recent
 //!   events), then a `tick` per interval (the [`Hub`]'s shared bytes).
 //! - `GET /console/plan[?costs=measured]`: the running placement as JSON.
+//! - `GET /console/topology`: the running topology file, tokens left out (the what-if's start).
 //! - `POST /console/what-if[?costs=declared]`: a topology in the body; the running and the
 //!   proposed placement with their predicted throughput (JSON), or 400 with the reason.
 //!
@@ -398,6 +399,10 @@ impl ConsoleNukleus {
                     &extra,
                 );
             }
+            "/console/topology" if get => {
+                let body = self.shared.topology_text.clone().into_bytes();
+                Self::answer(x, 200, "text/plain; charset=utf-8", body, &[]);
+            }
             "/console/plan" if get => {
                 let view = super::whatif::current_view(
                     self.shared.what_if.current(),
@@ -458,10 +463,12 @@ impl ConsoleNukleus {
                     costs,
                 };
             }
-            "/console" | "/console/plan" | "/console/stream" => allow(x, "GET, HEAD"),
+            "/console" | "/console/plan" | "/console/stream" | "/console/topology" => {
+                allow(x, "GET, HEAD")
+            }
             "/console/what-if" => allow(x, "POST"),
             _ => {
-                let body = b"not found: the console serves /console, /console/stream, /console/plan and /console/what-if\n".to_vec();
+                let body = b"not found: the console serves /console, /console/stream, /console/plan, /console/topology and /console/what-if\n".to_vec();
                 Self::answer(x, 404, "text/plain; charset=utf-8", body, &[]);
             }
         }

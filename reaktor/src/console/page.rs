@@ -55,10 +55,18 @@ mod tests {
         let html = std::str::from_utf8(&page.html).unwrap();
         assert!(html.contains(SCRIPT) && html.contains(STYLE));
         assert!(!html.contains("/*SCRIPT*/") && !html.contains("/*STYLE*/"));
-        // Nothing from elsewhere: no URL with a scheme or a protocol-relative one.
-        for needle in ["http://", "https://", "src=\"//", "href=\"//"] {
-            assert!(!html.contains(needle), "the page refers to {needle}");
+        // Nothing from elsewhere: no URL but the SVG namespace, no protocol-relative one.
+        let urls = html.matches("http://").count() + html.matches("https://").count();
+        let namespace = html.matches("\"http://www.w3.org/2000/svg\"").count();
+        assert_eq!(urls, namespace, "the page refers to another site");
+        // The only link: an empty icon, so the browser asks for no favicon.
+        assert_eq!(html.matches("href=").count(), 1);
+        assert!(html.contains("<link rel=\"icon\" href=\"data:,\">"));
+        for needle in ["src=", "@import", "//cdn"] {
+            assert!(!html.contains(needle), "the page loads something: {needle}");
         }
+        // url() only for markers inside the page's own SVG.
+        assert_eq!(html.matches("url(").count(), html.matches("url(#").count());
         assert_eq!(page.content_security_policy.matches("'sha256-").count(), 2);
         // The hash of the empty string is well known: the encoding is standard base64.
         assert_eq!(
