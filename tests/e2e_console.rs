@@ -382,3 +382,30 @@ to = "echo"
     // Still serving after all that.
     assert_eq!(get(&server, &[], "/healthz").0, 200);
 }
+
+#[test]
+fn with_a_cluster_the_stream_shows_the_members_role_epoch_and_leader() {
+    let peer = support::free_port();
+    let topology = format!(
+        "{TOPOLOGY}\n[cluster]\nid = 1\nstate_dir = \"raft\"\n[[cluster.member]]\nid = 1\npeer = \"127.0.0.1:{peer}\"\napi = \"http://127.0.0.1:{{PORT}}\"\n"
+    );
+    let server = Server::start(&topology);
+    let (status, mut events) = EventStream::open(&server, ADMIN);
+    assert_eq!(status, 200);
+    let (_, hello) = events.next();
+    assert_eq!(hello["cluster"]["id"], 1, "{}", hello["cluster"]);
+    // A member alone elects itself: the ticks show it become the serving master.
+    let started = Instant::now();
+    loop {
+        let cluster = events.next_tick()["cluster"].clone();
+        if cluster["role"] == "leader" && cluster["serving"] == true {
+            assert_eq!(cluster["leader"], 1);
+            assert!(cluster["epoch"].as_u64().unwrap() >= 1, "{cluster}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "never became the serving master: {cluster}"
+        );
+    }
+}

@@ -38,6 +38,39 @@ pub struct Tick {
     pub at: Instant,
 }
 
+/// With `[cluster]`: this member's id and what its election publishes.
+pub struct ClusterSource {
+    pub id: u64,
+    pub mastership: Arc<streams::Mastership>,
+}
+
+/// The cluster as a tick shows it (`GET /v1/cluster`'s words).
+#[derive(Debug, Serialize, PartialEq)]
+struct ClusterBody {
+    id: u64,
+    role: &'static str,
+    serving: bool,
+    term: u64,
+    epoch: Option<u64>,
+    leader: Option<u64>,
+}
+
+impl ClusterSource {
+    fn body(&self, now: Instant) -> ClusterBody {
+        let standing = self.mastership.read();
+        let serving = standing.serving(now);
+        ClusterBody {
+            id: self.id,
+            role: standing.role.name(),
+            serving: serving.is_some(),
+            term: standing.term,
+            // The epoch of the master this member knows: the term its leader was elected in.
+            epoch: serving.or(standing.leader.map(|_| standing.term)),
+            leader: standing.leader,
+        }
+    }
+}
+
 /// Shared by the console instances of one reaktor.
 pub struct Hub {
     pub config: HubConfig,
@@ -46,6 +79,7 @@ pub struct Hub {
     plan_json: String,
     /// Instance indices of the kinds the tick sums (by kind name), resolved once.
     kinds: Vec<String>,
+    cluster: Option<ClusterSource>,
     viewers: AtomicUsize,
     state: Mutex<State>,
 }
@@ -133,6 +167,8 @@ struct TickBody<'a> {
     /// Records refused by a full ring, per ring, in all.
     full: Vec<u64>,
     events: Vec<EventBody>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster: Option<ClusterBody>,
 }
 
 #[derive(Serialize)]
@@ -147,6 +183,8 @@ struct HelloBody<'a> {
     plan: &'a serde_json::value::RawValue,
     history: Vec<&'a serde_json::value::RawValue>,
     events: Vec<EventBody>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster: Option<ClusterBody>,
     interval_ms: u64,
     history_points: usize,
     pid: u32,
@@ -186,7 +224,12 @@ fn events_body(stats: &SharedStats, after: u64) -> Vec<EventBody> {
 }
 
 impl Hub {
-    pub fn new(config: HubConfig, stats: Arc<SharedStats>, plan_json: String) -> Hub {
+    pub fn new(
+        config: HubConfig,
+        stats: Arc<SharedStats>,
+        plan_json: String,
+        cluster: Option<ClusterSource>,
+    ) -> Hub {
         let mut kinds: Vec<String> = Vec::new();
         for i in &stats.instances {
             if !kinds.contains(&i.kind) {
@@ -198,6 +241,7 @@ impl Hub {
             stats,
             plan_json,
             kinds,
+            cluster,
             viewers: AtomicUsize::new(0),
             state: Mutex::new(State {
                 seq: 0,
@@ -256,6 +300,7 @@ impl Hub {
             plan: &plan,
             history: raw.iter().map(|r| r.as_ref()).collect(),
             events: events_body(&self.stats, after),
+            cluster: self.cluster.as_ref().map(|c| c.body(Instant::now())),
             interval_ms: self.config.interval.as_millis() as u64,
             history_points: self.config.history,
             pid: self.stats.pid,
@@ -332,6 +377,7 @@ impl Hub {
                 .collect(),
             full: snapshot.rings.iter().map(|r| r.stats.full_count).collect(),
             events,
+            cluster: self.cluster.as_ref().map(|c| c.body(now)),
         };
         let json = serde_json::to_string(&body).expect("plain data serializes");
         state.tick = Some(Tick {
@@ -540,5 +586,41 @@ mod tests {
         assert_eq!(hub.viewers(), 0);
         let state = hub.state.lock().unwrap();
         assert!(state.previous.is_none() && state.tick.is_none());
+    }
+}
+
+#[cfg(test)]
+mod cluster_tests {
+    use super::*;
+    use streams::{MasterLease, Mastership, MemberRole, Standing};
+
+    #[test]
+    fn a_member_shows_its_role_epoch_and_leader() {
+        let mastership = Arc::new(Mastership::new());
+        let now = Instant::now();
+        mastership.publish(
+            &Standing {
+                lease: Some(MasterLease {
+                    epoch: 7,
+                    until: now + Duration::from_secs(5),
+                }),
+                role: MemberRole::Leader,
+                term: 7,
+                leader: Some(2),
+            },
+            false,
+        );
+        let source = ClusterSource { id: 2, mastership };
+        assert_eq!(
+            source.body(now),
+            ClusterBody {
+                id: 2,
+                role: "leader",
+                serving: true,
+                term: 7,
+                epoch: Some(7),
+                leader: Some(2),
+            }
+        );
     }
 }

@@ -19,7 +19,7 @@ mod page;
 pub mod view;
 pub mod whatif;
 
-pub use hub::{Hub, HubConfig, Tick, Viewer};
+pub use hub::{ClusterSource, Hub, HubConfig, Tick, Viewer};
 pub use nukleus::ConsoleNukleus;
 pub use page::Page;
 
@@ -109,6 +109,7 @@ impl Shared {
         stats: Arc<SharedStats>,
         settings: Settings,
         grants: Vec<TokenGrant>,
+        cluster: Option<ClusterSource>,
     ) -> Result<Shared, StartError> {
         let mut copy = crate::kinds::parse(&loaded.path, &loaded.text)
             .map_err(|e| start_error(format!("cannot re-read the running topology: {e}")))?;
@@ -139,6 +140,7 @@ impl Shared {
             },
             stats.clone(),
             plan_json,
+            cluster,
         ));
         Ok(Shared {
             settings,

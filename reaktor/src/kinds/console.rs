@@ -137,6 +137,13 @@ impl Kind for Console {
                         max_what_if_bytes: *section.max_what_if_bytes.get_ref(),
                     },
                     super::switch::token_grants(build.loaded),
+                    // With [cluster]: the election's standing, for the cluster panel.
+                    build.loaded.cluster.as_ref().zip(build.mastership).map(
+                        |(cluster, mastership)| crate::console::ClusterSource {
+                            id: cluster.id,
+                            mastership: mastership.clone(),
+                        },
+                    ),
                 )?);
                 section.shared.get_or_init(|| made).clone()
             }
