@@ -14,54 +14,13 @@ use std::time::{Duration, Instant};
 use support::{curl, Server, BIN};
 
 /// Two unpinned cores, the whole default stack with the console on both.
-pub const TOPOLOGY: &str = r#"
-[reaktor]
-pin = false
-stream_capacity = 1048576
-
-[[listener]]
-name = "http"
-address = "127.0.0.1:{PORT}"
-chain = ["tcp", "http"]
-
-[[core]]
-nuklei = ["tcp", "http", "ws", "echo", "switch", "metrics", "console"]
-
-[[core]]
-nuklei = ["tcp", "http", "ws", "echo", "switch", "metrics", "console"]
-
-[[http.route]]
-path = "/"
-to = "echo"
-
-[[http.route]]
-path = "/metrics"
-to = "metrics"
-
-[[http.route]]
-path = "/console"
-to = "console"
-
-[[http.route]]
-path = "/ws"
-to = "ws"
-
-[[ws.route]]
-path = "/ws/echo"
-to = "echo"
-
-[[http.route]]
-path = "/v1/"
-to = "switch"
-
-[[http.route]]
-path = "/v1/ws/"
-to = "ws"
-
-[[ws.route]]
-path = "/v1/ws/"
-to = "switch"
-
+/// Two unpinned cores, the whole default stack with the console on both
+/// (tests/console_topology.toml), and this test's console settings and tokens.
+fn topology() -> String {
+    format!(
+        "{}{}",
+        include_str!("console_topology.toml"),
+        r#"
 [console]
 interval_ms = 200
 max_viewers = 2
@@ -74,7 +33,9 @@ admin = true
 [[switch.token]]
 token = "node-token"
 nodes = ["n1"]
-"#;
+"#
+    )
+}
 
 const ADMIN: &str = "Authorization: Bearer admin-secret";
 
@@ -184,7 +145,7 @@ fn metric(server: &Server, family: &str) -> f64 {
 
 #[test]
 fn the_console_needs_an_admin_token_and_serves_its_page_with_a_strict_policy() {
-    let server = Server::start(TOPOLOGY);
+    let server = Server::start(&topology());
     let (status, head, body) = get(&server, &[], "/console");
     assert_eq!(status, 401, "{head}");
     assert!(head.contains("www-authenticate: bearer"), "{head}");
@@ -223,7 +184,7 @@ fn the_console_needs_an_admin_token_and_serves_its_page_with_a_strict_policy() {
 
 #[test]
 fn the_console_draws_what_reaktor_plan_json_prints() {
-    let server = Server::start(TOPOLOGY);
+    let server = Server::start(&topology());
     let (status, _, body) = get(&server, &["-H", ADMIN], "/console/plan?costs=declared");
     assert_eq!(status, 200);
     let served: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -246,7 +207,7 @@ fn the_console_draws_what_reaktor_plan_json_prints() {
 
 #[test]
 fn the_stream_says_hello_then_ticks_and_the_numbers_move_under_load() {
-    let server = Server::start(TOPOLOGY);
+    let server = Server::start(&topology());
     let (status, mut events) = EventStream::open(&server, ADMIN);
     assert_eq!(status, 200);
     let (name, hello) = events.next();
@@ -289,7 +250,7 @@ fn the_stream_says_hello_then_ticks_and_the_numbers_move_under_load() {
 
 #[test]
 fn viewers_are_bounded_and_nothing_is_done_without_one() {
-    let server = Server::start(TOPOLOGY);
+    let server = Server::start(&topology());
     // No viewer: the console instances do no work at all (gauges refresh once a second).
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(metric(&server, "reaktor_console_ticks_sent_total"), 0.0);
@@ -327,7 +288,7 @@ fn viewers_are_bounded_and_nothing_is_done_without_one() {
 
 #[test]
 fn the_what_if_plans_a_pasted_topology_and_refuses_hostile_input() {
-    let server = Server::start(TOPOLOGY);
+    let server = Server::start(&topology());
     let post = |body: &str, extra: &[&str]| -> (u16, String) {
         let mut args = vec!["-H", ADMIN, "-X", "POST", "--data-binary", body];
         args.extend_from_slice(extra);
@@ -387,7 +348,8 @@ to = "echo"
 fn with_a_cluster_the_stream_shows_the_members_role_epoch_and_leader() {
     let peer = support::free_port();
     let topology = format!(
-        "{TOPOLOGY}\n[cluster]\nid = 1\nstate_dir = \"raft\"\n[[cluster.member]]\nid = 1\npeer = \"127.0.0.1:{peer}\"\napi = \"http://127.0.0.1:{{PORT}}\"\n"
+        "{}\n[cluster]\nid = 1\nstate_dir = \"raft\"\n[[cluster.member]]\nid = 1\npeer = \"127.0.0.1:{peer}\"\napi = \"http://127.0.0.1:{{PORT}}\"\n",
+        topology()
     );
     let server = Server::start(&topology);
     let (status, mut events) = EventStream::open(&server, ADMIN);

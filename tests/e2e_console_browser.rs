@@ -13,54 +13,12 @@ use std::time::{Duration, Instant};
 
 use support::{workspace, Server, BIN};
 
-const TOPOLOGY: &str = r#"
-[reaktor]
-pin = false
-stream_capacity = 1048576
-
-[[listener]]
-name = "http"
-address = "127.0.0.1:{PORT}"
-chain = ["tcp", "http"]
-
-[[core]]
-nuklei = ["tcp", "http", "ws", "echo", "switch", "metrics", "console"]
-
-[[core]]
-nuklei = ["tcp", "http", "ws", "echo", "switch", "metrics", "console"]
-
-[[http.route]]
-path = "/"
-to = "echo"
-
-[[http.route]]
-path = "/metrics"
-to = "metrics"
-
-[[http.route]]
-path = "/console"
-to = "console"
-
-[[http.route]]
-path = "/ws"
-to = "ws"
-
-[[ws.route]]
-path = "/ws/echo"
-to = "echo"
-
-[[http.route]]
-path = "/v1/"
-to = "switch"
-
-[[http.route]]
-path = "/v1/ws/"
-to = "ws"
-
-[[ws.route]]
-path = "/v1/ws/"
-to = "switch"
-
+/// tests/console_topology.toml with this test's console settings and tokens.
+fn topology() -> String {
+    format!(
+        "{}{}",
+        include_str!("console_topology.toml"),
+        r#"
 [console]
 interval_ms = 500
 
@@ -71,7 +29,9 @@ admin = true
 [[switch.token]]
 token = "browser-node"
 nodes = ["n1"]
-"#;
+"#
+    )
+}
 
 /// Where the screenshots go: the test's output directory under target/.
 fn out_dir() -> PathBuf {
@@ -89,7 +49,7 @@ fn the_console_in_chromium_draws_the_plan_follows_the_load_and_plans_what_ifs() 
             && std::path::Path::new("/usr/bin/chromium").exists(),
         "the browser test needs Chromium and tests/browser/node_modules: run scripts/setup-test-deps.sh"
     );
-    let server = Server::start(TOPOLOGY);
+    let server = Server::start(&topology());
     let out = out_dir();
     let plan = Command::new(BIN)
         .args(["plan", "--json", "--topology"])

@@ -517,7 +517,7 @@ mod tests {
             max_viewers,
         };
         (
-            Arc::new(Hub::new(config, stats, "{\"cores\":[]}".into())),
+            Arc::new(Hub::new(config, stats, "{\"cores\":[]}".into(), None)),
             counters,
         )
     }
