@@ -26,8 +26,11 @@
 //!   Switching Protocols` only now, so an application can still refuse the upgrade.
 //! * `END` before any `BEGIN`, extension [`encode_refusal`] `[status:u16 LE][reason utf8]`:
 //!   the application refuses the connection; the client gets that HTTP status (400 ..= 599,
-//!   else 500) with the reason as a `text/plain` body, e.g. 401 for a missing token. `ABORT`
-//!   before `BEGIN` (or no answer within ws's close timeout) is a 503.
+//!   else 500) with the reason as a `text/plain` body, e.g. 401 for a missing token. Or
+//!   [`encode_refusal_response`] `[status:u16 LE][0][header lines][empty line][body]`: a
+//!   complete answer, 300 ..= 599, with the application's headers (a `307` with `Location`,
+//!   a `503` with `Retry-After`) and body. `ABORT` before `BEGIN` (or no answer within ws's
+//!   close timeout) is a 503.
 //! * `DATA`: messages in the same format as above; ws writes each `DATA` as one WebSocket
 //!   frame (text/binary on `FLAG_INIT`, continuation otherwise, FIN bit from `FLAG_FIN`). The
 //!   application must stay within the window ws grants; ws grants it only as fast as http
@@ -59,6 +62,76 @@ pub const PING: &[u8] = b"ping";
 pub fn encode_refusal(out: &mut Vec<u8>, status: u16, reason: &str) {
     out.extend_from_slice(&status.to_le_bytes());
     out.extend_from_slice(reason.as_bytes());
+}
+
+/// The END extension that refuses a connection with a complete answer:
+/// `[status:u16 LE][0]`, then `Name: value\n` per header, an empty line `\n`, and the body.
+/// ws adds `Content-Length`; header lines with CR or LF in them are left out.
+pub fn encode_refusal_response(
+    out: &mut Vec<u8>,
+    status: u16,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) {
+    out.extend_from_slice(&status.to_le_bytes());
+    out.push(0);
+    for (name, value) in headers {
+        let line_safe = |t: &str| !t.contains(['\r', '\n']);
+        if !name.is_empty() && !name.contains(':') && line_safe(name) && line_safe(value) {
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.push(b'\n');
+        }
+    }
+    out.push(b'\n');
+    out.extend_from_slice(body);
+}
+
+/// A refusal with a complete answer (see [`encode_refusal_response`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefusalResponse {
+    /// 300 ..= 599 (else 500).
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// Parses a refusal extension in the complete-answer form; `None` for the short form (read
+/// that with [`parse_refusal`]). A header line without `: ` is left out.
+pub fn parse_refusal_response(ext: &[u8]) -> Option<RefusalResponse> {
+    let [a, b, 0, rest @ ..] = ext else {
+        return None;
+    };
+    let status = u16::from_le_bytes([*a, *b]);
+    let status = if (300..=599).contains(&status) {
+        status
+    } else {
+        500
+    };
+    let mut headers = Vec::new();
+    let mut rest = rest;
+    // Without an empty line, what there is, is the body.
+    while let Some(end) = rest.iter().position(|&c| c == b'\n') {
+        let (line, after) = (&rest[..end], &rest[end + 1..]);
+        rest = after;
+        if line.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = std::str::from_utf8(line)
+            .ok()
+            .and_then(|l| l.split_once(": "))
+        {
+            if !name.is_empty() && !name.contains([':', '\r']) && !value.contains('\r') {
+                headers.push((name.to_string(), value.to_string()));
+            }
+        }
+    }
+    Some(RefusalResponse {
+        status,
+        headers,
+        body: rest.to_vec(),
+    })
 }
 
 /// Parses a refusal extension; a missing or out-of-range status reads as 500.

@@ -281,6 +281,47 @@ fn an_application_refusal_before_accepting_is_an_http_error_with_its_reason() {
 }
 
 #[test]
+fn an_application_refusal_with_a_complete_answer_reaches_the_client_as_written() {
+    let mut rig = Rig::new();
+    rig.upgrade_unanswered("/ws/app", 65536);
+    let mut refusal = Vec::new();
+    app::encode_refusal_response(
+        &mut refusal,
+        307,
+        &[
+            ("Location", "http://10.0.0.2:8080/ws/app?x=1"),
+            ("Content-Type", "application/json"),
+            ("Bad\r\nHeader", "dropped"),
+        ],
+        br#"{"leader":2}"#,
+    );
+    rig.app
+        .tx
+        .end(&Header::new(rig.app_id ^ 1), &refusal)
+        .unwrap();
+    rig.poll();
+    let to_http = rig.http.frames();
+    let begin = to_http.iter().find(|g| g.type_id == frame::BEGIN).unwrap();
+    let head = ResponseHead::parse(&begin.extension).unwrap();
+    assert_eq!(head.status, 307);
+    assert_eq!(
+        head.header("location"),
+        Some(&b"http://10.0.0.2:8080/ws/app?x=1"[..])
+    );
+    assert_eq!(head.header("content-type"), Some(&b"application/json"[..]));
+    assert_eq!(head.header("content-length"), Some(&b"12"[..]));
+    assert_eq!(head.header("bad\r\nheader"), None);
+    let body = to_http.iter().find(|g| g.type_id == frame::DATA).unwrap();
+    assert_eq!(body.payload, br#"{"leader":2}"#);
+    assert!(to_http.iter().any(|g| g.type_id == frame::RESET));
+    // The short form is still the short form; a complete answer outside 3xx-5xx is a 500.
+    assert_eq!(app::parse_refusal_response(b"\x91\x01no"), None);
+    let mut ext = Vec::new();
+    app::encode_refusal_response(&mut ext, 200, &[], b"");
+    assert_eq!(app::parse_refusal_response(&ext).unwrap().status, 500);
+}
+
+#[test]
 fn an_application_that_never_answers_the_upgrade_gets_a_503_after_the_close_timeout() {
     let mut rig = Rig::new();
     rig.upgrade_unanswered("/ws/app", 65536);

@@ -35,9 +35,15 @@ impl WsNukleus {
             }
             (frame::END, true) if c.accept.is_some() => {
                 a.reply = Reply::Ended;
-                let (status, reason) = app::parse_refusal(f.extension());
-                let reason = reason.to_owned();
-                self.refuse(slot, status, &reason);
+                if let Some(answer) = app::parse_refusal_response(f.extension()) {
+                    self.abort_app(slot);
+                    self.conns[slot].accept = None;
+                    self.reject_with(slot, &answer);
+                } else {
+                    let (status, reason) = app::parse_refusal(f.extension());
+                    let reason = reason.to_owned();
+                    self.refuse(slot, status, &reason);
+                }
             }
             (frame::ABORT, true) if c.accept.is_some() => {
                 a.reply = Reply::Ended;

@@ -211,25 +211,43 @@ impl WsNukleus {
 
     /// Answers a refused upgrade with a complete HTTP response and closes the tunnel.
     pub(super) fn reject(&mut self, slot: usize, status: u16, reason: &str, version_hint: bool) {
-        self.rejected += 1;
-        let c = &mut self.conns[slot];
-        c.out.extend_from_slice(reason.as_bytes());
-        c.out.extend_from_slice(b"\n");
-        let mut length = itoa::Buffer::new();
-        let length = length.format(c.out.len());
-        self.scratch.clear();
-        let mut headers: Vec<(&str, &[u8])> = vec![
-            ("Content-Type", b"text/plain"),
-            ("Content-Length", length.as_bytes()),
-        ];
+        let mut headers = vec![("Content-Type".to_string(), "text/plain".to_string())];
         if version_hint {
-            headers.push(("Sec-WebSocket-Version", b"13"));
+            headers.push(("Sec-WebSocket-Version".into(), "13".into()));
         }
         if status == 401 {
             // RFC 9110 §11.6.1: a 401 names the scheme (the application refused a credential).
-            headers.push(("WWW-Authenticate", b"Bearer"));
+            headers.push(("WWW-Authenticate".into(), "Bearer".into()));
         }
-        ext::encode_response(&mut self.scratch, status, headers.into_iter());
+        let mut body = reason.as_bytes().to_vec();
+        body.push(b'\n');
+        self.reject_with(
+            slot,
+            &app::RefusalResponse {
+                status,
+                headers,
+                body,
+            },
+        );
+    }
+
+    /// Answers a refused upgrade with `answer` (ws adds `Content-Length`) and closes the
+    /// tunnel.
+    pub(super) fn reject_with(&mut self, slot: usize, answer: &app::RefusalResponse) {
+        self.rejected += 1;
+        let c = &mut self.conns[slot];
+        c.out.extend_from_slice(&answer.body);
+        let mut length = itoa::Buffer::new();
+        let length = length.format(c.out.len());
+        self.scratch.clear();
+        let mut headers: Vec<(&str, &[u8])> = answer
+            .headers
+            .iter()
+            .filter(|(name, _)| !name.eq_ignore_ascii_case("content-length"))
+            .map(|(name, value)| (name.as_str(), value.as_bytes()))
+            .collect();
+        headers.push(("Content-Length", length.as_bytes()));
+        ext::encode_response(&mut self.scratch, answer.status, headers.into_iter());
         let http_id = c.http_id;
         let input = c.input;
         c.in_ended = true;
