@@ -10,6 +10,8 @@
 #   REAKTOR_BIN      the reaktor binary (default: $CARGO_TARGET_DIR or target, debug build;
 #                    built with cargo if missing)
 #   MAX_EXAMPLES     examples per operation (default 60)
+#   CLUSTER=1        run the reaktor as a one-member [cluster] (it elects itself): replies
+#                    then carry the epoch and the fencing sequence
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -49,11 +51,19 @@ address = "127.0.0.1:$PORT"
 chain = ["tcp", "http"]
 
 [[core]]
-nuklei = ["tcp", "http", "ws", "switch"]
+nuklei = ["tcp", "http", "ws", "switch", "cluster"]
 
 [[http.route]]
 path = "/v1/"
 to = "switch"
+
+[[http.route]]
+path = "/v1/cluster"
+to = "cluster"
+
+[[http.route]]
+path = "/readyz"
+to = "cluster"
 
 [[http.route]]
 path = "/v1/ws/"
@@ -71,12 +81,31 @@ token = "schemathesis"
 nodes = ["n1", "n2"]
 admin = true
 TOML
+if [ "${CLUSTER:-0}" = 1 ]; then
+    PEER=$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    cat >> "$WORK/topology.toml" <<TOML
+
+[cluster]
+id = 1
+state_dir = "state"
+
+[[cluster.member]]
+id = 1
+peer = "127.0.0.1:$PEER"
+api = "http://127.0.0.1:$PORT"
+TOML
+fi
 
 mkdir -p "$WORK/streams"
 "$BIN" run --topology "$WORK/topology.toml" --stream-dir "$WORK/streams" 2> "$WORK/server.log" &
 SERVER_PID=$!
 for _ in $(seq 100); do
     curl -s -o /dev/null "http://127.0.0.1:$PORT/" && break
+    sleep 0.1
+done
+# A cluster member serves once it has elected itself.
+for _ in $(seq 100); do
+    curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/readyz" | grep -q 200 && break
     sleep 0.1
 done
 
@@ -99,6 +128,14 @@ status=0
     --warnings off \
     "$@" || status=$?
 
+if [ "${CLUSTER:-0}" = 1 ]; then
+    # The run was against a serving member: its replies carry the epoch.
+    reply=$(curl -sS -H "Authorization: Bearer schemathesis" -d '{"nodes":["n1"]}' "http://127.0.0.1:$PORT/v1/nodes/query")
+    if ! echo "$reply" | grep -q '"epoch":'; then
+        echo "schemathesis.sh: CLUSTER=1 but the reply carries no epoch: $reply" >&2
+        exit 1
+    fi
+fi
 if ! kill -0 "$SERVER_PID" 2>/dev/null; then
     echo "schemathesis.sh: the reaktor died during the run" >&2
     cat "$WORK/server.log" >&2

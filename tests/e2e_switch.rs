@@ -274,6 +274,23 @@ fn openapi_document_holds_under_schemathesis() {
     );
 }
 
+/// The same for a one-member cluster, whose replies carry the epoch and fencing sequence.
+#[test]
+fn openapi_document_holds_for_a_cluster_member_under_schemathesis() {
+    let output = Command::new(workspace().join("scripts/schemathesis.sh"))
+        .env("REAKTOR_BIN", support::BIN)
+        .env("MAX_EXAMPLES", "25")
+        .env("CLUSTER", "1")
+        .output()
+        .expect("run scripts/schemathesis.sh");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("No issues found"),
+        "schemathesis found issues\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// examples/chat/demo.py runs against examples/default.toml (on a free port, unpinned).
 #[test]
 fn chat_example_runs_against_the_default_topology() {

@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::proxy::Proxy;
+use super::wsclient::{RawWs, Refused};
 use super::{free_port, workspace, TempDir, BIN};
 
 /// The election clocks of a test cluster.
@@ -133,7 +134,7 @@ impl Cluster {
     pub fn start(n: u64, clocks: Clocks, extra: &str) -> Cluster {
         let dir = TempDir::new("cluster");
         let log_filter = std::env::var("REAKTOR_LOG")
-            .unwrap_or_else(|_| "warn,raft=info,reaktor::grant=info".into());
+            .unwrap_or_else(|_| "warn,raft=info,switch::serving=debug".into());
         // Each member's peer listener: reserve its port by binding, release it just before
         // the member starts (the proxies target it).
         let peer_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
@@ -352,6 +353,86 @@ impl Drop for Cluster {
         if std::env::var_os("REAKTOR_KEEP_CLUSTER").is_some() {
             eprintln!("cluster kept in {}", self.dir.0.display());
             self.dir.0 = PathBuf::new();
+        }
+    }
+}
+
+/// Where a `Location` (`ws://host:port/target` or `http://...`) points: (address, target).
+pub fn location(url: &str) -> Option<(SocketAddr, String)> {
+    let rest = url.split_once("://")?.1;
+    let (authority, target) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    Some((
+        authority.parse().ok()?,
+        if target.is_empty() {
+            "/".into()
+        } else {
+            target.into()
+        },
+    ))
+}
+
+/// The `retry_after_ms` of a 503 body (what this project's clients wait), else 50 ms.
+pub fn retry_after_ms(refused: &Refused) -> u64 {
+    json_field(&refused.body, "retry_after_ms")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50)
+}
+
+impl Cluster {
+    /// Opens `node`'s receiving WebSocket at the master, as a client would: members in turn,
+    /// following `307`s, waiting out `503`s, until `within`. Returns the socket, the member it
+    /// reached, and every refusal met on the way.
+    pub fn connect_node(
+        &self,
+        node: &str,
+        token: &str,
+        within: Duration,
+    ) -> (RawWs, u64, Vec<Refused>) {
+        let deadline = Instant::now() + within;
+        let mut refusals = Vec::new();
+        let mut k = 0usize;
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "node {node} found no master within {within:?}; refusals: {refusals:?}"
+            );
+            let member = &self.members[k % self.members.len()];
+            k += 1;
+            if !member.running() || member.stopped {
+                continue;
+            }
+            let mut target = (
+                member.addr(),
+                format!("/v1/ws/{node}?address={node}.local%3A9000"),
+            );
+            for _ in 0..3 {
+                match RawWs::open(target.0, &target.1, token, Duration::from_millis(500)) {
+                    Ok(Ok(ws)) => {
+                        let id = self
+                            .members
+                            .iter()
+                            .find(|m| m.addr() == target.0)
+                            .map_or(0, |m| m.id);
+                        return (ws, id, refusals);
+                    }
+                    Ok(Err(refused)) => {
+                        let next = (refused.status == 307)
+                            .then(|| refused.header("location").and_then(location))
+                            .flatten();
+                        if refused.status == 503 {
+                            std::thread::sleep(Duration::from_millis(
+                                retry_after_ms(&refused).min(200),
+                            ));
+                        }
+                        refusals.push(refused);
+                        match next {
+                            Some(next) => target = next,
+                            None => break,
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
         }
     }
 }

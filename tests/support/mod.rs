@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod proxy;
+pub mod wsclient;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

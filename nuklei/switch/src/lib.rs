@@ -14,6 +14,7 @@
 //!   ([`json`] is the reader, and the escaper of pushes).
 //! * [`limits`] — size limits with one typed error each.
 //! * [`auth`] — bearer tokens bound to node ids.
+//! * [`gate`] — whether a cluster member may serve (the master's lease), redirects, epochs.
 //! * [`nukleus`] — [`SwitchNukleus`]: the switch served over streams from http and ws.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -24,6 +25,7 @@ pub mod batch;
 pub mod clock;
 pub mod cluster;
 pub mod engine;
+pub mod gate;
 pub mod json;
 pub mod limits;
 pub mod mesh;
@@ -35,6 +37,7 @@ pub mod request;
 pub mod switch;
 
 pub use auth::{TokenGrant, Tokens};
+pub use gate::{ClusterGateConfig, ServingGate};
 pub use limits::{LimitError, Limits};
 pub use nodes::{ConnId, Drained, NodeRegistry, Push, ReleaseReason};
 pub use nukleus::{SwitchNukleus, SwitchNukleusConfig};

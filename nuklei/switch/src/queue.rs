@@ -49,6 +49,32 @@ impl Batch<'_> {
         *close = b']';
     }
 
+    /// Length of the frame with `lead` as its first element: `[`, lead, `,`, the pushes, `]`
+    /// (an empty lead adds nothing).
+    pub fn frame_len_with(&self, lead: &[u8]) -> usize {
+        self.frame_len() + if lead.is_empty() { 0 } else { lead.len() + 1 }
+    }
+
+    /// Write the frame with `lead` first into `dst`, exactly [`Batch::frame_len_with`] bytes.
+    pub fn write_with(&self, dst: &mut [u8], lead: &[u8]) {
+        if lead.is_empty() {
+            return self.write(dst);
+        }
+        let (open, rest) = dst
+            .split_first_mut()
+            .expect("a frame has at least two bytes");
+        *open = b'[';
+        let (first, rest) = rest.split_at_mut(lead.len());
+        first.copy_from_slice(lead);
+        let (comma, rest) = rest.split_first_mut().expect("room for the comma");
+        *comma = b',';
+        let (close, middle) = rest
+            .split_last_mut()
+            .expect("a frame has at least two bytes");
+        streams::copy::copy(middle, self.joined);
+        *close = b']';
+    }
+
     /// Bytes of the queue this batch takes (for [`PushQueue::consume`]).
     pub fn queued_bytes(&self) -> usize {
         self.joined.len() + 1
@@ -214,6 +240,27 @@ mod tests {
         let mut out = Vec::new();
         q.drain_into(max, &mut out)?;
         Some(String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn a_lead_element_goes_first_in_the_frame() {
+        let mut q = PushQueue::default();
+        q.push_msg("p", "x", 1000).unwrap();
+        let batch = q.batch(1 << 20).unwrap();
+        let lead = br#"{"type":"epoch","epoch":7}"#;
+        let mut out = vec![0; batch.frame_len_with(lead)];
+        batch.write_with(&mut out, lead);
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.starts_with(r#"[{"type":"epoch","epoch":7},{"type":"msg""#),
+            "{text}"
+        );
+        assert!(text.ends_with("}]"), "{text}");
+        let parsed: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(parsed.as_array().unwrap().len(), 2);
+        let mut plain = vec![0; batch.frame_len_with(b"")];
+        batch.write_with(&mut plain, b"");
+        assert_eq!(plain.len(), batch.frame_len());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! (WebSocket), configured by the `[switch]` section of the topology.
 
 use nukleus_switch::limits::Limits;
-use nukleus_switch::{Config, SwitchNukleus, SwitchNukleusConfig, TokenGrant};
+use nukleus_switch::{ClusterGateConfig, Config, SwitchNukleus, SwitchNukleusConfig, TokenGrant};
 use serde::Deserialize;
 use streams::Carries;
 use toml::Spanned;
@@ -71,6 +71,14 @@ impl Kind for Switch {
             return Err(check.error(
                 cores.first().map(|c| c.nuklei.span()),
                 "`switch` is listed twice on one core".into(),
+            ));
+        }
+        if check.loaded.cluster.is_some() && cores.len() > 1 {
+            // Fencing tokens are ordered by the one instance that grants every port; across
+            // instances a port's grants could complete out of order.
+            return Err(check.error(
+                cores.get(1).map(|c| c.nuklei.span()),
+                "with [cluster] the switch runs as one instance (list `switch` on one [[core]]): a master's fencing tokens are issued in grant order by one instance; several instances per member are not supported yet".into(),
             ));
         }
         Ok(())
@@ -307,6 +315,23 @@ fn build(build: Build<'_>) -> Result<BoxedNukleus, StartError> {
         window: *s.window.get_ref(),
         max_request_bytes: s.max_request_bytes,
         max_message_bytes: s.max_message_bytes,
+        cluster: match (&build.loaded.cluster, build.mastership) {
+            (Some(cluster), Some(mastership)) => {
+                mastership.watch(build.doorbell.clone());
+                Some(ClusterGateConfig {
+                    mastership: mastership.clone(),
+                    me: cluster.id,
+                    members: cluster
+                        .members
+                        .iter()
+                        .map(|m| (m.id, m.api.clone()))
+                        .collect(),
+                    retry_no_master_ms: cluster.election.election_timeout.as_millis() as u64,
+                    retry_elected_ms: cluster.election.heartbeat.as_millis() as u64,
+                })
+            }
+            _ => None,
+        },
     };
     Ok(Box::new(SwitchNukleus::new(
         config,

@@ -42,12 +42,14 @@ use crate::cluster::{InstanceConfig, Token};
 use crate::engine::cluster::ClusterEngine;
 use crate::engine::single::SingleEngine;
 use crate::engine::{Completion, SwitchEngine};
+use crate::gate::{ClusterGateConfig, GateChange, Refusal, ServingGate};
 use crate::mesh::{MeshReader, Msg};
 use crate::nodes::ConnId;
 use crate::ports::NodeIdx;
 use crate::switch::{CloseReason, Config, Metrics, Output};
 
 mod exchanges;
+mod mastership;
 mod mesh_io;
 mod metrics_text;
 mod push;
@@ -72,6 +74,8 @@ pub struct SwitchNukleusConfig {
     pub max_request_bytes: usize,
     /// Largest WebSocket message (else the socket is closed with 1009).
     pub max_message_bytes: usize,
+    /// A cluster member's switch serves only while the member holds the master's lease.
+    pub cluster: Option<ClusterGateConfig>,
 }
 
 impl Default for SwitchNukleusConfig {
@@ -82,6 +86,7 @@ impl Default for SwitchNukleusConfig {
             window: 65536,
             max_request_bytes: 8 << 20,
             max_message_bytes: 8 << 20,
+            cluster: None,
         }
     }
 }
@@ -100,6 +105,8 @@ pub mod close_code {
     pub const LEASE_EXPIRED: u16 = 4001;
     /// The node's push queue exceeded its limit.
     pub const SLOW_CONSUMER: u16 = 4002;
+    /// This cluster member stopped being the master (the reason names the master if known).
+    pub const NOT_MASTER: u16 = 4003;
 }
 
 /// Stream id of the mesh between two switch instances: one stream per direction, DATA only.
@@ -128,6 +135,8 @@ enum Target {
     Metrics,
     /// Answered with this error at END.
     Error(u16, ErrorBody),
+    /// Answered at END: this cluster member does not serve (307 to the master, or 503).
+    NotMaster(Refusal),
 }
 
 struct Rest {
@@ -207,6 +216,12 @@ pub struct SwitchNukleus {
     instance: u16,
     /// The switch, sans I/O: one instance, or one of several (`mesh`).
     engine: Box<dyn SwitchEngine>,
+    /// How the engine was made, to make an empty one when a mastership begins or ends.
+    instance_config: Option<InstanceConfig>,
+    /// Whether switch calls are served (a cluster member's: only as master), with what epoch.
+    gate: ServingGate,
+    /// Whether push batches may leave in this poll (the lease held when it began to drain).
+    pushes_allowed: bool,
     mesh: Option<Mesh>,
     /// Calls in flight, by token: where their completion goes.
     pending: HashMap<Token, Pending>,
@@ -231,6 +246,8 @@ pub struct SwitchNukleus {
     refused: u64,
     /// Exchanges closed because a full ring refused one of their frames (DESIGN §3).
     refused_resets: u64,
+    /// Switch calls answered 307/503 because this member did not serve.
+    refused_not_master: u64,
 }
 
 fn header(stream_id: u64, timestamp: u64) -> Header {
@@ -278,6 +295,7 @@ impl SwitchNukleus {
                 )
             })
             .collect();
+        let mut instance_config = None;
         let (engine, mesh): (Box<dyn SwitchEngine>, _) = if peers.is_empty() {
             (Box::new(SingleEngine::new(config.switch.clone())), None)
         } else {
@@ -288,12 +306,14 @@ impl SwitchNukleus {
                 output_of[peer] = Some(i);
                 peer_of_input[i] = Some(peer);
             }
-            let engine = ClusterEngine::new(InstanceConfig {
+            let instance = InstanceConfig {
                 me,
                 instances: count,
                 lease_ms: config.switch.lease_ms,
                 limits: config.switch.limits.clone(),
-            });
+            };
+            instance_config = Some(instance.clone());
+            let engine = ClusterEngine::new(instance);
             let mesh = Mesh {
                 output_of,
                 peer_of_input,
@@ -302,8 +322,15 @@ impl SwitchNukleus {
             (Box::new(engine), Some(mesh))
         };
         let clock = LeaseClock::new(config.switch.lease_ms);
+        let gate = config
+            .cluster
+            .clone()
+            .map_or_else(ServingGate::alone, ServingGate::member);
         SwitchNukleus {
             engine,
+            instance_config,
+            gate,
+            pushes_allowed: true,
             mesh,
             pending: HashMap::new(),
             next_token: 1,
@@ -326,6 +353,7 @@ impl SwitchNukleus {
             requests: 0,
             refused: 0,
             refused_resets: 0,
+            refused_not_master: 0,
         }
     }
 
@@ -392,7 +420,7 @@ impl Nukleus for SwitchNukleus {
     fn poll(&mut self, context: &PollContext) -> usize {
         self.timestamp = context.timestamp;
         self.now_ms = self.now_ms(context.now);
-        let mut work = 0;
+        let mut work = self.look_at_gate(context.now);
         self.engine
             .handle_exchange_counts(self.requests, self.refused);
         let mut inputs = std::mem::take(&mut self.inputs);
@@ -432,6 +460,8 @@ impl Nukleus for SwitchNukleus {
             self.run_done();
         }
         self.clock.wake_at(self.engine.poll_timeout());
+        // No push leaves once the lease has ended, whatever the poll did before.
+        self.pushes_allowed = self.gate.holds(Instant::now());
         let mut rounds = 0;
         while !self.dirty.is_empty() && rounds < 2 {
             rounds += 1;
@@ -463,6 +493,7 @@ impl Nukleus for SwitchNukleus {
             .map(|ms| self.start + Duration::from_millis(self.clock.raw_wake_of(ms)))
             .into_iter()
             .chain(soon)
+            .chain(self.gate.deadline())
             .min()
     }
 
@@ -478,6 +509,10 @@ impl Nukleus for SwitchNukleus {
             m.slow_consumer_disconnects,
         ));
         out.push(("requests_total", self.requests));
+        if self.gate.is_member() {
+            out.push(("epoch", self.gate.epoch().unwrap_or(0)));
+            out.push(("refused_not_master_total", self.refused_not_master));
+        }
         let open = self
             .exchanges
             .iter()

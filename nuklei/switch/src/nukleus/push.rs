@@ -17,6 +17,9 @@ impl SwitchNukleus {
         let tx = &mut self.outputs[input].tx;
         let room = tx.max_payload() - 64;
         let ext_kind = [WS_TEXT];
+        // A cluster member's batches start with the epoch; none leave once the lease ended.
+        let lead = self.gate.push_lead();
+        let pushes_allowed = self.pushes_allowed;
         let mut stalled = false;
         loop {
             if x.out.is_empty() && x.reply_begun && !x.reply_ended && x.end_with.is_none() {
@@ -31,9 +34,9 @@ impl SwitchNukleus {
                     } else {
                         (b"data: ", b"\n\n")
                     };
-                    let framing = prefix.len() + suffix.len();
+                    let framing = prefix.len() + suffix.len() + lead.len() + 1;
                     let credit = x.send.writable(MAX_BATCH);
-                    let batch = (r.online && credit > 0)
+                    let batch = (pushes_allowed && r.online && credit > 0)
                         .then(|| {
                             self.engine
                                 .batch(r.idx, credit.min(room - framing).max(1024))
@@ -41,7 +44,7 @@ impl SwitchNukleus {
                         .flatten()
                         .filter(|b| b.frame_len() + framing <= credit.min(room));
                     if let Some(batch) = batch {
-                        let n = batch.frame_len() + framing;
+                        let n = batch.frame_len_with(lead) + prefix.len() + suffix.len();
                         let h = Header {
                             stream_id: x.id ^ 1,
                             timestamp,
@@ -60,9 +63,9 @@ impl SwitchNukleus {
                             break;
                         };
                         let (head, rest) = dst.split_at_mut(prefix.len());
-                        let (body, tail) = rest.split_at_mut(batch.frame_len());
+                        let (body, tail) = rest.split_at_mut(batch.frame_len_with(lead));
                         head.copy_from_slice(prefix);
-                        batch.write(body);
+                        batch.write_with(body, lead);
                         tail.copy_from_slice(suffix);
                         let (pushes, bytes) = (batch.pushes, batch.queued_bytes());
                         self.engine.consume(r.idx, pushes, bytes);
@@ -72,12 +75,18 @@ impl SwitchNukleus {
                     // pieces.
                     let queued = self.engine.queued(r.idx);
                     let credit = x.send.writable(MAX_BATCH);
-                    if r.online && queued > 0 && credit > 0 {
+                    if pushes_allowed && r.online && queued > 0 && credit > 0 {
                         let mut batch = Vec::new();
                         if !r.ws {
                             batch.extend_from_slice(b"data: ");
                         }
+                        let open = batch.len();
                         self.engine.drain(r.idx, credit.max(1024), &mut batch);
+                        if !lead.is_empty() && batch.get(open) == Some(&b'[') {
+                            let mut first = lead.to_vec();
+                            first.push(b',');
+                            batch.splice(open + 1..open + 1, first);
+                        }
                         if !r.ws {
                             batch.extend_from_slice(b"\n\n");
                         }

@@ -90,6 +90,32 @@ impl SwitchNukleus {
     }
 
     pub(super) fn begin_ws(&mut self, x: &mut Exchange, head: &RequestHead<'_>) {
+        if !self.gate.serving() {
+            // Not the master: the upgrade is answered 307 (to the master) or 503, with the
+            // JSON leader hint, and never switches protocols.
+            self.refused_not_master += 1;
+            let mut refusal = self.gate.refusal(head.target);
+            // An upgrade is redirected to the master's WebSocket URL (ws:// or wss://), which
+            // WebSocket clients follow as they are.
+            for (name, value) in &mut refusal.headers {
+                if *name == "Location" {
+                    if let Some(rest) = value.strip_prefix("http") {
+                        *value = format!("ws{rest}");
+                    }
+                }
+            }
+            let mut headers: Vec<(&str, &str)> = vec![("Content-Type", "application/json")];
+            headers.extend(refusal.headers.iter().map(|(n, v)| (*n, v.as_str())));
+            let mut end = Vec::new();
+            nukleus_ws::app::encode_refusal_response(
+                &mut end,
+                refusal.status,
+                &headers,
+                &refusal.body,
+            );
+            x.end_with = Some(end);
+            return;
+        }
         let node = match wait_msg_node(head.path()) {
             Some(node) => node,
             None => Err(ApiError::NotFound(head.path().to_string())),

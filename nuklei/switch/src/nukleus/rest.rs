@@ -16,6 +16,12 @@ pub(super) fn contains_ignore_case(haystack: &[u8], needle: &[u8]) -> bool {
 impl SwitchNukleus {
     pub(super) fn begin_http(&mut self, x: &mut Exchange, head: &RequestHead<'_>) {
         let path = head.path();
+        let metrics = path.trim_end_matches('/') == "/v1/metrics";
+        if !metrics && !self.gate.serving() {
+            // Every switch call, WaitMsg included, goes to the master.
+            x.role = self.refuse_not_master(head.target);
+            return;
+        }
         if let Some(node) = wait_msg_node(path) {
             let wants_events = head
                 .header("accept")
@@ -53,7 +59,7 @@ impl SwitchNukleus {
             return;
         }
         let token = auth::bearer(head.header("authorization"));
-        if head.path().trim_end_matches('/') == "/v1/metrics" {
+        if metrics {
             x.role = if head.method != "GET" {
                 let e = ApiError::MethodNotAllowed {
                     method: head.method.to_string(),
@@ -122,13 +128,14 @@ impl SwitchNukleus {
             r.last_relet = now;
         }
         let Ok(text) = std::str::from_utf8(message) else {
-            let reply = serde_json::to_vec(&api::WsReply {
+            let mut reply = serde_json::to_vec(&api::WsReply {
                 id: 0,
                 body: api::ResponseBody::Error(
                     ApiError::BadJson("message is not UTF-8 JSON".into()).body(),
                 ),
             })
             .unwrap_or_default();
+            self.gate.stamp(&mut reply, Instant::now());
             if x.awaiting.is_empty() {
                 x.out_bytes += reply.len();
                 x.out.push_back(reply);
@@ -165,9 +172,19 @@ impl SwitchNukleus {
         if x.id != p.id {
             return;
         }
+        // A reply leaves only while the lease it was decided under still runs.
+        let holds = self.gate.holds(Instant::now());
         match completion {
+            Completion::Ws(_) if !holds => {
+                // The connection is closed with "not master" as the gate sees the end.
+                x.awaiting.retain(|(t, _)| *t != token);
+                return;
+            }
             Completion::Ws(reply) => {
-                let bytes = reply.into_bytes();
+                let mut bytes = reply.into_bytes();
+                if let Some((epoch, sequence)) = self.gate.stamp(&mut bytes, Instant::now()) {
+                    tracing::debug!(target: "switch::serving", epoch, sequence, at_unix_us = unix_us(), "ws reply");
+                }
                 if let Some(entry) = x.awaiting.iter_mut().find(|(t, _)| *t == token) {
                     entry.1 = Some(bytes);
                 } else {
@@ -179,6 +196,16 @@ impl SwitchNukleus {
                         x.out.push_back(bytes);
                     }
                 }
+            }
+            Completion::Rest(_) if !holds => {
+                let refusal = self.gate.refusal("");
+                self.refused_not_master += 1;
+                let refusal = Refusal {
+                    status: 503,
+                    headers: vec![("Retry-After", "1".into())],
+                    body: refusal.body,
+                };
+                self.respond_refusal(p.input, p.slot, &refusal);
             }
             Completion::Rest(result) => {
                 let (status, body) = match result {
@@ -223,6 +250,10 @@ impl SwitchNukleus {
         };
         let id = x.id;
         let (status, body) = match rest.target {
+            Target::NotMaster(refusal) => {
+                self.respond_refusal(input, slot, &refusal);
+                return;
+            }
             Target::Error(status, body) => (status, serde_json::to_vec(&body).unwrap_or_default()),
             Target::Metrics => {
                 // Every instance's counters, summed (at once in one instance).
@@ -251,7 +282,8 @@ impl SwitchNukleus {
         self.respond(input, slot, status, b"application/json", body);
     }
 
-    /// Sends a REST response: head, `Content-Length` body, end.
+    /// Sends a REST response: head, `Content-Length` body, end. A JSON body carries the
+    /// epoch and its sequence while this cluster member serves.
     pub(super) fn respond(
         &mut self,
         input: usize,
@@ -260,6 +292,24 @@ impl SwitchNukleus {
         content_type: &[u8],
         body: Vec<u8>,
     ) {
+        self.respond_with(input, slot, status, content_type, &[], body);
+    }
+
+    /// [`SwitchNukleus::respond`] with more headers.
+    pub(super) fn respond_with(
+        &mut self,
+        input: usize,
+        slot: usize,
+        status: u16,
+        content_type: &[u8],
+        extra: &[(&'static str, String)],
+        mut body: Vec<u8>,
+    ) {
+        if content_type == b"application/json" {
+            if let Some((epoch, sequence)) = self.gate.stamp(&mut body, Instant::now()) {
+                tracing::debug!(target: "switch::serving", epoch, sequence, status, at_unix_us = unix_us(), "rest reply");
+            }
+        }
         let mut length = itoa::Buffer::new();
         let length = length.format(body.len());
         self.scratch.clear();
@@ -270,6 +320,7 @@ impl SwitchNukleus {
         if status == 401 {
             headers.push(("WWW-Authenticate", b"Bearer realm=\"switch\""));
         }
+        headers.extend(extra.iter().map(|(name, value)| (*name, value.as_bytes())));
         ext::encode_response(&mut self.scratch, status, headers.into_iter());
         let Some(Some(x)) = self.exchanges[input].get_mut(slot) else {
             return;
@@ -284,4 +335,12 @@ impl SwitchNukleus {
         }
         x.end_with = Some(Vec::new());
     }
+}
+
+/// Microseconds since the Unix epoch (the wall clock), for the serving log: comparable
+/// between members on one machine, where the tests check that no two masters overlap.
+pub(super) fn unix_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
 }
