@@ -6,74 +6,7 @@ mod support;
 
 use std::process::Command;
 
-use support::{curl, python, workspace, Server};
-
-/// tcp, http, ws and switch on one core; tokens `tok-n0`..`tok-n63` (one node each), `multi`
-/// (all of them), `adm` (admin); a short lease and small limits so the limit tests are quick.
-fn topology(max_queued_bytes: usize) -> String {
-    topology_on(max_queued_bytes, 1)
-}
-
-/// The same stack fused on each of `cores` cores: with more than one, the switch runs as that
-/// many instances (port shards and node homes by hash, talking over their mesh).
-fn topology_on(max_queued_bytes: usize, cores: usize) -> String {
-    let nodes: Vec<String> = (0..64).map(|i| format!("\"n{i}\"")).collect();
-    let mut t = String::from(
-        r#"
-[reaktor]
-pin = false
-stream_capacity = 4194304
-
-[[listener]]
-name = "http"
-address = "127.0.0.1:{PORT}"
-chain = ["tcp", "http"]
-
-{CORES}
-[[http.route]]
-path = "/v1/"
-to = "switch"
-
-[[http.route]]
-path = "/v1/ws/"
-to = "ws"
-
-[[ws.route]]
-path = "/v1/ws/"
-to = "switch"
-
-[switch]
-lease_ms = 1500
-
-[switch.limits]
-max_port_name_len = 64
-max_ports_per_request = 100
-max_ports_per_node = 150
-max_body_len = 1024
-max_queued_bytes = {QUEUE}
-max_messages_per_request = 1000
-
-[[switch.token]]
-token = "adm"
-admin = true
-"#,
-    );
-    t = t.replace("{QUEUE}", &max_queued_bytes.to_string());
-    t = t.replace(
-        "{CORES}",
-        &"[[core]]\nnuklei = [\"tcp\", \"http\", \"ws\", \"switch\"]\n\n".repeat(cores),
-    );
-    t.push_str(&format!(
-        "\n[[switch.token]]\ntoken = \"multi\"\nnodes = [{}]\n",
-        nodes.join(", ")
-    ));
-    for i in 0..64 {
-        t.push_str(&format!(
-            "\n[[switch.token]]\ntoken = \"tok-n{i}\"\nnodes = [\"n{i}\"]\n"
-        ));
-    }
-    t
-}
+use support::{curl, python, switch_topology, workspace, Server};
 
 fn scenario(name: &str) {
     scenario_on(name, 1);
@@ -83,7 +16,7 @@ fn scenario_on(name: &str, cores: usize) {
     // The ordering test floods one receiver: give it room (a slow-consumer disconnect is
     // tested in auth_limits with the small queue).
     let queue = if name == "order" { 64 << 20 } else { 262144 };
-    let server = Server::start(&topology_on(queue, cores));
+    let server = Server::start(&switch_topology(queue, cores));
     // The stall scenario stops and continues the server itself.
     let pid = (name == "stall").then(|| server.pid().to_string());
     let output = Command::new(python())
@@ -171,7 +104,7 @@ fn two_switch_instances_after_a_server_stall_release_only_silent_nodes() {
 /// Plain curl: the REST surface answers JSON with the documented statuses.
 #[test]
 fn curl_rest_round_trip() {
-    let server = Server::start(&topology(262144));
+    let server = Server::start(&switch_topology(262144, 1));
     let auth = "Authorization: Bearer tok-n1";
     // RegPort before WaitMsg: 409 node_not_online.
     let (code, body) = curl(&[

@@ -503,3 +503,67 @@ pub fn settle_close_wait(port: u16, limit: Duration) -> usize {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// The port switch's test topology: tcp, http, ws and switch fused on each of `cores` cores
+/// (with more than one, the switch runs as that many instances: port shards and node homes
+/// by hash, talking over their mesh); tokens `tok-n0`..`tok-n63` (one node each), `multi`
+/// (all of them), `adm` (admin); a short lease (1.5 s) and small limits so limit tests are
+/// quick.
+pub fn switch_topology(max_queued_bytes: usize, cores: usize) -> String {
+    let nodes: Vec<String> = (0..64).map(|i| format!("\"n{i}\"")).collect();
+    let mut t = String::from(
+        r#"
+[reaktor]
+pin = false
+stream_capacity = 4194304
+
+[[listener]]
+name = "http"
+address = "127.0.0.1:{PORT}"
+chain = ["tcp", "http"]
+
+{CORES}
+[[http.route]]
+path = "/v1/"
+to = "switch"
+
+[[http.route]]
+path = "/v1/ws/"
+to = "ws"
+
+[[ws.route]]
+path = "/v1/ws/"
+to = "switch"
+
+[switch]
+lease_ms = 1500
+
+[switch.limits]
+max_port_name_len = 64
+max_ports_per_request = 100
+max_ports_per_node = 150
+max_body_len = 1024
+max_queued_bytes = {QUEUE}
+max_messages_per_request = 1000
+
+[[switch.token]]
+token = "adm"
+admin = true
+"#,
+    );
+    t = t.replace("{QUEUE}", &max_queued_bytes.to_string());
+    t = t.replace(
+        "{CORES}",
+        &"[[core]]\nnuklei = [\"tcp\", \"http\", \"ws\", \"switch\"]\n\n".repeat(cores),
+    );
+    t.push_str(&format!(
+        "\n[[switch.token]]\ntoken = \"multi\"\nnodes = [{}]\n",
+        nodes.join(", ")
+    ));
+    for i in 0..64 {
+        t.push_str(&format!(
+            "\n[[switch.token]]\ntoken = \"tok-n{i}\"\nnodes = [\"n{i}\"]\n"
+        ));
+    }
+    t
+}

@@ -713,6 +713,21 @@ impl HttpNukleus {
         let c = &mut self.connections[slot];
         c.input_ended = true;
         c.closing = true;
+        // A client that closes while a response without a known end streams to it (Server-
+        // Sent Events, a chunked stream) is gone, not half-closed waiting for the end that
+        // never comes: the application is told (its reply reset) and the connection closed,
+        // as nginx takes such a FIN for a client abort. Tunnels end through their own END.
+        let open_ended = !c.upgraded
+            && c.exchanges.iter().any(|&x| {
+                matches!(
+                    self.exchanges[x].response,
+                    ResponseState::Streaming(Framing::Chunked | Framing::Raw)
+                )
+            });
+        if open_ended {
+            self.abort_connection(slot, true);
+            return;
+        }
         if let Some(x) = c.receiving.take().or(c.upgrading.take()) {
             // The client went away mid-request, ended a tunnel, or half-closed while its
             // upgrade waited for an answer (a request without body: it is complete).
