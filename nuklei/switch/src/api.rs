@@ -58,8 +58,8 @@ pub struct FailedPortBody {
     pub port: String,
     /// The owner node id.
     pub owner: String,
-    /// The owner's address.
-    pub address: String,
+    /// The owner's address (`null` if it announced none).
+    pub address: Option<String>,
 }
 
 /// Reply to RegPort.
@@ -139,7 +139,7 @@ pub struct PortInfoBody {
     pub port: String,
     /// Owner node id, `null` if unregistered.
     pub owner: Option<String>,
-    /// Owner address, `null` if unregistered.
+    /// Owner address, `null` if unregistered or the owner announced none.
     pub address: Option<String>,
 }
 
@@ -164,7 +164,7 @@ pub struct NodeInfoBody {
     pub node: String,
     /// Has a receiving connection.
     pub online: bool,
-    /// Announced address (`null` when offline).
+    /// Announced address (`null` when offline or none was announced).
     pub address: Option<String>,
     /// Ports held.
     pub ports: usize,
@@ -580,7 +580,7 @@ pub fn reg_port_response<S: AsRef<str>>(ports: &[S], reply: RegPortReply) -> Res
             .map(|f| FailedPortBody {
                 port: ports[f.index].as_ref().to_string(),
                 owner: f.owner.to_string(),
-                address: f.address.to_string(),
+                address: announced(&f.address),
             })
             .collect(),
     })
@@ -655,7 +655,7 @@ pub fn query_port_response<S: AsRef<str>>(
             .map(|(port, o)| PortInfoBody {
                 port: port.as_ref().to_string(),
                 owner: o.as_ref().map(|o| o.node.to_string()),
-                address: o.as_ref().map(|o| o.address.to_string()),
+                address: o.as_ref().and_then(|o| announced(&o.address)),
             })
             .collect(),
     })
@@ -679,11 +679,17 @@ pub fn query_node_response<S: AsRef<str>>(
             .map(|(node, info)| NodeInfoBody {
                 node: node.as_ref().to_string(),
                 online: info.is_some(),
-                address: info.as_ref().map(|i| i.address.to_string()),
+                address: info.as_ref().and_then(|i| announced(&i.address)),
                 ports: info.as_ref().map_or(0, |i| i.ports),
             })
             .collect(),
     })
+}
+
+/// A node's address as the API reports it: `None` (JSON `null`) when the node announced
+/// none.
+pub fn announced(address: &str) -> Option<String> {
+    (!address.is_empty()).then(|| address.to_string())
 }
 
 /// Relet.

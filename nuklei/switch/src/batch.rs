@@ -49,12 +49,19 @@ impl SendBatch {
         &self.text[span.start as usize..span.end as usize]
     }
 
-    /// Appends a message to `targets` (`""` broadcasts).
+    /// Appends a message to `targets` (`""` broadcasts). A target listed twice is one target.
     pub fn push<'a>(&mut self, targets: impl IntoIterator<Item = &'a str>, body: &str) {
         let first_target = self.targets.len() as u32;
         for t in targets {
             let span = self.span(t);
             self.targets.push(span);
+        }
+        let text = self.text.as_str();
+        let mine = &self.targets[first_target as usize..];
+        if let Some(keep) = distinct(mine, |s| &text[s.start as usize..s.end as usize]) {
+            let kept: Vec<Span> = keep.into_iter().map(|i| mine[i]).collect();
+            self.targets.truncate(first_target as usize);
+            self.targets.extend(kept);
         }
         let body = self.span(body);
         self.messages.push(Message {
@@ -104,6 +111,26 @@ impl<S: AsRef<str>, B: AsRef<str>> FromIterator<(Vec<S>, B)> for SendBatch {
     }
 }
 
+/// The positions of the first occurrence of each distinct target, in order, or `None` when
+/// no target is listed twice (the usual case, found without allocating for short lists).
+pub fn distinct<'s, T>(targets: &'s [T], name: impl Fn(&'s T) -> &'s str) -> Option<Vec<usize>> {
+    if targets.len() < 2 {
+        return None;
+    }
+    if targets.len() <= 16 {
+        let twice =
+            (1..targets.len()).any(|i| targets[..i].iter().any(|t| name(t) == name(&targets[i])));
+        if !twice {
+            return None;
+        }
+    }
+    let mut seen = hashbrown::HashSet::with_capacity(targets.len());
+    let keep: Vec<usize> = (0..targets.len())
+        .filter(|&i| seen.insert(name(&targets[i])))
+        .collect();
+    (keep.len() < targets.len()).then_some(keep)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,5 +158,24 @@ mod tests {
                 (vec!["ü"], "")
             ]
         );
+    }
+
+    #[test]
+    fn a_target_listed_twice_in_a_message_is_one_target() {
+        let many: Vec<String> = (0..40).map(|i| format!("p{}", i % 25)).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let batch: SendBatch = [
+            (vec!["a", "b", "a", "", ""], "one"),
+            (vec!["a"], "two"),
+            (many, "many"),
+        ]
+        .into_iter()
+        .collect();
+        let got: Vec<Vec<&str>> = batch.messages().map(|(t, _)| t.collect()).collect();
+        assert_eq!(got[0], ["a", "b", ""]);
+        assert_eq!(got[1], ["a"]);
+        assert_eq!(got[2].len(), 25);
+        assert_eq!(got[2][24], "p24");
+        assert_eq!(batch.target_count(), 29);
     }
 }

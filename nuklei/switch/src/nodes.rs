@@ -369,6 +369,9 @@ impl NodeRegistry {
         node.state = NodeState::Online { conn };
         node.session = session;
         node.lease_deadline = deadline;
+        // A session starts with no ports: those of an earlier session were released when it
+        // ended (on other instances, by messages the home sent before any of this session's).
+        node.ports = 0;
         self.online += 1;
         self.by_conn.insert(conn, idx);
         self.leases.push(Reverse((deadline, idx, session)));
@@ -402,22 +405,23 @@ impl NodeRegistry {
         }
     }
 
-    /// Extend the lease of an online node; returns the new deadline.
+    /// Extend the lease of an online node; returns the new deadline. `O(1)`: the node's one
+    /// entry in the lease heap is moved to the new deadline only when it comes due
+    /// ([`NodeRegistry::expired`]), so a relet per message costs no more than a field write.
     pub fn relet(&mut self, idx: NodeIdx, now: u64) -> Result<u64, NodeError> {
         let lease_ms = self.lease_ms;
         let Some(node) = self.get_mut(idx).filter(|n| n.conn().is_some()) else {
             let id = self.get(idx).map_or_else(String::new, |n| n.id.to_string());
             return Err(NodeError::NotOnline(id));
         };
-        let deadline = now.saturating_add(lease_ms);
+        let deadline = now.saturating_add(lease_ms).max(node.lease_deadline);
         node.lease_deadline = deadline;
-        let session = node.session;
-        self.leases.push(Reverse((deadline, idx, session)));
         Ok(deadline)
     }
 
     /// Online nodes whose lease ran out at `now` (deadline ≤ now). Each expiry is reported
-    /// once; the caller takes them offline.
+    /// once; the caller takes them offline. A heap entry that comes due for a node that
+    /// reletted since is put back at the node's deadline.
     pub fn expired(&mut self, now: u64) -> Vec<NodeIdx> {
         let mut out = Vec::new();
         while let Some(&Reverse((deadline, idx, session))) = self.leases.peek() {
@@ -425,16 +429,24 @@ impl NodeRegistry {
                 break;
             }
             self.leases.pop();
-            if self.get(idx).is_some_and(|n| {
-                n.session == session && n.lease_deadline == deadline && n.conn().is_some()
-            }) {
+            let Some(node) = self
+                .get(idx)
+                .filter(|n| n.session == session && n.conn().is_some())
+            else {
+                continue;
+            };
+            if node.lease_deadline <= now {
                 out.push(idx);
+            } else {
+                let later = node.lease_deadline;
+                self.leases.push(Reverse((later, idx, session)));
             }
         }
         out
     }
 
-    /// The earliest lease deadline on record (possibly superseded by a later relet).
+    /// The earliest lease deadline on record (possibly superseded by a later relet, then a
+    /// tick at it finds nothing and re-arms it).
     pub fn next_deadline(&self) -> Option<u64> {
         self.leases
             .peek()

@@ -325,9 +325,9 @@ fn unicast_multicast_and_broadcast_reach_exactly_the_intended_nodes() {
 fn pending_is_reported_once_per_empty_to_non_empty_transition() {
     let mut sw = switch(2);
     let a = online(&mut sw, "a", 1);
-    reg(&mut sw, "a", &["p"]);
+    reg(&mut sw, "a", &["p", "q", "r"]);
     let mut out = Vec::new();
-    sw.send(&["p", "p", "p"], "x", &mut out).unwrap();
+    sw.send(&["p", "q", "r"], "x", &mut out).unwrap();
     assert_eq!(out, vec![Output::Pending { node: a, conn: 1 }]);
     let mut frame = Vec::new();
     let d = sw.drain(a, 1 << 20, &mut frame);
@@ -405,12 +405,17 @@ fn per_node_fifo_without_duplicates_over_100k_messages_across_shards() {
     let mut out = Vec::new();
     let mut seq = 0u64;
     while seq < 100_000 {
-        // A batch of 1..50 messages, each to 1..3 ports spread over all shards.
+        // A batch of 1..50 messages, each to 1..3 ports spread over all shards (a port drawn
+        // twice for one message is one target).
         let batch: Vec<(Vec<String>, String)> = (0..1 + next() % 50)
             .map(|_| {
-                let targets = (0..1 + next() % 3)
-                    .map(|_| all_ports[(next() % all_ports.len() as u64) as usize].clone())
-                    .collect::<Vec<_>>();
+                let mut targets: Vec<String> = Vec::new();
+                for _ in 0..1 + next() % 3 {
+                    let t = all_ports[(next() % all_ports.len() as u64) as usize].clone();
+                    if !targets.contains(&t) {
+                        targets.push(t);
+                    }
+                }
                 seq += 1;
                 (targets, format!("#{seq}"))
             })

@@ -457,3 +457,77 @@ fn after_a_stall_leases_expire_only_once_the_input_had_time_to_arrive() {
     rig.poll_at(5_900);
     assert_eq!(close_code(&rig.ws.frames()), None, "the late relet counts");
 }
+
+/// Issue 15, defect 4: any WebSocket message is a sign of life, and a node is never released
+/// before a lease after its last one (messages used to renew only when the last renewal was a
+/// tenth of a lease old, so a node could go ~5% early).
+#[test]
+fn a_node_is_never_released_before_a_lease_after_its_last_message() {
+    let mut rig = Rig::with_lease(1 << 20, 1_000);
+    rig.at_ms = Some(0);
+    assert_eq!(rig.open_ws(65536)[0].type_id, frame::BEGIN);
+    let query = r#"{"op":"querynode","id":1,"nodes":["n1"]}"#;
+    for at in [50u64, 90] {
+        rig.ws
+            .tx
+            .data(
+                &Header::new(1),
+                FLAG_INIT | FLAG_FIN,
+                query.len() as u32,
+                &[1],
+                query.as_bytes(),
+            )
+            .unwrap();
+        rig.poll_at(at);
+    }
+    // The last sign of life was at 90 ms: online at 1,080 ms, gone after 1,090 ms.
+    rig.poll_at(1_080);
+    let frames = rig.ws.frames();
+    assert_eq!(close_code(&frames), None, "released early: {frames:?}");
+    rig.poll_at(1_095);
+    assert_eq!(close_code(&rig.ws.frames()), Some(4001));
+}
+
+/// Issue 15, defect 1: when the reader of an SSE receiving connection goes away, http resets
+/// the reply stream; the node goes offline at once and its ports are released.
+#[test]
+fn a_reset_sse_reply_takes_the_node_offline_at_once() {
+    let mut rig = Rig::new(1 << 20);
+    let mut head = Vec::new();
+    encode_request(
+        &mut head,
+        1,
+        "GET",
+        "/v1/nodes/n1/messages",
+        [
+            ("Authorization", &b"Bearer t"[..]),
+            ("Accept", &b"text/event-stream"[..]),
+        ]
+        .into_iter(),
+    );
+    rig.http
+        .tx
+        .begin_flags(&Header::new(7), FLAG_FIN, 0, &head)
+        .unwrap();
+    rig.poll();
+    let frames = rig.http.frames();
+    assert!(
+        frames
+            .iter()
+            .any(|g| g.type_id == frame::BEGIN && g.stream_id == 6),
+        "{frames:?}"
+    );
+    let (status, body) =
+        rest_reply(&rig.rest(3, "POST", "/v1/nodes/n1/ports", r#"{"ports":["a"]}"#));
+    assert_eq!(
+        (status, body.as_str()),
+        (200, r#"{"registered":1,"failed":[]}"#)
+    );
+    rig.http.tx.reset(&Header::new(6), &[]).unwrap();
+    rig.poll();
+    let (_, body) = rest_reply(&rig.rest(5, "POST", "/v1/nodes/query", r#"{"nodes":["n1"]}"#));
+    assert_eq!(
+        body,
+        r#"{"nodes":[{"node":"n1","online":false,"address":null,"ports":0}]}"#
+    );
+}

@@ -41,10 +41,9 @@ impl SwitchNukleus {
                 self.mark(input, slot);
             }
             (frame::FLUSH, false) if f.extension() == b"ping" => {
-                if let Role::Receiver(r) = &mut x.role {
+                if let Role::Receiver(r) = &x.role {
                     if r.online {
                         let _ = self.engine.handle_relet(&r.node, self.now_ms);
-                        r.last_relet = self.now_ms;
                     }
                 }
             }

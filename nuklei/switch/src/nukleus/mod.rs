@@ -157,7 +157,6 @@ struct Receiver {
     /// WebSocket message being assembled.
     message: Vec<u8>,
     message_kind: u8,
-    last_relet: u64,
 }
 
 enum Role {

@@ -85,7 +85,6 @@ impl SwitchNukleus {
             ws,
             message: Vec::new(),
             message_kind: WS_TEXT,
-            last_relet: self.now_ms,
         })
     }
 

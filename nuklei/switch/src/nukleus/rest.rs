@@ -113,7 +113,6 @@ impl SwitchNukleus {
     /// A complete WebSocket message from a node's receiving connection: an API request.
     pub(super) fn on_message(&mut self, input: usize, slot: usize, message: &[u8]) {
         let now = self.now_ms;
-        let lease_ms = self.engine.lease_ms();
         let token = self.next_token;
         let Some(Some(x)) = self.exchanges[input].get_mut(slot) else {
             return;
@@ -121,12 +120,9 @@ impl SwitchNukleus {
         let Role::Receiver(r) = &mut x.role else {
             return;
         };
-        // Any message is a heartbeat; relet at most ten times per lease to keep the lease heap
-        // small under a flood of requests.
-        if now.saturating_sub(r.last_relet) * 10 >= lease_ms {
-            let _ = self.engine.handle_relet(&r.node, now);
-            r.last_relet = now;
-        }
+        // Any message is a heartbeat: a node that shows life is never released before a
+        // lease after it (a relet is a field write, see `NodeRegistry::relet`).
+        let _ = self.engine.handle_relet(&r.node, now);
         let Ok(text) = std::str::from_utf8(message) else {
             let mut reply = serde_json::to_vec(&api::WsReply {
                 id: 0,

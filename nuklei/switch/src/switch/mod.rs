@@ -403,7 +403,7 @@ impl Switch {
 
     /// `last`: the previous unicast target of the batch and its owner, so that a run of
     /// messages to one port looks the port up once. Owners change within a batch only when a
-    /// slow consumer is taken offline, which clears it.
+    /// slow consumer is taken offline, which clears it. A port listed twice is one target.
     fn send_unchecked<'b, S: AsRef<str>>(
         &mut self,
         ports: &'b [S],
@@ -412,40 +412,60 @@ impl Switch {
         last: &mut Option<(&'b str, NodeIdx)>,
         out: &mut Vec<Output>,
     ) -> SendReport {
-        let nshards = self.shards.len();
         let mut report = SendReport::default();
-        for port in ports {
-            let port = port.as_ref();
-            if port.is_empty() {
-                let targets: Vec<NodeIdx> = self.nodes.online_nodes().collect();
-                for t in targets {
-                    let r = self.deliver(t, port, body, escaping, out);
-                    if r.dropped > 0 {
-                        *last = None;
-                    }
-                    report += r;
+        match crate::batch::distinct(ports, |p| p.as_ref()) {
+            None => {
+                for port in ports {
+                    report += self.send_one(port.as_ref(), body, escaping, last, out);
                 }
-                continue;
             }
-            let owner = match *last {
-                Some((p, owner)) if same_name(p, port) => Some(owner),
-                _ => self.shards[shard_of(port.as_bytes(), nshards)].owner(port),
-            };
-            match owner {
-                Some(owner) => {
-                    let r = self.deliver(owner, port, body, escaping, out);
-                    *last = if r.dropped > 0 {
-                        None
-                    } else {
-                        Some((port, owner))
-                    };
-                    report += r;
+            Some(keep) => {
+                for i in keep {
+                    report += self.send_one(ports[i].as_ref(), body, escaping, last, out);
                 }
-                None => report.dropped += 1,
             }
         }
         self.metrics.messages_sent += report.delivered;
         self.metrics.messages_dropped += report.dropped;
+        report
+    }
+
+    fn send_one<'b>(
+        &mut self,
+        port: &'b str,
+        body: &str,
+        escaping: Escaping,
+        last: &mut Option<(&'b str, NodeIdx)>,
+        out: &mut Vec<Output>,
+    ) -> SendReport {
+        let mut report = SendReport::default();
+        if port.is_empty() {
+            let targets: Vec<NodeIdx> = self.nodes.online_nodes().collect();
+            for t in targets {
+                let r = self.deliver(t, port, body, escaping, out);
+                if r.dropped > 0 {
+                    *last = None;
+                }
+                report += r;
+            }
+            return report;
+        }
+        let owner = match *last {
+            Some((p, owner)) if same_name(p, port) => Some(owner),
+            _ => self.shards[shard_of(port.as_bytes(), self.shards.len())].owner(port),
+        };
+        match owner {
+            Some(owner) => {
+                let r = self.deliver(owner, port, body, escaping, out);
+                *last = if r.dropped > 0 {
+                    None
+                } else {
+                    Some((port, owner))
+                };
+                report += r;
+            }
+            None => report.dropped += 1,
+        }
         report
     }
 
