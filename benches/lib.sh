@@ -12,7 +12,11 @@
 #   run_wrk NAME URL CONNS DURATION [LUA [LUA_ARGS...]]
 #       run wrk pinned to $WRK_CPU (default 1) against the server whose pid is $SERVER_PID,
 #       print one result line, append one TSV line to $RESULTS_TSV and set
-#       LAST_RPS, LAST_REQUESTS, LAST_CPU_US, LAST_SERVER_PCT, LAST_WRK_PCT, LAST_ERRORS.
+#       LAST_RPS, LAST_REQUESTS, LAST_CPU_US, LAST_SERVER_PCT, LAST_WRK_PCT, LAST_GEN_CPU_US
+#       (the load generator's own CPU per request), LAST_ERRORS.
+#   run_load NAME ADDR CONNS DURATION_S DEPTH
+#       the same with benches/peers/http-load (HTTP_LOAD_BIN) instead of wrk: DEPTH 1 is
+#       keep-alive, more is pipelined; it measures the server's and its own CPU in its window.
 #
 # Variables read by run_wrk: SERVER_PID (required), SCENARIO (label, default "-"),
 #   DEPTH (pipeline depth recorded in the TSV, default 1), WRK_CPU (default 1),
@@ -157,7 +161,82 @@ _lat_us() {
         printf "%.0f", n * m }'
 }
 
-TSV_HEADER=$'time\tgit\tbench\tserver\tscenario\tconns\tdepth\tduration_s\trequests\treq_per_s\tserver_cpu_s\tcpu_us_per_req\tserver_cpu_pct\twrk_cpu_pct\tp50_us\tp99_us\terrors'
+TSV_HEADER=$'time\tgit\tbench\tserver\tscenario\tconns\tdepth\tduration_s\trequests\treq_per_s\tserver_cpu_s\tcpu_us_per_req\tserver_cpu_pct\twrk_cpu_pct\tp50_us\tp99_us\terrors\tgenerator\tgen_cpu_us_per_req'
+
+# _record NAME SCENARIO CONNS DEPTH WALL_S REQUESTS RPS P50 P99 ERRORS GENERATOR: print the
+# result line and append the TSV line of the LAST_* figures.
+_record() {
+    local name=$1 scenario=$2 conns=$3 depth=$4 wall_s=$5 requests=$6 rps=$7 p50=$8 p99=$9
+    local errors=${10} generator=${11}
+    printf '%-8s %-10s %-8s %12s req/s  %8s us CPU/req  server CPU %4s%%  %s %8s us/req %4s%%  p50 %8s  p99 %9s  errors %s\n' \
+        "$name" "$scenario" "$generator" "$rps" "$LAST_CPU_US" "$LAST_SERVER_PCT" "$generator" \
+        "$LAST_GEN_CPU_US" "$LAST_WRK_PCT" "$(_us "$p50")" "$(_us "$p99")" "$errors"
+    mkdir -p "$(dirname "$RESULTS_TSV")"
+    [[ -s $RESULTS_TSV ]] || printf '%s\n' "$TSV_HEADER" >"$RESULTS_TSV"
+    local rev
+    rev=$(git -C "$BENCH_DIR" rev-parse --short HEAD 2>/dev/null || echo -)
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+        "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$rev" "$BENCH_NAME" "$name" "$scenario" "$conns" "$depth" \
+        "$wall_s" "$requests" "$rps" "$LAST_CPU_S" "$LAST_CPU_US" "$LAST_SERVER_PCT" "$LAST_WRK_PCT" \
+        "$p50" "$p99" "$errors" "$generator" "$LAST_GEN_CPU_US" >>"$RESULTS_TSV"
+}
+
+# http-load (benches/peers/http-load), built by build_http_load.
+HTTP_LOAD_DIR=$BENCH_DIR/peers/http-load
+HTTP_LOAD_BIN=${HTTP_LOAD_BIN:-$HTTP_LOAD_DIR/target/release/http-load}
+EPOLL_FLOOR_BIN=${EPOLL_FLOOR_BIN:-$HTTP_LOAD_DIR/target/release/epoll-floor}
+build_http_load() {
+    [[ -n ${SKIP_BUILD:-} && -x $HTTP_LOAD_BIN ]] && return 0
+    log "building http-load and epoll-floor (release)..."
+    (cd "$HTTP_LOAD_DIR" && env -u CARGO_TARGET_DIR cargo build --release --quiet)
+}
+
+# _kv KEY LINE: the value of KEY=value in a line of http-load's output.
+_kv() { awk -v k="$1" '{ for (i = 1; i <= NF; i++) if (index($i, k "=") == 1) { print substr($i, length(k) + 2); exit } }' <<<"$2"; }
+
+run_load() {
+    local name=$1 addr=$2 conns=$3 duration=$4 depth=$5
+    : "${SERVER_PID:?run_load needs SERVER_PID}"
+    local scenario=${SCENARIO:--}
+    : "${RESULTS_TSV:=$BENCH_DIR/results/$BENCH_NAME.tsv}"
+    local outf out rc=0
+    outf=$(mktemp "${LOG_DIR:-${TMPDIR:-/tmp}}/load.XXXXXX")
+    # In the background and waited for, like wrk in run_wrk (so a trapped Ctrl-C ends it).
+    taskset -c "$WRK_CPU" "$HTTP_LOAD_BIN" --addr "$addr" --conns "$conns" --depth "$depth" \
+        --duration "$duration" --warmup "${LOAD_WARMUP:-1}" --server-pid "$SERVER_PID" \
+        >"$outf" 2>&1 &
+    WRK_PID=$!
+    wait "$WRK_PID" || rc=$?
+    WRK_PID=
+    out=$(grep '^http-load ' "$outf" || true)
+    if ((rc != 0)) || [[ -z $out ]]; then
+        log "http-load failed for $name ($rc):"
+        log "$(<"$outf")"
+        rm -f "$outf"
+        return 1
+    fi
+    rm -f "$outf"
+    local requests errors
+    requests=$(_kv requests "$out")
+    errors=$(($(_kv errors "$out") + $(_kv non2xx "$out")))
+    # shellcheck disable=SC2034
+    {
+        LAST_RPS=$(_kv rps "$out")
+        LAST_REQUESTS=$requests
+        LAST_ERRORS=$errors
+        LAST_CPU_S=$(_kv server_cpu_s "$out")
+        LAST_CPU_US=$(_kv server_cpu_us_per_req "$out")
+        LAST_SERVER_PCT=$(_kv server_cpu_pct "$out")
+        LAST_WRK_PCT=$(_kv cpu_pct "$out")
+        LAST_GEN_CPU_US=$(_kv cpu_us_per_req "$out")
+    }
+    if [[ -z $requests || $requests -eq 0 ]]; then
+        log "http-load counted no responses from $name: $out"
+        return 1
+    fi
+    _record "$name" "$scenario" "$conns" "$depth" "$(_kv duration_s "$out")" "$requests" "$LAST_RPS" \
+        "$(_kv p50_us "$out")" "$(_kv p99_us "$out")" "$errors" http-load
+}
 
 run_wrk() {
     local name=$1 url=$2 conns=$3 duration=$4
@@ -219,10 +298,11 @@ run_wrk() {
     fi
 
     local dticks=$((c1 - c0)) dwrk=$((w1 - w0)) wall_ns=$((t1 - t0))
-    read -r LAST_CPU_S LAST_CPU_US LAST_SERVER_PCT LAST_WRK_PCT < <(awk \
+    read -r LAST_CPU_S LAST_CPU_US LAST_SERVER_PCT LAST_WRK_PCT LAST_GEN_CPU_US < <(awk \
         -v d="$dticks" -v w="$dwrk" -v hz="$CLK_TCK" -v n="$requests" -v ns="$wall_ns" 'BEGIN {
             cpu = d / hz; wall = ns / 1e9
-            printf "%.2f %.3f %.0f %.0f\n", cpu, cpu * 1e6 / n, 100 * cpu / wall, 100 * (w / hz) / wall }')
+            printf "%.2f %.3f %.0f %.0f %.3f\n", cpu, cpu * 1e6 / n, 100 * cpu / wall, 100 * (w / hz) / wall,
+                (w / hz) * 1e6 / n }')
     # Results for the caller (read after run_wrk returns).
     # shellcheck disable=SC2034
     {
@@ -230,19 +310,8 @@ run_wrk() {
         LAST_REQUESTS=$requests
         LAST_ERRORS=$errors
     }
-
-    printf '%-8s %-10s %12s req/s  %8s us CPU/req  server CPU %4s%%  wrk CPU %4s%%  p50 %8s  p99 %9s  errors %s\n' \
-        "$name" "$scenario" "$rps" "$LAST_CPU_US" "$LAST_SERVER_PCT" "$LAST_WRK_PCT" \
-        "$(_us "$p50")" "$(_us "$p99")" "$errors"
-
-    mkdir -p "$(dirname "$RESULTS_TSV")"
-    [[ -s $RESULTS_TSV ]] || printf '%s\n' "$TSV_HEADER" >"$RESULTS_TSV"
-    local rev
-    rev=$(git -C "$BENCH_DIR" rev-parse --short HEAD 2>/dev/null || echo -)
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
-        "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$rev" "$BENCH_NAME" "$name" "$scenario" "$conns" "$depth" \
-        "$(awk -v ns="$wall_ns" 'BEGIN {printf "%.2f", ns / 1e9}')" "$requests" "$rps" \
-        "$LAST_CPU_S" "$LAST_CPU_US" "$LAST_SERVER_PCT" "$LAST_WRK_PCT" "$p50" "$p99" "$errors" >>"$RESULTS_TSV"
+    _record "$name" "$scenario" "$conns" "$depth" "$(awk -v ns="$wall_ns" 'BEGIN {printf "%.2f", ns / 1e9}')" \
+        "$requests" "$rps" "$p50" "$p99" "$errors" wrk
 }
 
 # ---- shared by the side-by-side wrk benchmarks (http_hello.sh, https_hello.sh) ---------------
