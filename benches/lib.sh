@@ -17,6 +17,9 @@
 #   run_load NAME ADDR CONNS DURATION_S DEPTH
 #       the same with benches/peers/http-load (HTTP_LOAD_BIN) instead of wrk: DEPTH 1 is
 #       keep-alive, more is pipelined; it measures the server's and its own CPU in its window.
+#       With SYSCALLS=1 it also counts the server's system calls (perf stat on tracepoints,
+#       which slows every call a little: take CPU figures from runs without it) in the middle
+#       of the window and prints them per request (LAST_SYSCALLS).
 #
 # Variables read by run_wrk: SERVER_PID (required), SCENARIO (label, default "-"),
 #   DEPTH (pipeline depth recorded in the TSV, default 1), WRK_CPU (default 1),
@@ -206,6 +209,14 @@ run_load() {
         --duration "$duration" --warmup "${LOAD_WARMUP:-1}" --server-pid "$SERVER_PID" \
         >"$outf" 2>&1 &
     WRK_PID=$!
+    local perf_out="" perf_s=0
+    if [[ -n ${SYSCALLS:-} ]]; then
+        perf_out=$(mktemp "${LOG_DIR:-${TMPDIR:-/tmp}}/perf.XXXXXX")
+        perf_s=$(awk -v d="$duration" 'BEGIN { s = d - 1; if (s < 1) s = 1; print s }')
+        sleep "$(awk -v w="${LOAD_WARMUP:-1}" 'BEGIN { print w + 0.5 }')"
+        perf stat -x, -o "$perf_out" -e raw_syscalls:sys_enter,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_recvfrom,syscalls:sys_enter_read,syscalls:sys_enter_sendto,syscalls:sys_enter_write,syscalls:sys_enter_writev,syscalls:sys_enter_sched_yield,context-switches \
+            -p "$(pgrep -d, -g "$SERVER_PID")" -- sleep "$perf_s" >/dev/null 2>&1 || true
+    fi
     wait "$WRK_PID" || rc=$?
     WRK_PID=
     out=$(grep '^http-load ' "$outf" || true)
@@ -236,6 +247,16 @@ run_load() {
     fi
     _record "$name" "$scenario" "$conns" "$depth" "$(_kv duration_s "$out")" "$requests" "$LAST_RPS" \
         "$(_kv p50_us "$out")" "$(_kv p99_us "$out")" "$errors" http-load
+    if [[ -n $perf_out ]]; then
+        # Per request: each counter over the requests answered while perf counted (at the
+        # window's rate; the server is slowed a little by the counting itself).
+        LAST_SYSCALLS=$(awk -F, -v rps="$LAST_RPS" -v s="$perf_s" '
+            $3 ~ /sys_enter|context-switches/ && $1 ~ /^[0-9]+$/ {
+                name = $3; sub(/^.*sys_enter_?/, "", name); if (name == "") name = "all"
+                printf "%s%s=%.3f", sep, name, $1 / (rps * s); sep = " " }' "$perf_out")
+        printf '%-8s %-10s syscalls per request: %s\n' "$name" "$scenario" "$LAST_SYSCALLS"
+        rm -f "$perf_out"
+    fi
 }
 
 run_wrk() {
