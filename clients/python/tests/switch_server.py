@@ -5,6 +5,7 @@ CARGO_BIN_EXE_reaktor), else target/debug/reaktor under $CARGO_TARGET_DIR or the
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -99,4 +100,110 @@ class Server:
                 raise RuntimeError(f"reaktor exited {code}: {self.stderr()}")
         if "panicked" in self.stderr():
             raise RuntimeError(self.stderr())
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Cluster:
+    """Three (or `n`) reaktor members of one [cluster] on loopback, each with the client test
+    topology; `kill9`, `stop`/`cont` (SIGSTOP/SIGCONT) and `start_member` (same state
+    directory) act on one member; `master()` waits for the serving one."""
+
+    def __init__(self, n: int = 3) -> None:
+        self.dir = tempfile.mkdtemp(prefix="reaktor-client-cluster-")
+        self.ports = [free_port() for _ in range(n)]
+        peers = [free_port() for _ in range(n)]
+        members = "".join(
+            f'\n[[cluster.member]]\nid = {k + 1}\npeer = "127.0.0.1:{peers[k]}"\napi = "http://127.0.0.1:{self.ports[k]}"\n'
+            for k in range(n))
+        status = ('\n[[core]]\nnuklei = ["cluster"]\n\n[[http.route]]\npath = "/v1/cluster"\nto = "cluster"\n')
+        self.paths = []
+        for k in range(n):
+            path = os.path.join(self.dir, f"member-{k + 1}.toml")
+            with open(path, "w") as f:
+                f.write(TOPOLOGY.read_text().replace("{PORT}", str(self.ports[k])) + status
+                        + f'\n[cluster]\nid = {k + 1}\nstate_dir = "state-{k + 1}"\ntick_ms = 5\n'
+                          f'heartbeat_ms = 20\nelection_timeout_ms = 150\n' + members)
+            self.paths.append(path)
+        self.procs: list[subprocess.Popen | None] = [None] * n
+        for k in range(n):
+            self.start_member(k + 1)
+
+    @property
+    def urls(self) -> list[str]:
+        return [f"ws://127.0.0.1:{p}" for p in self.ports]
+
+    def start_member(self, member: int) -> None:
+        k = member - 1
+        streams = os.path.join(self.dir, f"streams-{member}")
+        os.makedirs(streams, exist_ok=True)
+        log = open(os.path.join(self.dir, f"member-{member}.log"), "ab")
+        env = dict(os.environ, REAKTOR_LOG=os.environ.get("REAKTOR_LOG", "warn"))
+        self.procs[k] = subprocess.Popen([binary(), "run", "--topology", self.paths[k], "--stream-dir", streams],
+                                         stdout=subprocess.DEVNULL, stderr=log, cwd=ROOT, env=env)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.ports[k]), timeout=1).close()
+                return
+            except OSError:
+                if self.procs[k].poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"member {member} did not start: {self.log(member)}")
+                time.sleep(0.02)
+
+    def status(self, member: int) -> dict | None:
+        """Member `member`'s GET /v1/cluster, if it answers within half a second."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.ports[member - 1]), timeout=0.5) as s:
+                s.settimeout(0.5)
+                s.sendall(b"GET /v1/cluster HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                data = b""
+                while chunk := s.recv(65536):
+                    data += chunk
+        except OSError:
+            return None
+        head, _, body = data.partition(b"\r\n\r\n")
+        return json.loads(body) if head.startswith(b"HTTP/1.1 200") else None
+
+    def master(self, timeout: float = 10.0, other_than: int | None = None) -> tuple[int, int]:
+        """(member, epoch) of the serving master once exactly one serves."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            serving = []
+            for m in range(1, len(self.ports) + 1):
+                if self.procs[m - 1] is None:
+                    continue
+                st = self.status(m)
+                if st is not None and st["serving"] and m != other_than:
+                    serving.append((m, st["epoch"]))
+            if len(serving) == 1:
+                return serving[0]
+            time.sleep(0.01)
+        raise RuntimeError(f"no single master within {timeout} s")
+
+    def kill9(self, member: int) -> None:
+        p = self.procs[member - 1]
+        assert p is not None
+        p.kill()
+        p.wait()
+        self.procs[member - 1] = None
+
+    def signal(self, member: int, sig: int) -> None:
+        p = self.procs[member - 1]
+        assert p is not None
+        p.send_signal(sig)
+
+    def log(self, member: int) -> str:
+        try:
+            with open(os.path.join(self.dir, f"member-{member}.log"), "rb") as f:
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    def close(self) -> None:
+        for k, p in enumerate(self.procs):
+            if p is None:
+                continue
+            p.send_signal(signal.SIGCONT)
+            p.kill()
+            p.wait()
         shutil.rmtree(self.dir, ignore_errors=True)

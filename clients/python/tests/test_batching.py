@@ -6,7 +6,8 @@ import unittest
 
 from reaktor_client import backoff_delay, errors
 from reaktor_client.batching import Call, Limits, plan
-from reaktor_client.types import FailedPort, Registration, SendReport, Unregistration
+from reaktor_client.connection import retry_after_ms
+from reaktor_client.types import FailedPort, FencingToken, Registration, SendReport, Unregistration
 
 
 def call(op, items, **kw):
@@ -29,7 +30,33 @@ class Batching(unittest.TestCase):
         self.assertEqual(json.loads(reqs[0].text(7)), {"op": "regport", "id": 7, "ports": ["a", "b", "c", "b"]})
         reqs[0].resolve({"id": 7, "registered": 2, "failed": [{"port": "c", "owner": "n2", "address": "x:1"}]})
         self.assertEqual(ga["result"], Registration(owned=("a", "b"), failed=()))
+        self.assertEqual(ga["result"].tokens, {})
         self.assertEqual(gb["result"], Registration(owned=("b",), failed=(FailedPort("c", "n2", "x:1"),)))
+
+    def test_a_masters_reply_gives_every_owned_port_its_fencing_token(self):
+        a, ga = call("regport", ["a", "b"])
+        b, gb = call("regport", ["c"])
+        reqs = plan([a, b], Limits(max_items=2))
+        self.assertEqual([r.items for r in reqs], [["a", "b"], ["c"]])
+        reqs[0].resolve({"id": 1, "registered": 1, "failed": [{"port": "b", "owner": "n2", "address": "x"}],
+                         "epoch": 4, "sequence": 17})
+        reqs[1].resolve({"id": 2, "registered": 1, "failed": [], "epoch": 4, "sequence": 18})
+        self.assertEqual(ga["result"].tokens, {"a": FencingToken(4, 17)})
+        self.assertEqual(ga["result"].token("b"), None)
+        self.assertEqual(ga["result"].epoch, 4)
+        self.assertEqual(gb["result"].token("c"), FencingToken(4, 18))
+        # Tokens order by epoch first: a later master's token beats any sequence of an older one.
+        self.assertLess(FencingToken(4, 900), FencingToken(5, 1))
+        # A switch that runs alone stamps nothing.
+        c, gc = call("regport", ["d"])
+        plan([c], Limits())[0].resolve({"registered": 1, "failed": []})
+        self.assertEqual((gc["result"].tokens, gc["result"].epoch), ({}, None))
+
+    def test_a_503_body_may_name_a_finer_wait_than_retry_after(self):
+        self.assertEqual(retry_after_ms('{"error":{"code":"no_master"},"retry_after_ms":150}', 30), 0.15)
+        self.assertEqual(retry_after_ms('{"retry_after_ms":999999}', 30), 30)
+        self.assertIsNone(retry_after_ms("election", 30))
+        self.assertIsNone(retry_after_ms('{"retry_after_ms":"soon"}', 30))
 
     def test_order_across_kinds_is_kept(self):
         calls = [call("regport", ["a"])[0], call("sendmsg", [{"port": "a", "body": "1"}])[0],

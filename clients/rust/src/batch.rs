@@ -8,7 +8,7 @@
 //! ([`Request::unmergeable`], [`Request::unmerged`]), so only the guilty call fails.
 
 use crate::error::Error;
-use crate::types::{FailedPort, Message, NodeInfo, PortOwner};
+use crate::types::{FailedPort, FencingToken, Message, NodeInfo, PortOwner};
 use crate::wire::{self, Op, Reply};
 
 /// Error codes one call of a merged request can cause for the whole request.
@@ -152,8 +152,9 @@ pub struct Request {
 /// A call's share of a reply.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PartResult {
-    /// RegPort: owned and failed ports.
-    Reg(Vec<String>, Vec<FailedPort>),
+    /// RegPort: owned and failed ports, and the owned ports' fencing tokens (one each, in
+    /// order, from a cluster's master; none from a switch that runs alone).
+    Reg(Vec<String>, Vec<FailedPort>, Vec<FencingToken>),
     /// UnRegPort: released, not owned, unknown.
     Unreg(Vec<String>, Vec<String>, Vec<String>),
     /// SendMsg: delivered and dropped, for exclusive calls.
@@ -220,6 +221,12 @@ impl Request {
             ),
         };
         if op == Op::RegPort {
+            let token = reply
+                .epoch
+                .zip(reply.sequence)
+                .map(|(epoch, sequence)| FencingToken { epoch, sequence });
+            let tokens =
+                |owned: &Vec<String>| token.map_or_else(Vec::new, |t| vec![t; owned.len()]);
             let failed = reply.failed.ok_or_else(|| bad("without `failed`"))?;
             let failed: std::collections::HashMap<&str, &wire::FailedWire> =
                 failed.iter().map(|f| (f.port.as_str(), f)).collect();
@@ -233,7 +240,8 @@ impl Request {
                     let ports = &mut names[p.start..p.end];
                     if failed.is_empty() {
                         let owned = ports.iter_mut().map(std::mem::take).collect();
-                        return PartResult::Reg(owned, Vec::new());
+                        let tokens = tokens(&owned);
+                        return PartResult::Reg(owned, Vec::new(), tokens);
                     }
                     let mut owned = Vec::with_capacity(ports.len());
                     let mut lost = Vec::new();
@@ -252,7 +260,8 @@ impl Request {
                             }
                         }
                     }
-                    PartResult::Reg(owned, lost)
+                    let tokens = tokens(&owned);
+                    PartResult::Reg(owned, lost, tokens)
                 })
                 .collect());
         }
@@ -456,13 +465,36 @@ mod tests {
         assert_eq!(
             parts,
             vec![
-                PartResult::Reg(vec!["a".into(), "b".into()], vec![]),
+                PartResult::Reg(vec!["a".into(), "b".into()], vec![], vec![]),
                 PartResult::Reg(
                     vec!["b".into()],
-                    vec![FailedPort::new("c", "n2", Some("x:1"))]
+                    vec![FailedPort::new("c", "n2", Some("x:1"))],
+                    vec![]
                 ),
             ]
         );
+        // A cluster master's reply: every owned port gets (epoch, sequence).
+        let mut again = plan(
+            vec![Call {
+                id: 3,
+                op: Op::RegPort,
+                items: Items::Names(vec!["a".into(), "c".into()]),
+                subscribe: false,
+                exclusive: false,
+            }],
+            Limits::default(),
+        )
+        .0;
+        let parts = again[0]
+            .split(reply(
+                r#"{"registered":1,"failed":[{"port":"c","owner":"n2"}],"epoch":4,"sequence":9}"#,
+            ))
+            .unwrap();
+        let token = FencingToken {
+            epoch: 4,
+            sequence: 9,
+        };
+        assert!(matches!(&parts[0], PartResult::Reg(o, _, t) if o == &["a"] && t == &[token]));
     }
 
     #[test]

@@ -16,7 +16,9 @@ use crate::batch::{Items, Limits};
 use crate::connect::{self, Target, Ws};
 use crate::error::Error;
 use crate::session::{Outcome, Phase, Session, Waiter};
-use crate::types::{Event, Message, NodeInfo, PortOwner, Registration, SendReport, Unregistration};
+use crate::types::{
+    Event, FencingToken, Message, NodeInfo, PortOwner, Registration, SendReport, Unregistration,
+};
 use crate::wire::Op;
 
 /// Tuning of a [`Client`]. The defaults suit the switch's default limits.
@@ -39,7 +41,8 @@ pub struct Options {
     pub backoff_max: Duration,
     /// How long [`connect()`] may take, retries included.
     pub connect_timeout: Duration,
-    /// How long one opening handshake may take.
+    /// How long one opening handshake may take. Short, so that a member that accepts TCP
+    /// but does not answer (a stopped process) holds a failover up only this long.
     pub open_timeout: Duration,
     /// Lease renewal interval; `None`: a quarter of the switch's `lease_ms`.
     pub renew_interval: Option<Duration>,
@@ -60,7 +63,7 @@ impl Default for Options {
             backoff_initial: Duration::from_millis(50),
             backoff_max: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(30),
-            open_timeout: Duration::from_secs(10),
+            open_timeout: Duration::from_secs(3),
             renew_interval: None,
             max_redirects: 5,
             max_retry_after: Duration::from_secs(30),
@@ -150,6 +153,7 @@ enum Command {
         reply: Reply,
     },
     Held(oneshot::Sender<(HeldSet, HeldSet)>),
+    Fencing(String, oneshot::Sender<(Option<u64>, Option<FencingToken>)>),
     Close(oneshot::Sender<()>),
 }
 
@@ -447,6 +451,29 @@ impl Client {
         Ok((held.into_iter().collect(), watched.into_iter().collect()))
     }
 
+    /// The fencing token of a held `port` (a cluster master's `(epoch, sequence)`, to hand to
+    /// storage with every write it guards); `None` if not held or the switch runs alone.
+    pub async fn fencing_token(
+        &self,
+        port: impl Into<String>,
+    ) -> Result<Option<FencingToken>, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Fencing(port.into(), tx))
+            .map_err(|_| self.closed_error())?;
+        Ok(rx.await.map_err(|_| self.closed_error())?.1)
+    }
+
+    /// The epoch of the cluster master this client last heard from (`None`: the switch runs
+    /// alone). It only grows; a failover raises it.
+    pub async fn epoch(&self) -> Result<Option<u64>, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Fencing(String::new(), tx))
+            .map_err(|_| self.closed_error())?;
+        Ok(rx.await.map_err(|_| self.closed_error())?.0)
+    }
+
     /// Requests (WebSocket messages) sent so far, over all connections: a statistic that
     /// shows batching at work.
     pub fn requests_sent(&self) -> u64 {
@@ -518,6 +545,10 @@ impl Driver {
                 reply,
             }) => {
                 self.session.submit(op, items, subscribe, exclusive, reply);
+                true
+            }
+            Some(Command::Fencing(port, tx)) => {
+                let _ = tx.send((self.session.epoch(), self.session.fencing_token(&port)));
                 true
             }
             Some(Command::Held(tx)) => {
@@ -618,15 +649,22 @@ impl Driver {
             if self.while_taking_commands(room).await.is_none() {
                 return self.shut_down(None).await;
             }
-            let mut delay = backoff_delay(attempt, o.backoff_initial, o.backoff_max, self.unit());
-            if let Error::Unavailable {
-                retry_after: Some(r),
-                ..
-            } = error
-            {
-                delay = delay.max(r);
+            let delay = match error {
+                // The switch said when (an election runs): no need to back off further.
+                Error::Unavailable {
+                    retry_after: Some(r),
+                    ..
+                } => r.mul_f64(1.0 + 0.2 * self.unit()),
+                _ => {
+                    attempt = attempt.saturating_add(1);
+                    backoff_delay(attempt - 1, o.backoff_initial, o.backoff_max, self.unit())
+                }
+            };
+            if let Error::ConnectionLost { .. } = error {
+                // The member went silent or away (stopped, killed, cut off): it would only
+                // hold up the next handshake; another member knows the master.
+                self.member = self.member.wrapping_add(1);
             }
-            attempt = attempt.saturating_add(1);
             tracing::info!(node = %self.config.node, %error, ?delay, "reconnecting");
             if self
                 .while_taking_commands(tokio::time::sleep(delay))

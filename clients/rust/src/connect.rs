@@ -110,6 +110,13 @@ pub fn resolve_location(current: &str, location: &str) -> String {
     }
 }
 
+/// The `retry_after_ms` a cluster member's 503 body names, capped.
+pub fn retry_after_ms(body: &str, cap: Duration) -> Option<Duration> {
+    let value: serde_json::Value = serde_json::from_str(body).ok()?;
+    let ms = value.get("retry_after_ms")?.as_u64()?;
+    Some(Duration::from_millis(ms).min(cap))
+}
+
 /// `Retry-After` (delta-seconds; an HTTP date counts as the cap), capped.
 pub fn retry_after(value: Option<&HeaderValue>, cap: Duration) -> Option<Duration> {
     let v = value?.to_str().ok()?.trim();
@@ -181,7 +188,10 @@ pub async fn open(t: &Target<'_>, start: usize) -> Result<(Ws, String), Error> {
                         .as_ref()
                         .map(|b| String::from_utf8_lossy(b).into_owned())
                         .unwrap_or_default();
-                    let wait = retry_after(response.headers().get(RETRY_AFTER), t.max_retry_after);
+                    // A cluster member's 503 names a finer wait in its body than Retry-After.
+                    let wait = retry_after_ms(&body, t.max_retry_after).or_else(|| {
+                        retry_after(response.headers().get(RETRY_AFTER), t.max_retry_after)
+                    });
                     let e = Error::from_status(status, &body, wait);
                     if let Error::Unavailable { retry_after, .. } = &e {
                         let shorter = match &unavailable {
@@ -245,5 +255,10 @@ mod tests {
             Some(cap)
         );
         assert_eq!(retry_after(None, cap), None);
+        assert_eq!(
+            retry_after_ms(r#"{"error":{},"retry_after_ms":150}"#, cap),
+            Some(Duration::from_millis(150))
+        );
+        assert_eq!(retry_after_ms("election", cap), None);
     }
 }

@@ -102,6 +102,14 @@ pub enum Error {
         /// What happened.
         message: String,
     },
+    /// 4003: the cluster member the client was connected to lost its master lease and
+    /// dropped its port table. The client reconnects to the new master (following redirects)
+    /// and registers its ports again; their fencing tokens change.
+    #[error("master lost: {message}: the client follows the master by itself")]
+    MasterLost {
+        /// The switch's reason (names the master if the member knew it).
+        message: String,
+    },
     /// 1009: a request was larger than the switch's WebSocket message limit.
     #[error("message too big: {message}: lower Options::max_batch_bytes below the switch's ws max_message_size")]
     MessageTooBig {
@@ -187,6 +195,7 @@ impl Error {
             Some(4000) => Error::Replaced { message },
             Some(4001) => Error::LeaseExpired { message },
             Some(4002) => Error::SlowConsumer { message },
+            Some(4003) => Error::MasterLost { message },
             Some(1009) => Error::MessageTooBig { message },
             _ => Error::ConnectionLost { message },
         }
@@ -230,6 +239,8 @@ mod tests {
         );
         assert!(Error::from_close(Some(4000), "replaced").is_terminal());
         assert!(!Error::from_close(Some(4001), "lease").is_terminal());
+        let lost = Error::from_close(Some(4003), "not master: the master is member 2 at x");
+        assert!(matches!(lost, Error::MasterLost { .. }) && !lost.is_terminal());
         assert!(matches!(
             Error::from_close(Some(4002), "slow"),
             Error::SlowConsumer { .. }

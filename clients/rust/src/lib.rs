@@ -73,11 +73,19 @@
 //! The protocol logic is sans-I/O ([`session`], [`batch`], [`wire`]) and tested without
 //! sockets; [`connect`](fn@connect) and the driver only move bytes.
 //!
-//! # Not yet (needs the HA and coordination work on the switch)
+//! # A cluster
 //!
-//! Epochs and per-port fencing tokens in replies and pushes, the leader hint in a `307`
-//! body, `GET /v1/cluster`, watches and session ids: the result types and [`Event`] are
-//! `#[non_exhaustive]` so they can grow these without breaking callers.
+//! Give the client every member's URL. A member that is not the master redirects it (307),
+//! one in an election says when to retry (503 with `retry_after_ms`), a master that loses its
+//! lease closes the connection (4003, [`Error::MasterLost`]); the client reconnects to the
+//! master and registers its ports again. It tracks the master's epoch ([`Client::epoch`])
+//! and each held port's fencing token ([`Client::fencing_token`], [`FencingToken`]), which
+//! a failover renews ([`Event::Reconnected`] says when: `epoch != previous_epoch`).
+//!
+//! # Not yet (needs the coordination work on the switch)
+//!
+//! Watches and session ids: the result types and [`Event`] are `#[non_exhaustive]` so they
+//! can grow these without breaking callers.
 
 #![warn(missing_docs)]
 
@@ -93,5 +101,6 @@ pub use batch::Limits;
 pub use client::{backoff_delay, connect, Client, Config, Events, Options};
 pub use error::Error;
 pub use types::{
-    Event, FailedPort, Message, NodeInfo, PortOwner, Registration, SendReport, Unregistration,
+    Event, FailedPort, FencingToken, Message, NodeInfo, PortOwner, Registration, SendReport,
+    Unregistration,
 };

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use crate::batch::{plan, Call, CallId, Items, Limits, PartResult, Request};
 use crate::error::Error;
-use crate::types::{Event, NodeInfo, PortOwner, Registration, SendReport, Unregistration};
+use crate::types::{
+    Event, FencingToken, NodeInfo, PortOwner, Registration, SendReport, Unregistration,
+};
 use crate::wire::{self, Incoming, Op};
 
 /// What a completed call returns.
@@ -87,6 +89,11 @@ pub struct Session<W> {
     inflight: HashMap<u64, Request>,
     held: HashSet<String>,
     watched: HashSet<String>,
+    /// Held ports' fencing tokens (a cluster's master gives them; empty alone).
+    tokens: HashMap<String, FencingToken>,
+    /// The master's epoch last seen, and the one before the connection was lost.
+    epoch: Option<u64>,
+    previous_epoch: Option<u64>,
     phase: Phase,
     restoring: Option<Restoring>,
     lease_ms: Option<u64>,
@@ -108,6 +115,9 @@ impl<W: Waiter> Session<W> {
             inflight: HashMap::new(),
             held: HashSet::new(),
             watched: HashSet::new(),
+            tokens: HashMap::new(),
+            epoch: None,
+            previous_epoch: None,
             phase: Phase::Down,
             restoring: None,
             lease_ms: None,
@@ -128,6 +138,31 @@ impl<W: Waiter> Session<W> {
         &self.watched
     }
 
+    /// The epoch of the cluster master last heard from (`None`: the switch runs alone).
+    pub fn epoch(&self) -> Option<u64> {
+        self.epoch
+    }
+
+    /// The fencing token of a held port (`None` if not held, or the switch runs alone).
+    pub fn fencing_token(&self, port: &str) -> Option<FencingToken> {
+        self.tokens.get(port).copied()
+    }
+
+    fn see_epoch(&mut self, epoch: Option<u64>) {
+        match (epoch, self.epoch) {
+            (Some(new), Some(old)) if new < old => {
+                tracing::warn!(new, old, "an older epoch than one already seen: ignored");
+            }
+            (Some(new), old) => {
+                if old.is_some_and(|old| old != new) {
+                    tracing::info!(old, new, "master epoch changed");
+                }
+                self.epoch = Some(new);
+            }
+            (None, _) => {}
+        }
+    }
+
     /// The switch's lease, once known.
     pub fn lease_ms(&self) -> Option<u64> {
         self.lease_ms
@@ -145,6 +180,7 @@ impl<W: Waiter> Session<W> {
             for p in items.names() {
                 self.held.remove(p);
                 self.watched.remove(p);
+                self.tokens.remove(p);
             }
         }
         self.enqueue(op, items, subscribe, exclusive, Owner::App(waiter));
@@ -194,7 +230,7 @@ impl<W: Waiter> Session<W> {
             p.parts_left = n;
             if n == 0 {
                 let empty = match p.op {
-                    Op::RegPort => PartResult::Reg(Vec::new(), Vec::new()),
+                    Op::RegPort => PartResult::Reg(Vec::new(), Vec::new(), Vec::new()),
                     Op::UnRegPort => PartResult::Unreg(Vec::new(), Vec::new(), Vec::new()),
                     Op::QueryPort => PartResult::Ports(Vec::new()),
                     Op::QueryNode => PartResult::Nodes(Vec::new()),
@@ -297,13 +333,14 @@ impl<W: Waiter> Session<W> {
                                 reason: p.reason.map(|r| r.into_owned()).unwrap_or_default(),
                             })
                         }
+                        "epoch" => self.see_epoch(p.epoch),
                         other => tracing::warn!(kind = other, "unknown push"),
                     }
                 }
                 Ok(events)
             }
             Incoming::Reply(reply) => {
-                self.on_reply(reply);
+                self.on_reply(*reply);
                 match self.restore_error.take() {
                     Some(e) => Err(e),
                     None => Ok(Vec::new()),
@@ -314,6 +351,7 @@ impl<W: Waiter> Session<W> {
 
     fn on_reply(&mut self, reply: wire::Reply) {
         let id = reply.id;
+        self.see_epoch(reply.epoch);
         self.renewals.retain(|&(_, r)| r != id);
         let Some(mut request) = self.inflight.remove(&id) else {
             tracing::warn!(id, "reply to no request");
@@ -352,10 +390,11 @@ impl<W: Waiter> Session<W> {
         };
         p.acc = Some(match (p.acc.take(), result) {
             (None, r) => r,
-            (Some(PartResult::Reg(mut o, mut f)), PartResult::Reg(o2, f2)) => {
+            (Some(PartResult::Reg(mut o, mut f, mut t)), PartResult::Reg(o2, f2, t2)) => {
                 o.extend(o2);
                 f.extend(f2);
-                PartResult::Reg(o, f)
+                t.extend(t2);
+                PartResult::Reg(o, f, t)
             }
             (Some(PartResult::Unreg(mut a, mut b, mut c)), PartResult::Unreg(a2, b2, c2)) => {
                 a.extend(a2);
@@ -387,7 +426,7 @@ impl<W: Waiter> Session<W> {
             return;
         };
         let outcome = match p.acc.take() {
-            Some(PartResult::Reg(owned, failed)) => {
+            Some(PartResult::Reg(owned, failed, tokens)) => {
                 if !self.watched.is_empty() {
                     for port in &owned {
                         self.watched.remove(port);
@@ -401,7 +440,18 @@ impl<W: Waiter> Session<W> {
                         self.watched.insert(f.port.clone());
                     }
                 }
-                Outcome::Registration(Registration { owned, failed })
+                let epoch = tokens.iter().map(|t| t.epoch).max();
+                let tokens: HashMap<String, FencingToken> =
+                    owned.iter().cloned().zip(tokens).collect();
+                for (port, token) in &tokens {
+                    self.tokens.insert(port.clone(), *token);
+                }
+                Outcome::Registration(Registration {
+                    owned,
+                    failed,
+                    tokens,
+                    epoch,
+                })
             }
             Some(PartResult::Unreg(released, not_owned, unknown)) => {
                 Outcome::Unregistration(Unregistration {
@@ -478,6 +528,7 @@ impl<W: Waiter> Session<W> {
         };
         for f in &held.failed {
             self.held.remove(&f.port);
+            self.tokens.remove(&f.port);
         }
         // `finish` already moved owned ports into `held` (and watched ones out of `watched`).
         self.phase = Phase::Ready;
@@ -487,6 +538,8 @@ impl<W: Waiter> Session<W> {
                 restored: held.owned.len(),
                 lost: held.failed,
                 acquired: watched.owned,
+                epoch: self.epoch,
+                previous_epoch: self.previous_epoch,
             });
         }
         self.flush();
@@ -512,6 +565,9 @@ impl<W: Waiter> Session<W> {
         }
         self.restoring = None;
         self.renewals.clear();
+        if self.phase != Phase::Down {
+            self.previous_epoch = self.epoch;
+        }
         self.phase = Phase::Down;
         self.out.clear();
         if fin {
@@ -535,6 +591,7 @@ impl<W: Waiter> Session<W> {
         }
         self.held.clear();
         self.watched.clear();
+        self.tokens.clear();
     }
 
     /// Time to renew: queue a relet. Returns `Err` if the oldest unanswered renewal is older

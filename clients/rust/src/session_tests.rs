@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use super::*;
-use crate::types::FailedPort;
+use crate::types::{FailedPort, FencingToken};
 
 #[derive(Clone, Default)]
 struct Slot(Rc<RefCell<Option<Result<Outcome, Error>>>>);
@@ -173,6 +173,8 @@ fn a_reconnect_restores_held_ports_in_batches_and_reports_lost_and_acquired() {
             restored: 3,
             lost: vec![FailedPort::new("b", "n2", Some("n2:1"))],
             acquired: vec!["x".into()],
+            epoch: None,
+            previous_epoch: None,
         }]
     );
     let mut held: Vec<&String> = s.held().iter().collect();
@@ -278,4 +280,94 @@ fn closing_for_good_fails_every_call() {
     let ev = s.closed(Error::from_close(Some(4000), "replaced"), true);
     assert!(matches!(ev, Event::Disconnected { fin: true, .. }));
     assert!(matches!(queued.get(), Some(Err(Error::Replaced { .. }))));
+}
+
+/// A cluster master's answer: `answer` stamped with `epoch` and a sequence.
+fn stamped(req: &Value, epoch: u64, sequence: u64) -> String {
+    let mut v: Value = serde_json::from_str(&answer(req, &[])).unwrap();
+    v["epoch"] = json!(epoch);
+    v["sequence"] = json!(sequence);
+    v.to_string()
+}
+
+#[test]
+fn a_failover_renews_the_fencing_tokens_and_is_reported_with_both_epochs() {
+    let now = Instant::now();
+    let mut s: Session<Slot> = Session::new(Limits {
+        max_items: 2,
+        max_bytes: 1 << 20,
+    });
+    s.opened("ws://a", true, now);
+    let mut seq = 0;
+    for r in sent(&mut s) {
+        seq += 1;
+        s.received(&stamped(&r, 3, seq)).unwrap();
+    }
+    assert_eq!(s.epoch(), Some(3));
+    let slot = Slot::default();
+    s.submit(
+        Op::RegPort,
+        names(&["a", "b", "c"]),
+        false,
+        false,
+        slot.clone(),
+    );
+    s.flush();
+    for r in sent(&mut s) {
+        seq += 1;
+        s.received(&stamped(&r, 3, seq)).unwrap();
+    }
+    let Some(Ok(Outcome::Registration(reg))) = slot.get() else {
+        panic!("{:?}", slot.get())
+    };
+    let token = |epoch, sequence| FencingToken { epoch, sequence };
+    // Three ports in batches of two: two requests, two sequences.
+    assert_eq!(
+        (reg.token("a"), reg.token("c")),
+        (Some(token(3, 2)), Some(token(3, 3)))
+    );
+    assert_eq!(reg.epoch, Some(3));
+    assert_eq!(s.fencing_token("b"), Some(token(3, 2)));
+    // A push batch starts with the epoch element; it is not an event.
+    let events = s
+        .received(r#"[{"type":"epoch","epoch":3},{"type":"msg","port":"a","body":"x"}]"#)
+        .unwrap();
+    assert_eq!(events.len(), 1);
+    // The master dies; the next one (epoch 5) starts empty and the ports come back.
+    s.closed(Error::from_close(Some(4003), "not master"), false);
+    s.opened("ws://b", false, now);
+    let mut seq = 0;
+    loop {
+        let reqs = sent(&mut s);
+        if reqs.is_empty() {
+            break;
+        }
+        for r in reqs {
+            seq += 1;
+            s.received(&stamped(&r, 5, seq)).unwrap();
+        }
+    }
+    let control = s.take_control();
+    assert!(
+        matches!(
+            &control[..],
+            [Event::Reconnected {
+                restored: 3,
+                epoch: Some(5),
+                previous_epoch: Some(3),
+                ..
+            }]
+        ),
+        "{control:?}"
+    );
+    for port in ["a", "b", "c"] {
+        let t = s.fencing_token(port).unwrap();
+        assert_eq!(t.epoch, 5);
+        assert!(t > token(3, 3));
+    }
+    // An older epoch seen later is ignored; an unregistered port has no token.
+    s.received(r#"[{"type":"epoch","epoch":4}]"#).unwrap();
+    assert_eq!(s.epoch(), Some(5));
+    s.submit(Op::UnRegPort, names(&["a"]), false, false, Slot::default());
+    assert_eq!(s.fencing_token("a"), None);
 }

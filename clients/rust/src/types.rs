@@ -1,8 +1,23 @@
 //! Values the client returns and the events it delivers. Structs and enums are
-//! `#[non_exhaustive]`: the HA and coordination work will add fields (epoch, fencing tokens,
-//! watch sequence numbers) and events (epoch changes) without breaking code written today.
+//! `#[non_exhaustive]`: later work adds fields (watch sequence numbers) without breaking code
+//! written today.
+
+use std::collections::HashMap;
 
 use serde::Serialize;
+
+/// What a cluster's master gave a port when it granted it to this node: its epoch (the term
+/// it was elected in) and the reply's sequence in that epoch. Tokens of a port only grow from
+/// one owner to the next (a failover included): storage that rejects a write with a lower
+/// token than one it has seen cannot be overwritten by an old owner. Ordered as
+/// `(epoch, sequence)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FencingToken {
+    /// The master's epoch.
+    pub epoch: u64,
+    /// The granting reply's sequence in that epoch.
+    pub sequence: u64,
+}
 
 /// A port another node owns: a failed registration names the owner (discovery).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -35,6 +50,18 @@ pub struct Registration {
     pub owned: Vec<String>,
     /// Ports owned by other nodes, with their owner.
     pub failed: Vec<FailedPort>,
+    /// From a cluster's master: each owned port's fencing token (empty from a switch that
+    /// runs alone).
+    pub tokens: HashMap<String, FencingToken>,
+    /// From a cluster's master: its epoch.
+    pub epoch: Option<u64>,
+}
+
+impl Registration {
+    /// The fencing token of an owned `port` (`None` alone, or if not owned).
+    pub fn token(&self, port: &str) -> Option<FencingToken> {
+        self.tokens.get(port).copied()
+    }
 }
 
 /// Result of [`crate::Client::unregister`].
@@ -153,7 +180,10 @@ pub enum Event {
     },
     /// Connected again (to `url`) and re-registered: `restored` ports are this node's again,
     /// `lost` went to another node meanwhile (no longer held), `acquired` were asked for with
-    /// `subscribe` and were free (now held).
+    /// `subscribe` and were free (now held). With a cluster, `epoch` is the master's epoch
+    /// and `previous_epoch` the one before the connection was lost: when they differ the
+    /// master changed (a failover), it started with an empty table, and every restored port
+    /// has a new fencing token ([`crate::Client::fencing_token`]).
     Reconnected {
         /// The member.
         url: String,
@@ -163,5 +193,9 @@ pub enum Event {
         lost: Vec<FailedPort>,
         /// Watched ports that were free and are now this node's.
         acquired: Vec<String>,
+        /// The master's epoch now (`None`: the switch runs alone).
+        epoch: Option<u64>,
+        /// The master's epoch before the connection was lost.
+        previous_epoch: Option<u64>,
     },
 }

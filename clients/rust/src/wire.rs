@@ -1,6 +1,7 @@
 //! The switch's JSON on the receiving connection: requests out, replies and pushes in.
-//! Unknown reply fields are ignored, so fields a newer switch adds (the HA epoch) do not
-//! break this client.
+//! Unknown reply fields are ignored, so fields a newer switch adds do not break this client.
+//! A cluster's master stamps every reply with `epoch` and `sequence` and starts every push
+//! batch with `{"type":"epoch","epoch":E}`.
 
 use std::borrow::Cow;
 
@@ -148,17 +149,24 @@ pub struct Reply {
     pub nodes: Option<Vec<NodeWire>>,
     /// Relet.
     pub lease_ms: Option<u64>,
+    /// A cluster master's epoch.
+    pub epoch: Option<u64>,
+    /// The reply's sequence in the epoch (with `epoch`, a RegPort's fencing token).
+    pub sequence: Option<u64>,
 }
 
 /// One push of a batch.
 #[derive(Debug, Deserialize)]
 pub struct PushWire<'a> {
-    /// `msg` or `released`.
+    /// `msg`, `released`, or `epoch` (a cluster master's first element of a batch).
     #[serde(rename = "type", borrow)]
     pub kind: Cow<'a, str>,
-    /// The port.
-    #[serde(borrow)]
+    /// The port (none in an `epoch` element).
+    #[serde(default, borrow)]
     pub port: Cow<'a, str>,
+    /// The epoch of an `epoch` element.
+    #[serde(default)]
+    pub epoch: Option<u64>,
     /// Message body.
     #[serde(default, borrow)]
     pub body: Option<Cow<'a, str>>,
@@ -171,7 +179,7 @@ pub struct PushWire<'a> {
 #[derive(Debug)]
 pub enum Incoming<'a> {
     /// A reply (a JSON object).
-    Reply(Reply),
+    Reply(Box<Reply>),
     /// A batch of pushes (a JSON array).
     Pushes(Vec<PushWire<'a>>),
 }
@@ -180,7 +188,7 @@ pub enum Incoming<'a> {
 pub fn parse(text: &str) -> Result<Incoming<'_>, serde_json::Error> {
     match text.trim_start().as_bytes().first() {
         Some(b'[') => serde_json::from_str(text).map(Incoming::Pushes),
-        _ => serde_json::from_str(text).map(Incoming::Reply),
+        _ => serde_json::from_str(text).map(|r| Incoming::Reply(Box::new(r))),
     }
 }
 
@@ -226,5 +234,17 @@ mod tests {
         assert!(matches!(p[0].port, Cow::Borrowed("a")));
         assert_eq!(p[1].reason.as_deref(), Some("unregistered"));
         assert!(parse("{nope").is_err());
+        let Incoming::Pushes(p) =
+            parse(r#"[{"type":"epoch","epoch":3},{"type":"msg","port":"a","body":"x"}]"#).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!((p[0].kind.as_ref(), p[0].epoch), ("epoch", Some(3)));
+        let Incoming::Reply(r) =
+            parse(r#"{"id":8,"registered":1,"failed":[],"epoch":9,"sequence":4}"#).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!((r.epoch, r.sequence), (Some(9), Some(4)));
     }
 }

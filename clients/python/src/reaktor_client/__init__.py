@@ -23,18 +23,19 @@ from .batching import Limits
 from .client import Client, ClientOptions, backoff_delay, connect
 from .connection import Connection
 from .errors import (BadRequest, CallTimeout, ClientClosed, Closed, ConnectFailed, ConnectionLost,
-                     Forbidden, LeaseExpired, LimitExceeded, MessageTooBig, Misdirected, NotMaster,
+                     Forbidden, LeaseExpired, LimitExceeded, MasterLost, MessageTooBig, Misdirected,
+                     NotMaster,
                      NotOnline, RateLimited, Replaced, SlowConsumer, SwitchError, TableFull,
                      Unauthorized, Unavailable)
-from .types import (Disconnected, Event, FailedPort, Message, NodeInfo, PortOwner, Push,
-                    Reconnected, Registration, Released, SendReport, Unregistration)
+from .types import (Disconnected, Event, FailedPort, FencingToken, Message, NodeInfo, PortOwner,
+                    Push, Reconnected, Registration, Released, SendReport, Unregistration)
 
 __all__ = [
     "connect", "Client", "ClientOptions", "Connection", "Limits", "backoff_delay", "errors",
     "SwitchError", "Unauthorized", "Forbidden", "BadRequest", "LimitExceeded", "RateLimited",
     "TableFull", "NotOnline", "Misdirected", "Unavailable", "NotMaster", "ConnectFailed",
-    "ConnectionLost", "Closed", "Replaced", "LeaseExpired", "SlowConsumer", "MessageTooBig",
+    "ConnectionLost", "Closed", "Replaced", "LeaseExpired", "SlowConsumer", "MasterLost", "MessageTooBig",
     "ClientClosed", "CallTimeout",
-    "FailedPort", "Registration", "Unregistration", "SendReport", "PortOwner", "NodeInfo",
+    "FailedPort", "FencingToken", "Registration", "Unregistration", "SendReport", "PortOwner", "NodeInfo",
     "Message", "Push", "Released", "Disconnected", "Reconnected", "Event",
 ]

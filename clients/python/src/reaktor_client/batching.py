@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from . import errors
-from .types import (FailedPort, NodeInfo, PortOwner, Registration, SendReport, Unregistration)
+from .types import (FailedPort, FencingToken, NodeInfo, PortOwner, Registration, SendReport,
+                    Unregistration)
 
 #: Error codes one call of a merged request can cause for the whole request.
 UNMERGE_CODES = frozenset({"bad_json", "bad_request", "empty_port", "empty_node", "limit_exceeded"})
@@ -80,7 +81,9 @@ def merge(op: str, acc: Any, part: Any) -> Any:
 
 def finish(op: str, acc: Any) -> Any:
     if op == "regport":
-        return Registration(owned=acc[0], failed=acc[1])
+        tokens = dict(acc[2])
+        epoch = max((t.epoch for t in tokens.values()), default=None)
+        return Registration(owned=acc[0], failed=acc[1], tokens=tokens, epoch=epoch)
     if op == "unregport":
         return Unregistration(released=acc[0], not_owned=acc[1], unknown=acc[2])
     if op in ("queryport", "querynode"):
@@ -163,11 +166,18 @@ class Request:
         op = self.op
         if op == "regport":
             failed = {f["port"]: FailedPort(f["port"], f["owner"], f.get("address")) for f in reply["failed"]}
+            # A cluster's master stamps the reply: every port of it not in `failed` has the
+            # fencing token (epoch, sequence).
+            token = None
+            if "epoch" in reply and "sequence" in reply:
+                token = FencingToken(int(reply["epoch"]), int(reply["sequence"]))
             out = []
             for p in self.parts:
                 ports = self.items[p.start:p.end]
-                out.append((tuple(x for x in ports if x not in failed),
-                            tuple(failed[x] for x in dict.fromkeys(ports) if x in failed)))
+                owned = tuple(x for x in ports if x not in failed)
+                out.append((owned,
+                            tuple(failed[x] for x in dict.fromkeys(ports) if x in failed),
+                            tuple((x, token) for x in owned) if token is not None else ()))
             return out
         if op == "unregport":
             released, not_owned = set(reply["released"]), set(reply["not_owned"])
@@ -245,5 +255,5 @@ def plan(calls: list[Call], limits: Limits) -> list[Request]:
 
 
 def empty(op: str, exclusive: bool) -> Any:
-    return {"regport": ((), ()), "unregport": ((), (), ()), "queryport": ((),), "querynode": ((),),
+    return {"regport": ((), (), ()), "unregport": ((), (), ()), "queryport": ((),), "querynode": ((),),
             "sendmsg": (0, 0) if exclusive else None}.get(op)

@@ -9,6 +9,11 @@ What it does for the application:
 * **reconnects** with exponential backoff and jitter, then **re-registers** the ports it held
   (in batches) and tells the application which ones another node took meanwhile
   (:class:`~reaktor_client.types.Reconnected`);
+* **follows a cluster's master**: a member that is not the master redirects it (307), one
+  in an election says when to retry (503 with ``retry_after_ms``), a master that loses its
+  lease closes the connection (4003, :class:`~reaktor_client.errors.MasterLost`); the client
+  tracks the master's **epoch** (:attr:`Client.epoch`) and each held port's **fencing
+  token** (:meth:`Client.fencing_token`), which a failover renews;
 * **batches**: calls made in one event-loop turn go out as one request per run of calls of
   the same kind, split to stay within :class:`ClientOptions` limits;
 * delivers pushes and release notifications as an async iterator (:meth:`Client.events`) or
@@ -37,8 +42,8 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from . import errors
 from .batching import Call, Limits, plan
 from .connection import Connection, base_url
-from .types import (Disconnected, Event, FailedPort, Message, NodeInfo, PortOwner, Push,
-                    Reconnected, Registration, Released, SendReport, Unregistration)
+from .types import (Disconnected, Event, FailedPort, FencingToken, Message, NodeInfo, PortOwner,
+                    Push, Reconnected, Registration, Released, SendReport, Unregistration)
 
 log = logging.getLogger("reaktor_client")
 
@@ -65,8 +70,9 @@ class ClientOptions:
     backoff_max: float = 5.0
     #: Seconds the first connection may take (retries included) before :func:`connect` fails.
     connect_timeout: float = 30.0
-    #: Seconds one opening handshake may take.
-    open_timeout: float = 10.0
+    #: Seconds one opening handshake may take. Short, so that a member that accepts TCP but
+    #: does not answer (a stopped process) holds the failover up only this long.
+    open_timeout: float = 3.0
     #: Lease renewal interval; ``None``: a quarter of the switch's ``lease_ms``.
     renew_interval: float | None = None
     #: Redirects followed per member, and the longest ``Retry-After`` honoured (seconds).
@@ -161,8 +167,10 @@ class Client:
         self._closed: errors.SwitchError | None = None
         self._outbox: list[Call] = []
         self._flush_scheduled = False
-        self._held: dict[str, None] = {}
+        #: Held ports and their fencing tokens (None from a switch that runs alone).
+        self._held: dict[str, FencingToken | None] = {}
         self._watched: dict[str, None] = {}
+        self._epoch: int | None = None
         self._events = _EventBuffer(options.max_buffered_events)
         self._lease_ms: int | None = None
         self._member = 0
@@ -193,6 +201,27 @@ class Client:
     def url(self) -> str | None:
         """The member the client is connected to (``ws://host:port``), if connected."""
         return self._conn.url if self._conn is not None else None
+
+    @property
+    def epoch(self) -> int | None:
+        """The epoch of the cluster master this client last heard from (None: the switch runs
+        alone). It only grows; a failover raises it."""
+        return self._epoch
+
+    def fencing_token(self, port: str) -> FencingToken | None:
+        """The fencing token of a held ``port``, to hand to storage with every write it guards
+        (None if the port is not held, or the switch runs alone)."""
+        return self._held.get(port)
+
+    def _see_epoch(self, epoch: Any) -> None:
+        if not isinstance(epoch, int):
+            return
+        if self._epoch is not None and epoch < self._epoch:
+            log.warning("%s: epoch %d after %d: ignored", self.node, epoch, self._epoch)
+            return
+        if self._epoch is not None and epoch > self._epoch:
+            log.info("%s: master epoch %d -> %d", self.node, self._epoch, epoch)
+        self._epoch = epoch
 
     @property
     def lease_ms(self) -> int | None:
@@ -272,7 +301,7 @@ class Client:
         """Track what the node holds from a successful call's result."""
         if op == "regport":
             for p in result.owned:
-                self._held[p] = None
+                self._held[p] = result.tokens.get(p)
                 self._watched.pop(p, None)
             if subscribe:
                 for f in result.failed:
@@ -305,6 +334,7 @@ class Client:
             req.fail(fut.exception())
             return
         reply = fut.result()
+        self._see_epoch(reply.get("epoch"))
         if req.unmerge(reply) and not conn.closed.done():
             for r in req.unmerged():
                 self._send(conn, r)
@@ -346,6 +376,8 @@ class Client:
             elif kind == "released":
                 self._watched.pop(p["port"], None)
                 evs.append(Released(p["port"], p["reason"]))
+            elif kind == "epoch":
+                self._see_epoch(p.get("epoch"))
             else:
                 log.warning("%s: unknown push %r", self.node, p)
         if self._on_event is not None:
@@ -391,11 +423,13 @@ class Client:
                 self._terminate(e, first)
                 return
             except errors.SwitchError as e:
-                delay = backoff_delay(attempt, o.backoff_initial, o.backoff_max, self._rng)
                 if isinstance(e, errors.Unavailable) and e.retry_after is not None:
-                    delay = max(delay, e.retry_after)
+                    # The switch said when (an election runs): no need to back off further.
+                    delay = e.retry_after * self._rng.uniform(1.0, 1.2)
+                else:
+                    delay = backoff_delay(attempt, o.backoff_initial, o.backoff_max, self._rng)
+                    attempt += 1
                 self._member += 1  # try the next member first next time
-                attempt += 1
                 log.info("%s: connect failed (%s); retry in %.2f s", self.node, e, delay)
                 await asyncio.sleep(delay)
                 continue
@@ -427,6 +461,10 @@ class Client:
             if isinstance(err, errors.Replaced):
                 self._terminate(err, False)
                 return
+            if isinstance(err, errors.ConnectionLost):
+                # The member went silent or away (stopped, killed, cut off): it would only hold
+                # up the next handshake; another member knows the master.
+                self._member += 1
             await self._emit_control(Disconnected(err, held=len(self._held)))
             # While the application's buffer is full there is no point reconnecting: wait for
             # it to read.
@@ -442,10 +480,12 @@ class Client:
         """Learn the lease, then re-register held ports and re-ask for watched ones, before any
         queued application call goes out."""
         t = self.options.call_timeout
+        previous_epoch = self._epoch
         relet = await conn.call("relet", timeout=t)
         if "error" in relet:
             raise errors.from_reply(relet["error"])
         self._lease_ms = int(relet["lease_ms"])
+        self._see_epoch(relet.get("epoch"))
         held, watched = list(self._held), list(self._watched)
         loop = asyncio.get_running_loop()
         results: dict[str, asyncio.Future] = {}
@@ -463,13 +503,17 @@ class Client:
         lost = tuple(reg_held.failed)
         for f in lost:
             self._held.pop(f.port, None)
+        for p in reg_held.owned:
+            if p in self._held:
+                self._held[p] = reg_held.tokens.get(p)
         acquired = tuple(reg_watched.owned)
         for p in acquired:
-            self._held[p] = None
+            self._held[p] = reg_watched.tokens.get(p)
             self._watched.pop(p, None)
         if not first:
             await self._emit_control(Reconnected(conn.url, restored=len(reg_held.owned), lost=lost,
-                                                 acquired=acquired))
+                                                 acquired=acquired, epoch=self._epoch,
+                                                 previous_epoch=previous_epoch))
 
     async def _renew(self, conn: Connection) -> None:
         """Relet every ``renew_interval`` (default: a quarter lease), on a fixed schedule

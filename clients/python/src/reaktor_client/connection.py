@@ -71,6 +71,18 @@ def retry_after_seconds(value: str | None, cap: float) -> float | None:
     return max(0.0, min(seconds, cap))
 
 
+def retry_after_ms(body: str, cap: float) -> float | None:
+    """The finer wait a cluster member's 503 names in its JSON body (``retry_after_ms``), as
+    seconds capped at ``cap``; None if the body has none."""
+    try:
+        value = json.loads(body).get("retry_after_ms")
+    except (ValueError, AttributeError):
+        return None
+    if not isinstance(value, (int, float)) or value < 0:
+        return None
+    return min(value / 1000, cap)
+
+
 def member_of(url: str) -> str:
     """``scheme://host:port`` of a full URL (the member a redirect pointed at)."""
     parts = urllib.parse.urlsplit(url)
@@ -149,8 +161,10 @@ class Connection:
                         member = member_of(url)
                         continue
                     body = r.body.decode(errors="replace") if r.body else ""
-                    err = errors.from_status(r.status_code, body, dict(r.headers.raw_items()),
-                                             retry_after_seconds(r.headers.get("Retry-After"), max_retry_after))
+                    wait = retry_after_ms(body, max_retry_after)
+                    if wait is None:
+                        wait = retry_after_seconds(r.headers.get("Retry-After"), max_retry_after)
+                    err = errors.from_status(r.status_code, body, dict(r.headers.raw_items()), wait)
                     if isinstance(err, errors.Unavailable):
                         if unavailable is None or (err.retry_after or 0) < (unavailable.retry_after or 0):
                             unavailable = err
@@ -255,7 +269,7 @@ class Connection:
             return self.abort_error
         code, reason = self._close_info()
         err = errors.from_close(code, reason)
-        if isinstance(err, (errors.Replaced, errors.LeaseExpired, errors.SlowConsumer)):
+        if isinstance(err, (errors.Replaced, errors.LeaseExpired, errors.SlowConsumer, errors.MasterLost)):
             return err
         return errors.ConnectionLost(f"connection to {self.url} lost ({code} {reason})".strip())
 

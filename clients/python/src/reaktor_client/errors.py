@@ -145,6 +145,15 @@ class SlowConsumer(Closed):
             "max_queued_bytes")
 
 
+class MasterLost(Closed):
+    """4003: the cluster member the client was connected to lost its master lease (a
+    partition, a stall, a new election) and dropped its port table. The Client reconnects to
+    the new master (following redirects) and registers its ports again; their fencing tokens
+    change."""
+
+    hint = "nothing to do: the client follows the master by itself"
+
+
 class MessageTooBig(Closed):
     """1009: a request was larger than the switch's WebSocket message limit."""
 
@@ -203,7 +212,8 @@ def from_status(status: int, body: str, headers: dict[str, str] | None = None,
     return cls(text, status=status, headers=headers)
 
 
-_BY_CLOSE = {4000: Replaced, 4001: LeaseExpired, 4002: SlowConsumer, 1009: MessageTooBig}
+_BY_CLOSE = {4000: Replaced, 4001: LeaseExpired, 4002: SlowConsumer, 4003: MasterLost,
+             1009: MessageTooBig}
 
 
 def from_close(code: int | None, reason: str) -> SwitchError:

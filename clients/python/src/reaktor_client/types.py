@@ -1,13 +1,25 @@
 """Values the client returns and the events it delivers.
 
-All are frozen dataclasses. Fields the HA and coordination work will add (epoch, fencing
-tokens, watch sequence numbers) will come as new fields with defaults, so code that builds or
-matches these today keeps working.
+All are frozen dataclasses. Fields added later (watch sequence numbers) come as new fields
+with defaults, so code that builds or matches these keeps working.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Mapping
+
+
+@dataclass(frozen=True, order=True)
+class FencingToken:
+    """What a cluster's master gave a port when it granted it to this node: its epoch (the
+    term it was elected in) and the reply's sequence in that epoch. Tokens of a port only
+    grow from one owner to the next (a failover included), so storage that rejects a write
+    with a lower token than one it has seen cannot be overwritten by an old owner. Compare
+    them as tuples: ``(epoch, sequence)``."""
+
+    epoch: int
+    sequence: int
 
 
 @dataclass(frozen=True)
@@ -22,10 +34,18 @@ class FailedPort:
 @dataclass(frozen=True)
 class Registration:
     """Result of :meth:`Client.register`: the ports this node owns now (including ports it
-    already owned) and those owned by other nodes."""
+    already owned) and those owned by other nodes. From a cluster's master, ``tokens`` gives
+    each owned port its :class:`FencingToken` and ``epoch`` is the master's epoch (both empty
+    from a switch that runs alone)."""
 
     owned: tuple[str, ...] = ()
     failed: tuple[FailedPort, ...] = ()
+    tokens: Mapping[str, FencingToken] = field(default_factory=dict, compare=False)
+    epoch: int | None = None
+
+    def token(self, port: str) -> FencingToken | None:
+        """The fencing token of an owned ``port`` (None alone, or if not owned)."""
+        return self.tokens.get(port)
 
 
 @dataclass(frozen=True)
@@ -116,12 +136,22 @@ class Reconnected:
     """The client is connected again (to ``url``) and re-registered the ports it held:
     ``restored`` of them are this node's again; ``lost`` went to another node meanwhile
     (they are no longer held); ``acquired`` are ports asked for with ``subscribe=True`` that
-    were free and are now this node's."""
+    were free and are now this node's. With a cluster, ``epoch`` is the master's epoch and
+    ``previous_epoch`` the one before the connection was lost: when they differ the master
+    changed (a failover), the new one started with an empty table, and every restored port
+    has a new fencing token (:meth:`Client.fencing_token`)."""
 
     url: str
     restored: int
     lost: tuple[FailedPort, ...] = field(default_factory=tuple)
     acquired: tuple[str, ...] = field(default_factory=tuple)
+    epoch: int | None = None
+    previous_epoch: int | None = None
+
+    @property
+    def failover(self) -> bool:
+        """Whether the master changed while the client was away."""
+        return self.epoch is not None and self.previous_epoch is not None and self.epoch != self.previous_epoch
 
 
 Event = Push | Released | Disconnected | Reconnected
