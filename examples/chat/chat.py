@@ -15,7 +15,12 @@ Usage:
   chat.py --node chat-1 --token demo-chat                  # commands from stdin
   chat.py --node chat-1 --token demo-chat --script "login alice; send alice bob hi; sleep 1"
 
-Commands: login USER | logout USER | send FROM TO TEXT... | who USER... | sleep SECONDS | quit
+Commands: login USER | logout USER | send FROM TO TEXT... | who USER... | sleep SECONDS |
+          await-reconnect [SECONDS] | quit
+
+With a cluster, give every member (`--server 127.0.0.1:8081,127.0.0.1:8082,...`): the client
+follows the master, and when the master changes (a failover) it reconnects, logs the users
+back in and says so with the old and the new epoch.
 
 Needs Python 3.11+ and the client: pip install -e clients/python (scripts/setup-test-deps.sh
 does it for .venv).
@@ -25,6 +30,7 @@ import argparse
 import asyncio
 import json
 import sys
+import time
 
 import reaktor_client as rc
 
@@ -33,6 +39,7 @@ class Chat:
     def __init__(self, node, client):
         self.node, self.client = node, client
         self.wanted = set()  # users this process wants but another process owns
+        self.reconnects = asyncio.Queue()  # for `await-reconnect`
 
     def say(self, text):
         print(f"[{self.node}] {text}", flush=True)
@@ -53,7 +60,10 @@ class Chat:
                          + ("giving up" if event.final else "reconnecting"))
             elif isinstance(event, rc.Reconnected):
                 lost = ", ".join(f"{f.port.removeprefix('user:')} (now on {f.owner})" for f in event.lost)
-                self.say(f"reconnected to {event.url}: {event.restored} users kept" + (f"; lost {lost}" if lost else ""))
+                failover = (f" (master changed: epoch {event.previous_epoch} -> {event.epoch})"
+                            if event.failover else "")
+                self.say(f"reconnected: {event.restored} users kept{failover}" + (f"; lost {lost}" if lost else ""))
+                self.reconnects.put_nowait(event)
 
     async def login(self, user):
         reply = await self.client.register(f"user:{user}", subscribe=True)
@@ -97,6 +107,12 @@ class Chat:
                 await self.who(args)
             elif cmd == "sleep":
                 await asyncio.sleep(float(args[0]))
+            elif cmd == "await-reconnect":
+                try:
+                    async with asyncio.timeout(float(args[0]) if args else 10.0):
+                        await self.reconnects.get()
+                except TimeoutError:
+                    self.say("no reconnect in time")
             elif cmd == "quit":
                 return False
             else:
@@ -115,14 +131,18 @@ async def main():
     ap.add_argument("--server", default="127.0.0.1:8080", help="switch member(s), comma-separated")
     ap.add_argument("--address", help="address announced to other nodes (default: <node>.local:9000)")
     ap.add_argument("--script", help="commands separated by ';' instead of stdin")
+    ap.add_argument("--start-at", type=float,
+                    help="run the script from this Unix time on (so several processes' scripts line up)")
     a = ap.parse_args()
     members = [f"ws://{m}" if "://" not in m else m for m in a.server.split(",")]
     client = await rc.connect(members, a.node, a.token, address=a.address or f"{a.node}.local:9000")
     async with client:
         chat = Chat(a.node, client)
         reader = asyncio.create_task(chat.receive())
-        chat.say("connected")
+        chat.say(f"connected to {client.url} (epoch {client.epoch})")
         if a.script:
+            if a.start_at is not None:
+                await asyncio.sleep(max(0.0, a.start_at - time.time()))
             for c in a.script.split(";"):
                 if not await chat.run(c.strip()):
                     break

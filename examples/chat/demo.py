@@ -16,6 +16,7 @@ import argparse
 import os
 import subprocess
 import sys
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -45,10 +46,13 @@ def main():
     ap.add_argument("--server", default="127.0.0.1:8080")
     ap.add_argument("--token", default="demo-chat")
     a = ap.parse_args()
+    # The scripts' sleeps order the story; they start together, once every process had time
+    # to start and connect (Python takes a while on a loaded machine).
+    start_at = time.time() + 4.0
     procs = {
         node: subprocess.Popen(
             [sys.executable, os.path.join(HERE, "chat.py"), "--node", node, "--token", a.token,
-             "--server", a.server, "--script", script],
+             "--server", a.server, "--script", script, "--start-at", str(start_at)],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for node, script in SCRIPTS.items()
     }
