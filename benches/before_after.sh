@@ -12,6 +12,8 @@
 # env: ROUNDS=3 DURATION=5 BENCHES="http switch ws"
 #      HTTP_SCENARIOS="keepalive pipeline" SWITCH_SCENARIOS="regport sendmsg"
 #      REGPORT_PORTS=2000000 WS_SCENARIOS="rtt1 oneway1000"
+#      BEFORE_ENV / AFTER_ENV: environment for one variant's runs, e.g. AFTER_ENV=CLUSTER=1
+#      (with BEFORE=AFTER: the same build with and without a one-member [cluster])
 # The load generators must be built (benches/switch.sh and benches/ws_echo.sh build them
 # when run without SKIP_BUILD=1).
 set -euo pipefail
@@ -29,8 +31,12 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/before_after.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 
 run() { # run BENCH VARIANT BINARY ROUND
-    local bench=$1 variant=$2 bin=$3 tsv=$WORK/$1-$2.tsv
-    echo "== round $4: $bench, $variant ($bin)" >&2
+    local bench=$1 variant=$2 bin=$3 tsv=$WORK/$1-$2.tsv vars
+    if [[ $variant == before ]]; then vars=${BEFORE_ENV:-}; else vars=${AFTER_ENV:-}; fi
+    echo "== round $4: $bench, $variant ($bin${vars:+, $vars})" >&2
+    (
+    # shellcheck disable=SC2086 # the variant's assignments, word-split on purpose
+    [[ -z $vars ]] || export $vars
     case $bench in
     http) SERVERS=reaktor SCENARIOS=$HTTP_SCENARIOS ROUNDS=1 DURATION=$DURATION SKIP_BUILD=1 \
         REAKTOR_BIN=$bin RESULTS_TSV=$tsv "$ROOT/benches/http_hello.sh" >&2 ;;
@@ -39,6 +45,7 @@ run() { # run BENCH VARIANT BINARY ROUND
     ws) SERVERS=reaktor SCENARIOS=$WS_SCENARIOS DURATION=$DURATION SKIP_BUILD=1 \
         REAKTOR_BIN=$bin RESULTS_TSV=$tsv "$ROOT/benches/ws_echo.sh" >&2 ;;
     esac
+    )
 }
 
 for ((r = 1; r <= ROUNDS; r++)); do

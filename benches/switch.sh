@@ -28,6 +28,8 @@
 #        SERVER_CPU=0 LOAD_CPU=1 NODES=4 BATCH=1000 DEPTH=8 MSG_BATCH=1000 WINDOW=65536
 #        RATE=2000 LAT_DURATION=10 REGPORT_PORTS=10000000 REDIS_BENCHMARK_N=2000000
 #        PEERS=0 (reaktor alone, no redis/nats)
+#        CLUSTER=1 (reaktor as a one-member [cluster]: it elects itself and serves as master,
+#        so every reply is stamped and checked against the lease; CLUSTER_PEER_PORT=7195)
 #        SWITCH_PORT=8095 REDIS_PORT=6395 NATS_PORT=4235 WARMUP=1 (sendmsg: seconds of load
 #        before the measurement) REAKTOR_BIN=... SKIP_BUILD=1 KEEP_TMP=1
 # Output: one line per run, then a table with ratios (reaktor / peer, per round); TSV lines are
@@ -89,6 +91,32 @@ ulimit -n 65536 2>/dev/null || true
 sed "s/^address = \"127.0.0.1:[0-9]*\"/address = \"127.0.0.1:$SWITCH_PORT\"/" \
     "$ROOT/examples/bench-switch.toml" >"$WORK/bench-switch.toml"
 
+if [[ ${CLUSTER:-0} == 1 ]]; then
+    # The member's election and the cluster kind (for /readyz) get threads of their own; the
+    # whole process stays pinned to SERVER_CPU.
+    cat >>"$WORK/bench-switch.toml" <<TOML
+
+[[core]]
+nuklei = ["cluster"]
+
+[[http.route]]
+path = "/readyz"
+to = "cluster"
+
+[cluster]
+id = 1
+state_dir = "$WORK/raft"
+tick_ms = 5
+heartbeat_ms = 20
+election_timeout_ms = 150
+
+[[cluster.member]]
+id = 1
+peer = "127.0.0.1:${CLUSTER_PEER_PORT:-7195}"
+api = "http://127.0.0.1:$SWITCH_PORT"
+TOML
+fi
+
 # PEERS=0 runs reaktor alone (benches/before_after.sh compares two reaktor builds).
 have() { [[ ${PEERS:-1} != 0 ]] && { command -v "$1" >/dev/null 2>&1 || [[ -x /usr/sbin/$1 ]]; }; }
 NATS_SERVER=$(command -v nats-server || echo /usr/sbin/nats-server)
@@ -119,6 +147,13 @@ start() {
     esac
     SRV_PID=$STARTED_PID
     wait_port 127.0.0.1 "$SRV_PORT" 10 || { log "$name did not start:"; cat "$LOG_DIR/$name.log" >&2; exit 1; }
+    if [[ $name == reaktor && ${CLUSTER:-0} == 1 ]]; then
+        local i
+        for i in $(seq 100); do
+            [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$SRV_PORT/readyz") == 200 ]] && break
+            sleep 0.05
+        done
+    fi
     check_affinity "$name" "$SRV_PID" "$SERVER_CPU" || true
 }
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent install of the benchmark peers' tools: wrk (load generator) and nginx (HTTP peer);
 # redis-server + redis-tools (redis-benchmark) and nats-server (port switch peers, for
-# benches/switch.sh). Debian/Ubuntu only. Skips what is already installed. Never starts the
+# benches/switch.sh); etcd-server (etcd and etcdctl: the failover peer of benches/failover.sh).
+# Debian/Ubuntu only. Skips what is already installed. Never starts the
 # system services: the benchmarks run their own nginx, redis-server and nats-server.
 #
 # Usage: scripts/install-bench-deps.sh [--with-shellcheck]
@@ -17,12 +18,15 @@ command -v redis-benchmark >/dev/null 2>&1 || want+=(redis-tools)
 if ! command -v nats-server >/dev/null 2>&1 && [ ! -x /usr/sbin/nats-server ]; then
     want+=(nats-server)
 fi
+if ! command -v etcd >/dev/null 2>&1 && [ ! -x /usr/bin/etcd ]; then
+    want+=(etcd-server etcd-client)
+fi
 if [ "${1:-}" = "--with-shellcheck" ] && ! command -v shellcheck >/dev/null 2>&1; then
     want+=(shellcheck)
 fi
 
 if [ "${#want[@]}" -eq 0 ]; then
-    echo "install-bench-deps: wrk, nginx, redis-server, redis-benchmark and nats-server already present"
+    echo "install-bench-deps: wrk, nginx, redis-server, redis-benchmark, nats-server and etcd already present"
     exit 0
 fi
 

@@ -31,6 +31,7 @@ pub(crate) fn sendmsg(a: &Args) {
             rx.call(b"{\"op\":\"regport\",\"id\":0,\"ports\":[\"inbox\"]}");
             let mut tx = Ws::open(&c.host, c.port, &c.node(1), &c.token);
             const PREFIX: &[u8] = b"{\"type\":\"msg\",\"port\":\"inbox\",\"body\":\"";
+            const EPOCH: &[u8] = b"{\"type\":\"epoch\",";
             let mut id = 0u64;
             let mut inflight_req = 0u64;
             meter = Meter::start(c.pid);
@@ -90,6 +91,10 @@ pub(crate) fn sendmsg(a: &Args) {
                     }
                     frames += 1;
                     let mut p = 1;
+                    // A cluster member's batch starts with its epoch: {"type":"epoch","epoch":E}.
+                    if m[p..].starts_with(EPOCH) {
+                        p += m[p..].iter().position(|&c| c == b'}').map_or(m.len(), |e| e + 1);
+                    }
                     while p < m.len() && m[p] != b']' {
                         if m[p] == b',' {
                             p += 1;
