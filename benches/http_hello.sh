@@ -23,11 +23,14 @@
 # Scenarios, each server in turn (interleaved, same conditions; the order rotates each round):
 #   keepalive   CONNS keep-alive connections, one request in flight per connection
 #   pipelineN   CONNS connections, DEPTH requests pipelined per write
+#   openR       (http-load only) open loop: RATE requests/s over CONNS connections, latency
+#               from each request's due time (no coordinated omission); compare p99_us
 #
 # Environment:
 #   DURATION=10      seconds per measured run
 #   CONNS=64         connections
 #   DEPTH=16         pipelined requests per write in the pipeline scenario
+#   RATE=50000       requests/s of the open scenario (not in SCENARIOS by default)
 #   SERVERS="floor reaktor hyper nginx"
 #   GENERATORS="http-load wrk"
 #   SCENARIOS="keepalive pipeline"
@@ -270,11 +273,14 @@ for s in "${ACTIVE[@]}"; do
     taskset -c "$WRK_CPU" wrk -t1 -c"$CONNS" -d"${WARMUP}s" "${URL[$s]}" >/dev/null 2>&1 || true
 done
 
-declare -A RPS=() CPU=() GEN=() WRKPCT=() SRVPCT=()
+declare -A RPS=() CPU=() GEN=() WRKPCT=() SRVPCT=() P99=()
+RATE_OPEN=${RATE:-50000}
+unset RATE
 scenario_label() {
     case $1 in
     keepalive) echo keepalive ;;
     pipeline) echo "pipeline$DEPTH" ;;
+    open) echo "open$RATE_OPEN" ;;
     esac
 }
 
@@ -285,12 +291,13 @@ for ((round = 0; round < ROUNDS; round++)); do
     for sc in $SCENARIOS; do
         SCENARIO=$(scenario_label "$sc")
         if [[ -z $SCENARIO ]]; then
-            log "unknown scenario $sc (known: keepalive pipeline)"
+            log "unknown scenario $sc (known: keepalive pipeline open)"
             exit 1
         fi
         depth=$DEPTH
-        [[ $sc == keepalive ]] && depth=1
+        [[ $sc == keepalive || $sc == open ]] && depth=1
         for g in $GENERATORS; do
+            [[ $sc == open && $g != http-load ]] && continue
             for s in "${order[@]}"; do
                 SERVER_PID=${PID[$s]}
                 if ! kill -0 "$SERVER_PID" 2>/dev/null; then
@@ -300,7 +307,9 @@ for ((round = 0; round < ROUNDS; round++)); do
                 fi
                 addr=${URL[$s]#http://}
                 addr=${addr%/}
-                if [[ $g == http-load ]]; then
+                if [[ $sc == open ]]; then
+                    RATE=$RATE_OPEN DEPTH=1 run_load "$s" "$addr" "$CONNS" "$DURATION" 1 || continue
+                elif [[ $g == http-load ]]; then
                     DEPTH=$depth run_load "$s" "$addr" "$CONNS" "$DURATION" "$depth" || continue
                 elif ((depth == 1)); then
                     DEPTH=1 run_wrk "$s" "${URL[$s]}" "$CONNS" "${DURATION}s" || continue
@@ -313,6 +322,7 @@ for ((round = 0; round < ROUNDS; round++)); do
                 GEN[$k]+="$LAST_GEN_CPU_US "
                 WRKPCT[$k]+="$LAST_WRK_PCT "
                 SRVPCT[$k]+="$LAST_SERVER_PCT "
+                P99[$k]+="$LAST_P99_US "
                 sleep 1
             done
         done
@@ -343,7 +353,7 @@ declare -A MR=() MC=()
 for g in $GENERATORS; do
     echo
     echo "generator: $g"
-    printf '%-9s %-11s %10s %10s %13s %5s %10s %5s %8s %8s %8s %9s %8s\n' server scenario req/s cpu_us/req range srv% gen_us/req gen% x_floor x_hyper x_nginx x_reaktor rps_x_hy
+    printf '%-9s %-11s %10s %10s %13s %5s %10s %5s %8s %8s %8s %9s %8s %9s\n' server scenario req/s cpu_us/req range srv% gen_us/req gen% x_floor x_hyper x_nginx x_reaktor rps_x_hy p99_us
     for sc in $SCENARIOS; do
         SCENARIO=$(scenario_label "$sc")
         for s in "${ACTIVE[@]}"; do
@@ -359,14 +369,15 @@ for g in $GENERATORS; do
             wpct=$(median <<<"${WRKPCT[$k]}")
             mark=""
             awk -v w="$wpct" 'BEGIN { exit !(w >= 95) }' && mark="*"
-            printf '%-9s %-11s %10.0f %10.3f %13s %5.0f %10.3f %4.0f%1s %8s %8s %8s %9s %8s\n' "$s" "$SCENARIO" \
+            printf '%-9s %-11s %10.0f %10.3f %13s %5.0f %10.3f %4.0f%1s %8s %8s %8s %9s %8s %9s\n' "$s" "$SCENARIO" \
                 "${MR[$k]}" "${MC[$k]}" "$(range <<<"${CPU[$k]}")" "$(median <<<"${SRVPCT[$k]}")" \
                 "$(median <<<"${GEN[$k]}")" "$wpct" "$mark" \
                 "$(ratio "${MC[$k]}" "${MC[$g/floor/$SCENARIO]:-}")" \
                 "$(ratio "${MC[$k]}" "${MC[$g/hyper/$SCENARIO]:-}")" \
                 "$(ratio "${MC[$k]}" "${MC[$g/nginx/$SCENARIO]:-}")" \
                 "$(ratio "${MC[$k]}" "${MC[$g/reaktor/$SCENARIO]:-}")" \
-                "$(ratio "${MR[$k]}" "${MR[$g/hyper/$SCENARIO]:-}")"
+                "$(ratio "${MR[$k]}" "${MR[$g/hyper/$SCENARIO]:-}")" \
+                "$(tr ' ' '\n' <<<"${P99[$k]}" | grep -v '^-$' | median)"
         done
     done
     k=pipeline$DEPTH
@@ -387,6 +398,8 @@ echo
 echo "(cpu_us/req: server CPU per request, median of the rounds, with its range; x_floor/x_hyper/"
 echo " x_nginx/x_reaktor: that median over the peer's; gen_us/req, gen%: the generator's own CPU per request"
 echo " and share of its core; * the generator used >= 95% of its core: req/s is then the client's"
-echo " bound. srv% and gen% both well under 100: the cores were shared with something else.)"
+echo " bound. srv% and gen% both well under 100: the cores were shared with something else."
+echo " p99_us: median of the rounds' 99th percentile latency; in openR it counts from each"
+echo " request's due time, elsewhere from its send (closed loop: coordinated omission applies).)"
 echo
 echo "results appended to ${RESULTS_TSV#"$ROOT"/}"

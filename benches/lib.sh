@@ -16,7 +16,8 @@
 #       (the load generator's own CPU per request), LAST_ERRORS.
 #   run_load NAME ADDR CONNS DURATION_S DEPTH
 #       the same with benches/peers/http-load (HTTP_LOAD_BIN) instead of wrk: DEPTH 1 is
-#       keep-alive, more is pipelined; it measures the server's and its own CPU in its window.
+#       keep-alive, more is pipelined, RATE=R (with DEPTH 1) the open loop at R requests/s;
+#       it measures the server's and its own CPU in its window. Also sets LAST_P99_US.
 #       With SYSCALLS=1 it also counts the server's system calls (perf stat on tracepoints,
 #       which slows every call a little: take CPU figures from runs without it) in the middle
 #       of the window and prints them per request (LAST_SYSCALLS).
@@ -205,8 +206,10 @@ run_load() {
     local outf out rc=0
     outf=$(mktemp "${LOG_DIR:-${TMPDIR:-/tmp}}/load.XXXXXX")
     # In the background and waited for, like wrk in run_wrk (so a trapped Ctrl-C ends it).
+    local -a rate=()
+    [[ -n ${RATE:-} ]] && rate=(--rate "$RATE")
     taskset -c "$WRK_CPU" "$HTTP_LOAD_BIN" --addr "$addr" --conns "$conns" --depth "$depth" \
-        --duration "$duration" --warmup "${LOAD_WARMUP:-1}" --server-pid "$SERVER_PID" \
+        --duration "$duration" --warmup "${LOAD_WARMUP:-1}" --server-pid "$SERVER_PID" "${rate[@]}" \
         >"$outf" 2>&1 &
     WRK_PID=$!
     local perf_out="" perf_s=0
@@ -240,6 +243,7 @@ run_load() {
         LAST_SERVER_PCT=$(_kv server_cpu_pct "$out")
         LAST_WRK_PCT=$(_kv cpu_pct "$out")
         LAST_GEN_CPU_US=$(_kv cpu_us_per_req "$out")
+        LAST_P99_US=$(_kv p99_us "$out")
     }
     if [[ -z $requests || $requests -eq 0 ]]; then
         log "http-load counted no responses from $name: $out"
@@ -327,6 +331,7 @@ run_wrk() {
     # Results for the caller (read after run_wrk returns).
     # shellcheck disable=SC2034
     {
+        LAST_P99_US=$p99
         LAST_RPS=$rps
         LAST_REQUESTS=$requests
         LAST_ERRORS=$errors
