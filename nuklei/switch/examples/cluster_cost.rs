@@ -4,7 +4,12 @@
 //! instance, so the figures are total CPU per operation summed over instances: the price of
 //! splitting the switch, to set against the cores a split brings.
 //!
-//! `cargo run --release -p nukleus-switch --example cluster_cost -- [ports] [messages]`
+//! `cargo run --release -p nukleus-switch --example cluster_cost -- [ports] [messages] [only]`
+//!
+//! `only` (`single`, or an instance count) runs just that configuration. Each measured phase
+//! starts and ends with a call of `phase_mark`, so `valgrind --tool=callgrind
+//! --dump-before='*phase_mark*'` writes one profile per phase: the 2nd is RegPort's, the 4th
+//! SendMsg's (BENCHMARKS.md, issue 18).
 
 use std::time::Instant;
 
@@ -52,6 +57,12 @@ fn pump(instances: &mut [Instance], out: &mut Vec<Output>, reader: &mut MeshRead
     }
 }
 
+/// Marks the start and the end of a measured phase for callgrind (see the module docs).
+#[inline(never)]
+fn phase_mark() {
+    std::hint::black_box(());
+}
+
 fn single(ports: usize, messages: usize) -> (f64, f64) {
     let mut s = Switch::new(Config {
         limits: limits(),
@@ -60,17 +71,20 @@ fn single(ports: usize, messages: usize) -> (f64, f64) {
     let mut out = Vec::new();
     s.wait_msg("owner", "a:1", 1, 0, &mut out).unwrap();
     let names: Vec<String> = (0..ports).map(port).collect();
+    phase_mark();
     let start = Instant::now();
     for chunk in names.chunks(BATCH) {
         s.reg_port("owner", chunk, false, &mut out).unwrap();
     }
     let reg = start.elapsed().as_nanos() as f64 / ports as f64;
+    phase_mark();
     let idx = s.node_index("owner").unwrap();
     let body = "x".repeat(64);
     let batch: Vec<(Vec<String>, String)> = (0..BATCH)
         .map(|i| (vec![names[i % names.len()].clone()], body.clone()))
         .collect();
     let mut buf = Vec::new();
+    phase_mark();
     let start = Instant::now();
     for _ in 0..messages / BATCH {
         s.send_msg(
@@ -83,6 +97,7 @@ fn single(ports: usize, messages: usize) -> (f64, f64) {
         out.clear();
     }
     let send = start.elapsed().as_nanos() as f64 / (messages / BATCH * BATCH) as f64;
+    phase_mark();
     (reg, send)
 }
 
@@ -107,6 +122,7 @@ fn cluster(n: usize, ports: usize, messages: usize) -> (f64, f64) {
         .wait_msg(owner, "a:1", 1, 0, &mut out)
         .unwrap();
     let names: Vec<String> = (0..ports).map(port).collect();
+    phase_mark();
     let start = Instant::now();
     for (k, chunk) in names.chunks(BATCH).enumerate() {
         instances[home].reg_port(k as u64, owner, chunk.to_vec(), false, &mut out);
@@ -115,6 +131,7 @@ fn cluster(n: usize, ports: usize, messages: usize) -> (f64, f64) {
         assert!(done.iter().all(|(_, r)| r.is_ok()));
     }
     let reg = start.elapsed().as_nanos() as f64 / ports as f64;
+    phase_mark();
     let idx = instances[home].nodes().lookup(owner).unwrap();
     let body = "x".repeat(64);
     let batch: Vec<(Vec<String>, String)> = (0..BATCH)
@@ -125,6 +142,7 @@ fn cluster(n: usize, ports: usize, messages: usize) -> (f64, f64) {
     let mut batches: Vec<SendBatch> = (0..messages / BATCH)
         .map(|_| batch.iter().map(|(t, b)| (t.clone(), b.as_str())).collect())
         .collect();
+    phase_mark();
     let start = Instant::now();
     for (k, batch) in batches.drain(..).enumerate() {
         instances[front].send_msg(k as u64, batch, &mut out);
@@ -135,6 +153,7 @@ fn cluster(n: usize, ports: usize, messages: usize) -> (f64, f64) {
         out.clear();
     }
     let send = start.elapsed().as_nanos() as f64 / (messages / BATCH * BATCH) as f64;
+    phase_mark();
     (reg, send)
 }
 
@@ -144,16 +163,33 @@ fn main() {
     let messages: usize = args
         .next()
         .map_or(1_000_000, |a| a.parse().expect("messages"));
+    let only = args.next();
     println!("{ports} ports registered in batches of {BATCH}; {messages} SendMsg of 64-byte bodies in batches of {BATCH}, drained");
     println!("total CPU per operation, all instances on one thread:");
-    let (reg, send) = single(ports, messages);
-    println!("  Switch (one instance):   RegPort {reg:6.1} ns/port   SendMsg {send:6.1} ns/msg");
-    for n in [1, 2, 4] {
-        let (r, s) = cluster(n, ports, messages);
-        println!(
-            "  cluster, {n} instance(s): RegPort {r:6.1} ns/port ({:.2}x)   SendMsg {s:6.1} ns/msg ({:.2}x)",
-            r / reg,
-            s / send
-        );
+    match only.as_deref() {
+        Some("single") | None => {
+            let (reg, send) = single(ports, messages);
+            println!(
+                "  Switch (one instance):   RegPort {reg:6.1} ns/port   SendMsg {send:6.1} ns/msg"
+            );
+            if only.is_some() {
+                return;
+            }
+            for n in [1, 2, 4] {
+                let (r, s) = cluster(n, ports, messages);
+                println!(
+                    "  cluster, {n} instance(s): RegPort {r:6.1} ns/port ({:.2}x)   SendMsg {s:6.1} ns/msg ({:.2}x)",
+                    r / reg,
+                    s / send
+                );
+            }
+        }
+        Some(n) => {
+            let n = n.parse().expect("only: `single` or an instance count");
+            let (r, s) = cluster(n, ports, messages);
+            println!(
+                "  cluster, {n} instance(s): RegPort {r:6.1} ns/port   SendMsg {s:6.1} ns/msg"
+            );
+        }
     }
 }
