@@ -179,6 +179,20 @@ fn hardening_limits_are_checked_at_their_edges() {
             3_600_000,
             "must be between 100 and 3600000",
         ),
+        (
+            "reaktor",
+            "drain_timeout_ms",
+            0,
+            3_600_000,
+            "must be between 0 and 3600000",
+        ),
+        (
+            "http",
+            "max_buffered_bytes",
+            65536,
+            1 << 30,
+            "must be between window (65536) and 1073741824",
+        ),
     ];
     for &(section, key, low, high, message) in keys {
         for ok in [low, high] {
@@ -290,4 +304,20 @@ fn cluster_sections_are_checked_with_the_line_and_what_to_do() {
     ));
     assert_eq!(code, 2);
     assert!(stderr.contains("runs alone on its core"), "{stderr}");
+}
+
+/// `max_memory_bytes`: 0 (a share of the machine's memory) or at least 16 MiB.
+#[test]
+fn the_memory_limit_is_zero_or_at_least_16_mib() {
+    const BASE: &str = "[[core]]\nnuklei = [\"tcp\"]\n[reaktor]\n";
+    for ok in [0, 16 << 20] {
+        let (code, _, stderr) = plan(&format!("{BASE}max_memory_bytes = {ok}\n"));
+        assert_eq!(code, 0, "{ok}: {stderr}");
+    }
+    let (code, _, stderr) = plan(&format!("{BASE}max_memory_bytes = {}\n", (16 << 20) - 1));
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("bad.toml:4:") && stderr.contains("or at least 16777216"),
+        "{stderr}"
+    );
 }

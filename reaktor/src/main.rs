@@ -391,7 +391,25 @@ fn run(
         tracing::info!(%address, topology = %loaded.path.display(), streams = %reaktor.stream_dir().display(), "reaktor listening");
     }
     let signal = signals.forever().next();
-    tracing::info!(?signal, "shutting down");
+    let drain_timeout = Duration::from_millis(*settings.drain_timeout_ms.get_ref());
+    tracing::info!(
+        ?signal,
+        drain_timeout_ms = drain_timeout.as_millis() as u64,
+        "draining: no new connections, requests in flight may finish, idle ones close (the signal again stops at once)"
+    );
+    let started = std::time::Instant::now();
+    let drained = reaktor.drain(started + drain_timeout, || {
+        signals.pending().next().is_some()
+    });
+    let drain_ms = started.elapsed().as_millis() as u64;
+    if drained {
+        tracing::info!(drain_ms, "drained; shutting down");
+    } else {
+        tracing::info!(
+            drain_ms,
+            "drain cut short (drain_timeout_ms or a second signal); closing the rest"
+        );
+    }
     let clean = reaktor.stop();
     stop_reporter.store(true, Ordering::Relaxed);
     reporter.thread().unpark();

@@ -81,6 +81,21 @@ pub struct ReaktorSection {
     /// The window of `log_burst`, in milliseconds.
     #[serde(default = "default_log_window_ms")]
     pub log_window_ms: Spanned<u64>,
+    /// Private resident memory above which new connections are refused and the largest
+    /// connection buffers shed; 0: three quarters of the machine's (or cgroup's) memory.
+    #[serde(default = "default_zero")]
+    pub max_memory_bytes: Spanned<u64>,
+    /// Graceful stop (SIGTERM): how long in-flight requests may take before the rest is cut.
+    #[serde(default = "default_drain_timeout_ms")]
+    pub drain_timeout_ms: Spanned<u64>,
+}
+
+fn default_zero() -> Spanned<u64> {
+    Spanned::new(0..0, 0)
+}
+
+fn default_drain_timeout_ms() -> Spanned<u64> {
+    Spanned::new(0..0, 10_000)
 }
 
 fn default_log_burst() -> Spanned<u64> {
@@ -117,6 +132,8 @@ impl Default for ReaktorSection {
             connections: None,
             log_burst: default_log_burst(),
             log_window_ms: default_log_window_ms(),
+            max_memory_bytes: default_zero(),
+            drain_timeout_ms: default_drain_timeout_ms(),
         }
     }
 }
@@ -417,6 +434,11 @@ pub fn parse<'t>(
             &topology.reaktor.log_window_ms,
             100..=3_600_000,
         ),
+        (
+            "drain_timeout_ms",
+            &topology.reaktor.drain_timeout_ms,
+            0..=3_600_000,
+        ),
     ] {
         if !range.contains(value.get_ref()) {
             return Err(invalid(
@@ -429,6 +451,16 @@ pub fn parse<'t>(
                 ),
             ));
         }
+    }
+    let memory = &topology.reaktor.max_memory_bytes;
+    if *memory.get_ref() != 0 && *memory.get_ref() < 16 << 20 {
+        return Err(invalid(
+            Some(memory.span()),
+            format!(
+                "max_memory_bytes {} must be 0 (three quarters of the machine's memory) or at least 16777216",
+                memory.get_ref()
+            ),
+        ));
     }
     if let Some(connections) = &topology.reaktor.connections {
         if !(1..=1 << 24).contains(connections.get_ref()) {

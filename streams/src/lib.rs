@@ -1,7 +1,7 @@
 //! Shared-memory streams between nuklei: ring buffers over memory-mapped files, frame
 //! layouts with flyweight readers, flow-control state, and the `Nukleus` contract.
 //!
-//! All `unsafe` code of reaktor lives in this crate, in `ring` and `mapping`.
+//! All `unsafe` code of reaktor lives in this crate, in `ring`, `mapping` and `memory`.
 
 pub mod copy;
 pub mod flow;
@@ -10,6 +10,7 @@ pub mod key;
 pub mod layout;
 pub mod mapping;
 pub mod mastership;
+pub mod memory;
 pub mod nukleus;
 pub mod plumbing;
 pub mod remote;

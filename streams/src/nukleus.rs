@@ -69,6 +69,28 @@ pub trait Nukleus {
 
     /// Called once when the reaktor stops: close listeners and connections.
     fn shutdown(&mut self) {}
+
+    /// Bytes this nukleus holds in per-connection buffers (what shedding could free).
+    fn buffered_bytes(&self) -> usize {
+        0
+    }
+
+    /// Under memory pressure: drop the connections that hold the largest buffers, largest
+    /// first, until about `bytes` are freed (each dropped connection told on its streams,
+    /// as for any failure); returns the bytes freed.
+    fn shed(&mut self, _bytes: usize) -> usize {
+        0
+    }
+
+    /// Graceful stop begins (the first SIGTERM): take no new work, let what is in flight
+    /// finish, close what is idle. Polling continues until [`drained`](Self::drained) or the
+    /// drain timeout.
+    fn drain(&mut self) {}
+
+    /// After [`drain`](Self::drain): nothing is in flight any more.
+    fn drained(&self) -> bool {
+        true
+    }
 }
 
 /// Wakes a parked core when a writer on another core publishes into one of its rings.

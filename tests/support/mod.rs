@@ -258,25 +258,54 @@ impl Server {
 
     /// Like `stop`, but hands back the temporary directory so it can be inspected.
     pub fn stop_keep_dir(mut self) -> (ExitStatus, String, TempDir) {
-        let mut child = self.child.take().unwrap();
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
+        // The first SIGTERM drains (requests in flight may finish); a test that left a
+        // connection busy does not wait for the drain timeout: a second SIGTERM stops at once.
+        self.signal("TERM");
+        let status = match self.wait_exit(Duration::from_secs(3)) {
+            Some(status) => status,
+            None => {
+                self.signal("TERM");
+                self.wait_exit(Duration::from_secs(7)).unwrap_or_else(|| {
+                    let _ = self.child.as_mut().unwrap().kill();
+                    panic!("reaktor did not stop within 10 s of SIGTERM")
+                })
             }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("reaktor did not stop within 10 s of SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(20));
         };
-        let mut stderr = String::new();
-        let _ = child.stderr.take().unwrap().read_to_string(&mut stderr);
+        let stderr = self.stderr();
         let dir = std::mem::replace(&mut self.dir, TempDir(PathBuf::new()));
         (status, stderr, dir)
+    }
+
+    /// Sends a signal (`TERM`, `STOP`, ...) to the server.
+    pub fn signal(&self, name: &str) {
+        let pid = self.child.as_ref().unwrap().id().to_string();
+        let _ = Command::new("kill")
+            .args([&format!("-{name}"), &pid])
+            .status();
+    }
+
+    /// Waits at most `limit` for the server to exit.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let child = self.child.as_mut().unwrap();
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// After the server exited (`wait_exit`): its stderr.
+    pub fn stderr(&mut self) -> String {
+        let mut stderr = String::new();
+        if let Some(mut pipe) = self.child.as_mut().and_then(|c| c.stderr.take()) {
+            let _ = pipe.read_to_string(&mut stderr);
+        }
+        stderr
     }
 }
 

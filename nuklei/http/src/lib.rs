@@ -15,6 +15,7 @@
 pub mod chunked;
 pub mod ext;
 mod head_cache;
+mod pressure;
 pub mod request;
 pub mod response;
 pub mod tls_begin_ex;
@@ -27,7 +28,7 @@ use streams::copy;
 use streams::frame::{self, Frame};
 use streams::{
     pick_keyed, pick_peer, plumbing, split_links, DirtySet, Header, Nukleus, Output, PeerLink,
-    PeerStreams, PollContext, RecvWindow, RingReader, SendWindow, SlotIds,
+    PeerStreams, PollContext, RecvWindow, Remote, RingReader, SendWindow, SlotIds,
 };
 
 use head_cache::{HeadCache, Variant};
@@ -48,6 +49,11 @@ pub struct HttpConfig {
     /// A request head must be complete this long after its first byte arrived, else 408
     /// (slow-header clients cannot hold connections forever).
     pub request_timeout: Duration,
+    /// Response bytes a connection may hold (a client that does not read): applications get
+    /// more response window only while the head response's buffer stays below this minus
+    /// one window, and each pipelined request is pre-granted this over `max_pipelined`
+    /// (at least 1 KiB, at most a window). At least `window`.
+    pub max_buffered_bytes: usize,
 }
 
 impl Default for HttpConfig {
@@ -58,6 +64,7 @@ impl Default for HttpConfig {
             window: 65536,
             idle_timeout: Duration::from_secs(60),
             request_timeout: Duration::from_secs(10),
+            max_buffered_bytes: 128 * 1024,
         }
     }
 }
@@ -128,10 +135,12 @@ struct Connection {
     last_activity: Instant,
     /// When the first byte of a still incomplete request head arrived.
     head_started: Option<Instant>,
+    /// The client, for log lines.
+    remote: Remote,
 }
 
-/// Response bytes a connection may hold before http stops granting applications more window.
-const OUT_HIGH_WATER: usize = 256 * 1024;
+/// Capacity a drained connection buffer keeps for the next burst; beyond it, memory goes back.
+const KEEP: usize = 16 * 1024;
 
 pub struct HttpNukleus {
     config: HttpConfig,
@@ -162,6 +171,10 @@ pub struct HttpNukleus {
     timestamp: u64,
     requests: u64,
     rejected: u64,
+    /// Connections dropped under memory pressure.
+    shed_total: u64,
+    /// The reaktor is draining: idle connections close, every response closes its connection.
+    draining: bool,
 }
 
 impl HttpNukleus {
@@ -197,6 +210,8 @@ impl HttpNukleus {
             generations: Vec::new(),
             dirty: DirtySet::default(),
             refused_resets: 0,
+            shed_total: 0,
+            draining: false,
             scratch: Vec::with_capacity(1024),
             date: DateCache::default(),
             heads: HeadCache::default(),
@@ -234,6 +249,7 @@ impl HttpNukleus {
         if let Some(slot) = slot.filter(|&slot| self.connections.contains(slot)) {
             tracing::warn!(
                 core = self.core,
+                remote = %self.connections[slot].remote,
                 peer = %self.outputs[output].peer,
                 "stream buffer full: closing the connection whose frame it refused"
             );
@@ -278,13 +294,17 @@ impl HttpNukleus {
     fn on_network_begin(&mut self, input: usize, net_id: u64, extension: &[u8]) {
         // A client cannot send these names: httparse rejects a header name with ':'.
         let mut identity = Vec::new();
-        if self.outputs[input].role.carries == streams::Carries::SecureConnection {
-            if let Some(client) = tls_begin_ex::decode_begin_ex(extension).and_then(|ex| ex.client)
-            {
+        let remote = if self.outputs[input].role.carries == streams::Carries::SecureConnection {
+            let tls = tls_begin_ex::decode_begin_ex(extension);
+            let remote = tls.as_ref().and_then(|ex| ex.remote);
+            if let Some(client) = tls.and_then(|ex| ex.client) {
                 identity.push((":tls-client-cn", client.common_name));
                 identity.extend(client.sans.into_iter().map(|san| (":tls-client-san", san)));
             }
-        }
+            remote
+        } else {
+            nukleus_tcp::decode_begin_ex(extension).map(|ex| ex.remote)
+        };
         let slot = self.connections.insert(Connection {
             net_id,
             input,
@@ -302,6 +322,7 @@ impl HttpNukleus {
             identity,
             last_activity: self.now,
             head_started: None,
+            remote: Remote(remote),
         });
         self.by_network.insert(input, net_id, slot);
         let reply = self.header(net_id ^ 1);
@@ -312,7 +333,7 @@ impl HttpNukleus {
     fn on_network_data(&mut self, slot: usize, f: Frame<'_>) {
         let c = &mut self.connections[slot];
         if let Err(e) = c.recv.on_data(f.reserved()) {
-            tracing::error!(core = self.core, error = %e, "network peer broke the window: aborting connection");
+            tracing::error!(core = self.core, remote = %c.remote, error = %e, "network peer broke the window: aborting connection");
             self.abort_connection(slot, true);
             return;
         }
@@ -360,6 +381,7 @@ impl HttpNukleus {
                 c.recv.release(buffer.len() as u64);
                 buffer.clear();
             }
+            streams::memory::release_drained(&mut buffer, KEEP);
             c.buffer = buffer;
         }
     }
@@ -468,18 +490,27 @@ impl HttpNukleus {
         // any other request with `Upgrade` is an ordinary one (the header is passed on).
         let upgrade = parsed.upgrade && !has_body && self.outputs[app].role.relays;
         let body = parsed.body;
+        // While draining, every response closes its connection.
+        let close = parsed.close || self.draining;
+        // The first response in line gets a whole window; pipelined ones behind it a share of
+        // max_buffered_bytes, so responses a client does not read stay bounded.
+        let window = if self.connections[slot].exchanges.is_empty() {
+            self.config.window
+        } else {
+            self.pipelined_window()
+        };
         let x = self.new_exchange(Exchange {
             conn: slot,
             id: 0,
             app,
             send: SendWindow::default(),
-            recv: RecvWindow::new(self.config.window),
+            recv: RecvWindow::new(window),
             body,
             body_received: 0,
             request_ended: false,
             response: ResponseState::Awaiting,
             buffered: Vec::new(),
-            close_after: parsed.close,
+            close_after: close,
             is_head: parsed.is_head,
             upgrade,
             minor_version: parsed.minor_version,
@@ -530,7 +561,7 @@ impl HttpNukleus {
         if upgrade {
             // `Connection: close` applies if the upgrade is refused (`close_after`).
             c.upgrading = Some(x);
-        } else if parsed.close {
+        } else if close {
             c.closing = true;
         }
         if no_body {
@@ -670,6 +701,7 @@ impl HttpNukleus {
         self.rejected += 1;
         tracing::debug!(
             core = self.core,
+            remote = %self.connections[slot].remote,
             status = rejection.status,
             reason = rejection.reason,
             "request rejected"
@@ -933,6 +965,7 @@ impl HttpNukleus {
             Err(reason) => {
                 tracing::error!(
                     core = self.core,
+                    remote = %self.connections[conn].remote,
                     reason,
                     "bad response head from application"
                 );
@@ -992,12 +1025,14 @@ impl HttpNukleus {
         let e = &mut self.exchanges[x];
         let conn = e.conn;
         if let Err(err) = e.recv.on_data(f.reserved()) {
-            tracing::error!(core = self.core, error = %err, "application broke the response window");
+            let remote = self.connections[conn].remote;
+            tracing::error!(core = self.core, %remote, error = %err, "application broke the response window");
             self.abort_connection(conn, true);
             return;
         }
         let ResponseState::Streaming(framing) = e.response else {
-            tracing::error!(core = self.core, "response DATA before BEGIN");
+            let remote = self.connections[conn].remote;
+            tracing::error!(core = self.core, %remote, "response DATA before BEGIN");
             self.abort_connection(conn, true);
             return;
         };
@@ -1123,6 +1158,7 @@ impl HttpNukleus {
         let tx = &mut self.outputs[c.input].tx;
         let sent = tx.data_within(&mut c.send, c.net_id ^ 1, timestamp, &c.out);
         c.out.drain(..sent);
+        streams::memory::release_drained(&mut c.out, KEEP);
         if c.recv.window_due() && !c.input_ended {
             let (acknowledge, maximum) = c.recv.announce();
             let _ = tx.window(
@@ -1141,7 +1177,7 @@ impl HttpNukleus {
             let e = &mut self.exchanges[x];
             if e.app != usize::MAX
                 && e.recv.window_due()
-                && c.out.len() < OUT_HIGH_WATER
+                && c.out.len() + window as usize <= self.config.max_buffered_bytes
                 && e.response != ResponseState::Done
             {
                 e.recv.maximum = window;
@@ -1374,5 +1410,26 @@ impl Nukleus for HttpNukleus {
         out.push(("requests_total", self.requests));
         out.push(("requests_rejected_total", self.rejected));
         out.push(("streams_reset_ring_full_total", self.refused_resets));
+        out.push(("buffered_bytes", self.buffered_bytes() as u64));
+        out.push(("connections_shed_total", self.shed_total));
+    }
+
+    fn buffered_bytes(&self) -> usize {
+        self.connections
+            .iter()
+            .map(|(slot, _)| self.held_by(slot))
+            .sum()
+    }
+
+    fn shed(&mut self, bytes: usize) -> usize {
+        self.shed_largest(bytes)
+    }
+
+    fn drain(&mut self) {
+        self.begin_drain();
+    }
+
+    fn drained(&self) -> bool {
+        self.connections.is_empty()
     }
 }

@@ -1,6 +1,7 @@
 //! Accepting connections: binding the listeners, taking connections from the own listeners
 //! or the ones steering hands over, pausing and retrying when the process runs out of
-//! resources, and admitting each connection (its BEGIN to the next kind of the chain).
+//! resources, admitting each connection (its BEGIN to the next kind of the chain), refusing it
+//! when full or above the memory limit, and the end of listening when the reaktor drains.
 
 use super::*;
 
@@ -26,6 +27,9 @@ impl TcpNukleus {
     /// Follows the steering flags: stops or resumes accepting on this instance's own sockets,
     /// and takes over (or gives back) the sockets of instances that stopped accepting.
     pub(crate) fn steer(&mut self) {
+        if self.draining {
+            return;
+        }
         // One atomic load per poll while nothing changes.
         let generation = match &self.steering {
             Some((steering, _)) => steering.generation(),
@@ -145,19 +149,26 @@ impl TcpNukleus {
             if let (Source::Foreign(_), Some((steering, me))) = (source, &self.steering) {
                 steering.count_taken_over(*me);
             }
-            if self.connections.len() >= self.config.max_connections.min(SlotIds::MAX_SLOTS) {
+            let full =
+                self.connections.len() >= self.config.max_connections.min(SlotIds::MAX_SLOTS);
+            if full || streams::memory::overloaded() {
+                // Accept-then-close: the client learns at once (the log layer rate-limits
+                // these lines per cause).
                 self.refused += 1;
-                let now = Instant::now();
-                if self
-                    .last_refusal_log
-                    .is_none_or(|t| now.duration_since(t).as_secs() >= 1)
-                {
-                    self.last_refusal_log = Some(now);
+                if full {
                     tracing::warn!(
                         core = self.core,
+                        %remote,
                         max_connections = self.config.max_connections,
                         refused_total = self.refused,
-                        "connection limit reached: closing new connection from {remote}; raise max_connections in the topology"
+                        "connection limit reached: closing a new connection; raise max_connections in the topology"
+                    );
+                } else {
+                    tracing::warn!(
+                        core = self.core,
+                        %remote,
+                        refused_total = self.refused,
+                        "memory above [reaktor] max_memory_bytes: closing a new connection"
                     );
                 }
                 drop(socket);
@@ -272,5 +283,27 @@ impl TcpNukleus {
         self.connections.insert(connection);
         // The socket may already hold data; edge-triggered readiness would not tell us again.
         self.enqueue(slot);
+    }
+
+    /// Graceful stop: no more connections. The listening sockets stop listening (queued and
+    /// new clients are refused by the kernel at once, and can go elsewhere); connections in
+    /// flight go on.
+    pub(crate) fn stop_accepting(&mut self) {
+        self.draining = true;
+        if let Some(registry) = &self.registry {
+            for (listener, _) in &mut self.listeners {
+                let _ = registry.deregister(listener);
+            }
+            for foreign in &mut self.foreign {
+                let _ = registry.deregister(&mut foreign.socket);
+            }
+        }
+        for (listener, _) in &self.listeners {
+            let _ = socket2::SockRef::from(listener).shutdown(Shutdown::Read);
+        }
+        self.own_registered = false;
+        self.foreign.clear();
+        self.listener_ready.iter_mut().for_each(|r| *r = false);
+        self.accept_retry_at = None;
     }
 }

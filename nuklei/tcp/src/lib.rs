@@ -154,7 +154,8 @@ pub struct TcpNukleus {
     tokens: TokenRange,
     accepted: u64,
     refused: u64,
-    last_refusal_log: Option<Instant>,
+    /// The reaktor is draining: listeners closed, no more connections.
+    draining: bool,
     /// Accepting failed for want of resources: when it is tried again.
     accept_retry_at: Option<Instant>,
     /// When the current run of failed accepts began (logged once, at its start and end).
@@ -228,7 +229,7 @@ impl TcpNukleus {
             tokens: TokenRange { first: 0, count: 0 },
             accepted: 0,
             refused: 0,
-            last_refusal_log: None,
+            draining: false,
             accept_retry_at: None,
             accept_paused_since: None,
             accept_pauses: 0,
@@ -733,6 +734,51 @@ impl Nukleus for TcpNukleus {
             out.push(("listeners_taken_over", self.foreign.len() as u64));
             out.push(("connections_taken_over_total", steering.taken_over(*me)));
         }
+    }
+
+    fn buffered_bytes(&self) -> usize {
+        self.connections
+            .iter()
+            .map(|(_, c)| match &c.output {
+                Writing::Here(writer) => writer.buffered(),
+                Writing::There { .. } => 0,
+            })
+            .sum()
+    }
+
+    fn shed(&mut self, bytes: usize) -> usize {
+        let mut held: Vec<(usize, usize)> = self
+            .connections
+            .iter()
+            .filter_map(|(slot, c)| match &c.output {
+                Writing::Here(writer) if writer.buffered() > 0 => Some((writer.buffered(), slot)),
+                _ => None,
+            })
+            .collect();
+        held.sort_unstable_by(|a, b| b.cmp(a));
+        let mut freed = 0;
+        for (size, slot) in held {
+            if freed >= bytes {
+                break;
+            }
+            tracing::info!(
+                core = self.core,
+                remote = %self.connections[slot].remote,
+                buffered = size,
+                "memory above the limit: dropping the connection with the most unsent reply bytes"
+            );
+            self.fail(slot);
+            freed += size;
+        }
+        freed
+    }
+
+    fn drain(&mut self) {
+        self.stop_accepting();
+    }
+
+    fn drained(&self) -> bool {
+        self.connections.is_empty()
     }
 
     fn shutdown(&mut self) {

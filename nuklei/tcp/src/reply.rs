@@ -18,6 +18,9 @@ pub(crate) enum DataError {
     Socket(io::Error),
 }
 
+/// Capacity a drained reply buffer keeps for the next burst; beyond it, memory goes back.
+const KEEP: usize = 16 * 1024;
+
 pub(crate) struct ReplyWriter {
     /// Credit granted to the peer for the reply stream.
     pub recv: RecvWindow,
@@ -105,6 +108,7 @@ impl ReplyWriter {
             self.pending.drain(..written);
             self.recv.release(written as u64);
             if self.pending.is_empty() {
+                streams::memory::release_drained(&mut self.pending, KEEP);
                 self.stalled_since = None;
             } else if written > 0 {
                 self.stalled_since = Some(now);
@@ -115,6 +119,11 @@ impl ReplyWriter {
             self.done = true;
         }
         Ok(written)
+    }
+
+    /// Memory held for bytes the kernel has not taken.
+    pub fn buffered(&self) -> usize {
+        self.pending.capacity()
     }
 
     /// Whether a WINDOW frame for the reply stream is due (and writing goes on).
@@ -133,14 +142,14 @@ impl ReplyWriter {
     /// (linger 0; a shutdown here would send a FIN, which reads as a clean end).
     pub fn abort(&mut self, socket: &TcpStream) {
         let _ = socket2::SockRef::from(socket).set_linger(Some(Duration::ZERO));
-        self.pending.clear();
+        self.pending = Vec::new();
         self.stalled_since = None;
         self.done = true;
     }
 
     /// Writing is over without a shutdown of our own (the connection failed).
     pub fn stop(&mut self) {
-        self.pending.clear();
+        self.pending = Vec::new();
         self.stalled_since = None;
         self.done = true;
     }

@@ -433,6 +433,50 @@ impl Nukleus for TcpOutput {
         out.push(("write_timeouts_total", self.write_timeouts));
     }
 
+    fn buffered_bytes(&self) -> usize {
+        self.replies
+            .iter()
+            .flatten()
+            .map(|r| r.writer.buffered())
+            .sum()
+    }
+
+    fn shed(&mut self, bytes: usize) -> usize {
+        let mut held: Vec<(usize, usize, u64, SocketAddr)> = self
+            .replies
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, r)| {
+                r.as_ref()
+                    .map(|r| (r.writer.buffered(), slot, r.id, r.remote))
+            })
+            .filter(|&(size, ..)| size > 0)
+            .collect();
+        held.sort_unstable_by(|a, b| b.cmp(a));
+        let mut freed = 0;
+        for (size, slot, id, remote) in held {
+            if freed >= bytes {
+                break;
+            }
+            tracing::info!(
+                core = self.core,
+                %remote,
+                buffered = size,
+                "memory above the limit: dropping the connection with the most unsent reply bytes"
+            );
+            if let Some(Some(reply)) = self.replies.get_mut(slot) {
+                reply.writer.abort(&reply.socket);
+            }
+            self.follow(slot, Next::Finish(ToInput::Failed { id }));
+            freed += size;
+        }
+        freed
+    }
+
+    fn drained(&self) -> bool {
+        self.live == 0
+    }
+
     fn shutdown(&mut self) {
         for slot in 0..self.replies.len() {
             self.remove(slot);

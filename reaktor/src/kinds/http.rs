@@ -6,6 +6,7 @@ use nukleus_http::request::HttpLimits;
 use nukleus_http::{HttpConfig, HttpNukleus, Route};
 use serde::Deserialize;
 use streams::Carries;
+use toml::Spanned;
 
 use crate::error::{Invalid, StartError, TopologyError};
 use crate::kind::{preview, BoxedNukleus, Build, Check, Kind, RouteSection, StreamNeed};
@@ -42,6 +43,17 @@ impl Kind for Http {
                 "[http] window ({}) must be at least twice max_header_bytes ({}), so a full request head always fits",
                 http.window, http.max_header_bytes
             )));
+        }
+        let buffered = &http.max_buffered_bytes;
+        if !(http.window as usize..=1 << 30).contains(buffered.get_ref()) {
+            return Err(invalid(
+                Some(buffered.span()),
+                format!(
+                    "[http] max_buffered_bytes {} must be between window ({}) and 1073741824",
+                    buffered.get_ref(),
+                    http.window
+                ),
+            ));
         }
         if http.max_headers > nukleus_http::request::MAX_HEADERS_CAP {
             return Err(invalid(
@@ -117,6 +129,7 @@ impl Kind for Http {
             window: http.window,
             idle_timeout: std::time::Duration::from_millis(http.idle_timeout_ms),
             request_timeout: std::time::Duration::from_millis(http.request_timeout_ms),
+            max_buffered_bytes: *http.max_buffered_bytes.get_ref(),
         };
         Ok(Box::new(HttpNukleus::new(
             config,
@@ -175,6 +188,9 @@ pub struct HttpSection {
     pub request_timeout_ms: u64,
     #[serde(default = "default_http_window")]
     pub window: u32,
+    /// Response bytes one connection may hold for a client that does not read them.
+    #[serde(default = "default_max_buffered_bytes")]
+    pub max_buffered_bytes: Spanned<usize>,
     #[serde(default, rename = "route")]
     pub routes: Vec<RouteSection>,
 }
@@ -189,6 +205,7 @@ impl Default for HttpSection {
             idle_timeout_ms: default_idle_timeout_ms(),
             request_timeout_ms: default_request_timeout_ms(),
             window: default_http_window(),
+            max_buffered_bytes: default_max_buffered_bytes(),
             routes: Vec::new(),
         }
     }
@@ -215,4 +232,8 @@ fn default_max_pipelined() -> usize {
 
 fn default_http_window() -> u32 {
     65536
+}
+
+fn default_max_buffered_bytes() -> Spanned<usize> {
+    Spanned::new(0..0, 128 * 1024)
 }

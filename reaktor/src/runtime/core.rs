@@ -3,7 +3,7 @@
 //! events to the nukleus that owns the token.
 
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,6 +19,44 @@ pub const TOKENS_PER_NUKLEUS: usize = 1 << 32;
 
 /// How often a core publishes its nuklei's gauges.
 const GAUGE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What other threads ask of a core between its duty cycles (the memory guard, a graceful
+/// stop), and what it reports back. Whoever asks rings the core's doorbell.
+#[derive(Default)]
+pub struct CoreControl {
+    /// Something below was asked: one load per duty cycle while nothing is.
+    attention: AtomicBool,
+    /// Bytes the memory guard asks this core to shed.
+    shed: AtomicUsize,
+    draining: AtomicBool,
+    /// Every nukleus on the core is drained (after a drain was asked).
+    drained: AtomicBool,
+    /// The nuklei's buffered bytes when the core last published its gauges.
+    buffered: AtomicUsize,
+}
+
+impl CoreControl {
+    /// Asks the core to shed about `bytes` of connection buffers, largest first.
+    pub fn request_shed(&self, bytes: usize) {
+        self.shed.fetch_add(bytes, Ordering::Relaxed);
+        self.attention.store(true, Ordering::Release);
+    }
+
+    /// Asks the core to drain its nuklei (graceful stop).
+    pub fn request_drain(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+        self.attention.store(true, Ordering::Release);
+    }
+
+    pub fn is_drained(&self) -> bool {
+        self.drained.load(Ordering::Acquire)
+    }
+
+    /// Bytes in the core's connection buffers, as of its last gauge publication.
+    pub fn buffered(&self) -> usize {
+        self.buffered.load(Ordering::Relaxed)
+    }
+}
 
 /// A nukleus on a core, with its counters and instance name.
 pub struct Placed {
@@ -36,6 +74,7 @@ pub struct Core {
     pub watches: Vec<RingWatch>,
     pub cpu: Option<usize>,
     pub idle: IdleStrategy,
+    pub control: Arc<CoreControl>,
 }
 
 impl Core {
@@ -55,18 +94,33 @@ impl Core {
         let mut gauge_scratch = Vec::new();
         let mut gauges_published = start;
         let mut gauges_stale = true;
+        let mut draining = false;
         while !shutdown.load(Ordering::Relaxed) {
             let now = Instant::now();
+            if self.control.attention.load(Ordering::Acquire) {
+                self.control.attention.store(false, Ordering::Relaxed);
+                draining |= self.attend(index, draining);
+            }
+            if draining
+                && !self.control.is_drained()
+                && self.nuklei.iter().all(|p| p.nukleus.drained())
+            {
+                tracing::debug!(core = index, "core drained");
+                self.control.drained.store(true, Ordering::Release);
+            }
             // Gauges: at most once a second while busy, and once more before parking so an
             // idle core's last state is visible.
             if gauges_stale
                 && (self.idle.settling() || now.duration_since(gauges_published) >= GAUGE_INTERVAL)
             {
+                let mut buffered = 0;
                 for placed in &self.nuklei {
                     placed
                         .stats
                         .publish_gauges(&*placed.nukleus, &mut gauge_scratch);
+                    buffered += placed.nukleus.buffered_bytes();
                 }
+                self.control.buffered.store(buffered, Ordering::Relaxed);
                 gauges_published = now;
                 gauges_stale = false;
             }
@@ -88,6 +142,39 @@ impl Core {
             placed.nukleus.shutdown();
         }
         tracing::debug!(core = index, "core stopped");
+    }
+
+    /// Does what was asked through the core's control; returns whether a drain began.
+    fn attend(&mut self, index: usize, draining: bool) -> bool {
+        let mut want = self.control.shed.swap(0, Ordering::Relaxed);
+        if want > 0 {
+            // The nuklei holding the most first; each drops its largest connections.
+            let mut order: Vec<(usize, usize)> = self
+                .nuklei
+                .iter()
+                .enumerate()
+                .map(|(k, p)| (p.nukleus.buffered_bytes(), k))
+                .collect();
+            order.sort_unstable_by(|a, b| b.cmp(a));
+            let mut freed = 0;
+            for (held, k) in order {
+                if want == 0 || held == 0 {
+                    break;
+                }
+                let shed = self.nuklei[k].nukleus.shed(want);
+                freed += shed;
+                want = want.saturating_sub(shed);
+            }
+            tracing::debug!(core = index, freed, "shed connection buffers");
+        }
+        let drain = !draining && self.control.draining.load(Ordering::Relaxed);
+        if drain {
+            tracing::debug!(core = index, "core draining");
+            for placed in &mut self.nuklei {
+                placed.nukleus.drain();
+            }
+        }
+        drain
     }
 
     /// Polls every nukleus once; returns the work done. Busy time is charged only to polls

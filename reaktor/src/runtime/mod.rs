@@ -4,6 +4,7 @@
 
 mod core;
 mod idle;
+pub mod memory;
 mod wiring;
 
 pub use idle::{Idle, IdleStrategy};
@@ -33,8 +34,10 @@ pub struct Reaktor {
     /// Set when a core thread died of a panic.
     failed: Arc<AtomicBool>,
     doorbells: Vec<Arc<Doorbell>>,
+    controls: Vec<Arc<core::CoreControl>>,
     threads: Vec<JoinHandle<()>>,
     stats_thread: Option<JoinHandle<()>>,
+    memory_thread: Option<JoinHandle<()>>,
     replan_thread: Option<JoinHandle<()>>,
     stream_dir: PathBuf,
     pub instances: Vec<InstanceInfo>,
@@ -96,6 +99,8 @@ impl Reaktor {
         let failed = Arc::new(AtomicBool::new(false));
         let doorbells: Vec<Arc<Doorbell>> =
             wired.cores.iter().map(|c| c.doorbell.clone()).collect();
+        let controls: Vec<Arc<core::CoreControl>> =
+            wired.cores.iter().map(|c| c.control.clone()).collect();
         // Each core thread's id, for the re-plan's scheduler statistics.
         let core_tids: Arc<Vec<AtomicU64>> =
             Arc::new(wired.cores.iter().map(|_| AtomicU64::new(0)).collect());
@@ -130,6 +135,21 @@ impl Reaktor {
                 .spawn(move || write_stats_file(&shared, &shutdown, &dir))
                 .expect("spawning the stats thread")
         };
+        let memory_thread = {
+            let guard = memory::Guard {
+                controls: controls.clone(),
+                doorbells: doorbells.clone(),
+                limit: memory::limit_of(*loaded.topology.reaktor.max_memory_bytes.get_ref()),
+            };
+            if let Some(limit) = guard.limit {
+                tracing::debug!(limit_mib = limit >> 20, "memory limit");
+            }
+            let shutdown = shutdown.clone();
+            std::thread::Builder::new()
+                .name("reaktor-memory".into())
+                .spawn(move || guard.run(&shutdown))
+                .expect("spawning the memory thread")
+        };
         let replan = *loaded.topology.reaktor.replan_interval_ms.get_ref();
         let tcp_cores = wired.tcp_cores;
         let replan_thread = wired.steering.map(|steering| {
@@ -153,8 +173,10 @@ impl Reaktor {
             shutdown,
             failed,
             doorbells,
+            controls,
             threads,
             stats_thread: Some(stats_thread),
+            memory_thread: Some(memory_thread),
             replan_thread,
             stream_dir: stream_dir.to_owned(),
             instances: wired.instances,
@@ -164,6 +186,25 @@ impl Reaktor {
 
     pub fn stream_dir(&self) -> &Path {
         &self.stream_dir
+    }
+
+    /// Graceful stop: every core stops accepting, lets what is in flight finish and closes
+    /// what is idle; returns once every core is drained (true), or at `deadline` or when
+    /// `interrupted()` says so (false). Call [`stop`](Self::stop) after it.
+    pub fn drain(&self, deadline: Instant, mut interrupted: impl FnMut() -> bool) -> bool {
+        for (control, doorbell) in self.controls.iter().zip(&self.doorbells) {
+            control.request_drain();
+            doorbell.ring_always();
+        }
+        loop {
+            if self.controls.iter().all(|c| c.is_drained()) {
+                return true;
+            }
+            if Instant::now() >= deadline || interrupted() {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Stops every core (listeners closed, connections shut), joins the threads and removes
@@ -176,7 +217,7 @@ impl Reaktor {
         for thread in self.threads {
             let _ = thread.join();
         }
-        for thread in [self.stats_thread, self.replan_thread]
+        for thread in [self.stats_thread, self.replan_thread, self.memory_thread]
             .into_iter()
             .flatten()
         {

@@ -59,6 +59,7 @@ fn cores(loaded: &LoadedTopology) -> Result<Vec<Core>, StartError> {
             watches: Vec::new(),
             cpu,
             idle: IdleStrategy::new(reaktor.idle_spins, reaktor.idle_yields),
+            control: Arc::default(),
         });
     }
     Ok(cores)

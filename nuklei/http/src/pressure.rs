@@ -1,0 +1,78 @@
+//! What the reaktor asks of http beyond traffic: the memory its connections hold, dropping the
+//! largest of them under memory pressure, and the graceful stop (drain).
+
+use crate::{HttpNukleus, ResponseState};
+
+impl HttpNukleus {
+    /// The response window of a pipelined request (not first in line).
+    pub(crate) fn pipelined_window(&self) -> u32 {
+        let share = self.config.max_buffered_bytes / self.config.limits.max_pipelined.max(1);
+        share.clamp(1024, self.config.window as usize) as u32
+    }
+
+    /// Memory held for connection `slot`: unparsed input, unsent output, responses waiting
+    /// for their turn.
+    pub(crate) fn held_by(&self, slot: usize) -> usize {
+        let c = &self.connections[slot];
+        let waiting: usize = c
+            .exchanges
+            .iter()
+            .map(|&x| self.exchanges[x].buffered.capacity())
+            .sum();
+        c.buffer.capacity() + c.out.capacity() + waiting
+    }
+
+    /// Drops the connections holding the most, largest first, until about `bytes` are freed.
+    pub(crate) fn shed_largest(&mut self, bytes: usize) -> usize {
+        let mut held: Vec<(usize, usize)> = self
+            .connections
+            .iter()
+            .map(|(slot, _)| (self.held_by(slot), slot))
+            .filter(|&(size, _)| size > 0)
+            .collect();
+        held.sort_unstable_by(|a, b| b.cmp(a));
+        let mut freed = 0;
+        for (size, slot) in held {
+            if freed >= bytes {
+                break;
+            }
+            tracing::info!(
+                core = self.core,
+                remote = %self.connections[slot].remote,
+                buffered = size,
+                "memory above the limit: dropping the connection that holds the most"
+            );
+            self.shed_total += 1;
+            self.abort_connection(slot, true);
+            freed += size;
+        }
+        freed
+    }
+
+    /// Graceful stop: idle keep-alive connections close now; a connection with requests in
+    /// flight closes once they are answered (the last response not yet begun says
+    /// `Connection: close`); a half-received request head may still complete (and its response
+    /// closes the connection); tunnels are for the kind that took them over.
+    pub(crate) fn begin_drain(&mut self) {
+        self.draining = true;
+        let slots: Vec<usize> = self.connections.iter().map(|(slot, _)| slot).collect();
+        for slot in slots {
+            let c = &mut self.connections[slot];
+            if c.upgraded || c.upgrading.is_some() || c.closing {
+                continue;
+            }
+            if c.exchanges.is_empty() {
+                if !c.buffer.is_empty() {
+                    continue; // a request head on its way: answered, then closed
+                }
+            } else if let Some(&last) = c.exchanges.back() {
+                let e = &mut self.exchanges[last];
+                if e.response == ResponseState::Awaiting && e.buffered.is_empty() {
+                    e.close_after = true;
+                }
+            }
+            c.closing = true;
+            self.mark_dirty(slot);
+        }
+    }
+}
