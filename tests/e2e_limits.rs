@@ -172,6 +172,9 @@ fn hoarding_topology(reaktor: &str) -> String {
         + "\n[http]\nmax_body_bytes = 8388608\n[tcp]\nmax_connections = 1000\n"
 }
 
+/// What 200 hoarders make the server hold at least, in KiB.
+const FILLED_KIB: u64 = 48 * 1024;
+
 /// Memory held for 200 clients that never read goes back to the system once they close
 /// (before: ~45% of it stayed with the process, in the allocator's arenas).
 #[test]
@@ -181,11 +184,18 @@ fn memory_held_for_connections_goes_back_when_they_close() {
     std::thread::sleep(Duration::from_millis(300));
     let before = support::private_rss_kib(pid);
     let mut hoarders = Hoarders::open(&server, 200);
-    hoarders.fill(Duration::from_secs(1), Duration::from_secs(8));
-    let peak = support::private_rss_kib(pid);
+    // Fill until the server holds at least 48 MiB for them (about 500 KiB each at the
+    // bounds; on a loaded machine one round may stop early): below that, glibc's own
+    // trimming of freed memory can hide whether the buffers gave theirs back.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut peak = before;
+    while peak < before + FILLED_KIB && Instant::now() < deadline {
+        hoarders.fill(Duration::from_secs(1), Duration::from_secs(8));
+        peak = support::private_rss_kib(pid);
+    }
     assert!(
-        peak > before + 10 * 1024,
-        "{before} -> {peak} KiB: the buffers filled"
+        peak >= before + FILLED_KIB,
+        "{before} -> {peak} KiB: the buffers did not fill within 30 s"
     );
     drop(hoarders);
     let deadline = Instant::now() + Duration::from_secs(5);

@@ -13,8 +13,11 @@ use super::core::CoreControl;
 
 /// How often the guard looks.
 const INTERVAL: Duration = Duration::from_millis(100);
-/// Buffers that shrank by this much since the last trim make the next one worthwhile.
+/// Buffers that shrank by this much since the last trim make the next one worthwhile...
 const TRIM_AFTER: usize = 16 << 20;
+/// ...and so do buffers that lost half of what they held, if that is at least this much (a
+/// small server's connections closing give their memory back too).
+const TRIM_AFTER_HALF: usize = 1 << 20;
 /// At most one trim (which takes every arena's lock in turn) per this long.
 const TRIM_EVERY: Duration = Duration::from_secs(1);
 /// Between two rounds of shedding, the cores republish what they hold.
@@ -101,7 +104,10 @@ impl State {
                 decision.overload = Some(false);
             }
         }
-        let shrank = self.trim_due || self.peak.saturating_sub(total) >= TRIM_AFTER;
+        let shrunk_by = self.peak.saturating_sub(total);
+        let shrank = self.trim_due
+            || shrunk_by >= TRIM_AFTER
+            || (shrunk_by >= TRIM_AFTER_HALF && shrunk_by * 2 >= self.peak);
         if shrank && since(self.last_trim) >= TRIM_EVERY {
             decision.trim = true;
             self.trim_due = false;
@@ -210,6 +216,27 @@ mod tests {
             "not within a second of the last"
         );
         assert!(s.decide(t0 + Duration::from_secs(2), &[0], 0, None).trim);
+    }
+
+    #[test]
+    fn buffers_that_lost_half_of_a_small_peak_are_trimmed_too() {
+        let mut s = State::new();
+        let t0 = Instant::now();
+        s.decide(t0, &[6 * MIB], 0, None);
+        assert!(
+            !s.decide(t0 + INTERVAL, &[4 * MIB], 0, None).trim,
+            "a third"
+        );
+        assert!(
+            s.decide(t0 + 2 * INTERVAL, &[2 * MIB], 0, None).trim,
+            "two thirds"
+        );
+        let mut s = State::new();
+        s.decide(t0, &[MIB / 2], 0, None);
+        assert!(
+            !s.decide(t0 + INTERVAL, &[0], 0, None).trim,
+            "below 1 MiB: not worth a trim"
+        );
     }
 
     #[test]
