@@ -82,26 +82,26 @@ impl State {
         let since = |at: Option<Instant>| at.map_or(Duration::MAX, |t| now.duration_since(t));
         if let Some(limit) = limit {
             let low = limit / 10 * 9;
-            if resident > limit {
-                if !self.overloaded {
-                    self.overloaded = true;
-                    decision.overload = Some(true);
-                }
-                if since(self.last_shed) >= SHED_EVERY && total > 0 {
-                    self.last_shed = Some(now);
-                    let excess = (resident - low) as u128;
-                    for (share, &held) in decision.shed.iter_mut().zip(buffered) {
-                        // Proportional to what each core holds, never more than it holds.
-                        *share = ((excess * held as u128 / total as u128) as usize).min(held);
-                    }
-                    // What was shed goes back to the system at the next look (the cores drop it
-                    // in between).
-                    self.trim_due = true;
-                    return decision;
-                }
+            if resident > limit && !self.overloaded {
+                self.overloaded = true;
+                decision.overload = Some(true);
             } else if self.overloaded && resident < low {
                 self.overloaded = false;
                 decision.overload = Some(false);
+            }
+            // Once over the limit, shed until below 90% of it (not only while above it: a
+            // process that settles between the two would refuse connections for good).
+            if self.overloaded && since(self.last_shed) >= SHED_EVERY && total > 0 {
+                self.last_shed = Some(now);
+                let excess = (resident - low) as u128;
+                for (share, &held) in decision.shed.iter_mut().zip(buffered) {
+                    // Proportional to what each core holds, never more than it holds.
+                    *share = ((excess * held as u128 / total as u128) as usize).min(held);
+                }
+                // What was shed goes back to the system at the next look (the cores drop it in
+                // between).
+                self.trim_due = true;
+                return decision;
             }
         }
         let shrunk_by = self.peak.saturating_sub(total);
@@ -258,14 +258,25 @@ mod tests {
         assert_eq!(d.shed, vec![0, 0]);
         assert_eq!(d.overload, None);
         assert!(d.trim, "what was shed goes back");
-        // Between 90% and 100%: still refusing, nothing more shed.
+        // Between 90% and 100% a second later: still refusing, and shedding on to 90%.
         let d = s.decide(
             t0 + Duration::from_secs(3),
-            &[10 * MIB, 0],
-            950 * MIB as u64,
+            &[10 * MIB, 30 * MIB],
+            940 * MIB as u64,
             limit,
         );
-        assert_eq!((d.overload, d.shed), (None, vec![0, 0]));
+        assert_eq!((d.overload, d.shed), (None, vec![10 * MIB, 30 * MIB]));
+        let d = s.decide(
+            t0 + Duration::from_secs(5),
+            &[0, 0],
+            920 * MIB as u64,
+            limit,
+        );
+        assert_eq!(
+            (d.overload, d.shed),
+            (None, vec![0, 0]),
+            "nothing left to shed"
+        );
         let d = s.decide(
             t0 + Duration::from_secs(4),
             &[10 * MIB, 0],
