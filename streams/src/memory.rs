@@ -44,6 +44,24 @@ pub fn release_drained(buffer: &mut Vec<u8>, keep: usize) {
     }
 }
 
+/// Shedding under memory pressure: of `held` (bytes held, what holds them), the holders to
+/// drop, largest first, until they free at least `bytes` (empty holders never).
+pub fn largest_first<K>(mut held: Vec<(usize, K)>, bytes: usize) -> Vec<(usize, K)> {
+    held.retain(|&(size, _)| size > 0);
+    held.sort_unstable_by_key(|&(size, _)| std::cmp::Reverse(size));
+    let mut freed = 0;
+    let count = held
+        .iter()
+        .take_while(|&&(size, _)| {
+            let more = freed < bytes;
+            freed += size;
+            more
+        })
+        .count();
+    held.truncate(count);
+    held
+}
+
 /// Private resident memory of this process (`RssAnon`: heap, stacks; not the shared stream
 /// files), in bytes; `None` where /proc cannot tell.
 pub fn private_resident_bytes() -> Option<u64> {
@@ -90,6 +108,16 @@ mod tests {
         small.clear();
         release_drained(&mut small, 4096);
         assert_eq!(small.capacity(), 1024, "small buffers stay for reuse");
+    }
+
+    #[test]
+    fn shedding_picks_the_largest_until_enough_is_freed() {
+        let held = vec![(10, 'a'), (0, 'z'), (50, 'b'), (30, 'c'), (20, 'd')];
+        assert_eq!(largest_first(held.clone(), 60), vec![(50, 'b'), (30, 'c')]);
+        assert_eq!(largest_first(held.clone(), 50), vec![(50, 'b')]);
+        assert_eq!(largest_first(held.clone(), 1), vec![(50, 'b')]);
+        assert_eq!(largest_first(held.clone(), 0), vec![]);
+        assert_eq!(largest_first(held, 1000).len(), 4, "never the empty one");
     }
 
     #[test]

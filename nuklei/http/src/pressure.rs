@@ -24,18 +24,13 @@ impl HttpNukleus {
 
     /// Drops the connections holding the most, largest first, until about `bytes` are freed.
     pub(crate) fn shed_largest(&mut self, bytes: usize) -> usize {
-        let mut held: Vec<(usize, usize)> = self
+        let held = self
             .connections
             .iter()
             .map(|(slot, _)| (self.held_by(slot), slot))
-            .filter(|&(size, _)| size > 0)
             .collect();
-        held.sort_unstable_by(|a, b| b.cmp(a));
         let mut freed = 0;
-        for (size, slot) in held {
-            if freed >= bytes {
-                break;
-            }
+        for (size, slot) in streams::memory::largest_first(held, bytes) {
             tracing::info!(
                 core = self.core,
                 remote = %self.connections[slot].remote,

@@ -7,7 +7,7 @@ mod support;
 use nukleus_http::HttpConfig;
 use streams::frame;
 use streams::Nukleus;
-use support::{begins, Rig, NET_ID};
+use support::{begins, data_of, Rig, NET_ID};
 
 /// Pipelined requests behind the first get a share of `max_buffered_bytes` as their
 /// response window, not a whole window each (32 pipelined × 64 KiB was 2 MiB a connection).
@@ -170,11 +170,7 @@ fn draining_lets_an_upload_finish() {
     rig.poll();
     rig.client(b"world");
     let frames = rig.app.frames();
-    let body: Vec<u8> = frames
-        .iter()
-        .filter(|g| g.type_id == frame::DATA && g.stream_id == id)
-        .flat_map(|g| g.payload.clone())
-        .collect();
+    let body = data_of(&frames, id);
     assert_eq!(body, b"helloworld");
     assert!(frames
         .iter()

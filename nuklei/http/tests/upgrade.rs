@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use nukleus_http::HttpConfig;
 use streams::frame;
-use support::{begins, Rig};
+use support::{begins, data_of, Rig};
 
 const H2C: &str = "Upgrade: h2c\r\nConnection: Upgrade, HTTP2-Settings\r\n\
                    HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n";
@@ -92,11 +92,7 @@ fn a_body_with_upgrade_to_a_route_that_cannot_upgrade_is_forwarded_and_ended() {
     Rig::grant(&mut rig.app, id, 0, 65536);
     rig.poll();
     let frames = rig.app.frames();
-    let body: Vec<u8> = frames
-        .iter()
-        .filter(|g| g.type_id == frame::DATA && g.stream_id == id)
-        .flat_map(|g| g.payload.clone())
-        .collect();
+    let body = data_of(&frames, id);
     assert_eq!(body, b"hello");
     assert!(
         frames

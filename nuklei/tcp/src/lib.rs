@@ -747,20 +747,16 @@ impl Nukleus for TcpNukleus {
     }
 
     fn shed(&mut self, bytes: usize) -> usize {
-        let mut held: Vec<(usize, usize)> = self
+        let held = self
             .connections
             .iter()
             .filter_map(|(slot, c)| match &c.output {
-                Writing::Here(writer) if writer.buffered() > 0 => Some((writer.buffered(), slot)),
-                _ => None,
+                Writing::Here(writer) => Some((writer.buffered(), slot)),
+                Writing::There { .. } => None,
             })
             .collect();
-        held.sort_unstable_by(|a, b| b.cmp(a));
         let mut freed = 0;
-        for (size, slot) in held {
-            if freed >= bytes {
-                break;
-            }
+        for (size, slot) in streams::memory::largest_first(held, bytes) {
             tracing::info!(
                 core = self.core,
                 remote = %self.connections[slot].remote,

@@ -442,22 +442,17 @@ impl Nukleus for TcpOutput {
     }
 
     fn shed(&mut self, bytes: usize) -> usize {
-        let mut held: Vec<(usize, usize, u64, SocketAddr)> = self
+        let held = self
             .replies
             .iter()
             .enumerate()
             .filter_map(|(slot, r)| {
                 r.as_ref()
-                    .map(|r| (r.writer.buffered(), slot, r.id, r.remote))
+                    .map(|r| (r.writer.buffered(), (slot, r.id, r.remote)))
             })
-            .filter(|&(size, ..)| size > 0)
             .collect();
-        held.sort_unstable_by(|a, b| b.cmp(a));
         let mut freed = 0;
-        for (size, slot, id, remote) in held {
-            if freed >= bytes {
-                break;
-            }
+        for (size, (slot, id, remote)) in streams::memory::largest_first(held, bytes) {
             tracing::info!(
                 core = self.core,
                 %remote,

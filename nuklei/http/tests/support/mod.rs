@@ -218,3 +218,12 @@ pub fn begins(frames: &[OwnedFrame]) -> Vec<&OwnedFrame> {
         .filter(|g| g.type_id == frame::BEGIN && g.stream_id & 1 == 1)
         .collect()
 }
+
+/// The payload of every DATA of stream `id` among `frames`, in order.
+pub fn data_of(frames: &[OwnedFrame], id: u64) -> Vec<u8> {
+    frames
+        .iter()
+        .filter(|g| g.type_id == frame::DATA && g.stream_id == id)
+        .flat_map(|g| g.payload.clone())
+        .collect()
+}
