@@ -40,15 +40,22 @@ fn pump(instances: &mut [Instance], out: &mut Vec<Output>, reader: &mut MeshRead
         let mut moved = false;
         for from in 0..instances.len() {
             for to in 0..instances.len() {
-                let bytes = std::mem::take(instances[from].outbox(to));
-                if bytes.is_empty() {
+                if instances[from].outbox(to).is_empty() {
                     continue;
                 }
+                let mut bytes = std::mem::take(instances[from].outbox(to));
                 moved = true;
                 let target = &mut instances[to];
                 reader.feed(&bytes, |r| {
                     target.on_mesh(from, Msg::decode(r).expect("valid record"), out)
                 });
+                // Hand the buffer back: the nukleus drains its outboxes in place and keeps their
+                // capacity (mesh_io), so taking it away would measure reallocations it never does.
+                bytes.clear();
+                let outbox = instances[from].outbox(to);
+                if outbox.is_empty() {
+                    *outbox = bytes;
+                }
             }
         }
         if !moved {
