@@ -326,7 +326,9 @@ fn build(build: Build<'_>) -> Result<BoxedNukleus, StartError> {
                         .iter()
                         .map(|m| (m.id, m.api.clone()))
                         .collect(),
-                    retry_no_master_ms: cluster.election.election_timeout.as_millis() as u64,
+                    // A heartbeat: a new master serves within a few of them once elected, and a
+                    // client polling at this pace adds at most one to its failover.
+                    retry_no_master_ms: cluster.election.heartbeat.as_millis() as u64,
                     retry_elected_ms: cluster.election.heartbeat.as_millis() as u64,
                 })
             }
