@@ -65,6 +65,11 @@ impl Lateness {
         self.count += 1;
     }
 
+    /// Wake-ups at least `2^(bits-1)` us late (bucket `bits` and above): 1,024 us for 11.
+    fn at_least(&self, bits: usize) -> u64 {
+        self.buckets[bits.min(31)..].iter().sum()
+    }
+
     /// The upper bound (us) of the bucket holding quantile `q`.
     fn quantile(&self, q: f64) -> u64 {
         if self.count == 0 {
@@ -302,6 +307,11 @@ impl Nukleus for RaftNukleus {
         out.push(("wakeup_late_p50_us", self.lateness.quantile(0.5)));
         out.push(("wakeup_late_p99_us", self.lateness.quantile(0.99)));
         out.push(("wakeup_late_max_us", self.lateness.max_us));
+        // Counters, so that a measurement can take the difference over its own interval.
+        out.push(("wakeups_late_1ms_total", self.lateness.at_least(11)));
+        out.push(("wakeups_late_4ms_total", self.lateness.at_least(13)));
+        out.push(("wakeups_late_16ms_total", self.lateness.at_least(15)));
+        out.push(("wakeups_late_65ms_total", self.lateness.at_least(17)));
     }
 
     fn shutdown(&mut self) {
@@ -329,5 +339,6 @@ mod tests {
         assert_eq!(l.quantile(0.5), 63);
         assert_eq!(l.quantile(0.99), 4095);
         assert_eq!(l.max_us, 20_000);
+        assert_eq!((l.at_least(11), l.at_least(15)), (2, 1));
     }
 }
