@@ -9,7 +9,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::cluster::{get, json_field, location, Clocks, Cluster};
+use support::cluster::{assert_no_overlap, get, json_field, location, Clocks, Cluster};
 use support::wsclient::{Incoming, RawWs};
 
 const SWITCH: &str = r#"
@@ -201,61 +201,6 @@ fn a_killed_master_is_replaced_and_its_node_registered_again_within_a_second() {
         took < SECOND,
         "RegPort answered by the new master {took:?} after the kill; refusals: {refusals:?}"
     );
-}
-
-/// Every reply a member logged as serving: (member, epoch, unix microseconds).
-fn served(cluster: &Cluster) -> Vec<(u64, u64, u64)> {
-    let mut out = Vec::new();
-    for m in &cluster.members {
-        for line in m
-            .log_text()
-            .lines()
-            .filter(|l| l.contains("switch::serving"))
-        {
-            let field = |key: &str| {
-                line.split_whitespace()
-                    .find_map(|w| w.strip_prefix(&format!("{key}=")))
-                    .and_then(|v| v.parse::<u64>().ok())
-            };
-            if let (Some(epoch), Some(at)) = (field("epoch"), field("at_unix_us")) {
-                out.push((m.id, epoch, at));
-            }
-        }
-    }
-    out
-}
-
-/// No two members served in overlapping intervals: per (member, epoch), the interval from
-/// its first to its last reply must not overlap another member's. Returns the intervals.
-fn assert_no_overlap(cluster: &Cluster) -> Vec<(u64, u64, u64, u64)> {
-    let mut intervals: Vec<(u64, u64, u64, u64)> = Vec::new();
-    for (member, epoch, at) in served(cluster) {
-        match intervals.iter_mut().find(|i| i.0 == member && i.1 == epoch) {
-            Some(i) => {
-                i.2 = i.2.min(at);
-                i.3 = i.3.max(at);
-            }
-            None => intervals.push((member, epoch, at, at)),
-        }
-    }
-    for a in &intervals {
-        for b in &intervals {
-            if a.0 != b.0 {
-                assert!(
-                    a.3 < b.2 || b.3 < a.2,
-                    "members {} (epoch {}) and {} (epoch {}) served in overlapping intervals: {intervals:?}",
-                    a.0, a.1, b.0, b.1
-                );
-            }
-            if a.0 == b.0 && a.1 != b.1 {
-                assert!(
-                    a.3 < b.2 || b.3 < a.2,
-                    "one member, two epochs at once: {intervals:?}"
-                );
-            }
-        }
-    }
-    intervals
 }
 
 #[test]

@@ -74,7 +74,19 @@ impl Member {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = Command::new(BIN)
+        // REAKTOR_CLUSTER_LAUNCH (e.g. "taskset -c 0") runs members through a launcher: the
+        // benchmarks pin them to the server's cpu.
+        let launch = std::env::var("REAKTOR_CLUSTER_LAUNCH").unwrap_or_default();
+        let mut words = launch.split_whitespace();
+        let mut command = match words.next() {
+            Some(program) => {
+                let mut c = Command::new(program);
+                c.args(words).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        let child = command
             .args(["run", "--topology"])
             .arg(&self.topology)
             .arg("--stream-dir")
@@ -378,61 +390,131 @@ pub fn retry_after_ms(refused: &Refused) -> u64 {
         .unwrap_or(50)
 }
 
+/// Opens `node`'s receiving WebSocket at the master among `members`, as a client would:
+/// members in turn, following `307`s, waiting out `503`s (their `retry_after_ms`, at most
+/// 200 ms), until `within`. Returns the socket, the address it reached, and every refusal met.
+pub fn connect_any(
+    members: &[SocketAddr],
+    node: &str,
+    token: &str,
+    within: Duration,
+) -> (RawWs, SocketAddr, Vec<Refused>) {
+    let deadline = Instant::now() + within;
+    let mut refusals = Vec::new();
+    let mut k = 0usize;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "node {node} found no master within {within:?}; refusals: {refusals:?}"
+        );
+        let member = members[k % members.len()];
+        k += 1;
+        let mut target = (member, format!("/v1/ws/{node}?address={node}.local%3A9000"));
+        for _ in 0..3 {
+            match RawWs::open(target.0, &target.1, token, Duration::from_millis(500)) {
+                Ok(Ok(ws)) => return (ws, target.0, refusals),
+                Ok(Err(refused)) => {
+                    let next = (refused.status == 307)
+                        .then(|| refused.header("location").and_then(location))
+                        .flatten();
+                    if refused.status == 503 {
+                        std::thread::sleep(Duration::from_millis(
+                            retry_after_ms(&refused).min(200),
+                        ));
+                    }
+                    refusals.push(refused);
+                    match next {
+                        Some(next) => target = next,
+                        None => break,
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+    }
+}
+
 impl Cluster {
-    /// Opens `node`'s receiving WebSocket at the master, as a client would: members in turn,
-    /// following `307`s, waiting out `503`s, until `within`. Returns the socket, the member it
-    /// reached, and every refusal met on the way.
+    /// Opens `node`'s receiving WebSocket at the master ([`connect_any`] over the running
+    /// members). Returns the socket, the member it reached, and every refusal met.
     pub fn connect_node(
         &self,
         node: &str,
         token: &str,
         within: Duration,
     ) -> (RawWs, u64, Vec<Refused>) {
-        let deadline = Instant::now() + within;
-        let mut refusals = Vec::new();
-        let mut k = 0usize;
-        loop {
-            assert!(
-                Instant::now() < deadline,
-                "node {node} found no master within {within:?}; refusals: {refusals:?}"
-            );
-            let member = &self.members[k % self.members.len()];
-            k += 1;
-            if !member.running() || member.stopped {
-                continue;
-            }
-            let mut target = (
-                member.addr(),
-                format!("/v1/ws/{node}?address={node}.local%3A9000"),
-            );
-            for _ in 0..3 {
-                match RawWs::open(target.0, &target.1, token, Duration::from_millis(500)) {
-                    Ok(Ok(ws)) => {
-                        let id = self
-                            .members
-                            .iter()
-                            .find(|m| m.addr() == target.0)
-                            .map_or(0, |m| m.id);
-                        return (ws, id, refusals);
-                    }
-                    Ok(Err(refused)) => {
-                        let next = (refused.status == 307)
-                            .then(|| refused.header("location").and_then(location))
-                            .flatten();
-                        if refused.status == 503 {
-                            std::thread::sleep(Duration::from_millis(
-                                retry_after_ms(&refused).min(200),
-                            ));
-                        }
-                        refusals.push(refused);
-                        match next {
-                            Some(next) => target = next,
-                            None => break,
-                        }
-                    }
-                    Err(_) => break,
-                }
+        let addrs: Vec<SocketAddr> = self
+            .members
+            .iter()
+            .filter(|m| m.running() && !m.stopped)
+            .map(|m| m.addr())
+            .collect();
+        let (ws, addr, refusals) = connect_any(&addrs, node, token, within);
+        let id = self
+            .members
+            .iter()
+            .find(|m| m.addr() == addr)
+            .map_or(0, |m| m.id);
+        (ws, id, refusals)
+    }
+
+    /// Every member's API address.
+    pub fn addrs(&self) -> Vec<SocketAddr> {
+        self.members.iter().map(|m| m.addr()).collect()
+    }
+}
+
+/// Every reply a member logged as serving: (member, epoch, unix microseconds).
+pub fn served(cluster: &Cluster) -> Vec<(u64, u64, u64)> {
+    let mut out = Vec::new();
+    for m in &cluster.members {
+        for line in m
+            .log_text()
+            .lines()
+            .filter(|l| l.contains("switch::serving"))
+        {
+            let field = |key: &str| {
+                line.split_whitespace()
+                    .find_map(|w| w.strip_prefix(&format!("{key}=")))
+                    .and_then(|v| v.parse::<u64>().ok())
+            };
+            if let (Some(epoch), Some(at)) = (field("epoch"), field("at_unix_us")) {
+                out.push((m.id, epoch, at));
             }
         }
     }
+    out
+}
+
+/// No two members served in overlapping intervals: per (member, epoch), the interval from
+/// its first to its last reply must not overlap another member's. Returns the intervals.
+pub fn assert_no_overlap(cluster: &Cluster) -> Vec<(u64, u64, u64, u64)> {
+    let mut intervals: Vec<(u64, u64, u64, u64)> = Vec::new();
+    for (member, epoch, at) in served(cluster) {
+        match intervals.iter_mut().find(|i| i.0 == member && i.1 == epoch) {
+            Some(i) => {
+                i.2 = i.2.min(at);
+                i.3 = i.3.max(at);
+            }
+            None => intervals.push((member, epoch, at, at)),
+        }
+    }
+    for a in &intervals {
+        for b in &intervals {
+            if a.0 != b.0 {
+                assert!(
+                    a.3 < b.2 || b.3 < a.2,
+                    "members {} (epoch {}) and {} (epoch {}) served in overlapping intervals: {intervals:?}",
+                    a.0, a.1, b.0, b.1
+                );
+            }
+            if a.0 == b.0 && a.1 != b.1 {
+                assert!(
+                    a.3 < b.2 || b.3 < a.2,
+                    "one member, two epochs at once: {intervals:?}"
+                );
+            }
+        }
+    }
+    intervals
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod history;
 pub mod proxy;
 pub mod wsclient;
 
