@@ -286,6 +286,14 @@ fn cluster_sections_are_checked_with_the_line_and_what_to_do() {
             4,
             "longer than the heartbeat",
         ),
+        (
+            CLUSTER.replace(
+                "state_dir = \"s\"\n",
+                "state_dir = \"s\"\nelection_priority = 120\n",
+            ),
+            4,
+            "SCHED_FIFO priority 1..=99",
+        ),
     ];
     for (cluster, line, message) in cases {
         let (code, _, stderr) = plan(&format!("{core}{cluster}"));

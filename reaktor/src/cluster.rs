@@ -39,6 +39,9 @@ pub struct ClusterSection {
     pub lease_ms: Option<Spanned<u64>>,
     #[serde(default = "default_drift")]
     pub max_clock_drift_ppm: Spanned<u32>,
+    /// The election thread's real-time (SCHED_FIFO) priority, 1..=99; 0: ordinary scheduling.
+    #[serde(default = "default_election_priority")]
+    pub election_priority: Spanned<u8>,
     #[serde(rename = "member")]
     pub members: Spanned<Vec<Spanned<MemberSection>>>,
 }
@@ -67,6 +70,9 @@ fn default_election_timeout_ms() -> Spanned<u64> {
 fn default_drift() -> Spanned<u32> {
     Spanned::new(0..0, 10_000)
 }
+fn default_election_priority() -> Spanned<u8> {
+    Spanned::new(0..0, 10)
+}
 
 /// One member, checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -85,6 +91,8 @@ pub struct Cluster {
     pub election: ElectionConfig,
     /// Every member, this one included, in the file's order.
     pub members: Vec<Member>,
+    /// The election thread's SCHED_FIFO priority (`None`: ordinary scheduling).
+    pub election_priority: Option<i32>,
 }
 
 impl Cluster {
@@ -249,12 +257,20 @@ pub fn check(
         };
         return Err(invalid(Some(span), format!("[cluster] {e}")));
     }
+    let priority = *section.election_priority.get_ref();
+    if priority > 99 {
+        return Err(invalid(
+            Some(section.election_priority.span()),
+            format!("[cluster] election_priority {priority} must be 0 (ordinary scheduling) or a SCHED_FIFO priority 1..=99"),
+        ));
+    }
     let state_dir = base.join(section.state_dir.get_ref());
     Ok(Cluster {
         id,
         state_dir,
         election,
         members,
+        election_priority: (priority > 0).then_some(i32::from(priority)),
     })
 }
 

@@ -1,7 +1,8 @@
 //! Shared-memory streams between nuklei: ring buffers over memory-mapped files, frame
 //! layouts with flyweight readers, flow-control state, and the `Nukleus` contract.
 //!
-//! All `unsafe` code of reaktor lives in this crate, in `ring`, `mapping` and `memory`.
+//! All `unsafe` code of reaktor lives in this crate, in `ring`, `mapping`, `memory` and
+//! `sched`.
 
 pub mod copy;
 pub mod flow;
@@ -16,6 +17,7 @@ pub mod plumbing;
 pub mod remote;
 pub mod ring;
 pub mod role;
+pub mod sched;
 
 pub use flow::{FlowViolation, RecvWindow, SendWindow};
 pub use frame::{Frame, FrameError, Header};

@@ -32,6 +32,10 @@ pub struct RaftNukleusConfig {
     /// The other members and their peer addresses.
     pub peers: Vec<(MemberId, std::net::SocketAddr)>,
     pub net: NetConfig,
+    /// Run the member's thread under the real-time FIFO policy with this priority (1..=99),
+    /// so that a saturated core does not delay heartbeats and lease renewals; `None`: the
+    /// ordinary policy.
+    pub realtime_priority: Option<i32>,
 }
 
 /// Why a member could not start.
@@ -101,6 +105,10 @@ pub struct RaftNukleus {
     failure_logged: bool,
     /// Terms this member saw begin (elections anywhere in the cluster).
     terms_seen: u64,
+    /// The real-time priority still to take, on the first poll (on the member's own thread).
+    priority_pending: Option<i32>,
+    /// Whether the thread runs under the real-time policy.
+    realtime: bool,
 }
 
 impl RaftNukleus {
@@ -137,6 +145,8 @@ impl RaftNukleus {
             lateness: Lateness::default(),
             failure_logged: false,
             terms_seen: 0,
+            priority_pending: config.realtime_priority,
+            realtime: false,
         };
         nukleus.publish(now, false);
         Ok(nukleus)
@@ -226,6 +236,17 @@ impl Nukleus for RaftNukleus {
     }
 
     fn poll(&mut self, _context: &PollContext) -> usize {
+        if let Some(priority) = self.priority_pending.take() {
+            match streams::sched::realtime_fifo(priority) {
+                Ok(()) => {
+                    self.realtime = true;
+                    tracing::info!(target: "raft", priority, "election thread runs under SCHED_FIFO: a saturated core does not delay its heartbeats");
+                }
+                Err(e) => {
+                    tracing::warn!(target: "raft", priority, error = %e, "election thread keeps the ordinary scheduling policy (SCHED_FIFO needs CAP_SYS_NICE or an RLIMIT_RTPRIO): a saturated cpu may delay its heartbeats; set [cluster] election_priority = 0 to silence this")
+                }
+            }
+        }
         let woke = Instant::now();
         if let Some(due) = self.due {
             if woke >= due {
@@ -288,6 +309,7 @@ impl Nukleus for RaftNukleus {
         let stats = self.election.stats();
         let net = self.net.stats();
         out.push(("term", status.term));
+        out.push(("realtime", u64::from(self.realtime)));
         out.push(("leader", status.leader.unwrap_or(0)));
         out.push((
             "master_epoch",

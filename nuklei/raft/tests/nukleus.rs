@@ -44,6 +44,7 @@ fn config(id: u64, addresses: &[SocketAddr], dir: &std::path::Path) -> RaftNukle
             .map(|&p| (p, addresses[p as usize - 1]))
             .collect(),
         net: NetConfig::default(),
+        realtime_priority: None,
     }
 }
 

@@ -103,6 +103,7 @@ impl Kind for Raft {
             listen: cluster.me().peer,
             peers: cluster.peers(),
             net: NetConfig::default(),
+            realtime_priority: cluster.election_priority,
         };
         let nukleus = RaftNukleus::start(config, mastership.clone(), Instant::now())
             .map_err(|e| fail(e.to_string()))?;
