@@ -215,7 +215,7 @@ fn switch_failover() {
     println!(
         "switch failover: {rounds} rounds, {nodes} nodes, {ports} ports ({contended} contended per node), clocks {clocks:?}"
     );
-    let mut cluster = Cluster::start(3, clocks, &topology(nodes));
+    let mut cluster = Cluster::start_direct(3, clocks, &topology(nodes));
     cluster.wait_master(Duration::from_secs(20));
     let addrs = cluster.addrs();
     let stop = Arc::new(AtomicBool::new(false));
@@ -611,7 +611,7 @@ fn election_thread_under_a_saturated_switch() {
         heartbeat_ms: env("HEARTBEAT_MS", 20),
         election_timeout_ms: env("ELECTION_MS", 150),
     };
-    let cluster = Cluster::start(3, clocks, &extra);
+    let cluster = Cluster::start_direct(3, clocks, &extra);
     let (master, epoch) = cluster.wait_master(Duration::from_secs(20));
     let addr = cluster.member(master).addr();
     let pid = cluster.member(master).pid().unwrap();
