@@ -155,8 +155,10 @@ fn register_all(
 /// (epoch, port) -> the nodes it was granted to.
 type Grants = HashMap<(u64, u64), Vec<u64>>;
 
-/// Waits until every node reported a registration in an epoch after `after`; records the
-/// contended grants of every report.
+/// Waits until every node reported a registration in an epoch after `after`, all in the same
+/// epoch (a new master that lost its lease again sends its nodes on to the next one: the
+/// round ends when they all hold their ports at one master); records the contended grants of
+/// every report.
 fn wait_all(
     rx: &mpsc::Receiver<Done>,
     nodes: u64,
@@ -165,10 +167,16 @@ fn wait_all(
 ) -> HashMap<u64, Done> {
     let mut done: HashMap<u64, Done> = HashMap::new();
     let deadline = Instant::now() + Duration::from_secs(120);
-    while done.len() < nodes as usize {
+    let settled = |done: &HashMap<u64, Done>| {
+        done.len() == nodes as usize && {
+            let top = done.values().map(|d| d.epoch).max().unwrap_or(0);
+            done.values().all(|d| d.epoch == top)
+        }
+    };
+    while !settled(&done) {
         let d = rx
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("every node registers again");
+            .expect("every node registers again, all at one master");
         for p in &d.won {
             grants.entry((d.epoch, *p)).or_default().push(d.node);
         }
@@ -268,6 +276,7 @@ fn switch_failover() {
     let mut epoch = first.values().map(|d| d.epoch).max().unwrap();
     println!("initial registration done in epoch {epoch}");
     let (mut failovers, mut all_back, mut back_after) = (Vec::new(), Vec::new(), Vec::new());
+    let mut cascades = 0;
     for round in 1..=rounds {
         let (master, serving) = cluster.wait_master(Duration::from_secs(20));
         if serving != epoch {
@@ -308,13 +317,15 @@ fn switch_failover() {
         let owned: usize = done.values().map(|d| d.owned).sum();
         let failover = first_answer.duration_since(killed).as_secs_f64() * 1000.0;
         let back = last.duration_since(killed).as_secs_f64() * 1000.0;
+        let again = if new_epoch > probe_epoch {
+            cascades += 1;
+            format!(" (the first new master lost its lease: the nodes hold their ports in epoch {new_epoch})")
+        } else {
+            String::new()
+        };
         println!(
-            "round {round}: killed member {master} (epoch {epoch}); probe RegPort answered in epoch {probe_epoch} after {failover:.0} ms; all {nodes} nodes' ports back after {back:.0} ms ({:.0} ms after the first answer); ports owned {owned}",
+            "round {round}: killed member {master} (epoch {epoch}); probe RegPort answered in epoch {probe_epoch} after {failover:.0} ms; all {nodes} nodes' ports back after {back:.0} ms ({:.0} ms after the first answer); ports owned {owned}{again}",
             back - failover
-        );
-        assert!(
-            done.values().all(|d| d.epoch == new_epoch),
-            "every node in one epoch"
         );
         failovers.push(failover);
         all_back.push(back);
@@ -336,6 +347,7 @@ fn switch_failover() {
         })
         .collect();
     println!("double ownership: {} (port, epoch) pairs granted to two nodes, of {} contended grants checked", double.len(), grants.len());
+    println!("rounds where the first new master lost its lease before the nodes were back: {cascades} of {rounds}");
     summary("kill -> new master answers RegPort", &mut failovers);
     summary("kill -> all ports back", &mut all_back);
     summary("first answer -> all ports back", &mut back_after);
