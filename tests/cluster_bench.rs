@@ -22,7 +22,7 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use support::cluster::{connect_any, json_field, Clocks, Cluster};
+use support::cluster::{connect_any, json_field, switch_topology, Clocks, Cluster};
 use support::wsclient::{Incoming, RawWs};
 
 fn env(name: &str, default: u64) -> u64 {
@@ -32,28 +32,10 @@ fn env(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// The nodes b0..b{nodes-1} and the probe b{nodes}, with room for a million ports.
 fn topology(nodes: u64) -> String {
-    let mut text = String::from(
+    switch_topology(
         r#"
-[[core]]
-nuklei = ["tcp", "http", "ws", "switch", "cluster"]
-
-[[http.route]]
-path = "/v1/cluster"
-to = "cluster"
-
-[[http.route]]
-path = "/v1/"
-to = "switch"
-
-[[http.route]]
-path = "/v1/ws/"
-to = "ws"
-
-[[ws.route]]
-path = "/v1/ws/"
-to = "switch"
-
 [ws]
 window = 1048576
 
@@ -65,13 +47,9 @@ window = 1048576
 max_ports_per_request = 10000
 max_ports_per_node = 2000000
 "#,
-    );
-    for n in 0..=nodes {
-        text.push_str(&format!(
-            "\n[[switch.token]]\ntoken = \"tok-b{n}\"\nnodes = [\"b{n}\"]\n"
-        ));
-    }
-    text
+        "b",
+        nodes + 1,
+    )
 }
 
 /// What a node reports after registering everything in one epoch.

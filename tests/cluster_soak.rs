@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::cluster::{assert_no_overlap, connect_any, Clocks, Cluster};
+use support::cluster::{assert_no_overlap, connect_any, switch_topology, Clocks, Cluster};
 use support::history::{check, Reply};
 use support::wsclient::Incoming;
 
@@ -133,37 +133,7 @@ impl Rng {
 const LEASE_MS: u64 = 1500;
 
 fn topology(nodes: u64) -> String {
-    let mut text = format!(
-        r#"
-[[core]]
-nuklei = ["tcp", "http", "ws", "switch", "cluster"]
-
-[[http.route]]
-path = "/v1/cluster"
-to = "cluster"
-
-[[http.route]]
-path = "/v1/"
-to = "switch"
-
-[[http.route]]
-path = "/v1/ws/"
-to = "ws"
-
-[[ws.route]]
-path = "/v1/ws/"
-to = "switch"
-
-[switch]
-lease_ms = {LEASE_MS}
-"#
-    );
-    for n in 0..nodes {
-        text.push_str(&format!(
-            "\n[[switch.token]]\ntoken = \"tok-s{n}\"\nnodes = [\"s{n}\"]\n"
-        ));
-    }
-    text
+    switch_topology(&format!("\n[switch]\nlease_ms = {LEASE_MS}\n"), "s", nodes)
 }
 
 /// One client node: register and release ports of the pool, sometimes fall silent.

@@ -13,6 +13,41 @@ use super::proxy::Proxy;
 use super::wsclient::{RawWs, Refused};
 use super::{free_port, workspace, TempDir, BIN};
 
+/// A member's topology for the soak and the benchmarks: the switch on one core with the
+/// cluster kind, routed as examples/cluster routes it, then `sections` (the `[switch]` table
+/// and the like) and a token `tok-{prefix}{n}` for each node `{prefix}{n}`, n in 0..nodes.
+pub fn switch_topology(sections: &str, prefix: &str, nodes: u64) -> String {
+    let mut text = String::from(
+        r#"
+[[core]]
+nuklei = ["tcp", "http", "ws", "switch", "cluster"]
+
+[[http.route]]
+path = "/v1/cluster"
+to = "cluster"
+
+[[http.route]]
+path = "/v1/"
+to = "switch"
+
+[[http.route]]
+path = "/v1/ws/"
+to = "ws"
+
+[[ws.route]]
+path = "/v1/ws/"
+to = "switch"
+"#,
+    );
+    text.push_str(sections);
+    for n in 0..nodes {
+        text.push_str(&format!(
+            "\n[[switch.token]]\ntoken = \"tok-{prefix}{n}\"\nnodes = [\"{prefix}{n}\"]\n"
+        ));
+    }
+    text
+}
+
 /// The election clocks of a test cluster.
 #[derive(Clone, Copy, Debug)]
 pub struct Clocks {
