@@ -124,6 +124,13 @@ impl EventStream {
         }
     }
 
+    /// Whether the body ends here (the last chunk), with no event left unread.
+    fn ended(&mut self) -> bool {
+        let mut size = String::new();
+        self.reader.read_line(&mut size).expect("a chunk");
+        self.buffer.is_empty() && size.trim() == "0"
+    }
+
     fn next_tick(&mut self) -> serde_json::Value {
         loop {
             let (name, data) = self.next();
@@ -284,6 +291,40 @@ fn viewers_are_bounded_and_nothing_is_done_without_one() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// SIGTERM ends every live stream with a `close` event and the end of its chunked body (a
+/// page says why it lost the server), refuses new ones with 503, and the process exits
+/// drained, long before the drain timeout (10 s).
+#[test]
+fn sigterm_ends_live_streams_with_a_close_event_and_the_process_exits_drained() {
+    let mut server = Server::start(&topology());
+    let (status, mut events) = EventStream::open(&server, ADMIN);
+    assert_eq!(status, 200);
+    assert_eq!(events.next().0, "hello");
+    let signalled = Instant::now();
+    server.signal("TERM");
+    let (name, data) = loop {
+        let (name, data) = events.next();
+        if name != "tick" {
+            break (name, data);
+        }
+    };
+    assert_eq!(name, "close");
+    assert_eq!(data["reason"], "going_away");
+    assert_eq!(data["message"], "server shutting down");
+    assert!(
+        events.ended(),
+        "the chunked body ends after the close event"
+    );
+    server
+        .wait_exit(Duration::from_secs(5))
+        .expect("exits once drained");
+    assert!(
+        signalled.elapsed() < Duration::from_secs(4),
+        "drained in {:?}, not at the drain timeout",
+        signalled.elapsed()
+    );
 }
 
 #[test]

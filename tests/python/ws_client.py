@@ -1,7 +1,8 @@
 """WebSocket client checks against the reaktor's echo endpoint, driven by tests/e2e_ws.rs.
 
-Usage: ws_client.py URL CHECK   (CHECK: basic, large, badutf8, close, many)
-Prints OK and exits 0 on success; raises (exit 1) with the reason otherwise.
+Usage: ws_client.py URL CHECK   (CHECK: basic, large, badutf8, close, many, held)
+Prints OK and exits 0 on success; raises (exit 1) with the reason otherwise. `held` prints
+READY once connected, then `CLOSED <code> <reason>` when the server closes the connection.
 """
 
 import asyncio
@@ -72,6 +73,18 @@ async def many(url):
                 assert await ws.recv() == payload
 
     await asyncio.wait_for(asyncio.gather(*(one(n) for n in range(40))), 60)
+
+
+async def held(url):
+    """Holds a connection open until the server closes it (answering its close)."""
+    async with websockets.connect(url) as ws:
+        print("READY", flush=True)
+        try:
+            while True:
+                await ws.recv()
+        except ConnectionClosed:
+            pass
+    print(f"CLOSED {ws.close_code} {ws.close_reason}", flush=True)
 
 
 async def main():

@@ -99,6 +99,33 @@ impl Rig {
         self.ws.frames()
     }
 
+    /// Opens node n1's event stream (a WaitMsg on http stream `id`, request complete) with a
+    /// reply window of `window` bytes; returns the frames to http.
+    fn open_sse(&mut self, id: u64, window: u32) -> Vec<Got> {
+        let mut head = Vec::new();
+        encode_request(
+            &mut head,
+            1,
+            "GET",
+            "/v1/nodes/n1/messages",
+            [
+                ("Authorization", &b"Bearer t"[..]),
+                ("Accept", &b"text/event-stream"[..]),
+            ]
+            .into_iter(),
+        );
+        let begin = Header {
+            maximum: window,
+            ..Header::new(id)
+        };
+        self.http
+            .tx
+            .begin_flags(&begin, FLAG_FIN, 0, &head)
+            .unwrap();
+        self.poll();
+        self.http.frames()
+    }
+
     fn grant_ws(&mut self, acknowledge: u64, maximum: u32) {
         self.ws
             .tx
@@ -493,24 +520,7 @@ fn a_node_is_never_released_before_a_lease_after_its_last_message() {
 #[test]
 fn a_reset_sse_reply_takes_the_node_offline_at_once() {
     let mut rig = Rig::new(1 << 20);
-    let mut head = Vec::new();
-    encode_request(
-        &mut head,
-        1,
-        "GET",
-        "/v1/nodes/n1/messages",
-        [
-            ("Authorization", &b"Bearer t"[..]),
-            ("Accept", &b"text/event-stream"[..]),
-        ]
-        .into_iter(),
-    );
-    rig.http
-        .tx
-        .begin_flags(&Header::new(7), FLAG_FIN, 0, &head)
-        .unwrap();
-    rig.poll();
-    let frames = rig.http.frames();
+    let frames = rig.open_sse(7, 0);
     assert!(
         frames
             .iter()
@@ -530,4 +540,84 @@ fn a_reset_sse_reply_takes_the_node_offline_at_once() {
         body,
         r#"{"nodes":[{"node":"n1","online":false,"address":null,"ports":0}]}"#
     );
+}
+
+/// Graceful stop: a node's WebSocket is closed with 1001 after what was sent before, and a
+/// WaitMsg that comes afterwards is refused with a complete 503 (no upgrade).
+#[test]
+fn draining_closes_a_websocket_receiver_with_1001_and_refuses_new_ones() {
+    let mut rig = Rig::new(1 << 20);
+    rig.open_ws(65536);
+    assert!(!rig.switch.drained());
+    rig.switch.drain();
+    rig.poll();
+    let frames = rig.ws.frames();
+    assert_eq!(close_code(&frames), Some(1001), "{frames:?}");
+    let end = frames.iter().find(|g| g.type_id == frame::END).unwrap();
+    assert_eq!(&end.extension[2..], b"server shutting down");
+    // ws ends the initial stream once the client answered the close: nothing is left.
+    assert!(!rig.switch.drained());
+    rig.ws.tx.end(&Header::new(1), &[]).unwrap();
+    rig.poll();
+    assert!(rig.switch.drained());
+
+    let mut head = Vec::new();
+    encode_request(
+        &mut head,
+        1,
+        "GET",
+        "/v1/ws/n1",
+        [("Authorization", &b"Bearer t"[..])].into_iter(),
+    );
+    let mut ext = vec![0u8];
+    ext.extend_from_slice(&head);
+    rig.ws.tx.begin(&Header::new(3), 0, &ext).unwrap();
+    rig.poll();
+    let frames = rig.ws.frames();
+    assert!(
+        !frames.iter().any(|g| g.type_id == frame::BEGIN),
+        "not accepted"
+    );
+    let end = frames.iter().find(|g| g.type_id == frame::END).unwrap();
+    let refusal = nukleus_ws::app::parse_refusal_response(&end.extension).unwrap();
+    assert_eq!(refusal.status, 503);
+    assert!(refusal
+        .headers
+        .contains(&("Retry-After".to_string(), "1".to_string())));
+    assert!(String::from_utf8_lossy(&refusal.body).contains("shutting_down"));
+}
+
+/// Graceful stop: an SSE receiver gets `event: close` (reason going_away) and the end of its
+/// stream; a WaitMsg afterwards gets 503 with Retry-After.
+#[test]
+fn draining_ends_an_sse_receiver_with_a_close_event_and_refuses_new_ones() {
+    let mut rig = Rig::new(1 << 20);
+    let opened = rig.open_sse(7, 65536);
+    assert!(opened
+        .iter()
+        .any(|g| g.type_id == frame::BEGIN && g.stream_id == 6));
+    rig.switch.drain();
+    rig.poll();
+    let frames = rig.http.frames();
+    let text: String = frames
+        .iter()
+        .filter(|g| g.type_id == frame::DATA && g.stream_id == 6)
+        .map(|g| String::from_utf8_lossy(&g.payload).into_owned())
+        .collect();
+    assert_eq!(
+        text,
+        "event: close\ndata: {\"message\":\"server shutting down\",\"reason\":\"going_away\"}\n\n"
+    );
+    assert!(frames
+        .iter()
+        .any(|g| g.type_id == frame::END && g.stream_id == 6));
+    assert!(rig.switch.drained(), "the request had ended (FIN)");
+
+    let frames = rig.open_sse(9, 65536);
+    let (status, body) = rest_reply(&frames);
+    assert_eq!(status, 503);
+    assert!(body.contains("shutting_down"), "{body}");
+    let begin = frames.iter().find(|g| g.type_id == frame::BEGIN).unwrap();
+    let head = ResponseHead::parse(&begin.extension).unwrap();
+    assert_eq!(head.header("retry-after"), Some(&b"1"[..]));
 }

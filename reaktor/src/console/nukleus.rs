@@ -91,6 +91,8 @@ pub struct ConsoleNukleus {
     ticks_skipped: u64,
     what_ifs: u64,
     refused_resets: u64,
+    /// The reaktor drains: live streams were ended, new ones are refused.
+    draining: bool,
 }
 
 fn json_error(code: &str, message: &str) -> Vec<u8> {
@@ -142,6 +144,7 @@ impl ConsoleNukleus {
             ticks_skipped: 0,
             what_ifs: 0,
             refused_resets: 0,
+            draining: false,
         }
     }
 
@@ -412,6 +415,13 @@ impl ConsoleNukleus {
                 let body = serde_json::to_vec(&view).expect("plain data serializes");
                 Self::answer(x, 200, "application/json", body, &[]);
             }
+            "/console/stream" if get && self.draining => Self::answer(
+                x,
+                503,
+                "application/json",
+                json_error("shutting_down", "the server is shutting down"),
+                &[("Retry-After", "5")],
+            ),
             "/console/stream" if get => match self.shared.hub.admit(now) {
                 Some(viewer) => {
                     x.head = Some(head(200, "text/event-stream", None, &[]));
@@ -655,6 +665,25 @@ impl Nukleus for ConsoleNukleus {
         out.push(("ticks_skipped_total", self.ticks_skipped));
         out.push(("what_ifs_total", self.what_ifs));
         out.push(("streams_reset_ring_full_total", self.refused_resets));
+    }
+
+    fn drain(&mut self) {
+        // Every live stream ends with a `close` event (the page says the server went away).
+        self.draining = true;
+        for (input, slot) in std::mem::take(&mut self.streams) {
+            if let Some(Some(x)) = self.exchanges[input].get_mut(slot) {
+                if !x.head_only {
+                    let event = b"event: close\ndata: {\"reason\":\"going_away\",\"message\":\"server shutting down\"}\n\n";
+                    x.out.push_back(Arc::from(&event[..]));
+                }
+                x.phase = Phase::Answer;
+                self.dirty.push((input, slot));
+            }
+        }
+    }
+
+    fn drained(&self) -> bool {
+        self.exchanges.iter().flatten().all(Option::is_none)
     }
 
     fn shutdown(&mut self) {

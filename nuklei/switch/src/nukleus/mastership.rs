@@ -41,43 +41,16 @@ impl SwitchNukleus {
     /// flight, drop the table.
     fn stop_serving(&mut self, epoch: u64) {
         let reason = self.gate.stopped_text();
-        let leader = self.gate.leader().map(|(id, api)| (id, api.to_string()));
-        let mut closed = 0;
-        for input in 0..self.exchanges.len() {
-            for slot in 0..self.exchanges[input].len() {
-                let Some(Some(x)) = self.exchanges[input].get_mut(slot) else {
-                    continue;
-                };
-                let Role::Receiver(r) = &mut x.role else {
-                    continue;
-                };
-                if !r.online {
-                    continue;
-                }
-                r.online = false;
-                self.conns.remove(&r.conn);
-                closed += 1;
-                if r.ws {
-                    x.end_with = Some(close_ext(close_code::NOT_MASTER, &reason));
-                } else {
-                    let leader = leader
-                        .as_ref()
-                        .map(|(id, api)| serde_json::json!({"id": id, "api": api}));
-                    let detail = serde_json::json!({
-                        "reason": "not_master",
-                        "message": reason,
-                        "leader": leader,
-                    });
-                    let event = format!("event: close\ndata: {detail}\n\n").into_bytes();
-                    x.out_bytes += event.len();
-                    x.out.push_back(event);
-                    x.end_with = Some(Vec::new());
-                }
-                // Replies still waiting on this connection go nowhere: it is closing.
-                x.awaiting.clear();
-                self.mark(input, slot);
-            }
-        }
+        let leader = self
+            .gate
+            .leader()
+            .map(|(id, api)| serde_json::json!({"id": id, "api": api.to_string()}));
+        let detail = serde_json::json!({
+            "reason": "not_master",
+            "message": reason,
+            "leader": leader,
+        });
+        let closed = self.close_every_receiver(close_code::NOT_MASTER, &reason, &detail);
         // Calls in flight (cluster instances wait for mesh replies): 503 with the hint.
         let pending: Vec<(Token, Pending)> = self.pending.drain().collect();
         let failed = pending.len();
@@ -117,7 +90,7 @@ impl SwitchNukleus {
     pub(super) fn refuse_not_master(&mut self, target: &str) -> Role {
         self.refused_not_master += 1;
         Role::Rest(Rest {
-            target: Target::NotMaster(self.gate.refusal(target)),
+            target: Target::Refused(self.gate.refusal(target)),
             body: Vec::new(),
             // The body is not kept: the call is not served here.
             too_large: true,

@@ -135,8 +135,9 @@ enum Target {
     Metrics,
     /// Answered with this error at END.
     Error(u16, ErrorBody),
-    /// Answered at END: this cluster member does not serve (307 to the master, or 503).
-    NotMaster(Refusal),
+    /// Answered at END with this refusal: a cluster member that does not serve (307 to the
+    /// master, or 503), or a WaitMsg while the server drains (503).
+    Refused(Refusal),
 }
 
 struct Rest {
@@ -247,6 +248,8 @@ pub struct SwitchNukleus {
     refused_resets: u64,
     /// Switch calls answered 307/503 because this member did not serve.
     refused_not_master: u64,
+    /// The reaktor drains (graceful stop): receivers were closed, no new WaitMsg is taken.
+    draining: bool,
 }
 
 fn header(stream_id: u64, timestamp: u64) -> Header {
@@ -353,6 +356,7 @@ impl SwitchNukleus {
             refused: 0,
             refused_resets: 0,
             refused_not_master: 0,
+            draining: false,
         }
     }
 
@@ -519,6 +523,14 @@ impl Nukleus for SwitchNukleus {
             .filter(|x| x.is_some())
             .count();
         out.push(("exchanges", open as u64));
+    }
+
+    fn drain(&mut self) {
+        self.begin_drain();
+    }
+
+    fn drained(&self) -> bool {
+        self.exchanges.iter().flatten().all(Option::is_none)
     }
 
     fn shutdown(&mut self) {

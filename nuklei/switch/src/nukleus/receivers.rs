@@ -45,7 +45,80 @@ pub fn wait_msg_node(path: &str) -> Option<Result<String, ApiError>> {
     )
 }
 
+/// What a WaitMsg gets while the reaktor drains: 503, try again (elsewhere) in a second.
+pub(super) fn shutting_down() -> Refusal {
+    let body = serde_json::json!({
+        "error": {
+            "code": "shutting_down",
+            "message": "the server is shutting down (graceful stop): connect again, to another member if there is one",
+        },
+        "leader": null,
+        "retry_after_ms": 1000,
+    });
+    Refusal {
+        status: 503,
+        headers: vec![("Retry-After", "1".into())],
+        body: body.to_string().into_bytes(),
+    }
+}
+
 impl SwitchNukleus {
+    /// Closes every receiving connection: a WebSocket with `code` and `reason`, an event
+    /// stream with `event: close` and `detail`. The engine is not told (its table is about to
+    /// be dropped or to go with the process); returns how many were closed.
+    pub(super) fn close_every_receiver(
+        &mut self,
+        code: u16,
+        reason: &str,
+        detail: &serde_json::Value,
+    ) -> usize {
+        let mut closed = 0;
+        for input in 0..self.exchanges.len() {
+            for slot in 0..self.exchanges[input].len() {
+                let Some(Some(x)) = self.exchanges[input].get_mut(slot) else {
+                    continue;
+                };
+                let Role::Receiver(r) = &mut x.role else {
+                    continue;
+                };
+                if !r.online {
+                    continue;
+                }
+                r.online = false;
+                self.conns.remove(&r.conn);
+                closed += 1;
+                if r.ws {
+                    x.end_with = Some(close_ext(code, reason));
+                } else {
+                    let event = format!("event: close\ndata: {detail}\n\n").into_bytes();
+                    x.out_bytes += event.len();
+                    x.out.push_back(event);
+                    x.end_with = Some(Vec::new());
+                }
+                // Replies still waiting on this connection go nowhere: it is closing.
+                x.awaiting.clear();
+                self.mark(input, slot);
+            }
+        }
+        closed
+    }
+
+    /// Graceful stop: every receiving connection is closed (WebSocket 1001, SSE
+    /// `event: close` with reason `going_away`) and a WaitMsg from now on is answered 503;
+    /// calls in flight are answered as usual.
+    pub(super) fn begin_drain(&mut self) {
+        self.draining = true;
+        let reason = "server shutting down";
+        let detail = serde_json::json!({"reason": "going_away", "message": reason});
+        let closed = self.close_every_receiver(close_code::GOING_AWAY, reason, &detail);
+        tracing::info!(
+            core = self.core,
+            instance = self.instance,
+            receivers_closed = closed,
+            "draining: receiving connections closed (1001 / event: close)"
+        );
+    }
+
     /// Authenticates a WaitMsg and opens the receiving connection; on success the exchange
     /// becomes a [`Receiver`]. Errors come back as (HTTP status, body).
     pub(super) fn open_receiver(
@@ -89,11 +162,16 @@ impl SwitchNukleus {
     }
 
     pub(super) fn begin_ws(&mut self, x: &mut Exchange, head: &RequestHead<'_>) {
-        if !self.gate.serving() {
+        if self.draining || !self.gate.serving() {
             // Not the master: the upgrade is answered 307 (to the master) or 503, with the
-            // JSON leader hint, and never switches protocols.
-            self.refused_not_master += 1;
-            let mut refusal = self.gate.refusal(head.target);
+            // JSON leader hint, and never switches protocols; draining: 503.
+            let mut refusal = if self.draining {
+                self.refused += 1;
+                shutting_down()
+            } else {
+                self.refused_not_master += 1;
+                self.gate.refusal(head.target)
+            };
             // An upgrade is redirected to the master's WebSocket URL (ws:// or wss://), which
             // WebSocket clients follow as they are.
             for (name, value) in &mut refusal.headers {

@@ -23,6 +23,15 @@ impl SwitchNukleus {
             return;
         }
         if let Some(node) = wait_msg_node(path) {
+            if self.draining {
+                self.refused += 1;
+                x.role = Role::Rest(Rest {
+                    target: Target::Refused(receivers::shutting_down()),
+                    body: Vec::new(),
+                    too_large: true,
+                });
+                return;
+            }
             let wants_events = head
                 .header("accept")
                 .is_some_and(|v| contains_ignore_case(v, b"text/event-stream"));
@@ -246,7 +255,7 @@ impl SwitchNukleus {
         };
         let id = x.id;
         let (status, body) = match rest.target {
-            Target::NotMaster(refusal) => {
+            Target::Refused(refusal) => {
                 self.respond_refusal(input, slot, &refusal);
                 return;
             }

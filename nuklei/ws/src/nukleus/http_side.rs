@@ -106,6 +106,9 @@ impl WsNukleus {
             return;
         };
         let slot = self.new_conn(input, &f);
+        if self.draining {
+            return self.reject(slot, 503, "the server is shutting down", false);
+        }
         let route = self
             .route(request.path())
             .map(|r| (r.to.clone(), r.key_segment));

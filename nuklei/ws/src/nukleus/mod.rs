@@ -44,6 +44,7 @@ use crate::session::{self, Event, MessageKind, Session};
 use crate::Failure;
 
 mod app_side;
+mod ending;
 mod http_side;
 mod progress;
 
@@ -151,6 +152,8 @@ pub struct WsNukleus {
     /// Connections closed because a full ring refused one of their frames (DESIGN §3).
     refused_resets: u64,
     timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
+    /// The reaktor drains: every connection was sent 1001, new upgrades get 503.
+    draining: bool,
     scratch: Vec<u8>,
     now: Instant,
     timestamp: u64,
@@ -189,6 +192,7 @@ impl WsNukleus {
             dirty: DirtySet::default(),
             refused_resets: 0,
             timers: BinaryHeap::new(),
+            draining: false,
             scratch: Vec::with_capacity(512),
             now: Instant::now(),
             timestamp: 0,
@@ -293,6 +297,14 @@ impl Nukleus for WsNukleus {
         out.push(("upgrades_rejected_total", self.rejected));
         out.push(("protocol_failures_total", self.failures));
         out.push(("streams_reset_ring_full_total", self.refused_resets));
+    }
+
+    fn drain(&mut self) {
+        self.begin_drain();
+    }
+
+    fn drained(&self) -> bool {
+        self.conns.is_empty()
     }
 
     fn shutdown(&mut self) {

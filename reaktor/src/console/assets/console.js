@@ -457,6 +457,7 @@
     const value = JSON.parse(data);
     if (name === "hello") onHello(value);
     else if (name === "tick" && state.plan) onTick(value);
+    else if (name === "close") state.closedBecause = value.message;
   }
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
   async function follow() {
@@ -484,7 +485,8 @@
             buffer = buffer.slice(end + 2);
           }
         }
-        setStatus("down", "stream ended; reconnecting");
+        setStatus("down", `${state.closedBecause || "stream ended"}; reconnecting`);
+        state.closedBecause = null;
       } catch (e) {
         setStatus("down", `disconnected (${e.message}); retrying`);
       }
