@@ -89,11 +89,15 @@ fn raw_handshake_echo_and_close_handshake() {
 
 /// Runs a check of tests/python/ws_client.py against the server's echo endpoint.
 fn python_check(server: &Server, check: &str) {
+    python_check_at(&format!("ws://127.0.0.1:{}/ws/echo", server.port), check);
+}
+
+/// Runs a check of tests/python/ws_client.py against `url`.
+fn python_check_at(url: &str, check: &str) {
     let script = support::workspace().join("tests/python/ws_client.py");
-    let url = format!("ws://127.0.0.1:{}/ws/echo", server.port);
     let output = std::process::Command::new(support::python())
         .arg(&script)
-        .arg(&url)
+        .arg(url)
         .arg(check)
         .output()
         .expect("run python (scripts/setup-test-deps.sh installs websockets into .venv)");
@@ -128,6 +132,31 @@ fn invalid_utf8_is_closed_with_1007_and_close_codes_are_echoed() {
 fn forty_concurrent_connections_echo_in_order() {
     let server = Server::start(&ws_topology(""));
     python_check(&server, "many");
+}
+
+/// `[ws] idle_timeout_ms`: a connection with no bytes either way for that long gets close
+/// 1001 "idle timeout" (then the close handshake); one that keeps sending messages, or only
+/// pings, stays open.
+#[test]
+fn an_idle_websocket_is_closed_with_1001_after_idle_timeout_ms_and_an_active_one_stays() {
+    let server = Server::start(&ws_topology("\n[ws]\nidle_timeout_ms = 1000\n"));
+    python_check(&server, "idle");
+    let (status, stderr) = server.stop();
+    assert!(status.success(), "{stderr}");
+}
+
+/// A switch node's receiving connection is the lease's to close, not the idle timeout's:
+/// silent for longer than `[ws] idle_timeout_ms` it stays open, and the lease closes it (4001).
+#[test]
+fn a_switch_receiver_is_left_to_the_lease_not_to_the_idle_timeout() {
+    let topology = support::switch_topology(1 << 20, 1)
+        .replace("lease_ms = 1500", "lease_ms = 3000")
+        + "\n[ws]\nidle_timeout_ms = 1000\n";
+    let server = Server::start(&topology);
+    python_check_at(
+        &format!("ws://127.0.0.1:{}/v1/ws/n1?token=tok-n1", server.port),
+        "lease",
+    );
 }
 
 /// Reads frames until a close frame; returns its code.

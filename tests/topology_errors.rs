@@ -210,6 +210,27 @@ fn hardening_limits_are_checked_at_their_edges() {
     }
 }
 
+/// `[ws] idle_timeout_ms`: 0 (never), or 100 ms to a day; its line and range otherwise.
+#[test]
+fn the_websocket_idle_timeout_is_zero_or_between_100_ms_and_a_day() {
+    const BASE: &str = "[[core]]\nnuklei = [\"tcp\"]\n";
+    for ok in [0, 100, 86_400_000] {
+        let (code, _, stderr) = plan(&format!("{BASE}[ws]\nidle_timeout_ms = {ok}\n"));
+        assert_eq!(code, 0, "{ok}: {stderr}");
+    }
+    for bad in [1, 99, 86_400_001] {
+        let (code, _, stderr) = plan(&format!("{BASE}[ws]\nidle_timeout_ms = {bad}\n"));
+        assert_eq!(code, 2, "{bad}");
+        assert!(
+            stderr.contains("bad.toml:4:")
+                && stderr.contains(&format!(
+                    "[ws] idle_timeout_ms {bad} must be 0 (never) or between 100 and 86400000 (one day)"
+                )),
+            "{bad}: {stderr}"
+        );
+    }
+}
+
 /// 65536 was accepted, and a 64 KiB POST then got a RST: one stream's full window (64 KiB
 /// in DATA frames with their headers) does not fit in a 64 KiB buffer, nor does a 8 KiB
 /// request head fit in one record (an eighth of it).

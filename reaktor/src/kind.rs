@@ -219,6 +219,12 @@ pub trait Kind: Sync {
         None
     }
 
+    /// An application that closes the connections whose client stays silent itself (the
+    /// switch, by its lease): ws leaves their liveness to it (no `[ws] idle_timeout_ms`).
+    fn watches_liveness(&self) -> bool {
+        false
+    }
+
     /// For `reaktor dump`: whether payloads on links to this kind are not to be shown
     /// (ciphertext on one side, another party's plaintext on the other).
     fn secret_payload(&self) -> bool {

@@ -1,6 +1,6 @@
 """WebSocket client checks against the reaktor's echo endpoint, driven by tests/e2e_ws.rs.
 
-Usage: ws_client.py URL CHECK   (CHECK: basic, large, badutf8, close, many, held)
+Usage: ws_client.py URL CHECK   (CHECK: basic, large, badutf8, close, many, idle, lease, held)
 Prints OK and exits 0 on success; raises (exit 1) with the reason otherwise. `held` prints
 READY once connected, then `CLOSED <code> <reason>` when the server closes the connection.
 """
@@ -73,6 +73,59 @@ async def many(url):
                 assert await ws.recv() == payload
 
     await asyncio.wait_for(asyncio.gather(*(one(n) for n in range(40))), 60)
+
+
+async def idle(url):
+    """With `[ws] idle_timeout_ms = 1000`: a silent connection is closed with 1001 "idle
+    timeout" about a second after it opened; one that sends a message every 300 ms stays
+    open, and so does one that sends nothing but the library's keepalive pings (every 300 ms,
+    each answered by a pong)."""
+    loop = asyncio.get_running_loop()
+    async with websockets.connect(url, ping_interval=None) as silent, websockets.connect(
+        url, ping_interval=None
+    ) as busy, websockets.connect(url, ping_interval=0.3, ping_timeout=5) as pinging:
+        start = loop.time()
+        try:
+            await asyncio.wait_for(silent.recv(), 0.8)
+            raise AssertionError("the silent connection got a message")
+        except asyncio.TimeoutError:
+            pass
+        while loop.time() - start < 2.5:
+            await busy.send("tick")
+            assert await busy.recv() == "tick"
+            await asyncio.sleep(0.3)
+        try:
+            await asyncio.wait_for(silent.recv(), TIMEOUT)
+            raise AssertionError("the silent connection got a message")
+        except ConnectionClosed:
+            pass
+        assert (silent.close_code, silent.close_reason) == (1001, "idle timeout"), (
+            silent.close_code,
+            silent.close_reason,
+        )
+        await busy.send("still here")
+        assert await busy.recv() == "still here"
+        # Pings alone kept this one open, well past the timeout.
+        assert pinging.close_code is None, (pinging.close_code, pinging.close_reason)
+        await pinging.send("pinged")
+        assert await pinging.recv() == "pinged"
+    assert busy.close_code == 1000, busy.close_code
+    assert pinging.close_code == 1000, pinging.close_code
+
+
+async def lease(url):
+    """A switch node's silent receiving connection, with `[ws] idle_timeout_ms` shorter than
+    `[switch] lease_ms = 3000`: not closed as idle; the lease closes it (4001) after ~3 s."""
+    loop = asyncio.get_running_loop()
+    async with websockets.connect(url) as ws:
+        start = loop.time()
+        try:
+            while True:
+                await asyncio.wait_for(ws.recv(), TIMEOUT)
+        except ConnectionClosed:
+            took = loop.time() - start
+    assert ws.close_code == 4001, (ws.close_code, ws.close_reason)
+    assert took >= 2.5, f"closed after {took:.2f} s"
 
 
 async def held(url):

@@ -83,6 +83,10 @@ impl Kind for Switch {
         }
         Ok(())
     }
+    fn watches_liveness(&self) -> bool {
+        // A receiving connection whose node does not relet within lease_ms is closed (4001).
+        true
+    }
     fn build(&self, build: Build<'_>) -> Result<BoxedNukleus, StartError> {
         self::build(build)
     }

@@ -11,6 +11,7 @@
 //! max_message_size = 67108864   # client message limit, else close 1009
 //! window = 65536                # bytes in flight per connection and direction
 //! close_timeout_ms = 5000       # how long a close handshake waits for the other side
+//! idle_timeout_ms = 60000       # no bytes either way this long: close 1001; 0: never
 //! protocols = ["chat"]          # subprotocols, in order of preference
 //!
 //! [[ws.route]]
@@ -106,6 +107,9 @@ pub struct WsSection {
     pub window: Spanned<u32>,
     #[serde(default = "default_close_timeout_ms")]
     pub close_timeout_ms: Spanned<u64>,
+    /// An accepted connection with no bytes either way this long is closed; 0: never.
+    #[serde(default = "default_idle_timeout_ms")]
+    pub idle_timeout_ms: Spanned<u64>,
     #[serde(default = "default_protocols")]
     pub protocols: Spanned<Vec<String>>,
     #[serde(default, rename = "route")]
@@ -119,6 +123,7 @@ impl Default for WsSection {
             max_message_size: default_max_message_size(),
             window: default_window(),
             close_timeout_ms: default_close_timeout_ms(),
+            idle_timeout_ms: default_idle_timeout_ms(),
             protocols: default_protocols(),
             routes: Vec::new(),
         }
@@ -142,6 +147,9 @@ fn default_protocols() -> Spanned<Vec<String>> {
 }
 fn default_close_timeout_ms() -> Spanned<u64> {
     Spanned::new(0..0, 5000)
+}
+fn default_idle_timeout_ms() -> Spanned<u64> {
+    Spanned::new(0..0, 60_000)
 }
 
 /// Checks the `[ws]` limits on their own.
@@ -176,6 +184,13 @@ fn check_limits(ws: &WsSection, invalid: Invalid<'_>) -> Result<(), TopologyErro
                 "[ws] close_timeout_ms {} must be between 10 and 600000",
                 ws.close_timeout_ms.get_ref()
             ),
+        ));
+    }
+    let idle = *ws.idle_timeout_ms.get_ref();
+    if idle != 0 && !(100..=86_400_000).contains(&idle) {
+        return Err(invalid(
+            Some(ws.idle_timeout_ms.span()),
+            format!("[ws] idle_timeout_ms {idle} must be 0 (never) or between 100 and 86400000 (one day)"),
         ));
     }
     for p in ws.protocols.get_ref() {
@@ -253,6 +268,18 @@ fn build(build: Build<'_>) -> Result<BoxedNukleus, StartError> {
         },
         window: *ws.window.get_ref(),
         close_timeout: Duration::from_millis(*ws.close_timeout_ms.get_ref()),
+        idle_timeout: match *ws.idle_timeout_ms.get_ref() {
+            0 => None,
+            ms => Some(Duration::from_millis(ms)),
+        },
+        // Their connections' liveness is the application's (the switch's lease).
+        idle_exempt: ws
+            .routes
+            .iter()
+            .map(|r| r.to.get_ref())
+            .filter(|to| build.kinds.kind(to).is_some_and(|k| k.watches_liveness()))
+            .cloned()
+            .collect(),
     };
     Ok(Box::new(WsNukleus::new(
         config,

@@ -81,6 +81,7 @@ impl WsNukleus {
             a.recv.release(f.reserved() as u64);
             return;
         }
+        c.last_active = self.now;
         let flags = f.flags();
         let payload = f.payload();
         let opcode = if flags & FLAG_INIT != 0 || !a.message_open {

@@ -86,6 +86,8 @@ impl WsNukleus {
             closing: false,
             deadline: None,
             accept: None,
+            idle_timed: false,
+            last_active: self.now,
         });
         self.by_http.insert(input, http_id, slot);
         if self.generations.len() <= slot {
@@ -134,6 +136,8 @@ impl WsNukleus {
         let Some(output) = output else {
             return self.reject(slot, 503, "WebSocket route target is not running", false);
         };
+        self.conns[slot].idle_timed =
+            self.config.idle_timeout.is_some() && !self.config.idle_exempt.contains(&kind);
         self.upgrades += 1;
         // The 101 towards http waits for the application to accept (or refuse with an HTTP
         // status, e.g. 401 for a bad token).
@@ -202,6 +206,7 @@ impl WsNukleus {
         c.deadline = None;
         let reply = Header::at(c.http_id ^ 1, self.timestamp);
         let _ = self.outputs[c.input].tx.begin(&reply, c.http_id, &head);
+        self.start_idle_clock(slot);
         self.mark_dirty(slot);
     }
 
@@ -272,6 +277,7 @@ impl WsNukleus {
             return;
         }
         let payload = f.payload();
+        c.last_active = self.now;
         c.recv.release(f.reserved() as u64 - payload.len() as u64);
         if c.session.is_done() || c.in_ended {
             c.recv.release(payload.len() as u64);

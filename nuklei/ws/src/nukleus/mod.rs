@@ -63,6 +63,12 @@ pub struct WsConfig {
     pub window: u32,
     /// How long a close handshake may wait for the other side.
     pub close_timeout: Duration,
+    /// An accepted connection with no bytes either way for this long is closed (1001, "idle
+    /// timeout"); `None`: never.
+    pub idle_timeout: Option<Duration>,
+    /// Route targets that watch their connections' liveness themselves (the switch's lease):
+    /// the idle timeout does not apply to connections routed to them.
+    pub idle_exempt: Vec<String>,
 }
 
 impl Default for WsConfig {
@@ -73,6 +79,8 @@ impl Default for WsConfig {
             limits: session::Config::default(),
             window: 65536,
             close_timeout: Duration::from_secs(5),
+            idle_timeout: Some(Duration::from_secs(60)),
+            idle_exempt: Vec::new(),
         }
     }
 }
@@ -135,6 +143,10 @@ struct Conn {
     /// The 101 response head, held until the application accepts the connection (its reply
     /// BEGIN); `None` once sent. Nothing else goes to the client before it.
     accept: Option<Vec<u8>>,
+    /// The idle timeout applies (not for routes whose application watches liveness itself).
+    idle_timed: bool,
+    /// When bytes last went either way (client bytes in, the application's messages out).
+    last_active: Instant,
 }
 
 pub struct WsNukleus {
@@ -152,8 +164,11 @@ pub struct WsNukleus {
     /// Connections closed because a full ring refused one of their frames (DESIGN §3).
     refused_resets: u64,
     timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
+    /// Idle checks: at most one per connection, re-armed from its last activity when due.
+    idle_timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
     /// The reaktor drains: every connection was sent 1001, new upgrades get 503.
     draining: bool,
+    idle_closes: u64,
     scratch: Vec<u8>,
     now: Instant,
     timestamp: u64,
@@ -192,7 +207,9 @@ impl WsNukleus {
             dirty: DirtySet::default(),
             refused_resets: 0,
             timers: BinaryHeap::new(),
+            idle_timers: BinaryHeap::new(),
             draining: false,
+            idle_closes: 0,
             scratch: Vec::with_capacity(512),
             now: Instant::now(),
             timestamp: 0,
@@ -274,6 +291,14 @@ impl Nukleus for WsNukleus {
             self.expire_timers();
             work += 1;
         }
+        if self
+            .idle_timers
+            .peek()
+            .is_some_and(|Reverse((at, _, _))| *at <= self.now)
+        {
+            self.expire_idle();
+            work += 1;
+        }
         let dirty = self.dirty.take();
         for &slot in &dirty {
             self.process(slot);
@@ -288,7 +313,9 @@ impl Nukleus for WsNukleus {
     }
 
     fn deadline(&self) -> Option<Instant> {
-        self.timers.peek().map(|Reverse((at, _, _))| *at)
+        let close = self.timers.peek().map(|Reverse((at, _, _))| *at);
+        let idle = self.idle_timers.peek().map(|Reverse((at, _, _))| *at);
+        close.into_iter().chain(idle).min()
     }
 
     fn gauges(&self, out: &mut Vec<(&'static str, u64)>) {
@@ -297,6 +324,7 @@ impl Nukleus for WsNukleus {
         out.push(("upgrades_rejected_total", self.rejected));
         out.push(("protocol_failures_total", self.failures));
         out.push(("streams_reset_ring_full_total", self.refused_resets));
+        out.push(("idle_timeouts_total", self.idle_closes));
     }
 
     fn drain(&mut self) {
