@@ -56,7 +56,13 @@ impl ChunkedDecoder {
             let rest = &input[at..];
             match self.state {
                 State::Done => return Ok(at),
+                // Each limit holds for the line or section as a whole, however its bytes
+                // arrive: a line of 2,000 bytes is refused whether it comes in one read or in
+                // many (it used to pass when whole; found by fuzzing).
                 State::Size => match httparse::parse_chunk_size(rest) {
+                    Ok(httparse::Status::Complete((used, _))) if used > MAX_SIZE_LINE => {
+                        return Err(ChunkError::Malformed("chunk size line too long"));
+                    }
                     Ok(httparse::Status::Complete((used, size))) => {
                         at += used;
                         self.state = if size == 0 {
@@ -104,6 +110,9 @@ impl ChunkedDecoder {
                         at += 2;
                         self.state = State::Done;
                     } else if let Some(end) = rest.windows(4).position(|w| w == b"\r\n\r\n") {
+                        if end + 4 > MAX_TRAILER {
+                            return Err(ChunkError::Malformed("trailer section too long"));
+                        }
                         at += end + 4;
                         self.state = State::Done;
                     } else if rest.len() > MAX_TRAILER {
@@ -154,6 +163,29 @@ mod tests {
     #[test]
     fn invalid_size_is_malformed() {
         assert!(decode_all(b"zz\r\n", 100).is_err());
+    }
+
+    /// Found by fuzzing (fuzz/corpus/http_request/regress-chunk-size-line-*): the limits on a
+    /// chunk-size line and a trailer section held only when they arrived in pieces.
+    #[test]
+    fn size_line_and_trailer_limits_hold_however_the_bytes_arrive() {
+        let long_line = format!("2;{}\r\nab\r\n0\r\n\r\n", "e".repeat(MAX_SIZE_LINE));
+        let long_trailer = format!("0\r\nT: {}\r\n\r\n", "t".repeat(MAX_TRAILER));
+        for input in [&long_line, &long_trailer] {
+            for split in [1, 15, 1000, input.len()] {
+                assert!(
+                    decode_all(input.as_bytes(), split).is_err(),
+                    "split {split}"
+                );
+            }
+        }
+        let fits_line = format!("2;{}\r\nab\r\n0\r\n\r\n", "e".repeat(MAX_SIZE_LINE - 5));
+        let fits_trailer = format!("0\r\nT: {}\r\n\r\n", "t".repeat(MAX_TRAILER - 10));
+        for input in [&fits_line, &fits_trailer] {
+            for split in [1, 15, 1000, input.len()] {
+                assert!(decode_all(input.as_bytes(), split).is_ok(), "split {split}");
+            }
+        }
     }
 
     #[test]

@@ -64,6 +64,11 @@ pub fn encode_response<'h>(
     }
 }
 
+/// The longest method an encoded request head holds (its length is one byte).
+pub const MAX_METHOD_LEN: usize = u8::MAX as usize;
+/// The longest target, header name or value an encoded head holds (lengths are two bytes).
+pub const MAX_FIELD_LEN: usize = u16::MAX as usize;
+
 fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     let bytes = &bytes[..bytes.len().min(u16::MAX as usize)];
     out.extend_from_slice(&(bytes.len() as u16).to_le_bytes());
