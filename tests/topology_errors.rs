@@ -350,3 +350,25 @@ fn the_memory_limit_is_zero_or_at_least_16_mib() {
         "{stderr}"
     );
 }
+
+/// Found by fuzzing (fuzz/corpus/topology/regress-max-header-bytes-overflow): twice a huge
+/// max_header_bytes overflowed (a panic in a debug build; in a release build it wrapped and
+/// the topology passed).
+#[test]
+fn a_max_header_bytes_beyond_any_window_is_refused_not_wrapped() {
+    for huge in [
+        "18446744073709551615",
+        "10657468149606237979",
+        "9223372036854775808",
+    ] {
+        let (code, _, stderr) = plan(&format!(
+            "[[core]]\nnuklei = [\"tcp\", \"http\"]\n[http]\nmax_header_bytes = {huge}\n"
+        ));
+        assert_eq!(code, 2, "{stderr}");
+        assert!(
+            stderr.contains("must be at least twice max_header_bytes")
+                && !stderr.contains("panicked"),
+            "{stderr}"
+        );
+    }
+}

@@ -38,7 +38,9 @@ impl Kind for Http {
         invalid: Invalid<'_>,
     ) -> Result<(), TopologyError> {
         let http = tables.section::<HttpSection>(self.name(), invalid)?;
-        if (http.window as usize) < 2 * http.max_header_bytes {
+        // Saturating: a max_header_bytes near usize::MAX overflowed the product (found by
+        // fuzzing) and, wrapped in a release build, passed.
+        if (http.window as usize) < http.max_header_bytes.saturating_mul(2) {
             return Err(invalid(None, format!(
                 "[http] window ({}) must be at least twice max_header_bytes ({}), so a full request head always fits",
                 http.window, http.max_header_bytes
