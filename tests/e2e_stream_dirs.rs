@@ -19,6 +19,19 @@ fn dir_of(root: &Path, pid: u32) -> PathBuf {
     root.join(format!("reaktor-{pid}"))
 }
 
+/// POSTs the file at `body` to `url` with curl: (exit code, "status bytes-received").
+fn post_file(url: &str, body: &Path) -> (i32, String) {
+    curl(&[
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code} %{size_download}",
+        "--data-binary",
+        &format!("@{}", body.display()),
+        url,
+    ])
+}
+
 fn run(args: &[&str], root: &Path) -> (bool, String, String) {
     let output = Command::new(BIN)
         .args(args)
@@ -221,16 +234,7 @@ fn streams_that_fit_a_small_tmpfs_carry_traffic_that_fills_every_ring() {
     std::fs::write(&body, vec![b'x'; 8 << 20]).unwrap();
     let url = format!("http://127.0.0.1:{port}/echo");
     for _ in 0..4 {
-        let (code, out) = curl(&[
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code} %{size_download}",
-            "--data-binary",
-            &format!("@{}", body.display()),
-            &url,
-        ]);
-        assert_eq!((code, out.as_str()), (0, "200 8388608"));
+        assert_eq!(post_file(&url, &body), (0, "200 8388608".into()));
     }
     assert!(child.try_wait().unwrap().is_none(), "the reaktor died");
     let _ = Command::new("kill")
@@ -249,16 +253,10 @@ fn the_smallest_stream_capacity_accepted_carries_full_windows() {
     let body = dir.0.join("body");
     std::fs::write(&body, vec![b'y'; 1 << 20]).unwrap();
     for _ in 0..3 {
-        let (code, out) = curl(&[
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code} %{size_download}",
-            "--data-binary",
-            &format!("@{}", body.display()),
-            &server.url("/echo"),
-        ]);
-        assert_eq!((code, out.as_str()), (0, "200 1048576"));
+        assert_eq!(
+            post_file(&server.url("/echo"), &body),
+            (0, "200 1048576".into())
+        );
     }
     let (status, log) = server.stop();
     assert!(status.success() && !log.contains("full"), "{log}");
