@@ -14,6 +14,7 @@ pub mod cluster_cli;
 pub mod console;
 pub mod dump;
 pub mod error;
+pub mod fuzzing;
 pub mod kind;
 pub mod kinds;
 pub mod logging;

@@ -14,6 +14,7 @@
 
 pub mod chunked;
 pub mod ext;
+pub mod fuzzing;
 mod head_cache;
 mod pressure;
 pub mod request;

@@ -25,6 +25,7 @@ pub mod batch;
 pub mod clock;
 pub mod cluster;
 pub mod engine;
+pub mod fuzzing;
 pub mod gate;
 pub mod json;
 pub mod limits;

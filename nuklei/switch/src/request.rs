@@ -560,56 +560,8 @@ mod tests {
         use crate::api::{
             MessageBody, PortsRequest, QueryNodeRequest, RegPortRequest, SendMsgRequest, WsRequest,
         };
+        use crate::fuzzing::to_serde;
         use proptest::prelude::*;
-
-        fn owned(v: &[Str<'_>]) -> Vec<String> {
-            v.iter().map(|p| p.to_string()).collect()
-        }
-
-        /// The parse result in the serde type's terms.
-        fn to_serde(id: u64, req: Request<'_>) -> WsRequest {
-            match req {
-                Request::RegPort { ports, subscribe } => WsRequest::Regport {
-                    id,
-                    body: RegPortRequest {
-                        ports: owned(&ports),
-                        subscribe,
-                    },
-                },
-                Request::UnRegPort { ports } => WsRequest::Unregport {
-                    id,
-                    body: PortsRequest {
-                        ports: owned(&ports),
-                    },
-                },
-                Request::QueryPort { ports } => WsRequest::Queryport {
-                    id,
-                    body: PortsRequest {
-                        ports: owned(&ports),
-                    },
-                },
-                Request::QueryNode { nodes } => WsRequest::Querynode {
-                    id,
-                    body: QueryNodeRequest {
-                        nodes: owned(&nodes),
-                    },
-                },
-                Request::SendMsg { messages } => WsRequest::Sendmsg {
-                    id,
-                    body: SendMsgRequest {
-                        messages: messages
-                            .into_iter()
-                            .map(|m| MessageBody {
-                                port: m.port.map(|p| p.to_string()),
-                                ports: m.ports.map(|p| owned(&p)),
-                                body: m.body.to_string(),
-                            })
-                            .collect(),
-                    },
-                },
-                Request::Relet => WsRequest::Relet { id },
-            }
-        }
 
         fn text() -> impl Strategy<Value = String> {
             // Plain ASCII most of the time; quotes, backslashes, controls and non-ASCII too.

@@ -77,6 +77,7 @@
 pub mod app;
 pub mod error;
 pub mod frame;
+pub mod fuzzing;
 pub mod handshake;
 pub mod nukleus;
 pub mod session;
