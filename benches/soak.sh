@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# Soak (opt-in, bounded): the real reaktor (http + https listeners; tcp, tls, http, ws, echo,
+# switch and metrics on two core threads, pinned to core $SERVER_CPU) under a mix of hostile
+# and normal traffic for MINUTES (benches/soak.py, pinned to core $LOAD_CPU): Upgrade
+# requests to routes that do not upgrade, slowloris, uploads to clients that never read, TLS
+# garbage, WebSocket churn, switch register/send/relet churn, connection floods, and ordinary
+# keep-alive requests. It samples the server's VmRSS/RssAnon, descriptors and TCP
+# connections every 15 s and fails if, after the load, descriptors, sockets or connections
+# stay above their idle level, any socket is left in CLOSE-WAIT, private memory kept growing
+# through the run, or a request went unanswered.
+#
+#   benches/soak.sh [MINUTES]                       # default 10
+#   flock /work/bench.lock benches/soak.sh 10       # on a shared machine
+#
+# Environment: SERVER_CPU=0 LOAD_CPU=1 SKIP_BUILD=1 REAKTOR_BIN=... KEEP_TMP=1
+# Results: the samples and workload counts on stdout; the samples appended to
+# benches/results/soak.tsv (label, t, VmRSS, RssAnon, ring-file KiB, fds, sockets, CLOSE-WAIT,
+# reaktor_tcp_connections). Prerequisites: scripts/setup-test-deps.sh (.venv), openssl.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH_NAME=soak
+# shellcheck source=benches/lib.sh
+. "$ROOT/benches/lib.sh"
+
+MINUTES=${1:-10}
+SERVER_CPU=${SERVER_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
+REAKTOR_BIN=${REAKTOR_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/reaktor}
+PYTHON=${PYTHON:-$ROOT/.venv/bin/python}
+mkdir -p "$ROOT/benches/results"
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/soak.XXXXXX")
+LOG_DIR=$WORK/logs
+mkdir -p "$LOG_DIR" "$WORK/streams"
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    stop_servers
+    if [[ -n ${KEEP_TMP:-} ]]; then
+        log "kept $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+if [[ -z ${SKIP_BUILD:-} ]]; then
+    log "building reaktor (cargo build --release -p reaktor)..."
+    (cd "$ROOT" && cargo build --release -p reaktor --quiet)
+fi
+[[ -x $PYTHON ]] || PYTHON=python3
+"$ROOT/scripts/gen-cert.sh" "$WORK/certs" >/dev/null
+
+free_port() { "$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+HTTP_PORT=$(free_port)
+HTTPS_PORT=$(free_port)
+
+cat >"$WORK/soak.toml" <<TOML
+[reaktor]
+pin = false
+stream_capacity = 4194304
+
+[[listener]]
+name = "http"
+address = "127.0.0.1:$HTTP_PORT"
+chain = ["tcp", "http"]
+
+[[listener]]
+name = "https"
+address = "127.0.0.1:$HTTPS_PORT"
+chain = ["tcp", "tls", "http"]
+
+[listener.tls]
+cert = "certs/server.pem"
+key = "certs/server-key.pem"
+
+[[core]]
+nuklei = ["tcp", "tls", "http", "ws", "echo", "switch", "metrics"]
+
+[[core]]
+nuklei = ["tcp", "tls", "http", "ws", "echo", "switch", "metrics"]
+
+[[http.route]]
+path = "/"
+to = "echo"
+
+[[http.route]]
+path = "/metrics"
+to = "metrics"
+
+[[http.route]]
+path = "/ws"
+to = "ws"
+
+[[ws.route]]
+path = "/ws/echo"
+to = "echo"
+
+[[http.route]]
+path = "/v1/"
+to = "switch"
+
+[[http.route]]
+path = "/v1/ws/"
+to = "ws"
+
+[[ws.route]]
+path = "/v1/ws/"
+to = "switch"
+
+[switch]
+lease_ms = 10000
+
+[[switch.token]]
+token = "soak"
+nodes = [$(for i in $(seq 0 15); do printf '"soak-n%d", ' "$i"; done)]
+TOML
+
+start_server reaktor "$SERVER_CPU" env REAKTOR_LOG=warn "$REAKTOR_BIN" run \
+    --topology "$WORK/soak.toml" --stream-dir "$WORK/streams"
+SERVER_PID=$STARTED_PID
+wait_port 127.0.0.1 "$HTTP_PORT" 20 || { log "reaktor did not start:"; cat "$LOG_DIR/reaktor.log" >&2; exit 1; }
+commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "?")
+log "soak: reaktor $commit (pid $SERVER_PID, core $SERVER_CPU), ${MINUTES} min of load from core $LOAD_CPU, $(date -u +%FT%TZ)"
+
+rc=0
+taskset -c "$LOAD_CPU" "$PYTHON" "$ROOT/benches/soak.py" --pid "$SERVER_PID" \
+    --http "$HTTP_PORT" --https "$HTTPS_PORT" --ca "$WORK/certs/ca.pem" --minutes "$MINUTES" \
+    --tsv "$ROOT/benches/results/soak.tsv" || rc=$?
+warnings=$(grep -c WARN "$LOG_DIR/reaktor.log" || true)
+log "soak: server log: $warnings WARN lines; the most frequent:"
+sed 's/^[^ ]* *//; s/\x1b\[[0-9;]*m//g' "$LOG_DIR/reaktor.log" | sed -E 's/[0-9]+/N/g' | sort | uniq -c | sort -rn | head -8 >&2
+kill -0 "$SERVER_PID" 2>/dev/null || { log "soak: the reaktor died"; rc=1; }
+exit "$rc"
