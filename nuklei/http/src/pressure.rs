@@ -1,7 +1,7 @@
 //! What the reaktor asks of http beyond traffic: the memory its connections hold, dropping the
 //! largest of them under memory pressure, and the graceful stop (drain).
 
-use crate::{HttpNukleus, ResponseState};
+use crate::HttpNukleus;
 
 impl HttpNukleus {
     /// The response window of a pipelined request (not first in line).
@@ -10,16 +10,10 @@ impl HttpNukleus {
         share.clamp(1024, self.config.window as usize) as u32
     }
 
-    /// Memory held for connection `slot`: unparsed input, unsent output, responses waiting
+    /// Memory held for connection `slot`: unread input, unsent output, responses waiting
     /// for their turn.
     pub(crate) fn held_by(&self, slot: usize) -> usize {
-        let c = &self.connections[slot];
-        let waiting: usize = c
-            .exchanges
-            .iter()
-            .map(|&x| self.exchanges[x].buffered.capacity())
-            .sum();
-        c.buffer.capacity() + c.out.capacity() + waiting
+        self.connections[slot].h1.held_bytes()
     }
 
     /// Drops the connections holding the most, largest first, until about `bytes` are freed.
@@ -52,22 +46,9 @@ impl HttpNukleus {
         self.draining = true;
         let slots: Vec<usize> = self.connections.iter().map(|(slot, _)| slot).collect();
         for slot in slots {
-            let c = &mut self.connections[slot];
-            if c.upgraded || c.upgrading.is_some() || c.closing {
-                continue;
+            if self.connections[slot].h1.drain() {
+                self.mark_dirty(slot);
             }
-            if c.exchanges.is_empty() {
-                if !c.buffer.is_empty() {
-                    continue; // a request head on its way: answered, then closed
-                }
-            } else if let Some(&last) = c.exchanges.back() {
-                let e = &mut self.exchanges[last];
-                if e.response == ResponseState::Awaiting && e.buffered.is_empty() {
-                    e.close_after = true;
-                }
-            }
-            c.closing = true;
-            self.mark_dirty(slot);
         }
     }
 }

@@ -1,0 +1,321 @@
+//! The application side of the http nukleus: every request is an exchange with the application
+//! its route names — a BEGIN carrying the request head, DATA for the body, END — answered on
+//! the reply stream with the response head, DATA and END, which the connection's `h1` state
+//! machine writes in request order.
+
+use streams::frame::{self, Frame};
+use streams::{pick_keyed, pick_peer, Header, RecvWindow, SendWindow, SlotIds};
+
+use crate::h1::Sent;
+use crate::request::{Body, Parsed, Rejection};
+use crate::{ext, Exchange, HttpNukleus};
+
+impl HttpNukleus {
+    fn new_exchange(&mut self, exchange: Exchange) -> usize {
+        let x = self.exchanges.insert(exchange);
+        if self.generations.len() <= x {
+            self.generations.resize(x + 1, 0);
+        }
+        self.generations[x] = self.generations[x].wrapping_add(1);
+        x
+    }
+
+    /// A request head was read on connection `slot`: open its exchange with the application
+    /// its route names, or answer it here (404, 503).
+    pub(crate) fn start_exchange(&mut self, slot: usize, parsed: Parsed, key: Option<u64>) {
+        self.requests += 1;
+        let Some(route) = parsed.route else {
+            self.reject(
+                slot,
+                Rejection {
+                    status: 404,
+                    reason: "no route for this path",
+                },
+            );
+            return;
+        };
+        let net_id = self.connections[slot].net_id;
+        let kind = self.config.routes[route].to.as_str();
+        let app = match key {
+            Some(key) => pick_keyed(&self.outputs, kind, key),
+            None => self.local_targets[route]
+                .or_else(|| pick_peer(&self.outputs, kind, self.core, net_id >> 1)),
+        };
+        let Some(app) = app else {
+            self.reject(
+                slot,
+                Rejection {
+                    status: 503,
+                    reason: "route target is not running",
+                },
+            );
+            return;
+        };
+        let has_body = !matches!(parsed.body, Body::None);
+        // Only a bodiless request to a kind that can switch protocols (a peer that relays a
+        // protocol of its own, as ws does: its role says so) may become a tunnel;
+        // any other request with `Upgrade` is an ordinary one (the header is passed on).
+        let upgrade = parsed.upgrade && !has_body && self.outputs[app].role.relays;
+        // While draining, every response closes its connection.
+        let close = parsed.close || self.draining;
+        // The first response in line gets a whole window; pipelined ones behind it a share of
+        // max_buffered_bytes, so responses a client does not read stay bounded.
+        let window = if self.connections[slot].h1.in_flight() == 0 {
+            self.config.window
+        } else {
+            self.pipelined_window()
+        };
+        let x = self.new_exchange(Exchange {
+            conn: slot,
+            id: 0,
+            app,
+            send: SendWindow::default(),
+            recv: RecvWindow::new(window),
+        });
+        let id = self.ids.initial(x, self.generations[x]);
+        self.exchanges[x].id = id;
+        let timestamp = self.timestamp;
+        let tx = &mut self.outputs[app].tx;
+        let begin = Header::at(id, timestamp);
+        let identity = &self.connections[slot].identity;
+        if !identity.is_empty() {
+            ext::append_request_headers(
+                &mut self.scratch,
+                identity.iter().map(|(n, v)| (*n, v.as_bytes())),
+            );
+        }
+        // The BEGIN pre-grants the reply window (its `maximum`), so the application can answer
+        // at once, and a request without a body says so with FIN instead of a separate END.
+        let (acknowledge, maximum) = self.exchanges[x].recv.announce();
+        // An upgrade's request stream stays open: after a 101 it carries the tunnel.
+        let no_body = !has_body && !upgrade;
+        let begin = Header {
+            acknowledge,
+            maximum,
+            ..begin
+        };
+        let flags = if no_body { frame::FLAG_FIN } else { 0 };
+        if tx
+            .begin_flags(&begin, flags, net_id, &self.scratch)
+            .is_err()
+        {
+            // The request never reached the application: answer it here (counted like a
+            // reset; see `on_refused`).
+            self.refused_resets += 1;
+            self.exchanges.remove(x);
+            self.reject(
+                slot,
+                Rejection {
+                    status: 503,
+                    reason: "server busy: stream buffer full",
+                },
+            );
+            return;
+        }
+        self.connections[slot].h1.open(x, parsed, upgrade, close);
+    }
+
+    /// A request body turned out bad halfway: abort the request towards the application and
+    /// answer the error if the response has not started, else drop the connection.
+    pub(crate) fn body_failed(&mut self, x: usize, conn: usize, rejection: Rejection) {
+        let unstarted = self.connections[conn].h1.fail_body(x);
+        let e = self.exchanges.remove(x);
+        let (abort, reset) = (self.header(e.id), self.header(e.id ^ 1));
+        let _ = self.outputs[e.app].tx.abort(&abort, &[]);
+        let _ = self.outputs[e.app].tx.reset(&reset, &[]);
+        if unstarted {
+            self.reject(conn, rejection);
+        } else {
+            self.abort_connection(conn, true);
+        }
+    }
+
+    /// Answers an error from http itself after the responses already queued, then closes.
+    pub(crate) fn reject(&mut self, slot: usize, rejection: Rejection) {
+        self.rejected += 1;
+        tracing::debug!(
+            core = self.core,
+            remote = %self.connections[slot].remote,
+            status = rejection.status,
+            reason = rejection.reason,
+            "request rejected"
+        );
+        let exchanges = &mut self.exchanges;
+        self.connections[slot]
+            .h1
+            .reject(rejection, self.date.value(), self.now, |x| {
+                exchanges.remove(x);
+            });
+        self.mark_dirty(slot);
+    }
+
+    /// Ends the request stream of exchange `x` towards its application: END, or ABORT when
+    /// the request is incomplete.
+    pub(crate) fn end_request(&mut self, x: usize, abort: bool) {
+        let e = &mut self.exchanges[x];
+        let h = Header {
+            stream_id: e.id,
+            timestamp: self.timestamp,
+            sequence: e.send.sequence,
+            ..Header::default()
+        };
+        let tx = &mut self.outputs[e.app].tx;
+        let _ = if abort {
+            tx.abort(&h, &[])
+        } else {
+            tx.end(&h, &[])
+        };
+    }
+
+    pub(crate) fn on_app_frame(&mut self, input: usize, f: Frame<'_>) {
+        let x = SlotIds::slot(f.stream_id());
+        match self.exchanges.get(x) {
+            Some(e) if e.id == f.stream_id() | 1 && e.app == input => {}
+            _ => return,
+        }
+        let reply = frame::is_reply(f.stream_id());
+        match (f.type_id(), reply) {
+            (frame::WINDOW, false) => {
+                let e = &mut self.exchanges[x];
+                e.send.on_window(f.acknowledge(), f.maximum(), f.padding());
+                let conn = e.conn;
+                if self.connections[conn].h1.receiving() == Some(x) {
+                    self.resume(conn);
+                    if self.connections.contains(conn) {
+                        self.mark_dirty(conn);
+                    }
+                }
+            }
+            (frame::RESET, false) => {
+                // The application wants no (more) request body.
+                let conn = self.exchanges[x].conn;
+                let exchanges = &mut self.exchanges;
+                self.connections[conn].h1.request_refused(x, self.now, |x| {
+                    exchanges.remove(x);
+                });
+                self.mark_dirty(conn);
+            }
+            (frame::BEGIN, true) => {
+                self.on_response_begin(x, f);
+                if f.flags() & frame::FLAG_FIN != 0 && self.in_flight(x, f.stream_id()) {
+                    self.on_response_end(x);
+                }
+            }
+            // FIN on the response's BEGIN or DATA ends it without a separate END.
+            (frame::DATA, true) => {
+                self.on_response_data(x, f);
+                if f.flags() & frame::FLAG_FIN != 0 && self.in_flight(x, f.stream_id()) {
+                    self.on_response_end(x);
+                }
+            }
+            (frame::END, true) => self.on_response_end(x),
+            (frame::ABORT, true) => {
+                let conn = self.exchanges[x].conn;
+                if self.connections[conn].h1.response_unstarted(x) {
+                    self.fail_response(conn, x, "the application aborted the response");
+                } else {
+                    self.abort_connection(conn, true);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Exchange `x` is still the one of stream `stream_id`.
+    fn in_flight(&self, x: usize, stream_id: u64) -> bool {
+        self.exchanges.get(x).is_some_and(|e| e.id == stream_id | 1)
+    }
+
+    /// The application failed exchange `x` before its response started: the client gets a
+    /// 500 with `reason` in its place.
+    fn fail_response(&mut self, conn: usize, x: usize, reason: &'static str) {
+        let request_open = self.connections[conn].h1.forget(x);
+        let e = self.exchanges.remove(x);
+        if request_open {
+            let _ = self.outputs[e.app]
+                .tx
+                .abort(&Header::at(e.id, self.timestamp), &[]);
+        }
+        self.reject(
+            conn,
+            Rejection {
+                status: 500,
+                reason,
+            },
+        );
+    }
+
+    fn on_response_begin(&mut self, x: usize, f: Frame<'_>) {
+        let conn = self.exchanges[x].conn;
+        let c = &mut self.connections[conn];
+        let begun =
+            c.h1.response_head(x, f.extension(), &mut self.heads, self.date.value());
+        let begun = match begun {
+            Ok(begun) => begun,
+            Err(reason) => {
+                tracing::error!(
+                    core = self.core,
+                    remote = %c.remote,
+                    reason,
+                    "bad response head from application"
+                );
+                self.fail_response(conn, x, reason);
+                return;
+            }
+        };
+        if begun.end_request {
+            self.end_request(x, false);
+        }
+        if begun.tunnel && !self.connections[conn].h1.input.is_empty() {
+            // Switched: the bytes held since the request are the tunnel's first.
+            self.resume(conn);
+        }
+        if self.connections.contains(conn) {
+            self.mark_dirty(conn);
+        }
+    }
+
+    fn on_response_data(&mut self, x: usize, f: Frame<'_>) {
+        let e = &mut self.exchanges[x];
+        let conn = e.conn;
+        if let Err(err) = e.recv.on_data(f.reserved()) {
+            let remote = self.connections[conn].remote;
+            tracing::error!(core = self.core, %remote, error = %err, "application broke the response window");
+            self.abort_connection(conn, true);
+            return;
+        }
+        let payload = f.payload();
+        let c = &mut self.connections[conn];
+        match c.h1.response_data(x, payload) {
+            Err(error) => {
+                let remote = c.remote;
+                tracing::error!(core = self.core, %remote, %error, "application broke the exchange");
+                self.abort_connection(conn, true);
+                return;
+            }
+            Ok(Sent::Direct(n)) => {
+                // The first response's bytes go to the network as they are: straight into
+                // the stream as far as the window takes them when nothing is queued before.
+                let sent = if c.h1.out.is_empty() {
+                    let tx = &mut self.outputs[c.input].tx;
+                    tx.data_within(&mut c.send, c.net_id ^ 1, self.timestamp, &payload[..n])
+                } else {
+                    0
+                };
+                streams::copy::extend(&mut c.h1.out, &payload[sent..n]);
+            }
+            Ok(Sent::Framed) => {}
+        }
+        e.recv.release(f.reserved() as u64);
+        self.mark_dirty(conn);
+    }
+
+    fn on_response_end(&mut self, x: usize) {
+        let conn = self.exchanges[x].conn;
+        let exchanges = &mut self.exchanges;
+        self.connections[conn].h1.response_end(x, self.now, |x| {
+            exchanges.remove(x);
+        });
+        self.mark_dirty(conn);
+    }
+}
