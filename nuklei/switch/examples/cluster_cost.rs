@@ -116,6 +116,7 @@ fn cluster(n: usize, ports: usize, messages: usize) -> (f64, f64) {
                 instances: n,
                 lease_ms: 10_000,
                 limits: limits(),
+                incarnation: 0,
             })
         })
         .collect();
@@ -132,7 +133,7 @@ fn cluster(n: usize, ports: usize, messages: usize) -> (f64, f64) {
     phase_mark();
     let start = Instant::now();
     for (k, chunk) in names.chunks(BATCH).enumerate() {
-        instances[home].reg_port(k as u64, owner, chunk.to_vec(), false, &mut out);
+        instances[home].reg_port(k as u64, owner, chunk.to_vec(), false, None, &mut out);
         pump(&mut instances, &mut out, &mut reader);
         let done: Vec<_> = instances[home].take_done().collect();
         assert!(done.iter().all(|(_, r)| r.is_ok()));
@@ -152,7 +153,7 @@ fn cluster(n: usize, ports: usize, messages: usize) -> (f64, f64) {
     phase_mark();
     let start = Instant::now();
     for (k, batch) in batches.drain(..).enumerate() {
-        instances[front].send_msg(k as u64, batch, &mut out);
+        instances[front].send_msg(k as u64, batch, false, &mut out);
         pump(&mut instances, &mut out, &mut reader);
         let _ = instances[front].take_done().count();
         buf.clear();

@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod ack;
 pub mod api;
 pub mod auth;
 pub mod batch;
@@ -27,8 +28,10 @@ pub mod cluster;
 pub mod engine;
 pub mod fuzzing;
 pub mod gate;
+pub mod handover;
 pub mod json;
 pub mod limits;
+pub mod listing;
 pub mod mesh;
 pub mod nodes;
 pub mod nukleus;
@@ -36,6 +39,7 @@ pub mod ports;
 pub mod queue;
 pub mod request;
 pub mod switch;
+pub mod watch;
 
 pub use auth::{TokenGrant, Tokens};
 pub use gate::{ClusterGateConfig, ServingGate};

@@ -21,6 +21,13 @@ pub struct Limits {
     pub max_node_id_len: usize,
     /// Longest node address in bytes (default 256).
     pub max_address_len: usize,
+    /// Events each switch instance keeps for watches to resume from (default 100,000; 0
+    /// keeps none, so every resumption is told it missed what happened meanwhile).
+    pub watch_history: usize,
+    /// Most watches one node may have (default 1,000).
+    pub max_watches_per_node: usize,
+    /// Most entries in one page of a listing (default 1,000; a larger `limit` is cut to it).
+    pub max_page: usize,
 }
 
 impl Default for Limits {
@@ -35,6 +42,9 @@ impl Default for Limits {
             max_nodes_per_request: 10_000,
             max_node_id_len: 256,
             max_address_len: 256,
+            watch_history: 100_000,
+            max_watches_per_node: 1_000,
+            max_page: 1_000,
         }
     }
 }

@@ -8,7 +8,7 @@
 //! after index reuse — subscriptions and anything else kept elsewhere use that pair.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BTreeSet, BinaryHeap};
 use std::sync::Arc;
 
 use hashbrown::HashMap;
@@ -261,21 +261,31 @@ pub struct NodeRegistry {
     lease_ms: u64,
     max_queued_bytes: usize,
     online: usize,
+    /// The ids of the online nodes, in order (listings).
+    online_ids: BTreeSet<Arc<str>>,
 }
 
 impl NodeRegistry {
-    /// A registry with the given lease duration and per-node queue limit.
+    /// A registry with the given lease duration and per-node queue limit, numbering sessions
+    /// from 1.
     pub fn new(lease_ms: u64, max_queued_bytes: usize) -> Self {
+        Self::with_sessions_from(lease_ms, max_queued_bytes, 1)
+    }
+
+    /// A registry whose first session is `first` (a base above every session of an earlier
+    /// incarnation, so that a client naming an old session is not taken for a new one).
+    pub fn with_sessions_from(lease_ms: u64, max_queued_bytes: usize, first: u64) -> Self {
         NodeRegistry {
             by_id: HashMap::new(),
             by_conn: HashMap::new(),
             nodes: Vec::new(),
             free: Vec::new(),
             leases: BinaryHeap::new(),
-            next_session: 1,
+            next_session: first.max(1),
             lease_ms,
             max_queued_bytes,
             online: 0,
+            online_ids: BTreeSet::new(),
         }
     }
 
@@ -321,6 +331,22 @@ impl NodeRegistry {
                 .filter(|n| n.conn().is_some())
                 .map(|_| i as NodeIdx)
         })
+    }
+
+    /// Up to `limit` online nodes whose ids start with `prefix`, in id order, after `after`
+    /// (or from the first).
+    pub fn list_online(&self, prefix: &str, after: Option<&str>, limit: usize) -> Vec<NodeIdx> {
+        use std::ops::Bound;
+        let start = match after {
+            Some(a) if a >= prefix => Bound::Excluded(a),
+            _ => Bound::Included(prefix),
+        };
+        self.online_ids
+            .range::<str, _>((start, Bound::Unbounded))
+            .take_while(|id| id.starts_with(prefix))
+            .take(limit)
+            .filter_map(|id| self.lookup(id))
+            .collect()
     }
 
     /// Get or create node `id` (created offline).
@@ -372,6 +398,8 @@ impl NodeRegistry {
         // A session starts with no ports: those of an earlier session were released when it
         // ended (on other instances, by messages the home sent before any of this session's).
         node.ports = 0;
+        let id = node.id.clone();
+        self.online_ids.insert(id);
         self.online += 1;
         self.by_conn.insert(conn, idx);
         self.leases.push(Reverse((deadline, idx, session)));
@@ -385,6 +413,8 @@ impl NodeRegistry {
         let conn = node.conn()?;
         node.state = NodeState::Offline;
         node.queue = PushQueue::default();
+        let id = node.id.clone();
+        self.online_ids.remove(&id);
         self.online -= 1;
         self.by_conn.remove(&conn);
         Some(conn)
@@ -487,6 +517,12 @@ impl NodeRegistry {
         self.push_with(idx, |q, limit| {
             q.push_released(port, reason.as_str(), limit)
         })
+    }
+
+    /// Queue a push that `encode` writes as one JSON object (watch events) for an online
+    /// node.
+    pub fn push_object(&mut self, idx: NodeIdx, encode: impl FnOnce(&mut Vec<u8>)) -> PushOutcome {
+        self.push_with(idx, |q, limit| q.push_object(limit, encode))
     }
 
     fn push_with(

@@ -138,6 +138,18 @@ impl PushQueue {
         })
     }
 
+    /// Append one push that `encode` writes as a JSON object, as [`PushQueue::push_msg`].
+    pub fn push_object(
+        &mut self,
+        limit: usize,
+        encode: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<usize, usize> {
+        self.push_with(limit, |out| {
+            encode(out);
+            out.push(b',');
+        })
+    }
+
     fn push_with(
         &mut self,
         limit: usize,

@@ -44,6 +44,7 @@ impl Cluster {
                         instances: n,
                         lease_ms: 10_000,
                         limits: limits.clone(),
+                        incarnation: 0,
                     })
                 })
                 .collect(),
@@ -116,7 +117,7 @@ impl Cluster {
     fn reg(&mut self, node: &str, ports: &[&str], subscribe: bool) -> Result<Reply, SwitchError> {
         let home = home_of(node, self.inst.len());
         let ports = ports.iter().map(|p| p.to_string()).collect();
-        self.inst[home].reg_port(77, node, ports, subscribe, &mut self.outputs[home]);
+        self.inst[home].reg_port(77, node, ports, subscribe, None, &mut self.outputs[home]);
         self.complete(home, 77)
     }
 
@@ -166,7 +167,7 @@ fn ownership_is_exclusive_and_a_failed_regport_names_the_owner_across_instances(
         // Every node asks for every port, concurrently: the three batches are in flight at once.
         for (k, id) in nodes.iter().enumerate() {
             let home = home_of(id, n);
-            c.inst[home].reg_port(k as u64, id, ports.clone(), false, &mut c.outputs[home]);
+            c.inst[home].reg_port(k as u64, id, ports.clone(), false, None, &mut c.outputs[home]);
         }
         c.settle();
         let mut owner_of: BTreeMap<String, String> = BTreeMap::new();
@@ -236,6 +237,7 @@ fn messages_from_one_sender_reach_a_node_in_order_without_duplicates_whichever_s
         c.inst[sender_home].send_msg(
             batch,
             messages.into_iter().collect(),
+            false,
             &mut c.outputs[sender_home],
         );
         // Let some batches overlap in flight.
@@ -360,6 +362,7 @@ fn broadcast_reaches_every_online_node_exactly_once_and_queries_merge_across_ins
     c.inst[0].send_msg(
         1,
         [(vec![""], "hi")].into_iter().collect(),
+        false,
         &mut c.outputs[0],
     );
     let Ok(Reply::SendMsg(r)) = c.complete(0, 1) else {
@@ -383,6 +386,7 @@ fn broadcast_reaches_every_online_node_exactly_once_and_queries_merge_across_ins
     c.inst[1].send_msg(
         3,
         [(vec!["nowhere"], "x")].into_iter().collect(),
+        false,
         &mut c.outputs[1],
     );
     assert!(
@@ -406,7 +410,7 @@ fn a_node_scoped_request_at_the_wrong_instance_is_refused_with_its_home() {
             here: 1
         }
     );
-    c.inst[1].reg_port(5, &a, vec!["p".into()], false, &mut c.outputs[1]);
+    c.inst[1].reg_port(5, &a, vec!["p".into()], false, None, &mut c.outputs[1]);
     assert!(matches!(
         c.complete(1, 5),
         Err(SwitchError::Misdirected { .. })
@@ -426,6 +430,7 @@ fn one_instance_behaves_like_the_switch() {
     c.inst[0].send_msg(
         1,
         [(vec!["p"], "m")].into_iter().collect(),
+        false,
         &mut c.outputs[0],
     );
     assert!(matches!(c.complete(0, 1), Ok(Reply::SendMsg(r)) if r.delivered == 1));

@@ -145,7 +145,7 @@ proptest! {
     /// counts per node add up, under register / unregister / disconnect / reconnect.
     #[test]
     fn sharded_switch_matches_model(ops in proptest::collection::vec(op(), 1..200), shards in 1..6usize) {
-        let mut sw = Switch::new(Config { lease_ms: 1000, shards, limits: Limits::default() });
+        let mut sw = Switch::new(Config { lease_ms: 1000, shards, limits: Limits::default(), ..Config::default() });
         let mut model: HashMap<String, String> = HashMap::new();
         let mut out = Vec::new();
         for (i, n) in NODES.iter().enumerate() {

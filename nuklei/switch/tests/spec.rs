@@ -15,6 +15,7 @@ fn switch(shards: usize) -> Switch {
         lease_ms: LEASE,
         shards,
         limits: Limits::default(),
+        ..Config::default()
     })
 }
 
@@ -23,6 +24,7 @@ fn switch_with(limits: Limits) -> Switch {
         lease_ms: LEASE,
         shards: 4,
         limits,
+        ..Config::default()
     })
 }
 

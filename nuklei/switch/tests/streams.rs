@@ -42,6 +42,7 @@ impl Rig {
                     max_queued_bytes,
                     ..Limits::default()
                 },
+                ..Config::default()
             },
             tokens: vec![TokenGrant {
                 token: "t".into(),

@@ -302,6 +302,17 @@ pub fn token_grants(loaded: &LoadedTopology) -> Vec<TokenGrant> {
         .collect()
 }
 
+/// This start of the process (see `nukleus_switch::Config::incarnation`): microseconds since
+/// the UNIX epoch, taken once so every switch instance of the process agrees.
+fn incarnation() -> u64 {
+    static START: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *START.get_or_init(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64)
+    })
+}
+
 fn build(build: Build<'_>) -> Result<BoxedNukleus, StartError> {
     let s = build.loaded.section::<SwitchSection>();
     if s.tokens.is_empty() {
@@ -314,6 +325,7 @@ fn build(build: Build<'_>) -> Result<BoxedNukleus, StartError> {
             lease_ms: *s.lease_ms.get_ref(),
             shards: *s.shards.get_ref(),
             limits: s.limits.limits(),
+            incarnation: incarnation(),
         },
         tokens: token_grants(build.loaded),
         window: *s.window.get_ref(),

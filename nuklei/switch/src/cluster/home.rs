@@ -38,14 +38,22 @@ impl Instance {
                 conn: old,
                 reason: CloseReason::Replaced,
             });
+            self.end_watches(idx);
             self.node_gone(&id, self.global(old_session), ReleaseReason::Replaced, out);
             self.settle(out);
         }
-        Ok(connect(&mut self.nodes, idx, conn, address, now, replaced))
+        let mut session = connect(&mut self.nodes, idx, conn, address, now, replaced);
+        session.session = self.global(session.session);
+        self.now = self.now.max(now);
+        let what = if replaced { What::Replaced } else { What::Online };
+        self.emit(&Event::node(what, node, address), out);
+        self.settle(out);
+        Ok(session)
     }
 
     /// Relet: extend the lease of a node homed here.
     pub fn relet(&mut self, node: &str, now: u64) -> Result<u64, SwitchError> {
+        self.now = self.now.max(now);
         let idx = self.online_index(node)?;
         self.nodes
             .relet(idx, now)
@@ -66,6 +74,8 @@ impl Instance {
 
     /// Nodes whose lease ran out at `now` go offline; returns how many.
     pub fn tick(&mut self, now: u64, out: &mut Vec<Output>) -> usize {
+        self.now = self.now.max(now);
+        self.acks.expire(now);
         let expired = self.nodes.expired(now);
         self.metrics.lease_expiries += expired.len() as u64;
         let n = expired.len();
@@ -75,9 +85,12 @@ impl Instance {
         n
     }
 
-    /// The earliest lease deadline on record.
+    /// The earliest lease deadline on record (or deadline of an acknowledged delivery).
     pub fn next_deadline(&self) -> Option<u64> {
-        self.nodes.next_deadline()
+        match (self.nodes.next_deadline(), self.acks.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Take a batch of [`NodeRegistry::batch`] off the queue of a node homed here (see
@@ -109,7 +122,15 @@ impl Instance {
                     self.metrics.slow_consumer_disconnects += 1;
                     Some(CloseReason::SlowConsumer { queued, limit })
                 }
+                Cause::Revoked => Some(CloseReason::TokenRevoked),
             };
+            self.end_watches(idx);
+            self.acks.gone(idx);
+            self.reserved.remove(&idx);
+            self.emit(
+                &Event::node(What::Offline(cause.offline_reason()), &id, ""),
+                out,
+            );
             if let Some(reason) = reason {
                 out.push(Output::Close {
                     node: id.clone(),
@@ -120,6 +141,7 @@ impl Instance {
             self.node_gone(&id, self.global(session), ReleaseReason::NodeOffline, out);
             self.nodes.forget(idx);
         }
+        self.collect_acks(out);
     }
 
     /// A node homed here ended `session`: every shard releases its ports.
@@ -169,7 +191,19 @@ impl Instance {
         out: &mut Vec<Output>,
     ) -> SendReport {
         let outcome = match push {
-            PushRef::Msg { port, body } => self.nodes.push_msg(idx, port, body),
+            PushRef::Msg { port, body } => match self.ack_op {
+                None => self.nodes.push_msg(idx, port, body),
+                Some(op) => {
+                    let number = self.acks.expect(idx, op);
+                    let outcome = self.nodes.push_object(idx, |buf| {
+                        crate::ack::encode_msg(port, body, crate::json::Escaping::Scan, number, buf)
+                    });
+                    if !matches!(outcome, PushOutcome::Queued { .. }) {
+                        self.acks.cancel(idx);
+                    }
+                    outcome
+                }
+            },
             PushRef::Released { port, reason } => self.nodes.push_released(idx, port, reason),
         };
         match outcome {
@@ -224,6 +258,13 @@ impl Instance {
                     let r = self.deliver_here(node, session, push, out);
                     self.metrics.release_notifications += r.delivered;
                 }
+                Item::Moved {
+                    node,
+                    session,
+                    port,
+                    to,
+                    seq,
+                } => self.port_moved_away(node, session, port, to, seq, out),
             }
         }
         self.settle(out);

@@ -7,6 +7,12 @@ impl Instance {
 
     /// Handles one mesh record from instance `from`.
     pub fn on_mesh(&mut self, from: usize, msg: Msg<'_>, out: &mut Vec<Output>) {
+        self.on_record(from, msg, out);
+        // Watchers that could not take an event go offline now.
+        self.settle(out);
+    }
+
+    fn on_record(&mut self, from: usize, msg: Msg<'_>, out: &mut Vec<Output>) {
         match msg {
             Msg::Register {
                 op,
@@ -14,10 +20,11 @@ impl Instance {
                 at_home,
                 address,
                 subscribe,
+                if_owner,
                 ports,
             } => {
                 let (new, failed, error) =
-                    self.register_here(node, at_home, address, subscribe, &ports);
+                    self.register_here(node, at_home, address, subscribe, if_owner, &ports, out);
                 let reply = Msg::Registered {
                     op,
                     new,
@@ -140,8 +147,12 @@ impl Instance {
                 }
                 self.try_finish(op, out);
             }
-            Msg::Deliver { op, items } => {
-                let report = self.deliver_items(items, out);
+            Msg::Deliver { op, ack, items } => {
+                let report = if ack {
+                    self.deliver_acked(from, op, items, out)
+                } else {
+                    self.deliver_items(items, out)
+                };
                 if op != 0 {
                     let msg = Msg::Delivered {
                         op,
@@ -197,6 +208,180 @@ impl Instance {
                 Msg::NodeInfos { op, infos }.encode(&mut bytes);
                 self.outbox[from].extend_from_slice(&bytes);
             }
+            Msg::WatchStart {
+                op,
+                watch,
+                kind,
+                key,
+                prefix,
+                from: position,
+            } => {
+                let watched = crate::watch::Watched {
+                    kind,
+                    key: key.into(),
+                    prefix,
+                };
+                self.on_watch_start(from, op, watch, watched, position);
+            }
+            Msg::WatchReady {
+                op,
+                watch,
+                position,
+                ahead,
+                missed,
+                events,
+            } => self.on_watch_ready(from, op, watch, position, ahead, missed, events, out),
+            Msg::WatchStop { kind, key, prefix } => {
+                self.interest.remove(kind, key, prefix, from as u16);
+            }
+            Msg::Event { seq, event } => {
+                self.event_here(from, seq, &event, out);
+                self.settle(out);
+            }
+            Msg::Acked {
+                op,
+                acknowledged,
+                unacknowledged,
+            } => {
+                if let Some(Op::Send(s)) = self.ops.get_mut(&op) {
+                    s.ack_report += crate::ack::AckReport {
+                        acknowledged,
+                        unacknowledged,
+                    };
+                    s.ack_waiting = s.ack_waiting.saturating_sub(1);
+                }
+                self.try_finish(op, out);
+            }
+            Msg::HandoverTo {
+                op,
+                from: giver,
+                to,
+                ports,
+            } => self.take_handover(from, op, giver, to, &ports, out),
+            Msg::Move {
+                op,
+                from: giver,
+                to,
+                to_id,
+                to_address,
+                ports,
+            } => {
+                let (moved, not_owned, unknown) =
+                    self.move_here(giver, to, to_id, to_address, &ports, out);
+                let msg = Msg::Moved {
+                    op,
+                    moved,
+                    not_owned,
+                    unknown,
+                    error: None,
+                };
+                msg.encode(&mut self.outbox[from]);
+            }
+            Msg::Moved {
+                op,
+                moved,
+                not_owned,
+                unknown,
+                error,
+            } => match self.ops.get(&op) {
+                Some(Op::HandoverTake(_)) => self.moved_part(op, moved, not_owned, unknown, out),
+                _ => self.given(op, moved, not_owned, unknown, error, out),
+            },
+            Msg::ListPorts {
+                op,
+                prefix,
+                after,
+                limit,
+            } => {
+                let page = crate::listing::PageRequest {
+                    prefix: prefix.to_string(),
+                    after: after.map(str::to_string),
+                    limit: Some(u64::from(limit)),
+                };
+                let (ports, full) = self.listed_here_for(&page, limit as usize);
+                let ports = ports
+                    .iter()
+                    .map(|p| (p.port.as_str(), &*p.owner, &*p.address))
+                    .collect();
+                let mut bytes = Vec::new();
+                Msg::PortsListed { op, ports, full }.encode(&mut bytes);
+                self.outbox[from].extend_from_slice(&bytes);
+            }
+            Msg::PortsListed { op, ports, full } => {
+                if let Some(Op::ListPorts { waiting, pages, .. }) = self.ops.get_mut(&op) {
+                    let page = ports
+                        .into_iter()
+                        .map(|(port, owner, address)| crate::listing::ListedPort {
+                            port: port.to_string(),
+                            owner: Arc::from(owner),
+                            address: Arc::from(address),
+                        })
+                        .collect();
+                    pages.push((page, full));
+                    *waiting -= 1;
+                }
+                self.try_finish(op, out);
+            }
+            Msg::ListNodes {
+                op,
+                prefix,
+                after,
+                limit,
+            } => {
+                let page = crate::listing::PageRequest {
+                    prefix: prefix.to_string(),
+                    after: after.map(str::to_string),
+                    limit: Some(u64::from(limit)),
+                };
+                let (nodes, full) = self.nodes_here_for(&page, limit as usize);
+                let nodes = nodes
+                    .iter()
+                    .map(|n| {
+                        let info = HomeInfo {
+                            address: &n.address,
+                            ports: n.ports as u64,
+                            lease_deadline: n.lease_deadline,
+                            queued_bytes: n.queued_bytes as u64,
+                        };
+                        (&*n.node, info)
+                    })
+                    .collect();
+                let mut bytes = Vec::new();
+                Msg::NodesListed { op, nodes, full }.encode(&mut bytes);
+                self.outbox[from].extend_from_slice(&bytes);
+            }
+            Msg::NodesListed { op, nodes, full } => {
+                if let Some(Op::ListNodes { waiting, pages, .. }) = self.ops.get_mut(&op) {
+                    let page = nodes
+                        .into_iter()
+                        .map(|(id, i)| node_info(id, i))
+                        .collect();
+                    pages.push((page, full));
+                    *waiting -= 1;
+                }
+                self.try_finish(op, out);
+            }
+            Msg::NodePorts {
+                op,
+                node,
+                start,
+                limit,
+            } => {
+                let (ports, next, restarted) = self.node_ports_here(node, start, limit as usize);
+                let msg = Msg::NodePortsListed {
+                    op,
+                    ports: ports.iter().map(String::as_str).collect(),
+                    next: next.as_deref(),
+                    restarted,
+                };
+                msg.encode(&mut self.outbox[from]);
+            }
+            Msg::NodePortsListed {
+                op,
+                ports,
+                next,
+                restarted,
+            } => self.node_ports_part(op, &ports, next, restarted),
             Msg::NodeInfos { op, infos } => {
                 if let Some(Op::QueryNode {
                     nodes,

@@ -55,11 +55,14 @@ use crate::switch::{
     check_wait_msg, connect, rewait, CloseReason, FailedPort, Metrics, NodeInfo, Output, PortOwner,
     RegPortReply, Reply, SendReport, Session, SwitchError, UnRegPortReply,
 };
+use crate::watch::{Event, Interest, Journal, What, Watchers};
 
 mod home;
 mod mesh_in;
 mod ops;
+mod coord;
 mod shard;
+mod watch;
 
 /// The instance that is home of `node` among `instances`.
 pub fn home_of(node: &str, instances: usize) -> usize {
@@ -88,6 +91,9 @@ pub struct InstanceConfig {
     pub lease_ms: u64,
     /// Size limits.
     pub limits: Limits,
+    /// This incarnation (see [`crate::switch::Config::incarnation`]): the same for every
+    /// instance of one start.
+    pub incarnation: u64,
 }
 
 /// Sentinel owner index for a node this shard has never seen (owns nothing here).
@@ -162,12 +168,7 @@ impl Owners {
     }
 }
 
-#[derive(Clone, Copy, Debug)]
-enum Cause {
-    Closed,
-    LeaseExpired,
-    SlowConsumer { queued: usize, limit: usize },
-}
+use crate::switch::Cause;
 
 /// A port another node owns: position, owner id and address.
 type Failed = (u32, Arc<str>, Arc<str>);
@@ -193,6 +194,11 @@ struct UnregOp {
 
 struct SendOp {
     token: Token,
+    /// The pushes ask for acknowledgement.
+    ack: bool,
+    /// Acknowledgement reports outstanding (one per home an acknowledged Deliver went to).
+    ack_waiting: usize,
+    ack_report: crate::ack::AckReport,
     messages: SendBatch,
     /// Owner of each target, flattened in batch order (`None`: unknown or broadcast).
     owners: Vec<Option<NodeRef>>,
@@ -223,6 +229,22 @@ enum Op {
         waiting: usize,
         values: [u64; 13],
     },
+    Watch(watch::WatchOp),
+    ListPorts {
+        token: Token,
+        limit: usize,
+        waiting: usize,
+        pages: Vec<(Vec<crate::listing::ListedPort>, bool)>,
+    },
+    ListNodes {
+        token: Token,
+        limit: usize,
+        waiting: usize,
+        pages: Vec<(Vec<NodeInfo>, bool)>,
+    },
+    NodePorts(coord::NodePortsOp),
+    HandoverGive(coord::GiveOp),
+    HandoverTake(coord::TakeOp),
 }
 
 /// One switch instance: a node home and a port shard.
@@ -243,6 +265,26 @@ pub struct Instance {
     work: Vec<(NodeIdx, Cause)>,
     /// Exchanges the nukleus opened and refused (reported with the counters).
     exchanges: (u64, u64),
+    /// This instance's events, numbered (port events of its shard, node events of its
+    /// nodes).
+    journal: Journal,
+    /// Which homes want which of this instance's events.
+    interest: Interest,
+    /// The watches of the nodes homed here.
+    watchers: Watchers,
+    /// Scratch: the homes an event goes to.
+    homes: Vec<u16>,
+    /// Acknowledged deliveries to the nodes homed here.
+    acks: crate::ack::Acks,
+    /// While queuing the items of an acknowledged delivery: its local operation.
+    ack_op: Option<u64>,
+    /// Local acknowledgement operation -> (the instance whose SendMsg it is, its op there).
+    ack_ops: HashMap<u64, (usize, u64)>,
+    /// Ports reserved for nodes homed here by handovers in flight (counted against their
+    /// limit).
+    reserved: HashMap<NodeIdx, usize>,
+    /// The last time this instance was told (for deadlines set on mesh input).
+    now: u64,
 }
 
 impl Instance {
@@ -252,7 +294,20 @@ impl Instance {
         Instance {
             me: config.me,
             count,
-            nodes: NodeRegistry::new(config.lease_ms, config.limits.max_queued_bytes),
+            nodes: NodeRegistry::with_sessions_from(
+                config.lease_ms,
+                config.limits.max_queued_bytes,
+                config.incarnation / count as u64 + 1,
+            ),
+            journal: Journal::new(config.limits.watch_history, config.incarnation),
+            interest: Interest::default(),
+            watchers: Watchers::new(count),
+            homes: Vec::new(),
+            acks: crate::ack::Acks::default(),
+            ack_op: None,
+            ack_ops: HashMap::new(),
+            reserved: HashMap::new(),
+            now: 0,
             limits: config.limits,
             shard: PortShard::with_seed(0x9e37_79b9_7f4a_7c15 ^ config.me as u64),
             owners: Owners::default(),

@@ -26,18 +26,32 @@ impl Instance {
         }
     }
 
-    /// RegPort for `node` (homed here, online). Completes under `token`.
+    /// RegPort for `node` (homed here, online); with `if_owner`, compare-and-register (see
+    /// [`crate::handover`]). Completes under `token`.
     pub fn reg_port(
         &mut self,
         token: Token,
         node: &str,
         ports: Vec<String>,
         subscribe: bool,
+        if_owner: Option<Option<&str>>,
         out: &mut Vec<Output>,
     ) {
         let Some(idx) = self.admit_node_call(token, node, &ports) else {
             return;
         };
+        if if_owner.is_some() && if_owner != Some(Some(node)) {
+            // Compare-and-register moves ports without a rollback: refuse up front what could
+            // exceed the limit.
+            let held = self.nodes.get(idx).map_or(0, Node::ports)
+                + self.reserved.get(&idx).copied().unwrap_or(0);
+            let room =
+                crate::handover::check_room(held, ports.len(), self.limits.max_ports_per_node);
+            if let Err(e) = room {
+                self.done.push((token, Err(e)));
+                return;
+            }
+        }
         let (local, address) = self
             .nodes
             .get(idx)
@@ -51,13 +65,16 @@ impl Instance {
         let op = self.new_op();
         let mut parts = self.split_ports(ports.iter().enumerate());
         let mine = std::mem::take(&mut parts[self.me]);
-        let (new, failed, error) = self.register_here(node, at_home, &address, subscribe, &mine);
+        let (new, failed, error) =
+            self.register_here(node, at_home, &address, subscribe, if_owner, &mine, out);
+        self.settle(out);
         let waiting = self.scatter(parts, |part| Msg::Register {
             op,
             node,
             at_home,
             address: &address,
             subscribe,
+            if_owner,
             ports: part,
         });
         self.ops.insert(
@@ -111,8 +128,16 @@ impl Instance {
         self.try_finish(op, out);
     }
 
-    /// SendMsg: `(targets, body)` in order; a target `""` broadcasts. Completes under `token`.
-    pub fn send_msg(&mut self, token: Token, messages: SendBatch, out: &mut Vec<Output>) {
+    /// SendMsg: `(targets, body)` in order; a target `""` broadcasts; with `ack`, the call
+    /// completes once the receivers acknowledged (see [`crate::ack`]). Completes under
+    /// `token`.
+    pub fn send_msg(
+        &mut self,
+        token: Token,
+        messages: SendBatch,
+        ack: bool,
+        out: &mut Vec<Output>,
+    ) {
         let check = || -> Result<(), SwitchError> {
             for (ports, body) in messages.messages() {
                 self.limits.check_body(body)?;
@@ -144,6 +169,9 @@ impl Instance {
             op,
             Op::Send(SendOp {
                 token,
+                ack,
+                ack_waiting: 0,
+                ack_report: crate::ack::AckReport::default(),
                 messages,
                 owners,
                 waiting,
@@ -234,6 +262,13 @@ impl Instance {
             self.send_order.pop_front();
             let messages = std::mem::take(&mut send.messages);
             let owners = std::mem::take(&mut send.owners);
+            let ack = send.ack;
+            if ack {
+                let local = self.new_op();
+                self.acks.open(local, self.now + self.nodes.lease_ms());
+                self.ack_ops.insert(local, (self.me, op));
+                self.ack_op = Some(local);
+            }
             let mut report = SendReport::default();
             let mut items: Vec<Vec<Item<'_>>> = vec![Vec::new(); self.count];
             let mut k = 0;
@@ -270,16 +305,28 @@ impl Instance {
                     }
                 }
             }
+            let local = self.ack_op.take();
             let mut acks = 0;
             for (peer, list) in items.into_iter().enumerate() {
                 if !list.is_empty() {
                     acks += 1;
-                    Msg::Deliver { op, items: list }.encode(&mut self.outbox[peer]);
+                    Msg::Deliver {
+                        op,
+                        ack,
+                        items: list,
+                    }
+                    .encode(&mut self.outbox[peer]);
                 }
             }
             if let Some(Op::Send(send)) = self.ops.get_mut(&op) {
                 send.acks = acks;
                 send.report += report;
+                // One acknowledgement report from each home, this one included.
+                send.ack_waiting = if ack { acks + 1 } else { 0 };
+            }
+            if let Some(local) = local {
+                self.acks.close(local);
+                self.collect_acks(out);
             }
             self.settle(out);
             self.try_finish(op, out);
@@ -291,10 +338,19 @@ impl Instance {
         let ready = match self.ops.get(&op) {
             Some(Op::Reg(r)) => r.waiting == 0,
             Some(Op::Unreg(u)) => u.waiting == 0,
-            Some(Op::Send(s)) => s.waiting == 0 && s.acks == 0 && s.messages.is_empty(),
+            Some(Op::Send(s)) => {
+                s.waiting == 0 && s.acks == 0 && s.ack_waiting == 0 && s.messages.is_empty()
+            }
             Some(Op::QueryPort { waiting, .. })
             | Some(Op::QueryNode { waiting, .. })
             | Some(Op::Counters { waiting, .. }) => *waiting == 0,
+            Some(Op::Watch(w)) => w.waiting == 0,
+            Some(Op::ListPorts { waiting, .. }) | Some(Op::ListNodes { waiting, .. }) => {
+                *waiting == 0
+            }
+            Some(Op::NodePorts(n)) => n.done,
+            Some(Op::HandoverGive(g)) => g.answered,
+            Some(Op::HandoverTake(t)) => t.waiting == 0,
             None => false,
         };
         if !ready {
@@ -315,9 +371,38 @@ impl Instance {
                 u.reply.unknown.sort_unstable();
                 (u.token, Ok(Reply::UnRegPort(u.reply)))
             }
+            Op::Send(s) if s.ack => (s.token, Ok(Reply::SendAcked(s.report, s.ack_report))),
             Op::Send(s) => (s.token, Ok(Reply::SendMsg(s.report))),
             Op::QueryPort { token, owners, .. } => (token, Ok(Reply::QueryPort(owners))),
             Op::QueryNode { token, infos, .. } => (token, Ok(Reply::QueryNode(infos))),
+            Op::Watch(w) => (w.token, self.finish_watch(w)),
+            Op::ListPorts {
+                token,
+                limit,
+                pages,
+                ..
+            } => {
+                let (ports, next) =
+                    crate::listing::merge(pages, limit, |p: &crate::listing::ListedPort| &p.port);
+                let listing = crate::listing::PortListing { ports, next };
+                (token, Ok(Reply::ListPorts(listing)))
+            }
+            Op::ListNodes {
+                token,
+                limit,
+                pages,
+                ..
+            } => {
+                let (nodes, next) = crate::listing::merge(pages, limit, |n: &NodeInfo| &n.node);
+                let listing = crate::listing::NodeListing { nodes, next };
+                (token, Ok(Reply::ListNodes(listing)))
+            }
+            Op::NodePorts(n) => (n.token, Ok(Reply::NodePorts(n.listing))),
+            Op::HandoverGive(g) => (g.token, self.finish_give(g)),
+            Op::HandoverTake(t) => {
+                self.finish_take(t, out);
+                return;
+            }
             Op::Counters { token, values, .. } => {
                 let mut metrics = [0; 11];
                 metrics.copy_from_slice(&values[..11]);

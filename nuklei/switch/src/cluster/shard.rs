@@ -13,10 +13,15 @@ impl Instance {
         at_home: NodeRef,
         address: &str,
         subscribe: bool,
+        if_owner: Option<Option<&str>>,
         ports: &[(u32, &str)],
+        out: &mut Vec<Output>,
     ) -> (Vec<u32>, Vec<Failed>, Option<SwitchError>) {
         let session = at_home.session;
         let owner = self.owners.upsert(node, address, at_home);
+        if let Some(expected) = if_owner {
+            return self.register_if_here(node, owner, address, subscribe, expected, ports, out);
+        }
         let mut new = Vec::new();
         let mut failed = Vec::new();
         let mut error = None;
@@ -26,6 +31,7 @@ impl Instance {
                 Ok(()) => {
                     if self.shard.len() != before {
                         new.push(*pos);
+                        self.emit(&Event::acquired(port, node, address), out);
                     }
                 }
                 Err(RegisterError::Owned(other)) => {
@@ -60,6 +66,81 @@ impl Instance {
         (new, failed, error)
     }
 
+    /// Compare-and-register here for `owner` (`node`'s record): each port only if its owner
+    /// is `expected` (`None`: nobody); a port of another node moves (its home is told).
+    #[allow(clippy::too_many_arguments)]
+    fn register_if_here(
+        &mut self,
+        node: &str,
+        owner: NodeIdx,
+        address: &str,
+        subscribe: bool,
+        expected: Option<&str>,
+        ports: &[(u32, &str)],
+        out: &mut Vec<Output>,
+    ) -> (Vec<u32>, Vec<Failed>, Option<SwitchError>) {
+        let session = self.owners.session(owner).unwrap_or(0);
+        let mut new = Vec::new();
+        let mut failed = Vec::new();
+        for &(pos, port) in ports {
+            let current = self.shard.owner(port);
+            let current_id = current.and_then(|o| self.owners.get(o)).map(|r| r.id.clone());
+            if current_id.as_deref() != expected {
+                match current.and_then(|o| self.owners.get(o)) {
+                    Some(rec) => {
+                        failed.push((pos, rec.id.clone(), rec.address.clone()));
+                        if subscribe {
+                            self.shard.subscribe(port, Subscriber { node: owner, session });
+                        }
+                    }
+                    None => failed.push((pos, Arc::from(""), Arc::from(""))),
+                }
+                continue;
+            }
+            match current {
+                None => match self.shard.register(port, owner) {
+                    Ok(()) => {
+                        new.push(pos);
+                        self.metrics.registrations += 1;
+                        self.emit(&Event::acquired(port, node, address), out);
+                    }
+                    Err(e) => {
+                        return (new, failed, Some(SwitchError::Invalid(e.to_string())));
+                    }
+                },
+                Some(o) if o == owner => {}
+                Some(o) => {
+                    self.shard.transfer(port, o, owner);
+                    new.push(pos);
+                    let from = current_id.unwrap_or_default();
+                    let seq = self.emit(&Event::moved(port, node, address, &from), out);
+                    let Some(to) = self.owners.get(o).map(|r| r.at_home) else {
+                        continue;
+                    };
+                    let item = Item::Moved {
+                        node: to.idx,
+                        session: to.session,
+                        port,
+                        to: node,
+                        seq,
+                    };
+                    if usize::from(to.home) == self.me {
+                        self.port_moved_away(to.idx, to.session, port, node, seq, out);
+                    } else {
+                        let msg = Msg::Deliver {
+                            op: 0,
+                            ack: false,
+                            items: vec![item],
+                        };
+                        msg.encode(&mut self.outbox[usize::from(to.home)]);
+                    }
+                }
+            }
+        }
+        self.metrics.registration_conflicts += failed.len() as u64;
+        (new, failed, None)
+    }
+
     /// Releases those of `ports` that `node` owns here, notifying subscribers.
     pub(super) fn unregister_here(
         &mut self,
@@ -73,6 +154,7 @@ impl Instance {
             match self.shard.unregister(port, owner) {
                 Outcome::Released(subs) => {
                     reply.released.push(*pos as usize);
+                    self.emit(&Event::released(port, node, ReleaseReason::Unregistered), out);
                     for s in subs {
                         self.notify(s, port, ReleaseReason::Unregistered, out);
                     }
@@ -99,14 +181,26 @@ impl Instance {
         if self.owners.session(idx) != Some(session) {
             return;
         }
+        // Every released port is journaled; while somebody watches ports, each is also
+        // kept (a copy of its name) to be emitted once the shard is free again.
+        let watched = !self.interest.is_empty_for(crate::watch::WatchKind::Ports);
         let mut released: Vec<(String, Vec<Subscriber>)> = Vec::new();
+        let journal = &mut self.journal;
         let count = self.shard.release_all(idx, |name, subs| {
-            if !subs.is_empty() {
+            if !watched {
+                journal.append(&Event::released(name, id, reason));
+            }
+            if watched || !subs.is_empty() {
                 released.push((name.to_string(), subs));
             }
         });
         self.metrics.releases += u64::from(count);
         self.owners.remove(idx);
+        if watched {
+            for (port, _) in &released {
+                self.emit(&Event::released(port, id, reason), out);
+            }
+        }
         for (port, subs) in released {
             for s in subs {
                 self.notify(s, &port, reason, out);
@@ -137,6 +231,7 @@ impl Instance {
         } else {
             let msg = Msg::Deliver {
                 op: 0,
+                ack: false,
                 items: vec![Item::Released {
                     node: to.idx,
                     session: to.session,

@@ -6,14 +6,14 @@ use std::collections::VecDeque;
 
 use hashbrown::HashMap;
 
-use super::{response, Call, Completion, Shape, SwitchEngine};
+use super::{completion, response, Call, Completion, Shape, SwitchEngine};
 use crate::api::{self, ApiError, ResponseBody};
 use crate::cluster::{Instance, InstanceConfig, Token};
 use crate::mesh::Msg;
 use crate::nodes::{ConnId, Drained};
 use crate::ports::NodeIdx;
 use crate::queue::Batch;
-use crate::switch::{Metrics, Output, Reply, Session, SwitchError};
+use crate::switch::{CloseReason, Metrics, Output, Reply, Session, SwitchError};
 
 /// A call in flight: what its reply needs, and its WebSocket request id (`None`: REST).
 #[derive(Debug)]
@@ -50,40 +50,25 @@ impl ClusterEngine {
 
     /// Starts `call` under `token`: it completes here and now (Relet, errors) or when the
     /// instance reports it done.
-    fn start(&mut self, token: Token, call: Result<Call, ApiError>, ws_id: Option<u64>, now: u64) {
+    fn start(
+        &mut self,
+        token: Token,
+        call: Result<(Call, Option<u64>), ApiError>,
+        ws_id: Option<u64>,
+        now: u64,
+    ) {
         let instance = &mut self.instance;
         let out = &mut self.events;
+        let at_once = |result| Err(result);
         let shape = match call {
-            Err(e) => Err(Err(e)),
-            Ok(Call::RegPort {
-                node,
-                ports,
-                subscribe,
-            }) => {
-                // The instance keeps its copy until the shards answer (to roll back).
-                instance.reg_port(token, &node, ports.clone(), subscribe, out);
-                Ok(Shape::RegPort(ports))
+            Err(e) => at_once(Err(e)),
+            Ok((call, Some(session))) if scoped_node(&call).is_some() => {
+                match instance.check_session(scoped_node(&call).unwrap_or_default(), session) {
+                    Err(e) => at_once(Err(e.into())),
+                    Ok(()) => Self::run(instance, out, token, call, now),
+                }
             }
-            Ok(Call::UnRegPort { node, ports }) => {
-                instance.unreg_port(token, &node, &ports, out);
-                Ok(Shape::UnRegPort(ports))
-            }
-            Ok(Call::SendMsg(messages)) => {
-                instance.send_msg(token, messages, out);
-                Ok(Shape::SendMsg)
-            }
-            Ok(Call::QueryPort(ports)) => {
-                instance.query_port(token, &ports);
-                Ok(Shape::QueryPort(ports))
-            }
-            Ok(Call::QueryNode(nodes)) => {
-                instance.query_node(token, nodes.clone());
-                Ok(Shape::QueryNode(nodes))
-            }
-            Ok(Call::Relet { node }) => Err(instance
-                .relet(&node, now)
-                .map(|deadline| api::relet_response(deadline, instance.nodes().lease_ms()))
-                .map_err(ApiError::from)),
+            Ok((call, _)) => Self::run(instance, out, token, call, now),
         };
         match shape {
             Ok(shape) => {
@@ -92,6 +77,83 @@ impl ClusterEngine {
             Err(result) => self.done.push_back((token, completion(ws_id, result))),
         }
         self.collect();
+    }
+
+    /// Starts `call` at the instance: the shape of its reply, or its result at once.
+    fn run(
+        instance: &mut Instance,
+        out: &mut Vec<Output>,
+        token: Token,
+        call: Call,
+        now: u64,
+    ) -> Result<Shape, Result<ResponseBody, ApiError>> {
+        Ok(match call {
+            Call::RegPort {
+                node,
+                ports,
+                subscribe,
+                if_owner,
+            } => {
+                // The instance keeps its copy until the shards answer (to roll back).
+                let expected = if_owner.as_ref().map(|o| o.as_deref());
+                instance.reg_port(token, &node, ports.clone(), subscribe, expected, out);
+                Shape::RegPort(ports)
+            }
+            Call::UnRegPort { node, ports } => {
+                instance.unreg_port(token, &node, &ports, out);
+                Shape::UnRegPort(ports)
+            }
+            Call::SendMsg { batch, ack } => {
+                instance.send_msg(token, batch, ack, out);
+                Shape::SendMsg
+            }
+            Call::QueryPort(ports) => {
+                instance.query_port(token, &ports);
+                Shape::QueryPort(ports)
+            }
+            Call::QueryNode(nodes) => {
+                instance.query_node(token, nodes.clone());
+                Shape::QueryNode(nodes)
+            }
+            Call::Relet { node } => {
+                return Err(instance
+                    .relet(&node, now)
+                    .map(|deadline| api::relet_response(deadline, instance.nodes().lease_ms()))
+                    .map_err(ApiError::from))
+            }
+            Call::Watch { node, request } => {
+                instance.watch(token, &node, request, out);
+                Shape::Watch
+            }
+            Call::Unwatch { node, watch } => {
+                return Err(instance
+                    .unwatch(&node, watch)
+                    .map(|()| ResponseBody::Unwatch(api::UnwatchResponse { unwatched: watch }))
+                    .map_err(ApiError::from))
+            }
+            Call::ListPorts(page) => {
+                instance.list_ports(token, page);
+                Shape::Listing
+            }
+            Call::ListNodes(page) => {
+                instance.list_nodes(token, page);
+                Shape::Listing
+            }
+            Call::NodePorts { node, page } => {
+                instance.node_ports(token, &node, page);
+                Shape::Listing
+            }
+            Call::Handover { node, to, ports } => {
+                instance.handover(token, &node, &to, &ports, out);
+                Shape::Handover(ports)
+            }
+            Call::Ack { node, upto } => {
+                return Err(instance
+                    .ack(&node, upto, out)
+                    .map(|acknowledged| ResponseBody::Ack(api::AckResponse { acknowledged }))
+                    .map_err(ApiError::from))
+            }
+        })
     }
 
     /// Moves the instance's completed operations to `done`.
@@ -120,17 +182,17 @@ impl ClusterEngine {
     }
 }
 
-/// The completion of a call with WebSocket request id `ws_id` (`None`: REST).
-fn completion(ws_id: Option<u64>, result: Result<ResponseBody, ApiError>) -> Completion {
-    match ws_id {
-        None => Completion::Rest(result),
-        Some(id) => Completion::Ws(
-            serde_json::to_string(&api::WsReply {
-                id,
-                body: result.unwrap_or_else(|e| ResponseBody::Error(e.body())),
-            })
-            .unwrap_or_default(),
-        ),
+/// The node a node-scoped call acts for.
+fn scoped_node(call: &Call) -> Option<&str> {
+    match call {
+        Call::RegPort { node, .. }
+        | Call::UnRegPort { node, .. }
+        | Call::Relet { node }
+        | Call::Watch { node, .. }
+        | Call::Unwatch { node, .. }
+        | Call::Handover { node, .. }
+        | Call::Ack { node, .. } => Some(node),
+        _ => None,
     }
 }
 
@@ -155,6 +217,12 @@ impl SwitchEngine for ClusterEngine {
 
     fn handle_connection_closed(&mut self, conn: ConnId) -> bool {
         let receiving = self.instance.connection_closed(conn, &mut self.events);
+        self.collect();
+        receiving
+    }
+
+    fn handle_close(&mut self, conn: ConnId, reason: CloseReason) -> bool {
+        let receiving = self.instance.close(conn, reason, &mut self.events);
         self.collect();
         receiving
     }

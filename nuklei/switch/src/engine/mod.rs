@@ -9,20 +9,19 @@
 //! instance of several, calls that need other instances completed when their mesh replies
 //! arrive). The nukleus is written once against [`SwitchEngine`].
 
-use std::borrow::Cow;
-
 use crate::api::{self, ApiError, ResponseBody};
-use crate::batch::SendBatch;
 use crate::cluster::Token;
 use crate::mesh::Msg;
 use crate::nodes::{ConnId, Drained};
 use crate::ports::NodeIdx;
 use crate::queue::Batch;
-use crate::request::{self, Request, Str};
-use crate::switch::{Metrics, Output, Reply, Session, SwitchError};
+use crate::switch::{CloseReason, Metrics, Output, Session, SwitchError};
 
+mod call;
 pub mod cluster;
 pub mod single;
+
+pub use call::{response, Call, Shape};
 
 /// A completed call, as [`SwitchEngine::poll_done`] hands it out.
 #[derive(Debug)]
@@ -62,6 +61,11 @@ pub trait SwitchEngine: Send {
 
     /// A connection closed; whether it was a receiving connection.
     fn handle_connection_closed(&mut self, conn: ConnId) -> bool;
+
+    /// The caller closes receiving connection `conn` for `reason` (its token was revoked):
+    /// the node goes offline now, and the engine answers with [`Output::Close`]. Whether it
+    /// was a receiving connection.
+    fn handle_close(&mut self, conn: ConnId, reason: CloseReason) -> bool;
 
     /// The clock reached `now`: expire leases; how many nodes went offline.
     fn handle_timeout(&mut self, now: u64) -> usize;
@@ -126,126 +130,16 @@ pub trait SwitchEngine: Send {
     fn lease_ms(&self) -> u64;
 }
 
-/// An API call, parsed, for the node a request acts for.
-#[derive(Debug)]
-pub enum Call {
-    /// RegPort.
-    RegPort {
-        /// Node.
-        node: String,
-        /// Ports.
-        ports: Vec<String>,
-        /// Subscribe to failed ports' release.
-        subscribe: bool,
-    },
-    /// UnRegPort.
-    UnRegPort {
-        /// Node.
-        node: String,
-        /// Ports.
-        ports: Vec<String>,
-    },
-    /// SendMsg.
-    SendMsg(SendBatch),
-    /// QueryPort.
-    QueryPort(Vec<String>),
-    /// QueryNode.
-    QueryNode(Vec<String>),
-    /// Relet.
-    Relet {
-        /// Node.
-        node: String,
-    },
-}
-
-/// What is needed to build the reply body once a call completes.
-#[derive(Debug)]
-pub enum Shape {
-    /// RegPort of these ports.
-    RegPort(Vec<String>),
-    /// UnRegPort of these ports.
-    UnRegPort(Vec<String>),
-    /// SendMsg.
-    SendMsg,
-    /// QueryPort of these ports.
-    QueryPort(Vec<String>),
-    /// QueryNode of these nodes.
-    QueryNode(Vec<String>),
-    /// `GET /v1/metrics`: the counters of every instance.
-    Metrics,
-}
-
-impl Call {
-    /// The call of a parsed request for `node` (the acting node of RegPort, UnRegPort, Relet).
-    pub fn from_request(node: &str, req: Request<'_>) -> Result<Call, ApiError> {
-        let owned =
-            |v: Vec<Str<'_>>| -> Vec<String> { v.into_iter().map(Cow::into_owned).collect() };
-        Ok(match req {
-            Request::RegPort { ports, subscribe } => Call::RegPort {
-                node: node.to_string(),
-                ports: owned(ports),
-                subscribe,
-            },
-            Request::UnRegPort { ports } => Call::UnRegPort {
-                node: node.to_string(),
-                ports: owned(ports),
-            },
-            Request::SendMsg { messages } => {
-                let mut batch = SendBatch::with_capacity(messages.len());
-                for m in &messages {
-                    let Some(targets) = m.targets() else {
-                        return Err(ApiError::BadRequest(
-                            "each message needs exactly one of \"port\" or \"ports\"".into(),
-                        ));
-                    };
-                    batch.push(targets.iter().map(|t| t.as_ref()), &m.body);
-                }
-                Call::SendMsg(batch)
-            }
-            Request::QueryPort { ports } => Call::QueryPort(owned(ports)),
-            Request::QueryNode { nodes } => Call::QueryNode(owned(nodes)),
-            Request::Relet => Call::Relet {
-                node: node.to_string(),
-            },
-        })
+/// The completion of a call with WebSocket request id `ws_id` (`None`: REST).
+pub(crate) fn completion(ws_id: Option<u64>, result: Result<ResponseBody, ApiError>) -> Completion {
+    match ws_id {
+        None => Completion::Rest(result),
+        Some(id) => Completion::Ws(
+            serde_json::to_string(&api::WsReply {
+                id,
+                body: result.unwrap_or_else(|e| ResponseBody::Error(e.body())),
+            })
+            .unwrap_or_default(),
+        ),
     }
-
-    /// The call of a REST request.
-    pub fn from_rest(route: &api::Route, body: &[u8]) -> Result<Call, ApiError> {
-        let node = route.node().unwrap_or_default();
-        if let api::Route::Relet { node } = route {
-            return Ok(Call::Relet { node: node.clone() });
-        }
-        let text = std::str::from_utf8(body)
-            .map_err(|e| ApiError::BadJson(format!("request body is not UTF-8: {e}")))?;
-        let req =
-            request::parse_body(route.op(), text).map_err(|e| ApiError::BadJson(e.to_string()))?;
-        Call::from_request(node, req)
-    }
-
-    /// The call of a WebSocket request from `node`'s receiving connection, with its id.
-    pub fn from_ws(node: &str, text: &str) -> (u64, Result<Call, ApiError>) {
-        match request::parse_ws(text) {
-            Err(e) => (request::ws_id(text), Err(ApiError::BadJson(e.to_string()))),
-            Ok((id, req)) => (id, Call::from_request(node, req)),
-        }
-    }
-}
-
-/// The reply body of a completed call of shape `shape`.
-pub fn response(shape: Shape, reply: Result<Reply, SwitchError>) -> Result<ResponseBody, ApiError> {
-    let reply = reply?;
-    Ok(match (shape, reply) {
-        (Shape::RegPort(ports), Reply::RegPort(r)) => api::reg_port_response(&ports, r),
-        (Shape::UnRegPort(ports), Reply::UnRegPort(r)) => api::unreg_port_response(&ports, r),
-        (Shape::SendMsg, Reply::SendMsg(r)) => api::send_msg_response(r),
-        (Shape::QueryPort(ports), Reply::QueryPort(r)) => api::query_port_response(&ports, r),
-        (Shape::QueryNode(nodes), Reply::QueryNode(r)) => api::query_node_response(&nodes, r),
-        (shape, reply) => {
-            tracing::error!(?shape, ?reply, "switch reply does not match its call");
-            return Err(ApiError::BadRequest(
-                "internal error: mismatched reply".into(),
-            ));
-        }
-    })
 }

@@ -1,15 +1,19 @@
 //! The whole switch in one instance: the degenerate cluster of one. Every call completes at
-//! once, through the same [`SwitchEngine`] outputs as a cluster instance's.
+//! once — but an acknowledged SendMsg, which completes when its receivers acknowledged —
+//! through the same [`SwitchEngine`] outputs as a cluster instance's.
 
 use std::collections::VecDeque;
 
-use super::{Completion, SwitchEngine};
-use crate::api;
+use hashbrown::HashMap;
+
+use super::{completion, Completion, SwitchEngine};
+use crate::api::{self, ApiError};
 use crate::cluster::Token;
 use crate::nodes::{ConnId, Drained};
 use crate::ports::NodeIdx;
 use crate::queue::Batch;
-use crate::switch::{Config, Metrics, Output, Session, Switch, SwitchError};
+use crate::request::{self, Parsed, Request};
+use crate::switch::{CloseReason, Config, Metrics, Output, Session, Switch, SwitchError};
 
 /// [`Switch`] behind the [`SwitchEngine`] interface.
 #[derive(Debug)]
@@ -20,6 +24,8 @@ pub struct SingleEngine {
     events: Vec<Output>,
     ready: VecDeque<Output>,
     done: VecDeque<(Token, Completion)>,
+    /// Acknowledged sends waiting, with their WebSocket request id (`None`: REST).
+    acked: HashMap<Token, Option<u64>>,
 }
 
 impl SingleEngine {
@@ -30,12 +36,64 @@ impl SingleEngine {
             events: Vec::new(),
             ready: VecDeque::new(),
             done: VecDeque::new(),
+            acked: HashMap::new(),
         }
     }
 
     /// The switch itself (tests, embedders).
     pub fn switch(&self) -> &Switch {
         &self.switch
+    }
+
+    /// Runs a parsed call of `node`'s; `ws_id`: its WebSocket request id.
+    fn run(
+        &mut self,
+        token: Token,
+        ws_id: Option<u64>,
+        node: &str,
+        parsed: Parsed<'_>,
+        now: u64,
+    ) {
+        if let Request::SendMsg {
+            messages,
+            ack: true,
+        } = &parsed.request
+        {
+            let started = if messages.iter().any(|m| m.targets().is_none()) {
+                Err(ApiError::BadRequest(
+                    "each message needs exactly one of \"port\" or \"ports\"".into(),
+                ))
+            } else {
+                let batch = messages
+                    .iter()
+                    .map(|m| (m.targets().unwrap_or_default(), m.body.as_ref(), m.escaping));
+                self.switch
+                    .send_msg_acked(token, batch, now, &mut self.events)
+                    .map_err(ApiError::from)
+            };
+            match started {
+                Ok(()) => {
+                    self.acked.insert(token, ws_id);
+                    self.collect_acked();
+                }
+                Err(e) => self.done.push_back((token, completion(ws_id, Err(e)))),
+            }
+            return;
+        }
+        let result = api::execute(&mut self.switch, node, parsed, now, &mut self.events);
+        self.done.push_back((token, completion(ws_id, result)));
+    }
+
+    /// Acknowledged sends the switch completed.
+    fn collect_acked(&mut self) {
+        if self.acked.is_empty() {
+            return;
+        }
+        for (token, report, acks) in self.switch.take_acked() {
+            let ws_id = self.acked.remove(&token).flatten();
+            let body = api::send_acked_response(report, acks);
+            self.done.push_back((token, completion(ws_id, Ok(body))));
+        }
     }
 }
 
@@ -47,8 +105,11 @@ impl SwitchEngine for SingleEngine {
         conn: ConnId,
         now: u64,
     ) -> Result<Session, SwitchError> {
-        self.switch
-            .wait_msg(node, address, conn, now, &mut self.events)
+        let session = self
+            .switch
+            .wait_msg(node, address, conn, now, &mut self.events);
+        self.collect_acked();
+        session
     }
 
     fn handle_relet(&mut self, node: &str, now: u64) -> Result<u64, SwitchError> {
@@ -56,21 +117,43 @@ impl SwitchEngine for SingleEngine {
     }
 
     fn handle_connection_closed(&mut self, conn: ConnId) -> bool {
-        self.switch.connection_closed(conn, &mut self.events)
+        let receiving = self.switch.connection_closed(conn, &mut self.events);
+        self.collect_acked();
+        receiving
+    }
+
+    fn handle_close(&mut self, conn: ConnId, reason: CloseReason) -> bool {
+        let receiving = self.switch.close(conn, reason, &mut self.events);
+        self.collect_acked();
+        receiving
     }
 
     fn handle_timeout(&mut self, now: u64) -> usize {
-        self.switch.tick(now, &mut self.events)
+        let expired = self.switch.tick(now, &mut self.events);
+        self.collect_acked();
+        expired
     }
 
     fn handle_rest(&mut self, token: Token, route: &api::Route, body: &[u8], now: u64) {
-        let result = api::handle(&mut self.switch, route, body, now, &mut self.events);
-        self.done.push_back((token, Completion::Rest(result)));
+        match api::parse_rest(route, body) {
+            Ok(parsed) => self.run(token, None, route.node().unwrap_or_default(), parsed, now),
+            Err(e) => self.done.push_back((token, Completion::Rest(Err(e)))),
+        }
     }
 
     fn handle_ws(&mut self, token: Token, node: &str, text: &str, now: u64) {
-        let reply = api::handle_ws(&mut self.switch, node, text, now, &mut self.events);
-        self.done.push_back((token, Completion::Ws(reply)));
+        match request::parse_ws(text) {
+            Ok((id, parsed)) => {
+                self.run(token, Some(id), node, api::with_watch_id(id, parsed), now);
+                // An ack may complete acknowledged sends.
+                self.collect_acked();
+            }
+            Err(e) => {
+                let result = Err(ApiError::BadJson(e.to_string()));
+                let id = request::ws_id(text);
+                self.done.push_back((token, completion(Some(id), result)));
+            }
+        }
     }
 
     fn handle_metrics(&mut self, token: Token, requests: u64, refused: u64) {

@@ -107,6 +107,8 @@ pub mod close_code {
     pub const SLOW_CONSUMER: u16 = 4002;
     /// This cluster member stopped being the master (the reason names the master if known).
     pub const NOT_MASTER: u16 = 4003;
+    /// The token the connection was opened with was revoked (token reload).
+    pub const TOKEN_REVOKED: u16 = 4004;
 }
 
 /// Stream id of the mesh between two switch instances: one stream per direction, DATA only.
@@ -313,6 +315,7 @@ impl SwitchNukleus {
                 instances: count,
                 lease_ms: config.switch.lease_ms,
                 limits: config.switch.limits.clone(),
+                incarnation: config.switch.incarnation,
             };
             instance_config = Some(instance.clone());
             let engine = ClusterEngine::new(instance);

@@ -20,6 +20,7 @@ pub(super) fn close_code_of(reason: &CloseReason) -> u16 {
         CloseReason::Replaced => close_code::REPLACED,
         CloseReason::LeaseExpired => close_code::LEASE_EXPIRED,
         CloseReason::SlowConsumer { .. } => close_code::SLOW_CONSUMER,
+        CloseReason::TokenRevoked => close_code::TOKEN_REVOKED,
     }
 }
 
@@ -28,6 +29,7 @@ pub(super) fn close_name(reason: &CloseReason) -> &'static str {
         CloseReason::Replaced => "replaced",
         CloseReason::LeaseExpired => "lease_expired",
         CloseReason::SlowConsumer { .. } => "slow_consumer",
+        CloseReason::TokenRevoked => "token_revoked",
     }
 }
 

@@ -47,6 +47,7 @@ use crate::ports::{
     shard_of, NodeIdx, Outcome, PortShard, RegisterError, SubscribeOutcome, Subscriber,
 };
 use crate::queue::Batch;
+use crate::watch::{self, Event, Journal, OfflineReason, What, Watchers};
 
 mod types;
 
@@ -56,19 +57,66 @@ pub use types::{
 };
 
 #[derive(Clone, Copy, Debug)]
-enum Cause {
+pub(crate) enum Cause {
     Closed,
     LeaseExpired,
     SlowConsumer { queued: usize, limit: usize },
+    Revoked,
+}
+
+impl Cause {
+    pub(crate) fn offline_reason(self) -> OfflineReason {
+        match self {
+            Cause::Closed => OfflineReason::Closed,
+            Cause::LeaseExpired => OfflineReason::LeaseExpired,
+            Cause::SlowConsumer { .. } => OfflineReason::SlowConsumer,
+            Cause::Revoked => OfflineReason::TokenRevoked,
+        }
+    }
+}
+
+/// Nodes a watch push overflowed, as work for `run_offline`.
+pub(crate) fn slow_consumers(
+    slow: Vec<(NodeIdx, usize, usize)>,
+) -> impl Iterator<Item = (NodeIdx, Cause)> {
+    slow.into_iter()
+        .map(|(node, queued, limit)| (node, Cause::SlowConsumer { queued, limit }))
+}
+
+/// Journals `event` (instance 0: the whole switch) and fans it out to the watches.
+pub(crate) fn emit(
+    journal: &mut Journal,
+    watchers: &mut Watchers,
+    nodes: &mut NodeRegistry,
+    event: &Event<'_>,
+    out: &mut Vec<Output>,
+    slow: &mut Vec<(NodeIdx, usize, usize)>,
+) -> u64 {
+    let seq = journal.append(event);
+    if !watchers.is_empty_for(event.what.kind()) {
+        watch::fan_out(watchers, nodes, 0, seq, event, out, slow);
+    }
+    seq
 }
 
 /// The port switch: node home plus N port shards, in one thread.
 #[derive(Debug)]
 pub struct Switch {
-    limits: Limits,
-    nodes: NodeRegistry,
-    shards: Vec<PortShard>,
-    metrics: Metrics,
+    pub(crate) limits: Limits,
+    pub(crate) nodes: NodeRegistry,
+    pub(crate) shards: Vec<PortShard>,
+    pub(crate) metrics: Metrics,
+    /// Every port and node event, numbered (see [`crate::watch`]).
+    pub(crate) journal: Journal,
+    /// The nodes' watches.
+    pub(crate) watchers: Watchers,
+    /// Acknowledged deliveries waiting for their receivers.
+    pub(crate) acks: crate::ack::Acks,
+    /// The acknowledged send being queued, if one is.
+    pub(crate) ack_op: Option<u64>,
+    pub(crate) next_ack_op: u64,
+    /// Acknowledged sends waiting: their token and what they queued.
+    pub(crate) ack_calls: hashbrown::HashMap<u64, (u64, SendReport)>,
 }
 
 impl Default for Switch {
@@ -82,7 +130,17 @@ impl Switch {
     pub fn new(config: Config) -> Self {
         let shards = config.shards.max(1);
         Switch {
-            nodes: NodeRegistry::new(config.lease_ms, config.limits.max_queued_bytes),
+            nodes: NodeRegistry::with_sessions_from(
+                config.lease_ms,
+                config.limits.max_queued_bytes,
+                config.incarnation + 1,
+            ),
+            journal: Journal::new(config.limits.watch_history, config.incarnation),
+            watchers: Watchers::new(1),
+            acks: crate::ack::Acks::default(),
+            ack_op: None,
+            next_ack_op: 1,
+            ack_calls: hashbrown::HashMap::new(),
             limits: config.limits,
             shards: (0..shards)
                 .map(|i| PortShard::with_seed(0x9e37_79b9_7f4a_7c15 ^ i as u64))
@@ -155,11 +213,33 @@ impl Switch {
                 conn: old,
                 reason: CloseReason::Replaced,
             });
+            self.watchers.remove_node(idx);
             let mut work = Vec::new();
             self.release_node_ports(idx, ReleaseReason::Replaced, &mut work, out);
             self.run_offline(work, out);
         }
-        Ok(connect(&mut self.nodes, idx, conn, address, now, replaced))
+        let session = connect(&mut self.nodes, idx, conn, address, now, replaced);
+        let what = if replaced { What::Replaced } else { What::Online };
+        self.emit(&Event::node(what, node, address), out);
+        Ok(session)
+    }
+
+    /// Numbers and journals `event` and queues it for the watches it matches (a watcher that
+    /// cannot take it goes offline as a slow consumer).
+    pub(crate) fn emit(&mut self, event: &Event<'_>, out: &mut Vec<Output>) -> u64 {
+        let mut slow = Vec::new();
+        let seq = emit(
+            &mut self.journal,
+            &mut self.watchers,
+            &mut self.nodes,
+            event,
+            out,
+            &mut slow,
+        );
+        if !slow.is_empty() {
+            self.run_offline(slow_consumers(slow).collect(), out);
+        }
+        seq
     }
 
     /// Relet: extend the lease of an online node; returns the new deadline.
@@ -182,9 +262,26 @@ impl Switch {
         }
     }
 
+    /// The caller closes receiving connection `conn` for `reason` (a revoked token): its
+    /// node goes offline as if its lease had run out, with [`Output::Close`] for `reason`.
+    pub fn close(&mut self, conn: ConnId, reason: CloseReason, out: &mut Vec<Output>) -> bool {
+        let Some(idx) = self.nodes.by_conn(conn) else {
+            return false;
+        };
+        let cause = match reason {
+            CloseReason::TokenRevoked => Cause::Revoked,
+            CloseReason::LeaseExpired => Cause::LeaseExpired,
+            CloseReason::SlowConsumer { queued, limit } => Cause::SlowConsumer { queued, limit },
+            CloseReason::Replaced => Cause::Closed,
+        };
+        self.run_offline(vec![(idx, cause)], out);
+        true
+    }
+
     /// Time is `now`: nodes whose lease ran out go offline (their connections are closed with
     /// [`CloseReason::LeaseExpired`], their ports released). Returns how many.
     pub fn tick(&mut self, now: u64, out: &mut Vec<Output>) -> usize {
+        self.acks.expire(now);
         let expired = self.nodes.expired(now);
         let n = expired.len();
         self.metrics.lease_expiries += n as u64;
@@ -204,7 +301,10 @@ impl Switch {
     ///
     /// [`tick`]: Switch::tick
     pub fn next_deadline(&self) -> Option<u64> {
-        self.nodes.next_deadline()
+        match (self.nodes.next_deadline(), self.acks.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// RegPort: register `ports` for `node` (which must be online). Ports the node already owns
@@ -218,7 +318,6 @@ impl Switch {
         subscribe: bool,
         out: &mut Vec<Output>,
     ) -> Result<RegPortReply, SwitchError> {
-        let _ = out;
         self.check_ports(ports)?;
         let idx = self.online_index(node)?;
         let (base, session) = self
@@ -269,6 +368,12 @@ impl Switch {
         self.nodes.add_ports(idx, new.len() as isize);
         self.metrics.registrations += new.len() as u64;
         self.metrics.registration_conflicts += failed.len() as u64;
+        if let Some((id, address)) = self.nodes.get(idx).map(|n| (n.id().clone(), n.address().clone())) {
+            for &i in &new {
+                let event = Event::acquired(ports[i as usize].as_ref(), &id, &address);
+                self.emit(&event, out);
+            }
+        }
         let mut reply = RegPortReply {
             registered: new.len(),
             failed: Vec::with_capacity(failed.len()),
@@ -313,11 +418,14 @@ impl Switch {
         let nshards = self.shards.len();
         let mut reply = UnRegPortReply::default();
         let mut work = Vec::new();
+        let id = self.nodes.get(idx).map(|n| n.id().clone()).unwrap_or_default();
         for (i, port) in ports.iter().enumerate() {
             let port = port.as_ref();
             match self.shards[shard_of(port.as_bytes(), nshards)].unregister(port, idx) {
                 Outcome::Released(subs) => {
                     reply.released.push(i);
+                    let event = Event::released(port, &id, ReleaseReason::Unregistered);
+                    self.emit(&event, out);
                     if !subs.is_empty() {
                         let port: Arc<str> = Arc::from(port);
                         for s in subs {
@@ -477,7 +585,20 @@ impl Switch {
         escaping: Escaping,
         out: &mut Vec<Output>,
     ) -> SendReport {
-        match self.nodes.push_msg_as(node, port, body, escaping) {
+        let outcome = match self.ack_op {
+            None => self.nodes.push_msg_as(node, port, body, escaping),
+            Some(op) => {
+                let number = self.acks.expect(node, op);
+                let outcome = self.nodes.push_object(node, |buf| {
+                    crate::ack::encode_msg(port, body, escaping, number, buf)
+                });
+                if !matches!(outcome, PushOutcome::Queued { .. }) {
+                    self.acks.cancel(node);
+                }
+                outcome
+            }
+        };
+        match outcome {
             PushOutcome::Queued { first } => {
                 if first {
                     if let Some(conn) = self.nodes.get(node).and_then(Node::conn) {
@@ -574,14 +695,28 @@ impl Switch {
         self.nodes.pop(node)
     }
 
-    fn online_index(&self, node: &str) -> Result<NodeIdx, SwitchError> {
+    /// Refuses a call for `session` of `node` unless that is the node's current session.
+    pub fn check_session(&self, node: &str, session: u64) -> Result<(), SwitchError> {
+        let idx = self.online_index(node)?;
+        let current = self.nodes.get(idx).map_or(0, Node::session);
+        if current != session {
+            return Err(SwitchError::SessionReplaced {
+                node: node.to_string(),
+                named: session,
+                current,
+            });
+        }
+        Ok(())
+    }
+
+    pub(crate) fn online_index(&self, node: &str) -> Result<NodeIdx, SwitchError> {
         self.nodes
             .lookup(node)
             .filter(|&i| self.nodes.get(i).and_then(Node::conn).is_some())
             .ok_or_else(|| SwitchError::NotOnline(node.to_string()))
     }
 
-    fn check_ports<S: AsRef<str>>(&self, ports: &[S]) -> Result<(), SwitchError> {
+    pub(crate) fn check_ports<S: AsRef<str>>(&self, ports: &[S]) -> Result<(), SwitchError> {
         self.limits.check_ports_in_request(ports.len())?;
         for p in ports {
             let p = p.as_ref();
@@ -605,11 +740,17 @@ impl Switch {
             shards,
             nodes,
             metrics,
+            journal,
+            watchers,
             ..
         } = self;
+        let id = nodes.get(idx).map(|n| n.id().clone()).unwrap_or_default();
         let mut released = 0u64;
+        let mut slow = Vec::new();
         for shard in shards.iter_mut() {
             released += u64::from(shard.release_all(idx, |name, subs| {
+                let event = Event::released(name, &id, reason);
+                emit(journal, watchers, nodes, &event, out, &mut slow);
                 if !subs.is_empty() {
                     let port: Arc<str> = Arc::from(name);
                     for s in subs {
@@ -620,11 +761,12 @@ impl Switch {
         }
         nodes.add_ports(idx, -(released as isize));
         metrics.releases += released;
+        work.extend(slow_consumers(slow));
     }
 
     /// Take nodes offline, including the cascade of subscribers that turn out to be slow
     /// consumers while being notified.
-    fn run_offline(&mut self, mut work: Vec<(NodeIdx, Cause)>, out: &mut Vec<Output>) {
+    pub(crate) fn run_offline(&mut self, mut work: Vec<(NodeIdx, Cause)>, out: &mut Vec<Output>) {
         while let Some((idx, cause)) = work.pop() {
             let Some(id) = self.nodes.get(idx).map(|n| n.id().clone()) else {
                 continue;
@@ -639,7 +781,21 @@ impl Switch {
                     self.metrics.slow_consumer_disconnects += 1;
                     Some(CloseReason::SlowConsumer { queued, limit })
                 }
+                Cause::Revoked => Some(CloseReason::TokenRevoked),
             };
+            self.watchers.remove_node(idx);
+            self.acks.gone(idx);
+            let event = Event::node(What::Offline(cause.offline_reason()), &id, "");
+            let mut slow = Vec::new();
+            emit(
+                &mut self.journal,
+                &mut self.watchers,
+                &mut self.nodes,
+                &event,
+                out,
+                &mut slow,
+            );
+            work.extend(slow_consumers(slow));
             if let Some(reason) = reason {
                 out.push(Output::Close {
                     node: id,

@@ -17,6 +17,11 @@ pub struct Config {
     pub shards: usize,
     /// Size limits.
     pub limits: Limits,
+    /// This incarnation of the switch: a number larger than any of an earlier one (the
+    /// nukleus uses its start time in microseconds), from which session numbers and event
+    /// sequence numbers count, so that a session or cursor of before a restart is never taken
+    /// for one of after it.
+    pub incarnation: u64,
 }
 
 impl Default for Config {
@@ -25,6 +30,7 @@ impl Default for Config {
             lease_ms: 10_000,
             shards: 1,
             limits: Limits::default(),
+            incarnation: 0,
         }
     }
 }
@@ -43,6 +49,8 @@ pub enum CloseReason {
         /// The limit.
         limit: usize,
     },
+    /// The token the connection was opened with was removed, or no longer grants the node.
+    TokenRevoked,
 }
 
 impl std::fmt::Display for CloseReason {
@@ -53,6 +61,9 @@ impl std::fmt::Display for CloseReason {
             CloseReason::SlowConsumer { queued, limit } => write!(
                 f,
                 "slow consumer: {queued} bytes would be queued, the limit is {limit} bytes"
+            ),
+            CloseReason::TokenRevoked => f.write_str(
+                "the token of this connection was revoked (removed from the topology, or no longer granted this node)",
             ),
         }
     }
@@ -108,6 +119,25 @@ pub enum SwitchError {
     /// A port shard ran out of 32-bit address space.
     #[error("port table shard is full")]
     ShardFull,
+    /// The request makes no sense (a handover to the giver itself, …).
+    #[error("{0}")]
+    Invalid(String),
+    /// A watch could not be added or removed.
+    #[error(transparent)]
+    Watch(#[from] crate::watch::WatchError),
+    /// A watch's `from` cursor is not a position of this switch.
+    #[error("{0}")]
+    BadCursor(String),
+    /// The call names a session of the node that is not its current one.
+    #[error("session {named} of node {node:?} is not its receiving connection any more (it is {current}): the call was not applied")]
+    SessionReplaced {
+        /// The node.
+        node: String,
+        /// The session the call named.
+        named: u64,
+        /// The node's current session.
+        current: u64,
+    },
     /// A request that acts for a node reached a switch instance that is not the node's home
     /// (with several switch instances, http and ws route such requests by the node id).
     #[error("node {node:?} lives on switch instance {home}, this is instance {here}: route requests for a node by its id (the default http/ws routes to `switch` do)")]
@@ -282,6 +312,22 @@ pub enum Reply {
     QueryPort(Vec<Option<PortOwner>>),
     /// QueryNode, in request order.
     QueryNode(Vec<Option<NodeInfo>>),
+    /// A watch started.
+    Watch(crate::watch::WatchReply),
+    /// A call that answers nothing but success (unwatch).
+    Done,
+    /// A page of ports by prefix.
+    ListPorts(crate::listing::PortListing),
+    /// A page of online nodes.
+    ListNodes(crate::listing::NodeListing),
+    /// A page of a node's ports.
+    NodePorts(crate::listing::NodePortsListing),
+    /// What a handover moved.
+    Handover(crate::handover::HandoverReply),
+    /// Pushes acknowledged by an `ack`.
+    Acked(u64),
+    /// An acknowledged SendMsg: what it queued and what the receivers acknowledged.
+    SendAcked(SendReport, crate::ack::AckReport),
     /// The counters of every switch instance, summed ([`crate::cluster::Instance::query_metrics`]).
     Metrics {
         /// Switch counters.

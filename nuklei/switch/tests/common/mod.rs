@@ -72,6 +72,7 @@ impl Net {
                 lease_ms: LEASE,
                 shards: 4,
                 limits,
+                incarnation: 0,
             }))]
         } else {
             (0..n)
@@ -81,6 +82,7 @@ impl Net {
                         instances: n,
                         lease_ms: LEASE,
                         limits: limits.clone(),
+                        incarnation: 0,
                     })) as Box<dyn SwitchEngine>
                 })
                 .collect()
@@ -246,14 +248,38 @@ impl Net {
 
     /// A request message on `node`'s WebSocket; the reply as JSON.
     pub fn ws(&mut self, node: &str, request: Value) -> Value {
+        let token = self.ws_start(node, request);
+        self.ws_reply(token)
+            .unwrap_or_else(|| panic!("call {token} did not complete"))
+    }
+
+    /// Sends a request on `node`'s WebSocket without waiting; its token.
+    pub fn ws_start(&mut self, node: &str, request: Value) -> u64 {
         let home = self.home(node);
         let token = self.token();
         let now = self.now;
         self.engines[home].handle_ws(token, node, &request.to_string(), now);
-        match self.take(token) {
-            Completion::Ws(text) => serde_json::from_str(&text).unwrap(),
+        self.settle();
+        token
+    }
+
+    /// The reply of the WebSocket call `token`, if it completed.
+    pub fn ws_reply(&mut self, token: u64) -> Option<Value> {
+        self.settle();
+        match self.done.remove(&token)? {
+            Completion::Ws(text) => Some(serde_json::from_str(&text).unwrap()),
             other => panic!("{other:?}"),
         }
+    }
+
+    /// The caller closes `conn` for `reason` (a revoked token).
+    pub fn close_for(&mut self, conn: u64, reason: CloseReason) -> bool {
+        let Some((home, _)) = self.conns.get(&conn).cloned() else {
+            return false;
+        };
+        let r = self.engines[home].handle_close(conn, reason);
+        self.settle();
+        r
     }
 
     /// A REST call at instance `at`: `Ok(body)` or `Err((status, body))`.
@@ -280,7 +306,7 @@ impl Net {
     /// random instance.
     pub fn rest(&mut self, method: &str, path: &str, body: Value) -> Result<Value, (u16, Value)> {
         let at = match path.split('/').collect::<Vec<_>>().as_slice() {
-            ["", "v1", "nodes", node, _] if *node != "query" => self.home(node),
+            ["", "v1", "nodes", node, _, ..] if *node != "query" => self.home(node),
             _ => self.rng.below(self.size()),
         };
         self.rest_at(at, method, path, body)

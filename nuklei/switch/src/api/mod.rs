@@ -32,8 +32,12 @@
 
 use serde::{Deserialize, Serialize};
 
+mod coord;
+
+pub use coord::*;
+
 use crate::limits::LimitError;
-use crate::request::{self, Message, Op, Request, Str};
+use crate::request::{self, Message, Op, Parsed, Request, Str};
 use crate::switch::{
     NodeInfo, Output, PortOwner, RegPortReply, SendReport, Switch, SwitchError, UnRegPortReply,
 };
@@ -56,8 +60,8 @@ pub struct RegPortRequest {
 pub struct FailedPortBody {
     /// The port.
     pub port: String,
-    /// The owner node id.
-    pub owner: String,
+    /// The owner node id (`null`: a compare-and-register found the port free).
+    pub owner: Option<String>,
     /// The owner's address (`null` if it announced none).
     pub address: Option<String>,
 }
@@ -130,6 +134,13 @@ pub struct SendMsgResponse {
     pub delivered: u64,
     /// Targets dropped (unknown port or owner gone).
     pub dropped: u64,
+    /// With `"ack": true`: pushes the receivers acknowledged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledged: Option<u64>,
+    /// With `"ack": true`: pushes not acknowledged (receiver offline, or no acknowledgement
+    /// within a lease).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unacknowledged: Option<u64>,
 }
 
 /// One port of a QueryPort reply.
@@ -218,6 +229,20 @@ pub enum ResponseBody {
     QueryNode(QueryNodeResponse),
     /// Relet.
     Relet(ReletResponse),
+    /// Watch.
+    Watch(WatchResponse),
+    /// Unwatch.
+    Unwatch(UnwatchResponse),
+    /// A page of ports.
+    ListPorts(ListPortsResponse),
+    /// A page of nodes.
+    ListNodes(ListNodesResponse),
+    /// A page of a node's ports.
+    NodePorts(NodePortsResponse),
+    /// Handover.
+    Handover(HandoverResponse),
+    /// Ack.
+    Ack(AckResponse),
     /// Error.
     Error(ErrorBody),
 }
@@ -330,6 +355,9 @@ impl ApiError {
                 SwitchError::EmptyPortName | SwitchError::EmptyNodeId => 400,
                 SwitchError::ShardFull => 507,
                 SwitchError::Misdirected { .. } => 421,
+                SwitchError::Watch(crate::watch::WatchError::Unknown(_)) => 404,
+                SwitchError::Watch(_) | SwitchError::SessionReplaced { .. } => 409,
+                SwitchError::BadCursor(_) | SwitchError::Invalid(_) => 400,
             },
         }
     }
@@ -349,6 +377,12 @@ impl ApiError {
                 SwitchError::EmptyNodeId => "empty_node",
                 SwitchError::ShardFull => "shard_full",
                 SwitchError::Misdirected { .. } => "misdirected",
+                SwitchError::Watch(crate::watch::WatchError::Exists(_)) => "watch_exists",
+                SwitchError::Watch(crate::watch::WatchError::TooMany { .. }) => "limit_exceeded",
+                SwitchError::Watch(crate::watch::WatchError::Unknown(_)) => "unknown_watch",
+                SwitchError::BadCursor(_) => "bad_cursor",
+                SwitchError::Invalid(_) => "bad_request",
+                SwitchError::SessionReplaced { .. } => "session_replaced",
             },
         }
     }
@@ -388,6 +422,39 @@ pub enum Route {
     QueryPort,
     /// `POST /v1/nodes/query`.
     QueryNode,
+    /// `POST /v1/nodes/{node}/watches`.
+    Watch {
+        /// Node id.
+        node: String,
+    },
+    /// `DELETE /v1/nodes/{node}/watches/{watch}`.
+    Unwatch {
+        /// Node id.
+        node: String,
+        /// The watch.
+        watch: u64,
+    },
+    /// `GET /v1/ports`.
+    ListPorts(crate::listing::PageRequest),
+    /// `GET /v1/nodes`.
+    ListNodes(crate::listing::PageRequest),
+    /// `GET /v1/nodes/{node}/ports`.
+    NodePorts {
+        /// Whose ports.
+        node: String,
+        /// The page (`after`, `limit`).
+        page: crate::listing::PageRequest,
+    },
+    /// `POST /v1/nodes/{node}/handover`.
+    Handover {
+        /// The giving node.
+        node: String,
+    },
+    /// `POST /v1/nodes/{node}/ack`.
+    Ack {
+        /// Node id.
+        node: String,
+    },
 }
 
 impl Route {
@@ -400,15 +467,26 @@ impl Route {
             Route::SendMsg => Op::SendMsg,
             Route::QueryPort => Op::QueryPort,
             Route::QueryNode => Op::QueryNode,
+            Route::Watch { .. } => Op::Watch,
+            Route::Unwatch { .. } => Op::Unwatch,
+            Route::ListPorts(_) => Op::ListPorts,
+            Route::ListNodes(_) => Op::ListNodes,
+            Route::NodePorts { .. } => Op::NodePorts,
+            Route::Handover { .. } => Op::Handover,
+            Route::Ack { .. } => Op::Ack,
         }
     }
 
     /// The node the request acts for, if any (for authorization).
     pub fn node(&self) -> Option<&str> {
         match self {
-            Route::RegPort { node } | Route::UnRegPort { node } | Route::Relet { node } => {
-                Some(node)
-            }
+            Route::RegPort { node }
+            | Route::UnRegPort { node }
+            | Route::Relet { node }
+            | Route::Watch { node }
+            | Route::Unwatch { node, .. }
+            | Route::Handover { node }
+            | Route::Ack { node } => Some(node),
             _ => None,
         }
     }
@@ -429,19 +507,53 @@ pub fn route(method: &str, path: &str) -> Result<Route, ApiError> {
             Err(not_allowed())
         }
     };
+    let query = path.split_once('?').map(|(_, q)| q.split('#').next().unwrap_or(q));
+    let get = |r: Route| {
+        if method == "GET" {
+            Ok(r)
+        } else {
+            Err(not_allowed())
+        }
+    };
     match segments.as_slice() {
         [v, "messages"] if *v == VERSION => post(Route::SendMsg),
         [v, "ports", "query"] if *v == VERSION => post(Route::QueryPort),
         [v, "nodes", "query"] if *v == VERSION => post(Route::QueryNode),
+        [v, "ports"] if *v == VERSION => get(Route::ListPorts(page_query(query)?)),
+        [v, "nodes"] if *v == VERSION => get(Route::ListNodes(page_query(query)?)),
         [v, "nodes", node, "ports"] if *v == VERSION => {
             let node = percent_decode(node)?;
             match method {
                 "POST" => Ok(Route::RegPort { node }),
                 "DELETE" => Ok(Route::UnRegPort { node }),
+                "GET" => Ok(Route::NodePorts {
+                    node,
+                    page: page_query(query)?,
+                }),
                 _ => Err(not_allowed()),
             }
         }
         [v, "nodes", node, "relet"] if *v == VERSION => post(Route::Relet {
+            node: percent_decode(node)?,
+        }),
+        [v, "nodes", node, "watches"] if *v == VERSION => post(Route::Watch {
+            node: percent_decode(node)?,
+        }),
+        [v, "nodes", node, "watches", watch] if *v == VERSION => {
+            let watch = watch.parse::<u64>().map_err(|_| {
+                ApiError::BadRequest(format!("watch id {watch:?} is not a number"))
+            })?;
+            let node = percent_decode(node)?;
+            if method == "DELETE" {
+                Ok(Route::Unwatch { node, watch })
+            } else {
+                Err(not_allowed())
+            }
+        }
+        [v, "nodes", node, "handover"] if *v == VERSION => post(Route::Handover {
+            node: percent_decode(node)?,
+        }),
+        [v, "nodes", node, "ack"] if *v == VERSION => post(Route::Ack {
             node: percent_decode(node)?,
         }),
         _ => Err(ApiError::NotFound(path_only.to_string())),
@@ -470,6 +582,23 @@ fn percent_decode(s: &str) -> Result<String, ApiError> {
         .map_err(|_| ApiError::BadRequest(format!("node id {s:?} is not UTF-8 after decoding")))
 }
 
+/// The request of a REST call: from its route (listings, unwatch), or its body (a relet's
+/// may be empty).
+pub fn parse_rest<'a>(route: &'a Route, body: &'a [u8]) -> Result<Parsed<'a>, ApiError> {
+    if let Some(parsed) = route_request(route) {
+        return Ok(parsed);
+    }
+    if matches!(route, Route::Relet { .. }) && body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Parsed {
+            request: Request::Relet,
+            session: None,
+        });
+    }
+    let text = std::str::from_utf8(body)
+        .map_err(|e| ApiError::BadJson(format!("request body is not UTF-8: {e}")))?;
+    request::parse_body(route.op(), text).map_err(|e| ApiError::BadJson(e.to_string()))
+}
+
 /// Run a routed REST request against the switch.
 pub fn handle(
     switch: &mut Switch,
@@ -479,31 +608,42 @@ pub fn handle(
     out: &mut Vec<Output>,
 ) -> Result<ResponseBody, ApiError> {
     let node = route.node().unwrap_or_default();
-    if let Route::Relet { node } = route {
-        return relet(switch, node, now);
-    }
-    let text = std::str::from_utf8(body)
-        .map_err(|e| ApiError::BadJson(format!("request body is not UTF-8: {e}")))?;
-    let req =
-        request::parse_body(route.op(), text).map_err(|e| ApiError::BadJson(e.to_string()))?;
-    execute(switch, node, req, now, out)
+    let parsed = parse_rest(route, body)?;
+    execute(switch, node, parsed, now, out)
 }
 
-/// Run a parsed request for `node` (the acting node of RegPort, UnRegPort and Relet).
+/// Run a parsed request for `node` (the acting node of node-scoped calls), in the session
+/// it names if it names one.
 pub fn execute(
     switch: &mut Switch,
     node: &str,
-    req: Request<'_>,
+    parsed: Parsed<'_>,
     now: u64,
     out: &mut Vec<Output>,
 ) -> Result<ResponseBody, ApiError> {
+    if let Some(session) = parsed.session {
+        switch.check_session(node, session)?;
+    }
+    let req = parsed.request;
+    if let Some(result) = coord::execute(switch, node, &req, out) {
+        return result;
+    }
     match req {
-        Request::RegPort { ports, subscribe } => reg_port(switch, node, &ports, subscribe, out),
+        Request::RegPort {
+            ports, subscribe, ..
+        } => reg_port(switch, node, &ports, subscribe, out),
         Request::UnRegPort { ports } => unreg_port(switch, node, &ports, out),
-        Request::SendMsg { messages } => send_msg(switch, &messages, out),
+        Request::SendMsg {
+            messages,
+            ack: false,
+        } => send_msg(switch, &messages, out),
+        Request::SendMsg { ack: true, .. } => Err(ApiError::BadRequest(
+            "acknowledged delivery completes later: run it with Switch::send_msg_acked".into(),
+        )),
         Request::QueryPort { ports } => query_port(switch, &ports),
         Request::QueryNode { nodes } => query_node(switch, &nodes),
         Request::Relet => relet(switch, node, now),
+        other => Err(ApiError::BadRequest(format!("not a call of this switch: {other:?}"))),
     }
 }
 
@@ -549,9 +689,9 @@ pub fn handle_ws(
             id: request::ws_id(text),
             body: ResponseBody::Error(ApiError::BadJson(e.to_string()).body()),
         },
-        Ok((id, req)) => WsReply {
+        Ok((id, parsed)) => WsReply {
             id,
-            body: execute(switch, node, req, now, out)
+            body: execute(switch, node, with_watch_id(id, parsed), now, out)
                 .unwrap_or_else(|e| ResponseBody::Error(e.body())),
         },
     };
@@ -579,7 +719,7 @@ pub fn reg_port_response<S: AsRef<str>>(ports: &[S], reply: RegPortReply) -> Res
             .into_iter()
             .map(|f| FailedPortBody {
                 port: ports[f.index].as_ref().to_string(),
-                owner: f.owner.to_string(),
+                owner: announced(&f.owner),
                 address: announced(&f.address),
             })
             .collect(),
@@ -634,7 +774,27 @@ pub fn send_msg_response(report: SendReport) -> ResponseBody {
     ResponseBody::SendMsg(SendMsgResponse {
         delivered: report.delivered,
         dropped: report.dropped,
+        ..SendMsgResponse::default()
     })
+}
+
+/// The reply body of an acknowledged SendMsg.
+pub fn send_acked_response(report: SendReport, acks: crate::ack::AckReport) -> ResponseBody {
+    ResponseBody::SendMsg(SendMsgResponse {
+        delivered: report.delivered,
+        dropped: report.dropped,
+        acknowledged: Some(acks.acknowledged),
+        unacknowledged: Some(acks.unacknowledged),
+    })
+}
+
+/// A WebSocket watch without an explicit id is named by its request's id (the client knows
+/// it before the reply, so events that come first are not a surprise).
+pub fn with_watch_id(id: u64, mut parsed: Parsed<'_>) -> Parsed<'_> {
+    if let Request::Watch(spec) = &mut parsed.request {
+        spec.watch.get_or_insert(id);
+    }
+    parsed
 }
 
 /// QueryPort.
@@ -757,6 +917,7 @@ mod tests {
             body: ResponseBody::SendMsg(SendMsgResponse {
                 delivered: 2,
                 dropped: 1,
+                ..SendMsgResponse::default()
             }),
         };
         assert_eq!(

@@ -33,6 +33,10 @@ use std::hash::BuildHasher;
 use hashbrown::HashMap;
 use hashbrown::HashTable;
 
+mod ordered;
+
+use ordered::Ordered;
+
 /// Dense node index, assigned by the node registry ([`crate::nodes::NodeRegistry`]).
 pub type NodeIdx = u32;
 
@@ -91,6 +95,17 @@ pub enum SubscribeOutcome {
     Unknown,
 }
 
+/// A page of one node's ports in one shard ([`PortShard::node_page`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodePage<'a> {
+    /// The ports, most recently registered first.
+    pub ports: Vec<&'a str>,
+    /// Where the next page starts, if the node has more here.
+    pub next: Option<&'a str>,
+    /// The page's start was no longer the node's: it started again from the most recent.
+    pub restarted: bool,
+}
+
 /// Longest port name the table can store (the length is kept in a `u16`).
 pub const MAX_NAME_LEN: usize = u16::MAX as usize;
 
@@ -146,6 +161,8 @@ pub struct PortShard {
     nodes: Vec<NodeList>,
     subs: HashMap<u32, Vec<Subscriber>>,
     len: usize,
+    /// The entries in name order (listings by prefix).
+    ordered: Ordered,
 }
 
 impl Default for PortShard {
@@ -184,6 +201,7 @@ impl PortShard {
             nodes: Vec::new(),
             subs: HashMap::new(),
             len: 0,
+            ordered: Ordered::default(),
         }
     }
 
@@ -220,6 +238,7 @@ impl PortShard {
             + self.entries.capacity() * std::mem::size_of::<Entry>()
             + self.index.capacity() * (std::mem::size_of::<Slot>() + 1)
             + self.nodes.capacity() * std::mem::size_of::<NodeList>()
+            + self.ordered.heap_bytes()
     }
 
     fn find(&self, name: &[u8]) -> Option<u32> {
@@ -301,6 +320,9 @@ impl PortShard {
         // Growing the index rehashes from the tags alone: no entry or arena access.
         self.index
             .insert_unique(spread(tag), Slot { idx, tag }, slot_hash);
+        let (arena, entries) = (&self.arena, &self.entries);
+        self.ordered
+            .insert(idx, bytes, |i| name_of(arena, &entries[i as usize]));
         self.len += 1;
         Ok(())
     }
@@ -324,6 +346,44 @@ impl PortShard {
         let subs = self.free_entry(idx);
         self.maybe_compact();
         Outcome::Released(subs)
+    }
+
+    /// Moves `name` from `from` to `to` if `from` owns it: it is never free in between, and
+    /// its release subscriptions stay with it. `O(1)`.
+    pub fn transfer(&mut self, name: &str, from: NodeIdx, to: NodeIdx) -> Outcome {
+        let Some(idx) = self.find(name.as_bytes()) else {
+            return Outcome::Unknown;
+        };
+        let entry = self.entries[idx as usize];
+        if entry.owner != from {
+            return Outcome::NotOwner(entry.owner);
+        }
+        if from == to {
+            return Outcome::Released(Vec::new());
+        }
+        // Out of `from`'s list…
+        if entry.prev != NIL {
+            self.entries[entry.prev as usize].next = entry.next;
+        } else {
+            self.nodes[from as usize].head = entry.next;
+        }
+        if entry.next != NIL {
+            self.entries[entry.next as usize].prev = entry.prev;
+        }
+        self.nodes[from as usize].count -= 1;
+        // …into `to`'s, at its head.
+        let head = self.list_mut(to).head;
+        let e = &mut self.entries[idx as usize];
+        e.owner = to;
+        e.prev = NIL;
+        e.next = head;
+        if head != NIL {
+            self.entries[head as usize].prev = idx;
+        }
+        let list = self.list_mut(to);
+        list.head = idx;
+        list.count += 1;
+        Outcome::Released(Vec::new())
     }
 
     /// Subscribe `subscriber` to the release of `name` (held by someone else). Subscribing
@@ -370,6 +430,9 @@ impl PortShard {
             };
             // The name bytes stay valid until the next compaction, which only runs below.
             let name = name_of(&self.arena, &entry);
+            let (arena, entries) = (&self.arena, &self.entries);
+            self.ordered
+                .remove(cur, name, |i| name_of(arena, &entries[i as usize]));
             f(as_str(name), subs);
             self.entries[cur as usize] = Entry {
                 off: 0,
@@ -401,6 +464,54 @@ impl PortShard {
         })
     }
 
+    /// Up to `limit` ports whose names start with `prefix`, in name order, after `after` (a
+    /// name, registered or not) or from the first: one descent of the name-ordered index and
+    /// a walk, whatever the size of the shard.
+    pub fn list(&self, prefix: &str, after: Option<&str>, limit: usize) -> Vec<(&str, NodeIdx)> {
+        let (arena, entries) = (&self.arena, &self.entries);
+        self.ordered
+            .range(
+                prefix.as_bytes(),
+                after.map(str::as_bytes),
+                limit,
+                |i| name_of(arena, &entries[i as usize]),
+            )
+            .into_iter()
+            .map(|i| {
+                let e = &entries[i as usize];
+                (as_str(name_of(arena, e)), e.owner)
+            })
+            .collect()
+    }
+
+    /// A page of the ports `node` holds in this shard, most recently registered first: from
+    /// `start` (inclusive, the `next` of the previous page) or from the most recent. If
+    /// `start` is no longer the node's (released or moved meanwhile), the page starts again
+    /// from the most recent and says so (`restarted`).
+    pub fn node_page(&self, node: NodeIdx, start: Option<&str>, limit: usize) -> NodePage<'_> {
+        let head = self.nodes.get(node as usize).map_or(NIL, |l| l.head);
+        let (mut cur, restarted) = match start {
+            None => (head, false),
+            Some(name) => match self.find(name.as_bytes()) {
+                Some(i) if self.entries[i as usize].owner == node => (i, false),
+                _ => (head, true),
+            },
+        };
+        let mut ports = Vec::new();
+        while cur != NIL && ports.len() < limit {
+            let e = &self.entries[cur as usize];
+            ports.push(as_str(name_of(&self.arena, e)));
+            cur = e.next;
+        }
+        let next =
+            (cur != NIL).then(|| as_str(name_of(&self.arena, &self.entries[cur as usize])));
+        NodePage {
+            ports,
+            next,
+            restarted,
+        }
+    }
+
     /// Iterate over every `(port, owner)` in the shard, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, NodeIdx)> + '_ {
         self.index.iter().map(|s| {
@@ -420,6 +531,10 @@ impl PortShard {
     /// Unlink a live entry (already removed from the index) and put it on the free list.
     fn free_entry(&mut self, idx: u32) -> Vec<Subscriber> {
         let entry = self.entries[idx as usize];
+        let (arena, entries) = (&self.arena, &self.entries);
+        self.ordered.remove(idx, name_of(arena, &entry), |i| {
+            name_of(arena, &entries[i as usize])
+        });
         if entry.prev != NIL {
             self.entries[entry.prev as usize].next = entry.next;
         } else {
@@ -459,6 +574,7 @@ impl PortShard {
             self.free = NIL;
             self.garbage = 0;
             self.index.shrink_to(0, |_| 0);
+            self.ordered.clear();
         }
     }
 
@@ -645,6 +761,69 @@ mod tests {
         assert_eq!(t.count_of(1), 0);
         assert_eq!(t.release_all(1, |_, _| {}), 0);
         assert_eq!(t.ports_of(0).count(), 34);
+    }
+
+    #[test]
+    fn listings_by_prefix_and_by_node_follow_registrations_and_releases() {
+        let mut t = PortShard::new();
+        for i in 0..300u32 {
+            t.register(&format!("user:{i:03}"), i % 3).unwrap();
+        }
+        t.register("room:1", 9).unwrap();
+        let page = t.list("user:", None, 4);
+        assert_eq!(
+            page,
+            [("user:000", 0), ("user:001", 1), ("user:002", 2), ("user:003", 0)]
+        );
+        let page = t.list("user:", Some("user:003"), 2);
+        assert_eq!(page, [("user:004", 1), ("user:005", 2)]);
+        assert_eq!(t.unregister("user:004", 1), Outcome::Released(vec![]));
+        assert_eq!(t.list("user:", Some("user:003"), 1), [("user:005", 2)]);
+        assert_eq!(t.list("user:29", None, 99).len(), 10);
+        t.release_all(2, |_, _| {});
+        assert_eq!(t.list("user:", None, 3), [("user:000", 0), ("user:001", 1), ("user:003", 0)]);
+        assert_eq!(t.list("", None, 1000).len(), 300 - 100 - 1 + 1);
+        // Node 9's one port; node 0's in pages of 40, most recent first.
+        assert_eq!(t.node_page(9, None, 10).ports, ["room:1"]);
+        let mut seen = Vec::new();
+        let mut start: Option<String> = None;
+        loop {
+            let page = t.node_page(0, start.as_deref(), 40);
+            assert!(!page.restarted);
+            seen.extend(page.ports.iter().map(|p| p.to_string()));
+            match page.next {
+                Some(n) => start = Some(n.to_string()),
+                None => break,
+            }
+        }
+        assert_eq!(seen.len(), 100);
+        assert_eq!(seen[0], "user:297");
+        // A start that is not the node's any more starts again, and says so.
+        let page = t.node_page(0, Some("user:001"), 5);
+        assert!(page.restarted);
+        assert_eq!(page.ports[0], "user:297");
+    }
+
+    #[test]
+    fn transfer_moves_a_port_between_owners_without_freeing_it() {
+        let mut t = PortShard::new();
+        t.register("a", 1).unwrap();
+        t.register("b", 1).unwrap();
+        t.register("c", 1).unwrap();
+        t.subscribe("b", sub(3)).ok_or_unknown();
+        assert_eq!(t.transfer("b", 2, 2), Outcome::NotOwner(1));
+        assert_eq!(t.transfer("zz", 1, 2), Outcome::Unknown);
+        assert_eq!(t.transfer("b", 1, 2), Outcome::Released(vec![]));
+        assert_eq!(t.owner("b"), Some(2));
+        assert_eq!((t.count_of(1), t.count_of(2), t.len()), (2, 1, 3));
+        let mut mine: Vec<&str> = t.ports_of(1).collect();
+        mine.sort();
+        assert_eq!(mine, ["a", "c"]);
+        assert_eq!(t.ports_of(2).collect::<Vec<_>>(), ["b"]);
+        // The subscription followed the port: its release by the new owner notifies.
+        assert_eq!(t.unregister("b", 2), Outcome::Released(vec![sub(3)]));
+        assert_eq!(t.release_all(1, |_, _| {}), 2);
+        assert!(t.is_empty());
     }
 
     #[test]

@@ -1,0 +1,636 @@
+//! The binary encoding of mesh records (see the module docs of [`crate::mesh`]).
+
+use super::*;
+
+const REGISTER: u8 = 1;
+const REGISTERED: u8 = 2;
+const UNREGISTER: u8 = 3;
+const UNREGISTERED: u8 = 4;
+pub(super) const RESOLVE: u8 = 5;
+const OWNERS: u8 = 6;
+const DELIVER: u8 = 7;
+const DELIVERED: u8 = 8;
+const NODE_GONE: u8 = 9;
+const QUERY_PORTS: u8 = 10;
+const QUERY_NODES: u8 = 11;
+const NODE_INFOS: u8 = 12;
+const QUERY_COUNTERS: u8 = 13;
+const COUNTERS: u8 = 14;
+const RESOLVED: u8 = 15;
+const WATCH_START: u8 = 16;
+const WATCH_READY: u8 = 17;
+const WATCH_STOP: u8 = 18;
+const EVENT: u8 = 19;
+
+const ITEM_UNICAST: u8 = 1;
+const ITEM_BROADCAST: u8 = 2;
+const ITEM_RELEASED: u8 = 3;
+const ITEM_MOVED: u8 = 4;
+
+fn reason_code(r: ReleaseReason) -> u8 {
+    match r {
+        ReleaseReason::Unregistered => 1,
+        ReleaseReason::NodeOffline => 2,
+        ReleaseReason::Replaced => 3,
+    }
+}
+
+fn reason_of(code: u8) -> Result<ReleaseReason, MeshError> {
+    Ok(match code {
+        1 => ReleaseReason::Unregistered,
+        2 => ReleaseReason::NodeOffline,
+        3 => ReleaseReason::Replaced,
+        other => return Err(MeshError::Reason(other)),
+    })
+}
+
+pub(super) struct Enc<'a>(pub(super) &'a mut Vec<u8>);
+
+impl Enc<'_> {
+    pub(super) fn u8(&mut self, v: u8) {
+        self.0.push(v);
+    }
+    pub(super) fn u32(&mut self, v: u32) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    pub(super) fn u64(&mut self, v: u64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    pub(super) fn str(&mut self, s: &str) {
+        self.u32(s.len() as u32);
+        self.0.extend_from_slice(s.as_bytes());
+    }
+    pub(super) fn positions(&mut self, v: &[u32]) {
+        self.u32(v.len() as u32);
+        for &p in v {
+            self.u32(p);
+        }
+    }
+    pub(super) fn named(&mut self, v: &[(u32, &str)]) {
+        self.u32(v.len() as u32);
+        for (p, s) in v {
+            self.u32(*p);
+            self.str(s);
+        }
+    }
+    pub(super) fn owner(&mut self, o: &OwnerInfo<'_>) {
+        self.str(o.node);
+        self.u64(o.session);
+        self.str(o.address);
+    }
+    pub(super) fn node_ref(&mut self, r: &NodeRef) {
+        self.0.extend_from_slice(&r.home.to_le_bytes());
+        self.u32(r.idx);
+        self.u64(r.session);
+    }
+    pub(super) fn watch_ref(&mut self, w: &WatchRef) {
+        self.u32(w.node);
+        self.u64(w.session);
+        self.u64(w.id);
+    }
+    pub(super) fn event(&mut self, e: &Event<'_>) {
+        let (what, reason) = e.what.codes();
+        self.u8(what);
+        self.u8(reason);
+        self.str(e.key);
+        self.str(e.owner);
+        self.str(e.address);
+        self.str(e.from);
+    }
+}
+
+pub(super) struct Dec<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Dec<'a> {
+    pub(super) fn take(&mut self, n: usize) -> Result<&'a [u8], MeshError> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.bytes.len())
+            .ok_or(MeshError::Truncated(self.pos))?;
+        let s = &self.bytes[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+    pub(super) fn u8(&mut self) -> Result<u8, MeshError> {
+        Ok(self.take(1)?[0])
+    }
+    pub(super) fn u32(&mut self) -> Result<u32, MeshError> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    pub(super) fn u64(&mut self) -> Result<u64, MeshError> {
+        let b = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(u64::from_le_bytes(a))
+    }
+    pub(super) fn str(&mut self) -> Result<&'a str, MeshError> {
+        let n = self.u32()? as usize;
+        let b = self.take(n)?;
+        std::str::from_utf8(b).map_err(|_| MeshError::Utf8)
+    }
+    pub(super) fn node_ref(&mut self) -> Result<NodeRef, MeshError> {
+        let h = self.take(2)?;
+        Ok(NodeRef {
+            home: u16::from_le_bytes([h[0], h[1]]),
+            idx: self.u32()?,
+            session: self.u64()?,
+        })
+    }
+    /// A count that cannot exceed the bytes left (each item takes at least one byte), so a
+    /// corrupt count cannot make us reserve unbounded memory.
+    pub(super) fn count(&mut self) -> Result<usize, MeshError> {
+        let n = self.u32()? as usize;
+        if n > self.bytes.len() - self.pos {
+            return Err(MeshError::Truncated(self.pos));
+        }
+        Ok(n)
+    }
+    pub(super) fn positions(&mut self) -> Result<Vec<u32>, MeshError> {
+        let n = self.count()?;
+        (0..n).map(|_| self.u32()).collect()
+    }
+    pub(super) fn named(&mut self) -> Result<Vec<(u32, &'a str)>, MeshError> {
+        let n = self.count()?;
+        (0..n).map(|_| Ok((self.u32()?, self.str()?))).collect()
+    }
+    pub(super) fn watch_ref(&mut self) -> Result<WatchRef, MeshError> {
+        Ok(WatchRef {
+            node: self.u32()?,
+            session: self.u64()?,
+            id: self.u64()?,
+        })
+    }
+    pub(super) fn kind(&mut self) -> Result<WatchKind, MeshError> {
+        let code = self.u8()?;
+        WatchKind::from_code(code).ok_or(MeshError::UnknownTag(code))
+    }
+    pub(super) fn event(&mut self) -> Result<Event<'a>, MeshError> {
+        let (what, reason) = (self.u8()?, self.u8()?);
+        let what = What::from_codes(what, reason).ok_or(MeshError::Reason(reason))?;
+        Ok(Event {
+            what,
+            key: self.str()?,
+            owner: self.str()?,
+            address: self.str()?,
+            from: self.str()?,
+        })
+    }
+    pub(super) fn owner(&mut self) -> Result<OwnerInfo<'a>, MeshError> {
+        Ok(OwnerInfo {
+            node: self.str()?,
+            session: self.u64()?,
+            address: self.str()?,
+        })
+    }
+}
+
+impl<'a> Msg<'a> {
+    /// Appends this message as one record to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.extend_from_slice(&[0; 4]);
+        let mut e = Enc(out);
+        match self {
+            Msg::Register {
+                op,
+                node,
+                at_home,
+                address,
+                subscribe,
+                if_owner,
+                ports,
+            } => {
+                e.u8(REGISTER);
+                e.u64(*op);
+                e.str(node);
+                e.node_ref(at_home);
+                e.str(address);
+                e.u8(u8::from(*subscribe));
+                match if_owner {
+                    None => e.u8(0),
+                    Some(None) => e.u8(1),
+                    Some(Some(x)) => {
+                        e.u8(2);
+                        e.str(x);
+                    }
+                }
+                e.named(ports);
+            }
+            Msg::Registered {
+                op,
+                new,
+                failed,
+                full,
+            } => {
+                e.u8(REGISTERED);
+                e.u64(*op);
+                e.positions(new);
+                e.u32(failed.len() as u32);
+                for (p, o) in failed {
+                    e.u32(*p);
+                    e.owner(o);
+                }
+                e.u8(u8::from(*full));
+            }
+            Msg::Unregister { op, node, ports } => {
+                e.u8(UNREGISTER);
+                e.u64(*op);
+                e.str(node);
+                e.named(ports);
+            }
+            Msg::Unregistered {
+                op,
+                released,
+                not_owned,
+                unknown,
+            } => {
+                e.u8(UNREGISTERED);
+                e.u64(*op);
+                e.positions(released);
+                e.positions(not_owned);
+                e.positions(unknown);
+            }
+            Msg::Resolve { op, ports } => {
+                e.u8(RESOLVE);
+                e.u64(*op);
+                e.named(ports);
+            }
+            Msg::QueryPorts { op, ports } => {
+                e.u8(QUERY_PORTS);
+                e.u64(*op);
+                e.named(ports);
+            }
+            Msg::Resolved { op, owners } => {
+                e.u8(RESOLVED);
+                e.u64(*op);
+                e.u32(owners.len() as u32);
+                for (p, r) in owners {
+                    e.u32(*p);
+                    e.node_ref(r);
+                }
+            }
+            Msg::Owners { op, owners } => {
+                e.u8(OWNERS);
+                e.u64(*op);
+                e.u32(owners.len() as u32);
+                for (p, o) in owners {
+                    e.u32(*p);
+                    e.owner(o);
+                }
+            }
+            Msg::Deliver { op, ack, items } => {
+                e.u8(DELIVER);
+                e.u64(*op);
+                e.u8(u8::from(*ack));
+                e.u32(items.len() as u32);
+                for item in items {
+                    match item {
+                        Item::Unicast {
+                            node,
+                            session,
+                            port,
+                            body,
+                        } => {
+                            e.u8(ITEM_UNICAST);
+                            e.u32(*node);
+                            e.u64(*session);
+                            e.str(port);
+                            e.str(body);
+                        }
+                        Item::Broadcast { body } => {
+                            e.u8(ITEM_BROADCAST);
+                            e.str(body);
+                        }
+                        Item::Moved {
+                            node,
+                            session,
+                            port,
+                            to,
+                            seq,
+                        } => {
+                            e.u8(ITEM_MOVED);
+                            e.u32(*node);
+                            e.u64(*session);
+                            e.str(port);
+                            e.str(to);
+                            e.u64(*seq);
+                        }
+                        Item::Released {
+                            node,
+                            session,
+                            port,
+                            reason,
+                        } => {
+                            e.u8(ITEM_RELEASED);
+                            e.u32(*node);
+                            e.u64(*session);
+                            e.str(port);
+                            e.u8(reason_code(*reason));
+                        }
+                    }
+                }
+            }
+            Msg::Delivered {
+                op,
+                delivered,
+                dropped,
+            } => {
+                e.u8(DELIVERED);
+                e.u64(*op);
+                e.u64(*delivered);
+                e.u64(*dropped);
+            }
+            Msg::NodeGone {
+                node,
+                session,
+                reason,
+            } => {
+                e.u8(NODE_GONE);
+                e.str(node);
+                e.u64(*session);
+                e.u8(reason_code(*reason));
+            }
+            Msg::QueryCounters { op } => {
+                e.u8(QUERY_COUNTERS);
+                e.u64(*op);
+            }
+            Msg::Counters { op, values } => {
+                e.u8(COUNTERS);
+                e.u64(*op);
+                e.u32(values.len() as u32);
+                for v in values {
+                    e.u64(*v);
+                }
+            }
+            Msg::QueryNodes { op, nodes } => {
+                e.u8(QUERY_NODES);
+                e.u64(*op);
+                e.named(nodes);
+            }
+            Msg::WatchStart {
+                op,
+                watch,
+                kind,
+                key,
+                prefix,
+                from,
+            } => {
+                e.u8(WATCH_START);
+                e.u64(*op);
+                e.watch_ref(watch);
+                e.u8(kind.code());
+                e.str(key);
+                e.u8(u8::from(*prefix));
+                e.u8(u8::from(from.is_some()));
+                e.u64(from.unwrap_or(0));
+            }
+            Msg::WatchReady {
+                op,
+                watch,
+                position,
+                ahead,
+                missed,
+                events,
+            } => {
+                e.u8(WATCH_READY);
+                e.u64(*op);
+                e.watch_ref(watch);
+                e.u64(*position);
+                e.u8(u8::from(*ahead));
+                e.u8(u8::from(missed.is_some()));
+                let (a, b) = missed.unwrap_or((0, 0));
+                e.u64(a);
+                e.u64(b);
+                e.u32(events.len() as u32);
+                for (seq, event) in events {
+                    e.u64(*seq);
+                    e.event(event);
+                }
+            }
+            Msg::WatchStop { kind, key, prefix } => {
+                e.u8(WATCH_STOP);
+                e.u8(kind.code());
+                e.str(key);
+                e.u8(u8::from(*prefix));
+            }
+            Msg::Event { seq, event } => {
+                e.u8(EVENT);
+                e.u64(*seq);
+                e.event(event);
+            }
+            other @ (Msg::Acked { .. }
+            | Msg::HandoverTo { .. }
+            | Msg::Move { .. }
+            | Msg::Moved { .. }
+            | Msg::ListPorts { .. }
+            | Msg::PortsListed { .. }
+            | Msg::ListNodes { .. }
+            | Msg::NodesListed { .. }
+            | Msg::NodePorts { .. }
+            | Msg::NodePortsListed { .. }) => super::coord::encode(other, &mut e),
+            Msg::NodeInfos { op, infos } => {
+                e.u8(NODE_INFOS);
+                e.u64(*op);
+                e.u32(infos.len() as u32);
+                for (p, i) in infos {
+                    e.u32(*p);
+                    e.str(i.address);
+                    e.u64(i.ports);
+                    e.u64(i.lease_deadline);
+                    e.u64(i.queued_bytes);
+                }
+            }
+        }
+        let len = (out.len() - start - 4) as u32;
+        out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    }
+
+    /// Decodes one record body (tag and fields, without the length prefix).
+    pub fn decode(bytes: &'a [u8]) -> Result<Msg<'a>, MeshError> {
+        let mut d = Dec { bytes, pos: 0 };
+        let msg = match d.u8()? {
+            REGISTER => Msg::Register {
+                op: d.u64()?,
+                node: d.str()?,
+                at_home: d.node_ref()?,
+                address: d.str()?,
+                subscribe: d.u8()? != 0,
+                if_owner: match d.u8()? {
+                    0 => None,
+                    1 => Some(None),
+                    2 => Some(Some(d.str()?)),
+                    other => return Err(MeshError::UnknownTag(other)),
+                },
+                ports: d.named()?,
+            },
+            REGISTERED => {
+                let op = d.u64()?;
+                let new = d.positions()?;
+                let n = d.count()?;
+                let failed = (0..n)
+                    .map(|_| Ok((d.u32()?, d.owner()?)))
+                    .collect::<Result<_, MeshError>>()?;
+                Msg::Registered {
+                    op,
+                    new,
+                    failed,
+                    full: d.u8()? != 0,
+                }
+            }
+            UNREGISTER => Msg::Unregister {
+                op: d.u64()?,
+                node: d.str()?,
+                ports: d.named()?,
+            },
+            UNREGISTERED => Msg::Unregistered {
+                op: d.u64()?,
+                released: d.positions()?,
+                not_owned: d.positions()?,
+                unknown: d.positions()?,
+            },
+            RESOLVE => Msg::Resolve {
+                op: d.u64()?,
+                ports: d.named()?,
+            },
+            QUERY_PORTS => Msg::QueryPorts {
+                op: d.u64()?,
+                ports: d.named()?,
+            },
+            RESOLVED => {
+                let op = d.u64()?;
+                let n = d.count()?;
+                let owners = (0..n)
+                    .map(|_| Ok((d.u32()?, d.node_ref()?)))
+                    .collect::<Result<_, MeshError>>()?;
+                Msg::Resolved { op, owners }
+            }
+            OWNERS => {
+                let op = d.u64()?;
+                let n = d.count()?;
+                let owners = (0..n)
+                    .map(|_| Ok((d.u32()?, d.owner()?)))
+                    .collect::<Result<_, MeshError>>()?;
+                Msg::Owners { op, owners }
+            }
+            DELIVER => {
+                let op = d.u64()?;
+                let ack = d.u8()? != 0;
+                let n = d.count()?;
+                let mut items = Vec::with_capacity(n);
+                for _ in 0..n {
+                    items.push(match d.u8()? {
+                        ITEM_UNICAST => Item::Unicast {
+                            node: d.u32()?,
+                            session: d.u64()?,
+                            port: d.str()?,
+                            body: d.str()?,
+                        },
+                        ITEM_BROADCAST => Item::Broadcast { body: d.str()? },
+                        ITEM_MOVED => Item::Moved {
+                            node: d.u32()?,
+                            session: d.u64()?,
+                            port: d.str()?,
+                            to: d.str()?,
+                            seq: d.u64()?,
+                        },
+                        ITEM_RELEASED => Item::Released {
+                            node: d.u32()?,
+                            session: d.u64()?,
+                            port: d.str()?,
+                            reason: reason_of(d.u8()?)?,
+                        },
+                        other => return Err(MeshError::UnknownTag(other)),
+                    });
+                }
+                Msg::Deliver { op, ack, items }
+            }
+            DELIVERED => Msg::Delivered {
+                op: d.u64()?,
+                delivered: d.u64()?,
+                dropped: d.u64()?,
+            },
+            NODE_GONE => Msg::NodeGone {
+                node: d.str()?,
+                session: d.u64()?,
+                reason: reason_of(d.u8()?)?,
+            },
+            QUERY_COUNTERS => Msg::QueryCounters { op: d.u64()? },
+            COUNTERS => {
+                let op = d.u64()?;
+                let n = d.count()?;
+                let values = (0..n).map(|_| d.u64()).collect::<Result<_, MeshError>>()?;
+                Msg::Counters { op, values }
+            }
+            QUERY_NODES => Msg::QueryNodes {
+                op: d.u64()?,
+                nodes: d.named()?,
+            },
+            NODE_INFOS => {
+                let op = d.u64()?;
+                let n = d.count()?;
+                let infos = (0..n)
+                    .map(|_| {
+                        Ok((
+                            d.u32()?,
+                            HomeInfo {
+                                address: d.str()?,
+                                ports: d.u64()?,
+                                lease_deadline: d.u64()?,
+                                queued_bytes: d.u64()?,
+                            },
+                        ))
+                    })
+                    .collect::<Result<_, MeshError>>()?;
+                Msg::NodeInfos { op, infos }
+            }
+            WATCH_START => Msg::WatchStart {
+                op: d.u64()?,
+                watch: d.watch_ref()?,
+                kind: d.kind()?,
+                key: d.str()?,
+                prefix: d.u8()? != 0,
+                from: {
+                    let some = d.u8()? != 0;
+                    let v = d.u64()?;
+                    some.then_some(v)
+                },
+            },
+            WATCH_READY => {
+                let op = d.u64()?;
+                let watch = d.watch_ref()?;
+                let position = d.u64()?;
+                let ahead = d.u8()? != 0;
+                let some = d.u8()? != 0;
+                let range = (d.u64()?, d.u64()?);
+                let n = d.count()?;
+                let events = (0..n)
+                    .map(|_| Ok((d.u64()?, d.event()?)))
+                    .collect::<Result<_, MeshError>>()?;
+                Msg::WatchReady {
+                    op,
+                    watch,
+                    position,
+                    ahead,
+                    missed: some.then_some(range),
+                    events,
+                }
+            }
+            WATCH_STOP => Msg::WatchStop {
+                kind: d.kind()?,
+                key: d.str()?,
+                prefix: d.u8()? != 0,
+            },
+            EVENT => Msg::Event {
+                seq: d.u64()?,
+                event: d.event()?,
+            },
+            other => super::coord::decode(other, &mut d)?,
+        };
+        Ok(msg)
+    }
+}
