@@ -127,6 +127,9 @@ pub struct Build<'a> {
     /// With `[cluster]`: this member's standing, published by the election (the `raft`
     /// kind) and read by whatever may serve only as master (the switch).
     pub mastership: Option<&'a Arc<streams::Mastership>>,
+    /// Where a kind registers what it applies of a topology reloaded while running (SIGHUP),
+    /// and how its nuklei ask for a reload.
+    pub reloads: &'a Arc<crate::reload::Reloads>,
 }
 
 /// What a kind's settings put into one stream buffer (see [`Kind::stream_needs`]).

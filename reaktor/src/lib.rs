@@ -3,7 +3,8 @@
 //!
 //! Layers, each using only those above it in this list: `error`, `stats` (no reaktor
 //! imports); `cluster` (the `[cluster]` section); `streamdir` (stream directories, their
-//! owners, removing dead ones); `topology` (the file); `kind` (what a kind declares);
+//! owners, removing dead ones); `topology` (the file); `reload` (applying a reloaded topology
+//! while running); `kind` (what a kind declares);
 //! `sizing` (stream buffers for the kinds' needs); `kinds` (one file per kind, and the
 //! registry); `plan` (instances and links); `planner` (the cost model); `place` (the
 //! placement step); `runtime` (wiring, core duty cycle, idle strategy); `dump`, `top`,
@@ -21,6 +22,7 @@ pub mod logging;
 pub mod place;
 pub mod plan;
 pub mod planner;
+pub mod reload;
 pub mod replan;
 pub mod runtime;
 pub mod sizing;

@@ -373,6 +373,7 @@ fn run(
     let mut signals = match signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
     ]) {
         Ok(signals) => signals,
         Err(e) => {
@@ -390,7 +391,17 @@ fn run(
     for address in &loaded.listener_addresses {
         tracing::info!(%address, topology = %loaded.path.display(), streams = %reaktor.stream_dir().display(), "reaktor listening");
     }
-    let signal = signals.forever().next();
+    // SIGHUP reloads what can be reloaded; SIGINT and SIGTERM drain, then stop.
+    let signal = signals.forever().find(|&signal| {
+        if signal != signal_hook::consts::SIGHUP {
+            return true;
+        }
+        match reaktor.reload() {
+            Ok(applied) => tracing::info!(?applied, topology = %loaded.path.display(), "reloaded"),
+            Err(e) => tracing::error!(error = %e, "reload refused"),
+        }
+        false
+    });
     let drain_timeout = Duration::from_millis(*settings.drain_timeout_ms.get_ref());
     tracing::info!(
         ?signal,
@@ -399,7 +410,9 @@ fn run(
     );
     let started = std::time::Instant::now();
     let drained = reaktor.drain(started + drain_timeout, || {
-        signals.pending().next().is_some()
+        signals
+            .pending()
+            .any(|signal| signal != signal_hook::consts::SIGHUP)
     });
     let drain_ms = started.elapsed().as_millis() as u64;
     if drained {

@@ -70,7 +70,10 @@ impl Acks {
         let n = self.next_number.entry(node).or_insert(0);
         *n += 1;
         let number = *n;
-        self.pending.entry(node).or_default().push_back((number, op));
+        self.pending
+            .entry(node)
+            .or_default()
+            .push_back((number, op));
         if let Some(w) = self.ops.get_mut(&op) {
             w.waiting += 1;
         }
@@ -199,7 +202,8 @@ impl crate::switch::Switch {
     {
         let op = self.next_ack_op;
         self.next_ack_op += 1;
-        self.acks.open(op, now.saturating_add(self.nodes.lease_ms()));
+        self.acks
+            .open(op, now.saturating_add(self.nodes.lease_ms()));
         self.ack_op = Some(op);
         let report = self.send_msg_as(batch, out);
         self.ack_op = None;
@@ -267,7 +271,13 @@ mod tests {
         assert_eq!(a.ack(7, 5), 1);
         assert_eq!(
             a.take_done(),
-            [(1, AckReport { acknowledged: 2, unacknowledged: 1 })]
+            [(
+                1,
+                AckReport {
+                    acknowledged: 2,
+                    unacknowledged: 1
+                }
+            )]
         );
         // An operation past its deadline gives up.
         a.open(2, 50);
@@ -278,7 +288,13 @@ mod tests {
         a.expire(50);
         assert_eq!(
             a.take_done(),
-            [(2, AckReport { acknowledged: 0, unacknowledged: 1 })]
+            [(
+                2,
+                AckReport {
+                    acknowledged: 0,
+                    unacknowledged: 1
+                }
+            )]
         );
         // A late acknowledgement of a given-up push changes nothing.
         assert_eq!(a.ack(7, 3), 1);

@@ -5,6 +5,9 @@
 //! a token bound to a node may open that node's receiving connection, relet it, or register and
 //! release its ports. Missing or unknown token: 401; valid token without the right: 403.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
 use hashbrown::{HashMap, HashSet};
 
 /// A token as declared in the topology.
@@ -65,7 +68,7 @@ impl AuthError {
 }
 
 #[derive(Clone, Debug, Default)]
-struct Grant {
+struct Rights {
     nodes: HashSet<String>,
     admin: bool,
 }
@@ -73,13 +76,13 @@ struct Grant {
 /// The declared tokens.
 #[derive(Clone, Debug, Default)]
 pub struct Tokens {
-    grants: HashMap<String, Grant>,
+    grants: HashMap<String, Rights>,
 }
 
 impl Tokens {
     /// Tokens from their declarations (a token declared twice gets the union of its rights).
     pub fn new(grants: &[TokenGrant]) -> Tokens {
-        let mut map: HashMap<String, Grant> = HashMap::new();
+        let mut map: HashMap<String, Rights> = HashMap::new();
         for g in grants {
             let entry = map.entry(g.token.clone()).or_default();
             entry.nodes.extend(g.nodes.iter().cloned());
@@ -111,6 +114,70 @@ impl Tokens {
         }
     }
 }
+
+/// Whom a call's credentials may act for, beyond the node the call names (a
+/// compare-and-register that takes ports from another node needs that node's authority too).
+pub trait Grant {
+    /// Whether the credentials may act for `node`.
+    fn may_act_for(&self, node: &str) -> bool;
+}
+
+/// A token checked against the declared tokens.
+pub struct TokenGrantOf<'a> {
+    /// The declared tokens.
+    pub tokens: &'a Tokens,
+    /// The caller's token.
+    pub token: Option<&'a str>,
+}
+
+impl Grant for TokenGrantOf<'_> {
+    fn may_act_for(&self, node: &str) -> bool {
+        self.tokens.check(self.token, Need::Node(node)).is_ok()
+    }
+}
+
+/// Credentials that may act for every node (tests, embedders without tokens).
+pub struct AnyNode;
+
+impl Grant for AnyNode {
+    fn may_act_for(&self, _node: &str) -> bool {
+        true
+    }
+}
+
+/// The tokens of the topology as they are reloaded while the server runs (SIGHUP, or
+/// `POST /v1/admin/reload`): the reaktor publishes, every switch instance looks at the
+/// generation once per poll and applies a new list.
+#[derive(Debug, Default)]
+pub struct TokenUpdates {
+    generation: AtomicU64,
+    grants: Mutex<Arc<Vec<TokenGrant>>>,
+}
+
+impl TokenUpdates {
+    /// Publishes a new list of tokens.
+    pub fn publish(&self, grants: Vec<TokenGrant>) {
+        if let Ok(mut g) = self.grants.lock() {
+            *g = Arc::new(grants);
+        }
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// How many lists were published (one relaxed load: cheap enough for every poll).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// The last list published.
+    pub fn latest(&self) -> Arc<Vec<TokenGrant>> {
+        self.grants.lock().map(|g| g.clone()).unwrap_or_default()
+    }
+}
+
+/// How the switch asks for a reload of the tokens (`POST /v1/admin/reload`): the reaktor
+/// reads the topology file again and publishes its tokens to every switch instance; the
+/// number of tokens, or why the file was refused.
+pub type ReloadTrigger = Arc<dyn Fn() -> Result<usize, String> + Send + Sync>;
 
 /// The token of an `Authorization: Bearer <token>` header value.
 pub fn bearer(header: Option<&[u8]>) -> Option<&str> {

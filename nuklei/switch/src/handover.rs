@@ -177,10 +177,7 @@ impl Switch {
             let port = ports[i].as_ref();
             let shard = shard_of(port.as_bytes(), self.shards.len());
             if subscribe && owner.is_some() {
-                self.shards[shard].subscribe(
-                    port,
-                    crate::ports::Subscriber { node: idx, session },
-                );
+                self.shards[shard].subscribe(port, crate::ports::Subscriber { node: idx, session });
             }
             let (owner, address) = owner
                 .and_then(|o| self.nodes.get(o))
@@ -199,7 +196,11 @@ impl Switch {
         &self,
         a: NodeIdx,
         b: NodeIdx,
-    ) -> (std::sync::Arc<str>, std::sync::Arc<str>, std::sync::Arc<str>) {
+    ) -> (
+        std::sync::Arc<str>,
+        std::sync::Arc<str>,
+        std::sync::Arc<str>,
+    ) {
         let id = |i| {
             self.nodes
                 .get(i)
@@ -239,10 +240,16 @@ mod tests {
         let mut out = Vec::new();
         encode_handover("p\"", "a", 7, &mut out);
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
-        assert_eq!(v, serde_json::json!({"type":"handover","port":"p\"","from":"a","seq":7}));
+        assert_eq!(
+            v,
+            serde_json::json!({"type":"handover","port":"p\"","from":"a","seq":7})
+        );
         out.clear();
         encode_moved("p", "b", 8, &mut out);
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
-        assert_eq!(v, serde_json::json!({"type":"moved","port":"p","to":"b","seq":8}));
+        assert_eq!(
+            v,
+            serde_json::json!({"type":"moved","port":"p","to":"b","seq":8})
+        );
     }
 }

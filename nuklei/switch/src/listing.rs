@@ -209,7 +209,9 @@ impl Switch {
                 queued_bytes: n.queued_bytes(),
             })
             .collect();
-        let next = full.then(|| nodes.last().map(|n| n.node.to_string())).flatten();
+        let next = full
+            .then(|| nodes.last().map(|n| n.node.to_string()))
+            .flatten();
         Ok(NodeListing { nodes, next })
     }
 
@@ -244,10 +246,7 @@ mod tests {
 
     #[test]
     fn pages_merge_in_order_and_say_whether_more_follow() {
-        let pages = vec![
-            (vec!["a", "d", "e"], true),
-            (vec!["b", "c"], false),
-        ];
+        let pages = vec![(vec!["a", "d", "e"], true), (vec!["b", "c"], false)];
         let (all, next) = merge(pages, 3, |s: &&str| s);
         assert_eq!(all, ["a", "b", "c"]);
         assert_eq!(next.as_deref(), Some("c"));
@@ -259,7 +258,10 @@ mod tests {
     fn node_cursors_round_trip_and_bad_ones_are_refused() {
         let c = node_cursor(3, "user:ü");
         assert_eq!(parse_node_cursor(&c, 4), Ok((3, "user:ü".into())));
-        assert_eq!(parse_node_cursor(&node_cursor(1, ""), 2), Ok((1, String::new())));
+        assert_eq!(
+            parse_node_cursor(&node_cursor(1, ""), 2),
+            Ok((1, String::new()))
+        );
         for bad in ["", "x", "9:00", "0:zz", "0:0", "0:ff"] {
             assert!(parse_node_cursor(bad, 4).is_err(), "{bad}");
         }

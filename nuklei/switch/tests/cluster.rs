@@ -167,7 +167,14 @@ fn ownership_is_exclusive_and_a_failed_regport_names_the_owner_across_instances(
         // Every node asks for every port, concurrently: the three batches are in flight at once.
         for (k, id) in nodes.iter().enumerate() {
             let home = home_of(id, n);
-            c.inst[home].reg_port(k as u64, id, ports.clone(), false, None, &mut c.outputs[home]);
+            c.inst[home].reg_port(
+                k as u64,
+                id,
+                ports.clone(),
+                false,
+                None,
+                &mut c.outputs[home],
+            );
         }
         c.settle();
         let mut owner_of: BTreeMap<String, String> = BTreeMap::new();

@@ -72,8 +72,12 @@ fn cursor_of(reply: &Value) -> Vec<u64> {
 }
 
 fn reg(net: &mut Net, node: &str, ports: &[String]) -> Value {
-    net.rest("POST", &format!("/v1/nodes/{node}/ports"), json!({ "ports": ports }))
-        .unwrap()
+    net.rest(
+        "POST",
+        &format!("/v1/nodes/{node}/ports"),
+        json!({ "ports": ports }),
+    )
+    .unwrap()
 }
 
 fn names(prefix: &str, n: usize) -> Vec<String> {
@@ -81,7 +85,9 @@ fn names(prefix: &str, n: usize) -> Vec<String> {
 }
 
 fn set(v: &[(&str, &str)]) -> BTreeSet<(String, String)> {
-    v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    v.iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
 }
 
 #[test]
@@ -90,7 +96,10 @@ fn a_port_watch_sees_acquired_and_released_by_prefix_and_by_name() {
         net.online("w");
         let a = net.online("a");
         net.online("b");
-        let r = net.ws("w", json!({"op":"watch","id":1,"ports":"user:","prefix":true}));
+        let r = net.ws(
+            "w",
+            json!({"op":"watch","id":1,"ports":"user:","prefix":true}),
+        );
         assert_eq!(r["watch"], 1, "{r}");
         assert_eq!(cursor_of(&r).len(), net.size());
         let r = net.ws("w", json!({"op":"watch","id":2,"ports":"user:007"}));
@@ -118,7 +127,10 @@ fn a_port_watch_sees_acquired_and_released_by_prefix_and_by_name() {
         assert_eq!(all.len(), want.len(), "each event once");
         assert_eq!(
             what(&got[&2]),
-            set(&[("user:007", "acquired"), ("user:007", "released:node_offline")])
+            set(&[
+                ("user:007", "acquired"),
+                ("user:007", "released:node_offline")
+            ])
         );
         let acquired = all.iter().find(|e| e["event"] == "acquired").unwrap();
         assert_eq!(acquired["owner"], "a");
@@ -238,7 +250,10 @@ fn a_watch_told_it_missed_events_learns_the_exact_range_per_instance() {
             for e in got.iter().filter(|e| e["instance"] == i) {
                 if e["type"] == "missed" {
                     let (from, to) = (e["from"].as_u64().unwrap(), e["to"].as_u64().unwrap());
-                    assert!(from <= to && covered.is_empty(), "missed first, once: {got:?}");
+                    assert!(
+                        from <= to && covered.is_empty(),
+                        "missed first, once: {got:?}"
+                    );
                     covered.extend(from..=to);
                 } else {
                     assert!(covered.insert(e["seq"].as_u64().unwrap()));
@@ -257,7 +272,10 @@ fn a_watch_told_it_missed_events_learns_the_exact_range_per_instance() {
 fn cursors_of_another_switch_are_refused() {
     for_each_size(Limits::default(), |net| {
         net.online("w");
-        let r = net.ws("w", json!({"op":"watch","id":1,"ports":"p","from":[1,2,3,4]}));
+        let r = net.ws(
+            "w",
+            json!({"op":"watch","id":1,"ports":"p","from":[1,2,3,4]}),
+        );
         assert_eq!(r["error"]["code"], "bad_cursor", "{r}");
         let ahead = vec![u64::MAX / 2; net.size()];
         let r = net.ws("w", json!({"op":"watch","id":2,"ports":"p","from":ahead}));
@@ -278,8 +296,12 @@ fn an_ended_watch_gets_nothing_more_and_many_watchers_get_each_event_once() {
         let watchers: Vec<String> = (0..10).map(|i| format!("w{i}")).collect();
         for w in &watchers {
             net.online(w);
-            net.rest("POST", &format!("/v1/nodes/{w}/watches"), json!({"ports":"job:","prefix":true}))
-                .unwrap();
+            net.rest(
+                "POST",
+                &format!("/v1/nodes/{w}/watches"),
+                json!({"ports":"job:","prefix":true}),
+            )
+            .unwrap();
         }
         net.online("a");
         reg(net, "a", &names("job:", 5));
@@ -289,7 +311,9 @@ fn an_ended_watch_gets_nothing_more_and_many_watchers_get_each_event_once() {
             let events = got.values().next().unwrap();
             assert_eq!(events.len(), 5, "{w}: {events:?}");
         }
-        let r = net.rest("DELETE", "/v1/nodes/w0/watches/1", json!({})).unwrap();
+        let r = net
+            .rest("DELETE", "/v1/nodes/w0/watches/1", json!({}))
+            .unwrap();
         assert_eq!(r, json!({"unwatched": 1}));
         let r = net.rest("DELETE", "/v1/nodes/w0/watches/1", json!({}));
         assert_eq!(r.unwrap_err().0, 404);
@@ -323,7 +347,11 @@ fn ports_are_listed_by_prefix_in_name_order_page_by_page() {
                 let name = p["port"].as_str().unwrap().to_string();
                 let owner = if name.starts_with("user:x") { "b" } else { "a" };
                 assert_eq!(p["owner"], owner, "{p}");
-                let address = if owner == "a" { json!("a:1") } else { Value::Null };
+                let address = if owner == "a" {
+                    json!("a:1")
+                } else {
+                    Value::Null
+                };
                 assert_eq!(p["address"], address);
                 listed.push(name);
             }
@@ -365,7 +393,11 @@ fn online_nodes_are_listed_in_id_order() {
         let mut after = String::new();
         loop {
             let page = net
-                .rest("GET", &format!("/v1/nodes?prefix=node-&limit=5&after={after}"), json!(null))
+                .rest(
+                    "GET",
+                    &format!("/v1/nodes?prefix=node-&limit=5&after={after}"),
+                    json!(null),
+                )
                 .unwrap();
             for n in page["nodes"].as_array().unwrap() {
                 if n["node"] == "node-03" {
@@ -409,18 +441,26 @@ fn a_nodes_ports_are_listed_page_by_page_and_a_lost_cursor_restarts() {
         listed.sort();
         assert_eq!(listed, mine, "size {}", net.size());
         // The port a cursor names leaves the node: the next page starts that shard again.
-        let page = net.rest("GET", "/v1/nodes/a/ports?limit=3", json!(null)).unwrap();
+        let page = net
+            .rest("GET", "/v1/nodes/a/ports?limit=3", json!(null))
+            .unwrap();
         let next = page["next"].as_str().unwrap().to_string();
         let (_, port) = parse_node_cursor(&next, 64).unwrap();
         if !port.is_empty() {
             net.rest("DELETE", "/v1/nodes/a/ports", json!({ "ports": [port] }))
                 .unwrap();
             let page = net
-                .rest("GET", &format!("/v1/nodes/a/ports?limit=3&after={next}"), json!(null))
+                .rest(
+                    "GET",
+                    &format!("/v1/nodes/a/ports?limit=3&after={next}"),
+                    json!(null),
+                )
                 .unwrap();
             assert_eq!(page["restarted"], true, "{page}");
         }
-        let page = net.rest("GET", "/v1/nodes/nobody/ports", json!(null)).unwrap();
+        let page = net
+            .rest("GET", "/v1/nodes/nobody/ports", json!(null))
+            .unwrap();
         assert_eq!(page, json!({"ports":[],"next":null,"restarted":false}));
     });
 }
@@ -443,14 +483,22 @@ fn a_handover_moves_ports_without_freeing_them_and_tells_the_receiver() {
         asked.push("h:nobody".into());
         asked.push("h:kept-by-b".into());
         let r = net
-            .rest("POST", "/v1/nodes/a/handover", json!({"to":"b","ports":asked}))
+            .rest(
+                "POST",
+                "/v1/nodes/a/handover",
+                json!({"to":"b","ports":asked}),
+            )
             .unwrap();
         assert_eq!(r["moved"], json!(moving), "size {}", net.size());
         assert_eq!(r["unknown"], json!(["h:nobody"]));
         assert_eq!(r["not_owned"], json!(["h:kept-by-b"]));
         // Owners, counts.
         let q = net
-            .rest("POST", "/v1/ports/query", json!({"ports":["h:000","h:011","h:kept"]}))
+            .rest(
+                "POST",
+                "/v1/ports/query",
+                json!({"ports":["h:000","h:011","h:kept"]}),
+            )
             .unwrap();
         let owners: Vec<&str> = q["ports"]
             .as_array()
@@ -462,7 +510,13 @@ fn a_handover_moves_ports_without_freeing_them_and_tells_the_receiver() {
         let n = net
             .rest("POST", "/v1/nodes/query", json!({"nodes":["a","b"]}))
             .unwrap();
-        assert_eq!((n["nodes"][0]["ports"].clone(), n["nodes"][1]["ports"].clone()), (json!(1), json!(13)));
+        assert_eq!(
+            (
+                n["nodes"][0]["ports"].clone(),
+                n["nodes"][1]["ports"].clone()
+            ),
+            (json!(1), json!(13))
+        );
         // The receiver is told, port by port; watchers see one `moved` each and nothing else.
         let told: Vec<Value> = net
             .pushes("b")
@@ -496,12 +550,28 @@ fn a_handover_the_receiver_cannot_take_moves_nothing() {
         net.online("b");
         reg(net, "a", &names("z", 6));
         reg(net, "b", &names("y", 6));
-        let r = net.rest("POST", "/v1/nodes/a/handover", json!({"to":"b","ports":names("z", 6)}));
+        let r = net.rest(
+            "POST",
+            "/v1/nodes/a/handover",
+            json!({"to":"b","ports":names("z", 6)}),
+        );
         let (status, body) = r.unwrap_err();
-        assert_eq!((status, body["error"]["code"].clone()), (409, json!("limit_exceeded")), "{body}");
-        let r = net.rest("POST", "/v1/nodes/a/handover", json!({"to":"ghost","ports":["z000"]}));
+        assert_eq!(
+            (status, body["error"]["code"].clone()),
+            (409, json!("limit_exceeded")),
+            "{body}"
+        );
+        let r = net.rest(
+            "POST",
+            "/v1/nodes/a/handover",
+            json!({"to":"ghost","ports":["z000"]}),
+        );
         assert_eq!(r.unwrap_err().1["error"]["code"], "node_not_online");
-        let r = net.rest("POST", "/v1/nodes/a/handover", json!({"to":"a","ports":["z000"]}));
+        let r = net.rest(
+            "POST",
+            "/v1/nodes/a/handover",
+            json!({"to":"a","ports":["z000"]}),
+        );
         assert_eq!(r.unwrap_err().0, 400);
         let q = net
             .rest("POST", "/v1/nodes/query", json!({"nodes":["a","b"]}))
@@ -510,7 +580,11 @@ fn a_handover_the_receiver_cannot_take_moves_nothing() {
         assert_eq!(q["nodes"][1]["ports"], 6);
         // Within the limit it goes.
         let r = net
-            .rest("POST", "/v1/nodes/a/handover", json!({"to":"b","ports":names("z", 4)}))
+            .rest(
+                "POST",
+                "/v1/nodes/a/handover",
+                json!({"to":"b","ports":names("z", 4)}),
+            )
             .unwrap();
         assert_eq!(r["moved"].as_array().unwrap().len(), 4, "{r}");
     });
@@ -523,24 +597,56 @@ fn compare_and_register_registers_only_where_the_owner_is_the_expected_one() {
         net.online("b");
         reg(net, "a", &["owned".to_string()]);
         // Only if free.
-        let r = net.ws("b", json!({"op":"regport","id":1,"ports":["owned","free"],"if_owner":null}));
+        let r = net.ws(
+            "b",
+            json!({"op":"regport","id":1,"ports":["owned","free"],"if_owner":null}),
+        );
         assert_eq!(r["registered"], 1, "{r}");
-        assert_eq!(r["failed"], json!([{"port":"owned","owner":"a","address":"a:1"}]));
+        assert_eq!(
+            r["failed"],
+            json!([{"port":"owned","owner":"a","address":"a:1"}])
+        );
         // Only if mine: "free" is b's now, "nobody" is free.
-        let r = net.ws("b", json!({"op":"regport","id":2,"ports":["free","nobody"],"if_owner":"b"}));
+        let r = net.ws(
+            "b",
+            json!({"op":"regport","id":2,"ports":["free","nobody"],"if_owner":"b"}),
+        );
         assert_eq!(r["registered"], 0, "{r}");
-        assert_eq!(r["failed"], json!([{"port":"nobody","owner":null,"address":null}]));
+        assert_eq!(
+            r["failed"],
+            json!([{"port":"nobody","owner":null,"address":null}])
+        );
         // From a (with a's authority, checked by the nukleus): moves, and a is told.
-        let r = net.ws("b", json!({"op":"regport","id":3,"ports":["owned","free"],"if_owner":"a"}));
+        let r = net.ws(
+            "b",
+            json!({"op":"regport","id":3,"ports":["owned","free"],"if_owner":"a"}),
+        );
         assert_eq!(r["registered"], 1, "{r}");
         assert_eq!(r["failed"][0]["port"], "free");
-        let q = net.rest("POST", "/v1/ports/query", json!({"ports":["owned"]})).unwrap();
+        let q = net
+            .rest("POST", "/v1/ports/query", json!({"ports":["owned"]}))
+            .unwrap();
         assert_eq!(q["ports"][0]["owner"], "b");
-        let told: Vec<Value> = net.pushes("a").into_iter().filter(|p| p["type"] == "moved").collect();
+        let told: Vec<Value> = net
+            .pushes("a")
+            .into_iter()
+            .filter(|p| p["type"] == "moved")
+            .collect();
         assert_eq!(told.len(), 1, "size {}", net.size());
-        assert_eq!((told[0]["port"].clone(), told[0]["to"].clone()), (json!("owned"), json!("b")));
-        let q = net.rest("POST", "/v1/nodes/query", json!({"nodes":["a","b"]})).unwrap();
-        assert_eq!((q["nodes"][0]["ports"].clone(), q["nodes"][1]["ports"].clone()), (json!(0), json!(2)));
+        assert_eq!(
+            (told[0]["port"].clone(), told[0]["to"].clone()),
+            (json!("owned"), json!("b"))
+        );
+        let q = net
+            .rest("POST", "/v1/nodes/query", json!({"nodes":["a","b"]}))
+            .unwrap();
+        assert_eq!(
+            (
+                q["nodes"][0]["ports"].clone(),
+                q["nodes"][1]["ports"].clone()
+            ),
+            (json!(0), json!(2))
+        );
     });
 }
 
@@ -549,19 +655,36 @@ fn a_call_for_a_replaced_session_fails_instead_of_landing_in_the_new_one() {
     for_each_size(Limits::default(), |net| {
         net.online("a");
         let old = net.sessions["a"].1;
-        let r = net.rest("POST", "/v1/nodes/a/ports", json!({"ports":["p"],"session":old}));
+        let r = net.rest(
+            "POST",
+            "/v1/nodes/a/ports",
+            json!({"ports":["p"],"session":old}),
+        );
         assert_eq!(r.unwrap()["registered"], 1);
         net.online("a");
         let new = net.sessions["a"].1;
         assert_ne!(old, new);
-        let r = net.rest("POST", "/v1/nodes/a/ports", json!({"ports":["q"],"session":old}));
+        let r = net.rest(
+            "POST",
+            "/v1/nodes/a/ports",
+            json!({"ports":["q"],"session":old}),
+        );
         let (status, body) = r.unwrap_err();
-        assert_eq!((status, body["error"]["code"].clone()), (409, json!("session_replaced")), "{body}");
+        assert_eq!(
+            (status, body["error"]["code"].clone()),
+            (409, json!("session_replaced")),
+            "{body}"
+        );
         let r = net.rest("POST", "/v1/nodes/a/relet", json!({"session":old}));
         assert_eq!(r.unwrap_err().0, 409);
-        let q = net.rest("POST", "/v1/ports/query", json!({"ports":["q"]})).unwrap();
+        let q = net
+            .rest("POST", "/v1/ports/query", json!({"ports":["q"]}))
+            .unwrap();
         assert_eq!(q["ports"][0]["owner"], Value::Null, "not applied");
-        let r = net.ws("a", json!({"op":"regport","id":1,"ports":["q"],"session":new}));
+        let r = net.ws(
+            "a",
+            json!({"op":"regport","id":1,"ports":["q"],"session":new}),
+        );
         assert_eq!(r["registered"], 1, "{r}");
     });
 }
@@ -578,14 +701,21 @@ fn an_acknowledged_send_replies_once_the_receivers_acknowledged() {
             "s",
             json!({"op":"sendmsg","id":9,"ack":true,"messages":[{"port":"p1","body":"a"},{"port":"p1","body":"b"},{"ports":["p2","nobody"],"body":"c"}]}),
         );
-        assert!(net.ws_reply(token).is_none(), "waits for the acknowledgements");
+        assert!(
+            net.ws_reply(token).is_none(),
+            "waits for the acknowledgements"
+        );
         let pushed = net.pushes("r1");
         let numbers: Vec<u64> = pushed.iter().map(|p| p["ack"].as_u64().unwrap()).collect();
         assert_eq!(numbers, [1, 2]);
-        assert_eq!(net.ws("r1", json!({"op":"ack","id":1,"upto":1}))["acknowledged"], 1);
+        assert_eq!(
+            net.ws("r1", json!({"op":"ack","id":1,"upto":1}))["acknowledged"],
+            1
+        );
         assert!(net.ws_reply(token).is_none());
         assert_eq!(net.pushes("r2")[0]["ack"], 1);
-        net.rest("POST", "/v1/nodes/r1/ack", json!({"upto":2})).unwrap();
+        net.rest("POST", "/v1/nodes/r1/ack", json!({"upto":2}))
+            .unwrap();
         assert!(net.ws_reply(token).is_none(), "r2 has not acknowledged");
         net.close(r2);
         let reply = net.ws_reply(token).expect("r2 went offline: done");
@@ -608,7 +738,10 @@ fn an_acknowledged_send_replies_once_the_receivers_acknowledged() {
         let reply = net.ws_reply(token).expect("given up after a lease");
         assert_eq!(reply["unacknowledged"], 1, "{reply}");
         // Without `ack` nothing is numbered.
-        let r = net.ws("s", json!({"op":"sendmsg","id":11,"messages":[{"port":"p1","body":"e"}]}));
+        let r = net.ws(
+            "s",
+            json!({"op":"sendmsg","id":11,"messages":[{"port":"p1","body":"e"}]}),
+        );
         assert_eq!(r, json!({"id":11,"delivered":1,"dropped":0}));
         assert!(net.pushes("r1")[0].get("ack").is_none());
     });
@@ -623,7 +756,9 @@ fn a_connection_closed_for_a_revoked_token_takes_its_node_offline_with_that_reas
         reg(net, "a", &["p".to_string()]);
         assert!(net.close_for(a, CloseReason::TokenRevoked));
         assert_eq!(net.closed.last().unwrap().2, CloseReason::TokenRevoked);
-        let q = net.rest("POST", "/v1/ports/query", json!({"ports":["p"]})).unwrap();
+        let q = net
+            .rest("POST", "/v1/ports/query", json!({"ports":["p"]}))
+            .unwrap();
         assert_eq!(q["ports"][0]["owner"], Value::Null);
         let events = watch_events(net, "w").remove(&1).unwrap();
         assert_eq!(

@@ -1,6 +1,8 @@
 //! The `switch` kind: the port switch (BYPSS) behind http (REST, Server-Sent Events) and ws
 //! (WebSocket), configured by the `[switch]` section of the topology.
 
+use std::sync::Arc;
+
 use nukleus_switch::limits::Limits;
 use nukleus_switch::{ClusterGateConfig, Config, SwitchNukleus, SwitchNukleusConfig, TokenGrant};
 use serde::Deserialize;
@@ -159,6 +161,11 @@ pub struct LimitsSection {
     pub max_nodes_per_request: Option<Spanned<usize>>,
     pub max_node_id_len: Option<Spanned<usize>>,
     pub max_address_len: Option<Spanned<usize>>,
+    /// Events each switch instance keeps for watches to resume from (0: none).
+    pub watch_history: Option<Spanned<usize>>,
+    pub max_watches_per_node: Option<Spanned<usize>>,
+    /// Most entries in one page of a listing.
+    pub max_page: Option<Spanned<usize>>,
 }
 
 /// `[[switch.token]]`: a bearer token and what it may do.
@@ -175,7 +182,8 @@ pub struct TokenSection {
 }
 
 impl LimitsSection {
-    fn fields(&self) -> [(&'static str, &Option<Spanned<usize>>); 9] {
+    /// The limits that must be at least 1 (`watch_history` may be 0: no history).
+    fn fields(&self) -> [(&'static str, &Option<Spanned<usize>>); 11] {
         [
             ("max_port_name_len", &self.max_port_name_len),
             ("max_ports_per_request", &self.max_ports_per_request),
@@ -186,6 +194,8 @@ impl LimitsSection {
             ("max_nodes_per_request", &self.max_nodes_per_request),
             ("max_node_id_len", &self.max_node_id_len),
             ("max_address_len", &self.max_address_len),
+            ("max_watches_per_node", &self.max_watches_per_node),
+            ("max_page", &self.max_page),
         ]
     }
 
@@ -207,6 +217,9 @@ impl LimitsSection {
             max_nodes_per_request: get(&self.max_nodes_per_request, d.max_nodes_per_request),
             max_node_id_len: get(&self.max_node_id_len, d.max_node_id_len),
             max_address_len: get(&self.max_address_len, d.max_address_len),
+            watch_history: get(&self.watch_history, d.watch_history),
+            max_watches_per_node: get(&self.max_watches_per_node, d.max_watches_per_node),
+            max_page: get(&self.max_page, d.max_page),
         }
     }
 }
@@ -313,6 +326,29 @@ fn incarnation() -> u64 {
     })
 }
 
+/// The switch's part of a reload: the tokens of the reloaded topology, published to this
+/// instance; and how it asks for a reload (`POST /v1/admin/reload`).
+fn reloadable_tokens(build: &Build<'_>) -> nukleus_switch::nukleus::TokenReload {
+    let updates = Arc::new(nukleus_switch::auth::TokenUpdates::default());
+    let (publish, doorbell) = (updates.clone(), build.doorbell.clone());
+    build.reloads.register(Box::new(move |loaded| {
+        let grants = token_grants(loaded);
+        let n = grants.len();
+        publish.publish(grants);
+        // An idle core sleeps until rung: it applies the tokens now.
+        doorbell.ring_always();
+        format!("switch: {n} tokens")
+    }));
+    let (reloads, published) = (build.reloads.clone(), updates.clone());
+    let trigger: nukleus_switch::auth::ReloadTrigger = Arc::new(move || {
+        reloads
+            .reload()
+            .map(|_| published.latest().len())
+            .map_err(|e| e.to_string())
+    });
+    nukleus_switch::nukleus::TokenReload { updates, trigger }
+}
+
 fn build(build: Build<'_>) -> Result<BoxedNukleus, StartError> {
     let s = build.loaded.section::<SwitchSection>();
     if s.tokens.is_empty() {
@@ -350,6 +386,7 @@ fn build(build: Build<'_>) -> Result<BoxedNukleus, StartError> {
             }
             _ => None,
         },
+        reload: Some(reloadable_tokens(&build)),
     };
     Ok(Box::new(SwitchNukleus::new(
         config,

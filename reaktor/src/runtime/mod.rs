@@ -40,6 +40,7 @@ pub struct Reaktor {
     memory_thread: Option<JoinHandle<()>>,
     replan_thread: Option<JoinHandle<()>>,
     stream_dir: PathBuf,
+    reloads: Arc<crate::reload::Reloads>,
     pub instances: Vec<InstanceInfo>,
     /// Everything measured, for the metrics nukleus, the stats file and embedders.
     pub stats: Arc<SharedStats>,
@@ -179,6 +180,7 @@ impl Reaktor {
             memory_thread: Some(memory_thread),
             replan_thread,
             stream_dir: stream_dir.to_owned(),
+            reloads: wired.reloads,
             instances: wired.instances,
             stats: wired.stats,
         })
@@ -205,6 +207,12 @@ impl Reaktor {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Reads the topology file again and applies what can be applied while running (the
+    /// switch's tokens); what was applied, or why the file was refused.
+    pub fn reload(&self) -> Result<Vec<String>, crate::reload::ReloadError> {
+        self.reloads.reload()
     }
 
     /// Stops every core (listeners closed, connections shut), joins the threads and removes

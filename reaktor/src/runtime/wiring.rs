@@ -29,6 +29,8 @@ pub struct InstanceInfo {
 /// A wired placement, ready for its core threads.
 pub struct Wired {
     pub cores: Vec<Core>,
+    /// The kinds' reload hooks.
+    pub reloads: Arc<crate::reload::Reloads>,
     pub instances: Vec<InstanceInfo>,
     pub stats: Arc<SharedStats>,
     /// The re-plan's steering of new connections between the tcp instances, when on.
@@ -174,6 +176,9 @@ pub fn wire(
     let steering =
         (replan > 0 && tcp_cores.len() > 1).then(|| nukleus_tcp::Steering::new(tcp_cores.len()));
 
+    // What the kinds apply of the topology file read again while running.
+    let path = loaded.path.clone();
+    let reloads = crate::reload::Reloads::new(Box::new(move || crate::kinds::load(&path)));
     // A cluster member's standing: written by its election, read by its switch instances.
     let mastership = loaded
         .cluster
@@ -195,6 +200,7 @@ pub fn wire(
             kinds: &Registry,
             doorbell: &cores[instance.core].doorbell,
             mastership: mastership.as_ref(),
+            reloads: &reloads,
         };
         let pair = placement.direction_pairs.iter().find(|(tcp, _)| *tcp == i);
         if let Some(&(_, out)) = pair {
@@ -236,6 +242,7 @@ pub fn wire(
     register(&mut cores)?;
     Ok(Wired {
         cores,
+        reloads,
         instances,
         stats: shared,
         steering,

@@ -329,6 +329,9 @@ pub enum ApiError {
         /// The path.
         path: String,
     },
+    /// The credentials may not do this.
+    #[error("{0}")]
+    Forbidden(String),
     /// The switch refused.
     #[error(transparent)]
     Switch(#[from] SwitchError),
@@ -347,6 +350,7 @@ impl ApiError {
             ApiError::BadJson(_) | ApiError::BadRequest(_) => 400,
             ApiError::NotFound(_) => 404,
             ApiError::MethodNotAllowed { .. } => 405,
+            ApiError::Forbidden(_) => 403,
             ApiError::Switch(e) => match e {
                 SwitchError::Limit(LimitError::TooManyPortsForNode { .. }) => 409,
                 SwitchError::Limit(LimitError::QueueFull { .. }) => 503,
@@ -369,6 +373,7 @@ impl ApiError {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::Switch(e) => match e {
                 SwitchError::Limit(_) => "limit_exceeded",
                 SwitchError::NotOnline(_) => "node_not_online",
@@ -507,7 +512,9 @@ pub fn route(method: &str, path: &str) -> Result<Route, ApiError> {
             Err(not_allowed())
         }
     };
-    let query = path.split_once('?').map(|(_, q)| q.split('#').next().unwrap_or(q));
+    let query = path
+        .split_once('?')
+        .map(|(_, q)| q.split('#').next().unwrap_or(q));
     let get = |r: Route| {
         if method == "GET" {
             Ok(r)
@@ -540,9 +547,9 @@ pub fn route(method: &str, path: &str) -> Result<Route, ApiError> {
             node: percent_decode(node)?,
         }),
         [v, "nodes", node, "watches", watch] if *v == VERSION => {
-            let watch = watch.parse::<u64>().map_err(|_| {
-                ApiError::BadRequest(format!("watch id {watch:?} is not a number"))
-            })?;
+            let watch = watch
+                .parse::<u64>()
+                .map_err(|_| ApiError::BadRequest(format!("watch id {watch:?} is not a number")))?;
             let node = percent_decode(node)?;
             if method == "DELETE" {
                 Ok(Route::Unwatch { node, watch })
@@ -643,7 +650,9 @@ pub fn execute(
         Request::QueryPort { ports } => query_port(switch, &ports),
         Request::QueryNode { nodes } => query_node(switch, &nodes),
         Request::Relet => relet(switch, node, now),
-        other => Err(ApiError::BadRequest(format!("not a call of this switch: {other:?}"))),
+        other => Err(ApiError::BadRequest(format!(
+            "not a call of this switch: {other:?}"
+        ))),
     }
 }
 

@@ -104,7 +104,12 @@ impl Instance {
     // ---- acknowledged delivery -----------------------------------------------------------
 
     /// `node` (homed here) acknowledges its pushes up to `upto`.
-    pub fn ack(&mut self, node: &str, upto: u64, out: &mut Vec<Output>) -> Result<u64, SwitchError> {
+    pub fn ack(
+        &mut self,
+        node: &str,
+        upto: u64,
+        out: &mut Vec<Output>,
+    ) -> Result<u64, SwitchError> {
         let idx = self.online_index(node)?;
         let n = self.acks.ack(idx, upto);
         self.collect_acks(out);
@@ -184,10 +189,12 @@ impl Instance {
 
     // ---- listings ------------------------------------------------------------------------
 
-    pub(super) fn listed_here_for(&self, page: &PageRequest, limit: usize) -> (Vec<ListedPort>, bool) {
-        let got = self
-            .shard
-            .list(&page.prefix, page.after.as_deref(), limit);
+    pub(super) fn listed_here_for(
+        &self,
+        page: &PageRequest,
+        limit: usize,
+    ) -> (Vec<ListedPort>, bool) {
+        let got = self.shard.list(&page.prefix, page.after.as_deref(), limit);
         let full = got.len() == limit;
         let ports = got
             .into_iter()
@@ -363,9 +370,7 @@ impl Instance {
             return;
         };
         n.listing.restarted |= restarted;
-        n.listing
-            .ports
-            .extend(ports.iter().map(|p| p.to_string()));
+        n.listing.ports.extend(ports.iter().map(|p| p.to_string()));
         if let Some(next) = next {
             n.listing.next = Some(node_cursor(n.shard, next));
             n.done = true;
@@ -452,7 +457,15 @@ impl Instance {
             Ok(idx) => idx,
             Err(e) => {
                 let text = refusal(&e);
-                self.handover_answer(reply_to, give_op, Vec::new(), Vec::new(), Vec::new(), Some(&text), out);
+                self.handover_answer(
+                    reply_to,
+                    give_op,
+                    Vec::new(),
+                    Vec::new(),
+                    Vec::new(),
+                    Some(&text),
+                    out,
+                );
                 return;
             }
         };
@@ -580,7 +593,15 @@ impl Instance {
             self.work.extend(crate::switch::slow_consumers(slow));
             self.settle(out);
         }
-        self.handover_answer(t.reply_to, t.give_op, t.moved, t.not_owned, t.unknown, None, out);
+        self.handover_answer(
+            t.reply_to,
+            t.give_op,
+            t.moved,
+            t.not_owned,
+            t.unknown,
+            None,
+            out,
+        );
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -638,7 +659,9 @@ impl Instance {
     }
 
     pub(super) fn finish_give(&mut self, g: GiveOp) -> Result<Reply, SwitchError> {
-        let reply = g.reply.unwrap_or_else(|| Err(SwitchError::Invalid("no answer".into())))?;
+        let reply = g
+            .reply
+            .unwrap_or_else(|| Err(SwitchError::Invalid("no answer".into())))?;
         if self.nodes.get(g.node).map(|n| self.global(n.session())) == Some(g.session) {
             self.nodes.add_ports(g.node, -(reply.moved.len() as isize));
         }

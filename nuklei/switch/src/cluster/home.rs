@@ -45,7 +45,11 @@ impl Instance {
         let mut session = connect(&mut self.nodes, idx, conn, address, now, replaced);
         session.session = self.global(session.session);
         self.now = self.now.max(now);
-        let what = if replaced { What::Replaced } else { What::Online };
+        let what = if replaced {
+            What::Replaced
+        } else {
+            What::Online
+        };
         self.emit(&Event::node(what, node, address), out);
         self.settle(out);
         Ok(session)

@@ -352,10 +352,7 @@ impl Instance {
             }
             Msg::NodesListed { op, nodes, full } => {
                 if let Some(Op::ListNodes { waiting, pages, .. }) = self.ops.get_mut(&op) {
-                    let page = nodes
-                        .into_iter()
-                        .map(|(id, i)| node_info(id, i))
-                        .collect();
+                    let page = nodes.into_iter().map(|(id, i)| node_info(id, i)).collect();
                     pages.push((page, full));
                     *waiting -= 1;
                 }

@@ -55,12 +55,12 @@ use crate::switch::{
     check_wait_msg, connect, rewait, CloseReason, FailedPort, Metrics, NodeInfo, Output, PortOwner,
     RegPortReply, Reply, SendReport, Session, SwitchError, UnRegPortReply,
 };
-use crate::watch::{Event, Interest, Journal, What, Watchers};
+use crate::watch::{Event, Interest, Journal, Watchers, What};
 
+mod coord;
 mod home;
 mod mesh_in;
 mod ops;
-mod coord;
 mod shard;
 mod watch;
 

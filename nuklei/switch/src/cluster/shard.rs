@@ -84,13 +84,21 @@ impl Instance {
         let mut failed = Vec::new();
         for &(pos, port) in ports {
             let current = self.shard.owner(port);
-            let current_id = current.and_then(|o| self.owners.get(o)).map(|r| r.id.clone());
+            let current_id = current
+                .and_then(|o| self.owners.get(o))
+                .map(|r| r.id.clone());
             if current_id.as_deref() != expected {
                 match current.and_then(|o| self.owners.get(o)) {
                     Some(rec) => {
                         failed.push((pos, rec.id.clone(), rec.address.clone()));
                         if subscribe {
-                            self.shard.subscribe(port, Subscriber { node: owner, session });
+                            self.shard.subscribe(
+                                port,
+                                Subscriber {
+                                    node: owner,
+                                    session,
+                                },
+                            );
                         }
                     }
                     None => failed.push((pos, Arc::from(""), Arc::from(""))),
@@ -154,7 +162,10 @@ impl Instance {
             match self.shard.unregister(port, owner) {
                 Outcome::Released(subs) => {
                     reply.released.push(*pos as usize);
-                    self.emit(&Event::released(port, node, ReleaseReason::Unregistered), out);
+                    self.emit(
+                        &Event::released(port, node, ReleaseReason::Unregistered),
+                        out,
+                    );
                     for s in subs {
                         self.notify(s, port, ReleaseReason::Unregistered, out);
                     }

@@ -4,7 +4,7 @@
 //! answered (see [`crate::watch`]).
 
 use super::*;
-use crate::watch::{self, Watched, WatchRef, WatchReply, WatchRequest};
+use crate::watch::{self, WatchRef, WatchReply, WatchRequest, Watched};
 
 /// A watch waiting for the replays of the other instances.
 pub(super) struct WatchOp {
@@ -32,11 +32,7 @@ impl Instance {
             if usize::from(home) == self.me {
                 self.event_here(self.me, seq, event, out);
             } else {
-                Msg::Event {
-                    seq,
-                    event: *event,
-                }
-                .encode(&mut self.outbox[usize::from(home)]);
+                Msg::Event { seq, event: *event }.encode(&mut self.outbox[usize::from(home)]);
             }
         }
         self.homes = homes;
@@ -85,18 +81,17 @@ impl Instance {
         };
         let id = request.id.unwrap_or_else(|| self.watchers.next_id(idx));
         let watched = request.watched();
-        let slot = match self.watchers.add(
-            idx,
-            id,
-            watched.clone(),
-            self.limits.max_watches_per_node,
-        ) {
-            Ok(slot) => slot,
-            Err(e) => {
-                self.done.push((token, Err(e.into())));
-                return;
-            }
-        };
+        let slot =
+            match self
+                .watchers
+                .add(idx, id, watched.clone(), self.limits.max_watches_per_node)
+            {
+                Ok(slot) => slot,
+                Err(e) => {
+                    self.done.push((token, Err(e.into())));
+                    return;
+                }
+            };
         let session = self.global(self.nodes.get(idx).map_or(0, Node::session));
         let watch = WatchRef {
             node: idx,
@@ -183,12 +178,8 @@ impl Instance {
     fn stop_watching(&mut self, watched: &Watched) {
         for peer in 0..self.count {
             if peer == self.me {
-                self.interest.remove(
-                    watched.kind,
-                    &watched.key,
-                    watched.prefix,
-                    self.me as u16,
-                );
+                self.interest
+                    .remove(watched.kind, &watched.key, watched.prefix, self.me as u16);
             } else {
                 Msg::WatchStop {
                     kind: watched.kind,
@@ -267,8 +258,7 @@ impl Instance {
             && self.nodes.get(node).map(|n| self.global(n.session())) == Some(watch.session);
         if ahead {
             if let Some(Op::Watch(w)) = self.ops.get_mut(&op) {
-                w.error
-                    .get_or_insert(watch::single::ahead(from, position));
+                w.error.get_or_insert(watch::single::ahead(from, position));
             }
         } else if current {
             let mut slow = Vec::new();

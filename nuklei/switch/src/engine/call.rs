@@ -4,6 +4,7 @@
 use std::borrow::Cow;
 
 use crate::api::{self, ApiError, ResponseBody};
+use crate::auth::Grant;
 use crate::batch::SendBatch;
 use crate::listing::PageRequest;
 use crate::request::{self, Parsed, Request, Str};
@@ -176,25 +177,58 @@ impl Call {
         })
     }
 
-    /// The call of a parsed request and the session it names.
-    pub fn from_parsed(node: &str, parsed: Parsed<'_>) -> Result<(Call, Option<u64>), ApiError> {
+    /// The call of a parsed request and the session it names, if `grant` allows it.
+    pub fn from_parsed(
+        node: &str,
+        parsed: Parsed<'_>,
+        grant: &dyn Grant,
+    ) -> Result<(Call, Option<u64>), ApiError> {
+        authorize(node, &parsed.request, grant)?;
         let session = parsed.session;
         Ok((Call::from_request(node, parsed.request)?, session))
     }
 
     /// The call of a REST request.
-    pub fn from_rest(route: &api::Route, body: &[u8]) -> Result<(Call, Option<u64>), ApiError> {
+    pub fn from_rest(
+        route: &api::Route,
+        body: &[u8],
+        grant: &dyn Grant,
+    ) -> Result<(Call, Option<u64>), ApiError> {
         let node = route.node().unwrap_or_default();
-        Call::from_parsed(node, api::parse_rest(route, body)?)
+        Call::from_parsed(node, api::parse_rest(route, body)?, grant)
     }
 
     /// The call of a WebSocket request from `node`'s receiving connection, with its id.
-    pub fn from_ws(node: &str, text: &str) -> (u64, Result<(Call, Option<u64>), ApiError>) {
+    pub fn from_ws(
+        node: &str,
+        text: &str,
+        grant: &dyn Grant,
+    ) -> (u64, Result<(Call, Option<u64>), ApiError>) {
         match request::parse_ws(text) {
             Err(e) => (request::ws_id(text), Err(ApiError::BadJson(e.to_string()))),
-            Ok((id, parsed)) => (id, Call::from_parsed(node, api::with_watch_id(id, parsed))),
+            Ok((id, parsed)) => (
+                id,
+                Call::from_parsed(node, api::with_watch_id(id, parsed), grant),
+            ),
         }
     }
+}
+
+/// Refuses a compare-and-register that would take ports from a node the caller's credentials
+/// may not act for (handing ports over needs the giver's authority).
+pub fn authorize(node: &str, request: &Request<'_>, grant: &dyn Grant) -> Result<(), ApiError> {
+    if let Request::RegPort {
+        if_owner: Some(Some(owner)),
+        ..
+    } = request
+    {
+        if owner != node && !grant.may_act_for(owner) {
+            return Err(ApiError::Forbidden(format!(
+                "compare-and-register from node {owner:?} takes its ports: it needs a token that may act for {owner:?} too"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The reply body of a completed call of shape `shape`.

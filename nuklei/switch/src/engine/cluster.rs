@@ -8,6 +8,7 @@ use hashbrown::HashMap;
 
 use super::{completion, response, Call, Completion, Shape, SwitchEngine};
 use crate::api::{self, ApiError, ResponseBody};
+use crate::auth::Grant;
 use crate::cluster::{Instance, InstanceConfig, Token};
 use crate::mesh::Msg;
 use crate::nodes::{ConnId, Drained};
@@ -233,13 +234,20 @@ impl SwitchEngine for ClusterEngine {
         expired
     }
 
-    fn handle_rest(&mut self, token: Token, route: &api::Route, body: &[u8], now: u64) {
-        let call = Call::from_rest(route, body);
+    fn handle_rest(
+        &mut self,
+        token: Token,
+        route: &api::Route,
+        body: &[u8],
+        now: u64,
+        grant: &dyn Grant,
+    ) {
+        let call = Call::from_rest(route, body, grant);
         self.start(token, call, None, now);
     }
 
-    fn handle_ws(&mut self, token: Token, node: &str, text: &str, now: u64) {
-        let (id, call) = Call::from_ws(node, text);
+    fn handle_ws(&mut self, token: Token, node: &str, text: &str, now: u64, grant: &dyn Grant) {
+        let (id, call) = Call::from_ws(node, text, grant);
         self.start(token, call, Some(id), now);
     }
 

@@ -10,6 +10,7 @@
 //! arrive). The nukleus is written once against [`SwitchEngine`].
 
 use crate::api::{self, ApiError, ResponseBody};
+use crate::auth::Grant;
 use crate::cluster::Token;
 use crate::mesh::Msg;
 use crate::nodes::{ConnId, Drained};
@@ -70,11 +71,19 @@ pub trait SwitchEngine: Send {
     /// The clock reached `now`: expire leases; how many nodes went offline.
     fn handle_timeout(&mut self, now: u64) -> usize;
 
-    /// A REST call (`route`, request `body`) under `token`.
-    fn handle_rest(&mut self, token: Token, route: &api::Route, body: &[u8], now: u64);
+    /// A REST call (`route`, request `body`) under `token`, made with credentials that may
+    /// act for whom `grant` says.
+    fn handle_rest(
+        &mut self,
+        token: Token,
+        route: &api::Route,
+        body: &[u8],
+        now: u64,
+        grant: &dyn Grant,
+    );
 
-    /// A request message on `node`'s WebSocket under `token`.
-    fn handle_ws(&mut self, token: Token, node: &str, text: &str, now: u64);
+    /// A request message on `node`'s WebSocket under `token` (its credentials: `grant`).
+    fn handle_ws(&mut self, token: Token, node: &str, text: &str, now: u64, grant: &dyn Grant);
 
     /// `/v1/metrics` under `token`; `requests` and `refused` are this nukleus's exchange
     /// counts.

@@ -8,6 +8,7 @@ use hashbrown::HashMap;
 
 use super::{completion, Completion, SwitchEngine};
 use crate::api::{self, ApiError};
+use crate::auth::Grant;
 use crate::cluster::Token;
 use crate::nodes::{ConnId, Drained};
 use crate::ports::NodeIdx;
@@ -53,7 +54,12 @@ impl SingleEngine {
         node: &str,
         parsed: Parsed<'_>,
         now: u64,
+        grant: &dyn Grant,
     ) {
+        if let Err(e) = super::call::authorize(node, &parsed.request, grant) {
+            self.done.push_back((token, completion(ws_id, Err(e))));
+            return;
+        }
         if let Request::SendMsg {
             messages,
             ack: true,
@@ -134,17 +140,28 @@ impl SwitchEngine for SingleEngine {
         expired
     }
 
-    fn handle_rest(&mut self, token: Token, route: &api::Route, body: &[u8], now: u64) {
+    fn handle_rest(
+        &mut self,
+        token: Token,
+        route: &api::Route,
+        body: &[u8],
+        now: u64,
+        grant: &dyn Grant,
+    ) {
         match api::parse_rest(route, body) {
-            Ok(parsed) => self.run(token, None, route.node().unwrap_or_default(), parsed, now),
+            Ok(parsed) => {
+                let node = route.node().unwrap_or_default();
+                self.run(token, None, node, parsed, now, grant)
+            }
             Err(e) => self.done.push_back((token, Completion::Rest(Err(e)))),
         }
     }
 
-    fn handle_ws(&mut self, token: Token, node: &str, text: &str, now: u64) {
+    fn handle_ws(&mut self, token: Token, node: &str, text: &str, now: u64, grant: &dyn Grant) {
         match request::parse_ws(text) {
             Ok((id, parsed)) => {
-                self.run(token, Some(id), node, api::with_watch_id(id, parsed), now);
+                let parsed = api::with_watch_id(id, parsed);
+                self.run(token, Some(id), node, parsed, now, grant);
                 // An ack may complete acknowledged sends.
                 self.collect_acked();
             }

@@ -94,6 +94,7 @@ impl SwitchNukleus {
             body: Vec::new(),
             // The body is not kept: the call is not served here.
             too_large: true,
+            token: None,
         })
     }
 

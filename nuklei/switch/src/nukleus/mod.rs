@@ -55,6 +55,7 @@ mod metrics_text;
 mod push;
 mod receivers;
 mod rest;
+mod tokens;
 
 pub use metrics_text::metrics_text;
 use receivers::close_ext;
@@ -76,6 +77,25 @@ pub struct SwitchNukleusConfig {
     pub max_message_bytes: usize,
     /// A cluster member's switch serves only while the member holds the master's lease.
     pub cluster: Option<ClusterGateConfig>,
+    /// Tokens reloaded while the server runs, and how to ask for a reload.
+    pub reload: Option<TokenReload>,
+}
+
+/// The tokens as the reaktor reloads them (SIGHUP, `POST /v1/admin/reload`).
+#[derive(Clone)]
+pub struct TokenReload {
+    /// Where new token lists are published.
+    pub updates: Arc<crate::auth::TokenUpdates>,
+    /// Reads the topology file again and publishes its tokens.
+    pub trigger: crate::auth::ReloadTrigger,
+}
+
+impl std::fmt::Debug for TokenReload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenReload")
+            .field("generation", &self.updates.generation())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for SwitchNukleusConfig {
@@ -87,6 +107,7 @@ impl Default for SwitchNukleusConfig {
             max_request_bytes: 8 << 20,
             max_message_bytes: 8 << 20,
             cluster: None,
+            reload: None,
         }
     }
 }
@@ -135,6 +156,8 @@ const MAX_BATCH: usize = 1 << 20;
 enum Target {
     Api(api::Route),
     Metrics,
+    /// `POST /v1/admin/reload`.
+    Reload,
     /// Answered with this error at END.
     Error(u16, ErrorBody),
     /// Answered at END with this refusal: a cluster member that does not serve (307 to the
@@ -146,6 +169,8 @@ struct Rest {
     target: Target,
     body: Vec<u8>,
     too_large: bool,
+    /// The bearer token it came with (a compare-and-register may need more of it).
+    token: Option<String>,
 }
 
 /// A node's receiving connection (SSE or WebSocket).
@@ -153,6 +178,10 @@ struct Receiver {
     node: Arc<str>,
     idx: NodeIdx,
     conn: ConnId,
+    /// The session WaitMsg opened (its first push names it).
+    session: u64,
+    /// The token it was opened with: a reload that revokes it closes the connection.
+    token: Option<String>,
     /// Still the node's receiving connection in the switch.
     online: bool,
     /// WebSocket (else SSE).
@@ -229,6 +258,8 @@ pub struct SwitchNukleus {
     pending: HashMap<Token, Pending>,
     next_token: Token,
     tokens: Tokens,
+    /// The generation of the reloaded tokens last applied.
+    tokens_seen: u64,
     inputs: Vec<RingReader>,
     outputs: Vec<StreamOutput>,
     is_ws: Vec<bool>,
@@ -340,6 +371,7 @@ impl SwitchNukleus {
             pending: HashMap::new(),
             next_token: 1,
             tokens: Tokens::new(&config.tokens),
+            tokens_seen: config.reload.as_ref().map_or(0, |r| r.updates.generation()),
             config,
             core,
             instance,
@@ -427,6 +459,7 @@ impl Nukleus for SwitchNukleus {
         self.timestamp = context.timestamp;
         self.now_ms = self.now_ms(context.now);
         let mut work = self.look_at_gate(context.now);
+        work += self.look_at_tokens();
         self.engine
             .handle_exchange_counts(self.requests, self.refused);
         let mut inputs = std::mem::take(&mut self.inputs);

@@ -156,11 +156,43 @@ impl SwitchNukleus {
             node: Arc::from(node.as_str()),
             idx: session.node,
             conn,
+            session: session.session,
+            token,
             online: true,
             ws,
             message: Vec::new(),
             message_kind: WS_TEXT,
         })
+    }
+
+    /// The first push of a receiving connection: its session, which REST calls may name so
+    /// that a call meant for this connection never lands in a later one,
+    /// `[{"type":"session","session":S,"node":N,"lease_ms":L}]` (after the epoch of a
+    /// cluster member).
+    pub(super) fn greet(&self, x: &mut Exchange, r: &Receiver) {
+        let mut batch = Vec::new();
+        if !r.ws {
+            batch.extend_from_slice(b"data: ");
+        }
+        batch.push(b'[');
+        let lead = self.gate.push_lead();
+        if !lead.is_empty() {
+            batch.extend_from_slice(lead);
+            batch.push(b',');
+        }
+        let session = serde_json::json!({
+            "type": "session",
+            "session": r.session,
+            "node": &*r.node,
+            "lease_ms": self.engine.lease_ms(),
+        });
+        batch.extend_from_slice(session.to_string().as_bytes());
+        batch.push(b']');
+        if !r.ws {
+            batch.extend_from_slice(b"\n\n");
+        }
+        x.out_bytes += batch.len();
+        x.out.push_back(batch);
     }
 
     pub(super) fn begin_ws(&mut self, x: &mut Exchange, head: &RequestHead<'_>) {
@@ -203,6 +235,7 @@ impl SwitchNukleus {
             Ok(r) => {
                 // The reply BEGIN accepts the upgrade: ws sends the 101 now.
                 x.reply_begun = true;
+                self.greet(x, &r);
                 x.role = Role::Receiver(r);
             }
             Err((status, body)) => {
@@ -245,6 +278,13 @@ impl SwitchNukleus {
                         };
                         r.online = false;
                         let text = reason.to_string();
+                        // The close goes out now, whatever the reader's window: what is not
+                        // on its way yet (replies, the greeting) is dropped, as the pushes
+                        // queued for the node are.
+                        let started = usize::from(x.out_sent > 0);
+                        for dropped in x.out.drain(started..) {
+                            x.out_bytes -= dropped.len();
+                        }
                         if r.ws {
                             x.end_with = Some(close_ext(close_code_of(&reason), &text));
                         } else {

@@ -17,7 +17,9 @@ impl SwitchNukleus {
     pub(super) fn begin_http(&mut self, x: &mut Exchange, head: &RequestHead<'_>) {
         let path = head.path();
         let metrics = path.trim_end_matches('/') == "/v1/metrics";
-        if !metrics && !self.gate.serving() {
+        // Metrics and token reloads are this member's own, master or not.
+        let own = metrics || path.trim_end_matches('/') == "/v1/admin/reload";
+        if !own && !self.gate.serving() {
             // Every switch call, WaitMsg included, goes to the master.
             x.role = self.refuse_not_master(head.target);
             return;
@@ -29,6 +31,7 @@ impl SwitchNukleus {
                     target: Target::Refused(receivers::shutting_down()),
                     body: Vec::new(),
                     too_large: true,
+                    token: None,
                 });
                 return;
             }
@@ -51,15 +54,18 @@ impl SwitchNukleus {
                 match self.open_receiver(head, node, false) {
                     Ok(r) => {
                         x.reply_begun = true;
+                        let session = r.session.to_string();
                         ext::encode_response(
                             &mut self.scratch,
                             200,
                             [
                                 ("Content-Type", &b"text/event-stream"[..]),
                                 ("Cache-Control", &b"no-cache"[..]),
+                                ("X-Session", session.as_bytes()),
                             ]
                             .into_iter(),
                         );
+                        self.greet(x, &r);
                         x.role = Role::Receiver(r);
                     }
                     Err((status, body)) => x.role = self.rest_error(status, body),
@@ -68,6 +74,26 @@ impl SwitchNukleus {
             return;
         }
         let token = auth::bearer(head.header("authorization"));
+        if path.trim_end_matches('/') == "/v1/admin/reload" {
+            x.role = if head.method != "POST" {
+                let e = ApiError::MethodNotAllowed {
+                    method: head.method.to_string(),
+                    path: path.to_string(),
+                };
+                self.rest_error(e.status(), e.body())
+            } else {
+                match self.tokens.check(token, Need::Admin) {
+                    Ok(()) => Role::Rest(Rest {
+                        target: Target::Reload,
+                        body: Vec::new(),
+                        too_large: false,
+                        token: None,
+                    }),
+                    Err(e) => self.rest_error(e.status(), auth_body(&e)),
+                }
+            };
+            return;
+        }
         if metrics {
             x.role = if head.method != "GET" {
                 let e = ApiError::MethodNotAllowed {
@@ -81,6 +107,7 @@ impl SwitchNukleus {
                         target: Target::Metrics,
                         body: Vec::new(),
                         too_large: false,
+                        token: None,
                     }),
                     Err(e) => self.rest_error(e.status(), auth_body(&e)),
                 }
@@ -103,6 +130,7 @@ impl SwitchNukleus {
                             target: Target::Api(route),
                             body: Vec::new(),
                             too_large,
+                            token: token.map(str::to_string),
                         })
                     }
                 }
@@ -116,6 +144,7 @@ impl SwitchNukleus {
             target: Target::Error(status, body),
             body: Vec::new(),
             too_large: false,
+            token: None,
         })
     }
 
@@ -155,7 +184,11 @@ impl SwitchNukleus {
         x.awaiting.push_back((token, None));
         let id = x.id;
         self.pending.insert(token, Pending { input, slot, id });
-        self.engine.handle_ws(token, &r.node, text, now);
+        let grant = crate::auth::TokenGrantOf {
+            tokens: &self.tokens,
+            token: r.token.as_deref(),
+        };
+        self.engine.handle_ws(token, &r.node, text, now, &grant);
     }
 
     /// Delivers the completions of calls (at once in one instance, after mesh replies in a
@@ -279,10 +312,15 @@ impl SwitchNukleus {
             }
             Target::Api(route) => {
                 let token = self.call_token(input, slot, id);
+                let grant = crate::auth::TokenGrantOf {
+                    tokens: &self.tokens,
+                    token: rest.token.as_deref(),
+                };
                 self.engine
-                    .handle_rest(token, &route, &rest.body, self.now_ms);
+                    .handle_rest(token, &route, &rest.body, self.now_ms, &grant);
                 return;
             }
+            Target::Reload => self.reload_tokens(),
         };
         self.respond(input, slot, status, b"application/json", body);
     }

@@ -470,12 +470,9 @@ impl PortShard {
     pub fn list(&self, prefix: &str, after: Option<&str>, limit: usize) -> Vec<(&str, NodeIdx)> {
         let (arena, entries) = (&self.arena, &self.entries);
         self.ordered
-            .range(
-                prefix.as_bytes(),
-                after.map(str::as_bytes),
-                limit,
-                |i| name_of(arena, &entries[i as usize]),
-            )
+            .range(prefix.as_bytes(), after.map(str::as_bytes), limit, |i| {
+                name_of(arena, &entries[i as usize])
+            })
             .into_iter()
             .map(|i| {
                 let e = &entries[i as usize];
@@ -503,8 +500,7 @@ impl PortShard {
             ports.push(as_str(name_of(&self.arena, e)));
             cur = e.next;
         }
-        let next =
-            (cur != NIL).then(|| as_str(name_of(&self.arena, &self.entries[cur as usize])));
+        let next = (cur != NIL).then(|| as_str(name_of(&self.arena, &self.entries[cur as usize])));
         NodePage {
             ports,
             next,
@@ -773,7 +769,12 @@ mod tests {
         let page = t.list("user:", None, 4);
         assert_eq!(
             page,
-            [("user:000", 0), ("user:001", 1), ("user:002", 2), ("user:003", 0)]
+            [
+                ("user:000", 0),
+                ("user:001", 1),
+                ("user:002", 2),
+                ("user:003", 0)
+            ]
         );
         let page = t.list("user:", Some("user:003"), 2);
         assert_eq!(page, [("user:004", 1), ("user:005", 2)]);
@@ -781,7 +782,10 @@ mod tests {
         assert_eq!(t.list("user:", Some("user:003"), 1), [("user:005", 2)]);
         assert_eq!(t.list("user:29", None, 99).len(), 10);
         t.release_all(2, |_, _| {});
-        assert_eq!(t.list("user:", None, 3), [("user:000", 0), ("user:001", 1), ("user:003", 0)]);
+        assert_eq!(
+            t.list("user:", None, 3),
+            [("user:000", 0), ("user:001", 1), ("user:003", 0)]
+        );
         assert_eq!(t.list("", None, 1000).len(), 300 - 100 - 1 + 1);
         // Node 9's one port; node 0's in pages of 40, most recent first.
         assert_eq!(t.node_page(9, None, 10).ports, ["room:1"]);

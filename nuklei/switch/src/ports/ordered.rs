@@ -542,7 +542,10 @@ mod tests {
             o.insert(i as u32, n.as_bytes(), names.of());
         }
         let used = o.leaves.len() - o.free_leaves.len();
-        assert!(used <= 100_000 / CAP + 2, "{used} leaves for 100k ascending names");
+        assert!(
+            used <= 100_000 / CAP + 2,
+            "{used} leaves for 100k ascending names"
+        );
         assert_eq!(o.range(b"", None, 3, names.of()), [0, 1, 2]);
         let mut model = BTreeSet::new();
         for (i, n) in names.0.iter().enumerate() {

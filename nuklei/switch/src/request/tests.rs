@@ -69,10 +69,7 @@ fn every_op_parses() {
             }
         ))
     );
-    assert_eq!(
-        ws(r#"{"op":"relet","id":5}"#),
-        Ok((5, Request::Relet))
-    );
+    assert_eq!(ws(r#"{"op":"relet","id":5}"#), Ok((5, Request::Relet)));
     assert_eq!(
         ws(
             r#"{"op":"sendmsg","id":6,"messages":[{"port":"p","body":"x"},{"ports":["a","b"],"body":""},{"port":null,"ports":["c"],"body":"y"}]}"#
@@ -160,10 +157,12 @@ fn missing_and_duplicate_fields_are_named() {
         .contains("missing field `body`"));
     assert!(err(r#"{"op":"relet","op":"relet","id":1}"#).contains("duplicate field `op`"));
     assert!(err(r#"{"op":"relet","id":1,"id":1}"#).contains("duplicate field `id`"));
-    assert!(err(r#"{"op":"regport","id":1,"ports":[],"ports":[]}"#)
-        .contains("duplicate field `ports`"));
-    assert!(err(r#"{"ports":[],"op":"regport","id":1,"ports":[]}"#)
-        .contains("duplicate field `ports`"));
+    assert!(
+        err(r#"{"op":"regport","id":1,"ports":[],"ports":[]}"#).contains("duplicate field `ports`")
+    );
+    assert!(
+        err(r#"{"ports":[],"op":"regport","id":1,"ports":[]}"#).contains("duplicate field `ports`")
+    );
     assert!(
         err(r#"{"op":"sendmsg","id":1,"messages":[{"port":"p","body":"a","body":"b"}]}"#)
             .contains("duplicate field `body`")
@@ -186,9 +185,7 @@ fn wrong_types_and_unknown_ops_are_rejected_clearly() {
         err(r#"{"op":"regport","id":1,"ports":[],"subscribe":"yes"}"#)
             .contains("field `subscribe`: expected a boolean, found a string")
     );
-    assert!(
-        err(r#"{"op":"relet","id":-1}"#).contains("field `id`: expected an unsigned integer")
-    );
+    assert!(err(r#"{"op":"relet","id":-1}"#).contains("field `id`: expected an unsigned integer"));
     assert!(err(r#"{"op":"relet","id":1.0}"#).contains("field `id`"));
     assert!(err(r#"{"op":"relet","id":"1"}"#).contains("field `id`"));
     assert!(err(r#"{"op":"relet","id":184467440737095516160}"#).contains("out of range"));
@@ -222,10 +219,9 @@ fn ws_id_recovers_the_id_of_a_request_that_fails() {
 #[test]
 fn coordination_ops_parse() {
     use crate::watch::WatchKind;
-    let (id, p) = parse_ws(
-        r#"{"op":"watch","id":7,"ports":"user:","prefix":true,"from":[3,4],"session":9}"#,
-    )
-    .unwrap();
+    let (id, p) =
+        parse_ws(r#"{"op":"watch","id":7,"ports":"user:","prefix":true,"from":[3,4],"session":9}"#)
+            .unwrap();
     assert_eq!(id, 7);
     assert_eq!(p.session, Some(9));
     assert_eq!(

@@ -47,7 +47,7 @@ use crate::ports::{
     shard_of, NodeIdx, Outcome, PortShard, RegisterError, SubscribeOutcome, Subscriber,
 };
 use crate::queue::Batch;
-use crate::watch::{self, Event, Journal, OfflineReason, What, Watchers};
+use crate::watch::{self, Event, Journal, OfflineReason, Watchers, What};
 
 mod types;
 
@@ -219,7 +219,11 @@ impl Switch {
             self.run_offline(work, out);
         }
         let session = connect(&mut self.nodes, idx, conn, address, now, replaced);
-        let what = if replaced { What::Replaced } else { What::Online };
+        let what = if replaced {
+            What::Replaced
+        } else {
+            What::Online
+        };
         self.emit(&Event::node(what, node, address), out);
         Ok(session)
     }
@@ -368,7 +372,11 @@ impl Switch {
         self.nodes.add_ports(idx, new.len() as isize);
         self.metrics.registrations += new.len() as u64;
         self.metrics.registration_conflicts += failed.len() as u64;
-        if let Some((id, address)) = self.nodes.get(idx).map(|n| (n.id().clone(), n.address().clone())) {
+        if let Some((id, address)) = self
+            .nodes
+            .get(idx)
+            .map(|n| (n.id().clone(), n.address().clone()))
+        {
             for &i in &new {
                 let event = Event::acquired(ports[i as usize].as_ref(), &id, &address);
                 self.emit(&event, out);
@@ -418,7 +426,11 @@ impl Switch {
         let nshards = self.shards.len();
         let mut reply = UnRegPortReply::default();
         let mut work = Vec::new();
-        let id = self.nodes.get(idx).map(|n| n.id().clone()).unwrap_or_default();
+        let id = self
+            .nodes
+            .get(idx)
+            .map(|n| n.id().clone())
+            .unwrap_or_default();
         for (i, port) in ports.iter().enumerate() {
             let port = port.as_ref();
             match self.shards[shard_of(port.as_bytes(), nshards)].unregister(port, idx) {

@@ -135,13 +135,7 @@ impl Journal {
     pub fn since(&self, start: u64) -> impl Iterator<Item = (u64, Event<'_>)> + '_ {
         let first = self.first();
         let skip = start.saturating_sub(first) as usize;
-        let mut off = self.head
-            + self
-                .recs
-                .iter()
-                .take(skip)
-                .map(Rec::bytes)
-                .sum::<usize>();
+        let mut off = self.head + self.recs.iter().take(skip).map(Rec::bytes).sum::<usize>();
         let bytes = &self.bytes;
         self.recs
             .iter()
@@ -175,7 +169,14 @@ mod tests {
     #[test]
     fn numbers_events_and_keeps_the_last_ones() {
         let mut j = Journal::new(3, 100);
-        assert_eq!(j.replay(100), Replay::From { missed: None, start: 101, last: 100 });
+        assert_eq!(
+            j.replay(100),
+            Replay::From {
+                missed: None,
+                start: 101,
+                last: 100
+            }
+        );
         assert_eq!(j.replay(101), Replay::Ahead { last: 100 });
         let names: Vec<String> = (0..5).map(|i| format!("p{i}")).collect();
         for (i, n) in names.iter().enumerate() {
@@ -188,15 +189,37 @@ mod tests {
         // A watch that saw up to 100 missed 101..=102 and gets 103.. .
         assert_eq!(
             j.replay(100),
-            Replay::From { missed: Some((101, 102)), start: 103, last: 105 }
+            Replay::From {
+                missed: Some((101, 102)),
+                start: 103,
+                last: 105
+            }
         );
-        assert_eq!(j.replay(102), Replay::From { missed: None, start: 103, last: 105 });
-        assert_eq!(j.replay(105), Replay::From { missed: None, start: 106, last: 105 });
+        assert_eq!(
+            j.replay(102),
+            Replay::From {
+                missed: None,
+                start: 103,
+                last: 105
+            }
+        );
+        assert_eq!(
+            j.replay(105),
+            Replay::From {
+                missed: None,
+                start: 106,
+                last: 105
+            }
+        );
         assert_eq!(j.since(106).count(), 0);
         // An older incarnation's cursor (below this one's base) misses everything until now.
         assert_eq!(
             j.replay(7),
-            Replay::From { missed: Some((8, 102)), start: 103, last: 105 }
+            Replay::From {
+                missed: Some((8, 102)),
+                start: 103,
+                last: 105
+            }
         );
     }
 
@@ -207,7 +230,11 @@ mod tests {
         for round in 0..200u64 {
             for i in 0..1000u64 {
                 let port = format!("port-{round}-{i}-{}", "x".repeat((i % 7) as usize));
-                seq = j.append(&Event::released(&port, "owner", ReleaseReason::Unregistered));
+                seq = j.append(&Event::released(
+                    &port,
+                    "owner",
+                    ReleaseReason::Unregistered,
+                ));
             }
             assert!(j.bytes() < 64 * 1024 + 1000 * 64, "{}", j.bytes());
         }
@@ -224,6 +251,13 @@ mod tests {
         j.append(&Event::acquired("p", "a", ""));
         j.append(&Event::acquired("q", "a", ""));
         assert!(j.is_empty());
-        assert_eq!(j.replay(0), Replay::From { missed: Some((1, 2)), start: 3, last: 2 });
+        assert_eq!(
+            j.replay(0),
+            Replay::From {
+                missed: Some((1, 2)),
+                start: 3,
+                last: 2
+            }
+        );
     }
 }

@@ -37,8 +37,8 @@ pub mod single;
 pub mod watchers;
 
 pub use journal::{Journal, Replay};
-pub use single::{WatchReply, WatchRequest};
 pub use keys::KeyIndex;
+pub use single::{WatchReply, WatchRequest};
 pub use watchers::{WatchError, WatchRef, Watched, Watchers};
 
 /// What a watch follows.
@@ -407,10 +407,17 @@ mod tests {
             (&"b".into(), &"a".into(), &"b:1".into())
         );
         assert_eq!(
-            json(Event::node(What::Offline(OfflineReason::TokenRevoked), "n", ""))["reason"],
+            json(Event::node(
+                What::Offline(OfflineReason::TokenRevoked),
+                "n",
+                ""
+            ))["reason"],
             "token_revoked"
         );
-        assert_eq!(json(Event::node(What::Online, "n", "h:1"))["address"], "h:1");
+        assert_eq!(
+            json(Event::node(What::Online, "n", "h:1"))["address"],
+            "h:1"
+        );
         let mut out = Vec::new();
         encode_missed(3, 0, 5, 12, &mut out);
         assert_eq!(
@@ -529,11 +536,23 @@ pub(crate) fn replay(
             last,
         } => {
             if let Some((a, b)) = missed {
-                push_to(nodes, node, |buf| encode_missed(watch, instance, a, b, buf), out, slow);
+                push_to(
+                    nodes,
+                    node,
+                    |buf| encode_missed(watch, instance, a, b, buf),
+                    out,
+                    slow,
+                );
             }
             for (seq, event) in journal.since(start) {
                 if watched.matches(&event) {
-                    push_to(nodes, node, |buf| event.encode(watch, instance, seq, buf), out, slow);
+                    push_to(
+                        nodes,
+                        node,
+                        |buf| event.encode(watch, instance, seq, buf),
+                        out,
+                        slow,
+                    );
                 }
             }
             Ok(last)

@@ -1,7 +1,7 @@
 //! Watches on the switch of one instance: every event is journaled and fanned out here, and a
 //! watch's replay comes from the one journal.
 
-use super::{replay, Watched, WatchKind};
+use super::{replay, WatchKind, Watched};
 use crate::ports::NodeIdx;
 use crate::switch::{slow_consumers, Output, Switch, SwitchError};
 

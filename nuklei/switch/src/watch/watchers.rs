@@ -22,7 +22,9 @@ pub struct WatchRef {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum WatchError {
     /// The session has a watch of this id.
-    #[error("this receiving connection already has a watch {0}: unwatch it first or pick another id")]
+    #[error(
+        "this receiving connection already has a watch {0}: unwatch it first or pick another id"
+    )]
     Exists(u64),
     /// The node has as many watches as it may.
     #[error("the node has {count} watches, the limit is {limit} watches per node")]
@@ -173,11 +175,11 @@ impl Watchers {
 
     /// The slot of watch `id` of `node`.
     pub fn find(&self, node: NodeIdx, id: u64) -> Option<u32> {
-        self.by_node.get(&node)?.iter().copied().find(|&s| {
-            self.slots[s as usize]
-                .as_ref()
-                .is_some_and(|w| w.id == id)
-        })
+        self.by_node
+            .get(&node)?
+            .iter()
+            .copied()
+            .find(|&s| self.slots[s as usize].as_ref().is_some_and(|w| w.id == id))
     }
 
     /// The node and id of the watch in `slot`.
@@ -287,7 +289,10 @@ mod tests {
         let mut w = Watchers::new(2);
         let a = w.add(7, 1, ports("user:", true), 10).unwrap();
         let b = w.add(8, 1, ports("user:1", false), 10).unwrap();
-        assert_eq!(w.add(7, 1, ports("x", true), 10), Err(WatchError::Exists(1)));
+        assert_eq!(
+            w.add(7, 1, ports("x", true), 10),
+            Err(WatchError::Exists(1))
+        );
         let e = Event::acquired("user:1", "n", "");
         let mut got = Vec::new();
         w.deliver(0, 5, &e, |n, id| got.push((n, id)));

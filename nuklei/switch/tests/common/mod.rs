@@ -5,6 +5,8 @@
 //! [`ClusterEngine`]s. Every spec test runs on both through [`for_each_size`].
 #![allow(dead_code)]
 
+pub mod rig;
+
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use nukleus_switch::api::{self, ResponseBody};
@@ -258,7 +260,8 @@ impl Net {
         let home = self.home(node);
         let token = self.token();
         let now = self.now;
-        self.engines[home].handle_ws(token, node, &request.to_string(), now);
+        let grant = nukleus_switch::auth::AnyNode;
+        self.engines[home].handle_ws(token, node, &request.to_string(), now, &grant);
         self.settle();
         token
     }
@@ -294,7 +297,8 @@ impl Net {
         let token = self.token();
         let now = self.now;
         let body = body.to_string();
-        self.engines[at].handle_rest(token, &route, body.as_bytes(), now);
+        let grant = nukleus_switch::auth::AnyNode;
+        self.engines[at].handle_rest(token, &route, body.as_bytes(), now, &grant);
         match self.take(token) {
             Completion::Rest(Ok(b)) => Ok(to_json(&b)),
             Completion::Rest(Err(e)) => Err((e.status(), to_json(&e.body()))),
