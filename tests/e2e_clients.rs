@@ -627,3 +627,92 @@ fn python_client_suite_passes() {
         "{stderr}"
     );
 }
+
+/// Issue 15 through the Rust client: a watch that resumes after a network drop with each
+/// event once, listings page by page, a handover the receiver holds, the session id.
+#[test]
+fn rust_client_watches_resume_after_a_drop_lists_and_hands_over() {
+    let server = Server::start(&topology());
+    run(async {
+        let proxy = Proxy::start(server.port).await;
+        let (w, mut ew) = connect(config(&format!("ws://127.0.0.1:{}", proxy.port), "n3"))
+            .await
+            .unwrap();
+        let (b, _eb) = node(&ws_url(&server), "n4").await;
+        let first_session = w.session().await.expect("a session");
+        let watch = w.watch_ports("job:", true).await.unwrap();
+        b.register(["job:1", "other"]).await.unwrap();
+        let e = next_matching(&mut ew, 10, |e| matches!(e, Event::Watch(_))).await;
+        let Event::Watch(ev) = e else { unreachable!() };
+        assert_eq!(
+            (
+                ev.watch,
+                ev.event.as_str(),
+                ev.port.as_deref(),
+                ev.owner.as_deref()
+            ),
+            (watch, "acquired", Some("job:1"), Some("n4"))
+        );
+        proxy.cut_all();
+        next_matching(&mut ew, 10, |e| matches!(e, Event::Disconnected { .. })).await;
+        b.register(["job:2"]).await.unwrap();
+        b.unregister(["job:1"]).await.unwrap();
+        // The watch resumes on the new connection: what happened meanwhile, once each.
+        let mut seen = Vec::new();
+        let mut reconnected = false;
+        while seen.len() < 2 || !reconnected {
+            match next_matching(&mut ew, 10, |_| true).await {
+                Event::Watch(ev) => seen.push((ev.event, ev.port.unwrap_or_default())),
+                Event::Reconnected { .. } => reconnected = true,
+                _ => {}
+            }
+        }
+        seen.sort();
+        assert_eq!(
+            seen,
+            [
+                ("acquired".into(), "job:2".into()),
+                ("released".into(), "job:1".into())
+            ]
+        );
+        assert_ne!(w.session().await, Some(first_session));
+        // Listings, page by page.
+        b.register(ports("lst:", 12)).await.unwrap();
+        let mut listed = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = w
+                .list_ports("lst:", after.as_deref(), Some(5))
+                .await
+                .unwrap();
+            assert!(page.entries.len() <= 5);
+            listed.extend(page.entries.into_iter().map(|p| p.port));
+            match page.next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+        let mut want = ports("lst:", 12);
+        want.sort();
+        assert_eq!(listed, want);
+        let nodes = w.list_nodes("n", None, None).await.unwrap();
+        let ids: Vec<&str> = nodes.entries.iter().map(|n| n.node.as_str()).collect();
+        assert_eq!(ids, ["n3", "n4"]);
+        let mine = b.node_ports("n4", None, Some(100)).await.unwrap();
+        assert_eq!(mine.entries.len(), 14, "{mine:?}");
+        // A handover: the receiver is told and holds the ports.
+        let h = b.handover("n3", ["lst:0", "lst:1", "nope"]).await.unwrap();
+        assert_eq!(
+            (h.moved.len(), h.unknown.as_slice()),
+            (2, ["nope".to_string()].as_slice())
+        );
+        for _ in 0..2 {
+            next_matching(&mut ew, 10, |e| matches!(e, Event::HandedOver { .. })).await;
+        }
+        let held = w.held().await.unwrap();
+        assert!(held.contains("lst:0") && held.contains("lst:1"), "{held:?}");
+        assert!(!b.held().await.unwrap().contains("lst:0"));
+        w.unwatch(watch).await.unwrap();
+    });
+    server.stop();
+}

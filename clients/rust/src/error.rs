@@ -140,7 +140,13 @@ impl Error {
             "unauthorized" => Error::Unauthorized { message },
             "forbidden" => Error::Forbidden { message },
             "bad_json" | "bad_request" | "empty_port" | "empty_node" | "not_found"
-            | "method_not_allowed" => Error::BadRequest {
+            | "method_not_allowed" | "bad_cursor" | "watch_exists" | "unknown_watch" => {
+                Error::BadRequest {
+                    code: code.to_string(),
+                    message,
+                }
+            }
+            "session_replaced" => Error::Other {
                 code: code.to_string(),
                 message,
             },

@@ -92,6 +92,7 @@
 pub mod batch;
 mod client;
 pub mod connect;
+mod coord;
 mod error;
 pub mod session;
 mod types;
@@ -101,6 +102,6 @@ pub use batch::Limits;
 pub use client::{backoff_delay, connect, Client, Config, Events, Options};
 pub use error::Error;
 pub use types::{
-    Event, FailedPort, FencingToken, Message, NodeInfo, PortOwner, Registration, SendReport,
-    Unregistration,
+    Event, FailedPort, FencingToken, Handover, Message, NodeInfo, Page, PortOwner, Registration,
+    SendReport, Unregistration, WatchEvent,
 };

@@ -35,6 +35,8 @@ pub enum Outcome {
     Nodes(Vec<NodeInfo>),
     /// Relet: the lease in milliseconds.
     Relet(u64),
+    /// A request outside the batches (watch, listing, handover, …): its reply.
+    Raw(serde_json::Value),
 }
 
 /// Receives the outcome of one call.
@@ -50,6 +52,8 @@ enum Owner<W> {
     Restore(bool),
     /// A lease renewal.
     Renewal,
+    /// The registration of ports handed over to this node, for their fencing tokens.
+    Refence,
 }
 
 struct Pending<W> {
@@ -99,8 +103,9 @@ pub struct Session<W> {
     lease_ms: Option<u64>,
     renewals: VecDeque<(Instant, u64)>,
     out: Vec<String>,
-    control: Vec<Event>,
+    pub(crate) control: Vec<Event>,
     restore_error: Option<Error>,
+    pub(crate) coord: crate::coord::Coord<W>,
 }
 
 impl<W: Waiter> Session<W> {
@@ -125,7 +130,52 @@ impl<W: Waiter> Session<W> {
             out: Vec::new(),
             control: Vec::new(),
             restore_error: None,
+            coord: crate::coord::Coord::default(),
         }
+    }
+
+    pub(crate) fn is_ready(&self) -> bool {
+        self.phase == Phase::Ready
+    }
+
+    pub(crate) fn take_request_id(&mut self) -> u64 {
+        let id = self.next_request;
+        self.next_request += 1;
+        id
+    }
+
+    pub(crate) fn push_output(&mut self, text: String) {
+        self.out.push(text);
+    }
+
+    /// `port` is held now, with its fencing token if a cluster's master gave one.
+    pub(crate) fn hold(&mut self, port: &str, token: Option<FencingToken>) {
+        self.watched.remove(port);
+        self.held.get_or_insert_with(port, str::to_string);
+        match token {
+            Some(t) => self.tokens.insert(port.to_string(), t),
+            None => self.tokens.remove(port),
+        };
+    }
+
+    /// A port handed over to this node has no fencing token yet: from a cluster's master,
+    /// registering it again (it is this node's already) gives it one, newer than every token
+    /// of its previous owner.
+    pub(crate) fn refence(&mut self, port: String) {
+        if self.epoch.is_some() {
+            self.enqueue(
+                Op::RegPort,
+                Items::Names(vec![port]),
+                false,
+                false,
+                Owner::Refence,
+            );
+        }
+    }
+
+    pub(crate) fn unhold(&mut self, port: &str) {
+        self.held.remove(port);
+        self.tokens.remove(port);
     }
 
     /// Ports the node holds (registered, not released); restored after a reconnect.
@@ -314,28 +364,52 @@ impl<W: Waiter> Session<W> {
 
     /// A text message from the switch: replies complete calls; pushes come back as events.
     pub fn received(&mut self, text: &str) -> Result<Vec<Event>, Error> {
+        if !self.coord.raw.is_empty() && text.trim_start().starts_with('{') {
+            // A reply outside the batches has fields of its own: it is not parsed as one of
+            // theirs.
+            #[derive(serde::Deserialize)]
+            struct Id {
+                id: u64,
+            }
+            if let Ok(Id { id }) = serde_json::from_str::<Id>(text) {
+                if let Some(owner) = self.coord.raw.remove(&id) {
+                    self.renewals.retain(|&(_, r)| r != id);
+                    self.on_raw_reply(owner, text);
+                    return Ok(Vec::new());
+                }
+            }
+        }
         let incoming = wire::parse(text).map_err(|e| Error::ConnectionLost {
             message: format!("the switch sent a message that is not the API's JSON ({e})"),
         })?;
         match incoming {
             Incoming::Pushes(batch) => {
                 let mut events = Vec::with_capacity(batch.len());
+                let mut ack = 0;
                 for p in batch {
                     match p.kind.as_ref() {
-                        "msg" => events.push(Event::Push {
-                            port: p.port.into_owned(),
-                            body: p.body.map(|b| b.into_owned()).unwrap_or_default(),
-                        }),
-                        "released" => {
-                            self.watched.remove(p.port.as_ref());
-                            events.push(Event::Released {
+                        "msg" => {
+                            ack = ack.max(p.ack.unwrap_or(0));
+                            events.push(Event::Push {
                                 port: p.port.into_owned(),
+                                body: p.body.map(|b| b.into_owned()).unwrap_or_default(),
+                            })
+                        }
+                        "released" => {
+                            let port = p.port.into_owned();
+                            self.watched.remove(&port);
+                            events.push(Event::Released {
+                                port,
                                 reason: p.reason.map(|r| r.into_owned()).unwrap_or_default(),
                             })
                         }
                         "epoch" => self.see_epoch(p.epoch),
-                        other => tracing::warn!(kind = other, "unknown push"),
+                        _ => events.extend(self.coord_push(p)),
                     }
+                }
+                if ack > 0 {
+                    // The batch goes to the application's buffer now: acknowledge it.
+                    self.acknowledge(ack);
                 }
                 Ok(events)
             }
@@ -503,6 +577,11 @@ impl<W: Waiter> Session<W> {
                     tracing::warn!(error = %e, "lease renewal refused");
                 }
             }
+            Some(Owner::Refence) => {
+                if let Err(e) = result {
+                    tracing::warn!(error = %e, "registering handed-over ports refused");
+                }
+            }
             None => {}
         }
     }
@@ -532,6 +611,7 @@ impl<W: Waiter> Session<W> {
         }
         // `finish` already moved owned ports into `held` (and watched ones out of `watched`).
         self.phase = Phase::Ready;
+        self.restore_watches();
         if !r.first {
             self.control.push(Event::Reconnected {
                 url: r.url,
@@ -568,6 +648,7 @@ impl<W: Waiter> Session<W> {
         if self.phase != Phase::Down {
             self.previous_epoch = self.epoch;
         }
+        self.raw_closed(&lost_error);
         self.phase = Phase::Down;
         self.out.clear();
         if fin {
@@ -588,6 +669,15 @@ impl<W: Waiter> Session<W> {
         let ids: Vec<CallId> = self.pending.keys().copied().collect();
         for id in ids {
             self.fail_call(id, error.clone());
+        }
+        self.raw_closed(&error);
+        for (_, owner) in std::mem::take(&mut self.coord.queued) {
+            match owner {
+                crate::coord::RawOwner::App(w)
+                | crate::coord::RawOwner::Holding(w, _)
+                | crate::coord::RawOwner::Watch(_, Some(w)) => w.complete(Err(error.clone())),
+                _ => {}
+            }
         }
         self.held.clear();
         self.watched.clear();

@@ -371,3 +371,109 @@ fn a_failover_renews_the_fencing_tokens_and_is_reported_with_both_epochs() {
     s.submit(Op::UnRegPort, names(&["a"]), false, false, Slot::default());
     assert_eq!(s.fencing_token("a"), None);
 }
+
+// ---- coordination (issue 15) ----------------------------------------------------------------
+
+#[test]
+fn a_watch_resumes_after_a_reconnect_from_the_last_event_it_delivered() {
+    let now = Instant::now();
+    let mut s = connected(now);
+    let slot = Slot::default();
+    s.submit_watch("ports", "room:", true, slot.clone());
+    let req = sent(&mut s).remove(0);
+    assert_eq!(
+        (
+            req["op"].clone(),
+            req["ports"].clone(),
+            req["prefix"].clone(),
+            req.get("from")
+        ),
+        (json!("watch"), json!("room:"), json!(true), None)
+    );
+    let id = req["watch"].as_u64().unwrap();
+    // An event may come before the reply; the cursor keeps the larger of both.
+    let events = s
+        .received(&json!([{"type":"watch","watch":id,"instance":1,"seq":40,"event":"acquired","port":"room:1","owner":"b","address":null}]).to_string())
+        .unwrap();
+    let Event::Watch(w) = &events[0] else {
+        panic!("{events:?}")
+    };
+    assert_eq!(
+        (w.port.as_deref(), w.owner.as_deref(), w.address.as_deref()),
+        (Some("room:1"), Some("b"), None)
+    );
+    s.received(&json!({"id": req["id"], "watch": id, "cursor": [7, 30]}).to_string())
+        .unwrap();
+    assert!(matches!(slot.get(), Some(Ok(Outcome::Raw(_)))));
+    assert_eq!(s.watch_cursors(), [(id, Some(vec![7, 40]))]);
+    s.received(&json!([{"type":"watch","watch":id,"instance":0,"seq":9,"event":"released","port":"room:1","owner":"b","reason":"unregistered"}]).to_string())
+        .unwrap();
+    // The connection drops; the next one resumes the watch from [9, 40].
+    s.closed(
+        Error::ConnectionLost {
+            message: "test".into(),
+        },
+        false,
+    );
+    s.opened("ws://a", false, now);
+    let mut resumed = None;
+    loop {
+        let reqs = sent(&mut s);
+        if reqs.is_empty() {
+            break;
+        }
+        for r in reqs {
+            if r["op"] == "watch" {
+                resumed = Some(r.clone());
+                s.received(&json!({"id": r["id"], "watch": id, "cursor": [12, 40]}).to_string())
+                    .unwrap();
+            } else {
+                s.received(&answer(&r, &[])).unwrap();
+            }
+        }
+    }
+    let resumed = resumed.expect("the watch is started again");
+    assert_eq!(resumed["from"], json!([9, 40]));
+    assert_eq!(s.watch_cursors(), [(id, Some(vec![12, 40]))]);
+}
+
+#[test]
+fn coordination_pushes_change_what_is_held_and_messages_are_acknowledged() {
+    let now = Instant::now();
+    let mut s = connected(now);
+    let events = s
+        .received(
+            &json!([
+                {"type":"epoch","epoch":3},
+                {"type":"session","session":77,"node":"n1","lease_ms":1500},
+                {"type":"handover","port":"h:1","from":"n2","seq":5},
+                {"type":"msg","port":"h:1","body":"x","ack":4},
+                {"type":"msg","port":"h:1","body":"y","ack":5},
+            ])
+            .to_string(),
+        )
+        .unwrap();
+    assert_eq!(s.session_id(), Some(77));
+    assert!(s.held().contains("h:1"));
+    assert_eq!(events.len(), 3);
+    assert!(
+        matches!(&events[0], Event::HandedOver { port, previous, seq: 5 } if port == "h:1" && previous == "n2")
+    );
+    // One acknowledgement for the batch, up to its last number.
+    let acks: Vec<Value> = sent(&mut s)
+        .into_iter()
+        .filter(|r| r["op"] == "ack")
+        .collect();
+    assert_eq!(acks.len(), 1);
+    assert_eq!(acks[0]["upto"], 5);
+    let events = s
+        .received(&json!([{"type":"moved","port":"h:1","to":"n3","seq":9}]).to_string())
+        .unwrap();
+    assert!(matches!(&events[0], Event::PortMoved { to, .. } if to == "n3"));
+    assert!(!s.held().contains("h:1"));
+    // A push of a kind the client does not know is skipped, not fatal.
+    assert!(s
+        .received(&json!([{"type":"from-the-future","x":1}]).to_string())
+        .unwrap()
+        .is_empty());
+}

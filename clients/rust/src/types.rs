@@ -198,4 +198,99 @@ pub enum Event {
         /// The master's epoch before the connection was lost.
         previous_epoch: Option<u64>,
     },
+    /// Something a watch of this node saw ([`crate::Client::watch_ports`]).
+    Watch(WatchEvent),
+    /// Watch `watch` missed the events `first..=last` of switch instance `instance`: they
+    /// left the switch's bounded history before the watch resumed (`instance` `None`: the
+    /// switch did not know the watch's cursor at all, so anything may have been missed).
+    /// List what the watch covers to know where things stand.
+    Missed {
+        /// The watch.
+        watch: u64,
+        /// The switch instance.
+        instance: Option<u64>,
+        /// First sequence missed.
+        first: u64,
+        /// Last sequence missed.
+        last: u64,
+    },
+    /// Another node handed `port` over to this one: it is held now. Register it again for a
+    /// fencing token of this node's.
+    HandedOver {
+        /// The port.
+        port: String,
+        /// Its previous owner.
+        previous: String,
+        /// The move's sequence number.
+        seq: u64,
+    },
+    /// `port` moved from this node to `to` (compare-and-register with this node's
+    /// authority): no longer held.
+    PortMoved {
+        /// The port.
+        port: String,
+        /// The new owner.
+        to: String,
+        /// The move's sequence number.
+        seq: u64,
+    },
+}
+
+impl Event {
+    /// Whether the event came from the switch (it counts against the event buffer).
+    pub fn is_push(&self) -> bool {
+        !matches!(self, Event::Disconnected { .. } | Event::Reconnected { .. })
+    }
+}
+
+/// An event a watch saw: `event` is `acquired`, `released` (with `reason`) or `moved` (with
+/// the `previous` owner) for a port; `online`, `offline` (with `reason`) or `replaced` for a
+/// node. `seq` numbers it at switch instance `instance`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WatchEvent {
+    /// The watch.
+    pub watch: u64,
+    /// What happened.
+    pub event: String,
+    /// The port (port events).
+    pub port: Option<String>,
+    /// The node (node events).
+    pub node: Option<String>,
+    /// The owner (port events).
+    pub owner: Option<String>,
+    /// The owner's or node's address.
+    pub address: Option<String>,
+    /// Why (released, offline).
+    pub reason: Option<String>,
+    /// The previous owner (moved).
+    pub previous: Option<String>,
+    /// Sequence number at `instance`.
+    pub seq: u64,
+    /// The switch instance that numbered it.
+    pub instance: u64,
+}
+
+/// Result of [`crate::Client::handover`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Handover {
+    /// Moved to the receiver.
+    pub moved: Vec<String>,
+    /// Not this node's: left alone.
+    pub not_owned: Vec<String>,
+    /// Not registered.
+    pub unknown: Vec<String>,
+}
+
+/// A page of a listing: its entries and the cursor of the next page (`None`: the last).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Page<T> {
+    /// The entries.
+    pub entries: Vec<T>,
+    /// Pass as `after` for the next page.
+    pub next: Option<String>,
+    /// (A node's ports.) A part of the listing started again: entries may repeat.
+    pub restarted: bool,
 }

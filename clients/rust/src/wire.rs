@@ -155,18 +155,53 @@ pub struct Reply {
     pub sequence: Option<u64>,
 }
 
-/// One push of a batch.
+/// One push of a batch: `msg`, `released`, and the coordination pushes (`session`, `epoch`,
+/// `watch`, `missed`, `handover`, `moved`).
 #[derive(Debug, Deserialize)]
 pub struct PushWire<'a> {
-    /// `msg`, `released`, or `epoch` (a cluster master's first element of a batch).
+    /// Its type.
     #[serde(rename = "type", borrow)]
     pub kind: Cow<'a, str>,
-    /// The port (none in an `epoch` element).
+    /// The port (`""` for pushes without one).
     #[serde(default, borrow)]
     pub port: Cow<'a, str>,
-    /// The epoch of an `epoch` element.
+    /// The epoch of an `epoch` element (a cluster master's first element of a batch).
     #[serde(default)]
     pub epoch: Option<u64>,
+    /// The acknowledged-delivery number of a message.
+    #[serde(default)]
+    pub ack: Option<u64>,
+    /// `session`: the session of this connection.
+    #[serde(default)]
+    pub session: Option<u64>,
+    /// `watch`, `missed`: the watch.
+    #[serde(default)]
+    pub watch: Option<u64>,
+    /// `watch`, `missed`: the switch instance.
+    #[serde(default)]
+    pub instance: Option<u64>,
+    /// `watch`, `handover`, `moved`: a sequence number.
+    #[serde(default)]
+    pub seq: Option<u64>,
+    /// `watch`: what happened.
+    #[serde(default, borrow)]
+    pub event: Option<Cow<'a, str>>,
+    /// `watch`: the node.
+    #[serde(default, borrow)]
+    pub node: Option<Cow<'a, str>>,
+    /// `watch`: the owner.
+    #[serde(default, borrow)]
+    pub owner: Option<Cow<'a, str>>,
+    /// `watch`: an address (`null`: none).
+    #[serde(default, borrow)]
+    pub address: Option<Cow<'a, str>>,
+    /// The previous owner (`watch` moved, `handover`), or the first missed sequence
+    /// (`missed`).
+    #[serde(default)]
+    pub from: Option<serde_json::Value>,
+    /// The new owner (`moved`), or the last missed sequence (`missed`).
+    #[serde(default)]
+    pub to: Option<serde_json::Value>,
     /// Message body.
     #[serde(default, borrow)]
     pub body: Option<Cow<'a, str>>,

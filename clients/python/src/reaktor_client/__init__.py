@@ -24,18 +24,19 @@ from .client import Client, ClientOptions, backoff_delay, connect
 from .connection import Connection
 from .errors import (BadRequest, CallTimeout, ClientClosed, Closed, ConnectFailed, ConnectionLost,
                      Forbidden, LeaseExpired, LimitExceeded, MasterLost, MessageTooBig, Misdirected,
-                     NotMaster,
-                     NotOnline, RateLimited, Replaced, SlowConsumer, SwitchError, TableFull,
-                     Unauthorized, Unavailable)
-from .types import (Disconnected, Event, FailedPort, FencingToken, Message, NodeInfo, PortOwner,
-                    Push, Reconnected, Registration, Released, SendReport, Unregistration)
+                     NotMaster, NotOnline, RateLimited, Replaced, SessionReplaced, SlowConsumer,
+                     SwitchError, TableFull, TokenRevoked, Unauthorized, Unavailable)
+from .types import (Acknowledged, Disconnected, Event, FailedPort, FencingToken, HandedOver,
+                    Handover, Message, Missed, NodeInfo, PortMoved, PortOwner, Push, Reconnected,
+                    Registration, Released, SendReport, Unregistration, WatchEvent)
 
 __all__ = [
     "connect", "Client", "ClientOptions", "Connection", "Limits", "backoff_delay", "errors",
     "SwitchError", "Unauthorized", "Forbidden", "BadRequest", "LimitExceeded", "RateLimited",
     "TableFull", "NotOnline", "Misdirected", "Unavailable", "NotMaster", "ConnectFailed",
     "ConnectionLost", "Closed", "Replaced", "LeaseExpired", "SlowConsumer", "MasterLost", "MessageTooBig",
-    "ClientClosed", "CallTimeout",
+    "ClientClosed", "CallTimeout", "SessionReplaced", "TokenRevoked",
     "FailedPort", "FencingToken", "Registration", "Unregistration", "SendReport", "PortOwner", "NodeInfo",
     "Message", "Push", "Released", "Disconnected", "Reconnected", "Event",
+    "WatchEvent", "Missed", "HandedOver", "PortMoved", "Handover", "Acknowledged",
 ]

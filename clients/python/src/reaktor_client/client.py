@@ -42,6 +42,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from . import errors
 from .batching import Call, Limits, plan
 from .connection import Connection, base_url
+from .coordination import Coordination
 from .types import (Disconnected, Event, FailedPort, FencingToken, Message, NodeInfo, PortOwner,
                     Push, Reconnected, Registration, Released, SendReport, Unregistration)
 
@@ -143,7 +144,7 @@ def _ports(ports: str | Iterable[str]) -> list[str]:
     return [ports] if isinstance(ports, str) else list(ports)
 
 
-class Client:
+class Client(Coordination):
     """A node's connection to the port switch. Create it with :func:`connect`.
 
     Methods are coroutines; calls made in the same event-loop turn are batched. Errors are
@@ -178,6 +179,10 @@ class Client:
         self._connected_once = asyncio.get_running_loop().create_future()
         self._supervisor: asyncio.Task | None = None
         self._renewer: asyncio.Task | None = None
+        self._watches = {}
+        self._refences = set()
+        self._next_watch = 1
+        self._session = None
 
     # ---- state -------------------------------------------------------------------------------
 
@@ -369,29 +374,39 @@ class Client:
 
     async def _on_pushes(self, conn: Connection, batch: list) -> None:
         evs: list[Event] = []
+        ack = 0
         for p in batch:
             kind = p.get("type")
             if kind == "msg":
                 evs.append(Push(p["port"], p["body"]))
+                ack = max(ack, int(p.get("ack", 0)))
             elif kind == "released":
                 self._watched.pop(p["port"], None)
                 evs.append(Released(p["port"], p["reason"]))
             elif kind == "epoch":
                 self._see_epoch(p.get("epoch"))
             else:
-                log.warning("%s: unknown push %r", self.node, p)
+                ev = self._coordination_push(p)
+                if ev is not None:
+                    evs.append(ev)
+                elif kind not in ("session", "epoch", "watch", "missed"):
+                    log.warning("%s: unknown push %r", self.node, p)
         if self._on_event is not None:
             for ev in evs:
                 r = self._on_event(ev)
                 if r is not None:
                     await r
-            return
-        try:
-            await self._events.put_pushes(evs, self.options.max_stall)
-        except TimeoutError:
-            conn.abort(errors.SlowConsumer(
-                f"the client's event buffer ({self.options.max_buffered_events} events) stayed full "
-                f"for {self.options.max_stall} s", close_code=None))
+        else:
+            try:
+                await self._events.put_pushes(evs, self.options.max_stall)
+            except TimeoutError:
+                conn.abort(errors.SlowConsumer(
+                    f"the client's event buffer ({self.options.max_buffered_events} events) stayed full "
+                    f"for {self.options.max_stall} s", close_code=None))
+                return
+        if ack and not conn.closed.done():
+            # The application has the batch: acknowledge its acknowledged-delivery pushes.
+            conn.request("ack", upto=ack).add_done_callback(_retrieve)
 
     # ---- connection lifecycle ------------------------------------------------------------------
 
@@ -510,6 +525,7 @@ class Client:
         for p in acquired:
             self._held[p] = reg_watched.tokens.get(p)
             self._watched.pop(p, None)
+        await self._restore_watches(conn)
         if not first:
             await self._emit_control(Reconnected(conn.url, restored=len(reg_held.owned), lost=lost,
                                                  acquired=acquired, epoch=self._epoch,

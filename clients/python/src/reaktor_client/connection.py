@@ -269,7 +269,8 @@ class Connection:
             return self.abort_error
         code, reason = self._close_info()
         err = errors.from_close(code, reason)
-        if isinstance(err, (errors.Replaced, errors.LeaseExpired, errors.SlowConsumer, errors.MasterLost)):
+        if isinstance(err, (errors.Replaced, errors.LeaseExpired, errors.SlowConsumer, errors.MasterLost,
+                            errors.TokenRevoked)):
             return err
         return errors.ConnectionLost(f"connection to {self.url} lost ({code} {reason})".strip())
 

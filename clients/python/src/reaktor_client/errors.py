@@ -160,6 +160,20 @@ class MessageTooBig(Closed):
     hint = "lower ClientOptions.max_batch_bytes below the switch's ws max_message_size"
 
 
+class TokenRevoked(Closed):
+    """4004: the token this connection was opened with was removed from the switch's
+    topology (or no longer grants the node) and the switch reloaded its tokens."""
+
+    hint = "use a token the switch's topology grants this node"
+
+
+class SessionReplaced(SwitchError):
+    """409 ``session_replaced``: the call named a session that a newer receiving connection
+    replaced; it was not applied."""
+
+    hint = "a newer connection of this node exists: act through it, or name its session"
+
+
 class ClientClosed(SwitchError):
     """The client was closed (by the application, or after a terminal error)."""
 
@@ -186,6 +200,10 @@ _BY_CODE = {
     "connection_in_use": NotOnline,
     "shard_full": TableFull,
     "misdirected": Misdirected,
+    "session_replaced": SessionReplaced,
+    "bad_cursor": BadRequest,
+    "watch_exists": BadRequest,
+    "unknown_watch": BadRequest,
 }
 
 _BY_STATUS = {400: BadRequest, 401: Unauthorized, 403: Forbidden, 409: LimitExceeded,
@@ -213,6 +231,7 @@ def from_status(status: int, body: str, headers: dict[str, str] | None = None,
 
 
 _BY_CLOSE = {4000: Replaced, 4001: LeaseExpired, 4002: SlowConsumer, 4003: MasterLost,
+             4004: TokenRevoked,
              1009: MessageTooBig}
 
 

@@ -155,3 +155,82 @@ class Reconnected:
 
 
 Event = Push | Released | Disconnected | Reconnected
+
+
+# ---- coordination (issue 15) ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    """Something a watch of this node saw (:meth:`Client.watch`). ``event`` is ``acquired``,
+    ``released`` (with ``reason``) or ``moved`` (``previous`` owner) for a port, ``online``,
+    ``offline`` (with ``reason``) or ``replaced`` for a node. ``seq`` numbers the event at
+    switch instance ``instance``; the client keeps the watch's cursor and resumes from it
+    after a reconnect."""
+
+    watch: int
+    event: str
+    port: str | None = None
+    node: str | None = None
+    owner: str | None = None
+    address: str | None = None
+    reason: str | None = None
+    previous: str | None = None
+    seq: int = 0
+    instance: int = 0
+
+
+@dataclass(frozen=True)
+class Missed:
+    """Watch ``watch`` missed the events ``first..last`` (inclusive) of switch instance
+    ``instance``: they left the switch's bounded history before the watch resumed. List
+    what the watch covers to know where things stand now."""
+
+    watch: int
+    instance: int
+    first: int
+    last: int
+
+
+@dataclass(frozen=True)
+class HandedOver:
+    """Another node handed ``port`` over to this one: it is held now (and re-registered after
+    a reconnect). Register it again to get a fencing token of this node's."""
+
+    port: str
+    previous: str
+    seq: int = 0
+
+
+@dataclass(frozen=True)
+class PortMoved:
+    """``port`` moved from this node to ``to`` (a compare-and-register with this node's
+    authority): it is no longer held."""
+
+    port: str
+    to: str
+    seq: int = 0
+
+
+@dataclass(frozen=True)
+class Handover:
+    """Result of :meth:`Client.handover`."""
+
+    moved: tuple[str, ...] = ()
+    not_owned: tuple[str, ...] = ()
+    unknown: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Acknowledged:
+    """Result of :meth:`Client.send_acked`: pushes queued and targets dropped, and how many
+    of the pushes their receivers acknowledged (the rest went offline or did not
+    acknowledge within a lease)."""
+
+    delivered: int
+    dropped: int
+    acknowledged: int
+    unacknowledged: int
+
+
+Event = Push | Released | Disconnected | Reconnected | WatchEvent | Missed | HandedOver | PortMoved

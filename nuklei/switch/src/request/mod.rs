@@ -259,7 +259,7 @@ struct Fields<'a> {
     prefix: Option<Str<'a>>,
     from: Option<Vec<u64>>,
     after: Option<Option<Str<'a>>>,
-    limit: Option<u64>,
+    limit: Option<Option<u64>>,
     node: Option<Str<'a>>,
     to: Option<Str<'a>>,
     upto: Option<u64>,
@@ -311,7 +311,9 @@ impl<'a> Fields<'a> {
                 once(&mut self.after, r, key, nullable_string)?
             }
             (Op::ListPorts | Op::ListNodes | Op::NodePorts, "limit") => {
-                once(&mut self.limit, r, key, Reader::u64)?
+                once(&mut self.limit, r, key, |r| {
+                    Ok(if r.null()? { None } else { Some(r.u64()?) })
+                })?
             }
             (Op::NodePorts, "node") => once(&mut self.node, r, key, Reader::string)?,
             (Op::Handover, "to") => once(&mut self.to, r, key, Reader::string)?,
@@ -373,15 +375,19 @@ impl<'a> Fields<'a> {
             Op::Unwatch => Request::Unwatch {
                 watch: self.watch.ok_or_else(|| missing(r, end, "watch"))?,
             },
-            Op::ListPorts => {
-                Request::ListPorts(page(self.prefix, self.after.flatten(), self.limit))
-            }
-            Op::ListNodes => {
-                Request::ListNodes(page(self.prefix, self.after.flatten(), self.limit))
-            }
+            Op::ListPorts => Request::ListPorts(page(
+                self.prefix,
+                self.after.flatten(),
+                self.limit.flatten(),
+            )),
+            Op::ListNodes => Request::ListNodes(page(
+                self.prefix,
+                self.after.flatten(),
+                self.limit.flatten(),
+            )),
             Op::NodePorts => Request::NodePorts {
                 node: self.node.ok_or_else(|| missing(r, end, "node"))?,
-                page: page(None, self.after.flatten(), self.limit),
+                page: page(None, self.after.flatten(), self.limit.flatten()),
             },
             Op::Handover => Request::Handover {
                 to: self.to.ok_or_else(|| missing(r, end, "to"))?,
