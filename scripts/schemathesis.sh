@@ -76,6 +76,11 @@ to = "switch"
 [switch]
 lease_ms = 600000
 
+[switch.limits]
+# An acknowledged SendMsg to n1 (which never acknowledges) answers within the request
+# timeout.
+ack_timeout_ms = 1000
+
 [[switch.token]]
 token = "schemathesis"
 nodes = ["n1", "n2"]

@@ -173,8 +173,15 @@ fn curl_rest_round_trip() {
     );
     let output = sse.wait_with_output().unwrap();
     let events = String::from_utf8_lossy(&output.stdout);
+    // The stream opens with the connection's session, then the pushes.
     assert!(
-        events.starts_with(r#"data: [{"type":"msg","port":"a","body":"hi \"there\""}]"#),
+        events.starts_with(r#"data: [{"type":"session","#),
+        "{events}"
+    );
+    assert!(
+        events
+            .lines()
+            .any(|l| l == r#"data: [{"type":"msg","port":"a","body":"hi \"there\""}]"#),
         "{events}"
     );
     let (_, metrics) = curl(&[

@@ -88,11 +88,16 @@ class WsNode:
         self.pushes = asyncio.Queue()
         self.frames = 0
         self.closed = conn.closed
+        #: The session the connection's first push named.
+        self.session = None
         conn.on_pushes = self._on_pushes
 
     def _on_pushes(self, batch):
         self.frames += 1
         for push in batch:
+            if push.get("type") == "session":
+                self.session = push["session"]
+                continue
             self.pushes.put_nowait(push)
 
     @classmethod
@@ -146,6 +151,14 @@ class SseNode:
         head = self._until(b"\r\n\r\n")
         self.status = int(head.split(b" ", 2)[1])
         self.head = head.decode()
+        #: The session the stream's first event named (accepted streams only).
+        self.session = None
+        self._events = self._read_events() if self.status == 200 else iter(())
+        if self.status == 200:
+            name, data = next(self._events)
+            if name != "message" or not data or data[0].get("type") != "session":
+                raise AssertionError(f"the first event is not the session: {name} {data}")
+            self.session = data[0]["session"]
 
     def _until(self, sep):
         while sep not in self.buf:
@@ -169,7 +182,10 @@ class SseNode:
         return data
 
     def events(self):
-        """Yields (event name, data) pairs until the stream ends."""
+        """Yields (event name, data) pairs until the stream ends (after the session)."""
+        return self._events
+
+    def _read_events(self):
         pending = b""
         while True:
             try:

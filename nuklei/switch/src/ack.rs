@@ -203,7 +203,7 @@ impl crate::switch::Switch {
         let op = self.next_ack_op;
         self.next_ack_op += 1;
         self.acks
-            .open(op, now.saturating_add(self.nodes.lease_ms()));
+            .open(op, now.saturating_add(self.limits.ack_timeout_ms));
         self.ack_op = Some(op);
         let report = self.send_msg_as(batch, out);
         self.ack_op = None;

@@ -28,6 +28,9 @@ pub struct Limits {
     pub max_watches_per_node: usize,
     /// Most entries in one page of a listing (default 1,000; a larger `limit` is cut to it).
     pub max_page: usize,
+    /// How long an acknowledged SendMsg waits for its receivers' acknowledgements before it
+    /// counts the rest as unacknowledged, ms (default 10,000).
+    pub ack_timeout_ms: u64,
 }
 
 impl Default for Limits {
@@ -45,6 +48,7 @@ impl Default for Limits {
             watch_history: 100_000,
             max_watches_per_node: 1_000,
             max_page: 1_000,
+            ack_timeout_ms: 10_000,
         }
     }
 }

@@ -725,7 +725,8 @@ fn an_acknowledged_send_replies_once_the_receivers_acknowledged() {
             "size {}",
             net.size()
         );
-        // A receiver that never acknowledges: given up on after a lease.
+        // A receiver that never acknowledges: given up on after `ack_timeout_ms` (10 s, the
+        // lease here).
         let token = net.ws_start(
             "s",
             json!({"op":"sendmsg","id":10,"ack":true,"messages":[{"port":"p1","body":"d"}]}),
@@ -735,7 +736,7 @@ fn an_acknowledged_send_replies_once_the_receivers_acknowledged() {
         net.ws("r1", json!({"op":"relet","id":2}));
         net.ws("s", json!({"op":"relet","id":2}));
         net.tick(LEASE + 1);
-        let reply = net.ws_reply(token).expect("given up after a lease");
+        let reply = net.ws_reply(token).expect("given up after ack_timeout_ms");
         assert_eq!(reply["unacknowledged"], 1, "{reply}");
         // Without `ack` nothing is numbered.
         let r = net.ws(

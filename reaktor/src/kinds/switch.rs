@@ -166,6 +166,8 @@ pub struct LimitsSection {
     pub max_watches_per_node: Option<Spanned<usize>>,
     /// Most entries in one page of a listing.
     pub max_page: Option<Spanned<usize>>,
+    /// How long an acknowledged SendMsg waits for acknowledgements, ms.
+    pub ack_timeout_ms: Option<Spanned<usize>>,
 }
 
 /// `[[switch.token]]`: a bearer token and what it may do.
@@ -183,7 +185,7 @@ pub struct TokenSection {
 
 impl LimitsSection {
     /// The limits that must be at least 1 (`watch_history` may be 0: no history).
-    fn fields(&self) -> [(&'static str, &Option<Spanned<usize>>); 11] {
+    fn fields(&self) -> [(&'static str, &Option<Spanned<usize>>); 12] {
         [
             ("max_port_name_len", &self.max_port_name_len),
             ("max_ports_per_request", &self.max_ports_per_request),
@@ -196,6 +198,7 @@ impl LimitsSection {
             ("max_address_len", &self.max_address_len),
             ("max_watches_per_node", &self.max_watches_per_node),
             ("max_page", &self.max_page),
+            ("ack_timeout_ms", &self.ack_timeout_ms),
         ]
     }
 
@@ -220,6 +223,7 @@ impl LimitsSection {
             watch_history: get(&self.watch_history, d.watch_history),
             max_watches_per_node: get(&self.max_watches_per_node, d.max_watches_per_node),
             max_page: get(&self.max_page, d.max_page),
+            ack_timeout_ms: get(&self.ack_timeout_ms, d.ack_timeout_ms as usize) as u64,
         }
     }
 }

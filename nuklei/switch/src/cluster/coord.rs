@@ -149,7 +149,7 @@ impl Instance {
         out: &mut Vec<Output>,
     ) -> SendReport {
         let local = self.new_op();
-        self.acks.open(local, self.now + self.nodes.lease_ms());
+        self.acks.open(local, self.now + self.limits.ack_timeout_ms);
         self.ack_ops.insert(local, (from, op));
         self.ack_op = Some(local);
         let report = self.deliver_items(items, out);

@@ -265,7 +265,7 @@ impl Instance {
             let ack = send.ack;
             if ack {
                 let local = self.new_op();
-                self.acks.open(local, self.now + self.nodes.lease_ms());
+                self.acks.open(local, self.now + self.limits.ack_timeout_ms);
                 self.ack_ops.insert(local, (self.me, op));
                 self.ack_op = Some(local);
             }
