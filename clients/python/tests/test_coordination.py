@@ -7,7 +7,7 @@ import unittest
 
 import reaktor_client as rc
 from reaktor_client import errors
-from switch_server import Server
+from switch_server import Cluster, Server
 from test_client import FAST, Live, next_event, node
 
 
@@ -118,6 +118,41 @@ class Handovers(Live):
         with self.assertRaises(errors.Forbidden):
             await giver.register_if(["cas:1"], "n13")
         await asyncio.gather(giver.close(), taker.close())
+
+
+class ClusterFencing(unittest.IsolatedAsyncioTestCase):
+    """With a cluster's master, ports that change owner get newer fencing tokens."""
+
+    def setUp(self):
+        self.cluster = Cluster()
+
+    def tearDown(self):
+        self.cluster.close()
+
+    async def test_a_moved_port_gets_a_newer_fencing_token_at_its_new_owner(self):
+        master, epoch = self.cluster.master()
+        url = self.cluster.urls[master - 1]
+        a = await rc.connect(url, "n14", "tok-n14", options=FAST)
+        b = await rc.connect(url, "n8", "tok-n8", options=FAST)
+        taker = await rc.connect(url, "n13", "tok-pair", options=FAST)
+        await a.register(["f:1", "f:2"])
+        before = a.fencing_token("f:1")
+        self.assertEqual(before.epoch, epoch)
+        await a.handover("n8", ["f:1"])
+        self.assertIsNone(a.fencing_token("f:1"))
+        await events_until(b, 1, rc.HandedOver)
+        async with asyncio.timeout(5):
+            # The client registers a handed-over port again for its token.
+            while b.fencing_token("f:1") is None:
+                await asyncio.sleep(0.01)
+        self.assertGreater(b.fencing_token("f:1"), before)
+        # Compare-and-register: the reply's stamp is the token, newer than the giver's.
+        held = a.fencing_token("f:2")
+        r = await taker.register_if(["f:2"], "n14")
+        self.assertEqual(r.owned, ("f:2",))
+        self.assertGreater(r.token("f:2"), held)
+        self.assertEqual(taker.fencing_token("f:2"), r.token("f:2"))
+        await asyncio.gather(a.close(), b.close(), taker.close())
 
 
 class Sessions(Live):

@@ -102,6 +102,16 @@ pub enum Error {
         /// What happened.
         message: String,
     },
+    /// 4004: the token this client connected with was removed from the switch's topology
+    /// (or no longer grants the node) and the switch reloaded its tokens. The client does not
+    /// reconnect with it.
+    #[error(
+        "token revoked: {message}: connect with a token the switch's topology grants this node"
+    )]
+    TokenRevoked {
+        /// The switch's reason.
+        message: String,
+    },
     /// 4003: the cluster member the client was connected to lost its master lease and
     /// dropped its port table. The client reconnects to the new master (following redirects)
     /// and registers its ports again; their fencing tokens change.
@@ -202,6 +212,7 @@ impl Error {
             Some(4001) => Error::LeaseExpired { message },
             Some(4002) => Error::SlowConsumer { message },
             Some(4003) => Error::MasterLost { message },
+            Some(4004) => Error::TokenRevoked { message },
             Some(1009) => Error::MessageTooBig { message },
             _ => Error::ConnectionLost { message },
         }
@@ -215,6 +226,7 @@ impl Error {
                 | Error::Forbidden { .. }
                 | Error::BadRequest { .. }
                 | Error::Replaced { .. }
+                | Error::TokenRevoked { .. }
                 | Error::Closed
         )
     }
@@ -247,6 +259,8 @@ mod tests {
         assert!(!Error::from_close(Some(4001), "lease").is_terminal());
         let lost = Error::from_close(Some(4003), "not master: the master is member 2 at x");
         assert!(matches!(lost, Error::MasterLost { .. }) && !lost.is_terminal());
+        let revoked = Error::from_close(Some(4004), "token revoked");
+        assert!(matches!(revoked, Error::TokenRevoked { .. }) && revoked.is_terminal());
         assert!(matches!(
             Error::from_close(Some(4002), "slow"),
             Error::SlowConsumer { .. }

@@ -170,6 +170,7 @@ impl<W: Waiter> Session<W> {
                 false,
                 Owner::Refence,
             );
+            self.flush();
         }
     }
 

@@ -459,13 +459,24 @@ fn coordination_pushes_change_what_is_held_and_messages_are_acknowledged() {
     assert!(
         matches!(&events[0], Event::HandedOver { port, previous, seq: 5 } if port == "h:1" && previous == "n2")
     );
-    // One acknowledgement for the batch, up to its last number.
-    let acks: Vec<Value> = sent(&mut s)
-        .into_iter()
-        .filter(|r| r["op"] == "ack")
-        .collect();
+    // One acknowledgement for the batch, up to its last number; and from a cluster's
+    // master, the handed-over port is registered again (at once) for its fencing token.
+    let requests = sent(&mut s);
+    let acks: Vec<&Value> = requests.iter().filter(|r| r["op"] == "ack").collect();
     assert_eq!(acks.len(), 1);
     assert_eq!(acks[0]["upto"], 5);
+    let refence: Vec<&Value> = requests.iter().filter(|r| r["op"] == "regport").collect();
+    assert_eq!(refence.len(), 1, "{requests:?}");
+    assert_eq!(refence[0]["ports"], json!(["h:1"]));
+    assert_eq!(s.fencing_token("h:1"), None);
+    s.received(&stamped(refence[0], 3, 12)).unwrap();
+    assert_eq!(
+        s.fencing_token("h:1"),
+        Some(FencingToken {
+            epoch: 3,
+            sequence: 12
+        })
+    );
     let events = s
         .received(&json!([{"type":"moved","port":"h:1","to":"n3","seq":9}]).to_string())
         .unwrap();

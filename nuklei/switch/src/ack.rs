@@ -4,7 +4,7 @@
 //! connection), the receiver's client acknowledges with `{"op":"ack","upto":17}` once it has
 //! handled the batch, and the sender's reply waits: `acknowledged` counts the pushes so
 //! acknowledged, `unacknowledged` those whose receiver went offline or did not acknowledge
-//! within a lease.
+//! within `ack_timeout_ms` ([`crate::Limits`]).
 //!
 //! [`Acks`] is the bookkeeping of one node home: numbers per node, the pushes waiting per
 //! node in order (acknowledgements are cumulative, as pushes to one node are in order), and

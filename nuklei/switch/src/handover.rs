@@ -4,10 +4,16 @@
 //!
 //! A moved port goes from one owner to the other in one step at its shard
 //! ([`crate::PortShard::transfer`]): nobody sees it free, its release subscriptions stay with
-//! it, and watchers see one `moved` event, whose sequence number is the port's new fencing
-//! sequence. The node that did not make the call is told by a push: the receiver of a
-//! handover gets `{"type":"handover","port":…,"from":…,"seq":…}` per port, the previous
-//! owner of a port taken by compare-and-register `{"type":"moved","port":…,"to":…,"seq":…}`.
+//! it, and watchers see one `moved` event (its sequence number is in the pushes below). The
+//! node that did not make the call is told by a push: the receiver of a handover gets
+//! `{"type":"handover","port":…,"from":…,"seq":…}` per port, the previous owner of a port
+//! taken by compare-and-register `{"type":"moved","port":…,"to":…,"seq":…}`.
+//!
+//! Fencing tokens (a cluster's master stamps every reply `(epoch, sequence)`): a
+//! compare-and-register's stamp is the token of the ports it won, as a RegPort's is; a port
+//! handed over gets its token at its new owner by a RegPort of it (it is the node's already,
+//! so that cannot fail for ownership), whose stamp comes after every stamp the previous
+//! owner had. The clients send that RegPort when the `handover` push arrives.
 //!
 //! The per-node limit is checked before anything moves, counting every port of the request
 //! as one the receiver may gain (with several instances the counts are at the nodes' homes

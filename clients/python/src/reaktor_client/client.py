@@ -49,7 +49,7 @@ from .types import (Disconnected, Event, FailedPort, FencingToken, Message, Node
 log = logging.getLogger("reaktor_client")
 
 #: Errors after which reconnecting cannot help.
-TERMINAL = (errors.Unauthorized, errors.Forbidden, errors.BadRequest, errors.Replaced)
+TERMINAL = (errors.Unauthorized, errors.Forbidden, errors.BadRequest, errors.Replaced, errors.TokenRevoked)
 
 
 @dataclass(frozen=True)
@@ -473,7 +473,7 @@ class Client(Coordination):
             if self._closed is not None:
                 return
             err = conn._lost_error()
-            if isinstance(err, errors.Replaced):
+            if isinstance(err, (errors.Replaced, errors.TokenRevoked)):
                 self._terminate(err, False)
                 return
             if isinstance(err, errors.ConnectionLost):

@@ -195,7 +195,8 @@ class Missed:
 @dataclass(frozen=True)
 class HandedOver:
     """Another node handed ``port`` over to this one: it is held now (and re-registered after
-    a reconnect). Register it again to get a fencing token of this node's."""
+    a reconnect). From a cluster's master the client registers it again at once, which gives
+    it a fencing token of this node's (:meth:`Client.fencing_token` is None until then)."""
 
     port: str
     previous: str

@@ -23,8 +23,14 @@ impl Instance {
                 if_owner,
                 ports,
             } => {
-                let (new, failed, error) =
-                    self.register_here(node, at_home, address, subscribe, if_owner, &ports, out);
+                let who = Registrant {
+                    node,
+                    at_home,
+                    address,
+                    subscribe,
+                    if_owner,
+                };
+                let (new, failed, error) = self.register_here(who, &ports, out);
                 let reply = Msg::Registered {
                     op,
                     new,

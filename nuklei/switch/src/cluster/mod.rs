@@ -63,6 +63,7 @@ mod mesh_in;
 mod ops;
 mod shard;
 mod watch;
+use shard::Registrant;
 
 /// The instance that is home of `node` among `instances`.
 pub fn home_of(node: &str, instances: usize) -> usize {

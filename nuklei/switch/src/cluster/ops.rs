@@ -65,8 +65,14 @@ impl Instance {
         let op = self.new_op();
         let mut parts = self.split_ports(ports.iter().enumerate());
         let mine = std::mem::take(&mut parts[self.me]);
-        let (new, failed, error) =
-            self.register_here(node, at_home, &address, subscribe, if_owner, &mine, out);
+        let who = Registrant {
+            node,
+            at_home,
+            address: &address,
+            subscribe,
+            if_owner,
+        };
+        let (new, failed, error) = self.register_here(who, &mine, out);
         self.settle(out);
         let waiting = self.scatter(parts, |part| Msg::Register {
             op,

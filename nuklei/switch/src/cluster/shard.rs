@@ -3,20 +3,38 @@
 
 use super::*;
 
+/// Who a RegPort at a shard is for, and how.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Registrant<'a> {
+    /// The node's id.
+    pub node: &'a str,
+    /// The node at its home, in its session.
+    pub at_home: NodeRef,
+    /// Its announced address.
+    pub address: &'a str,
+    /// Subscribe to the release of ports others own.
+    pub subscribe: bool,
+    /// Compare-and-register: the owner each port must have (`Some(None)`: free).
+    pub if_owner: Option<Option<&'a str>>,
+}
+
 impl Instance {
     // ---- port shard ------------------------------------------------------------------------
 
-    /// Registers `ports` here for `node` in `session`.
+    /// Registers `ports` here for `who`.
     pub(super) fn register_here(
         &mut self,
-        node: &str,
-        at_home: NodeRef,
-        address: &str,
-        subscribe: bool,
-        if_owner: Option<Option<&str>>,
+        who: Registrant<'_>,
         ports: &[(u32, &str)],
         out: &mut Vec<Output>,
     ) -> (Vec<u32>, Vec<Failed>, Option<SwitchError>) {
+        let Registrant {
+            node,
+            at_home,
+            address,
+            subscribe,
+            if_owner,
+        } = who;
         let session = at_home.session;
         let owner = self.owners.upsert(node, address, at_home);
         if let Some(expected) = if_owner {

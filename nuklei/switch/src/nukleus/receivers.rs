@@ -180,14 +180,14 @@ impl SwitchNukleus {
             batch.extend_from_slice(lead);
             batch.push(b',');
         }
-        let session = serde_json::json!({
-            "type": "session",
-            "session": r.session,
-            "node": &*r.node,
-            "lease_ms": self.engine.lease_ms(),
-        });
-        batch.extend_from_slice(session.to_string().as_bytes());
-        batch.push(b']');
+        let mut number = itoa::Buffer::new();
+        batch.extend_from_slice(br#"{"type":"session","session":"#);
+        batch.extend_from_slice(number.format(r.session).as_bytes());
+        batch.extend_from_slice(br#","node":"#);
+        crate::json::write_string(&mut batch, &r.node);
+        batch.extend_from_slice(br#","lease_ms":"#);
+        batch.extend_from_slice(number.format(self.engine.lease_ms()).as_bytes());
+        batch.extend_from_slice(b"}]");
         if !r.ws {
             batch.extend_from_slice(b"\n\n");
         }

@@ -9,11 +9,9 @@
 //! switch instance's one sequence ([`Journal`]): with one instance that is one sequence for
 //! the whole switch; with several, each instance numbers its own, and a position in the
 //! event history is a *cursor*, one sequence number per instance. A port lives on one
-//! instance, so its events are numbered in the order they happened, and the number of the
-//! event that gave it its owner is that ownership's fencing sequence (a port moved to another
-//! node gets a new one). Sequence numbers start from the instance's incarnation (its start
-//! time in microseconds), so a cursor from before a restart is recognised as older than
-//! anything this incarnation holds.
+//! instance, so its events are numbered in the order they happened. Sequence numbers start
+//! from the instance's incarnation (its start time in microseconds), so a cursor from before
+//! a restart is recognised as older than anything this incarnation holds.
 //!
 //! Each instance keeps the last events in a bounded journal (`watch_history`). A watch
 //! started `from` a cursor gets every event after it that the journal still holds; what it
@@ -381,87 +379,6 @@ impl Interest {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn json(e: Event<'_>) -> serde_json::Value {
-        let mut out = Vec::new();
-        e.encode(3, 1, 42, &mut out);
-        serde_json::from_slice(&out).unwrap()
-    }
-
-    #[test]
-    fn events_encode_as_their_documented_pushes() {
-        assert_eq!(
-            json(Event::acquired("p\"1", "a", "")),
-            serde_json::json!({"type":"watch","watch":3,"instance":1,"seq":42,"event":"acquired","port":"p\"1","owner":"a","address":null})
-        );
-        assert_eq!(
-            json(Event::released("p", "a", ReleaseReason::NodeOffline))["reason"],
-            "node_offline"
-        );
-        let moved = json(Event::moved("p", "b", "b:1", "a"));
-        assert_eq!(
-            (&moved["owner"], &moved["from"], &moved["address"]),
-            (&"b".into(), &"a".into(), &"b:1".into())
-        );
-        assert_eq!(
-            json(Event::node(
-                What::Offline(OfflineReason::TokenRevoked),
-                "n",
-                ""
-            ))["reason"],
-            "token_revoked"
-        );
-        assert_eq!(
-            json(Event::node(What::Online, "n", "h:1"))["address"],
-            "h:1"
-        );
-        let mut out = Vec::new();
-        encode_missed(3, 0, 5, 12, &mut out);
-        assert_eq!(
-            serde_json::from_slice::<serde_json::Value>(&out).unwrap(),
-            serde_json::json!({"type":"missed","watch":3,"instance":0,"from":5,"to":12})
-        );
-    }
-
-    #[test]
-    fn codes_round_trip() {
-        for what in [
-            What::Acquired,
-            What::Released(ReleaseReason::Replaced),
-            What::Moved,
-            What::Online,
-            What::Offline(OfflineReason::SlowConsumer),
-            What::Replaced,
-        ] {
-            let (a, b) = what.codes();
-            assert_eq!(What::from_codes(a, b), Some(what));
-        }
-        assert_eq!(What::from_codes(9, 0), None);
-    }
-
-    #[test]
-    fn interest_counts_watches_per_home() {
-        let mut i = Interest::default();
-        let mut homes = Vec::new();
-        i.add(WatchKind::Ports, "user:", true, 2);
-        i.add(WatchKind::Ports, "user:", true, 2);
-        i.add(WatchKind::Ports, "user:1", false, 0);
-        i.homes(WatchKind::Ports, "user:1", &mut homes);
-        assert_eq!(homes, [0, 2]);
-        i.homes(WatchKind::Nodes, "user:1", &mut homes);
-        assert!(homes.is_empty());
-        i.remove(WatchKind::Ports, "user:", true, 2);
-        i.homes(WatchKind::Ports, "user:7", &mut homes);
-        assert_eq!(homes, [2]);
-        i.remove(WatchKind::Ports, "user:", true, 2);
-        i.remove(WatchKind::Ports, "user:1", false, 0);
-        assert!(i.is_empty());
-    }
-}
-
 /// Queues event `seq` of `instance` for every watch at this home it matches (see
 /// [`Watchers::deliver`]); a watching node whose push queue would overflow is added to
 /// `slow` with the bytes it would have queued and its limit (the caller takes it offline).
@@ -557,5 +474,86 @@ pub(crate) fn replay(
             }
             Ok(last)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json(e: Event<'_>) -> serde_json::Value {
+        let mut out = Vec::new();
+        e.encode(3, 1, 42, &mut out);
+        serde_json::from_slice(&out).unwrap()
+    }
+
+    #[test]
+    fn events_encode_as_their_documented_pushes() {
+        assert_eq!(
+            json(Event::acquired("p\"1", "a", "")),
+            serde_json::json!({"type":"watch","watch":3,"instance":1,"seq":42,"event":"acquired","port":"p\"1","owner":"a","address":null})
+        );
+        assert_eq!(
+            json(Event::released("p", "a", ReleaseReason::NodeOffline))["reason"],
+            "node_offline"
+        );
+        let moved = json(Event::moved("p", "b", "b:1", "a"));
+        assert_eq!(
+            (&moved["owner"], &moved["from"], &moved["address"]),
+            (&"b".into(), &"a".into(), &"b:1".into())
+        );
+        assert_eq!(
+            json(Event::node(
+                What::Offline(OfflineReason::TokenRevoked),
+                "n",
+                ""
+            ))["reason"],
+            "token_revoked"
+        );
+        assert_eq!(
+            json(Event::node(What::Online, "n", "h:1"))["address"],
+            "h:1"
+        );
+        let mut out = Vec::new();
+        encode_missed(3, 0, 5, 12, &mut out);
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&out).unwrap(),
+            serde_json::json!({"type":"missed","watch":3,"instance":0,"from":5,"to":12})
+        );
+    }
+
+    #[test]
+    fn codes_round_trip() {
+        for what in [
+            What::Acquired,
+            What::Released(ReleaseReason::Replaced),
+            What::Moved,
+            What::Online,
+            What::Offline(OfflineReason::SlowConsumer),
+            What::Replaced,
+        ] {
+            let (a, b) = what.codes();
+            assert_eq!(What::from_codes(a, b), Some(what));
+        }
+        assert_eq!(What::from_codes(9, 0), None);
+    }
+
+    #[test]
+    fn interest_counts_watches_per_home() {
+        let mut i = Interest::default();
+        let mut homes = Vec::new();
+        i.add(WatchKind::Ports, "user:", true, 2);
+        i.add(WatchKind::Ports, "user:", true, 2);
+        i.add(WatchKind::Ports, "user:1", false, 0);
+        i.homes(WatchKind::Ports, "user:1", &mut homes);
+        assert_eq!(homes, [0, 2]);
+        i.homes(WatchKind::Nodes, "user:1", &mut homes);
+        assert!(homes.is_empty());
+        i.remove(WatchKind::Ports, "user:", true, 2);
+        i.homes(WatchKind::Ports, "user:7", &mut homes);
+        assert_eq!(homes, [2]);
+        i.remove(WatchKind::Ports, "user:", true, 2);
+        i.remove(WatchKind::Ports, "user:1", false, 0);
+        assert!(i.is_empty());
     }
 }
