@@ -17,6 +17,11 @@ Usage:
 
 Commands: login USER | logout USER | send FROM TO TEXT... | who USER... | sleep SECONDS |
           await-reconnect [SECONDS] | quit
+          watch-users: print every login, logout and move of any user, on any process (a
+            watch of the ports `user:*`; it survives reconnects without losing an event)
+          users: list every user online and where (a paginated listing of `user:*`)
+          handover USER PROCESS: move a user of this process to another one at once (it is
+            never offline in between; the other process is told)
 
 With a cluster, give every member (`--server 127.0.0.1:8081,127.0.0.1:8082,...`): the client
 follows the master, and when the master changes (a failover) it reconnects, logs the users
@@ -58,12 +63,38 @@ class Chat:
             elif isinstance(event, rc.Disconnected):
                 self.say(f"switch connection lost ({event.error.message}); "
                          + ("giving up" if event.final else "reconnecting"))
+            elif isinstance(event, rc.WatchEvent):
+                self.presence(event)
+            elif isinstance(event, rc.Missed):
+                self.say("presence: changes were missed while away; listing the users again")
+                asyncio.create_task(self.run("users"))
+            elif isinstance(event, rc.HandedOver):
+                self.say(f"took over {event.port.removeprefix('user:')} from {event.previous} (handover)")
+            elif isinstance(event, rc.PortMoved):
+                self.say(f"{event.port.removeprefix('user:')} moved to {event.to}")
             elif isinstance(event, rc.Reconnected):
                 lost = ", ".join(f"{f.port.removeprefix('user:')} (now on {f.owner})" for f in event.lost)
                 failover = (f" (master changed: epoch {event.previous_epoch} -> {event.epoch})"
                             if event.failover else "")
                 self.say(f"reconnected: {event.restored} users kept{failover}" + (f"; lost {lost}" if lost else ""))
                 self.reconnects.put_nowait(event)
+
+    def presence(self, e):
+        user = (e.port or "").removeprefix("user:")
+        if e.event == "acquired":
+            self.say(f"presence: {user} online on {e.owner}")
+        elif e.event == "released":
+            self.say(f"presence: {user} offline ({e.reason})")
+        elif e.event == "moved":
+            self.say(f"presence: {user} moved to {e.owner} (from {e.previous})")
+
+    async def users(self):
+        found = [f"{p.port.removeprefix('user:')} on {p.owner}" async for p in self.client.list_ports("user:")]
+        self.say("users: " + (", ".join(found) if found else "none"))
+
+    async def handover(self, user, to):
+        reply = await self.client.handover(to, f"user:{user}")
+        self.say(f"handed {user} over to {to}" if reply.moved else f"{user} is not on this process")
 
     async def login(self, user):
         reply = await self.client.register(f"user:{user}", subscribe=True)
@@ -105,6 +136,12 @@ class Chat:
                 await self.send(args[0], args[1], " ".join(args[2:]))
             elif cmd == "who":
                 await self.who(args)
+            elif cmd == "watch-users":
+                await self.client.watch(ports="user:", prefix=True)
+            elif cmd == "users":
+                await self.users()
+            elif cmd == "handover":
+                await self.handover(args[0], args[1])
             elif cmd == "sleep":
                 await asyncio.sleep(float(args[0]))
             elif cmd == "await-reconnect":
