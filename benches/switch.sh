@@ -20,6 +20,11 @@
 #                 undelivered, for $DURATION s after $WARMUP s; the receiver checks order.
 #                 vs nats-server: one publisher, one subscriber, same bodies, batch and window
 #                 (NATS text protocol).
+#   coord         RegPort and SendMsg (as above, for $DURATION s) with and without the
+#                 coordination load beside them (issue 15): $COORD_WATCH_NODES x $COORD_WATCHES
+#                 watches on one prefix getting $COORD_TRICKLE events/s, and a listing of
+#                 $COORD_LIST_PORTS preloaded ports paged at $COORD_LIST_RATE pages/s of 1000
+#                 (both variants preload the ports); rows reaktor-off / reaktor-on
 #   latency       RegPort round trips (one port each) at $RATE/s for $LAT_DURATION s, timed from
 #                 the scheduled send (no coordinated omission); redis SETNX at the same rate
 #
@@ -59,6 +64,11 @@ SWITCH_PORT=${SWITCH_PORT:-8095}
 REDIS_PORT=${REDIS_PORT:-6395}
 NATS_PORT=${NATS_PORT:-4235}
 WARMUP=${WARMUP:-1}
+COORD_LIST_PORTS=${COORD_LIST_PORTS:-1000000}
+COORD_WATCH_NODES=${COORD_WATCH_NODES:-100}
+COORD_WATCHES=${COORD_WATCHES:-100}
+COORD_LIST_RATE=${COORD_LIST_RATE:-50}
+COORD_TRICKLE=${COORD_TRICKLE:-1}
 REAKTOR_BIN=${REAKTOR_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/reaktor}
 LOAD_DIR=$ROOT/benches/peers/switch-load
 LOAD_BIN=$LOAD_DIR/target/release/switch-load
@@ -82,7 +92,7 @@ trap 'exit 130' INT TERM
 if [[ -z ${SKIP_BUILD:-} ]]; then
     log "building reaktor (release) and switch-load"
     (cd "$ROOT" && cargo build --release -p reaktor --quiet)
-    (cd "$LOAD_DIR" && cargo build --release --quiet)
+    (cd "$LOAD_DIR" && env -u CARGO_TARGET_DIR cargo build --release --quiet)
 fi
 [[ -x $REAKTOR_BIN ]] || { log "no reaktor binary at $REAKTOR_BIN"; exit 1; }
 [[ -x $LOAD_BIN ]] || { log "no switch-load binary at $LOAD_BIN"; exit 1; }
@@ -90,6 +100,13 @@ ulimit -n 65536 2>/dev/null || true
 
 sed "s/^address = \"127.0.0.1:[0-9]*\"/address = \"127.0.0.1:$SWITCH_PORT\"/" \
     "$ROOT/examples/bench-switch.toml" >"$WORK/bench-switch.toml"
+
+# The coord scenario's background nodes: l0 (the listed ports), t0 (events), w0.. (watchers).
+{
+    printf '\n[[switch.token]]\ntoken = "bench-coord"\nnodes = ["l0", "t0"'
+    for ((i = 0; i < ${COORD_WATCH_NODES:-100}; i++)); do printf ', "w%d"' "$i"; done
+    printf ']\n'
+} >>"$WORK/bench-switch.toml"
 
 if [[ ${CLUSTER:-0} == 1 ]]; then
     # The member's election and the cluster kind (for /readyz) get threads of their own; the
@@ -249,6 +266,53 @@ run_latency() {
     fi
 }
 
+# coord: RegPort and SendMsg with the coordination load of issue 15 beside them ("on") and
+# without it ("off"), alternating, a fresh server for each run. Both variants first preload
+# $COORD_LIST_PORTS ports under "l:" (the same table); "on" adds $COORD_WATCH_NODES watcher
+# nodes x $COORD_WATCHES watches on the prefix "w:" (with $COORD_TRICKLE events/s on it, each
+# pushed to every watch) and a client paging through the listing of the preloaded ports at
+# $COORD_LIST_RATE pages of 1000 per second (switch-load background, on the load core).
+run_coord() {
+    local r=$1 order variant what bgpid i
+    if ((r % 2)); then order="off on"; else order="on off"; fi
+    for what in regport sendmsg; do
+        for variant in $order; do
+            start reaktor
+            local stop=$WORK/coord.stop ready=$WORK/coord.ready bg
+            rm -f "$stop" "$ready"
+            if [[ $variant == on ]]; then
+                bg=(--watch-nodes "$COORD_WATCH_NODES" --watches "$COORD_WATCHES" --list-rate "$COORD_LIST_RATE"
+                    --trickle-rate "$COORD_TRICKLE")
+            else
+                bg=(--watch-nodes 0 --list-rate 0 --trickle-rate 0)
+            fi
+            taskset -c "$LOAD_CPU" "$LOAD_BIN" background --port "$SRV_PORT" --list-ports "$COORD_LIST_PORTS" \
+                "${bg[@]}" --stop "$stop" --ready "$ready" >"$WORK/coord.out" 2>&1 &
+            bgpid=$!
+            for i in $(seq 1200); do
+                [[ -e $ready ]] && break
+                kill -0 "$bgpid" 2>/dev/null || break
+                sleep 0.1
+            done
+            [[ -e $ready ]] || { log "coord background did not get ready:"; cat "$WORK/coord.out" >&2; exit 1; }
+            if [[ $what == regport ]]; then
+                load regport --proto ws --nodes "$NODES" --batch "$BATCH" --depth "$DEPTH" --duration "$DURATION" \
+                    --warmup "$WARMUP" --tag "$(printf 'c%d' $((r % 10)))"
+                row "$r" coord_regport "reaktor-$variant" ports/s "$(field ports_per_s)" "$(field server_ns_per_op)" \
+                    "$(field server_pct)" "$(field ports) ports beside $COORD_LIST_PORTS preloaded; client=$(field client_pct)%"
+            else
+                load sendmsg --proto ws --batch "$MSG_BATCH" --window "$WINDOW" --depth 8 --duration "$DURATION" --warmup "$WARMUP"
+                row "$r" coord_sendmsg "reaktor-$variant" msgs/s "$(field msgs_per_s)" "$(field server_ns_per_op)" \
+                    "$(field server_pct)" "pushes/frame=$(field msgs_per_frame) client=$(field client_pct)%"
+            fi
+            touch "$stop"
+            if ! wait "$bgpid"; then log "coord background failed:"; cat "$WORK/coord.out" >&2; exit 1; fi
+            log "  background ($variant): $(tail -1 "$WORK/coord.out")"
+            stop_servers
+        done
+    done
+}
+
 log "switch bench: DURATION=$DURATION ROUNDS=$ROUNDS SCENARIOS=\"$SCENARIOS\" server cpu $SERVER_CPU, load cpu $LOAD_CPU; $(uptime)"
 : >"$ROWS"
 for ((round = 1; round <= ROUNDS; round++)); do
@@ -259,6 +323,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
         regport_http) run_regport "$round" http ;;
         sendmsg) run_sendmsg "$round" ;;
         latency) run_latency "$round" ;;
+        coord) run_coord "$round" ;;
         *) log "unknown scenario $s"; exit 1 ;;
         esac
     done
@@ -295,4 +360,21 @@ if ((ROUNDS > 1)); then
         function med(s,   a, x, i, j, t) { x = split(s, a, " "); for (i = 1; i <= x; i++) for (j = i + 1; j <= x; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
             return (a[int((x + 1) / 2)] == "-") ? "-" : a[int((x + 1) / 2)] }
         END { for (i = 1; i <= m; i++) { k = ks[i]; split(k, f, "\t"); printf "| %s | %s | %s %s | %s | %d |\n", f[1], f[2], med(v[k]), f[3], med(c[k]), n[k] } }' "$ROWS"
+fi
+
+# coord: the "on" run against the "off" run of the same round (throughput and server CPU per
+# operation), and the median of those ratios over the rounds.
+if grep -q $'\tcoord_' "$ROWS"; then
+    echo
+    echo "| scenario | round | off | on | on/off | server ns/op off | on | on/off |"
+    echo "|---|---|---|---|---|---|---|---|"
+    awk -F'\t' '$2 ~ /^coord_/ { k = $2 SUBSEP $1; if ($3 == "reaktor-off") { off[k] = $5; offns[k] = $6 } else { on[k] = $5; onns[k] = $6 }
+                                  if (!(k in seen)) { seen[k] = 1; ks[++m] = k } }
+        function med(s,   a, x, i, j, t) { x = split(s, a, " "); for (i = 1; i <= x; i++) for (j = i + 1; j <= x; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
+            return a[int((x + 1) / 2)] }
+        END { for (i = 1; i <= m; i++) { k = ks[i]; split(k, f, SUBSEP)
+                if (!(k in off) || !(k in on) || off[k] == 0 || offns[k] == 0) continue
+                rt = on[k] / off[k]; rc = onns[k] / offns[k]; r[f[1]] = r[f[1]] " " rt; c[f[1]] = c[f[1]] " " rc
+                printf "| %s | %s | %s | %s | %.3f | %s | %s | %.3f |\n", f[1], f[2], off[k], on[k], rt, offns[k], onns[k], rc }
+              for (s in r) printf "| %s | median | | | %.3f | | | %.3f |\n", s, med(r[s]), med(c[s]) }' "$ROWS"
 fi

@@ -12,6 +12,8 @@
 //!   sendmsg  --proto ws|nats         one sender -> one receiver, --size-byte bodies, order checked
 //!   latency  --proto ws|redis        single-port RegPort (SETNX) round trips at --rate per second
 //!   memory   --proto ws|redis        register --total ports, report RSS per port
+//!   background                       watches, a listing and events beside another run
+//!                                    (src/coord.rs)
 //! common: --host 127.0.0.1 --port P --pid SERVER_PID --duration S --nodes N --batch B
 //!         --depth D --token T --node-prefix b --tag XX --window W --size 64 --rate R
 //!         --warmup S (regport/sendmsg: first S seconds not measured, default 1; latency: 0.5)
@@ -31,6 +33,7 @@ use std::process::exit;
 use std::str::FromStr;
 
 mod conn;
+mod coord;
 mod http;
 mod latency;
 mod proc;
@@ -39,6 +42,7 @@ mod sendmsg;
 mod ws;
 
 use conn::*;
+use coord::*;
 use http::*;
 use latency::*;
 use proc::*;
@@ -95,7 +99,7 @@ pub(crate) fn fail<T>(what: &str, e: io::Error) -> T {
 fn main() {
     let argv: Vec<String> = std::env::args().collect();
     let Some(mode) = argv.get(1) else {
-        die("usage: switch-load regport|sendmsg|latency|memory [--key value]... (see src/main.rs)")
+        die("usage: switch-load regport|sendmsg|latency|memory|background [--key value]... (see src/main.rs)")
     };
     let a = Args::parse(&argv[2..]);
     match mode.as_str() {
@@ -103,6 +107,7 @@ fn main() {
         "memory" => memory(&a),
         "sendmsg" => sendmsg(&a),
         "latency" => latency(&a),
+        "background" => background(&a),
         m => die(&format!("unknown mode {m}")),
     }
 }

@@ -32,6 +32,7 @@ pub(crate) fn sendmsg(a: &Args) {
             let mut tx = Ws::open(&c.host, c.port, &c.node(1), &c.token);
             const PREFIX: &[u8] = b"{\"type\":\"msg\",\"port\":\"inbox\",\"body\":\"";
             const EPOCH: &[u8] = b"{\"type\":\"epoch\",";
+            const SESSION: &[u8] = b"{\"type\":\"session\",";
             let mut id = 0u64;
             let mut inflight_req = 0u64;
             meter = Meter::start(c.pid);
@@ -94,6 +95,13 @@ pub(crate) fn sendmsg(a: &Args) {
                     // A cluster member's batch starts with its epoch: {"type":"epoch","epoch":E}.
                     if m[p..].starts_with(EPOCH) {
                         p += m[p..].iter().position(|&c| c == b'}').map_or(m.len(), |e| e + 1);
+                        if m.get(p) == Some(&b',') {
+                            p += 1;
+                        }
+                    }
+                    // The connection's first push names its session (issue 15).
+                    if m[p..].starts_with(SESSION) {
+                        continue;
                     }
                     while p < m.len() && m[p] != b']' {
                         if m[p] == b',' {
