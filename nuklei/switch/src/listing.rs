@@ -16,6 +16,7 @@
 
 use std::sync::Arc;
 
+use crate::nodes::NodeRegistry;
 use crate::ports::{NodeIdx, PortShard};
 use crate::switch::{NodeInfo, Switch, SwitchError};
 
@@ -161,6 +162,29 @@ pub(crate) fn node_ports_from(
     listing
 }
 
+/// Up to `limit` online nodes of `nodes` for `page`, in id order, and whether the page is full
+/// (there may be more).
+pub(crate) fn online_nodes(
+    nodes: &NodeRegistry,
+    page: &PageRequest,
+    limit: usize,
+) -> (Vec<NodeInfo>, bool) {
+    let idxs = nodes.list_online(&page.prefix, page.after.as_deref(), limit);
+    let full = idxs.len() == limit;
+    let infos = idxs
+        .into_iter()
+        .filter_map(|i| nodes.get(i))
+        .map(|n| NodeInfo {
+            node: n.id().clone(),
+            address: n.address().clone(),
+            ports: n.ports(),
+            lease_deadline: n.lease_deadline(),
+            queued_bytes: n.queued_bytes(),
+        })
+        .collect();
+    (infos, full)
+}
+
 impl Switch {
     /// Ports whose names start with `page.prefix`, in name order.
     pub fn list_ports(&self, page: &PageRequest) -> Result<PortListing, SwitchError> {
@@ -194,21 +218,7 @@ impl Switch {
     pub fn list_nodes(&self, page: &PageRequest) -> Result<NodeListing, SwitchError> {
         self.limits.check_node_id(&page.prefix)?;
         let limit = page.size(self.limits.max_page);
-        let idxs = self
-            .nodes
-            .list_online(&page.prefix, page.after.as_deref(), limit);
-        let full = idxs.len() == limit;
-        let nodes: Vec<NodeInfo> = idxs
-            .into_iter()
-            .filter_map(|i| self.nodes.get(i))
-            .map(|n| NodeInfo {
-                node: n.id().clone(),
-                address: n.address().clone(),
-                ports: n.ports(),
-                lease_deadline: n.lease_deadline(),
-                queued_bytes: n.queued_bytes(),
-            })
-            .collect();
+        let (nodes, full) = online_nodes(&self.nodes, page, limit);
         let next = full
             .then(|| nodes.last().map(|n| n.node.to_string()))
             .flatten();

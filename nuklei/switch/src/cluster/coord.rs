@@ -211,22 +211,7 @@ impl Instance {
     }
 
     pub(super) fn nodes_here_for(&self, page: &PageRequest, limit: usize) -> (Vec<NodeInfo>, bool) {
-        let idxs = self
-            .nodes
-            .list_online(&page.prefix, page.after.as_deref(), limit);
-        let full = idxs.len() == limit;
-        let nodes = idxs
-            .into_iter()
-            .filter_map(|i| self.nodes.get(i))
-            .map(|n| NodeInfo {
-                node: n.id().clone(),
-                address: n.address().clone(),
-                ports: n.ports(),
-                lease_deadline: n.lease_deadline(),
-                queued_bytes: n.queued_bytes(),
-            })
-            .collect();
-        (nodes, full)
+        crate::listing::online_nodes(&self.nodes, page, limit)
     }
 
     /// Ports by prefix, merged from every shard. Completes under `token`.
@@ -470,16 +455,7 @@ impl Instance {
             }
         };
         *self.reserved.entry(idx).or_default() += ports.len();
-        let (local, address) = self
-            .nodes
-            .get(idx)
-            .map_or((0, Arc::from("")), |n| (n.session(), n.address().clone()));
-        let session = self.global(local);
-        let to_ref = NodeRef {
-            home: self.me as u16,
-            idx,
-            session,
-        };
+        let (to_ref, address) = self.at_home(idx);
         let op = self.new_op();
         let mut parts = vec![Vec::new(); self.count];
         for &(pos, port) in ports {
@@ -501,7 +477,7 @@ impl Instance {
                 give_op,
                 from: from.to_string(),
                 node: idx,
-                session,
+                session: to_ref.session,
                 ports: ports.iter().map(|(_, p)| p.to_string()).collect(),
                 reserved: ports.len(),
                 waiting: waiting + 1,

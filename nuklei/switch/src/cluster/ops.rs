@@ -52,16 +52,7 @@ impl Instance {
                 return;
             }
         }
-        let (local, address) = self
-            .nodes
-            .get(idx)
-            .map_or((0, Arc::from("")), |n| (n.session(), n.address().clone()));
-        let session = self.global(local);
-        let at_home = NodeRef {
-            home: self.me as u16,
-            idx,
-            session,
-        };
+        let (at_home, address) = self.at_home(idx);
         let op = self.new_op();
         let mut parts = self.split_ports(ports.iter().enumerate());
         let mine = std::mem::take(&mut parts[self.me]);
@@ -88,7 +79,7 @@ impl Instance {
             Op::Reg(RegOp {
                 token,
                 node: idx,
-                session,
+                session: at_home.session,
                 ports,
                 waiting,
                 new,

@@ -290,6 +290,21 @@ impl Instance {
     }
 
     /// Splits `(position, port)` pairs by shard instance.
+    /// Node `idx` of this home as the mesh names it (in its current session), and its
+    /// announced address.
+    pub(super) fn at_home(&self, idx: NodeIdx) -> (NodeRef, Arc<str>) {
+        let (local, address) = self
+            .nodes
+            .get(idx)
+            .map_or((0, Arc::from("")), |n| (n.session(), n.address().clone()));
+        let at_home = NodeRef {
+            home: self.me as u16,
+            idx,
+            session: self.global(local),
+        };
+        (at_home, address)
+    }
+
     pub(super) fn split_ports<'a>(
         &self,
         ports: impl Iterator<Item = (usize, &'a String)>,

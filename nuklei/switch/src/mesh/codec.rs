@@ -60,6 +60,12 @@ impl Enc<'_> {
         self.u32(s.len() as u32);
         self.0.extend_from_slice(s.as_bytes());
     }
+    pub(super) fn home_info(&mut self, i: &HomeInfo<'_>) {
+        self.str(i.address);
+        self.u64(i.ports);
+        self.u64(i.lease_deadline);
+        self.u64(i.queued_bytes);
+    }
     pub(super) fn positions(&mut self, v: &[u32]) {
         self.u32(v.len() as u32);
         for &p in v {
@@ -149,6 +155,14 @@ impl<'a> Dec<'a> {
             return Err(MeshError::Truncated(self.pos));
         }
         Ok(n)
+    }
+    pub(super) fn home_info(&mut self) -> Result<HomeInfo<'a>, MeshError> {
+        Ok(HomeInfo {
+            address: self.str()?,
+            ports: self.u64()?,
+            lease_deadline: self.u64()?,
+            queued_bytes: self.u64()?,
+        })
     }
     pub(super) fn positions(&mut self) -> Result<Vec<u32>, MeshError> {
         let n = self.count()?;
@@ -439,10 +453,7 @@ impl<'a> Msg<'a> {
                 e.u32(infos.len() as u32);
                 for (p, i) in infos {
                     e.u32(*p);
-                    e.str(i.address);
-                    e.u64(i.ports);
-                    e.u64(i.lease_deadline);
-                    e.u64(i.queued_bytes);
+                    e.home_info(i);
                 }
             }
         }
@@ -574,17 +585,7 @@ impl<'a> Msg<'a> {
                 let op = d.u64()?;
                 let n = d.count()?;
                 let infos = (0..n)
-                    .map(|_| {
-                        Ok((
-                            d.u32()?,
-                            HomeInfo {
-                                address: d.str()?,
-                                ports: d.u64()?,
-                                lease_deadline: d.u64()?,
-                                queued_bytes: d.u64()?,
-                            },
-                        ))
-                    })
+                    .map(|_| Ok((d.u32()?, d.home_info()?)))
                     .collect::<Result<_, MeshError>>()?;
                 Msg::NodeInfos { op, infos }
             }

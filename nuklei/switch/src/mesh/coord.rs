@@ -2,7 +2,7 @@
 //! listings), in the framing of [`super::codec`].
 
 use super::codec::{Dec, Enc};
-use super::{HomeInfo, MeshError, Msg};
+use super::{MeshError, Msg};
 
 const ACKED: u8 = 20;
 const HANDOVER_TO: u8 = 21;
@@ -134,10 +134,7 @@ pub(super) fn encode(msg: &Msg<'_>, e: &mut Enc<'_>) {
             e.u32(nodes.len() as u32);
             for (node, i) in nodes {
                 e.str(node);
-                e.str(i.address);
-                e.u64(i.ports);
-                e.u64(i.lease_deadline);
-                e.u64(i.queued_bytes);
+                e.home_info(i);
             }
             e.u8(u8::from(*full));
         }
@@ -236,17 +233,7 @@ pub(super) fn decode<'a>(tag: u8, d: &mut Dec<'a>) -> Result<Msg<'a>, MeshError>
             let op = d.u64()?;
             let n = d.count()?;
             let nodes = (0..n)
-                .map(|_| {
-                    Ok((
-                        d.str()?,
-                        HomeInfo {
-                            address: d.str()?,
-                            ports: d.u64()?,
-                            lease_deadline: d.u64()?,
-                            queued_bytes: d.u64()?,
-                        },
-                    ))
-                })
+                .map(|_| Ok((d.str()?, d.home_info()?)))
                 .collect::<Result<_, MeshError>>()?;
             Msg::NodesListed {
                 op,

@@ -74,8 +74,16 @@ impl SwitchNukleus {
             return;
         }
         let token = auth::bearer(head.header("authorization"));
-        if path.trim_end_matches('/') == "/v1/admin/reload" {
-            x.role = if head.method != "POST" {
+        // The member's own admin calls: the metrics and a reload of the tokens.
+        let admin = if metrics {
+            Some(("GET", Target::Metrics))
+        } else if path.trim_end_matches('/') == "/v1/admin/reload" {
+            Some(("POST", Target::Reload))
+        } else {
+            None
+        };
+        if let Some((method, target)) = admin {
+            x.role = if head.method != method {
                 let e = ApiError::MethodNotAllowed {
                     method: head.method.to_string(),
                     path: path.to_string(),
@@ -84,27 +92,7 @@ impl SwitchNukleus {
             } else {
                 match self.tokens.check(token, Need::Admin) {
                     Ok(()) => Role::Rest(Rest {
-                        target: Target::Reload,
-                        body: Vec::new(),
-                        too_large: false,
-                        token: None,
-                    }),
-                    Err(e) => self.rest_error(e.status(), auth_body(&e)),
-                }
-            };
-            return;
-        }
-        if metrics {
-            x.role = if head.method != "GET" {
-                let e = ApiError::MethodNotAllowed {
-                    method: head.method.to_string(),
-                    path: path.to_string(),
-                };
-                self.rest_error(e.status(), e.body())
-            } else {
-                match self.tokens.check(token, Need::Admin) {
-                    Ok(()) => Role::Rest(Rest {
-                        target: Target::Metrics,
+                        target,
                         body: Vec::new(),
                         too_large: false,
                         token: None,
