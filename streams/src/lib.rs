@@ -1,8 +1,8 @@
 //! Shared-memory streams between nuklei: ring buffers over memory-mapped files, frame
 //! layouts with flyweight readers, flow-control state, and the `Nukleus` contract.
 //!
-//! All `unsafe` code of reaktor lives in this crate, in `ring`, `mapping`, `memory` and
-//! `sched`.
+//! All `unsafe` code of reaktor lives in this crate, in `ring`, `mapping`, `memory`, `sched`
+//! and `uring`.
 
 pub mod copy;
 pub mod flow;
@@ -18,6 +18,7 @@ pub mod remote;
 pub mod ring;
 pub mod role;
 pub mod sched;
+pub mod uring;
 
 pub use flow::{FlowViolation, RecvWindow, SendWindow};
 pub use frame::{Frame, FrameError, Header};

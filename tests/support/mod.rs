@@ -65,6 +65,8 @@ pub struct Options {
     pub log: Option<String>,
     /// Where the stream directory goes (default: the server's temporary directory).
     pub stream_root: Option<PathBuf>,
+    /// Run the server where io_uring is refused (a seccomp filter, as in containers).
+    pub without_io_uring: bool,
 }
 
 pub struct Server {
@@ -99,6 +101,7 @@ impl Server {
         let dir = TempDir::new("server");
         let port = free_port();
         let path = dir.0.join("topology.toml");
+        let topology = with_test_transport(topology);
         std::fs::write(&path, topology.replace("{PORT}", &port.to_string())).unwrap();
         let streams = options
             .stream_root
@@ -114,6 +117,12 @@ impl Server {
                     &format!("ulimit -n {limit} && exec \"$0\" \"$@\""),
                     BIN,
                 ]);
+                c
+            }
+            None if options.without_io_uring => {
+                let mut c = Command::new(python());
+                c.arg(workspace().join("tests/python/without_io_uring.py"))
+                    .arg(BIN);
                 c
             }
             None => Command::new(BIN),
@@ -317,6 +326,38 @@ impl Drop for Server {
             let _ = child.wait();
         }
     }
+}
+
+/// The test matrix's tcp transport: with `REAKTOR_TEST_TCP_TRANSPORT=io_uring` (scripts/test's
+/// second pass), every server a test starts runs `[tcp] transport = "io_uring"`.
+pub fn with_test_transport(topology: &str) -> String {
+    match std::env::var("REAKTOR_TEST_TCP_TRANSPORT") {
+        Ok(transport) if !transport.is_empty() => set_tcp_transport(topology, &transport),
+        _ => topology.to_owned(),
+    }
+}
+
+/// `topology` with `[tcp] transport = "<transport>"` (the `[tcp]` table added if it has none).
+pub fn set_tcp_transport(topology: &str, transport: &str) -> String {
+    let setting = format!("transport = \"{transport}\"");
+    let mut out = String::with_capacity(topology.len() + 32);
+    let mut found = false;
+    for line in topology.lines() {
+        if line.trim_start().starts_with("transport =") {
+            continue; // set below, once
+        }
+        out.push_str(line);
+        out.push('\n');
+        if line.trim() == "[tcp]" && !found {
+            out.push_str(&setting);
+            out.push('\n');
+            found = true;
+        }
+    }
+    if !found {
+        out.push_str(&format!("\n[tcp]\n{setting}\n"));
+    }
+    out
 }
 
 /// One core running tcp, http and echo, unpinned (tests run in parallel).

@@ -23,6 +23,98 @@ pub(crate) fn bind(listener: &ListenerConfig, reuse_port: bool) -> io::Result<Tc
     Ok(TcpListener::from_std(socket.into()))
 }
 
+/// The initial stream id for a new connection in `slot`: the slot's next generation.
+pub(crate) fn next_id(generations: &mut Vec<u32>, ids: SlotIds, slot: usize) -> u64 {
+    if generations.len() <= slot {
+        generations.resize(slot + 1, 0);
+    }
+    generations[slot] = generations[slot].wrapping_add(1);
+    ids.initial(slot, generations[slot])
+}
+
+/// The initial BEGIN of a new connection, with its tcp extension (listener and addresses).
+pub(crate) fn open_stream(
+    tx: &mut streams::RingWriter,
+    id: u64,
+    timestamp: u64,
+    begin: &TcpBeginEx,
+) -> Result<(), streams::ClaimError> {
+    let mut ex = [0u8; 128];
+    let ex_len = encode_begin_ex(begin, &mut ex);
+    tx.begin(&Header::at(id, timestamp), id, &ex[..ex_len])
+}
+
+/// Why a new connection is refused (accept-then-close), if it is.
+pub(crate) enum Refusal {
+    Full,
+    Memory,
+}
+
+/// The admission rule of both transports: a connection over `max_connections`, or any while
+/// the process is above its memory limit, is refused.
+pub(crate) fn admission(connections: usize, max_connections: usize) -> Option<Refusal> {
+    if connections >= max_connections.min(SlotIds::MAX_SLOTS) {
+        Some(Refusal::Full)
+    } else if streams::memory::overloaded() {
+        Some(Refusal::Memory)
+    } else {
+        None
+    }
+}
+
+impl Refusal {
+    pub(crate) fn log(
+        &self,
+        core: usize,
+        remote: SocketAddr,
+        max_connections: usize,
+        refused: u64,
+    ) {
+        match self {
+            Refusal::Full => tracing::warn!(
+                core,
+                %remote,
+                max_connections,
+                refused_total = refused,
+                "connection limit reached: closing a new connection; raise max_connections in the topology"
+            ),
+            Refusal::Memory => tracing::warn!(
+                core,
+                %remote,
+                refused_total = refused,
+                "memory above [reaktor] max_memory_bytes: closing a new connection"
+            ),
+        }
+    }
+}
+
+/// Logged once at the start of a run of failed accepts.
+pub(crate) fn log_accept_pause(
+    core: usize,
+    error: &io::Error,
+    connections: usize,
+    config: &TcpConfig,
+) {
+    tracing::warn!(
+        core,
+        error = %error,
+        connections,
+        retry_ms = config.accept_retry.as_millis() as u64,
+        "cannot accept connections: new clients wait in the listen backlog, retrying until \
+         accepting works again; if out of file descriptors, raise the process's limit \
+         (ulimit -n) or lower [tcp] max_connections"
+    );
+}
+
+/// Logged once when accepting works again after a run of failures.
+pub(crate) fn log_accept_resumed(core: usize, now: Instant, since: Instant) {
+    tracing::info!(
+        core,
+        paused_ms = now.saturating_duration_since(since).as_millis() as u64,
+        "accepting connections again: every queued client was accepted"
+    );
+}
+
 impl TcpNukleus {
     /// Follows the steering flags: stops or resumes accepting on this instance's own sockets,
     /// and takes over (or gives back) the sockets of instances that stopped accepting.
@@ -135,12 +227,7 @@ impl TcpNukleus {
                         self.pause_accepting(&e);
                     } else if let Some(since) = self.accept_paused_since.take() {
                         // The backlog is drained: the run of failures is over.
-                        tracing::info!(
-                            core = self.core,
-                            paused_ms =
-                                self.now.saturating_duration_since(since).as_millis() as u64,
-                            "accepting connections again: every queued client was accepted"
-                        );
+                        log_accept_resumed(self.core, self.now, since);
                     }
                     return work;
                 }
@@ -149,28 +236,11 @@ impl TcpNukleus {
             if let (Source::Foreign(_), Some((steering, me))) = (source, &self.steering) {
                 steering.count_taken_over(*me);
             }
-            let full =
-                self.connections.len() >= self.config.max_connections.min(SlotIds::MAX_SLOTS);
-            if full || streams::memory::overloaded() {
+            if let Some(refusal) = admission(self.connections.len(), self.config.max_connections) {
                 // Accept-then-close: the client learns at once (the log layer rate-limits
                 // these lines per cause).
                 self.refused += 1;
-                if full {
-                    tracing::warn!(
-                        core = self.core,
-                        %remote,
-                        max_connections = self.config.max_connections,
-                        refused_total = self.refused,
-                        "connection limit reached: closing a new connection; raise max_connections in the topology"
-                    );
-                } else {
-                    tracing::warn!(
-                        core = self.core,
-                        %remote,
-                        refused_total = self.refused,
-                        "memory above [reaktor] max_memory_bytes: closing a new connection"
-                    );
-                }
+                refusal.log(self.core, remote, self.config.max_connections, self.refused);
                 drop(socket);
                 continue;
             }
@@ -186,15 +256,7 @@ impl TcpNukleus {
         if self.accept_paused_since.is_none() {
             self.accept_paused_since = Some(self.now);
             self.accept_pauses += 1;
-            tracing::warn!(
-                core = self.core,
-                error = %error,
-                connections = self.connections.len(),
-                retry_ms = self.config.accept_retry.as_millis() as u64,
-                "cannot accept connections: new clients wait in the listen backlog, retrying until \
-                 accepting works again; if out of file descriptors, raise the process's limit \
-                 (ulimit -n) or lower [tcp] max_connections"
-            );
+            log_accept_pause(self.core, error, self.connections.len(), &self.config);
         }
     }
 
@@ -213,11 +275,7 @@ impl TcpNukleus {
         let _ = socket.set_nodelay(true);
         let local = socket.local_addr().ok();
         let slot = self.connections.vacant_key();
-        if self.generations.len() <= slot {
-            self.generations.resize(slot + 1, 0);
-        }
-        self.generations[slot] = self.generations[slot].wrapping_add(1);
-        let id = self.ids.initial(slot, self.generations[slot]);
+        let id = next_id(&mut self.generations, self.ids, slot);
         let link = self.listeners[listener].1;
         let connection = Connection {
             socket: Arc::new(socket),
@@ -246,21 +304,12 @@ impl TcpNukleus {
             tracing::warn!(core = self.core, %remote, error = %e, "cannot register accepted socket");
             return;
         }
-        let mut ex = [0u8; 128];
-        let ex_len = encode_begin_ex(
-            &TcpBeginEx {
-                listener: listener as u16,
-                remote,
-                local,
-            },
-            &mut ex,
-        );
-        let header = Header::at(id, self.timestamp);
-        if self.links[link]
-            .tx
-            .begin(&header, id, &ex[..ex_len])
-            .is_err()
-        {
+        let begin = TcpBeginEx {
+            listener: listener as u16,
+            remote,
+            local,
+        };
+        if open_stream(&mut self.links[link].tx, id, self.timestamp, &begin).is_err() {
             tracing::error!(
                 core = self.core,
                 %remote,

@@ -12,6 +12,8 @@ mod begin_ex;
 mod reply;
 mod split;
 pub mod steering;
+mod uring;
+pub use uring::UringTcpNukleus;
 
 use std::io::{self, Read};
 use std::net::{Shutdown, SocketAddr};
@@ -64,6 +66,10 @@ pub struct TcpConfig {
     /// long until it is tried again: the clients wait in the listen backlog meanwhile, and
     /// edge-triggered readiness would not report them again.
     pub accept_retry: Duration,
+    /// io_uring transport: provided receive buffers shared by the connections (a power of
+    /// two) and their size, the most one receive completion carries.
+    pub io_uring_buffers: u16,
+    pub io_uring_buffer_size: u32,
 }
 
 impl Default for TcpConfig {
@@ -76,6 +82,8 @@ impl Default for TcpConfig {
             io_batch: 64,
             write_timeout: Duration::from_secs(60),
             accept_retry: Duration::from_millis(100),
+            io_uring_buffers: 256,
+            io_uring_buffer_size: 4096,
         }
     }
 }
@@ -90,6 +98,8 @@ pub enum TcpError {
     },
     #[error("listener {name}: no `{next}` nukleus is linked to this tcp instance; add it to the topology")]
     NoPeer { name: String, next: String },
+    #[error("io_uring is not available: {source}")]
+    IoUring { source: io::Error },
 }
 
 struct Connection {

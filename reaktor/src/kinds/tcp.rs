@@ -8,12 +8,13 @@
 //! window = 65536              # reply bytes in flight per connection
 //! write_timeout_ms = 60000    # close a connection whose client takes no reply bytes this long
 //! accept_retry_ms = 100       # after accept failed (out of descriptors): retry this often
+//! transport = "epoll"         # or "io_uring" (falls back to epoll, logged, where unavailable)
 //! ```
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use nukleus_tcp::{ListenerConfig, TcpConfig, TcpNukleus};
+use nukleus_tcp::{ListenerConfig, TcpConfig, TcpError, TcpNukleus, UringTcpNukleus};
 use serde::Deserialize;
 use streams::Carries;
 use toml::Spanned;
@@ -67,6 +68,13 @@ impl Kind for Tcp {
         ))
     }
     fn build(&self, build: Build<'_>) -> Result<BoxedNukleus, StartError> {
+        if build.loaded.section::<TcpSection>().transport == Transport::IoUring {
+            if build.steering.is_some() {
+                warn_fallback(build.instance.core, "the re-plan's connection steering ([reaktor] replan_interval_ms) needs the epoll transport".into());
+            } else {
+                return uring_or_epoll(build);
+            }
+        }
         Ok(Box::new(tcp(build)?))
     }
     fn build_split(
@@ -75,6 +83,12 @@ impl Kind for Tcp {
         input_doorbell: Arc<streams::Doorbell>,
         output_doorbell: Arc<streams::Doorbell>,
     ) -> Option<Result<(BoxedNukleus, BoxedNukleus), StartError>> {
+        if build.loaded.section::<TcpSection>().transport == Transport::IoUring {
+            warn_fallback(
+                build.instance.core,
+                "a tcp split by direction (tcp.out) needs the epoll transport".into(),
+            );
+        }
         Some(tcp(build).map(|tcp| {
             let (input, output) = tcp.split_directions(Some(input_doorbell), Some(output_doorbell));
             (
@@ -85,8 +99,44 @@ impl Kind for Tcp {
     }
 }
 
-fn tcp(build: Build<'_>) -> Result<TcpNukleus, StartError> {
-    let loaded = build.loaded;
+/// The io_uring transport, or the epoll one (with one log line saying why) where io_uring
+/// cannot be set up.
+fn uring_or_epoll(build: Build<'_>) -> Result<BoxedNukleus, StartError> {
+    let config = tcp_config(build.loaded);
+    let instance = build.instance;
+    match UringTcpNukleus::new(config, instance.core, instance.index, build.links) {
+        Ok(tcp) => {
+            tracing::debug!(core = instance.core, "tcp on io_uring");
+            Ok(Box::new(tcp))
+        }
+        Err((TcpError::IoUring { source }, links)) => {
+            let sysctl = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
+                .map(|v| format!("kernel.io_uring_disabled = {}", v.trim()))
+                .unwrap_or_else(|_| "kernel.io_uring_disabled unreadable".into());
+            warn_fallback(
+                instance.core,
+                format!("io_uring setup failed: {source} ({sysctl}; a seccomp filter, as in containers, also refuses it)"),
+            );
+            let tcp = TcpNukleus::new(
+                tcp_config(build.loaded),
+                instance.core,
+                instance.index,
+                links,
+            )?;
+            Ok(Box::new(tcp))
+        }
+        Err((other, _)) => Err(other.into()),
+    }
+}
+
+fn warn_fallback(core: usize, why: String) {
+    tracing::warn!(
+        core,
+        "[tcp] transport = \"io_uring\" not used, falling back to epoll: {why}"
+    );
+}
+
+fn tcp_config(loaded: &LoadedTopology) -> TcpConfig {
     let section = loaded.section::<TcpSection>();
     let listeners = loaded
         .topology
@@ -100,14 +150,20 @@ fn tcp(build: Build<'_>) -> Result<TcpNukleus, StartError> {
             backlog: l.backlog,
         })
         .collect();
-    let config = TcpConfig {
+    TcpConfig {
         listeners,
         max_connections: section.max_connections,
         window: section.window,
         write_timeout: Duration::from_millis(section.write_timeout_ms),
         accept_retry: Duration::from_millis(*section.accept_retry_ms.get_ref()),
+        io_uring_buffers: *section.io_uring_buffers.get_ref(),
+        io_uring_buffer_size: section.io_uring_buffer_size,
         ..TcpConfig::default()
-    };
+    }
+}
+
+fn tcp(build: Build<'_>) -> Result<TcpNukleus, StartError> {
+    let config = tcp_config(build.loaded);
     let instance = build.instance;
     let tcp = TcpNukleus::new(config, instance.core, instance.index, build.links)?;
     Ok(match build.steering {
@@ -130,6 +186,33 @@ pub struct TcpSection {
     /// After `accept` failed for want of resources, try again after this many milliseconds.
     #[serde(default = "default_accept_retry_ms")]
     pub accept_retry_ms: Spanned<u64>,
+    /// How sockets are driven: `epoll` (readiness, one system call per read and write) or
+    /// `io_uring` (multishot accept and receive, batched sends).
+    #[serde(default)]
+    pub transport: Transport,
+    /// io_uring: provided receive buffers per tcp instance (a power of two, 1 ..= 32768).
+    #[serde(default = "default_io_uring_buffers")]
+    pub io_uring_buffers: Spanned<u16>,
+    /// io_uring: bytes per provided buffer (the most one receive carries).
+    #[serde(default = "default_io_uring_buffer_size")]
+    pub io_uring_buffer_size: u32,
+}
+
+/// `[tcp] transport`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Transport {
+    #[default]
+    Epoll,
+    IoUring,
+}
+
+fn default_io_uring_buffers() -> Spanned<u16> {
+    Spanned::new(0..0, 256)
+}
+
+fn default_io_uring_buffer_size() -> u32 {
+    4096
 }
 
 impl Default for TcpSection {
@@ -139,6 +222,9 @@ impl Default for TcpSection {
             window: default_window(),
             write_timeout_ms: default_write_timeout_ms(),
             accept_retry_ms: default_accept_retry_ms(),
+            transport: Transport::default(),
+            io_uring_buffers: default_io_uring_buffers(),
+            io_uring_buffer_size: default_io_uring_buffer_size(),
         }
     }
 }
@@ -168,6 +254,25 @@ fn check_limits(tcp: &TcpSection, invalid: Invalid<'_>) -> Result<(), TopologyEr
             format!(
                 "[tcp] accept_retry_ms {} must be between 1 and 60000",
                 retry.get_ref()
+            ),
+        ));
+    }
+    let buffers = &tcp.io_uring_buffers;
+    if !buffers.get_ref().is_power_of_two() {
+        return Err(invalid(
+            Some(buffers.span()),
+            format!(
+                "[tcp] io_uring_buffers {} must be a power of two between 1 and 32768",
+                buffers.get_ref()
+            ),
+        ));
+    }
+    if !(512..=1 << 20).contains(&tcp.io_uring_buffer_size) {
+        return Err(invalid(
+            None,
+            format!(
+                "[tcp] io_uring_buffer_size {} must be between 512 and 1048576",
+                tcp.io_uring_buffer_size
             ),
         ));
     }
