@@ -13,6 +13,8 @@
 #   floor     benches/peers/http-load `epoll-floor`: one thread, mio, a fixed response per head;
 #             the least a server can spend per request on this kernel
 #   reaktor   examples/bench.toml (tcp, http, echo fused on one core)
+#   uring     the same reaktor and topology with `[tcp] transport = "io_uring"` (skipped, with
+#             the reason, if the reaktor falls back to epoll)
 #   hyper     benches/peers/hyper-hello (current-thread tokio, pipeline_flush)
 #   nginx     Debian's, one worker
 # Generators:
@@ -31,7 +33,7 @@
 #   CONNS=64         connections
 #   DEPTH=16         pipelined requests per write in the pipeline scenario
 #   RATE=50000       requests/s of the open scenario (not in SCENARIOS by default)
-#   SERVERS="floor reaktor hyper nginx"
+#   SERVERS="floor reaktor hyper nginx"   (add `uring` for the io_uring transport)
 #   GENERATORS="http-load wrk"
 #   SCENARIOS="keepalive pipeline"
 #   ROUNDS=1         repeat the interleaved rounds; the table shows the median and the range
@@ -40,7 +42,7 @@
 #   SKIP_BUILD=1     do not run cargo (use the binaries already built)
 #   REAKTOR_BIN=<target>/release/reaktor   REAKTOR_TOPOLOGY=examples/bench.toml
 #   REAKTOR_ADDR=127.0.0.1:8080  HYPER_ADDR=127.0.0.1:8081  NGINX_ADDR=127.0.0.1:8082
-#   FLOOR_ADDR=127.0.0.1:8083
+#   FLOOR_ADDR=127.0.0.1:8083  URING_ADDR=127.0.0.1:8085
 #   A/B in one run: the server `reaktor-b` is a second reaktor (REAKTOR_B_BIN, default
 #   REAKTOR_BIN; REAKTOR_B_TOPOLOGY, default REAKTOR_TOPOLOGY; REAKTOR_B_ADDR=127.0.0.1:8084,
 #   which its topology's listener must use), measured in the same rounds as the others.
@@ -78,6 +80,7 @@ FLOOR_ADDR=${FLOOR_ADDR:-127.0.0.1:8083}
 REAKTOR_B_BIN=${REAKTOR_B_BIN:-$REAKTOR_BIN}
 REAKTOR_B_TOPOLOGY=${REAKTOR_B_TOPOLOGY:-$REAKTOR_TOPOLOGY}
 REAKTOR_B_ADDR=${REAKTOR_B_ADDR:-127.0.0.1:8084}
+URING_ADDR=${URING_ADDR:-127.0.0.1:8085}
 HYPER_DIR=$ROOT/benches/peers/hyper-hello
 HYPER_BIN=$HYPER_DIR/target/release/hyper-hello
 PIPELINE_LUA=$ROOT/benches/wrk/pipeline.lua
@@ -196,10 +199,11 @@ EOF
     launch nginx "$NGINX_ADDR" "$bin" -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf"
 }
 
-# start_reaktor NAME BIN TOPOLOGY ADDR: the topology's listener is moved to ADDR (a copy of
-# the file in the temp dir, so the same topology serves reaktor and reaktor-b).
+# start_reaktor NAME BIN TOPOLOGY ADDR [EXTRA]: the topology's listener is moved to ADDR (a
+# copy of the file in the temp dir, so the same topology serves reaktor and reaktor-b); EXTRA
+# (TOML tables) is appended to the copy.
 start_reaktor() {
-    local name=$1 bin=$2 topology=$3 addr=$4
+    local name=$1 bin=$2 topology=$3 addr=$4 extra=${5:-}
     if [[ ! -f $topology ]]; then
         skip "$name" "topology $topology does not exist yet"
         return 0
@@ -214,7 +218,22 @@ start_reaktor() {
     fi
     local copy=$WORK/$name.toml
     sed -E "s/^address = \"127\.0\.0\.1:[0-9]+\"/address = \"$addr\"/" "$topology" >"$copy"
+    [[ -n $extra ]] && printf '\n%s\n' "$extra" >>"$copy"
     launch "$name" "$addr" "$bin" run --topology "$copy"
+}
+
+# The io_uring transport; a reaktor that fell back to epoll would measure epoll: not kept.
+start_uring() {
+    start_reaktor uring "$REAKTOR_BIN" "$REAKTOR_TOPOLOGY" "$URING_ADDR" $'[tcp]\ntransport = "io_uring"'
+    if [[ -n ${PID[uring]:-} ]] && grep -q "falling back to epoll" "$LOG_DIR/uring.log"; then
+        log "uring: $(grep -m1 "falling back to epoll" "$LOG_DIR/uring.log")"
+        kill "${PID[uring]}" 2>/dev/null || true
+        unset "PID[uring]"
+        local kept=()
+        for s in "${ACTIVE[@]}"; do [[ $s == uring ]] || kept+=("$s"); done
+        ACTIVE=("${kept[@]}")
+        skip uring "io_uring unavailable (the reaktor fell back to epoll)"
+    fi
 }
 
 start_hyper() {
@@ -254,9 +273,10 @@ for s in $SERVERS; do
     floor) start_floor ;;
     reaktor) start_reaktor reaktor "$REAKTOR_BIN" "$REAKTOR_TOPOLOGY" "$REAKTOR_ADDR" ;;
     reaktor-b) start_reaktor reaktor-b "$REAKTOR_B_BIN" "$REAKTOR_B_TOPOLOGY" "$REAKTOR_B_ADDR" ;;
+    uring) start_uring ;;
     hyper) start_hyper ;;
     nginx) start_nginx ;;
-    *) skip "$s" "unknown server (known: floor reaktor reaktor-b hyper nginx)" ;;
+    *) skip "$s" "unknown server (known: floor reaktor reaktor-b uring hyper nginx)" ;;
     esac
 done
 
@@ -381,6 +401,17 @@ for g in $GENERATORS; do
         done
     done
     k=pipeline$DEPTH
+    if [[ -n ${MC[$g/uring/keepalive]:-}${MC[$g/uring/$k]:-} ]]; then
+        echo "targets (issue 18, io_uring transport, server CPU per request, medians):"
+        if [[ -n ${MC[$g/uring/keepalive]:-} ]]; then
+            target "uring keepalive CPU/req vs floor" "$(ratio "${MC[$g/uring/keepalive]}" "${MC[$g/floor/keepalive]:-}")" le 0.9
+            target "uring keepalive CPU/req vs hyper" "$(ratio "${MC[$g/uring/keepalive]}" "${MC[$g/hyper/keepalive]:-}")" le 1.0
+            target "uring keepalive CPU/req vs epoll reaktor (info)" "$(ratio "${MC[$g/uring/keepalive]}" "${MC[$g/reaktor/keepalive]:-}")" le 1.0
+        fi
+        if [[ -n ${MC[$g/uring/$k]:-} ]]; then
+            target "uring $k CPU/req vs floor" "$(ratio "${MC[$g/uring/$k]}" "${MC[$g/floor/$k]:-}")" le 1.2
+        fi
+    fi
     if [[ -n ${MC[$g/reaktor/keepalive]:-}${MC[$g/reaktor/$k]:-} ]]; then
         echo "targets (issue 18, server CPU per request, medians):"
         if [[ -n ${MC[$g/reaktor/keepalive]:-} ]]; then
