@@ -15,10 +15,13 @@ Workloads, each a fixed number of concurrent loops until the deadline:
   ws_churn      WebSocket /ws/echo: open, echo a few messages, close (or drop)
   switch_churn  nodes: WaitMsg WebSocket, regport, sendmsg, relet, unregport, reconnect
   flood         bursts of 200 connections closed at once (some after a partial head)
+  probe         one keep-alive connection: GET /healthz every 20 ms, its latency recorded
 
 Samples (every 15 s): VmRSS and RssAnon of the server, its open descriptors, its TCP
 connections as the kernel sees them (ESTABLISHED, CLOSE-WAIT and others on the two ports),
-and reaktor_tcp_connections from /metrics. The verdict compares the end of the run with
+reaktor_tcp_connections from /metrics, and the probe's latency over the 15 s before the sample
+(p50, p99, max; as the client sees it, so the load generator's own event loop, busy on its
+core, is part of it). The verdict compares the end of the run with
 its first third and the idle state after the load with the idle state before it.
 """
 
@@ -38,6 +41,8 @@ from websockets.exceptions import WebSocketException
 
 HOST = "127.0.0.1"
 COUNTS = collections.Counter()
+# The probe's request latencies (seconds) since the last sample.
+LATENCIES = []
 
 
 def count(what, n=1):
@@ -110,8 +115,19 @@ def scrape(port):
     return data.split(b"\r\n\r\n", 1)[1].decode(errors="replace")
 
 
+def percentiles_ms(latencies):
+    """p50, p99 and max of `latencies` (seconds) in milliseconds; None without any."""
+    if not latencies:
+        return None, None, None
+    ordered = sorted(latencies)
+    at = lambda q: round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 2)
+    return at(0.50), at(0.99), round(ordered[-1] * 1000, 2)
+
+
 def sample(pid, ports, label, started):
     status = proc_status(pid)
+    p50, p99, worst = percentiles_ms(LATENCIES)
+    LATENCIES.clear()
     try:
         gauge = int(metric(scrape(ports[0]), "reaktor_tcp_connections"))
     except OSError:
@@ -127,6 +143,9 @@ def sample(pid, ports, label, started):
         "sockets": sum(states.values()),
         "close_wait": states.get("CLOSE_WAIT", 0),
         "tcp_gauge": gauge,
+        "p50_ms": p50,
+        "p99_ms": p99,
+        "max_ms": worst,
     }
 
 
@@ -165,6 +184,24 @@ async def normal(port, deadline):
             writer.close()
         except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError) as e:
             count(f"normal error {type(e).__name__}")
+
+
+async def probe(port, deadline):
+    """The latency of a light request under the mix: GET /healthz every 20 ms on one
+    keep-alive connection (reconnecting if it drops)."""
+    while time.monotonic() < deadline:
+        try:
+            reader, writer = await asyncio.open_connection(HOST, port)
+            while time.monotonic() < deadline:
+                sent = time.perf_counter()
+                writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                status, _ = await read_response(reader)
+                LATENCIES.append(time.perf_counter() - sent)
+                count("probe ok" if status == 200 else f"probe {status} WRONG")
+                await asyncio.sleep(0.02)
+            writer.close()
+        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError) as e:
+            count(f"probe error {type(e).__name__}")
 
 
 UPGRADE_REQUESTS = [
@@ -361,6 +398,7 @@ async def run(args):
         + [ws_churn(args.http, deadline) for _ in range(8)]
         + [switch_node(args.http, f"soak-n{i}", deadline) for i in range(16)]
         + [flood(args.http, deadline)]
+        + [probe(args.http, deadline)]
     )
     tasks = [asyncio.ensure_future(loop) for loop in loops]
 
@@ -381,9 +419,11 @@ async def run(args):
 def print_sample(s, header=False):
     if header:
         print(f"{'sample':<12} {'t/s':>5} {'VmRSS KiB':>10} {'RssAnon KiB':>11} {'rings KiB':>10} "
-              f"{'fds':>6} {'sockets':>8} {'CLOSE-WAIT':>10} {'tcp gauge':>9}")
+              f"{'fds':>6} {'sockets':>8} {'CLOSE-WAIT':>10} {'tcp gauge':>9} "
+              f"{'p50 ms':>7} {'p99 ms':>7} {'max ms':>7}")
     print(f"{s['label']:<12} {s['t']:>5} {s['rss_kib']:>10} {s['anon_kib']:>11} {s['file_kib']:>10} "
-          f"{s['fds']:>6} {s['sockets']:>8} {s['close_wait']:>10} {s['tcp_gauge']:>9}", flush=True)
+          f"{s['fds']:>6} {s['sockets']:>8} {s['close_wait']:>10} {s['tcp_gauge']:>9} "
+          f"{str(s['p50_ms']):>7} {str(s['p99_ms']):>7} {str(s['max_ms']):>7}", flush=True)
 
 
 def verdict(samples):
@@ -427,7 +467,8 @@ def main():
         with open(args.tsv, "a") as f:
             for s in samples:
                 f.write("\t".join(str(s[k]) for k in ("label", "t", "rss_kib", "anon_kib", "file_kib", "fds",
-                                                       "sockets", "close_wait", "tcp_gauge")) + "\n")
+                                                       "sockets", "close_wait", "tcp_gauge", "p50_ms", "p99_ms",
+                                                       "max_ms")) + "\n")
     unanswered = sum(n for what, n in COUNTS.items() if "NOT ANSWERED" in what or "WRONG" in what)
     if unanswered:
         problems.append(f"{unanswered} requests unanswered or wrong")

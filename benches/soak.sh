@@ -5,9 +5,10 @@
 # requests to routes that do not upgrade, slowloris, uploads to clients that never read, TLS
 # garbage, WebSocket churn, switch register/send/relet churn, connection floods, and ordinary
 # keep-alive requests. It samples the server's VmRSS/RssAnon, descriptors and TCP
-# connections every 15 s and fails if, after the load, descriptors, sockets or connections
-# stay above their idle level, any socket is left in CLOSE-WAIT, private memory kept growing
-# through the run, or a request went unanswered.
+# connections every 15 s, with the latency of a GET /healthz probe sent every 20 ms, and
+# fails if, after the load, descriptors, sockets or connections stay above their idle level,
+# any socket is left in CLOSE-WAIT, private memory kept growing through the run, or a
+# request went unanswered.
 #
 #   benches/soak.sh [MINUTES]                       # default 10
 #   flock /work/bench.lock benches/soak.sh 10       # on a shared machine
@@ -15,7 +16,8 @@
 # Environment: SERVER_CPU=0 LOAD_CPU=1 SKIP_BUILD=1 REAKTOR_BIN=... KEEP_TMP=1
 # Results: the samples and workload counts on stdout; the samples appended to
 # benches/results/soak.tsv (label, t, VmRSS, RssAnon, ring-file KiB, fds, sockets, CLOSE-WAIT,
-# reaktor_tcp_connections). Prerequisites: scripts/setup-test-deps.sh (.venv), openssl.
+# reaktor_tcp_connections, the probe's p50/p99/max latency in ms). Prerequisites:
+# scripts/setup-test-deps.sh (.venv), openssl.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
