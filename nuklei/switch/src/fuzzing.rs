@@ -169,13 +169,25 @@ fn check_escaping(parsed: &Parsed<'_>) {
     }
 }
 
+/// Which request a text is, for what serde makes of its `messages` field.
+#[derive(Clone, Copy)]
+enum Read {
+    /// A WebSocket request: its `op` field says whether `messages` is read.
+    WebSocket,
+    /// The REST body of an op named by the URL: `messages` is read only for `sendmsg`, and an
+    /// `op` field in the body is an ignored field like any other.
+    Rest { sendmsg: bool },
+}
+
 /// Whether serde reads `text` as a `T`, and as what. The API's requests and messages are
 /// JSON objects; serde's derive would also read a struct from an array of its fields
 /// (`[["a"]]` as `{"ports":["a"]}`), which is no request: such texts count as refused.
-/// `sendmsg`: whether `messages` is a field of the request (and its items structs).
-fn serde_reads<T: DeserializeOwned>(text: &str, sendmsg: bool) -> Option<T> {
+fn serde_reads<T: DeserializeOwned>(text: &str, read: Read) -> Option<T> {
     if let Ok(value) = serde_json::from_str::<serde_json::Value>(text) {
-        let sendmsg = sendmsg || value.get("op").and_then(|op| op.as_str()) == Some("sendmsg");
+        let sendmsg = match read {
+            Read::WebSocket => value.get("op").and_then(|op| op.as_str()) == Some("sendmsg"),
+            Read::Rest { sendmsg } => sendmsg,
+        };
         let messages_are_objects = match value.get("messages") {
             Some(serde_json::Value::Array(messages)) if sendmsg => {
                 messages.iter().all(|m| m.is_object())
@@ -202,7 +214,7 @@ pub fn request(data: &[u8]) {
         assert_eq!(ws_id(text), *id, "{text}");
         (to_serde(*id, parsed.request.clone()), Extras::of(parsed))
     });
-    let theirs = serde_reads::<WsRequest>(text, false)
+    let theirs = serde_reads::<WsRequest>(text, Read::WebSocket)
         .and_then(|r| Some((Extras::read(op_of(&r), text)?, r)))
         .map(|(extras, r)| (Some(r), extras));
     match (ours_serde, theirs) {
@@ -210,6 +222,7 @@ pub fn request(data: &[u8]) {
         (Some((None, _)), None) => {}
         (ours, theirs) => assert_eq!(ours, theirs, "{text}"),
     }
+    const REST: Read = Read::Rest { sendmsg: false };
     for op in [
         Op::RegPort,
         Op::UnRegPort,
@@ -223,15 +236,15 @@ pub fn request(data: &[u8]) {
             (to_serde(0, r.request.clone()), Extras::of(&r))
         });
         let theirs = match op {
-            Op::RegPort => serde_reads(text, false).map(Body::RegPort),
-            Op::UnRegPort => serde_reads(text, false).map(Body::UnRegPort),
-            Op::QueryPort => serde_reads(text, false).map(Body::QueryPort),
-            Op::SendMsg => serde_reads(text, true).map(Body::SendMsg),
-            Op::QueryNode => serde_reads(text, false).map(Body::QueryNode),
+            Op::RegPort => serde_reads(text, REST).map(Body::RegPort),
+            Op::UnRegPort => serde_reads(text, REST).map(Body::UnRegPort),
+            Op::QueryPort => serde_reads(text, REST).map(Body::QueryPort),
+            Op::SendMsg => serde_reads(text, Read::Rest { sendmsg: true }).map(Body::SendMsg),
+            Op::QueryNode => serde_reads(text, REST).map(Body::QueryNode),
             // Any object (its values unread, as serde reads fields it ignores: a number out
             // of f64's range is no error there).
             Op::Relet => {
-                serde_reads::<HashMap<String, IgnoredAny>>(text, false).map(|_| Body::Relet)
+                serde_reads::<HashMap<String, IgnoredAny>>(text, REST).map(|_| Body::Relet)
             }
             _ => unreachable!("only the classic ops are listed"),
         }
@@ -295,6 +308,9 @@ mod tests {
             r#"{"op":"watch","id":8,"ports":"user:","prefix":true,"from":[1,2]}"#,
             r#"{"op":"handover","id":9,"to":"b","ports":["p"]}"#,
             r#"{"op":"listports","id":10,"prefix":"u","limit":2}"#,
+            // The REST body of relet (or regport) with the fields of a sendmsg request: they
+            // are ignored fields there (found by fuzzing).
+            r#"{"op":"sendmsg","id":2,"messages":["a","b"],"body":"x"}"#,
             "",
             "{}",
         ] {
