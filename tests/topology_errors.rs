@@ -372,3 +372,32 @@ fn a_max_header_bytes_beyond_any_window_is_refused_not_wrapped() {
         );
     }
 }
+
+#[test]
+fn every_example_topology_is_accepted() {
+    let root = support::workspace();
+    let mut files = Vec::new();
+    for dir in [root.join("examples"), root.join("examples/cluster")] {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                files.push(path);
+            }
+        }
+    }
+    assert!(files.len() > 3, "{files:?}");
+    for path in files {
+        let output = Command::new(support::BIN)
+            .args(["plan", "--topology"])
+            .arg(&path)
+            .current_dir(&root)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}: {}",
+            path.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
