@@ -218,8 +218,13 @@ fn a_stopped_master_stops_serving_before_another_member_starts() {
     }
     cluster.signal_stop(master, true);
     let stopped = Instant::now();
-    let (mut ws2, next, _) = cluster.connect_node("n1", "tok-n1", Duration::from_secs(3));
-    assert_ne!(next, master);
+    let (mut ws2, next, refusals) = cluster.connect_node("n1", "tok-n1", Duration::from_secs(3));
+    assert_ne!(
+        next,
+        master,
+        "stopped {:?} ago; refusals: {refusals:?}",
+        stopped.elapsed()
+    );
     while stopped.elapsed() < Duration::from_secs(3) {
         id += 1;
         seen.push(epoch_of(&regport(&mut ws2, id, &["p1"]).unwrap()));

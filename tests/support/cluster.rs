@@ -299,6 +299,18 @@ impl Cluster {
             .status()
             .unwrap();
         member.stopped = stop;
+        if stop {
+            // The kernel stops a process's threads only once one of them takes the signal: on a
+            // saturated cpu its other threads may serve for a while after `kill` returned.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !all_threads_stopped(pid) {
+                assert!(
+                    Instant::now() < deadline,
+                    "member {id} (pid {pid}) not stopped 5 s after SIGSTOP"
+                );
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
     }
 
     /// Cuts (or heals) both directions between member `a` and member `b`.
@@ -508,6 +520,27 @@ impl Cluster {
     pub fn addrs(&self) -> Vec<SocketAddr> {
         self.members.iter().map(|m| m.addr()).collect()
     }
+}
+
+/// Whether every thread of process `pid` is stopped (state `T` in /proc).
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().all(|task| {
+        std::fs::read_to_string(task.path().join("stat"))
+            .ok()
+            .and_then(|stat| {
+                let state = stat
+                    .rsplit_once(')')?
+                    .1
+                    .split_whitespace()
+                    .next()?
+                    .to_string();
+                Some(state == "T" || state == "t")
+            })
+            .unwrap_or(true) // the thread ended
+    })
 }
 
 /// Every reply a member logged as serving: (member, epoch, unix microseconds).
