@@ -6,14 +6,14 @@
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET...]          # all targets when none is named
 #   flock /work/bench.lock scripts/fuzz.sh 900 ws_session   # on a shared machine, one at a time
-#   scripts/fuzz.sh cmin [TARGET...]               # rebuild the committed corpus (see below)
+#   scripts/fuzz.sh cmin [TARGET...]               # grow the committed corpus (see below)
 #
 # Two corpora per target: fuzz/corpus/<target>/ is committed (small; tests/fuzz_corpus.rs
 # replays it on stable in every test run) and read by the fuzzer; fuzz/work/<target>/ (not
-# committed) receives every new input libFuzzer keeps, thousands of them. `cmin` rebuilds
-# fuzz/corpus/<target>/ as the smallest set of inputs of both that covers the same code edges
-# (libFuzzer -merge=1 -use_counters=0: edges, not hit counts, so it stays a few hundred KB),
-# plus the named inputs: regress-* (a finding's input, cited by its test) and seed-*
+# committed) receives every new input libFuzzer keeps, thousands of them. `cmin` adds to
+# fuzz/corpus/<target>/ the inputs of the working corpus that cover code edges the committed
+# ones do not (libFuzzer -merge=1 -use_counters=0: edges, not hit counts, so it stays a few
+# hundred KB). Named inputs: regress-* (a finding's input, cited by its test) and seed-*
 # (hand-written). A crash leaves its input in fuzz/artifacts/<target>/ and this script exits
 # non-zero; each finding gets a regression test and its input as fuzz/corpus/<target>/regress-*.
 # Logs and final statistics (executions, coverage, corpus size) go to fuzz/logs/<target>.log.
@@ -45,22 +45,17 @@ if [ "$mode" = cmin ]; then
         dir="fuzz/corpus/$target"
         work="fuzz/work/$target"
         mkdir -p "$work"
-        merged=$(mktemp -d)
-        before=$(find "$dir" "$work" -type f | wc -l)
-        # -merge=1: the first directory receives the inputs of the others that add coverage.
-        if ! nice -n 19 cargo fuzz run -s none --fuzz-dir fuzz "$target" "$merged" "$dir" "$work" \
+        before=$(find "$dir" -type f | wc -l)
+        # -merge=1 into the committed corpus: its inputs stay, and an input of the working
+        # corpus joins only if it covers an edge none of them covers (so a commit adds a few
+        # files instead of reshuffling all of them).
+        if ! nice -n 19 cargo fuzz run -s none --fuzz-dir fuzz "$target" "$dir" "$work" \
             -- -merge=1 -use_counters=0 -max_len=131072 >"fuzz/logs/$target.cmin.log" 2>&1; then
-            rm -rf "$merged"
             echo "fuzz.sh: cmin of $target FAILED, see fuzz/logs/$target.cmin.log"
             exit 1
         fi
-        find "$dir" -maxdepth 1 -type f \( -name 'regress-*' -o -name 'seed-*' \) -exec cp {} "$merged/" \;
-        # Inputs the fuzzer found stay in the working corpus, so nothing is lost.
-        find "$dir" -maxdepth 1 -type f ! -name 'regress-*' ! -name 'seed-*' -exec mv -f {} "$work/" \;
-        find "$merged" -maxdepth 1 -type f -exec mv -f {} "$dir/" \;
-        rmdir "$merged"
-        echo "fuzz.sh: $target: $before inputs -> $(find "$dir" -type f | wc -l) committed" \
-            "($(find "$dir" -type f -printf '%s\n' | awk '{s += $1} END {print s}') bytes, named inputs included)"
+        echo "fuzz.sh: $target: $before -> $(find "$dir" -type f | wc -l) committed inputs" \
+            "($(find "$dir" -type f -printf '%s\n' | awk '{s += $1} END {print s}') bytes)"
     done
     exit 0
 fi
