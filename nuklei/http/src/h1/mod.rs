@@ -279,7 +279,11 @@ impl Connection {
     }
 
     fn index(&self, tag: Tag) -> Option<usize> {
-        self.queue.iter().position(|t| t.tag == Some(tag))
+        // Applications answer in order as a rule: the one asked for is the first in line.
+        match self.queue.front() {
+            Some(first) if first.tag == Some(tag) => Some(0),
+            _ => self.queue.iter().position(|t| t.tag == Some(tag)),
+        }
     }
 
     /// Stops reading a body or tunnel (the request ended some other way).
