@@ -17,6 +17,16 @@ Workloads, each a fixed number of concurrent loops until the deadline:
   flood         bursts of 200 connections closed at once (some after a partial head)
   probe         one keep-alive connection: GET /healthz every 20 ms, its latency recorded
 
+Then the process-level faults of issue 12, one after the other, each with its own check in
+the summary ("fault phases"):
+  descriptors   (defect 3) the server runs under `--nofile`; idle connections use every
+                descriptor, --queued clients send a request and wait in the backlog (none
+                may be answered yet), the idle ones close: every queued client gets its 200
+  stall         (defect 4) SIGSTOP for 1.6 x lease_ms, SIGCONT: --keepers nodes that sent
+                relets all through stay online and keep their ports; a silent node gets 4001
+  drain         SIGTERM with WebSockets open: each gets close 1001, the process exits within
+                drain_timeout_ms (soak.sh checks its exit code is 0)
+
 Samples (every 15 s): VmRSS and RssAnon of the server, its open descriptors, its TCP
 connections as the kernel sees them (ESTABLISHED, CLOSE-WAIT and others on the two ports),
 reaktor_tcp_connections from /metrics, and the probe's latency over the 15 s before the sample
@@ -31,6 +41,8 @@ import collections
 import json
 import os
 import random
+import resource
+import signal
 import socket
 import ssl
 import sys
@@ -378,6 +390,233 @@ async def flood(port, deadline):
         await asyncio.sleep(2)
 
 
+# ---------------------------------------------------------------- fault phases (after the mix)
+
+# (phase, passed, what it did), printed in the summary and failing the soak if not passed.
+PHASES = []
+
+
+def phase(name, passed, detail):
+    PHASES.append((name, passed, detail))
+    print(f"phase {name}: {'ok' if passed else 'FAILED'}: {detail}", flush=True)
+
+
+def log_lines(path, text):
+    if not path:
+        return 0
+    with open(path, errors="replace") as f:
+        return sum(text in line for line in f)
+
+
+async def descriptor_exhaustion(args):
+    """Defect 3 of issue 12: the server runs with `--nofile` descriptors (soak.sh starts it
+    under prlimit). Idle connections, more than it can hold, use them all up; then clients
+    that send a request wait in the listen backlog, unanswered; once the idle connections
+    close, every one of them must be answered (the listener retries accepting on a timer,
+    `[tcp] accept_retry_ms`, instead of waiting for a new readiness edge)."""
+    port, queued = args.http, args.queued
+    # This process holds more than the server can: raise its own soft limit if needed.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = args.nofile + 128 + queued + 256
+    if soft != resource.RLIM_INFINITY and soft < need:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (need if hard == resource.RLIM_INFINITY else min(need, hard), hard))
+    warned_before = log_lines(args.log, "cannot accept connections")
+    holders = []
+    for _ in range(args.nofile + 128):
+        s = socket.socket()
+        s.setblocking(False)
+        try:
+            s.connect((HOST, port))
+        except BlockingIOError:
+            pass
+        holders.append(s)
+    peak = descriptors(args.pid)
+    until = time.monotonic() + 15
+    while time.monotonic() < until and peak < args.nofile - 2:
+        await asyncio.sleep(0.05)
+        peak = max(peak, descriptors(args.pid))
+    answered = []
+
+    async def queued_client():
+        try:
+            reader, writer = await asyncio.open_connection(HOST, port)
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            status, _ = await read_response(reader, 30)
+            answered.append((time.monotonic(), status))
+            writer.close()
+        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError) as e:
+            count(f"exhaustion queued client {type(e).__name__}")
+
+    tasks = [asyncio.ensure_future(queued_client()) for _ in range(queued)]
+    await asyncio.sleep(2)
+    peak = max(peak, descriptors(args.pid))
+    while_exhausted = len(answered)
+    released = time.monotonic()
+    for s in holders:
+        s.close()
+    await asyncio.wait(tasks, timeout=40)
+    served = sum(1 for _, status in answered if status == 200)
+    took = max((t for t, _ in answered), default=released) - released
+    warned = log_lines(args.log, "cannot accept connections") - warned_before
+    passed = peak >= args.nofile - 2 and while_exhausted == 0 and served == queued and (warned > 0 or not args.log)
+    phase("descriptors", passed,
+          f"limit {args.nofile}, {len(holders)} idle connections held, server peak {peak} descriptors; "
+          f"{queued} clients queued, {while_exhausted} answered while exhausted, {served} answered 200 "
+          f"within {took:.2f} s of the release; {warned} 'cannot accept connections' log lines")
+
+
+# The id of the stall phase's queryport (relets count up from 1 and never reach it).
+QUERY_ID = 1_000_000
+
+
+class StallNode:
+    """A switch node on its receiving WebSocket, no pings: only its requests relet it."""
+
+    async def start(self, port, node, port_name):
+        self.node, self.replies, self.errors, self.query = node, 0, [], None
+        url = f"ws://{HOST}:{port}/v1/ws/{node}?token=soak&address={node}.soak:1"
+        self.ws = await connect(url, max_size=None, open_timeout=10, ping_interval=None)
+        await self.ws.send(json.dumps({"op": "regport", "id": 0, "ports": [port_name]}))
+        while True:
+            reply = json.loads(await asyncio.wait_for(self.ws.recv(), 10))
+            if isinstance(reply, dict):
+                break
+        if reply.get("registered") != 1:
+            raise RuntimeError(f"{node} could not register {port_name}: {reply}")
+        self.reader = asyncio.ensure_future(self.read())
+        return self
+
+    async def read(self):
+        try:
+            async for message in self.ws:
+                reply = json.loads(message)
+                if isinstance(reply, dict):
+                    self.replies += 1
+                    if "error" in reply:
+                        self.errors.append(reply)
+                    if reply.get("id") == QUERY_ID:
+                        self.query = reply
+        except WebSocketException:
+            pass
+
+    def closed(self):
+        return self.reader.done()
+
+
+async def stall(args):
+    """Defect 4 of issue 12: `kill -STOP` for 1.6 leases, then `kill -CONT`. Nodes that kept
+    reletting during the stall (their relets waited in the kernel) must stay online with their
+    ports; a node silent since before the stall must still expire (4001)."""
+    lease_s = args.lease_ms / 1000
+    keepers = [await StallNode().start(args.http, f"soak-k{i}", f"stall:k{i}") for i in range(args.keepers)]
+    silent = await StallNode().start(args.http, "soak-quiet", "stall:quiet")
+    stopped = resumed = None
+    sent_during = 0
+
+    async def reletter(node):
+        nonlocal sent_during
+        next_id = 1
+        while not node.closed():
+            await node.ws.send(json.dumps({"op": "relet", "id": next_id}))
+            next_id += 1
+            if stopped and not resumed:
+                sent_during += 1
+            await asyncio.sleep(lease_s / 5)
+
+    reletters = [asyncio.ensure_future(reletter(k)) for k in keepers]
+    await asyncio.sleep(lease_s / 3)
+    stall_s = lease_s * 1.6
+    os.kill(args.pid, signal.SIGSTOP)
+    stopped = time.monotonic()
+    try:
+        await asyncio.sleep(stall_s)
+    finally:
+        os.kill(args.pid, signal.SIGCONT)
+        resumed = time.monotonic()
+    replies_at_resume = sum(k.replies for k in keepers)
+    try:
+        await asyncio.wait_for(asyncio.shield(silent.reader), lease_s * 3)
+    except asyncio.TimeoutError:
+        pass
+    await asyncio.sleep(lease_s)
+    survivors = [k for k in keepers if not k.closed()]
+    checked = time.monotonic() - resumed
+    replies_after = sum(k.replies for k in keepers) - replies_at_resume
+    for r in reletters:
+        r.cancel()
+    # The owners after the stall: each keeper still owns its port, the silent node's is free.
+    owners = None
+    if survivors:
+        await survivors[0].ws.send(json.dumps({"op": "queryport", "id": QUERY_ID,
+                                               "ports": [f"stall:k{i}" for i in range(len(keepers))] + ["stall:quiet"]}))
+        until = time.monotonic() + 10
+        while survivors[0].query is None and time.monotonic() < until and not survivors[0].closed():
+            await asyncio.sleep(0.05)
+        if survivors[0].query is not None:
+            owners = [p.get("owner") for p in survivors[0].query.get("ports", [])]
+    for k in keepers + [silent]:
+        await k.ws.close()
+    owners_ok = owners == [k.node for k in keepers] + [None]
+    silent_code = silent.ws.close_code if silent.reader.done() else None
+    passed = (len(survivors) == len(keepers) and replies_after > 0 and sent_during > 0 and owners_ok
+              and silent_code == 4001)
+    phase("stall", passed,
+          f"SIGSTOP {stall_s:.1f} s with lease {lease_s:.1f} s; {sent_during} relets sent during the stall; "
+          f"{len(survivors)}/{len(keepers)} reletting nodes still online {checked:.1f} s after SIGCONT "
+          f"({replies_after} replies since, errors: {[e for k in keepers for e in k.errors][:3]}); "
+          f"ports owned {'as before' if owners_ok else owners}; "
+          f"the silent node closed with {silent_code} (4001 expected)")
+
+
+def process_state(pid):
+    """The state letter of /proc/PID/stat ("Z" once it exited and awaits soak.sh's wait)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "gone"
+
+
+async def drain(args):
+    """Graceful stop, last: WebSocket clients (echo and switch receivers) open, then SIGTERM.
+    Every one must get close 1001 and the process must exit within `[reaktor]
+    drain_timeout_ms` (soak.sh then checks its exit code is 0)."""
+    sockets = []
+    for i in range(args.drain_ws):
+        ws = await connect(f"ws://{HOST}:{args.http}/ws/echo", max_size=None, open_timeout=10, ping_interval=None)
+        await ws.send(b"before the drain")
+        await asyncio.wait_for(ws.recv(), 10)
+        sockets.append(ws)
+    for i in range(4):
+        url = f"ws://{HOST}:{args.http}/v1/ws/soak-n{i}?token=soak&address=soak-n{i}.soak:1"
+        sockets.append(await connect(url, max_size=None, open_timeout=10, ping_interval=None))
+    await asyncio.sleep(0.5)
+    sent = time.monotonic()
+    os.kill(args.pid, signal.SIGTERM)
+    limit = args.drain_ms / 1000
+
+    async def close_code(ws):
+        try:
+            async for _ in ws:
+                pass
+        except WebSocketException:
+            pass
+        return ws.close_code
+
+    codes = await asyncio.wait_for(asyncio.gather(*(close_code(ws) for ws in sockets)), limit + 10)
+    while process_state(args.pid) not in ("Z", "gone") and time.monotonic() - sent < limit + 10:
+        await asyncio.sleep(0.02)
+    state = process_state(args.pid)
+    took = time.monotonic() - sent
+    going_away = sum(code == 1001 for code in codes)
+    passed = going_away == len(sockets) and state in ("Z", "gone") and took <= limit
+    phase("drain", passed,
+          f"SIGTERM with {len(sockets)} WebSockets open ({args.drain_ws} echo, 4 switch receivers): "
+          f"{going_away} closed with 1001 (codes {sorted(collections.Counter(codes).items(), key=str)}); "
+          f"the process {'exited' if state in ('Z', 'gone') else 'still ran (' + state + ')'} "
+          f"{took:.2f} s after the signal (drain_timeout_ms {args.drain_ms}); soak.sh checks the exit code")
+
+
 # ---------------------------------------------------------------- run
 
 
@@ -410,9 +649,19 @@ async def run(args):
 
     await asyncio.gather(sampler(), *tasks)
     samples[-1]["label"] = "end of load"
+    # The process-level faults, one after the other, each sampled after it; the idle sample
+    # after them covers what they left behind too. The drain ends the process: last.
+    await asyncio.sleep(5)
+    await descriptor_exhaustion(args)
+    samples.append(sample(args.pid, ports, "after fds", started))
+    print_sample(samples[-1])
+    await stall(args)
+    samples.append(sample(args.pid, ports, "after stall", started))
+    print_sample(samples[-1])
     await asyncio.sleep(args.settle)
     samples.append(sample(args.pid, ports, "idle after", started))
     print_sample(samples[-1])
+    await drain(args)
     return samples
 
 
@@ -457,12 +706,23 @@ def main():
     parser.add_argument("--minutes", type=float, default=10)
     parser.add_argument("--settle", type=float, default=20, help="idle seconds before the last sample")
     parser.add_argument("--tsv")
+    parser.add_argument("--log", help="the server's log (counts its 'cannot accept connections' lines)")
+    parser.add_argument("--nofile", type=int, required=True, help="the server's descriptor limit")
+    parser.add_argument("--queued", type=int, default=50, help="clients queued while descriptors are exhausted")
+    parser.add_argument("--lease-ms", type=int, required=True, help="[switch] lease_ms")
+    parser.add_argument("--keepers", type=int, default=8, help="nodes that relet through the stall")
+    parser.add_argument("--drain-ms", type=int, required=True, help="[reaktor] drain_timeout_ms")
+    parser.add_argument("--drain-ws", type=int, default=16, help="echo WebSockets open at SIGTERM")
     args = parser.parse_args()
     samples = asyncio.run(run(args))
     print("\nworkload counts:")
     for what, n in sorted(COUNTS.items()):
         print(f"  {what:<45} {n}")
+    print("\nfault phases:")
+    for name, passed, detail in PHASES:
+        print(f"  {name:<12} {'ok    ' if passed else 'FAILED'} {detail}")
     problems = verdict(samples)
+    problems += [f"phase {name} failed: {detail}" for name, passed, detail in PHASES if not passed]
     if args.tsv:
         with open(args.tsv, "a") as f:
             for s in samples:
@@ -473,9 +733,10 @@ def main():
     if unanswered:
         problems.append(f"{unanswered} requests unanswered or wrong")
     if problems:
-        print("\nsoak: GROWTH OR LEAK:\n  " + "\n  ".join(problems))
+        print("\nsoak: FAILED (growth, leak or a fault phase):\n  " + "\n  ".join(problems))
         sys.exit(1)
-    print("\nsoak: bounded (descriptors, sockets and connections back to idle; memory flat)")
+    print("\nsoak: bounded (descriptors, sockets and connections back to idle; memory flat); "
+          "every fault phase passed")
 
 
 if __name__ == "__main__":
