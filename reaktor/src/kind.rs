@@ -63,6 +63,14 @@ pub trait Lookup {
     fn kind(&self, name: &str) -> Option<&'static dyn Kind>;
 }
 
+/// Builds the nuklei of kinds whose machinery sits above placement: the console plans pasted
+/// topologies with the planner, which reads the registry, which lists the console. The runtime
+/// hands the machinery to the build, so a kind's declaration never imports what imports it.
+pub trait Machinery {
+    /// The nukleus of `kind`'s instance, or `None` when this machinery does not build `kind`.
+    fn build(&self, kind: &str, build: Build<'_>) -> Option<Result<BoxedNukleus, StartError>>;
+}
+
 /// `[[<kind>.route]]`: a path prefix routed to a kind (http's and ws's routes).
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -130,6 +138,8 @@ pub struct Build<'a> {
     /// Where a kind registers what it applies of a topology reloaded while running (SIGHUP),
     /// and how its nuklei ask for a reload.
     pub reloads: &'a Arc<crate::reload::Reloads>,
+    /// What builds the kinds whose machinery sits above placement (see [`Machinery`]).
+    pub machinery: &'a dyn Machinery,
 }
 
 /// What a kind's settings put into one stream buffer (see [`Kind::stream_needs`]).

@@ -23,12 +23,14 @@ pub use hub::{ClusterSource, Hub, HubConfig, Tick, Viewer};
 pub use nukleus::ConsoleNukleus;
 pub use page::Page;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use nukleus_switch::{TokenGrant, Tokens};
 
 use crate::error::StartError;
+use crate::kind::{BoxedNukleus, Build};
+use crate::kinds::ConsoleSection;
 use crate::stats::SharedStats;
 use crate::topology::LoadedTopology;
 use whatif::{Current, WhatIf};
@@ -71,7 +73,55 @@ pub fn redacted_topology(text: &str) -> String {
 }
 
 /// The request window the console grants (what-if bodies arrive within it).
-pub const REQUEST_WINDOW: u32 = 16384;
+pub use crate::kinds::CONSOLE_REQUEST_WINDOW as REQUEST_WINDOW;
+
+/// Builds the console's instances (the runtime hands it to every build as
+/// [`crate::kind::Machinery`]); the first instance built makes what all of them share.
+#[derive(Default)]
+pub struct Machinery {
+    shared: OnceLock<Arc<Shared>>,
+}
+
+impl crate::kind::Machinery for Machinery {
+    fn build(&self, kind: &str, build: Build<'_>) -> Option<Result<BoxedNukleus, StartError>> {
+        (kind == "console").then(|| self.build_console(build))
+    }
+}
+
+impl Machinery {
+    fn build_console(&self, build: Build<'_>) -> Result<BoxedNukleus, StartError> {
+        let shared = match self.shared.get() {
+            Some(shared) => shared.clone(),
+            None => {
+                let section = build.loaded.section::<ConsoleSection>();
+                let made = Arc::new(Shared::new(
+                    build.loaded,
+                    build.stats.clone(),
+                    Settings {
+                        interval: Duration::from_millis(*section.interval_ms.get_ref()),
+                        history: *section.history.get_ref(),
+                        max_viewers: *section.max_viewers.get_ref(),
+                        max_what_if_bytes: *section.max_what_if_bytes.get_ref(),
+                    },
+                    crate::kinds::token_grants(build.loaded),
+                    // With [cluster]: the election's standing, for the cluster panel.
+                    build.loaded.cluster.as_ref().zip(build.mastership).map(
+                        |(cluster, mastership)| ClusterSource {
+                            id: cluster.id,
+                            mastership: mastership.clone(),
+                        },
+                    ),
+                )?);
+                self.shared.get_or_init(|| made).clone()
+            }
+        };
+        Ok(Box::new(ConsoleNukleus::new(
+            build.instance.core,
+            build.links,
+            shared,
+        )))
+    }
+}
 
 /// `[console]`, checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,22 +3,21 @@
 //! (`/console/stream`, server-sent events), and plans pasted topologies (`/console/what-if`).
 //! Behind the admin token of `[[switch.token]]`. Route it with
 //! `[[http.route]] path = "/console" to = "console"`; settings in `[console]`.
-//! The machinery is in `crate::console`.
-
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+//! The machinery is in `crate::console`, handed to the build by the runtime.
 
 use serde::Deserialize;
 use streams::Carries;
 use toml::Spanned;
 
-use crate::console::{ConsoleNukleus, Shared, REQUEST_WINDOW};
 use crate::error::{Invalid, StartError, TopologyError};
 use crate::kind::{BoxedNukleus, Build, Kind, StreamNeed};
 use crate::topology::{KindTables, LoadedTopology, Sections};
 
 /// The `console` kind's declaration.
 pub struct Console;
+
+/// The request window the console grants (what-if bodies arrive within it).
+pub const REQUEST_WINDOW: u32 = 16384;
 
 /// `[console]`.
 #[derive(Deserialize)]
@@ -36,9 +35,6 @@ pub struct ConsoleSection {
     /// Largest topology a what-if accepts, bytes; beyond it 413.
     #[serde(default = "default_max_what_if_bytes")]
     pub max_what_if_bytes: Spanned<usize>,
-    /// What the instances of one reaktor share, made by the first one built.
-    #[serde(skip)]
-    shared: OnceLock<Arc<Shared>>,
 }
 
 impl Default for ConsoleSection {
@@ -48,7 +44,6 @@ impl Default for ConsoleSection {
             history: default_history(),
             max_viewers: default_max_viewers(),
             max_what_if_bytes: default_max_what_if_bytes(),
-            shared: OnceLock::new(),
         }
     }
 }
@@ -123,35 +118,14 @@ impl Kind for Console {
         }]
     }
     fn build(&self, build: Build<'_>) -> Result<BoxedNukleus, StartError> {
-        let section = build.loaded.section::<ConsoleSection>();
-        let shared = match section.shared.get() {
-            Some(shared) => shared.clone(),
-            None => {
-                let made = Arc::new(Shared::new(
-                    build.loaded,
-                    build.stats.clone(),
-                    crate::console::Settings {
-                        interval: Duration::from_millis(*section.interval_ms.get_ref()),
-                        history: *section.history.get_ref(),
-                        max_viewers: *section.max_viewers.get_ref(),
-                        max_what_if_bytes: *section.max_what_if_bytes.get_ref(),
-                    },
-                    super::switch::token_grants(build.loaded),
-                    // With [cluster]: the election's standing, for the cluster panel.
-                    build.loaded.cluster.as_ref().zip(build.mastership).map(
-                        |(cluster, mastership)| crate::console::ClusterSource {
-                            id: cluster.id,
-                            mastership: mastership.clone(),
-                        },
-                    ),
-                )?);
-                section.shared.get_or_init(|| made).clone()
-            }
-        };
-        Ok(Box::new(ConsoleNukleus::new(
-            build.instance.core,
-            build.links,
-            shared,
-        )))
+        // The console's machinery plans topologies, so it sits above the registry this
+        // declaration belongs to: the runtime provides it (crate::console::Machinery).
+        let machinery = build.machinery;
+        machinery.build(self.name(), build).unwrap_or_else(|| {
+            Err(StartError::Nukleus {
+                kind: self.name().into(),
+                message: "no machinery builds the console (a bug: please report it)".into(),
+            })
+        })
     }
 }

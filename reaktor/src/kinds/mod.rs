@@ -14,10 +14,10 @@ mod tcp;
 mod tls;
 mod ws;
 
-pub use console::ConsoleSection;
+pub use console::{ConsoleSection, REQUEST_WINDOW as CONSOLE_REQUEST_WINDOW};
 pub use http::HttpSection;
 pub use metrics::MetricsNukleus;
-pub use switch::SwitchSection;
+pub use switch::{token_grants, SwitchSection};
 pub use tcp::TcpSection;
 pub use tls::{ClientAuthSetting, TlsListeners, TlsSection};
 pub use ws::WsSection;
