@@ -1,6 +1,8 @@
 //! What a member keeps across restarts: its HardState (term, vote, commit), the membership,
 //! and the few log entries raft needs (one empty entry per elected leader; compacted behind a
-//! snapshot mark). Everything is rewritten as one small file on every change:
+//! snapshot mark). Everything is rewritten as one small file whenever the term, the vote or
+//! the log changes (a commit index that moved alone is written with the next such save: it
+//! is volatile in Raft):
 //! write `raft-state.tmp`, fsync it, rename it over `raft-state`, fsync the directory. A crash
 //! at any point leaves either the old or the new state, never a mix, so a member that voted in
 //! a term still knows it after `kill -9` and never votes twice in that term.

@@ -526,8 +526,13 @@ impl Election {
             changed = true;
         }
         if let Some(hard_state) = ready.hs() {
+            let before = self.raw.store().hard_state();
+            // The commit index is volatile state in Raft: a member that restarts with an older
+            // one learns it again from the leader. Only a new term or vote must reach the disk
+            // before a message leaves (etcd's `MustSync` rule); a commit alone is written with
+            // the next save, so it costs no fsync on the way to a new master's first lease.
+            changed |= hard_state.term != before.term || hard_state.vote != before.vote;
             self.raw.mut_store().set_hard_state(hard_state.clone());
-            changed = true;
         }
         if changed {
             self.save()?;
@@ -539,8 +544,8 @@ impl Election {
         drop(ready.take_committed_entries());
         let mut light = self.raw.advance(ready);
         if let Some(commit) = light.commit_index() {
+            // Volatile (see above): written with the next save.
             self.raw.mut_store().set_commit(commit);
-            self.save()?;
         }
         self.send(light.take_messages());
         drop(light.take_committed_entries());

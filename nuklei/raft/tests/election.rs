@@ -280,3 +280,43 @@ fn a_follower_restarted_right_after_acknowledging_the_master_does_not_elect_a_ri
         sim.assert_safe();
     }
 }
+
+/// On the way from a follower's election timeout to the new master's first lease, every save
+/// is an fsync that the next message waits for (tens of ms each on a loaded disk). Only the new
+/// term and vote (the candidate's, each voter's) and the leader's entry must be durable; the
+/// commit index is volatile in Raft, and saving it (on the leader when the entry committed, on
+/// each follower when a heartbeat carried the commit) put two more fsyncs on that path.
+#[test]
+fn an_election_saves_only_terms_votes_and_entries() {
+    for seed in 1..=5 {
+        let mut sim = Sim::new(3, seed, Net::reliable(), 0);
+        let (_, at) = sim.until_master(3_000 * MS).expect("a master within 3 s");
+        // Saves counted from the member's start (the initial state is saved before it runs).
+        let saves: Vec<u64> = sim
+            .ids()
+            .into_iter()
+            .map(|id| sim.election_mut(id).unwrap().stats().saves)
+            .collect();
+        let terms = sim.status(sim.master().unwrap()).unwrap().term;
+        // Per member: one save per term it voted in (its own candidacy or its vote for
+        // another) and the leader's entry; nothing for the commit.
+        for (k, &n) in saves.iter().enumerate() {
+            assert!(
+                n <= terms + 1,
+                "seed {seed}: member {} saved {n} times to elect a master in term {terms} (master after {} ms)",
+                k + 1,
+                at / MS
+            );
+        }
+        sim.run_until(at + 1_000 * MS);
+        let quiet: Vec<u64> = sim
+            .ids()
+            .into_iter()
+            .map(|id| sim.election_mut(id).unwrap().stats().saves)
+            .collect();
+        assert_eq!(
+            quiet, saves,
+            "seed {seed}: saves while the master only renewed its lease"
+        );
+    }
+}
