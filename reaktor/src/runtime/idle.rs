@@ -31,6 +31,17 @@ impl IdleStrategy {
         }
     }
 
+    /// For a core whose kind runs alone (the election): it parks as soon as a cycle found no
+    /// work. Its work comes from sockets and deadlines that wake it anyway; spinning and
+    /// yielding after every wake-up (`[reaktor] idle_spins` + `idle_yields` epoll checks) only
+    /// took cpu from the switch — and under `SCHED_FIFO` a yield lets no ordinary thread run,
+    /// so the yields were spins too. Measured (perf, benches/failover.sh, 1 ms ticks): the
+    /// three election threads took half as many samples of core 0 as the switch threads over a
+    /// four-round run.
+    pub fn alone() -> IdleStrategy {
+        IdleStrategy::new(0, 0)
+    }
+
     /// After a duty cycle that did `work` units: what to do before the next one. Work resets
     /// the back-off.
     pub fn idle(&mut self, work: usize) -> Idle {
@@ -58,6 +69,14 @@ impl IdleStrategy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_core_running_alone_parks_after_one_idle_cycle() {
+        let mut strategy = IdleStrategy::alone();
+        assert_eq!(strategy.idle(1), Idle::Spin, "work: look again at once");
+        assert_eq!(strategy.idle(0), Idle::Park);
+        assert!(strategy.settling(), "gauges are published after the park");
+    }
 
     #[test]
     fn idle_cycles_spin_then_yield_then_park() {

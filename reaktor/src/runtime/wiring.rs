@@ -184,6 +184,8 @@ pub fn wire(
         .cluster
         .as_ref()
         .map(|_| Arc::new(streams::Mastership::new()));
+    // The machinery of kinds that sit above placement (the console plans topologies).
+    let machinery = crate::console::Machinery::default();
     // Build every nukleus; a tcp instance split by direction also yields its tcp.out's.
     let mut built: Vec<Option<BoxedNukleus>> = placement.instances.iter().map(|_| None).collect();
     for (i, (instance, links)) in placement.instances.iter().zip(links).enumerate() {
@@ -201,6 +203,7 @@ pub fn wire(
             doorbell: &cores[instance.core].doorbell,
             mastership: mastership.as_ref(),
             reloads: &reloads,
+            machinery: &machinery,
         };
         let pair = placement.direction_pairs.iter().find(|(tcp, _)| *tcp == i);
         if let Some(&(_, out)) = pair {
@@ -233,6 +236,9 @@ pub fn wire(
             core: instance.core,
             stats: stats.clone(),
         });
+        if kinds::kind(&instance.kind).is_some_and(|k| k.runs_alone()) {
+            cores[instance.core].idle = IdleStrategy::alone();
+        }
         cores[instance.core].nuklei.push(Placed {
             nukleus,
             stats,
