@@ -209,7 +209,7 @@ impl Cluster {
         let mut members = Vec::new();
         for id in 1..=n {
             let mut text = format!(
-                "[reaktor]\npin = false\nstream_capacity = 4194304\n\n[cluster]\nid = {id}\nstate_dir = \"state-{id}\"\ntick_ms = {}\nheartbeat_ms = {}\nelection_timeout_ms = {}\n",
+                "[reaktor]\npin = false\nstream_capacity = 4194304\nlog_burst = 0\n\n[cluster]\nid = {id}\nstate_dir = \"state-{id}\"\ntick_ms = {}\nheartbeat_ms = {}\nelection_timeout_ms = {}\n",
                 clocks.tick_ms, clocks.heartbeat_ms, clocks.election_timeout_ms
             );
             for other in 1..=n {
@@ -448,9 +448,17 @@ pub fn retry_after_ms(refused: &Refused) -> u64 {
         .unwrap_or(50)
 }
 
+/// The pause after a pass over every member found none serving: while the followers still
+/// redirect to a master that was killed (until their election timeout), a pass takes well
+/// under a millisecond, and twenty nodes spinning through passes would keep the members'
+/// switch threads answering `307`s on the cpu the new master needs. A follower learns a new
+/// leader from its first heartbeat, so pausing a fraction of one costs little.
+pub const PASS_PAUSE: Duration = Duration::from_millis(5);
+
 /// Opens `node`'s receiving WebSocket at the master among `members`, as a client would:
 /// members in turn, following `307`s, waiting out `503`s (their `retry_after_ms`, at most
-/// 200 ms), until `within`. Returns the socket, the address it reached, and every refusal met.
+/// 200 ms), pausing [`PASS_PAUSE`] after a pass over every member found none serving, until
+/// `within`. Returns the socket, the address it reached, and every refusal met.
 pub fn connect_any(
     members: &[SocketAddr],
     node: &str,
@@ -465,6 +473,9 @@ pub fn connect_any(
             Instant::now() < deadline,
             "node {node} found no master within {within:?}; refusals: {refusals:?}"
         );
+        if k > 0 && k.is_multiple_of(members.len()) {
+            std::thread::sleep(PASS_PAUSE);
+        }
         let member = members[k % members.len()];
         k += 1;
         let mut target = (member, format!("/v1/ws/{node}?address={node}.local%3A9000"));

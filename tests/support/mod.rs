@@ -47,13 +47,66 @@ impl Drop for TempDir {
     }
 }
 
-/// A port that was free a moment ago.
+/// A loopback port for a server a test starts: free now, outside the kernel's ephemeral range
+/// (so no outgoing connection of any process takes it as its source port while the server is
+/// down, e.g. a cluster member killed and restarted), and handed out to no other test process
+/// while this one lives (a lock file per port under the temp dir, held until exit). Ports from
+/// `bind(0)` had neither property: a killed member's port, reused by another test's member,
+/// received its old peers' HELLOs (a member named by its own id in them when the ids matched),
+/// and a restart could fail with "Address already in use".
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static HELD: std::sync::Mutex<Vec<std::fs::File>> = std::sync::Mutex::new(Vec::new());
+    let (first, last) = reserved_port_range();
+    let dir = std::env::temp_dir().join("reaktor-test-ports");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut x = u64::from(std::process::id())
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+    for _ in 0..10_000 {
+        // xorshift64: a cheap spread over the range.
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let port = first + (x % u64::from(last - first + 1)) as u16;
+        let Ok(file) = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(port.to_string()))
+        else {
+            continue;
+        };
+        // Held by another test process, or already by this one (a lock is per open file).
+        if file.try_lock().is_err() {
+            continue;
+        }
+        if TcpListener::bind(("127.0.0.1", port)).is_err() {
+            continue;
+        }
+        HELD.lock().unwrap().push(file);
+        return port;
+    }
+    panic!("no free port in {first}..={last}");
+}
+
+/// Ports below the ephemeral range (`/proc/sys/net/ipv4/ip_local_port_range`), or above it
+/// if it starts low.
+pub fn reserved_port_range() -> (u16, u16) {
+    let range =
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
+    let mut bounds = range
+        .split_whitespace()
+        .filter_map(|v| v.parse::<u16>().ok());
+    let (low, high) = (
+        bounds.next().unwrap_or(32768),
+        bounds.next().unwrap_or(60999),
+    );
+    if low > 12_000 {
+        (10_000, low - 1)
+    } else {
+        (high.saturating_add(1).min(65_000), 65_535)
+    }
 }
 
 /// How `Server::start_with` runs the binary.
