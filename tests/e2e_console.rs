@@ -141,6 +141,15 @@ impl EventStream {
     }
 }
 
+/// A counter of `/metrics` summed over the console's instances.
+fn console_metric(server: &Server, family: &str) -> f64 {
+    let (_, text) = curl(&[&server.url("/metrics")]);
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{family}{{")) && l.contains("kind=\"console\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// A gauge summed over instances from `/metrics`.
 fn metric(server: &Server, family: &str) -> f64 {
     let (_, text) = curl(&[&server.url("/metrics")]);
@@ -261,15 +270,7 @@ fn viewers_are_bounded_and_nothing_is_done_without_one() {
     // No viewer: the console instances do no work at all (gauges refresh once a second).
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(metric(&server, "reaktor_console_ticks_sent_total"), 0.0);
-    let idle_work: f64 = {
-        let (_, text) = curl(&[&server.url("/metrics")]);
-        text.lines()
-            .filter(|l| {
-                l.starts_with("reaktor_nukleus_work_total{") && l.contains("kind=\"console\"")
-            })
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
-    };
+    let idle_work = console_metric(&server, "reaktor_nukleus_work_total");
     assert_eq!(idle_work, 0.0, "a console without viewers did work");
     let (a, mut first) = EventStream::open(&server, ADMIN);
     let (b, _second) = EventStream::open(&server, ADMIN);
@@ -291,6 +292,17 @@ fn viewers_are_bounded_and_nothing_is_done_without_one() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    // Every viewer has gone: after the next tick (which forgets their streams) the console
+    // has no deadline, so its cores park again — a few duty cycles a second for the requests
+    // of /metrics, not the hundreds of thousands of a core that keeps polling.
+    std::thread::sleep(Duration::from_millis(600));
+    let before = console_metric(&server, "reaktor_nukleus_polls_total");
+    std::thread::sleep(Duration::from_secs(1));
+    let polls = console_metric(&server, "reaktor_nukleus_polls_total") - before;
+    assert!(
+        polls < 5000.0,
+        "{polls} console polls in a second with nobody watching: a core did not park"
+    );
 }
 
 /// SIGTERM ends every live stream with a `close` event and the end of its chunked body (a
