@@ -14,9 +14,12 @@
 # Servers (reaktor members, etcd members) are pinned to core $SERVER_CPU, the clients (the
 # test binary) to core $LOAD_CPU. Run it alone on the machine:
 #   flock /work/bench.lock benches/failover.sh
-# env: ROUNDS=20 NODES=20 PORTS=1000000 CONTENDED=500 ETCD_ROUNDS=20 ETCD_CLOCKS="100/1000 20/150"
-#      TICK_MS=5 HEARTBEAT_MS=20 ELECTION_MS=150 JITTER=1 JITTER_SECONDS=20 BENCHES="switch etcd jitter"
+# env: ROUNDS=20 NODES=20 PORTS=1000000 CONTENDED=500 BATCH=10000 WINDOW=1048576 ETCD_ROUNDS=20 ETCD_CLOCKS="100/1000 20/150"
+#      TICK_MS=1 HEARTBEAT_MS=20 ELECTION_MS=150 JITTER=1 JITTER_SECONDS=20 BENCHES="switch etcd jitter"
 #      SERVER_CPU=0 LOAD_CPU=1 SKIP_BUILD=1
+# TICK_MS=1: election timeouts are drawn in whole ticks from [ELECTION_MS, 2 x ELECTION_MS); with
+# 5 ms ticks two followers drew the same or a neighbouring tick often enough to split the vote
+# (2 of 10 rounds in one run, each +150-200 ms; BENCHMARKS.md).
 # Output: every round and a summary (p50/p99/max) per measure; also in benches/results/failover.txt.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -35,7 +38,8 @@ if [[ -z ${SKIP_BUILD:-} ]]; then
     cargo test --release -p reaktor --test cluster_bench --no-run --quiet
 fi
 export REAKTOR_CLUSTER_LAUNCH="taskset -c $SERVER_CPU"
-export REAKTOR_LOG=${REAKTOR_LOG:-warn}
+# raft=info: the election's phases (pre-candidate, candidate, leader, lease) for the per-round breakdown
+export REAKTOR_LOG=${REAKTOR_LOG:-warn,raft=info}
 {
     echo "== $(date -u +%FT%TZ) $(git rev-parse --short HEAD) load $(cut -d' ' -f1-3 /proc/loadavg)"
     for bench in $BENCHES; do

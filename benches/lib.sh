@@ -9,6 +9,11 @@
 #   start_server NAME CPU CMD...  start CMD pinned to CPU in its own session; sets STARTED_PID
 #   stop_servers            SIGTERM then SIGKILL every process group started by start_server
 #   stop_wrk                end the wrk that run_wrk is running, if any (for traps)
+#   one_member_cluster STATE_DIR API_PORT PEER_PORT
+#       print the topology lines that make a switch topology a one-member [cluster] (append
+#       them to examples/bench-switch.toml's copy): it elects itself and serves as master;
+#       clocks CLUSTER_TICK_MS=5 CLUSTER_HEARTBEAT_MS=20 CLUSTER_ELECTION_TIMEOUT_MS=150 (the
+#       example cluster's)
 #   run_wrk NAME URL CONNS DURATION [LUA [LUA_ARGS...]]
 #       run wrk pinned to $WRK_CPU (default 1) against the server whose pid is $SERVER_PID,
 #       print one result line, append one TSV line to $RESULTS_TSV and set
@@ -110,6 +115,33 @@ start_server() {
     setsid taskset -c "$cpu" "$@" >"$LOG_DIR/$name.log" 2>&1 </dev/null &
     STARTED_PID=$!
     _SERVER_PGIDS+=("$STARTED_PID")
+}
+
+# one_member_cluster STATE_DIR API_PORT PEER_PORT: a one-member [cluster] for a switch topology.
+# The member's election (the raft kind, added by the planner) and the cluster kind (for
+# /readyz) get threads of their own; the benchmarks pin the whole process to one cpu.
+one_member_cluster() {
+    cat <<TOML
+
+[[core]]
+nuklei = ["cluster"]
+
+[[http.route]]
+path = "/readyz"
+to = "cluster"
+
+[cluster]
+id = 1
+state_dir = "$1"
+tick_ms = ${CLUSTER_TICK_MS:-5}
+heartbeat_ms = ${CLUSTER_HEARTBEAT_MS:-20}
+election_timeout_ms = ${CLUSTER_ELECTION_TIMEOUT_MS:-150}
+
+[[cluster.member]]
+id = 1
+peer = "127.0.0.1:$3"
+api = "http://127.0.0.1:$2"
+TOML
 }
 
 # stop_wrk: end a wrk that run_wrk is waiting for (call from a signal/EXIT trap).

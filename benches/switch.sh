@@ -24,7 +24,9 @@
 #                 coordination load beside them (issue 15): $COORD_WATCH_NODES x $COORD_WATCHES
 #                 watches on one prefix getting $COORD_TRICKLE events/s, and a listing of
 #                 $COORD_LIST_PORTS preloaded ports paged at $COORD_LIST_RATE pages/s of 1000
-#                 (both variants preload the ports); rows reaktor-off / reaktor-on
+#                 (both variants preload the ports); rows reaktor-off / reaktor-on.
+#                 COORD_WATCHERS=nodeless: the watchers are not nodes (/v1/ws/, issue 15's
+#                 node-less watchers) instead of watcher nodes (default COORD_WATCHERS=nodes)
 #   latency       RegPort round trips (one port each) at $RATE/s for $LAT_DURATION s, timed from
 #                 the scheduled send (no coordinated omission); redis SETNX at the same rate
 #
@@ -69,6 +71,7 @@ COORD_WATCH_NODES=${COORD_WATCH_NODES:-100}
 COORD_WATCHES=${COORD_WATCHES:-100}
 COORD_LIST_RATE=${COORD_LIST_RATE:-50}
 COORD_TRICKLE=${COORD_TRICKLE:-1}
+COORD_WATCHERS=${COORD_WATCHERS:-nodes}
 REAKTOR_BIN=${REAKTOR_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/reaktor}
 LOAD_DIR=$ROOT/benches/peers/switch-load
 LOAD_BIN=$LOAD_DIR/target/release/switch-load
@@ -105,33 +108,11 @@ sed "s/^address = \"127.0.0.1:[0-9]*\"/address = \"127.0.0.1:$SWITCH_PORT\"/" \
 {
     printf '\n[[switch.token]]\ntoken = "bench-coord"\nnodes = ["l0", "t0"'
     for ((i = 0; i < ${COORD_WATCH_NODES:-100}; i++)); do printf ', "w%d"' "$i"; done
-    printf ']\n'
+    printf ']\nwatch_ports = ["w:"]\n'
 } >>"$WORK/bench-switch.toml"
 
 if [[ ${CLUSTER:-0} == 1 ]]; then
-    # The member's election and the cluster kind (for /readyz) get threads of their own; the
-    # whole process stays pinned to SERVER_CPU.
-    cat >>"$WORK/bench-switch.toml" <<TOML
-
-[[core]]
-nuklei = ["cluster"]
-
-[[http.route]]
-path = "/readyz"
-to = "cluster"
-
-[cluster]
-id = 1
-state_dir = "$WORK/raft"
-tick_ms = 5
-heartbeat_ms = 20
-election_timeout_ms = 150
-
-[[cluster.member]]
-id = 1
-peer = "127.0.0.1:${CLUSTER_PEER_PORT:-7195}"
-api = "http://127.0.0.1:$SWITCH_PORT"
-TOML
+    one_member_cluster "$WORK/raft" "$SWITCH_PORT" "${CLUSTER_PEER_PORT:-7195}" >>"$WORK/bench-switch.toml"
 fi
 
 # PEERS=0 runs reaktor alone (benches/before_after.sh compares two reaktor builds).
@@ -282,7 +263,7 @@ run_coord() {
             rm -f "$stop" "$ready"
             if [[ $variant == on ]]; then
                 bg=(--watch-nodes "$COORD_WATCH_NODES" --watches "$COORD_WATCHES" --list-rate "$COORD_LIST_RATE"
-                    --trickle-rate "$COORD_TRICKLE")
+                    --trickle-rate "$COORD_TRICKLE" --node-less "$([[ $COORD_WATCHERS == nodeless ]] && echo 1 || echo 0)")
             else
                 bg=(--watch-nodes 0 --list-rate 0 --trickle-rate 0)
             fi

@@ -7,7 +7,7 @@
 //! three-member etcd cluster: the time from the kill of its leader to the first successful
 //! write. Prints one line per round and a summary (p50/p99/max).
 //!
-//! env: ROUNDS=20 NODES=20 PORTS=1000000 CONTENDED=500 BATCH=10000 TICK_MS=5 HEARTBEAT_MS=20
+//! env: ROUNDS=20 NODES=20 PORTS=1000000 CONTENDED=500 BATCH=10000 WINDOW=1048576 TICK_MS=1 HEARTBEAT_MS=20
 //!      ELECTION_MS=150 ETCD_ROUNDS=20 ETCD=/usr/bin/etcd ETCD_CLOCKS="100/1000 20/150"
 //!      REAKTOR_CLUSTER_LAUNCH="taskset -c 0" (members and etcd pinned by the script)
 
@@ -20,7 +20,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use support::cluster::{connect_any, json_field, switch_topology, Clocks, Cluster};
 use support::wsclient::{Incoming, RawWs};
@@ -32,21 +32,25 @@ fn env(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// The nodes b0..b{nodes-1} and the probe b{nodes}, with room for a million ports.
-fn topology(nodes: u64) -> String {
+/// The nodes b0..b{nodes-1} and the probe b{nodes}, with room for a million ports; `window`
+/// is the ws and switch window (bytes of one connection's messages in flight: how much of a
+/// node's re-registration backlog can sit in the rings ahead of another connection's request).
+fn topology(nodes: u64, window: u64) -> String {
     switch_topology(
-        r#"
+        &format!(
+            r#"
 [ws]
-window = 1048576
+window = {window}
 
 [switch]
 lease_ms = 30000
-window = 1048576
+window = {window}
 
 [switch.limits]
 max_ports_per_request = 10000
 max_ports_per_node = 2000000
-"#,
+"#
+        ),
         "b",
         nodes + 1,
     )
@@ -130,6 +134,118 @@ fn register_all(
     Ok((epoch, owned, won))
 }
 
+/// A failover's election phases, from the members' logs (raft=info): milliseconds from the
+/// kill to the first line of each kind any surviving member wrote after it, and how many
+/// (pre-)campaigns it took (more than one: a round was lost — a split vote, an unanswered
+/// PreVote).
+struct Phases {
+    /// (phase, ms after the kill) in the order of the election.
+    at: Vec<(&'static str, Option<f64>)>,
+    pre_campaigns: usize,
+    campaigns: usize,
+}
+
+/// What each phase's first log line contains.
+const PHASE_LINES: [(&str, &[&str]); 5] = [
+    (
+        "a follower's election timeout (pre-candidate)",
+        &["became pre-candidate"],
+    ),
+    ("PreVote won (candidate)", &["became candidate"]),
+    ("vote won (leader)", &["became leader"]),
+    (
+        "a follower learns the leader",
+        &["leader changed", "leader=Some"],
+    ),
+    ("lease granted (serving)", &["this member is the master"]),
+];
+
+/// Seconds since midnight UTC of an RFC 3339 log timestamp (`2026-12-03T03:40:01.123456Z`).
+fn log_seconds(line: &str) -> Option<f64> {
+    let time = line.get(11..26)?;
+    let (h, m, s) = (
+        time.get(0..2)?.parse::<f64>().ok()?,
+        time.get(3..5)?.parse::<f64>().ok()?,
+        time.get(6..)?.parse::<f64>().ok()?,
+    );
+    Some(h * 3600.0 + m * 60.0 + s)
+}
+
+impl Phases {
+    /// Reads what each member logged after `marks` (its log's length before the kill).
+    fn read(cluster: &Cluster, marks: &[usize], killed: SystemTime) -> Phases {
+        let since_midnight = killed.duration_since(UNIX_EPOCH).unwrap().as_secs_f64() % 86_400.0;
+        let after = |line: &str| {
+            log_seconds(line).map(|t| ((t - since_midnight + 86_400.0) % 86_400.0) * 1000.0)
+        };
+        let lines: Vec<String> = cluster
+            .members
+            .iter()
+            .zip(marks)
+            .flat_map(|(m, &mark)| {
+                let text = m.log_text();
+                text.get(mark..)
+                    .unwrap_or("")
+                    .lines()
+                    .map(String::from)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let first = |needles: &[&str]| {
+            lines
+                .iter()
+                .filter(|l| needles.iter().all(|n| l.contains(n)))
+                .filter_map(|l| after(l))
+                .min_by(|a, b| a.partial_cmp(b).unwrap())
+        };
+        Phases {
+            at: PHASE_LINES
+                .iter()
+                .map(|(name, needle)| (*name, first(needle)))
+                .collect(),
+            pre_campaigns: lines
+                .iter()
+                .filter(|l| l.contains("became pre-candidate"))
+                .count(),
+            campaigns: lines
+                .iter()
+                .filter(|l| l.contains("became candidate"))
+                .count(),
+        }
+    }
+
+    fn add_to(&self, values: &mut Vec<(&'static str, Vec<f64>)>) {
+        for (name, at) in &self.at {
+            if let Some(at) = at {
+                phase_values_push(values, name, *at);
+            }
+        }
+    }
+}
+
+fn phase_values_push(values: &mut Vec<(&'static str, Vec<f64>)>, name: &'static str, at: f64) {
+    match values.iter_mut().find(|(n, _)| *n == name) {
+        Some((_, v)) => v.push(at),
+        None => values.push((name, vec![at])),
+    }
+}
+
+impl std::fmt::Display for Phases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (name, at) in &self.at {
+            match at {
+                Some(ms) => write!(f, "{name} {ms:.0}, ")?,
+                None => write!(f, "{name} not logged, ")?,
+            }
+        }
+        write!(
+            f,
+            "pre-campaigns {}, campaigns {}",
+            self.pre_campaigns, self.campaigns
+        )
+    }
+}
+
 /// (epoch, port) -> the nodes it was granted to.
 type Grants = HashMap<(u64, u64), Vec<u64>>;
 
@@ -194,14 +310,16 @@ fn switch_failover() {
     let contended = env("CONTENDED", 500);
     let batch = env("BATCH", 10_000) as usize;
     let clocks = Clocks {
-        tick_ms: env("TICK_MS", 5),
+        tick_ms: env("TICK_MS", 1),
         heartbeat_ms: env("HEARTBEAT_MS", 20),
         election_timeout_ms: env("ELECTION_MS", 150),
     };
     println!(
-        "switch failover: {rounds} rounds, {nodes} nodes, {ports} ports ({contended} contended per node), clocks {clocks:?}"
+        "switch failover: {rounds} rounds, {nodes} nodes, {ports} ports ({contended} contended per node, batches of {batch}), ws/switch window {}, clocks {clocks:?}",
+        env("WINDOW", 1_048_576)
     );
-    let mut cluster = Cluster::start_direct(3, clocks, &topology(nodes));
+    let window = env("WINDOW", 1_048_576);
+    let mut cluster = Cluster::start_direct(3, clocks, &topology(nodes, window));
     cluster.wait_master(Duration::from_secs(20));
     let addrs = cluster.addrs();
     let stop = Arc::new(AtomicBool::new(false));
@@ -255,6 +373,7 @@ fn switch_failover() {
     println!("initial registration done in epoch {epoch}");
     let (mut failovers, mut all_back, mut back_after) = (Vec::new(), Vec::new(), Vec::new());
     let mut cascades = 0;
+    let mut phase_values: Vec<(&'static str, Vec<f64>)> = Vec::new();
     for round in 1..=rounds {
         let (master, serving) = cluster.wait_master(Duration::from_secs(20));
         if serving != epoch {
@@ -265,16 +384,26 @@ fn switch_failover() {
         // Let the followers' state settle (they heard the master's heartbeats).
         std::thread::sleep(Duration::from_millis(300));
         let probe_addrs = addrs.clone();
+        let log_marks: Vec<usize> = cluster.members.iter().map(|m| m.log_text().len()).collect();
+        let survivors: Vec<u32> = cluster
+            .members
+            .iter()
+            .filter(|m| m.id != master)
+            .filter_map(|m| m.pid())
+            .collect();
+        let cpu_before: u64 = survivors.iter().map(|&p| cpu_ticks(p)).sum();
         let killed = Instant::now();
+        let killed_wall = SystemTime::now();
         cluster.kill9(master);
         // The probe: a node that only registers one port, as soon as any member serves.
         let probe = std::thread::spawn(move || loop {
-            let (mut ws, _, _) = connect_any(
+            let (mut ws, _, refusals) = connect_any(
                 &probe_addrs,
                 &format!("b{nodes}"),
                 &format!("tok-b{nodes}"),
                 Duration::from_secs(30),
             );
+            let connected = Instant::now();
             if let Ok((reply, _)) = ws.call(
                 r#"{"op":"regport","id":1,"ports":["probe"]}"#,
                 1,
@@ -284,12 +413,14 @@ fn switch_failover() {
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(0);
                 if e > 0 {
-                    return (Instant::now(), e);
+                    return (Instant::now(), e, refusals.len(), connected);
                 }
             }
         });
         let done = wait_all(&rx, nodes, epoch, &mut grants);
-        let (first_answer, probe_epoch) = probe.join().unwrap();
+        let survivors_cpu_ms =
+            (survivors.iter().map(|&p| cpu_ticks(p)).sum::<u64>() - cpu_before) * 10;
+        let (first_answer, probe_epoch, probe_refusals, probe_connected) = probe.join().unwrap();
         let last = done.values().map(|d| d.at).max().unwrap();
         let new_epoch = done.values().map(|d| d.epoch).max().unwrap();
         let owned: usize = done.values().map(|d| d.owned).sum();
@@ -302,9 +433,21 @@ fn switch_failover() {
             String::new()
         };
         println!(
-            "round {round}: killed member {master} (epoch {epoch}); probe RegPort answered in epoch {probe_epoch} after {failover:.0} ms; all {nodes} nodes' ports back after {back:.0} ms ({:.0} ms after the first answer); ports owned {owned}{again}",
-            back - failover
+            "round {round}: killed member {master} (epoch {epoch}); probe RegPort answered in epoch {probe_epoch} after {failover:.0} ms; all {nodes} nodes' ports back after {back:.0} ms ({:.0} ms after the first answer); ports owned {owned}{again}; the two members' cpu from the kill to all back {survivors_cpu_ms} ms; load {}",
+            back - failover,
+            std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split_whitespace().next().unwrap_or("?")
         );
+        let phases = Phases::read(&cluster, &log_marks, killed_wall);
+        println!(
+            "round {round} phases (ms after the kill): {phases}; the probe's handshake at the new master {:.0} (refused {probe_refusals} times before), its RegPort answered {failover:.0}",
+            probe_connected.duration_since(killed).as_secs_f64() * 1000.0
+        );
+        phase_values_push(
+            &mut phase_values,
+            "the probe's handshake at the new master",
+            probe_connected.duration_since(killed).as_secs_f64() * 1000.0,
+        );
+        phases.add_to(&mut phase_values);
         failovers.push(failover);
         all_back.push(back);
         back_after.push(back - failover);
@@ -326,6 +469,9 @@ fn switch_failover() {
         .collect();
     println!("double ownership: {} (port, epoch) pairs granted to two nodes, of {} contended grants checked", double.len(), grants.len());
     println!("rounds where the first new master lost its lease before the nodes were back: {cascades} of {rounds}");
+    for (name, values) in &mut phase_values {
+        summary(&format!("kill -> {name}"), values);
+    }
     summary("kill -> new master answers RegPort", &mut failovers);
     summary("kill -> all ports back", &mut all_back);
     summary("first answer -> all ports back", &mut back_after);
@@ -594,10 +740,10 @@ fn election_thread_under_a_saturated_switch() {
     let loaders = env("JITTER_CLIENTS", 4);
     let extra = format!(
         "{}\n[[core]]\nnuklei = [\"metrics\"]\n\n[[http.route]]\npath = \"/metrics\"\nto = \"metrics\"\n",
-        topology(loaders)
+        topology(loaders, env("WINDOW", 1_048_576))
     );
     let clocks = Clocks {
-        tick_ms: env("TICK_MS", 5),
+        tick_ms: env("TICK_MS", 1),
         heartbeat_ms: env("HEARTBEAT_MS", 20),
         election_timeout_ms: env("ELECTION_MS", 150),
     };

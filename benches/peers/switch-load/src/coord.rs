@@ -6,6 +6,8 @@
 //!   --list-ports 1000000   ports preloaded under "l:" by node l0 (in batches of 10,000)
 //!   --watch-nodes 100      watcher nodes w0.. (WebSocket), each with
 //!   --watches 100          watches on the prefix "w:" (10,000 watches in all)
+//!   --node-less 0          1: the watchers are not nodes (WebSocket /v1/ws/, the first watch
+//!                          in its query; the token needs watch_ports = ["w:"])
 //!   --list-rate 50         pages per second of GET /v1/ports?prefix=l:&limit=LIMIT, paged
 //!   --list-limit 1000      with the cursor through the whole listing, again and again
 //!   --trickle-rate 1       events per second on "w:" (node t0 registers and unregisters
@@ -85,19 +87,30 @@ pub(crate) fn background(a: &Args) {
         n = upto;
     }
 
-    // The watchers.
+    // The watchers: nodes w0.., or (--node-less) watchers that are not nodes, whose first
+    // watch is in the query of their WebSocket.
+    let node_less = a.get("node-less", 0u8) == 1;
     let mut watchers: Vec<Watcher> = (0..watch_nodes)
         .map(|i| Watcher {
-            ws: Ws::open(&host, port, &format!("w{i}"), &token),
+            ws: if node_less {
+                let path = "/v1/ws/?ports=w%3A&prefix=true&watch=1";
+                Ws::open_path(&host, port, path, &format!("watcher{i}"), &token)
+            } else {
+                Ws::open(&host, port, &format!("w{i}"), &token)
+            },
             pushes: 0,
         })
         .collect();
+    let first = usize::from(node_less);
     for w in &mut watchers {
-        for k in 0..watches {
-            let body = format!("{{\"op\":\"watch\",\"id\":{},\"ports\":\"w:\",\"prefix\":true}}", k + 1);
+        let mut replies = first;
+        for k in first..watches {
+            let body = format!(
+                "{{\"op\":\"watch\",\"id\":{},\"ports\":\"w:\",\"prefix\":true}}",
+                k + 1
+            );
             w.ws.send_text(body.as_bytes());
         }
-        let mut replies = 0;
         while replies < watches {
             w.ws.c.flush();
             w.ws.c.fill();
@@ -139,7 +152,11 @@ pub(crate) fn background(a: &Args) {
             if now >= next_event {
                 next_event += Duration::from_secs_f64(1.0 / trickle_rate);
                 trickle_id += 1;
-                let op = if trickle_id % 2 == 1 { "regport" } else { "unregport" };
+                let op = if trickle_id % 2 == 1 {
+                    "regport"
+                } else {
+                    "unregport"
+                };
                 let body =
                     format!("{{\"op\":\"{op}\",\"id\":{trickle_id},\"ports\":[\"w:trickle\"]}}");
                 t.send_text(body.as_bytes());
@@ -172,7 +189,10 @@ pub(crate) fn background(a: &Args) {
             if let Some((status, b, end)) = http_next(l) {
                 let body = &l.data()[b..end];
                 if status != 200 {
-                    die(&format!("listing: HTTP {status}: {}", String::from_utf8_lossy(body)));
+                    die(&format!(
+                        "listing: HTTP {status}: {}",
+                        String::from_utf8_lossy(body)
+                    ));
                 }
                 let mut k = 0;
                 let mut rest = body;
@@ -207,9 +227,12 @@ pub(crate) fn background(a: &Args) {
         // The background must not take the load generator's core: a light loop.
         std::thread::sleep(Duration::from_millis(1));
     }
-    // Let the last events arrive.
-    let settle = Instant::now() + Duration::from_millis(500);
-    while Instant::now() < settle {
+    // Let the last events arrive: until every watch has every event, for at most 5 s (a
+    // server that got a fraction of its core through the run may still be fanning out the
+    // last event when the run stops).
+    let settle = Instant::now() + Duration::from_secs(5);
+    let per_watcher = events * watches as u64;
+    while Instant::now() < settle && watchers.iter().any(|w| w.pushes < per_watcher) {
         for w in &mut watchers {
             w.ws.c.fill();
             while w.ws.next().is_some() {
@@ -222,7 +245,6 @@ pub(crate) fn background(a: &Args) {
     }
     let pushes: u64 = watchers.iter().map(|w| w.pushes).sum();
     // Every event to every watch: `per_watcher` pushes on each watcher node's connection.
-    let per_watcher = events * watches as u64;
     let expected = per_watcher * watchers.len() as u64;
     let short = watchers.iter().filter(|w| w.pushes < per_watcher).count();
     let secs = t0.elapsed().as_secs_f64();

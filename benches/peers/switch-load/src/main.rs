@@ -9,7 +9,8 @@
 //! switch-load MODE [--key value]...
 //!   regport  --proto ws|http|redis   N connections pipeline RegPort batches of 16-byte ports
 //!                                    (redis: SETNX per key) for --duration s (or --total ports)
-//!   sendmsg  --proto ws|nats         one sender -> one receiver, --size-byte bodies, order checked
+//!   sendmsg  --proto ws|nats         one sender -> one receiver, --size-byte bodies, order checked,
+//!                                    for --duration s (ws: or exactly --total messages)
 //!   latency  --proto ws|redis        single-port RegPort (SETNX) round trips at --rate per second
 //!   memory   --proto ws|redis        register --total ports, report RSS per port
 //!   background                       watches, a listing and events beside another run

@@ -15,6 +15,11 @@ pub(crate) fn sendmsg(a: &Args) {
     let size: usize = a.get("size", 64);
     let window: u64 = a.get("window", 65536);
     let batch = c.batch as u64;
+    // --total N (ws only): exactly N messages, no warm-up, then stop (for instruction counts).
+    let total = c.total;
+    if total > 0 && proto != "ws" {
+        die("sendmsg --total is for --proto ws");
+    }
     let deadline;
     let mut base = 0u64; // messages received during the warm-up
     let mut sent = 0u64; // messages written
@@ -37,7 +42,7 @@ pub(crate) fn sendmsg(a: &Args) {
             let mut inflight_req = 0u64;
             meter = Meter::start(c.pid);
             deadline = meter.t0 + Duration::from_secs_f64(c.duration + c.warmup);
-            let mut warm = Some(meter.t0 + Duration::from_secs_f64(c.warmup));
+            let mut warm = (total == 0).then(|| meter.t0 + Duration::from_secs_f64(c.warmup));
             loop {
                 let now = Instant::now();
                 if warm.is_some_and(|w| now >= w) {
@@ -46,16 +51,33 @@ pub(crate) fn sendmsg(a: &Args) {
                     base = got;
                     idle = Duration::ZERO;
                 }
-                let sending = now < deadline;
+                let sending = if total > 0 {
+                    sent < total
+                } else {
+                    now < deadline
+                };
                 let mut progress = false;
-                while sending && sent + batch <= got + window && inflight_req < c.depth as u64 {
+                loop {
+                    // The last batch of a --total run may be short.
+                    let next = if total > 0 {
+                        batch.min(total - sent)
+                    } else {
+                        batch
+                    };
+                    if !sending
+                        || next == 0
+                        || sent + next > got + window
+                        || inflight_req >= c.depth as u64
+                    {
+                        break;
+                    }
                     progress = true;
                     id += 1;
                     buf.clear();
                     buf.extend_from_slice(b"{\"op\":\"sendmsg\",\"id\":");
                     buf.extend_from_slice(id.to_string().as_bytes());
                     buf.extend_from_slice(b",\"messages\":[");
-                    for j in 0..batch {
+                    for j in 0..next {
                         if j > 0 {
                             buf.push(b',');
                         }
@@ -94,7 +116,10 @@ pub(crate) fn sendmsg(a: &Args) {
                     let mut p = 1;
                     // A cluster member's batch starts with its epoch: {"type":"epoch","epoch":E}.
                     if m[p..].starts_with(EPOCH) {
-                        p += m[p..].iter().position(|&c| c == b'}').map_or(m.len(), |e| e + 1);
+                        p += m[p..]
+                            .iter()
+                            .position(|&c| c == b'}')
+                            .map_or(m.len(), |e| e + 1);
                         if m.get(p) == Some(&b',') {
                             p += 1;
                         }

@@ -12,9 +12,22 @@ pub(crate) struct Ws {
 
 impl Ws {
     pub(crate) fn open(host: &str, port: u16, node: &str, token: &str) -> Ws {
+        Ws::open_path(
+            host,
+            port,
+            &format!("/v1/ws/{node}?address={node}:1"),
+            node,
+            token,
+        )
+    }
+
+    /// A WebSocket at `path` (e.g. a watcher that is not a node, `/v1/ws/?ports=...`);
+    /// `name` for messages and the mask's seed.
+    pub(crate) fn open_path(host: &str, port: u16, path: &str, name: &str, token: &str) -> Ws {
+        let node = name;
         let mut c = Conn::connect(host, port);
         let req = format!(
-            "GET /v1/ws/{node}?address={node}:1 HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n\
+            "GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n\
              Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
              Authorization: Bearer {token}\r\n\r\n"
         );
