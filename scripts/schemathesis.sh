@@ -126,6 +126,7 @@ status=0
     -H "Authorization: Bearer schemathesis" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,ignored_auth \
     --exclude-operation-id waitMsgEvents --exclude-operation-id waitMsgWebSocket \
+    --exclude-operation-id watcher --exclude-operation-id watcherWebSocket \
     --phases examples,coverage,fuzzing \
     --max-examples "${MAX_EXAMPLES:-60}" \
     --seed 1 \

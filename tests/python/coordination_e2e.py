@@ -467,7 +467,80 @@ async def reload(port, topology, pid):
     sse.close()
 
 
-SCENARIOS = {f.__name__: f for f in (watches, listings, handover, sessions, acked, reload)}
+# ---- node-less watchers -------------------------------------------------------------------------
+
+async def watchers(port, topology, pid):
+    """A watcher that is no node (a dashboard): a WebSocket at /v1/ws/ with its watch in the
+    query, token `dash` (granted ports under `leader/` and every node; tests/e2e_watchers.rs
+    adds it). It sees nodes come and go, adds a watch by op, is refused what its token does
+    not grant, is not listed as a node, and is closed with 4004 when its token is removed."""
+    import json
+    import websockets
+
+    pid = int(pid)
+    url = f"ws://127.0.0.1:{port}/v1/ws/?nodes=n&prefix=true"
+    try:
+        async with websockets.connect(url, additional_headers={"Authorization": "Bearer tok-n1"}):
+            check(False, "a node's token opened a watcher it was not granted")
+    except websockets.exceptions.InvalidStatus as e:
+        check(e.response.status_code == 403, f"refused with {e.response.status_code}")
+        check(b"watch_nodes" in e.response.body, f"the message names the grant: {e.response.body}")
+    ws = await websockets.connect(url, additional_headers={"Authorization": "Bearer dash"})
+
+    async def recv():
+        return json.loads(await asyncio.wait_for(ws.recv(), 10))
+
+    greeting = await recv()
+    check(greeting[0]["type"] == "session" and greeting[0]["watcher"] is True, f"{greeting}")
+    watching = await recv()
+    check(watching[0]["type"] == "watching" and watching[0]["watch"] == 1, f"{watching}")
+
+    async def pushes(n):
+        got = []
+        while len(got) < n:
+            message = await recv()
+            check(isinstance(message, list), f"a push batch, not {message}")
+            got.extend(message)
+        return got
+
+    n4 = await online(port, "n4")
+    [online_event] = await pushes(1)
+    check((online_event["event"], online_event["node"], online_event["address"])
+          == ("online", "n4", "n4.addr:7000"), f"{online_event}")
+    # A second watch by op on the same connection; ops a watcher may not send are refused.
+    await ws.send(json.dumps({"op": "watch", "id": 7, "ports": "leader/", "prefix": True}))
+    reply = await recv()
+    check(reply["id"] == 7 and reply["watch"] == 7 and len(reply["cursor"]) >= 1, f"{reply}")
+    await ws.send(json.dumps({"op": "watch", "id": 8, "ports": "secret/", "prefix": True}))
+    reply = await recv()
+    check(reply["id"] == 8 and reply["error"]["code"] == "forbidden", f"{reply}")
+    await ws.send(json.dumps({"op": "regport", "id": 9, "ports": ["x"]}))
+    reply = await recv()
+    check(reply["id"] == 9 and reply["error"]["code"] == "bad_request", f"{reply}")
+    await n4.call("regport", ports=["leader/a", "secret/b"])
+    [acquired] = await pushes(1)
+    check((acquired["watch"], acquired["event"], acquired["port"], acquired["owner"])
+          == (7, "acquired", "leader/a", "n4"), f"{acquired}")
+    # Not a node: the online nodes are n4 alone.
+    st, body, _ = Rest(port).call("GET", "/v1/nodes?prefix=", token="multi")
+    check(st == 200 and [n["node"] for n in body["nodes"]] == ["n4"], f"{st} {body}")
+    await n4.close()
+    story = await pushes(2)
+    check(sorted((e["watch"], e["event"], e.get("reason")) for e in story)
+          == [(1, "offline", "closed"), (7, "released", "node_offline")], f"{story}")
+    # The token is removed (SIGHUP): the watcher closes with 4004.
+    original = open(topology).read()
+    open(topology, "w").write(without_tokens(original, ["dash"]))
+    os.kill(pid, signal.SIGHUP)
+    try:
+        while True:
+            await asyncio.wait_for(ws.recv(), 10)
+    except websockets.exceptions.ConnectionClosed as e:
+        check(e.rcvd is not None and e.rcvd.code == 4004, f"closed with {e.rcvd}")
+    open(topology, "w").write(original)
+
+
+SCENARIOS = {f.__name__: f for f in (watches, listings, handover, sessions, acked, reload, watchers)}
 
 
 def main():

@@ -13,26 +13,14 @@
 
 use std::time::Instant;
 
-use nukleus_switch::batch::SendBatch;
+use nukleus_switch::batch::{PortNames, SendBatch};
 use nukleus_switch::cluster::{home_of, Instance, InstanceConfig};
-use nukleus_switch::limits::Limits;
 use nukleus_switch::mesh::{MeshReader, Msg};
 use nukleus_switch::switch::{Config, Output};
 use nukleus_switch::Switch;
 
-const BATCH: usize = 1000;
-
-fn limits() -> Limits {
-    Limits {
-        max_ports_per_node: usize::MAX,
-        max_queued_bytes: usize::MAX,
-        ..Limits::default()
-    }
-}
-
-fn port(i: usize) -> String {
-    format!("port-{i:011}")
-}
+mod common;
+use common::{limits, port, BATCH};
 
 /// Passes every outbox to its peer until the mesh is quiet.
 fn pump(instances: &mut [Instance], out: &mut Vec<Output>, reader: &mut MeshReader) {
@@ -133,7 +121,8 @@ fn cluster(n: usize, ports: usize, messages: usize) -> (f64, f64) {
     phase_mark();
     let start = Instant::now();
     for (k, chunk) in names.chunks(BATCH).enumerate() {
-        instances[home].reg_port(k as u64, owner, chunk.to_vec(), false, None, &mut out);
+        let ports: PortNames = chunk.iter().collect();
+        instances[home].reg_port(k as u64, owner, ports, false, None, &mut out);
         pump(&mut instances, &mut out, &mut reader);
         let done: Vec<_> = instances[home].take_done().collect();
         assert!(done.iter().all(|(_, r)| r.is_ok()));

@@ -3,12 +3,17 @@
 //! Tokens come from the topology file: each is bound to the node ids it may act for, and/or
 //! marked `admin` (metrics). Any valid token may send messages and query ports and nodes; only
 //! a token bound to a node may open that node's receiving connection, relet it, or register and
-//! release its ports. Missing or unknown token: 401; valid token without the right: 403.
+//! release its ports. A watcher that is not a node (`/v1/watch`) may watch only the names its
+//! token's `watch_ports` / `watch_nodes` prefixes cover (an admin token: every name), as an
+//! etcd watch needs read permission on its key range. Missing or unknown token: 401; valid
+//! token without the right: 403.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use hashbrown::{HashMap, HashSet};
+
+use crate::watch::WatchKind;
 
 /// A token as declared in the topology.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -17,8 +22,12 @@ pub struct TokenGrant {
     pub token: String,
     /// Node ids the token may act for.
     pub nodes: Vec<String>,
-    /// Admin: may read metrics.
+    /// Admin: may read metrics (and watch every port and node without being a node).
     pub admin: bool,
+    /// Prefixes of the port names a node-less watcher with this token may watch (`""`: all).
+    pub watch_ports: Vec<String>,
+    /// Prefixes of the node ids a node-less watcher with this token may watch (`""`: all).
+    pub watch_nodes: Vec<String>,
 }
 
 /// What a request needs.
@@ -30,6 +39,10 @@ pub enum Need<'a> {
     Node(&'a str),
     /// An admin token (metrics).
     Admin,
+    /// A token that may watch the names starting with this key (a node-less watcher's watch
+    /// of ports or nodes, by exact name or by prefix: either way every name it can match
+    /// starts with the key).
+    Watch(WatchKind, &'a str),
 }
 
 /// Why a request was refused.
@@ -47,6 +60,14 @@ pub enum AuthError {
     /// The token is valid but not an admin token.
     #[error("this call needs an admin token")]
     NotAdmin,
+    /// The token may not watch these names.
+    #[error("token may not watch {} {key:?}: grant it a prefix of that name in `watch_{}` of its [[switch.token]] (or use an admin token)", kind.as_str(), kind.as_str())]
+    NotForWatch {
+        /// Ports or nodes.
+        kind: WatchKind,
+        /// The name or prefix asked for.
+        key: String,
+    },
 }
 
 impl AuthError {
@@ -54,7 +75,7 @@ impl AuthError {
     pub fn status(&self) -> u16 {
         match self {
             AuthError::Missing | AuthError::Unknown => 401,
-            AuthError::NotForNode(_) | AuthError::NotAdmin => 403,
+            AuthError::NotForNode(_) | AuthError::NotAdmin | AuthError::NotForWatch { .. } => 403,
         }
     }
 
@@ -62,7 +83,9 @@ impl AuthError {
     pub fn code(&self) -> &'static str {
         match self {
             AuthError::Missing | AuthError::Unknown => "unauthorized",
-            AuthError::NotForNode(_) | AuthError::NotAdmin => "forbidden",
+            AuthError::NotForNode(_) | AuthError::NotAdmin | AuthError::NotForWatch { .. } => {
+                "forbidden"
+            }
         }
     }
 }
@@ -71,6 +94,8 @@ impl AuthError {
 struct Rights {
     nodes: HashSet<String>,
     admin: bool,
+    /// Per [`WatchKind`] code: the prefixes a node-less watcher may watch.
+    watch: [Vec<String>; 2],
 }
 
 /// The declared tokens.
@@ -87,6 +112,8 @@ impl Tokens {
             let entry = map.entry(g.token.clone()).or_default();
             entry.nodes.extend(g.nodes.iter().cloned());
             entry.admin |= g.admin;
+            entry.watch[WatchKind::Ports.code() as usize].extend(g.watch_ports.iter().cloned());
+            entry.watch[WatchKind::Nodes.code() as usize].extend(g.watch_nodes.iter().cloned());
         }
         Tokens { grants: map }
     }
@@ -111,6 +138,21 @@ impl Tokens {
             Need::Node(node) => Err(AuthError::NotForNode(node.to_string())),
             Need::Admin if grant.admin => Ok(()),
             Need::Admin => Err(AuthError::NotAdmin),
+            Need::Watch(_, _) if grant.admin => Ok(()),
+            Need::Watch(kind, key) => {
+                let granted = &grant.watch[kind.code() as usize];
+                if granted
+                    .iter()
+                    .any(|prefix| key.starts_with(prefix.as_str()))
+                {
+                    Ok(())
+                } else {
+                    Err(AuthError::NotForWatch {
+                        kind,
+                        key: key.to_string(),
+                    })
+                }
+            }
         }
     }
 }
@@ -231,12 +273,18 @@ mod tests {
             TokenGrant {
                 token: "t1".into(),
                 nodes: vec!["n1".into(), "n2".into()],
-                admin: false,
+                ..TokenGrant::default()
             },
             TokenGrant {
                 token: "adm".into(),
-                nodes: vec![],
                 admin: true,
+                ..TokenGrant::default()
+            },
+            TokenGrant {
+                token: "dash".into(),
+                watch_ports: vec!["leader/".into()],
+                watch_nodes: vec!["".into()],
+                ..TokenGrant::default()
             },
         ])
     }
@@ -256,6 +304,31 @@ mod tests {
             403
         );
         assert_eq!(t.check(Some("adm"), Need::Admin), Ok(()));
+    }
+
+    #[test]
+    fn watchers_watch_only_inside_their_granted_prefixes() {
+        let t = tokens();
+        let ports = |key| Need::Watch(WatchKind::Ports, key);
+        assert_eq!(t.check(Some("dash"), ports("leader/")), Ok(()));
+        assert_eq!(t.check(Some("dash"), ports("leader/db")), Ok(()));
+        let refused = t.check(Some("dash"), ports("leader")).unwrap_err();
+        assert_eq!((refused.status(), refused.code()), (403, "forbidden"));
+        assert!(refused.to_string().contains("watch_ports"), "{refused}");
+        assert!(
+            t.check(Some("dash"), ports("")).is_err(),
+            "everything is not granted"
+        );
+        assert_eq!(
+            t.check(Some("dash"), Need::Watch(WatchKind::Nodes, "")),
+            Ok(())
+        );
+        assert!(
+            t.check(Some("t1"), ports("leader/")).is_err(),
+            "a node's token"
+        );
+        assert_eq!(t.check(Some("adm"), ports("")), Ok(()));
+        assert_eq!(t.check(Some("nope"), ports("x")), Err(AuthError::Unknown));
     }
 
     #[test]

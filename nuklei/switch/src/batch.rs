@@ -3,6 +3,8 @@
 //! resolved on other instances before its messages are queued), so it must own it; this way a
 //! batch of a thousand messages is four allocations, not three per message.
 
+use crate::json::Escaping;
+
 /// Byte range in [`SendBatch`]'s text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Span {
@@ -10,12 +12,14 @@ struct Span {
     end: u32,
 }
 
-/// One message: its targets (a range of the flattened target list) and its body.
+/// One message: its targets (a range of the flattened target list), its body, and whether
+/// its targets and body hold bytes JSON escapes (as the request parser found them).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Message {
     first_target: u32,
     targets: u32,
     body: Span,
+    escaping: Escaping,
 }
 
 /// The `(targets, body)` messages of a SendMsg, in order.
@@ -51,6 +55,17 @@ impl SendBatch {
 
     /// Appends a message to `targets` (`""` broadcasts). A target listed twice is one target.
     pub fn push<'a>(&mut self, targets: impl IntoIterator<Item = &'a str>, body: &str) {
+        self.push_as(targets, body, Escaping::Scan);
+    }
+
+    /// [`SendBatch::push`] of a message whose [`Escaping`] (of its targets and body) is known:
+    /// its pushes copy a [`Escaping::Plain`] message without scanning it for bytes to escape.
+    pub fn push_as<'a>(
+        &mut self,
+        targets: impl IntoIterator<Item = &'a str>,
+        body: &str,
+        escaping: Escaping,
+    ) {
         let first_target = self.targets.len() as u32;
         for t in targets {
             let span = self.span(t);
@@ -68,6 +83,7 @@ impl SendBatch {
             first_target,
             targets: self.targets.len() as u32 - first_target,
             body,
+            escaping,
         });
     }
 
@@ -93,10 +109,21 @@ impl SendBatch {
 
     /// The messages in order: each one's targets and body.
     pub fn messages(&self) -> impl Iterator<Item = (impl Iterator<Item = &str> + '_, &str)> + '_ {
+        self.messages_as().map(|(targets, body, _)| (targets, body))
+    }
+
+    /// The messages in order: each one's targets, body and [`Escaping`].
+    pub fn messages_as(
+        &self,
+    ) -> impl Iterator<Item = (impl Iterator<Item = &str> + '_, &str, Escaping)> + '_ {
         self.messages.iter().map(|m| {
             let targets =
                 &self.targets[m.first_target as usize..(m.first_target + m.targets) as usize];
-            (targets.iter().map(|&s| self.get(s)), self.get(m.body))
+            (
+                targets.iter().map(|&s| self.get(s)),
+                self.get(m.body),
+                m.escaping,
+            )
         })
     }
 }
@@ -108,6 +135,99 @@ impl<S: AsRef<str>, B: AsRef<str>> FromIterator<(Vec<S>, B)> for SendBatch {
             batch.push(targets.iter().map(AsRef::as_ref), body.as_ref());
         }
         batch
+    }
+}
+
+/// A request's port names owned compactly: every name in one string, and where each ends. The
+/// multi-instance switch keeps a RegPort's names until every shard answered (to name the
+/// failed ports and to roll back), so it must own them; this way a request of a thousand ports
+/// is two allocations, not one per port.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PortNames {
+    text: String,
+    ends: Vec<u32>,
+}
+
+impl PortNames {
+    /// Appends a name.
+    pub fn push(&mut self, name: &str) {
+        self.text.push_str(name);
+        self.ends.push(self.text.len() as u32);
+    }
+
+    /// Number of names.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether there are no names.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The names in order.
+    pub fn iter(&self) -> Names<'_> {
+        Names {
+            text: &self.text,
+            ends: self.ends.iter(),
+            start: 0,
+        }
+    }
+}
+
+/// The names of a [`PortNames`] in order.
+#[derive(Clone, Debug)]
+pub struct Names<'a> {
+    text: &'a str,
+    ends: std::slice::Iter<'a, u32>,
+    /// Where the next name starts: where the one before it ended.
+    start: usize,
+}
+
+impl<'a> Iterator for Names<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let end = *self.ends.next()? as usize;
+        let name = &self.text[self.start..end];
+        self.start = end;
+        Some(name)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.ends.size_hint()
+    }
+}
+
+impl ExactSizeIterator for Names<'_> {}
+
+impl std::ops::Index<usize> for PortNames {
+    type Output = str;
+
+    /// The `i`-th name (panics if there are not that many, as a slice does).
+    fn index(&self, i: usize) -> &str {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        &self.text[start..self.ends[i] as usize]
+    }
+}
+
+impl<S: AsRef<str>> FromIterator<S> for PortNames {
+    fn from_iter<I: IntoIterator<Item = S>>(iter: I) -> PortNames {
+        let iter = iter.into_iter();
+        let mut names = PortNames {
+            text: String::new(),
+            ends: Vec::with_capacity(iter.size_hint().0),
+        };
+        for name in iter {
+            names.push(name.as_ref());
+        }
+        names
+    }
+}
+
+impl From<Vec<String>> for PortNames {
+    fn from(names: Vec<String>) -> PortNames {
+        names.iter().collect()
     }
 }
 
@@ -157,6 +277,21 @@ mod tests {
                 (vec![], "none"),
                 (vec!["ü"], "")
             ]
+        );
+    }
+
+    #[test]
+    fn port_names_come_back_in_order_by_index_and_iteration() {
+        let names: PortNames = ["a", "", "ü-port", "b"].into_iter().collect();
+        assert_eq!(names.len(), 4);
+        assert_eq!(&names[0], "a");
+        assert_eq!(&names[1], "");
+        assert_eq!(&names[2], "ü-port");
+        assert_eq!(names.iter().collect::<Vec<_>>(), ["a", "", "ü-port", "b"]);
+        assert!(PortNames::default().is_empty());
+        assert_eq!(
+            PortNames::from(vec!["x".to_string()]).iter().next(),
+            Some("x")
         );
     }
 

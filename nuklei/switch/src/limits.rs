@@ -26,6 +26,11 @@ pub struct Limits {
     pub watch_history: usize,
     /// Most watches one node may have (default 1,000).
     pub max_watches_per_node: usize,
+    /// Most node-less watchers (`/v1/watch`) open at once over the whole switch (default
+    /// 10,000; beyond it 503).
+    pub max_watchers: usize,
+    /// Most node-less watchers open at once with one token (default 1,000; beyond it 429).
+    pub max_watchers_per_token: usize,
     /// Most entries in one page of a listing (default 1,000; a larger `limit` is cut to it).
     pub max_page: usize,
     /// How long an acknowledged SendMsg waits for its receivers' acknowledgements before it
@@ -47,6 +52,8 @@ impl Default for Limits {
             max_address_len: 256,
             watch_history: 100_000,
             max_watches_per_node: 1_000,
+            max_watchers: 10_000,
+            max_watchers_per_token: 1_000,
             max_page: 1_000,
             ack_timeout_ms: 10_000,
         }

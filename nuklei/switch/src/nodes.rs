@@ -6,6 +6,11 @@
 //! reused. Every WaitMsg starts a new **session**, numbered from one counter for the whole
 //! registry, so a `(node index, session)` pair never refers to two incarnations of a node, even
 //! after index reuse — subscriptions and anything else kept elsewhere use that pair.
+//!
+//! A **watcher** ([`NodeRegistry::open_watcher`]) is a receiving connection that is not a
+//! node (a dashboard, an operator's tool): it has an index, a session and a push queue, so
+//! watches deliver to it as to a node, but no id anyone can name, no lease, no ports, and it
+//! is neither listed nor counted among the online nodes.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap};
@@ -167,9 +172,15 @@ pub struct Node {
     lease_deadline: u64,
     queue: PushQueue,
     ports: usize,
+    /// A node-less watcher, not a node.
+    watcher: bool,
 }
 
 impl Node {
+    /// Whether this is a node-less watcher's connection, not a node.
+    pub fn is_watcher(&self) -> bool {
+        self.watcher
+    }
     /// The node id.
     pub fn id(&self) -> &Arc<str> {
         &self.id
@@ -261,6 +272,8 @@ pub struct NodeRegistry {
     lease_ms: u64,
     max_queued_bytes: usize,
     online: usize,
+    /// Node-less watchers connected.
+    watchers: usize,
     /// The ids of the online nodes, in order (listings).
     online_ids: BTreeSet<Arc<str>>,
 }
@@ -285,6 +298,7 @@ impl NodeRegistry {
             lease_ms,
             max_queued_bytes,
             online: 0,
+            watchers: 0,
             online_ids: BTreeSet::new(),
         }
     }
@@ -297,6 +311,11 @@ impl NodeRegistry {
     /// Number of nodes with a receiving connection.
     pub fn online(&self) -> usize {
         self.online
+    }
+
+    /// Number of node-less watchers connected.
+    pub fn watchers(&self) -> usize {
+        self.watchers
     }
 
     /// Index of node `id`.
@@ -324,11 +343,11 @@ impl NodeRegistry {
             .is_some_and(|n| n.session == session && n.conn().is_some())
     }
 
-    /// Indices of every online node, in index order.
+    /// Indices of every online node (not the watchers), in index order.
     pub fn online_nodes(&self) -> impl Iterator<Item = NodeIdx> + '_ {
         self.nodes.iter().enumerate().filter_map(|(i, n)| {
             n.as_ref()
-                .filter(|n| n.conn().is_some())
+                .filter(|n| n.conn().is_some() && !n.watcher)
                 .map(|_| i as NodeIdx)
         })
     }
@@ -355,7 +374,7 @@ impl NodeRegistry {
             return idx;
         }
         let id: Arc<str> = Arc::from(id);
-        let node = Node {
+        let idx = self.slot(Node {
             id: id.clone(),
             address: Arc::from(""),
             state: NodeState::Offline,
@@ -363,16 +382,40 @@ impl NodeRegistry {
             lease_deadline: 0,
             queue: PushQueue::default(),
             ports: 0,
-        };
-        let idx = if let Some(idx) = self.free.pop() {
+            watcher: false,
+        });
+        self.by_id.insert(id, idx);
+        idx
+    }
+
+    fn slot(&mut self, node: Node) -> NodeIdx {
+        if let Some(idx) = self.free.pop() {
             self.nodes[idx as usize] = Some(node);
             idx
         } else {
             self.nodes.push(Some(node));
             (self.nodes.len() - 1) as NodeIdx
-        };
-        self.by_id.insert(id, idx);
-        idx
+        }
+    }
+
+    /// Opens a node-less watcher on `conn`: an index and a session for its watches and push
+    /// queue, no id, no lease (it lasts as long as its connection). Its index and session.
+    pub fn open_watcher(&mut self, conn: ConnId) -> (NodeIdx, u64) {
+        let session = self.next_session;
+        self.next_session += 1;
+        let idx = self.slot(Node {
+            id: Arc::from(""),
+            address: Arc::from(""),
+            state: NodeState::Online { conn },
+            session,
+            lease_deadline: u64::MAX,
+            queue: PushQueue::default(),
+            ports: 0,
+            watcher: true,
+        });
+        self.by_conn.insert(conn, idx);
+        self.watchers += 1;
+        (idx, session)
     }
 
     /// Bring `idx` online on `conn` with a new session and a fresh lease; returns the new
@@ -413,9 +456,13 @@ impl NodeRegistry {
         let conn = node.conn()?;
         node.state = NodeState::Offline;
         node.queue = PushQueue::default();
-        let id = node.id.clone();
-        self.online_ids.remove(&id);
-        self.online -= 1;
+        if node.watcher {
+            self.watchers -= 1;
+        } else {
+            let id = node.id.clone();
+            self.online_ids.remove(&id);
+            self.online -= 1;
+        }
         self.by_conn.remove(&conn);
         Some(conn)
     }
@@ -425,8 +472,10 @@ impl NodeRegistry {
     pub fn forget(&mut self, idx: NodeIdx) -> bool {
         match self.get(idx) {
             Some(n) if n.conn().is_none() => {
-                let id = n.id.clone();
-                self.by_id.remove(&id);
+                if !n.watcher {
+                    let id = n.id.clone();
+                    self.by_id.remove(&id);
+                }
                 self.nodes[idx as usize] = None;
                 self.free.push(idx);
                 true
@@ -440,7 +489,10 @@ impl NodeRegistry {
     /// ([`NodeRegistry::expired`]), so a relet per message costs no more than a field write.
     pub fn relet(&mut self, idx: NodeIdx, now: u64) -> Result<u64, NodeError> {
         let lease_ms = self.lease_ms;
-        let Some(node) = self.get_mut(idx).filter(|n| n.conn().is_some()) else {
+        let Some(node) = self
+            .get_mut(idx)
+            .filter(|n| n.conn().is_some() && !n.watcher)
+        else {
             let id = self.get(idx).map_or_else(String::new, |n| n.id.to_string());
             return Err(NodeError::NotOnline(id));
         };
@@ -618,6 +670,36 @@ mod tests {
         assert_eq!(r.expired(1500), vec![b]);
         r.disconnect(a);
         assert_eq!(r.relet(a, 2000), Err(NodeError::NotOnline("a".into())));
+    }
+
+    #[test]
+    fn a_watcher_is_no_node() {
+        let mut r = NodeRegistry::new(1000, 1 << 20);
+        let a = r.intern("a");
+        r.connect(a, 1, "", 0);
+        let (w, session) = r.open_watcher(2);
+        assert_ne!(w, a);
+        assert!(session > r.get(a).unwrap().session());
+        assert_eq!((r.online(), r.watchers()), (1, 1));
+        assert_eq!(r.online_nodes().collect::<Vec<_>>(), [a]);
+        assert_eq!(r.list_online("", None, 10), [a]);
+        assert_eq!(r.lookup(""), None);
+        assert_eq!(r.by_conn(2), Some(w));
+        assert!(r.get(w).unwrap().is_watcher());
+        assert!(r.relet(w, 5).is_err(), "no lease to renew");
+        assert_eq!(
+            r.expired(u64::MAX - 1),
+            vec![a],
+            "only the node's lease runs out"
+        );
+        assert_eq!(
+            r.push_object(w, |b| b.extend_from_slice(b"{}")),
+            PushOutcome::Queued { first: true }
+        );
+        assert_eq!(r.disconnect(w), Some(2));
+        assert!(r.forget(w));
+        assert_eq!((r.online(), r.watchers()), (1, 0));
+        assert_eq!(r.lookup("a"), Some(a));
     }
 
     #[test]

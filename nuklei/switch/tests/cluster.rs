@@ -116,7 +116,7 @@ impl Cluster {
 
     fn reg(&mut self, node: &str, ports: &[&str], subscribe: bool) -> Result<Reply, SwitchError> {
         let home = home_of(node, self.inst.len());
-        let ports = ports.iter().map(|p| p.to_string()).collect();
+        let ports: Vec<String> = ports.iter().map(|p| p.to_string()).collect();
         self.inst[home].reg_port(77, node, ports, subscribe, None, &mut self.outputs[home]);
         self.complete(home, 77)
     }

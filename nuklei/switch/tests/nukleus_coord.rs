@@ -18,6 +18,7 @@ fn grant(token: &str, nodes: &[&str], admin: bool) -> TokenGrant {
         token: token.into(),
         nodes: nodes.iter().map(|n| n.to_string()).collect(),
         admin,
+        ..TokenGrant::default()
     }
 }
 

@@ -164,6 +164,10 @@ pub struct LimitsSection {
     /// Events each switch instance keeps for watches to resume from (0: none).
     pub watch_history: Option<Spanned<usize>>,
     pub max_watches_per_node: Option<Spanned<usize>>,
+    /// Node-less watchers (`/v1/watch`) open at once, over every switch instance.
+    pub max_watchers: Option<Spanned<usize>>,
+    /// Node-less watchers open at once with one token.
+    pub max_watchers_per_token: Option<Spanned<usize>>,
     /// Most entries in one page of a listing.
     pub max_page: Option<Spanned<usize>>,
     /// How long an acknowledged SendMsg waits for acknowledgements, ms.
@@ -178,14 +182,20 @@ pub struct TokenSection {
     /// Node ids the token may act for (WaitMsg, Relet, RegPort, UnRegPort).
     #[serde(default)]
     pub nodes: Vec<String>,
-    /// May read metrics.
+    /// May read metrics, and watch every port and node without being a node.
     #[serde(default)]
     pub admin: bool,
+    /// Prefixes of the port names a node-less watcher with this token may watch (`""`: all).
+    #[serde(default)]
+    pub watch_ports: Vec<String>,
+    /// Prefixes of the node ids a node-less watcher with this token may watch (`""`: all).
+    #[serde(default)]
+    pub watch_nodes: Vec<String>,
 }
 
 impl LimitsSection {
     /// The limits that must be at least 1 (`watch_history` may be 0: no history).
-    fn fields(&self) -> [(&'static str, &Option<Spanned<usize>>); 12] {
+    fn fields(&self) -> [(&'static str, &Option<Spanned<usize>>); 14] {
         [
             ("max_port_name_len", &self.max_port_name_len),
             ("max_ports_per_request", &self.max_ports_per_request),
@@ -197,6 +207,8 @@ impl LimitsSection {
             ("max_node_id_len", &self.max_node_id_len),
             ("max_address_len", &self.max_address_len),
             ("max_watches_per_node", &self.max_watches_per_node),
+            ("max_watchers", &self.max_watchers),
+            ("max_watchers_per_token", &self.max_watchers_per_token),
             ("max_page", &self.max_page),
             ("ack_timeout_ms", &self.ack_timeout_ms),
         ]
@@ -222,6 +234,8 @@ impl LimitsSection {
             max_address_len: get(&self.max_address_len, d.max_address_len),
             watch_history: get(&self.watch_history, d.watch_history),
             max_watches_per_node: get(&self.max_watches_per_node, d.max_watches_per_node),
+            max_watchers: get(&self.max_watchers, d.max_watchers),
+            max_watchers_per_token: get(&self.max_watchers_per_token, d.max_watchers_per_token),
             max_page: get(&self.max_page, d.max_page),
             ack_timeout_ms: get(&self.ack_timeout_ms, d.ack_timeout_ms as usize) as u64,
         }
@@ -288,10 +302,14 @@ fn check_section(s: &SwitchSection, invalid: Invalid<'_>) -> Result<(), Topology
                 "[[switch.token]] this token is declared twice".into(),
             ));
         }
-        if token.nodes.is_empty() && !token.admin {
+        if token.nodes.is_empty()
+            && !token.admin
+            && token.watch_ports.is_empty()
+            && token.watch_nodes.is_empty()
+        {
             return Err(invalid(
                 Some(t.span()),
-                "[[switch.token]] grants nothing: give it `nodes = [\"...\"]` and/or `admin = true`".into(),
+                "[[switch.token]] grants nothing: give it `nodes = [\"...\"]`, `watch_ports` / `watch_nodes` prefixes and/or `admin = true`".into(),
             ));
         }
         if token.nodes.iter().any(String::is_empty) {
@@ -315,6 +333,8 @@ pub fn token_grants(loaded: &LoadedTopology) -> Vec<TokenGrant> {
             token: t.get_ref().token.clone(),
             nodes: t.get_ref().nodes.clone(),
             admin: t.get_ref().admin,
+            watch_ports: t.get_ref().watch_ports.clone(),
+            watch_nodes: t.get_ref().watch_nodes.clone(),
         })
         .collect()
 }
@@ -328,6 +348,14 @@ fn incarnation() -> u64 {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_micros() as u64)
     })
+}
+
+/// The node-less watchers open in this process, counted over every switch instance (their
+/// limits are the whole switch's, wherever a watcher's connection landed).
+fn watcher_counts() -> Arc<nukleus_switch::nukleus::WatcherCounts> {
+    static COUNTS: std::sync::OnceLock<Arc<nukleus_switch::nukleus::WatcherCounts>> =
+        std::sync::OnceLock::new();
+    COUNTS.get_or_init(Arc::default).clone()
 }
 
 /// The switch's part of a reload: the tokens of the reloaded topology, published to this
@@ -391,6 +419,7 @@ fn build(build: Build<'_>) -> Result<BoxedNukleus, StartError> {
             _ => None,
         },
         reload: Some(reloadable_tokens(&build)),
+        watchers: watcher_counts(),
     };
     Ok(Box::new(SwitchNukleus::new(
         config,

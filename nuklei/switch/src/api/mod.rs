@@ -355,7 +355,9 @@ impl ApiError {
                 SwitchError::Limit(LimitError::TooManyPortsForNode { .. }) => 409,
                 SwitchError::Limit(LimitError::QueueFull { .. }) => 503,
                 SwitchError::Limit(_) => 413,
-                SwitchError::NotOnline(_) | SwitchError::ConnectionInUse { .. } => 409,
+                SwitchError::NotOnline(_)
+                | SwitchError::ConnectionInUse { .. }
+                | SwitchError::WatcherGone => 409,
                 SwitchError::EmptyPortName | SwitchError::EmptyNodeId => 400,
                 SwitchError::ShardFull => 507,
                 SwitchError::Misdirected { .. } => 421,
@@ -377,6 +379,7 @@ impl ApiError {
             ApiError::Switch(e) => match e {
                 SwitchError::Limit(_) => "limit_exceeded",
                 SwitchError::NotOnline(_) => "node_not_online",
+                SwitchError::WatcherGone => "watcher_gone",
                 SwitchError::ConnectionInUse { .. } => "connection_in_use",
                 SwitchError::EmptyPortName => "empty_port",
                 SwitchError::EmptyNodeId => "empty_node",
@@ -720,7 +723,11 @@ pub fn reg_port(
 }
 
 /// The RegPort reply body for the request's `ports`.
-pub fn reg_port_response<S: AsRef<str>>(ports: &[S], reply: RegPortReply) -> ResponseBody {
+pub fn reg_port_response<P>(ports: &P, reply: RegPortReply) -> ResponseBody
+where
+    P: std::ops::Index<usize> + ?Sized,
+    P::Output: AsRef<str>,
+{
     ResponseBody::RegPort(RegPortResponse {
         registered: reply.registered,
         failed: reply

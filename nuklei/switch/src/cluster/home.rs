@@ -116,19 +116,16 @@ impl Instance {
             else {
                 continue;
             };
+            let watcher = self.nodes.get(idx).is_some_and(Node::is_watcher);
             let Some(conn) = self.nodes.disconnect(idx) else {
                 continue;
             };
-            let reason = match cause {
-                Cause::Closed => None,
-                Cause::LeaseExpired => Some(CloseReason::LeaseExpired),
-                Cause::SlowConsumer { queued, limit } => {
-                    self.metrics.slow_consumer_disconnects += 1;
-                    Some(CloseReason::SlowConsumer { queued, limit })
-                }
-                Cause::Revoked => Some(CloseReason::TokenRevoked),
-            };
+            let reason = cause.close_reason(&mut self.metrics);
             self.end_watches(idx);
+            if watcher {
+                end_watcher(&mut self.nodes, idx, id, conn, reason, out);
+                continue;
+            }
             self.acks.gone(idx);
             self.reserved.remove(&idx);
             self.emit(
@@ -195,12 +192,16 @@ impl Instance {
         out: &mut Vec<Output>,
     ) -> SendReport {
         let outcome = match push {
-            PushRef::Msg { port, body } => match self.ack_op {
-                None => self.nodes.push_msg(idx, port, body),
+            PushRef::Msg {
+                port,
+                body,
+                escaping,
+            } => match self.ack_op {
+                None => self.nodes.push_msg_as(idx, port, body, escaping),
                 Some(op) => {
                     let number = self.acks.expect(idx, op);
                     let outcome = self.nodes.push_object(idx, |buf| {
-                        crate::ack::encode_msg(port, body, crate::json::Escaping::Scan, number, buf)
+                        crate::ack::encode_msg(port, body, escaping, number, buf)
                     });
                     if !matches!(outcome, PushOutcome::Queued { .. }) {
                         self.acks.cancel(idx);
@@ -243,8 +244,14 @@ impl Instance {
                     session,
                     port,
                     body,
+                    escaping,
                 } => {
-                    let r = self.deliver_here(node, session, PushRef::Msg { port, body }, out);
+                    let push = PushRef::Msg {
+                        port,
+                        body,
+                        escaping,
+                    };
+                    let r = self.deliver_here(node, session, push, out);
                     self.count_messages(r);
                     report += r;
                 }
@@ -284,7 +291,15 @@ impl Instance {
         let targets: Vec<NodeIdx> = self.nodes.online_nodes().collect();
         let mut report = SendReport::default();
         for t in targets {
-            report += self.push_here(t, PushRef::Msg { port: "", body }, out);
+            report += self.push_here(
+                t,
+                PushRef::Msg {
+                    port: "",
+                    body,
+                    escaping: Escaping::Scan,
+                },
+                out,
+            );
         }
         self.count_messages(report);
         report

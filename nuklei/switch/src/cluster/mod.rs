@@ -46,14 +46,15 @@ use std::sync::Arc;
 
 use hashbrown::HashMap;
 
-use crate::batch::SendBatch;
+use crate::batch::{PortNames, SendBatch};
+use crate::json::Escaping;
 use crate::limits::{LimitError, Limits};
 use crate::mesh::{HomeInfo, Item, Msg, NodeRef, OwnerInfo};
 use crate::nodes::{ConnId, Drained, Node, NodeRegistry, PushOutcome, ReleaseReason};
 use crate::ports::{shard_of, NodeIdx, Outcome, PortShard, RegisterError, Subscriber};
 use crate::switch::{
-    check_wait_msg, connect, rewait, CloseReason, FailedPort, Metrics, NodeInfo, Output, PortOwner,
-    RegPortReply, Reply, SendReport, Session, SwitchError, UnRegPortReply,
+    check_wait_msg, connect, end_watcher, rewait, CloseReason, FailedPort, Metrics, NodeInfo,
+    Output, PortOwner, RegPortReply, Reply, SendReport, Session, SwitchError, UnRegPortReply,
 };
 use crate::watch::{Event, Interest, Journal, Watchers, What};
 
@@ -178,7 +179,7 @@ struct RegOp {
     token: Token,
     node: NodeIdx,
     session: u64,
-    ports: Vec<String>,
+    ports: Arc<PortNames>,
     waiting: usize,
     new: Vec<u32>,
     failed: Vec<Failed>,
@@ -228,7 +229,7 @@ enum Op {
     Counters {
         token: Token,
         waiting: usize,
-        values: [u64; 13],
+        values: [u64; 14],
     },
     Watch(watch::WatchOp),
     ListPorts {
@@ -353,6 +354,7 @@ impl Instance {
         Metrics {
             ports: self.shard.len() as u64,
             nodes_online: self.nodes.online() as u64,
+            watchers: self.nodes.watchers() as u64,
             ..self.metrics
         }
     }
@@ -363,11 +365,11 @@ impl Instance {
         self.exchanges = (opened, refused);
     }
 
-    fn counters(&self) -> [u64; 13] {
-        let mut v = [0; 13];
-        v[..11].copy_from_slice(&self.metrics().to_array());
-        v[11] = self.exchanges.0;
-        v[12] = self.exchanges.1;
+    fn counters(&self) -> [u64; 14] {
+        let mut v = [0; 14];
+        v[..12].copy_from_slice(&self.metrics().to_array());
+        v[12] = self.exchanges.0;
+        v[13] = self.exchanges.1;
         v
     }
 
@@ -449,7 +451,10 @@ impl Instance {
             .ok_or_else(|| SwitchError::NotOnline(node.to_string()))
     }
 
-    fn check_ports(&self, ports: &[String]) -> Result<(), SwitchError> {
+    fn check_ports<'a>(
+        &self,
+        ports: impl ExactSizeIterator<Item = &'a str>,
+    ) -> Result<(), SwitchError> {
         self.limits.check_ports_in_request(ports.len())?;
         for p in ports {
             if p.is_empty() {
@@ -468,6 +473,7 @@ enum PushRef<'a> {
     Msg {
         port: &'a str,
         body: &'a str,
+        escaping: Escaping,
     },
     Released {
         port: &'a str,

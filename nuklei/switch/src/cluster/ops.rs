@@ -8,11 +8,11 @@ impl Instance {
 
     /// Checks a RegPort/UnRegPort of `ports` for `node` (homed here, online): its index, or
     /// `None` after completing `token` with the error.
-    pub(super) fn admit_node_call(
+    pub(super) fn admit_node_call<'a>(
         &mut self,
         token: Token,
         node: &str,
-        ports: &[String],
+        ports: impl ExactSizeIterator<Item = &'a str>,
     ) -> Option<NodeIdx> {
         let checked = self
             .check_ports(ports)
@@ -32,12 +32,27 @@ impl Instance {
         &mut self,
         token: Token,
         node: &str,
-        ports: Vec<String>,
+        ports: impl Into<PortNames>,
         subscribe: bool,
         if_owner: Option<Option<&str>>,
         out: &mut Vec<Output>,
     ) {
-        let Some(idx) = self.admit_node_call(token, node, &ports) else {
+        let ports = Arc::new(ports.into());
+        self.reg_port_shared(token, node, ports, subscribe, if_owner, out);
+    }
+
+    /// [`Instance::reg_port`] of names the caller shares (to name the failed ones in its
+    /// reply) instead of copying them.
+    pub fn reg_port_shared(
+        &mut self,
+        token: Token,
+        node: &str,
+        ports: Arc<PortNames>,
+        subscribe: bool,
+        if_owner: Option<Option<&str>>,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(idx) = self.admit_node_call(token, node, ports.iter()) else {
             return;
         };
         if if_owner.is_some() && if_owner != Some(Some(node)) {
@@ -98,12 +113,12 @@ impl Instance {
         ports: &[String],
         out: &mut Vec<Output>,
     ) {
-        let Some(idx) = self.admit_node_call(token, node, ports) else {
+        let Some(idx) = self.admit_node_call(token, node, ports.iter().map(String::as_str)) else {
             return;
         };
         let session = self.global(self.nodes.get(idx).map_or(0, Node::session));
         let op = self.new_op();
-        let mut parts = self.split_ports(ports.iter().enumerate());
+        let mut parts = self.split_ports(ports.iter().map(String::as_str).enumerate());
         let mine = std::mem::take(&mut parts[self.me]);
         let reply = self.unregister_here(node, &mine, out);
         let waiting = self.scatter(parts, |part| Msg::Unregister {
@@ -188,7 +203,7 @@ impl Instance {
         }
         let op = self.new_op();
         let mut owners = vec![None; ports.len()];
-        let mut parts = self.split_ports(ports.iter().enumerate());
+        let mut parts = self.split_ports(ports.iter().map(String::as_str).enumerate());
         for (pos, port) in std::mem::take(&mut parts[self.me]) {
             owners[pos as usize] = self.owner_here(port);
         }
@@ -267,9 +282,19 @@ impl Instance {
                 self.ack_op = Some(local);
             }
             let mut report = SendReport::default();
-            let mut items: Vec<Vec<Item<'_>>> = vec![Vec::new(); self.count];
+            // Room for each home's items up front: growing a list of a thousand items by
+            // doubling costs more than counting them.
+            let mut per_home = vec![0; self.count];
+            for owner in owners.iter().flatten() {
+                per_home[usize::from(owner.home)] += 1;
+            }
+            let mut items: Vec<Vec<Item<'_>>> = per_home
+                .iter()
+                .enumerate()
+                .map(|(home, &n)| Vec::with_capacity(if home == self.me { 0 } else { n }))
+                .collect();
             let mut k = 0;
-            for (ports, body) in messages.messages() {
+            for (ports, body, escaping) in messages.messages_as() {
                 for port in ports {
                     let owner = owners.get(k).copied().flatten();
                     k += 1;
@@ -288,7 +313,11 @@ impl Instance {
                         continue;
                     };
                     if usize::from(to.home) == self.me {
-                        let push = PushRef::Msg { port, body };
+                        let push = PushRef::Msg {
+                            port,
+                            body,
+                            escaping,
+                        };
                         let r = self.deliver_here(to.idx, to.session, push, out);
                         self.count_messages(r);
                         report += r;
@@ -298,6 +327,7 @@ impl Instance {
                             session: to.session,
                             port,
                             body,
+                            escaping,
                         });
                     }
                 }
@@ -401,12 +431,12 @@ impl Instance {
                 return;
             }
             Op::Counters { token, values, .. } => {
-                let mut metrics = [0; 11];
-                metrics.copy_from_slice(&values[..11]);
+                let mut metrics = [0; 12];
+                metrics.copy_from_slice(&values[..12]);
                 let reply = Reply::Metrics {
                     metrics: Metrics::from_array(metrics),
-                    requests: values[11],
-                    refused: values[12],
+                    requests: values[12],
+                    refused: values[13],
                 };
                 (token, Ok(reply))
             }

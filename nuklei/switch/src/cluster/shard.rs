@@ -307,11 +307,11 @@ impl Instance {
 
     pub(super) fn split_ports<'a>(
         &self,
-        ports: impl Iterator<Item = (usize, &'a String)>,
+        ports: impl Iterator<Item = (usize, &'a str)>,
     ) -> Vec<Vec<(u32, &'a str)>> {
         let mut parts = vec![Vec::new(); self.count];
         for (pos, port) in ports {
-            parts[shard_instance(port, self.count)].push((pos as u32, port.as_str()));
+            parts[shard_instance(port, self.count)].push((pos as u32, port));
         }
         parts
     }

@@ -72,13 +72,61 @@ impl Instance {
         let admitted = request
             .check(&self.limits, self.count)
             .and_then(|()| self.online_index(node));
-        let idx = match admitted {
-            Ok(idx) => idx,
-            Err(e) => {
-                self.done.push((token, Err(e)));
-                return;
-            }
-        };
+        match admitted {
+            Ok(idx) => self.watch_at(token, idx, request, out),
+            Err(e) => self.done.push((token, Err(e))),
+        }
+    }
+
+    /// Opens a node-less watcher on `conn` here (a dashboard, an operator's tool): a receiving
+    /// connection for watches only, with no ports, no lease, not listed among the nodes. Its
+    /// watches are homed here like a node's; it ends when the connection closes.
+    pub fn open_watcher(&mut self, conn: ConnId) -> Session {
+        let (node, session) = self.nodes.open_watcher(conn);
+        Session {
+            node,
+            session: self.global(session),
+            lease_deadline: u64::MAX,
+            replaced: false,
+        }
+    }
+
+    /// Starts a watch of the node-less watcher `watcher` (its index here), as
+    /// [`Instance::watch`] does for a node.
+    pub fn watcher_watch(
+        &mut self,
+        token: Token,
+        watcher: NodeIdx,
+        request: WatchRequest,
+        out: &mut Vec<Output>,
+    ) {
+        let admitted = request
+            .check(&self.limits, self.count)
+            .and_then(|()| watch::single::watcher_index(&self.nodes, watcher));
+        match admitted {
+            Ok(idx) => self.watch_at(token, idx, request, out),
+            Err(e) => self.done.push((token, Err(e))),
+        }
+    }
+
+    /// Ends watch `id` of the node-less watcher `watcher`.
+    pub fn watcher_unwatch(&mut self, watcher: NodeIdx, id: u64) -> Result<(), SwitchError> {
+        let idx = watch::single::watcher_index(&self.nodes, watcher)?;
+        let watched = self
+            .watchers
+            .remove(idx, id)
+            .ok_or(SwitchError::Watch(crate::watch::WatchError::Unknown(id)))?;
+        self.stop_watching(&watched);
+        Ok(())
+    }
+
+    fn watch_at(
+        &mut self,
+        token: Token,
+        idx: NodeIdx,
+        request: WatchRequest,
+        out: &mut Vec<Output>,
+    ) {
         let id = request.id.unwrap_or_else(|| self.watchers.next_id(idx));
         let watched = request.watched();
         let slot =
@@ -299,12 +347,10 @@ impl Instance {
         }
         match self.watchers.cursor(w.slot).filter(|_| current) {
             Some(cursor) => Ok(Reply::Watch(WatchReply { id: w.id, cursor })),
-            None => Err(SwitchError::NotOnline(
-                self.nodes
-                    .get(w.node)
-                    .map(|n| n.id().to_string())
-                    .unwrap_or_default(),
-            )),
+            None => Err(match self.nodes.get(w.node) {
+                Some(n) if n.is_watcher() => SwitchError::WatcherGone,
+                n => SwitchError::NotOnline(n.map(|n| n.id().to_string()).unwrap_or_default()),
+            }),
         }
     }
 }

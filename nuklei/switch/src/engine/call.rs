@@ -2,10 +2,11 @@
 //! trips), and the reply bodies of completed calls ([`response`]).
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use crate::api::{self, ApiError, ResponseBody};
 use crate::auth::Grant;
-use crate::batch::SendBatch;
+use crate::batch::{PortNames, SendBatch};
 use crate::listing::PageRequest;
 use crate::request::{self, Parsed, Request, Str};
 use crate::switch::{Reply, SwitchError};
@@ -19,7 +20,7 @@ pub enum Call {
         /// Node.
         node: String,
         /// Ports.
-        ports: Vec<String>,
+        ports: PortNames,
         /// Subscribe to failed ports' release.
         subscribe: bool,
         /// Compare-and-register: only where the owner is this (`Some(None)`: nobody).
@@ -94,8 +95,8 @@ pub enum Call {
 /// What is needed to build the reply body once a call completes.
 #[derive(Debug)]
 pub enum Shape {
-    /// RegPort of these ports.
-    RegPort(Vec<String>),
+    /// RegPort of these ports (shared with the instance, which keeps them to roll back).
+    RegPort(Arc<PortNames>),
     /// UnRegPort of these ports.
     UnRegPort(Vec<String>),
     /// SendMsg.
@@ -126,7 +127,7 @@ impl Call {
                 if_owner,
             } => Call::RegPort {
                 node: node.to_string(),
-                ports: owned(ports),
+                ports: ports.iter().collect(),
                 subscribe,
                 if_owner: if_owner.map(|o| o.map(Cow::into_owned)),
             },
@@ -142,7 +143,7 @@ impl Call {
                             "each message needs exactly one of \"port\" or \"ports\"".into(),
                         ));
                     };
-                    batch.push(targets.iter().map(|t| t.as_ref()), &m.body);
+                    batch.push_as(targets.iter().map(|t| t.as_ref()), &m.body, m.escaping);
                 }
                 Call::SendMsg { batch, ack }
             }
@@ -235,7 +236,7 @@ pub fn authorize(node: &str, request: &Request<'_>, grant: &dyn Grant) -> Result
 pub fn response(shape: Shape, reply: Result<Reply, SwitchError>) -> Result<ResponseBody, ApiError> {
     let reply = reply?;
     Ok(match (shape, reply) {
-        (Shape::RegPort(ports), Reply::RegPort(r)) => api::reg_port_response(&ports, r),
+        (Shape::RegPort(ports), Reply::RegPort(r)) => api::reg_port_response(&*ports, r),
         (Shape::UnRegPort(ports), Reply::UnRegPort(r)) => api::unreg_port_response(&ports, r),
         (Shape::SendMsg, Reply::SendMsg(r)) => api::send_msg_response(r),
         (Shape::SendMsg, Reply::SendAcked(r, a)) => api::send_acked_response(r, a),

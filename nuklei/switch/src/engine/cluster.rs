@@ -3,10 +3,11 @@
 //! every part has answered, here or over the mesh.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use hashbrown::HashMap;
 
-use super::{completion, response, Call, Completion, Shape, SwitchEngine};
+use super::{completion, response, Call, Completion, Shape, SwitchEngine, WatcherCall};
 use crate::api::{self, ApiError, ResponseBody};
 use crate::auth::Grant;
 use crate::cluster::{Instance, InstanceConfig, Token};
@@ -97,7 +98,8 @@ impl ClusterEngine {
             } => {
                 // The instance keeps its copy until the shards answer (to roll back).
                 let expected = if_owner.as_ref().map(|o| o.as_deref());
-                instance.reg_port(token, &node, ports.clone(), subscribe, expected, out);
+                let ports = Arc::new(ports);
+                instance.reg_port_shared(token, &node, ports.clone(), subscribe, expected, out);
                 Shape::RegPort(ports)
             }
             Call::UnRegPort { node, ports } => {
@@ -210,6 +212,41 @@ impl SwitchEngine for ClusterEngine {
             .wait_msg(node, address, conn, now, &mut self.events);
         self.collect();
         session
+    }
+
+    fn handle_open_watcher(&mut self, conn: ConnId) -> Session {
+        self.instance.open_watcher(conn)
+    }
+
+    fn handle_watcher_call(
+        &mut self,
+        token: Token,
+        watcher: NodeIdx,
+        call: WatcherCall,
+        ws_id: Option<u64>,
+    ) {
+        match call {
+            WatcherCall::Watch(request) => {
+                self.in_flight.insert(
+                    token,
+                    InFlight {
+                        shape: Shape::Watch,
+                        ws_id,
+                    },
+                );
+                self.instance
+                    .watcher_watch(token, watcher, request, &mut self.events);
+            }
+            WatcherCall::Unwatch(watch) => {
+                let result = self
+                    .instance
+                    .watcher_unwatch(watcher, watch)
+                    .map(|()| ResponseBody::Unwatch(api::UnwatchResponse { unwatched: watch }))
+                    .map_err(ApiError::from);
+                self.done.push_back((token, completion(ws_id, result)));
+            }
+        }
+        self.collect();
     }
 
     fn handle_relet(&mut self, node: &str, now: u64) -> Result<u64, SwitchError> {

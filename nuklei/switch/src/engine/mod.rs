@@ -17,12 +17,22 @@ use crate::nodes::{ConnId, Drained};
 use crate::ports::NodeIdx;
 use crate::queue::Batch;
 use crate::switch::{CloseReason, Metrics, Output, Session, SwitchError};
+use crate::watch::WatchRequest;
 
 mod call;
 pub mod cluster;
 pub mod single;
 
 pub use call::{response, Call, Shape};
+
+/// What a node-less watcher asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WatcherCall {
+    /// Start a watch.
+    Watch(WatchRequest),
+    /// End watch `0`.
+    Unwatch(u64),
+}
 
 /// A completed call, as [`SwitchEngine::poll_done`] hands it out.
 #[derive(Debug)]
@@ -56,6 +66,23 @@ pub trait SwitchEngine: Send {
         conn: ConnId,
         now: u64,
     ) -> Result<Session, SwitchError>;
+
+    /// A node-less watcher (`/v1/watch`) opens on `conn`: a receiving connection for watches
+    /// only, homed here, with no ports and no lease, not listed among the nodes; it ends
+    /// with [`SwitchEngine::handle_connection_closed`] or [`SwitchEngine::handle_close`].
+    fn handle_open_watcher(&mut self, conn: ConnId) -> Session;
+
+    /// A watch (`Some(request)`) or an unwatch (`None`, of watch `unwatch`) of the
+    /// node-less watcher `watcher` (the index [`SwitchEngine::handle_open_watcher`] gave),
+    /// completing under `token` as a REST reply, or as a WebSocket reply with request id
+    /// `ws_id`.
+    fn handle_watcher_call(
+        &mut self,
+        token: Token,
+        watcher: NodeIdx,
+        call: WatcherCall,
+        ws_id: Option<u64>,
+    );
 
     /// A heartbeat of `node`'s receiving connection; the new lease deadline.
     fn handle_relet(&mut self, node: &str, now: u64) -> Result<u64, SwitchError>;

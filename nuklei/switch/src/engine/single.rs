@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 
 use hashbrown::HashMap;
 
-use super::{completion, Completion, SwitchEngine};
+use super::{completion, Completion, SwitchEngine, WatcherCall};
 use crate::api::{self, ApiError};
 use crate::auth::Grant;
 use crate::cluster::Token;
@@ -116,6 +116,31 @@ impl SwitchEngine for SingleEngine {
             .wait_msg(node, address, conn, now, &mut self.events);
         self.collect_acked();
         session
+    }
+
+    fn handle_open_watcher(&mut self, conn: ConnId) -> Session {
+        self.switch.open_watcher(conn)
+    }
+
+    fn handle_watcher_call(
+        &mut self,
+        token: Token,
+        watcher: NodeIdx,
+        call: WatcherCall,
+        ws_id: Option<u64>,
+    ) {
+        let result = match call {
+            WatcherCall::Watch(request) => self
+                .switch
+                .watcher_watch(watcher, request, &mut self.events)
+                .map(api::watch_response),
+            WatcherCall::Unwatch(watch) => self
+                .switch
+                .watcher_unwatch(watcher, watch)
+                .map(|()| api::ResponseBody::Unwatch(api::UnwatchResponse { unwatched: watch })),
+        };
+        let result = result.map_err(ApiError::from);
+        self.done.push_back((token, completion(ws_id, result)));
     }
 
     fn handle_relet(&mut self, node: &str, now: u64) -> Result<u64, SwitchError> {

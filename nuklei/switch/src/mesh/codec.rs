@@ -26,6 +26,8 @@ const ITEM_UNICAST: u8 = 1;
 const ITEM_BROADCAST: u8 = 2;
 const ITEM_RELEASED: u8 = 3;
 const ITEM_MOVED: u8 = 4;
+/// [`ITEM_UNICAST`] of a port and body with no byte JSON escapes ([`Escaping::Plain`]).
+const ITEM_UNICAST_PLAIN: u8 = 5;
 
 fn reason_code(r: ReleaseReason) -> u8 {
     match r {
@@ -44,21 +46,41 @@ fn reason_of(code: u8) -> Result<ReleaseReason, MeshError> {
     })
 }
 
-pub(super) struct Enc<'a>(pub(super) &'a mut Vec<u8>);
+/// Bytes before a record's body: its length (`u32`, counting what follows it).
+const LEN_BYTES: usize = 4;
+/// Bytes of the text block's length, the first field of a record's body.
+pub(super) const TEXT_LEN_BYTES: usize = 4;
+
+/// Writes one pass of a record: its fixed-size fields (the strings' lengths among them), or
+/// its text block (the strings' bytes, in the same order). [`Msg::encode`] runs the same
+/// writer twice, so both passes see the fields in one order.
+pub(super) struct Enc<'a> {
+    out: &'a mut Vec<u8>,
+    text: bool,
+}
 
 impl Enc<'_> {
     pub(super) fn u8(&mut self, v: u8) {
-        self.0.push(v);
+        if !self.text {
+            self.out.push(v);
+        }
     }
     pub(super) fn u32(&mut self, v: u32) {
-        self.0.extend_from_slice(&v.to_le_bytes());
+        if !self.text {
+            self.out.extend_from_slice(&v.to_le_bytes());
+        }
     }
     pub(super) fn u64(&mut self, v: u64) {
-        self.0.extend_from_slice(&v.to_le_bytes());
+        if !self.text {
+            self.out.extend_from_slice(&v.to_le_bytes());
+        }
     }
     pub(super) fn str(&mut self, s: &str) {
-        self.u32(s.len() as u32);
-        self.0.extend_from_slice(s.as_bytes());
+        if self.text {
+            self.out.extend_from_slice(s.as_bytes());
+        } else {
+            self.out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+        }
     }
     pub(super) fn home_info(&mut self, i: &HomeInfo<'_>) {
         self.str(i.address);
@@ -67,6 +89,9 @@ impl Enc<'_> {
         self.u64(i.queued_bytes);
     }
     pub(super) fn positions(&mut self, v: &[u32]) {
+        if self.text {
+            return;
+        }
         self.u32(v.len() as u32);
         for &p in v {
             self.u32(p);
@@ -85,7 +110,10 @@ impl Enc<'_> {
         self.str(o.address);
     }
     pub(super) fn node_ref(&mut self, r: &NodeRef) {
-        self.0.extend_from_slice(&r.home.to_le_bytes());
+        if self.text {
+            return;
+        }
+        self.out.extend_from_slice(&r.home.to_le_bytes());
         self.u32(r.idx);
         self.u64(r.session);
     }
@@ -105,9 +133,13 @@ impl Enc<'_> {
     }
 }
 
+/// Reads a record's fields in order; a string's bytes come from the text block, validated
+/// as UTF-8 once per record rather than once per string.
 pub(super) struct Dec<'a> {
     bytes: &'a [u8],
     pos: usize,
+    text: &'a str,
+    text_pos: usize,
 }
 
 impl<'a> Dec<'a> {
@@ -136,8 +168,15 @@ impl<'a> Dec<'a> {
     }
     pub(super) fn str(&mut self) -> Result<&'a str, MeshError> {
         let n = self.u32()? as usize;
-        let b = self.take(n)?;
-        std::str::from_utf8(b).map_err(|_| MeshError::Utf8)
+        let start = self.text_pos;
+        let end = start
+            .checked_add(n)
+            .filter(|&e| e <= self.text.len())
+            .ok_or(MeshError::Truncated(self.bytes.len() + start))?;
+        // The text block is UTF-8 as a whole; a length that cuts a character is corrupt.
+        let s = self.text.get(start..end).ok_or(MeshError::Utf8)?;
+        self.text_pos = end;
+        Ok(s)
     }
     pub(super) fn node_ref(&mut self) -> Result<NodeRef, MeshError> {
         let h = self.take(2)?;
@@ -204,11 +243,23 @@ impl<'a> Dec<'a> {
 }
 
 impl<'a> Msg<'a> {
-    /// Appends this message as one record to `out`.
+    /// Appends this message as one record to `out`: `[len:u32][text_len:u32][tag:u8]`, the
+    /// fixed-size fields, then the text block of `text_len` bytes (see [`crate::mesh`]).
     pub fn encode(&self, out: &mut Vec<u8>) {
         let start = out.len();
-        out.extend_from_slice(&[0; 4]);
-        let mut e = Enc(out);
+        out.extend_from_slice(&[0; LEN_BYTES + TEXT_LEN_BYTES]);
+        self.write(&mut Enc { out, text: false });
+        let text_start = out.len();
+        self.write(&mut Enc { out, text: true });
+        let text_len = (out.len() - text_start) as u32;
+        let len = (out.len() - start - LEN_BYTES) as u32;
+        out[start..start + LEN_BYTES].copy_from_slice(&len.to_le_bytes());
+        out[start + LEN_BYTES..start + LEN_BYTES + TEXT_LEN_BYTES]
+            .copy_from_slice(&text_len.to_le_bytes());
+    }
+
+    /// One pass of [`Msg::encode`]: the tag and fields, or the text block.
+    fn write(&self, e: &mut Enc<'_>) {
         match self {
             Msg::Register {
                 op,
@@ -309,8 +360,12 @@ impl<'a> Msg<'a> {
                             session,
                             port,
                             body,
+                            escaping,
                         } => {
-                            e.u8(ITEM_UNICAST);
+                            e.u8(match escaping {
+                                Escaping::Scan => ITEM_UNICAST,
+                                Escaping::Plain => ITEM_UNICAST_PLAIN,
+                            });
                             e.u32(*node);
                             e.u64(*session);
                             e.str(port);
@@ -446,7 +501,7 @@ impl<'a> Msg<'a> {
             | Msg::ListNodes { .. }
             | Msg::NodesListed { .. }
             | Msg::NodePorts { .. }
-            | Msg::NodePortsListed { .. }) => super::coord::encode(other, &mut e),
+            | Msg::NodePortsListed { .. }) => super::coord::encode(other, e),
             Msg::NodeInfos { op, infos } => {
                 e.u8(NODE_INFOS);
                 e.u64(*op);
@@ -457,13 +512,26 @@ impl<'a> Msg<'a> {
                 }
             }
         }
-        let len = (out.len() - start - 4) as u32;
-        out[start..start + 4].copy_from_slice(&len.to_le_bytes());
     }
 
-    /// Decodes one record body (tag and fields, without the length prefix).
+    /// Decodes one record body (text length, tag, fields and text, without the length prefix).
     pub fn decode(bytes: &'a [u8]) -> Result<Msg<'a>, MeshError> {
-        let mut d = Dec { bytes, pos: 0 };
+        let head = bytes
+            .get(..TEXT_LEN_BYTES)
+            .ok_or(MeshError::Truncated(bytes.len()))?;
+        let text_len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        let fields_end = bytes
+            .len()
+            .checked_sub(text_len)
+            .filter(|&e| e >= TEXT_LEN_BYTES)
+            .ok_or(MeshError::Truncated(bytes.len()))?;
+        let text = std::str::from_utf8(&bytes[fields_end..]).map_err(|_| MeshError::Utf8)?;
+        let mut d = Dec {
+            bytes: &bytes[..fields_end],
+            pos: TEXT_LEN_BYTES,
+            text,
+            text_pos: 0,
+        };
         let msg = match d.u8()? {
             REGISTER => Msg::Register {
                 op: d.u64()?,
@@ -535,11 +603,16 @@ impl<'a> Msg<'a> {
                 let mut items = Vec::with_capacity(n);
                 for _ in 0..n {
                     items.push(match d.u8()? {
-                        ITEM_UNICAST => Item::Unicast {
+                        tag @ (ITEM_UNICAST | ITEM_UNICAST_PLAIN) => Item::Unicast {
                             node: d.u32()?,
                             session: d.u64()?,
                             port: d.str()?,
                             body: d.str()?,
+                            escaping: if tag == ITEM_UNICAST_PLAIN {
+                                Escaping::Plain
+                            } else {
+                                Escaping::Scan
+                            },
                         },
                         ITEM_BROADCAST => Item::Broadcast { body: d.str()? },
                         ITEM_MOVED => Item::Moved {

@@ -2,12 +2,17 @@
 //! encoding.
 //!
 //! Switch instances exchange these over the DATA frames of one stream per direction and pair
-//! of instances. The byte stream is a sequence of records `[len:u32 LE][tag:u8][fields]`, where
-//! `len` counts the tag and the fields; a record may be split across DATA frames
-//! ([`MeshReader`] reassembles). Integers are little-endian; a string is `[len:u32][UTF-8]`; a
-//! list is `[count:u32][items]`. Ring order is the only ordering the protocol relies on: two
-//! messages from one instance to another are handled in the order they were written.
+//! of instances. The byte stream is a sequence of records
+//! `[len:u32][text_len:u32][tag:u8][fields][text]`, where `len` counts what follows it; a
+//! record may be split across DATA frames ([`MeshReader`] reassembles). Integers are
+//! little-endian; a list is `[count:u32][items]`; a string is its length `[len:u32]` among the
+//! fields and its bytes in the text block, the strings of a record one after the other in
+//! field order. The text block is checked as UTF-8 once per record (a batch of a thousand
+//! ports or messages), not once per string. Ring order is the only ordering the protocol
+//! relies on: two messages from one instance to another are handled in the order they were
+//! written.
 
+use crate::json::Escaping;
 use crate::nodes::ReleaseReason;
 use crate::watch::{Event, WatchKind, WatchRef, What};
 
@@ -24,6 +29,8 @@ pub enum Item<'a> {
         port: &'a str,
         /// The body.
         body: &'a str,
+        /// Whether `port` and `body` hold bytes JSON escapes (as the sender's parser found).
+        escaping: Escaping,
     },
     /// A message for every node homed at the receiver that has a receiving connection.
     Broadcast {

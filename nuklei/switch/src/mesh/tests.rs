@@ -1,6 +1,6 @@
 //! Round trips and corrupt input of the mesh encoding.
 
-use super::codec::RESOLVE;
+use super::codec::{RESOLVE, TEXT_LEN_BYTES};
 use super::*;
 
 fn owner(n: &str) -> OwnerInfo<'_> {
@@ -71,6 +71,14 @@ fn all() -> Vec<Msg<'static>> {
                     session: 3,
                     port: "p",
                     body: "hello",
+                    escaping: Escaping::Scan,
+                },
+                Item::Unicast {
+                    node: 5,
+                    session: 3,
+                    port: "p",
+                    body: "plain",
+                    escaping: Escaping::Plain,
                 },
                 Item::Broadcast { body: "all" },
                 Item::Moved {
@@ -265,10 +273,56 @@ fn corrupt_records_are_errors_not_panics() {
             assert!(Msg::decode(&body[..end]).is_err(), "{m:?} cut at {end}");
         }
     }
-    assert_eq!(Msg::decode(&[200]), Err(MeshError::UnknownTag(200)));
+    assert_eq!(
+        Msg::decode(&[0, 0, 0, 0, 200]),
+        Err(MeshError::UnknownTag(200))
+    );
     // A count larger than the record cannot make the decoder reserve memory.
-    let mut huge = vec![RESOLVE];
+    let mut huge = vec![0, 0, 0, 0, RESOLVE];
     huge.extend_from_slice(&1u64.to_le_bytes());
     huge.extend_from_slice(&u32::MAX.to_le_bytes());
     assert!(matches!(Msg::decode(&huge), Err(MeshError::Truncated(_))));
+}
+
+/// The body of a Resolve record of one port named `name` (as raw bytes).
+fn resolve_of(name: &[u8]) -> Vec<u8> {
+    let mut body = (name.len() as u32).to_le_bytes().to_vec();
+    body.push(RESOLVE);
+    body.extend_from_slice(&7u64.to_le_bytes());
+    body.extend_from_slice(&1u32.to_le_bytes());
+    body.extend_from_slice(&3u32.to_le_bytes());
+    body.extend_from_slice(&(name.len() as u32).to_le_bytes());
+    body.extend_from_slice(name);
+    body
+}
+
+#[test]
+fn strings_travel_in_one_text_block_after_the_fields() {
+    let msg = Msg::Resolve {
+        op: 7,
+        ports: vec![(3, "pé"), (4, "q")],
+    };
+    let mut bytes = Vec::new();
+    msg.encode(&mut bytes);
+    let body = &bytes[4..];
+    let text_len = u32::from_le_bytes(body[..TEXT_LEN_BYTES].try_into().unwrap()) as usize;
+    assert_eq!(&body[body.len() - text_len..], "péq".as_bytes());
+    assert_eq!(Msg::decode(body), Ok(msg));
+    assert_eq!(
+        Msg::decode(&resolve_of(b"ab")),
+        Ok(Msg::Resolve {
+            op: 7,
+            ports: vec![(3, "ab")]
+        })
+    );
+}
+
+#[test]
+fn a_text_block_that_is_not_utf8_or_a_length_that_cuts_a_character_is_an_error() {
+    assert_eq!(Msg::decode(&resolve_of(b"a\xff")), Err(MeshError::Utf8));
+    // "é" is two bytes; a length of 1 ends the string inside it.
+    let mut cut = resolve_of("é".as_bytes());
+    let len_at = cut.len() - 2 - 4;
+    cut[len_at..len_at + 4].copy_from_slice(&1u32.to_le_bytes());
+    assert_eq!(Msg::decode(&cut), Err(MeshError::Utf8));
 }

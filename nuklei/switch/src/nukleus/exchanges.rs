@@ -181,6 +181,7 @@ impl SwitchNukleus {
             table.resize_with(slot + 1, || None);
         }
         table[slot] = Some(x);
+        self.start_opening_watch(input, slot);
         self.mark(input, slot);
     }
 

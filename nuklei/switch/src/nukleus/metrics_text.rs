@@ -4,13 +4,19 @@ use super::*;
 
 /// The switch's counters in Prometheus text format.
 pub fn metrics_text(m: &Metrics, requests: u64, refused: u64) -> Vec<u8> {
-    let rows: [(&str, &str, &str, u64); 13] = [
+    let rows: [(&str, &str, &str, u64); 14] = [
         ("switch_ports", "gauge", "Ports registered", m.ports),
         (
             "switch_nodes_online",
             "gauge",
             "Nodes with a receiving connection",
             m.nodes_online,
+        ),
+        (
+            "switch_watchers",
+            "gauge",
+            "Watchers that are not nodes (/v1/watch, /v1/ws/) connected",
+            m.watchers,
         ),
         (
             "switch_registrations_total",

@@ -56,11 +56,13 @@ mod push;
 mod receivers;
 mod rest;
 mod tokens;
+mod watcher;
 
 pub use metrics_text::metrics_text;
 use receivers::close_ext;
 pub use receivers::wait_msg_node;
 use rest::auth_body;
+pub use watcher::{is_watcher_path, watch_of_query, WatcherCounts, WatcherPermit, WatcherRefusal};
 
 /// Settings of the switch nukleus.
 #[derive(Clone, Debug)]
@@ -79,6 +81,8 @@ pub struct SwitchNukleusConfig {
     pub cluster: Option<ClusterGateConfig>,
     /// Tokens reloaded while the server runs, and how to ask for a reload.
     pub reload: Option<TokenReload>,
+    /// The node-less watchers open, counted over every instance that shares it.
+    pub watchers: Arc<WatcherCounts>,
 }
 
 /// The tokens as the reaktor reloads them (SIGHUP, `POST /v1/admin/reload`).
@@ -108,6 +112,7 @@ impl Default for SwitchNukleusConfig {
             max_message_bytes: 8 << 20,
             cluster: None,
             reload: None,
+            watchers: Arc::default(),
         }
     }
 }
@@ -130,6 +135,9 @@ pub mod close_code {
     pub const NOT_MASTER: u16 = 4003;
     /// The token the connection was opened with was revoked (token reload).
     pub const TOKEN_REVOKED: u16 = 4004;
+    /// The watch a node-less watcher's query asked for could not start (e.g. a cursor of
+    /// another switch); the reason says why.
+    pub const WATCH_FAILED: u16 = 4005;
 }
 
 /// Stream id of the mesh between two switch instances: one stream per direction, DATA only.
@@ -189,6 +197,8 @@ struct Receiver {
     /// WebSocket message being assembled.
     message: Vec<u8>,
     message_kind: u8,
+    /// A node-less watcher's (`/v1/watch`), not a node's.
+    watcher: Option<watcher::WatcherState>,
 }
 
 enum Role {
@@ -256,6 +266,11 @@ pub struct SwitchNukleus {
     mesh: Option<Mesh>,
     /// Calls in flight, by token: where their completion goes.
     pending: HashMap<Token, Pending>,
+    /// Watchers' calls in flight, by token.
+    watcher_calls: HashMap<Token, watcher::WatcherPending>,
+    /// The watch of a watcher opened by the BEGIN being read, started once its exchange is
+    /// in the table.
+    opening_watch: Option<(Token, watcher::WatcherPending, crate::engine::WatcherCall)>,
     next_token: Token,
     tokens: Tokens,
     /// The generation of the reloaded tokens last applied.
@@ -369,6 +384,8 @@ impl SwitchNukleus {
             pushes_allowed: true,
             mesh,
             pending: HashMap::new(),
+            watcher_calls: HashMap::new(),
+            opening_watch: None,
             next_token: 1,
             tokens: Tokens::new(&config.tokens),
             tokens_seen: config.reload.as_ref().map_or(0, |r| r.updates.generation()),
@@ -541,6 +558,7 @@ impl Nukleus for SwitchNukleus {
         out.push(("ports", m.ports));
         out.push(("streams_reset_ring_full_total", self.refused_resets));
         out.push(("nodes_online", m.nodes_online));
+        out.push(("watchers", m.watchers));
         out.push(("messages_sent_total", m.messages_sent));
         out.push(("messages_dropped_total", m.messages_dropped));
         out.push((

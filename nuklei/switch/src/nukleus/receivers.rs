@@ -47,6 +47,15 @@ pub fn wait_msg_node(path: &str) -> Option<Result<String, ApiError>> {
     )
 }
 
+/// The END extension that refuses a WebSocket upgrade with `refusal` (JSON body).
+fn ws_refusal(refusal: &Refusal) -> Vec<u8> {
+    let mut headers: Vec<(&str, &str)> = vec![("Content-Type", "application/json")];
+    headers.extend(refusal.headers.iter().map(|(n, v)| (*n, v.as_str())));
+    let mut end = Vec::new();
+    nukleus_ws::app::encode_refusal_response(&mut end, refusal.status, &headers, &refusal.body);
+    end
+}
+
 /// What a WaitMsg gets while the reaktor drains: 503, try again (elsewhere) in a second.
 pub(super) fn shutting_down() -> Refusal {
     let body = serde_json::json!({
@@ -162,13 +171,14 @@ impl SwitchNukleus {
             ws,
             message: Vec::new(),
             message_kind: WS_TEXT,
+            watcher: None,
         })
     }
 
     /// The first push of a receiving connection: its session, which REST calls may name so
     /// that a call meant for this connection never lands in a later one,
     /// `[{"type":"session","session":S,"node":N,"lease_ms":L}]` (after the epoch of a
-    /// cluster member).
+    /// cluster member); a watcher's `[{"type":"session","session":S,"watcher":true}]`.
     pub(super) fn greet(&self, x: &mut Exchange, r: &Receiver) {
         let mut batch = Vec::new();
         if !r.ws {
@@ -183,11 +193,16 @@ impl SwitchNukleus {
         let mut number = itoa::Buffer::new();
         batch.extend_from_slice(br#"{"type":"session","session":"#);
         batch.extend_from_slice(number.format(r.session).as_bytes());
-        batch.extend_from_slice(br#","node":"#);
-        crate::json::write_string(&mut batch, &r.node);
-        batch.extend_from_slice(br#","lease_ms":"#);
-        batch.extend_from_slice(number.format(self.engine.lease_ms()).as_bytes());
-        batch.extend_from_slice(b"}]");
+        if r.watcher.is_some() {
+            // A watcher that is not a node: no node, no lease.
+            batch.extend_from_slice(br#","watcher":true}]"#);
+        } else {
+            batch.extend_from_slice(br#","node":"#);
+            crate::json::write_string(&mut batch, &r.node);
+            batch.extend_from_slice(br#","lease_ms":"#);
+            batch.extend_from_slice(number.format(self.engine.lease_ms()).as_bytes());
+            batch.extend_from_slice(b"}]");
+        }
         if !r.ws {
             batch.extend_from_slice(b"\n\n");
         }
@@ -215,16 +230,21 @@ impl SwitchNukleus {
                     }
                 }
             }
-            let mut headers: Vec<(&str, &str)> = vec![("Content-Type", "application/json")];
-            headers.extend(refusal.headers.iter().map(|(n, v)| (*n, v.as_str())));
-            let mut end = Vec::new();
-            nukleus_ws::app::encode_refusal_response(
-                &mut end,
-                refusal.status,
-                &headers,
-                &refusal.body,
-            );
-            x.end_with = Some(end);
+            x.end_with = Some(ws_refusal(&refusal));
+            return;
+        }
+        if watcher::is_watcher_path(head.path(), true) {
+            match self.open_watcher(x, head, true) {
+                Ok(r) => {
+                    x.reply_begun = true;
+                    self.greet(x, &r);
+                    x.role = Role::Receiver(r);
+                }
+                Err(refusal) => {
+                    self.refused += 1;
+                    x.end_with = Some(ws_refusal(&refusal));
+                }
+            }
             return;
         }
         let node = match wait_msg_node(head.path()) {

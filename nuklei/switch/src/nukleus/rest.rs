@@ -24,6 +24,45 @@ impl SwitchNukleus {
             x.role = self.refuse_not_master(head.target);
             return;
         }
+        if watcher::is_watcher_path(path, false) {
+            let wants_events = head
+                .header("accept")
+                .is_some_and(|v| contains_ignore_case(v, b"text/event-stream"));
+            let refused = |refusal| {
+                Role::Rest(Rest {
+                    target: Target::Refused(refusal),
+                    body: Vec::new(),
+                    too_large: true,
+                    token: None,
+                })
+            };
+            x.role = if self.draining {
+                self.refused += 1;
+                refused(receivers::shutting_down())
+            } else if head.method != "GET" {
+                let e = ApiError::MethodNotAllowed {
+                    method: head.method.to_string(),
+                    path: path.to_string(),
+                };
+                self.rest_error(e.status(), e.body())
+            } else if !wants_events {
+                let body = error_body(
+                    "not_acceptable",
+                    "a watcher needs `Accept: text/event-stream` (or a WebSocket at /v1/ws/)"
+                        .into(),
+                );
+                self.rest_error(406, body)
+            } else {
+                match self.open_watcher(x, head, false) {
+                    Ok(r) => self.accept_events(x, r),
+                    Err(refusal) => {
+                        self.refused += 1;
+                        refused(refusal)
+                    }
+                }
+            };
+            return;
+        }
         if let Some(node) = wait_msg_node(path) {
             if self.draining {
                 self.refused += 1;
@@ -52,22 +91,7 @@ impl SwitchNukleus {
                 x.role = self.rest_error(406, body);
             } else {
                 match self.open_receiver(head, node, false) {
-                    Ok(r) => {
-                        x.reply_begun = true;
-                        let session = r.session.to_string();
-                        ext::encode_response(
-                            &mut self.scratch,
-                            200,
-                            [
-                                ("Content-Type", &b"text/event-stream"[..]),
-                                ("Cache-Control", &b"no-cache"[..]),
-                                ("X-Session", session.as_bytes()),
-                            ]
-                            .into_iter(),
-                        );
-                        self.greet(x, &r);
-                        x.role = Role::Receiver(r);
-                    }
+                    Ok(r) => x.role = self.accept_events(x, r),
                     Err((status, body)) => x.role = self.rest_error(status, body),
                 }
             }
@@ -126,6 +150,25 @@ impl SwitchNukleus {
         };
     }
 
+    /// Accepts a receiving connection as an event stream (200, `text/event-stream`, the
+    /// session also in `X-Session`) and greets it.
+    fn accept_events(&mut self, x: &mut Exchange, r: Receiver) -> Role {
+        x.reply_begun = true;
+        let session = r.session.to_string();
+        ext::encode_response(
+            &mut self.scratch,
+            200,
+            [
+                ("Content-Type", &b"text/event-stream"[..]),
+                ("Cache-Control", &b"no-cache"[..]),
+                ("X-Session", session.as_bytes()),
+            ]
+            .into_iter(),
+        );
+        self.greet(x, &r);
+        Role::Receiver(r)
+    }
+
     pub(super) fn rest_error(&mut self, status: u16, body: ErrorBody) -> Role {
         self.refused += 1;
         Role::Rest(Rest {
@@ -146,6 +189,12 @@ impl SwitchNukleus {
         let Role::Receiver(r) = &mut x.role else {
             return;
         };
+        if r.watcher.is_some() {
+            // A watcher has no lease: its messages are only its watches.
+            let text = String::from_utf8_lossy(message).into_owned();
+            self.on_watcher_message(input, slot, &text);
+            return;
+        }
         // Any message is a heartbeat: a node that shows life is never released before a
         // lease after it (a relet is a field write, see `NodeRegistry::relet`).
         let _ = self.engine.handle_relet(&r.node, now);
@@ -183,6 +232,11 @@ impl SwitchNukleus {
     /// cluster) to their exchanges.
     pub(super) fn run_done(&mut self) {
         while let Some((token, completion)) = self.engine.poll_done() {
+            if let Some(w) = self.watcher_calls.remove(&token) {
+                if !self.watcher_done(w, &completion) {
+                    continue;
+                }
+            }
             let Some(p) = self.pending.remove(&token) else {
                 continue;
             };

@@ -2,7 +2,8 @@
 //! replaces this instance's tokens at its next poll. A token removed, or no longer granted a
 //! node, stops working for new requests at once, and the receiving connections opened with
 //! it close (WebSocket close code 4004, SSE `event: close` with reason `token_revoked`; the
-//! node goes offline, its ports are released).
+//! node goes offline, its ports are released). A node-less watcher whose token no longer
+//! grants one of its watches closes the same way.
 
 use super::*;
 
@@ -32,8 +33,14 @@ impl SwitchNukleus {
             .flatten()
             .filter_map(|x| match &x.role {
                 Role::Receiver(r) if r.online => {
-                    let allowed = self.tokens.check(r.token.as_deref(), Need::Node(&r.node));
-                    allowed.is_err().then_some(r.conn)
+                    let allowed = match &r.watcher {
+                        Some(w) => self.watcher_allowed(r.token.as_deref(), w),
+                        None => self
+                            .tokens
+                            .check(r.token.as_deref(), Need::Node(&r.node))
+                            .is_ok(),
+                    };
+                    (!allowed).then_some(r.conn)
                 }
                 _ => None,
             })

@@ -65,6 +65,20 @@ pub(crate) enum Cause {
 }
 
 impl Cause {
+    /// How the receiving connection is closed (`None`: it closed itself), counting slow
+    /// consumers in `metrics`.
+    pub(crate) fn close_reason(self, metrics: &mut Metrics) -> Option<CloseReason> {
+        match self {
+            Cause::Closed => None,
+            Cause::LeaseExpired => Some(CloseReason::LeaseExpired),
+            Cause::SlowConsumer { queued, limit } => {
+                metrics.slow_consumer_disconnects += 1;
+                Some(CloseReason::SlowConsumer { queued, limit })
+            }
+            Cause::Revoked => Some(CloseReason::TokenRevoked),
+        }
+    }
+
     pub(crate) fn offline_reason(self) -> OfflineReason {
         match self {
             Cause::Closed => OfflineReason::Closed,
@@ -179,6 +193,7 @@ impl Switch {
         Metrics {
             ports: self.shards.iter().map(|s| s.len() as u64).sum(),
             nodes_online: self.nodes.online() as u64,
+            watchers: self.nodes.watchers() as u64,
             ..self.metrics
         }
     }
@@ -783,19 +798,16 @@ impl Switch {
             let Some(id) = self.nodes.get(idx).map(|n| n.id().clone()) else {
                 continue;
             };
+            let watcher = self.nodes.get(idx).is_some_and(Node::is_watcher);
             let Some(conn) = self.nodes.disconnect(idx) else {
                 continue;
             };
-            let reason = match cause {
-                Cause::Closed => None,
-                Cause::LeaseExpired => Some(CloseReason::LeaseExpired),
-                Cause::SlowConsumer { queued, limit } => {
-                    self.metrics.slow_consumer_disconnects += 1;
-                    Some(CloseReason::SlowConsumer { queued, limit })
-                }
-                Cause::Revoked => Some(CloseReason::TokenRevoked),
-            };
+            let reason = cause.close_reason(&mut self.metrics);
             self.watchers.remove_node(idx);
+            if watcher {
+                end_watcher(&mut self.nodes, idx, id, conn, reason, out);
+                continue;
+            }
             self.acks.gone(idx);
             let event = Event::node(What::Offline(cause.offline_reason()), &id, "");
             let mut slow = Vec::new();
@@ -819,6 +831,26 @@ impl Switch {
             self.nodes.forget(idx);
         }
     }
+}
+
+/// A node-less watcher's connection ended (its watches already removed): no ports, no node
+/// event; its Close if the switch closes it, and its place in the registry freed.
+pub(crate) fn end_watcher(
+    nodes: &mut NodeRegistry,
+    idx: NodeIdx,
+    id: Arc<str>,
+    conn: ConnId,
+    reason: Option<CloseReason>,
+    out: &mut Vec<Output>,
+) {
+    if let Some(reason) = reason {
+        out.push(Output::Close {
+            node: id,
+            conn,
+            reason,
+        });
+    }
+    nodes.forget(idx);
 }
 
 /// Validates the node id and address of a WaitMsg.

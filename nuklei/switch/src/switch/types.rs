@@ -102,6 +102,9 @@ pub enum SwitchError {
     /// The node has no receiving connection.
     #[error("node {0:?} has no receiving connection (call WaitMsg first)")]
     NotOnline(String),
+    /// A node-less watcher's connection closed before its call ran.
+    #[error("the watcher's connection has closed: open a new one")]
+    WatcherGone,
     /// A port name was empty where a port is required.
     #[error("the empty port name is reserved for broadcast")]
     EmptyPortName,
@@ -237,7 +240,7 @@ pub struct NodeInfo {
 
 impl Metrics {
     /// The counters as an array, in declaration order (for the mesh).
-    pub fn to_array(&self) -> [u64; 11] {
+    pub fn to_array(&self) -> [u64; 12] {
         [
             self.ports,
             self.nodes_online,
@@ -250,11 +253,12 @@ impl Metrics {
             self.slow_consumer_disconnects,
             self.lease_expiries,
             self.replaced_connections,
+            self.watchers,
         ]
     }
 
     /// The counters from [`Metrics::to_array`].
-    pub fn from_array(a: [u64; 11]) -> Metrics {
+    pub fn from_array(a: [u64; 12]) -> Metrics {
         Metrics {
             ports: a[0],
             nodes_online: a[1],
@@ -267,6 +271,7 @@ impl Metrics {
             slow_consumer_disconnects: a[8],
             lease_expiries: a[9],
             replaced_connections: a[10],
+            watchers: a[11],
         }
     }
 }
@@ -296,6 +301,8 @@ pub struct Metrics {
     pub lease_expiries: u64,
     /// Receiving connections replaced by a new WaitMsg.
     pub replaced_connections: u64,
+    /// Node-less watchers connected now (not counted in `nodes_online`).
+    pub watchers: u64,
 }
 
 /// The answer of an operation, as the engines pass it to the REST/WS encoders

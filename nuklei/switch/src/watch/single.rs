@@ -2,8 +2,21 @@
 //! watch's replay comes from the one journal.
 
 use super::{replay, WatchKind, Watched};
+use crate::nodes::{ConnId, NodeRegistry};
 use crate::ports::NodeIdx;
-use crate::switch::{slow_consumers, Output, Switch, SwitchError};
+use crate::switch::{slow_consumers, Output, Session, Switch, SwitchError};
+
+/// `watcher`, if it is a node-less watcher still connected.
+pub(crate) fn watcher_index(
+    nodes: &NodeRegistry,
+    watcher: NodeIdx,
+) -> Result<NodeIdx, SwitchError> {
+    nodes
+        .get(watcher)
+        .filter(|n| n.is_watcher() && n.conn().is_some())
+        .map(|_| watcher)
+        .ok_or(SwitchError::WatcherGone)
+}
 
 /// A watch to start ([`Switch::watch`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -84,6 +97,50 @@ impl Switch {
     ) -> Result<WatchReply, SwitchError> {
         request.check(&self.limits, 1)?;
         let idx: NodeIdx = self.online_index(node)?;
+        self.watch_at(idx, request, out)
+    }
+
+    /// Opens a node-less watcher on `conn` (a dashboard, an operator's tool): a receiving
+    /// connection for watches only, with no ports, no lease, not listed among the nodes. It
+    /// ends when the connection closes ([`Switch::connection_closed`]).
+    pub fn open_watcher(&mut self, conn: ConnId) -> Session {
+        let (node, session) = self.nodes.open_watcher(conn);
+        Session {
+            node,
+            session,
+            lease_deadline: u64::MAX,
+            replaced: false,
+        }
+    }
+
+    /// Starts a watch of the node-less watcher `watcher` (its index, from
+    /// [`Switch::open_watcher`]), as [`Switch::watch`] does for a node.
+    pub fn watcher_watch(
+        &mut self,
+        watcher: NodeIdx,
+        request: WatchRequest,
+        out: &mut Vec<Output>,
+    ) -> Result<WatchReply, SwitchError> {
+        request.check(&self.limits, 1)?;
+        let idx = watcher_index(&self.nodes, watcher)?;
+        self.watch_at(idx, request, out)
+    }
+
+    /// Ends watch `id` of the node-less watcher `watcher`.
+    pub fn watcher_unwatch(&mut self, watcher: NodeIdx, id: u64) -> Result<(), SwitchError> {
+        let idx = watcher_index(&self.nodes, watcher)?;
+        self.watchers
+            .remove(idx, id)
+            .map(|_| ())
+            .ok_or(SwitchError::Watch(super::WatchError::Unknown(id)))
+    }
+
+    fn watch_at(
+        &mut self,
+        idx: NodeIdx,
+        request: WatchRequest,
+        out: &mut Vec<Output>,
+    ) -> Result<WatchReply, SwitchError> {
         let id = request.id.unwrap_or_else(|| self.watchers.next_id(idx));
         let watched = request.watched();
         let slot = self

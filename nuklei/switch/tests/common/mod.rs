@@ -341,6 +341,50 @@ impl Net {
         all
     }
 
+    /// Opens a node-less watcher at instance `at` (where http sent its connection): its
+    /// connection and index there.
+    pub fn open_watcher(&mut self, at: usize) -> (u64, u32) {
+        let conn = self.next_conn;
+        self.next_conn += 1;
+        let s = self.engines[at].handle_open_watcher(conn);
+        self.conns.insert(conn, (at, String::new()));
+        self.settle();
+        (conn, s.node)
+    }
+
+    /// A watch or unwatch of watcher `idx` at instance `at`: `Ok(body)` or
+    /// `Err((status, body))`.
+    pub fn watcher_call(
+        &mut self,
+        at: usize,
+        idx: u32,
+        call: nukleus_switch::engine::WatcherCall,
+    ) -> Result<Value, (u16, Value)> {
+        let token = self.token();
+        self.engines[at].handle_watcher_call(token, idx, call, None);
+        match self.take(token) {
+            Completion::Rest(Ok(b)) => Ok(to_json(&b)),
+            Completion::Rest(Err(e)) => Err((e.status(), to_json(&e.body()))),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Drains every push queued for watcher `idx` at instance `at`.
+    pub fn watcher_pushes(&mut self, at: usize, idx: u32) -> Vec<Value> {
+        self.settle();
+        let mut all = Vec::new();
+        loop {
+            let mut buf = Vec::new();
+            let d = self.engines[at].drain(idx, 1 << 20, &mut buf);
+            if d.pushes == 0 {
+                break;
+            }
+            let v: Vec<Value> = serde_json::from_slice(&buf).unwrap();
+            all.extend(v);
+        }
+        all
+    }
+
     fn node_idx(&self, node: &str) -> Option<u32> {
         self.sessions.get(node).map(|s| s.0)
     }

@@ -47,6 +47,7 @@ impl Rig {
                 token: "t".into(),
                 nodes: vec!["n1".into()],
                 admin: false,
+                ..TokenGrant::default()
             }],
             ..SwitchNukleusConfig::default()
         })
