@@ -3,6 +3,10 @@
 # and SendMsg workloads through
 #   raw     benches/peers/switch-load (hand-written WebSocket client, one polling thread),
 #   rust    the Rust client (clients/rust, bench `client_load`, current-thread tokio),
+#   rust-spin  the same, with a task that never lets the runtime park (it spins on its
+#           core as switch-load does; opt-in: add it to CLIENTS),
+#   rust-base  a client_load binary built from another commit (RUST_BASE_BIN=path), for a
+#           before/after of a client change in the same run (opt-in: add it to CLIENTS),
 #   python  the Python client (clients/python/benches/client_load.py, asyncio),
 # each against a fresh reaktor (examples/bench-switch.toml) pinned to core $SERVER_CPU
 # (default 0), the load on core $LOAD_CPU (default 1). Server CPU per operation from
@@ -86,6 +90,8 @@ load() {
     case $client in
     raw) cmd=("$RAW_BIN" "$mode" --proto ws) ;;
     rust) cmd=("$RUST_BIN" "$mode") ;;
+    rust-spin) cmd=("$RUST_BIN" "$mode" --spin 1) ;;
+    rust-base) cmd=("${RUST_BASE_BIN:?rust-base needs RUST_BASE_BIN}" "$mode") ;;
     python) cmd=("$PYTHON" "$ROOT/clients/python/benches/client_load.py" "$mode") ;;
     esac
     OUT=$(taskset -c "$LOAD_CPU" "${cmd[@]}" "$@" --port "$SWITCH_PORT" --pid "$SRV_PID")
@@ -110,21 +116,24 @@ for ((round = 1; round <= ROUNDS; round++)); do
             *) log "unknown scenario $s"; exit 1 ;;
             esac
             stop_servers
-            printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$s" "$c" "$value" "$unit" "$(field server_ns_per_op)" \
-                "$(field server_pct)" "$(field client_pct)" >>"$ROWS"
-            printf '  round %d %-8s %-7s %12s %-8s server %5s ns/op %4s%%  client %4s%%\n' "$round" "$s" "$c" "$value" "$unit" \
-                "$(field server_ns_per_op)" "$(field server_pct)" "$(field client_pct)" >&2
+            cns=$(field client_ns_per_op)
+            printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$s" "$c" "$value" "$unit" "$(field server_ns_per_op)" \
+                "$(field server_pct)" "$(field client_pct)" "${cns:--}" >>"$ROWS"
+            printf '  round %d %-8s %-9s %12s %-8s server %5s ns/op %4s%%  client %4s%% %5s ns/op\n' "$round" "$s" "$c" "$value" "$unit" \
+                "$(field server_ns_per_op)" "$(field server_pct)" "$(field client_pct)" "${cns:--}" >&2
         done
     done
 done
 
 echo
-echo "| round | scenario | client | figure | server ns/op | server % | client core % | vs raw |"
-echo "|---|---|---|---|---|---|---|---|"
+# client ns/op: the client process's CPU per operation (not shown for raw: it spins, so its
+# CPU is its share of the core, not its work).
+echo "| round | scenario | client | figure | server ns/op | server % | client core % | client ns/op | vs raw |"
+echo "|---|---|---|---|---|---|---|---|---|"
 awk -F'\t' '{ if ($3 == "raw") raw[$1 SUBSEP $2] = $4; n++; r[n] = $0 }
     END { for (i = 1; i <= n; i++) { split(r[i], f, "\t"); k = f[1] SUBSEP f[2]
           ratio = (k in raw && raw[k] > 0) ? sprintf("%.3f", f[4] / raw[k]) : "-"
-          printf "| %s | %s | %s | %s %s | %s | %s | %s | %s |\n", f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], ratio } }' "$ROWS"
+          printf "| %s | %s | %s | %s %s | %s | %s | %s | %s | %s |\n", f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], ratio } }' "$ROWS"
 if ((ROUNDS > 1)); then
     echo
     echo "| scenario | client | median figure | median vs raw (per round) |"

@@ -716,3 +716,81 @@ fn rust_client_watches_resume_after_a_drop_lists_and_hands_over() {
     });
     server.stop();
 }
+
+/// The next watch event of watcher `w`, within 10 s.
+async fn next_watch(w: &mut reaktor_client::Watcher) -> reaktor_client::WatchEvent {
+    match tokio::time::timeout(Duration::from_secs(10), w.next()).await {
+        Ok(Ok(Event::Watch(ev))) => ev,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// The Rust client's watcher that is not a node (token `dash` of tests/clients_topology.toml:
+/// ports under `room:`, every node): it follows ports and nodes, is not a node, resumes
+/// without a gap after a dropped connection, and is refused what its token does not grant.
+#[test]
+fn rust_watcher_follows_ports_and_nodes_and_resumes_after_a_drop() {
+    use reaktor_client::{watch, WatchSpec, WatcherOptions};
+    let server = Server::start(&topology());
+    run(async {
+        let url = ws_url(&server);
+        let options = || WatcherOptions {
+            initial_backoff: Duration::from_millis(20),
+            ..WatcherOptions::default()
+        };
+        let refused = watch(
+            &[&url],
+            "dash",
+            WatchSpec::ports("secret/", true),
+            options(),
+        )
+        .await;
+        assert!(
+            matches!(refused, Err(Error::Forbidden { .. })),
+            "{:?}",
+            refused.err()
+        );
+        let mut w = watch(&[&url], "dash", WatchSpec::ports("room:", true), options())
+            .await
+            .unwrap();
+        let nodes = w.watch(WatchSpec::nodes("n", true)).await.unwrap();
+        let forbidden = w.watch(WatchSpec::ports("hall", false)).await;
+        assert!(
+            matches!(forbidden, Err(Error::Forbidden { .. })),
+            "{forbidden:?}"
+        );
+        let (a, _ea) = node(&url, "n1").await;
+        let ev = next_watch(&mut w).await;
+        assert_eq!(
+            (ev.watch, ev.event.as_str(), ev.node.as_deref()),
+            (nodes, "online", Some("n1"))
+        );
+        a.register(["room:1", "hall"]).await.unwrap();
+        let ev = next_watch(&mut w).await;
+        assert_eq!(
+            (ev.watch, ev.event.as_str(), ev.port.as_deref()),
+            (1, "acquired", Some("room:1"))
+        );
+        // Not a node: n1 alone is online.
+        let listed = a.list_nodes("", None, None).await.unwrap();
+        let ids: Vec<&str> = listed.entries.iter().map(|n| n.node.as_str()).collect();
+        assert_eq!(ids, ["n1"]);
+        // Dropped; meanwhile room:1 goes and room:2 comes: both once, after the resume.
+        w.abort();
+        a.unregister(["room:1"]).await.unwrap();
+        a.register(["room:2"]).await.unwrap();
+        let mut seen = [next_watch(&mut w).await, next_watch(&mut w).await];
+        seen.sort_by_key(|e| e.port.clone());
+        let seen: Vec<(&str, &str)> = seen
+            .iter()
+            .map(|e| (e.event.as_str(), e.port.as_deref().unwrap_or_default()))
+            .collect();
+        assert_eq!(seen, [("released", "room:1"), ("acquired", "room:2")]);
+        a.register(["room:3"]).await.unwrap();
+        let ev = next_watch(&mut w).await;
+        assert_eq!(ev.port.as_deref(), Some("room:3"), "nothing twice");
+        w.close();
+        assert!(matches!(w.next().await, Err(Error::Closed)));
+        a.close().await;
+    });
+}

@@ -37,7 +37,7 @@ class Meter:
         srv, me = cpu_s(self.pid) - self.srv0, cpu_s(os.getpid()) - self.me0
         return (f"{unit}={ops} seconds={wall:.3f} {unit}_per_s={ops / wall:.0f} "
                 f"server_ns_per_op={srv * 1e9 / max(ops, 1):.0f} server_pct={100 * srv / wall:.0f} "
-                f"client_pct={100 * me / wall:.0f}")
+                f"client_pct={100 * me / wall:.0f} client_ns_per_op={me * 1e9 / max(ops, 1):.0f}")
 
 
 def options(a):

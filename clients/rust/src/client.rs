@@ -1,8 +1,8 @@
 //! The client handle, the event stream and the driver task that owns the connection.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 
-type HeldSet = hashbrown::HashSet<String>;
+type HeldSet = crate::names::NameSet;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -176,7 +176,8 @@ pub struct Client {
 /// the client is closed.
 pub struct Events {
     rx: mpsc::UnboundedReceiver<Vec<Event>>,
-    local: VecDeque<Event>,
+    /// The batch being handed out (events move out of it, not through another queue).
+    local: std::vec::IntoIter<Event>,
     shared: Arc<Shared>,
 }
 
@@ -184,7 +185,7 @@ impl Events {
     /// The next event; `None` once the client is closed and everything was read.
     pub async fn next(&mut self) -> Option<Event> {
         loop {
-            if let Some(e) = self.local.pop_front() {
+            if let Some(e) = self.local.next() {
                 return Some(e);
             }
             let batch = self.rx.recv().await?;
@@ -195,7 +196,7 @@ impl Events {
     /// The next event if one is here already.
     pub fn try_next(&mut self) -> Option<Event> {
         loop {
-            if let Some(e) = self.local.pop_front() {
+            if let Some(e) = self.local.next() {
                 return Some(e);
             }
             let batch = self.rx.try_recv().ok()?;
@@ -203,6 +204,7 @@ impl Events {
         }
     }
 
+    /// Hand out `batch` next (called once the previous one is spent).
     fn take(&mut self, batch: Vec<Event>) {
         let pushes = batch.iter().filter(|e| e.is_push()).count();
         if pushes > 0 {
@@ -211,7 +213,7 @@ impl Events {
                 self.shared.space.notify_one();
             }
         }
-        self.local.extend(batch);
+        self.local = batch.into_iter();
     }
 }
 
@@ -275,7 +277,7 @@ pub async fn connect(config: Config) -> Result<(Client, Events), Error> {
             client,
             Events {
                 rx: events_rx,
-                local: VecDeque::new(),
+                local: Vec::new().into_iter(),
                 shared,
             },
         )),
@@ -451,7 +453,8 @@ impl Client {
             .send(Command::Held(tx))
             .map_err(|_| self.closed_error())?;
         let (held, watched) = rx.await.map_err(|_| self.closed_error())?;
-        Ok((held.into_iter().collect(), watched.into_iter().collect()))
+        let owned = |s: HeldSet| s.iter().map(str::to_string).collect();
+        Ok((owned(held), owned(watched)))
     }
 
     /// The fencing token of a held `port` (a cluster master's `(epoch, sequence)`, to hand to
@@ -614,6 +617,7 @@ impl Driver {
                 open_timeout: o.open_timeout,
                 max_redirects: o.max_redirects,
                 max_retry_after: o.max_retry_after,
+                watcher_query: None,
             };
             let start = self.member;
             let Some(opened) = self

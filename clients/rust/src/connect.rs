@@ -34,6 +34,9 @@ pub struct Target<'a> {
     pub max_redirects: usize,
     /// Longest `Retry-After` honoured.
     pub max_retry_after: Duration,
+    /// A watcher that is not a node: `/v1/ws/?{query}` (the first watch) instead of the
+    /// node's WaitMsg (`node` and `address` are not used).
+    pub watcher_query: Option<&'a str>,
 }
 
 /// A member URL as `ws://host:port[/prefix]` (`http` becomes `ws`; no scheme means `ws`),
@@ -138,7 +141,10 @@ pub async fn open(t: &Target<'_>, start: usize) -> Result<(Ws, String), Error> {
     let n = t.members.len().max(1);
     for k in 0..t.members.len() {
         let member = &t.members[(start + k) % n];
-        let mut url = wait_msg_url(member, t.node, t.address);
+        let mut url = match t.watcher_query {
+            Some(query) => format!("{member}/v1/ws/?{query}"),
+            None => wait_msg_url(member, t.node, t.address),
+        };
         let mut redirects = 0;
         loop {
             let mut request = match url.as_str().into_client_request() {

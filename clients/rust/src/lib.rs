@@ -94,8 +94,10 @@ mod client;
 pub mod connect;
 mod coord;
 mod error;
+pub mod names;
 pub mod session;
 mod types;
+pub mod watcher;
 pub mod wire;
 
 pub use batch::Limits;
@@ -105,3 +107,4 @@ pub use types::{
     Event, FailedPort, FencingToken, Handover, Message, NodeInfo, Page, PortOwner, Registration,
     SendReport, Unregistration, WatchEvent,
 };
+pub use watcher::{watch, WatchSpec, Watcher, WatcherOptions};

@@ -8,7 +8,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use hashbrown::HashSet;
+use crate::names::NameSet;
 use std::time::{Duration, Instant};
 
 use crate::batch::{plan, Call, CallId, Items, Limits, PartResult, Request};
@@ -91,8 +91,8 @@ pub struct Session<W> {
     outbox: Vec<Call>,
     pending: HashMap<CallId, Pending<W>>,
     inflight: HashMap<u64, Request>,
-    held: HashSet<String>,
-    watched: HashSet<String>,
+    held: NameSet,
+    watched: NameSet,
     /// Held ports' fencing tokens (a cluster's master gives them; empty alone).
     tokens: HashMap<String, FencingToken>,
     /// The master's epoch last seen, and the one before the connection was lost.
@@ -118,8 +118,8 @@ impl<W: Waiter> Session<W> {
             outbox: Vec::new(),
             pending: HashMap::new(),
             inflight: HashMap::new(),
-            held: HashSet::new(),
-            watched: HashSet::new(),
+            held: NameSet::new(),
+            watched: NameSet::new(),
             tokens: HashMap::new(),
             epoch: None,
             previous_epoch: None,
@@ -151,7 +151,7 @@ impl<W: Waiter> Session<W> {
     /// `port` is held now, with its fencing token if a cluster's master gave one.
     pub(crate) fn hold(&mut self, port: &str, token: Option<FencingToken>) {
         self.watched.remove(port);
-        self.held.get_or_insert_with(port, str::to_string);
+        self.held.insert(port);
         match token {
             Some(t) => self.tokens.insert(port.to_string(), t),
             None => self.tokens.remove(port),
@@ -180,12 +180,12 @@ impl<W: Waiter> Session<W> {
     }
 
     /// Ports the node holds (registered, not released); restored after a reconnect.
-    pub fn held(&self) -> &HashSet<String> {
+    pub fn held(&self) -> &NameSet {
         &self.held
     }
 
     /// Ports asked for with `subscribe` that another node owned, whose release is awaited.
-    pub fn watched(&self) -> &HashSet<String> {
+    pub fn watched(&self) -> &NameSet {
         &self.watched
     }
 
@@ -325,8 +325,8 @@ impl<W: Waiter> Session<W> {
             first,
             ..Restoring::default()
         });
-        let held: Vec<String> = self.held.iter().cloned().collect();
-        let watched: Vec<String> = self.watched.iter().cloned().collect();
+        let held: Vec<String> = self.held.iter().map(str::to_string).collect();
+        let watched: Vec<String> = self.watched.iter().map(str::to_string).collect();
         let mut calls = Vec::new();
         for (items, subscribe, owner) in [
             (Items::None, false, Owner::Renewal),
@@ -379,6 +379,14 @@ impl<W: Waiter> Session<W> {
                     return Ok(Vec::new());
                 }
             }
+        }
+        if let Some(batch) = wire::msg_batch(text) {
+            // The common batch (messages only), read without serde; anything else below.
+            self.see_epoch(batch.epoch);
+            if batch.ack > 0 {
+                self.acknowledge(batch.ack);
+            }
+            return Ok(batch.events);
         }
         let incoming = wire::parse(text).map_err(|e| Error::ConnectionLost {
             message: format!("the switch sent a message that is not the API's JSON ({e})"),
@@ -508,11 +516,11 @@ impl<W: Waiter> Session<W> {
                     }
                 }
                 for port in &owned {
-                    self.held.get_or_insert_with(port.as_str(), str::to_string);
+                    self.held.insert(port);
                 }
                 if p.subscribe {
                     for f in &failed {
-                        self.watched.insert(f.port.clone());
+                        self.watched.insert(&f.port);
                     }
                 }
                 let epoch = tokens.iter().map(|t| t.epoch).max();

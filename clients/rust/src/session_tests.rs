@@ -177,7 +177,7 @@ fn a_reconnect_restores_held_ports_in_batches_and_reports_lost_and_acquired() {
             previous_epoch: None,
         }]
     );
-    let mut held: Vec<&String> = s.held().iter().collect();
+    let mut held: Vec<&str> = s.held().iter().collect();
     held.sort();
     assert_eq!(held, ["a", "c", "d", "x"]);
     assert!(s.watched().is_empty());

@@ -14,7 +14,9 @@
 :func:`connect` returns a :class:`Client` that keeps the node's receiving connection open,
 renews its lease, reconnects and re-registers its ports, batches calls and delivers pushes
 through a bounded buffer (see :mod:`reaktor_client.client` for the back-pressure policy).
-:class:`Connection` is the low-level receiving connection without any of that. Errors are in
+:func:`watch` opens a :class:`Watcher`, a watcher that is not a node (it follows ports and
+nodes, resuming after reconnects). :class:`Connection` is the low-level receiving connection
+without any of that. Errors are in
 :mod:`reaktor_client.errors`, values and events in :mod:`reaktor_client.types`.
 """
 
@@ -26,12 +28,13 @@ from .errors import (BadRequest, CallTimeout, ClientClosed, Closed, ConnectFaile
                      Forbidden, LeaseExpired, LimitExceeded, MasterLost, MessageTooBig, Misdirected,
                      NotMaster, NotOnline, RateLimited, Replaced, SessionReplaced, SlowConsumer,
                      SwitchError, TableFull, TokenRevoked, Unauthorized, Unavailable)
+from .watcher import Watcher, watch
 from .types import (Acknowledged, Disconnected, Event, FailedPort, FencingToken, HandedOver,
                     Handover, Message, Missed, NodeInfo, PortMoved, PortOwner, Push, Reconnected,
                     Registration, Released, SendReport, Unregistration, WatchEvent)
 
 __all__ = [
-    "connect", "Client", "ClientOptions", "Connection", "Limits", "backoff_delay", "errors",
+    "connect", "watch", "Watcher", "Client", "ClientOptions", "Connection", "Limits", "backoff_delay", "errors",
     "SwitchError", "Unauthorized", "Forbidden", "BadRequest", "LimitExceeded", "RateLimited",
     "TableFull", "NotOnline", "Misdirected", "Unavailable", "NotMaster", "ConnectFailed",
     "ConnectionLost", "Closed", "Replaced", "LeaseExpired", "SlowConsumer", "MasterLost", "MessageTooBig",

@@ -49,10 +49,12 @@ def base_url(url: str) -> str:
     return urllib.parse.urlunsplit((scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
 
 
-def wait_msg_url(base: str, node: str, params: dict[str, str]) -> str:
-    """The WaitMsg WebSocket URL of ``node`` at member ``base``."""
+def wait_msg_url(base: str, node: str | None, params: dict[str, str]) -> str:
+    """The WaitMsg WebSocket URL of ``node`` at member ``base`` (``None``: a watcher that is
+    not a node, ``/v1/ws/``)."""
     query = urllib.parse.urlencode(params)
-    return f"{base}/v1/ws/{urllib.parse.quote(node, safe='')}" + (f"?{query}" if query else "")
+    path = "" if node is None else urllib.parse.quote(node, safe="")
+    return f"{base}/v1/ws/{path}" + (f"?{query}" if query else "")
 
 
 def retry_after_seconds(value: str | None, cap: float) -> float | None:
@@ -92,7 +94,7 @@ def member_of(url: str) -> str:
 class Connection:
     """An open receiving connection. Create it with :meth:`open`."""
 
-    def __init__(self, ws: ClientConnection, url: str, node: str, on_pushes: PushHandler | None) -> None:
+    def __init__(self, ws: ClientConnection, url: str, node: str | None, on_pushes: PushHandler | None) -> None:
         self.ws = ws
         #: The member this connection is open to (after redirects), as ``ws://host:port``.
         self.url = url
@@ -114,14 +116,15 @@ class Connection:
         self._writer = asyncio.create_task(self._write())
 
     @classmethod
-    async def open(cls, urls: Sequence[str], node: str, token: str | None, *,
+    async def open(cls, urls: Sequence[str], node: str | None, token: str | None, *,
                    address: str | None = None, query_token: bool = False,
                    ping_interval: float | None = None, open_timeout: float = 10.0,
                    max_redirects: int = 5, max_retry_after: float = 30.0,
                    on_pushes: PushHandler | None = None, max_queue: int = 16,
-                   start: int = 0) -> "Connection":
+                   start: int = 0, query: dict[str, str] | None = None) -> "Connection":
         """Open the receiving connection of ``node`` at the first of ``urls`` (from index
-        ``start``, round robin) that accepts it.
+        ``start``, round robin) that accepts it. ``node`` ``None`` opens a watcher that is not
+        a node (``/v1/ws/``), its first watch in ``query``.
 
         Raises :class:`~reaktor_client.errors.Unauthorized`, ``Forbidden`` or ``BadRequest``
         at once (retrying cannot help), ``Unavailable`` (with the shortest ``retry_after``)
@@ -130,7 +133,7 @@ class Connection:
         """
         if not urls:
             raise ValueError("need at least one member URL")
-        params = {}
+        params = dict(query or {})
         if address is not None:
             params["address"] = address
         headers = {}
