@@ -82,10 +82,16 @@
 //! and each held port's fencing token ([`Client::fencing_token`], [`FencingToken`]), which
 //! a failover renews ([`Event::Reconnected`] says when: `epoch != previous_epoch`).
 //!
-//! # Not yet (needs the coordination work on the switch)
+//! # Coordination
 //!
-//! Watches and session ids: the result types and [`Event`] are `#[non_exhaustive]` so they
-//! can grow these without breaking callers.
+//! A node's [`Client`] also watches ports and nodes (`watch_ports`, `watch_nodes`; the events
+//! arrive as [`Event`]s and resume from the last sequence after a reconnect), lists ports and
+//! nodes page by page, hands ports over to another node and registers only if the current
+//! owner is a given one (`handover`, `register_if`), and tells its session id (`session`).
+//! A program that watches without being a node uses [`watch`](fn@watch): a [`Watcher`] on
+//! the switch's node-less watch connection, with the token's `watch_ports` / `watch_nodes`
+//! grants. The result types and [`Event`] are `#[non_exhaustive]` so they can grow without
+//! breaking callers.
 
 #![warn(missing_docs)]
 
