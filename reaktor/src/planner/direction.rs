@@ -1,7 +1,7 @@
 //! The direction split: tcp's reads and its writes of the reply (`tcp.out`) on different
 //! cores, weighed against the best placement of whole stages.
 
-use super::*;
+use super::model::{connection_share, fmt, Decision, Plan, PlanInput, StagePlan, MARGIN};
 
 /// The direction split weighed by [`plan`]: every stage fused on cores `0..output_core`, tcp's
 /// writes on core `output_core` (the last).

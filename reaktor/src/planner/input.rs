@@ -1,7 +1,10 @@
 //! The planner's input: the stages a topology uses, their cost (measured, declared in
 //! `[cost]`, or the kind's default) and the edges between them.
 
-use super::*;
+use super::model::{
+    default_cost, CostSource, PlanInput, StageCost, DEFAULT_HOP, DEFAULT_TCP_OUT_SHARE,
+};
+use crate::kinds;
 use crate::topology::LoadedTopology;
 
 /// The kinds a topology uses, in pipeline order: listener chains, then route targets.

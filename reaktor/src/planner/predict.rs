@@ -11,7 +11,7 @@
 //! `tcp.out`. For every placement [`plan`](super::plan) chooses, this predicts the load the
 //! planner predicted (a test holds them together).
 
-use super::{connection_share, keyed_by_state, PlanInput};
+use super::model::{connection_share, keyed_by_state, PlanInput};
 use crate::topology::TCP_OUT;
 
 /// Predicted load of a placement.
