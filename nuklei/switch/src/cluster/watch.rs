@@ -23,7 +23,7 @@ impl Instance {
     pub(super) fn emit(&mut self, event: &Event<'_>, out: &mut Vec<Output>) -> u64 {
         let seq = self.journal.append(event);
         let kind = event.what.kind();
-        if self.interest.is_empty_for(kind) {
+        if !self.interest.may_want(kind, event.key) {
             return seq;
         }
         let mut homes = std::mem::take(&mut self.homes);

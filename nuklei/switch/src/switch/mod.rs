@@ -107,7 +107,7 @@ pub(crate) fn emit(
     slow: &mut Vec<(NodeIdx, usize, usize)>,
 ) -> u64 {
     let seq = journal.append(event);
-    if !watchers.is_empty_for(event.what.kind()) {
+    if watchers.may_want(event.what.kind(), event.key) {
         watch::fan_out(watchers, nodes, 0, seq, event, out, slow);
     }
     seq

@@ -344,6 +344,13 @@ impl Interest {
         self.keys[kind.code() as usize].is_empty()
     }
 
+    /// Whether a home may want an event of `kind` on `key` (`false`: none does; see
+    /// [`KeyIndex::may_match`]).
+    #[inline]
+    pub fn may_want(&self, kind: WatchKind, key: &str) -> bool {
+        self.keys[kind.code() as usize].may_match(key)
+    }
+
     /// Home `home` has one more watch on `key`.
     pub fn add(&mut self, kind: WatchKind, key: &str, prefix: bool, home: u16) {
         let homes = self.keys[kind.code() as usize].entry(key, prefix);

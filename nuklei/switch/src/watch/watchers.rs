@@ -113,6 +113,13 @@ impl Watchers {
         self.index[kind.code() as usize].is_empty()
     }
 
+    /// Whether a watch may want an event of `kind` on `key` (`false`: none does; see
+    /// [`KeyIndex::may_match`]).
+    #[inline]
+    pub fn may_want(&self, kind: WatchKind, key: &str) -> bool {
+        self.index[kind.code() as usize].may_match(key)
+    }
+
     /// Adds watch `id` of `node` on `key`, waiting for its replay from every instance;
     /// returns its slot.
     pub fn add(
