@@ -784,6 +784,12 @@ impl Driver {
                                     self.shared.buffered.fetch_sub(pushes, Ordering::AcqRel);
                                 }
                             }
+                            // Let the tasks this message woke (a call answered, events to
+                            // take) run before the next message is read: on a current-thread
+                            // runtime they otherwise wait until the socket is drained, so a
+                            // caller's next request goes out only after every reply in flight
+                            // has been read, and the switch idles in between.
+                            tokio::task::yield_now().await;
                         }
                         Err(e) => return Served::Lost(e, ready),
                     },
