@@ -20,12 +20,21 @@ pub(super) struct WatchOp {
 impl Instance {
     /// Journals `event` (this instance's) and forwards it to the homes that watch it; its
     /// sequence number.
+    /// Inlined: it runs for every registration and release, and with nobody watching it is
+    /// only the journal's append and a look at the interest.
+    #[inline]
     pub(super) fn emit(&mut self, event: &Event<'_>, out: &mut Vec<Output>) -> u64 {
         let seq = self.journal.append(event);
-        let kind = event.what.kind();
-        if !self.interest.may_want(kind, event.key) {
-            return seq;
+        if self.interest.may_want(event.what.kind(), event.key) {
+            self.forward(seq, event, out);
         }
+        seq
+    }
+
+    /// Event `seq` to the homes whose watches may want it.
+    #[inline(never)]
+    fn forward(&mut self, seq: u64, event: &Event<'_>, out: &mut Vec<Output>) {
+        let kind = event.what.kind();
         let mut homes = std::mem::take(&mut self.homes);
         self.interest.homes(kind, event.key, &mut homes);
         for &home in &homes {
@@ -36,7 +45,6 @@ impl Instance {
             }
         }
         self.homes = homes;
-        seq
     }
 
     /// Event `seq` of instance `origin` for the watches homed here.
