@@ -8,25 +8,7 @@ mod support;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{curl, python, switch_topology, workspace, Server};
-
-/// A REST call with a token; returns (HTTP status, body).
-fn call(server: &Server, token: &str, method: &str, path: &str, body: &str) -> (u16, String) {
-    let auth = format!("Authorization: Bearer {token}");
-    let (_, out) = curl(&[
-        "-w",
-        "\n%{http_code}",
-        "-X",
-        method,
-        "-H",
-        &auth,
-        "-d",
-        body,
-        &server.url(path),
-    ]);
-    let (body, status) = out.rsplit_once('\n').unwrap_or((&out, "0"));
-    (status.trim().parse().unwrap_or(0), body.to_string())
-}
+use support::{curl, python, rest_call as call, switch_topology, workspace, Server};
 
 /// `node`'s SSE receiving connection by a curl process (no address announced).
 fn sse(server: &Server, node: &str) -> std::process::Child {

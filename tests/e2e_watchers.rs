@@ -11,7 +11,7 @@ use std::sync::mpsc::{channel, Receiver};
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{curl, python, switch_topology, workspace, Server};
+use support::{curl, python, rest_call as call, switch_topology, workspace, Server};
 
 /// The test topology with a short history, a dashboard token `dash` (ports under `leader/`,
 /// every node), `ops` (every node), at most 3 watchers per token and 4 in all.
@@ -25,24 +25,6 @@ fn watcher_topology(cores: usize) -> String {
     );
     t.push_str("\n[[switch.token]]\ntoken = \"ops\"\nwatch_nodes = [\"\"]\n");
     t
-}
-
-/// A REST call; (status, body).
-fn call(server: &Server, token: &str, method: &str, path: &str, body: &str) -> (u16, String) {
-    let auth = format!("Authorization: Bearer {token}");
-    let (_, out) = curl(&[
-        "-w",
-        "\n%{http_code}",
-        "-X",
-        method,
-        "-H",
-        &auth,
-        "-d",
-        body,
-        &server.url(path),
-    ]);
-    let (body, status) = out.rsplit_once('\n').unwrap_or((&out, "0"));
-    (status.trim().parse().unwrap_or(0), body.to_string())
 }
 
 /// A watcher by curl: `GET /v1/watch?{query}` as an event stream; its `data:` and `event:`

@@ -525,6 +525,30 @@ pub fn curl(args: &[&str]) -> (i32, String) {
     )
 }
 
+/// A REST call to `server` with a bearer `token` (curl); returns (HTTP status, body).
+pub fn rest_call(
+    server: &Server,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> (u16, String) {
+    let auth = format!("Authorization: Bearer {token}");
+    let (_, out) = curl(&[
+        "-w",
+        "\n%{http_code}",
+        "-X",
+        method,
+        "-H",
+        &auth,
+        "-d",
+        body,
+        &server.url(path),
+    ]);
+    let (body, status) = out.rsplit_once('\n').unwrap_or((&out, "0"));
+    (status.trim().parse().unwrap_or(0), body.to_string())
+}
+
 /// The Python interpreter for client-library tests: the project venv if set up
 /// (scripts/setup-test-deps.sh), else `python3`.
 pub fn python() -> PathBuf {
