@@ -201,6 +201,32 @@ struct Receiver {
     watcher: Option<watcher::WatcherState>,
 }
 
+impl Receiver {
+    /// The receiving connection `session` opened on `conn`: a node's (`watcher: None`) or a
+    /// node-less watcher's.
+    fn opened(
+        node: Arc<str>,
+        session: &crate::switch::Session,
+        conn: ConnId,
+        token: Option<String>,
+        ws: bool,
+        watcher: Option<watcher::WatcherState>,
+    ) -> Receiver {
+        Receiver {
+            node,
+            idx: session.node,
+            conn,
+            session: session.session,
+            token,
+            online: true,
+            ws,
+            message: Vec::new(),
+            message_kind: WS_TEXT,
+            watcher,
+        }
+    }
+}
+
 enum Role {
     Rest(Rest),
     Receiver(Receiver),

@@ -161,18 +161,14 @@ impl SwitchNukleus {
                 (e.status(), e.body())
             })?;
         self.next_conn += 1;
-        Ok(Receiver {
-            node: Arc::from(node.as_str()),
-            idx: session.node,
+        Ok(Receiver::opened(
+            Arc::from(node.as_str()),
+            &session,
             conn,
-            session: session.session,
             token,
-            online: true,
             ws,
-            message: Vec::new(),
-            message_kind: WS_TEXT,
-            watcher: None,
-        })
+            None,
+        ))
     }
 
     /// The first push of a receiving connection: its session, which REST calls may name so

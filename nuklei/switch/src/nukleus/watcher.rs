@@ -248,21 +248,18 @@ impl SwitchNukleus {
             },
             WatcherCall::Watch(request),
         ));
-        Ok(Receiver {
-            node: Arc::from(""),
-            idx: session.node,
+        let state = WatcherState {
+            _permit: permit,
+            watches: Vec::new(),
+        };
+        Ok(Receiver::opened(
+            Arc::from(""),
+            &session,
             conn,
-            session: session.session,
             token,
-            online: true,
             ws,
-            message: Vec::new(),
-            message_kind: WS_TEXT,
-            watcher: Some(WatcherState {
-                _permit: permit,
-                watches: Vec::new(),
-            }),
-        })
+            Some(state),
+        ))
     }
 
     /// Starts the watch of a watcher opened in this BEGIN, now that its exchange is in the
