@@ -20,6 +20,8 @@ use nukleus_switch::switch::{Config, Output};
 use nukleus_switch::Switch;
 
 mod common;
+
+use common::phase_mark;
 use common::{limits, port, BATCH};
 
 /// Passes every outbox to its peer until the mesh is quiet.
@@ -50,12 +52,6 @@ fn pump(instances: &mut [Instance], out: &mut Vec<Output>, reader: &mut MeshRead
             return;
         }
     }
-}
-
-/// Marks the start and the end of a measured phase for callgrind (see the module docs).
-#[inline(never)]
-fn phase_mark() {
-    std::hint::black_box(());
 }
 
 fn single(ports: usize, messages: usize) -> (f64, f64) {

@@ -17,8 +17,9 @@
 //! 6. the trickle: 10 port events under `w:` (5 registrations, 5 releases), each fanned out
 //!    to every watch, every watcher's pushes drained.
 
-use std::hint::black_box;
+mod common;
 
+use common::{phase_mark, BATCH};
 use nukleus_switch::listing::PageRequest;
 use nukleus_switch::switch::{Config, Switch};
 use nukleus_switch::watch::{WatchKind, WatchRequest};
@@ -26,15 +27,8 @@ use nukleus_switch::watch::{WatchKind, WatchRequest};
 const WATCHERS: usize = 100;
 const WATCHES_EACH: usize = 100;
 const LISTED: usize = 1_000_000;
-const BATCH: usize = 1_000;
 const PAGES: usize = 100;
 const EVENTS: usize = 10;
-
-/// Marks the start and the end of a measured phase for callgrind (see the module docs).
-#[inline(never)]
-fn phase_mark() {
-    black_box(());
-}
 
 fn watch_request() -> WatchRequest {
     WatchRequest {

@@ -27,6 +27,8 @@ use nukleus_switch::mesh::{MeshReader, Msg};
 use nukleus_switch::switch::Config;
 
 mod common;
+
+use common::phase_mark;
 use common::{limits, port, BATCH};
 
 const OWNER: &str = "owner";
@@ -59,12 +61,6 @@ fn pump(engines: &mut [Box<dyn SwitchEngine>], reader: &mut MeshReader, bytes: &
             return;
         }
     }
-}
-
-/// Marks the start and the end of a measured phase for callgrind (see the module docs).
-#[inline(never)]
-fn phase_mark() {
-    std::hint::black_box(());
 }
 
 /// A node id homed at instance `at` of `n`.
