@@ -42,6 +42,15 @@ class _Watch:
     #: Sequence numbers seen before the cursor is known (events may precede the reply).
     early: dict[int, int] | None = None
 
+    @classmethod
+    def of(cls, ports: str | None, nodes: str | None, prefix: bool) -> "_Watch":
+        """The watch a ``watch(ports=..., nodes=..., prefix=...)`` call asks for."""
+        if (ports is None) == (nodes is None):
+            raise ValueError("watch ports or nodes, not both")
+        if ports is not None:
+            return cls("ports", ports, prefix)
+        return cls("nodes", nodes, prefix)  # type: ignore[arg-type]
+
     def advance(self, instance: int, seq: int) -> None:
         if self.cursor is not None and 0 <= instance < len(self.cursor):
             self.cursor[instance] = max(self.cursor[instance], seq)
@@ -109,15 +118,12 @@ class Coordination:
         """Watch the ports (or nodes) named ``ports`` (``nodes``), or starting with it if
         ``prefix``: their events arrive as :class:`~reaktor_client.types.WatchEvent` among the
         client's events, from now on and across reconnects. Returns the watch's id."""
-        if (ports is None) == (nodes is None):
-            raise ValueError("watch ports or nodes, not both")
-        kind, key = ("ports", ports) if ports is not None else ("nodes", nodes)
+        w = _Watch.of(ports, nodes, prefix)
         wid = self._next_watch
         self._next_watch += 1
-        w = _Watch(kind, key, prefix)
         self._watches[wid] = w
         try:
-            reply = await self._direct("watch", watch=wid, **{kind: key}, prefix=prefix)
+            reply = await self._direct("watch", watch=wid, **{w.kind: w.key}, prefix=prefix)
         except BaseException:
             self._watches.pop(wid, None)
             raise

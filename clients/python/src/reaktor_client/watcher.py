@@ -167,12 +167,9 @@ class Watcher:
 
     async def watch(self, *, ports: str | None = None, nodes: str | None = None, prefix: bool = False) -> int:
         """One more watch on this connection (and after every reconnect); its id."""
-        if (ports is None) == (nodes is None):
-            raise ValueError("watch ports or nodes, not both")
-        kind, key = ("ports", ports) if ports is not None else ("nodes", nodes)
+        w = _Watch.of(ports, nodes, prefix)
         wid = self._next_watch
         self._next_watch += 1
-        w = _Watch(kind, key, prefix)
         self._watches[wid] = w
         if self._conn is None:
             raise errors.ConnectionLost("the watcher is reconnecting: try again")
@@ -234,12 +231,10 @@ async def watch(urls: str | Sequence[str], token: str, *, ports: str | None = No
     the ports (or nodes) named ``ports`` (``nodes``), or starting with it if ``prefix``. More
     watches with :meth:`Watcher.watch`. Raises ``Forbidden`` if the token may not watch the
     names, ``RateLimited`` / ``Unavailable`` beyond the switch's watcher limits."""
-    if (ports is None) == (nodes is None):
-        raise ValueError("watch ports or nodes, not both")
+    first = _Watch.of(ports, nodes, prefix)
     w = Watcher([urls] if isinstance(urls, str) else urls, token, max_events=max_events,
                 reconnect=reconnect, initial_backoff=initial_backoff, max_backoff=max_backoff)
-    kind, key = ("ports", ports) if ports is not None else ("nodes", nodes)
-    w._watches[1] = _Watch(kind, key, prefix)
+    w._watches[1] = first
     w._next_watch = 2
     await w._connect()
     w._supervisor = asyncio.create_task(w._supervise())
