@@ -1,7 +1,7 @@
 //! The binary encoding of the coordination records (acknowledged delivery, handover,
-//! listings), in the framing of [`super::codec`].
+//! listings), in the framing of [`super::codec`], with its fields ([`super::fields`]).
 
-use super::codec::{Dec, Enc};
+use super::fields::{Dec, Enc};
 use super::{MeshError, Msg};
 
 const ACKED: u8 = 20;

@@ -415,6 +415,7 @@ pub enum MeshError {
 
 mod codec;
 mod coord;
+mod fields;
 #[cfg(test)]
 mod tests;
 

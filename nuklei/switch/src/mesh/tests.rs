@@ -1,6 +1,7 @@
 //! Round trips and corrupt input of the mesh encoding.
 
-use super::codec::{RESOLVE, TEXT_LEN_BYTES};
+use super::codec::RESOLVE;
+use super::fields::TEXT_LEN_BYTES;
 use super::*;
 
 fn owner(n: &str) -> OwnerInfo<'_> {
