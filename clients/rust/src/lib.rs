@@ -102,6 +102,7 @@ mod coord;
 mod error;
 pub mod names;
 pub mod session;
+mod session_coord;
 mod types;
 pub mod watcher;
 pub mod wire;
