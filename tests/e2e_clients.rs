@@ -197,7 +197,7 @@ fn rust_client_delivers_each_message_once_in_order() {
                 e,
                 Event::Push {
                     port: "inbox".into(),
-                    body: i.to_string()
+                    body: i.to_string().into()
                 }
             );
         }
@@ -720,7 +720,7 @@ fn rust_client_watches_resume_after_a_drop_lists_and_hands_over() {
 /// The next watch event of watcher `w`, within 10 s.
 async fn next_watch(w: &mut reaktor_client::Watcher) -> reaktor_client::WatchEvent {
     match tokio::time::timeout(Duration::from_secs(10), w.next()).await {
-        Ok(Ok(Event::Watch(ev))) => ev,
+        Ok(Ok(Event::Watch(ev))) => *ev,
         other => panic!("{other:?}"),
     }
 }

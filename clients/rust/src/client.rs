@@ -19,6 +19,7 @@ use crate::batch::{Items, Limits};
 use crate::connect::{self, Target, Ws};
 use crate::error::Error;
 use crate::session::{Outcome, Phase, Session, Waiter};
+use crate::shared_str::SharedStr;
 use crate::types::{
     Event, FencingToken, Message, NodeInfo, PortOwner, Registration, SendReport, Unregistration,
 };
@@ -378,8 +379,8 @@ impl Client {
     /// it; an unknown port drops it silently (BYPSS). [`Client::send_report`] has counts.
     pub async fn send(
         &self,
-        port: impl Into<String>,
-        body: impl Into<String>,
+        port: impl Into<SharedStr>,
+        body: impl Into<SharedStr>,
     ) -> Result<(), Error> {
         self.send_many(vec![Message::to(port, body)]).await
     }
@@ -773,7 +774,7 @@ impl Driver {
                     self.session.flush();
                 }
                 msg = stream.next(), if readable => match msg {
-                    Some(Ok(WsMessage::Text(text))) => match self.session.received(text.as_str()) {
+                    Some(Ok(WsMessage::Text(text))) => match self.session.received(text) {
                         Ok(events) => {
                             last_received = std::time::Instant::now();
                             if !events.is_empty() {

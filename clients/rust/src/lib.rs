@@ -103,6 +103,7 @@ mod error;
 pub mod names;
 pub mod session;
 mod session_coord;
+mod shared_str;
 mod types;
 pub mod watcher;
 pub mod wire;
@@ -110,6 +111,7 @@ pub mod wire;
 pub use batch::Limits;
 pub use client::{backoff_delay, connect, Client, Config, Events, Options};
 pub use error::Error;
+pub use shared_str::SharedStr;
 pub use types::{
     Event, FailedPort, FencingToken, Handover, Message, NodeInfo, Page, PortOwner, Registration,
     SendReport, Unregistration, WatchEvent,

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::batch::{plan, Call, CallId, Items, Limits, PartResult, Request};
 use crate::error::Error;
+use crate::shared_str::SharedStr;
 use crate::types::{
     Event, FencingToken, NodeInfo, PortOwner, Registration, SendReport, Unregistration,
 };
@@ -364,7 +365,10 @@ impl<W: Waiter> Session<W> {
     }
 
     /// A text message from the switch: replies complete calls; pushes come back as events.
-    pub fn received(&mut self, text: &str) -> Result<Vec<Event>, Error> {
+    /// Pushed ports and bodies are slices of `message` (no copy per push).
+    pub fn received(&mut self, message: impl Into<SharedStr>) -> Result<Vec<Event>, Error> {
+        let message = message.into();
+        let text = message.as_str();
         if !self.coord.raw.is_empty() && text.trim_start().starts_with('{') {
             // A reply outside the batches has fields of its own: it is not parsed as one of
             // theirs.
@@ -380,7 +384,7 @@ impl<W: Waiter> Session<W> {
                 }
             }
         }
-        if let Some(batch) = wire::msg_batch(text) {
+        if let Some(batch) = wire::msg_batch(&message) {
             // The common batch (messages only), read without serde; anything else below.
             self.see_epoch(batch.epoch);
             if batch.ack > 0 {
@@ -400,8 +404,8 @@ impl<W: Waiter> Session<W> {
                         "msg" => {
                             ack = ack.max(p.ack.unwrap_or(0));
                             events.push(Event::Push {
-                                port: p.port.into_owned(),
-                                body: p.body.map(|b| b.into_owned()).unwrap_or_default(),
+                                port: p.port.into_owned().into(),
+                                body: p.body.map(|b| b.into_owned()).unwrap_or_default().into(),
                             })
                         }
                         "released" => {

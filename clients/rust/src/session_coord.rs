@@ -251,7 +251,7 @@ impl<W: Waiter> Session<W> {
             "watch" => {
                 let (watch, instance, seq) = (p.watch?, p.instance.unwrap_or(0), p.seq?);
                 self.coord.watches.get_mut(&watch)?.advance(instance, seq);
-                Some(Event::Watch(WatchEvent {
+                Some(Event::Watch(Box::new(WatchEvent {
                     watch,
                     event: p.event.as_deref().unwrap_or_default().to_string(),
                     port: (!p.port.is_empty()).then(|| p.port.to_string()),
@@ -262,7 +262,7 @@ impl<W: Waiter> Session<W> {
                     previous: p.from.as_ref().and_then(Value::as_str).map(str::to_string),
                     seq,
                     instance,
-                }))
+                })))
             }
             "missed" => {
                 let watch = p.watch?;

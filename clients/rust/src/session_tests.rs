@@ -66,7 +66,7 @@ fn answer_all(s: &mut Session<Slot>, taken: &[&str]) -> Vec<Event> {
             break;
         }
         for r in reqs {
-            events.extend(s.received(&answer(&r, taken)).unwrap());
+            events.extend(s.received(answer(&r, taken)).unwrap());
         }
     }
     events.extend(s.take_control());
@@ -100,7 +100,7 @@ fn calls_wait_for_the_connection_and_its_restore() {
     assert_eq!(first[0]["op"], "relet");
     assert_eq!(first[1]["ports"], json!(["a"]));
     for r in &first {
-        s.received(&answer(r, &[])).unwrap();
+        s.received(answer(r, &[])).unwrap();
     }
     assert!(matches!(slot.get(), Some(Ok(Outcome::Registration(r))) if r.owned == ["a"]));
     assert!(s.held().contains("a"));
@@ -163,7 +163,7 @@ fn a_reconnect_restores_held_ports_in_batches_and_reports_lost_and_acquired() {
         "4 held in batches of 2, then the watched one"
     );
     for r in &restore {
-        s.received(&answer(r, &["b"])).unwrap();
+        s.received(answer(r, &["b"])).unwrap();
     }
     let control = s.take_control();
     assert_eq!(
@@ -265,7 +265,7 @@ fn renewals_go_out_on_schedule_and_an_unanswered_one_drops_the_connection() {
     let mut s = connected(t0);
     s.renew(t0, give_up, false, t0).unwrap();
     for r in sent(&mut s) {
-        s.received(&answer(&r, &[])).unwrap();
+        s.received(answer(&r, &[])).unwrap();
     }
     assert!(s.renew(ms(800), give_up, false, t0).is_ok());
 }
@@ -301,7 +301,7 @@ fn a_failover_renews_the_fencing_tokens_and_is_reported_with_both_epochs() {
     let mut seq = 0;
     for r in sent(&mut s) {
         seq += 1;
-        s.received(&stamped(&r, 3, seq)).unwrap();
+        s.received(stamped(&r, 3, seq)).unwrap();
     }
     assert_eq!(s.epoch(), Some(3));
     let slot = Slot::default();
@@ -315,7 +315,7 @@ fn a_failover_renews_the_fencing_tokens_and_is_reported_with_both_epochs() {
     s.flush();
     for r in sent(&mut s) {
         seq += 1;
-        s.received(&stamped(&r, 3, seq)).unwrap();
+        s.received(stamped(&r, 3, seq)).unwrap();
     }
     let Some(Ok(Outcome::Registration(reg))) = slot.get() else {
         panic!("{:?}", slot.get())
@@ -344,7 +344,7 @@ fn a_failover_renews_the_fencing_tokens_and_is_reported_with_both_epochs() {
         }
         for r in reqs {
             seq += 1;
-            s.received(&stamped(&r, 5, seq)).unwrap();
+            s.received(stamped(&r, 5, seq)).unwrap();
         }
     }
     let control = s.take_control();
@@ -393,7 +393,7 @@ fn a_watch_resumes_after_a_reconnect_from_the_last_event_it_delivered() {
     let id = req["watch"].as_u64().unwrap();
     // An event may come before the reply; the cursor keeps the larger of both.
     let events = s
-        .received(&json!([{"type":"watch","watch":id,"instance":1,"seq":40,"event":"acquired","port":"room:1","owner":"b","address":null}]).to_string())
+        .received(json!([{"type":"watch","watch":id,"instance":1,"seq":40,"event":"acquired","port":"room:1","owner":"b","address":null}]).to_string())
         .unwrap();
     let Event::Watch(w) = &events[0] else {
         panic!("{events:?}")
@@ -402,11 +402,11 @@ fn a_watch_resumes_after_a_reconnect_from_the_last_event_it_delivered() {
         (w.port.as_deref(), w.owner.as_deref(), w.address.as_deref()),
         (Some("room:1"), Some("b"), None)
     );
-    s.received(&json!({"id": req["id"], "watch": id, "cursor": [7, 30]}).to_string())
+    s.received(json!({"id": req["id"], "watch": id, "cursor": [7, 30]}).to_string())
         .unwrap();
     assert!(matches!(slot.get(), Some(Ok(Outcome::Raw(_)))));
     assert_eq!(s.watch_cursors(), [(id, Some(vec![7, 40]))]);
-    s.received(&json!([{"type":"watch","watch":id,"instance":0,"seq":9,"event":"released","port":"room:1","owner":"b","reason":"unregistered"}]).to_string())
+    s.received(json!([{"type":"watch","watch":id,"instance":0,"seq":9,"event":"released","port":"room:1","owner":"b","reason":"unregistered"}]).to_string())
         .unwrap();
     // The connection drops; the next one resumes the watch from [9, 40].
     s.closed(
@@ -425,10 +425,10 @@ fn a_watch_resumes_after_a_reconnect_from_the_last_event_it_delivered() {
         for r in reqs {
             if r["op"] == "watch" {
                 resumed = Some(r.clone());
-                s.received(&json!({"id": r["id"], "watch": id, "cursor": [12, 40]}).to_string())
+                s.received(json!({"id": r["id"], "watch": id, "cursor": [12, 40]}).to_string())
                     .unwrap();
             } else {
-                s.received(&answer(&r, &[])).unwrap();
+                s.received(answer(&r, &[])).unwrap();
             }
         }
     }
@@ -443,7 +443,7 @@ fn coordination_pushes_change_what_is_held_and_messages_are_acknowledged() {
     let mut s = connected(now);
     let events = s
         .received(
-            &json!([
+            json!([
                 {"type":"epoch","epoch":3},
                 {"type":"session","session":77,"node":"n1","lease_ms":1500},
                 {"type":"handover","port":"h:1","from":"n2","seq":5},
@@ -469,7 +469,7 @@ fn coordination_pushes_change_what_is_held_and_messages_are_acknowledged() {
     assert_eq!(refence.len(), 1, "{requests:?}");
     assert_eq!(refence[0]["ports"], json!(["h:1"]));
     assert_eq!(s.fencing_token("h:1"), None);
-    s.received(&stamped(refence[0], 3, 12)).unwrap();
+    s.received(stamped(refence[0], 3, 12)).unwrap();
     assert_eq!(
         s.fencing_token("h:1"),
         Some(FencingToken {
@@ -478,13 +478,13 @@ fn coordination_pushes_change_what_is_held_and_messages_are_acknowledged() {
         })
     );
     let events = s
-        .received(&json!([{"type":"moved","port":"h:1","to":"n3","seq":9}]).to_string())
+        .received(json!([{"type":"moved","port":"h:1","to":"n3","seq":9}]).to_string())
         .unwrap();
     assert!(matches!(&events[0], Event::PortMoved { to, .. } if to == "n3"));
     assert!(!s.held().contains("h:1"));
     // A push of a kind the client does not know is skipped, not fatal.
     assert!(s
-        .received(&json!([{"type":"from-the-future","x":1}]).to_string())
+        .received(json!([{"type":"from-the-future","x":1}]).to_string())
         .unwrap()
         .is_empty());
 }

@@ -6,6 +6,8 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
+use crate::shared_str::SharedStr;
+
 /// What a cluster's master gave a port when it granted it to this node: its epoch (the term
 /// it was elected in) and the reply's sequence in that epoch. Tokens of a port only grow from
 /// one owner to the next (a failover included): storage that rejects a write with a lower
@@ -117,17 +119,18 @@ pub struct NodeInfo {
 pub struct Message {
     /// Single target.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub port: Option<String>,
+    pub port: Option<SharedStr>,
     /// Several targets.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub ports: Option<Vec<String>>,
+    pub ports: Option<Vec<SharedStr>>,
     /// Opaque body.
-    pub body: String,
+    pub body: SharedStr,
 }
 
 impl Message {
-    /// A message to one port (`""`: broadcast).
-    pub fn to(port: impl Into<String>, body: impl Into<String>) -> Message {
+    /// A message to one port (`""`: broadcast). Both convert without a copy from a
+    /// `String` or a [`SharedStr`] (clone one port's `SharedStr` for many messages).
+    pub fn to(port: impl Into<SharedStr>, body: impl Into<SharedStr>) -> Message {
         Message {
             port: Some(port.into()),
             ports: None,
@@ -136,10 +139,10 @@ impl Message {
     }
 
     /// A message to several ports.
-    pub fn to_many<I, S>(ports: I, body: impl Into<String>) -> Message
+    pub fn to_many<I, S>(ports: I, body: impl Into<SharedStr>) -> Message
     where
         I: IntoIterator<Item = S>,
-        S: Into<String>,
+        S: Into<SharedStr>,
     {
         Message {
             port: None,
@@ -153,12 +156,14 @@ impl Message {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Event {
-    /// A message pushed to this node for `port` (`""`: a broadcast).
+    /// A message pushed to this node for `port` (`""`: a broadcast). Both are slices of
+    /// the WebSocket message that carried a batch of pushes (no copy per message): keep
+    /// them as `String`s to let go of the batch's buffer.
     Push {
         /// The port it was sent to.
-        port: String,
+        port: SharedStr,
         /// Its body.
-        body: String,
+        body: SharedStr,
     },
     /// A port this node subscribed to was released (`unregistered`, `node_offline`,
     /// `replaced`): register it to take it over.
@@ -198,8 +203,9 @@ pub enum Event {
         /// The master's epoch before the connection was lost.
         previous_epoch: Option<u64>,
     },
-    /// Something a watch of this node saw ([`crate::Client::watch_ports`]).
-    Watch(WatchEvent),
+    /// Something a watch of this node saw ([`crate::Client::watch_ports`]). Boxed: a
+    /// watch event is larger than a push, and every event takes the largest variant's room.
+    Watch(Box<WatchEvent>),
     /// Watch `watch` missed the events `first..=last` of switch instance `instance`: they
     /// left the switch's bounded history before the watch resumed (`instance` `None`: the
     /// switch did not know the watch's cursor at all, so anything may have been missed).

@@ -234,7 +234,7 @@ impl WatcherState {
                     );
                     w.advance(instance as usize, seq);
                     let text = |k: &str| p[k].as_str().map(str::to_string);
-                    out.push(Event::Watch(WatchEvent {
+                    out.push(Event::Watch(Box::new(WatchEvent {
                         watch,
                         event: text("event").unwrap_or_default(),
                         port: text("port"),
@@ -245,7 +245,7 @@ impl WatcherState {
                         previous: text("from"),
                         seq,
                         instance,
-                    }));
+                    })));
                 }
                 "missed" if self.watches.contains_key(&watch) => out.push(Event::Missed {
                     watch,

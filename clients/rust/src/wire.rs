@@ -4,9 +4,11 @@
 //! batch with `{"type":"epoch","epoch":E}`.
 
 use std::borrow::Cow;
+use std::ops::Range;
 
 use serde::Deserialize;
 
+use crate::shared_str::SharedStr;
 use crate::types::{Event, Message};
 
 /// The operations of the API (WebSocket `op`).
@@ -119,13 +121,13 @@ fn push_message(out: &mut String, m: &Message) {
     out.push('}');
 }
 
-fn push_names(out: &mut String, names: &[String]) {
+fn push_names<S: AsRef<str>>(out: &mut String, names: &[S]) {
     out.push('[');
     for (i, n) in names.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
-        push_string(out, n);
+        push_string(out, n.as_ref());
     }
     out.push(']');
 }
@@ -317,13 +319,18 @@ pub struct MsgBatch {
 ///
 /// Why: serde built a ~300-byte [`PushWire`] per message and grew their `Vec` as it went;
 /// this goes straight from the text to the events (issue 16).
-pub fn msg_batch(text: &str) -> Option<MsgBatch> {
+pub fn msg_batch(message: &SharedStr) -> Option<MsgBatch> {
+    let text = message.as_str();
     let mut r = Scan { s: text, i: 0 };
+    // A field's string as a slice of the message (no copy); absent: "".
+    let shared = |s: Option<&str>| s.map_or(Some(SharedStr::default()), |s| message.slice_ref(s));
     r.ws();
     r.eat(b'[')?;
     let mut out = MsgBatch {
-        // A message takes at least ~40 bytes of the batch.
-        events: Vec::with_capacity(text.len() / 40 + 1),
+        // A message takes at least ~40 bytes of the batch. At most 1,024 up front: a larger
+        // vector is a fresh mmap of its own per batch (glibc), whose page faults cost more
+        // than growing a vector that turns out too small.
+        events: Vec::with_capacity((text.len() / 40 + 1).min(1024)),
         ..MsgBatch::default()
     };
     r.ws();
@@ -331,6 +338,18 @@ pub fn msg_batch(text: &str) -> Option<MsgBatch> {
         loop {
             r.ws();
             r.eat(b'{')?;
+            if let Some((port, body)) = r.usual_msg() {
+                out.events.push(Event::Push {
+                    port: message.slice(port),
+                    body: message.slice(body),
+                });
+                r.ws();
+                if r.eat(b',').is_some() {
+                    continue;
+                }
+                r.eat(b']')?;
+                break;
+            }
             let (mut kind, mut port, mut body) = (None, None, None);
             let (mut ack, mut epoch) = (None, None);
             r.ws();
@@ -373,8 +392,8 @@ pub fn msg_batch(text: &str) -> Option<MsgBatch> {
                 "msg" => {
                     out.ack = out.ack.max(ack.unwrap_or(0));
                     out.events.push(Event::Push {
-                        port: port.unwrap_or_default().to_string(),
-                        body: body.unwrap_or_default().to_string(),
+                        port: shared(port)?,
+                        body: shared(body)?,
                     });
                 }
                 "epoch" if out.epoch.is_none() && epoch.is_some() => out.epoch = epoch,
@@ -392,6 +411,12 @@ pub fn msg_batch(text: &str) -> Option<MsgBatch> {
     (r.i == r.s.len()).then_some(out)
 }
 
+/// The switch writes each push as `{"type":"msg","port":P,"body":B}`: that shape is read by
+/// comparing its fixed parts whole ([`Scan::usual_msg`]); any other (field order, spacing,
+/// an `ack`) by [`msg_batch`]'s field loop.
+const MSG_HEAD: &[u8] = b"\"type\":\"msg\",\"port\":\"";
+const MSG_BODY: &[u8] = b",\"body\":\"";
+
 /// A cursor over a JSON text for [`msg_batch`]: every method gives `None` where the text is
 /// not what it reads (or is more than it reads).
 struct Scan<'a> {
@@ -402,13 +427,27 @@ struct Scan<'a> {
 /// Whether any byte of `w` is a quote, a backslash or a control character (below 0x20):
 /// the has-zero-byte test on `w ^ '"'`, on `w ^ '\\'` and has-less-than-0x20 on `w`,
 /// exact as to whether one exists.
+#[cfg(test)]
 fn special_byte(w: u64) -> bool {
+    special_bytes(w) != 0
+}
+
+/// The high bit of every byte of `w` that flags it as a quote, a backslash or a control
+/// character. The lowest flagged byte is exact (the first special byte); bytes above it may
+/// be flagged falsely (a borrow carries), so only the lowest flag is read.
+fn special_bytes(w: u64) -> u64 {
     const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
     const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
-    let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH != 0;
+    let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
     zero(w ^ (ONES * u64::from(b'"')))
-        || zero(w ^ (ONES * u64::from(b'\\')))
-        || w.wrapping_sub(ONES * 0x20) & !w & HIGH != 0
+        | zero(w ^ (ONES * u64::from(b'\\')))
+        | w.wrapping_sub(ONES * 0x20) & !w & HIGH
+}
+
+/// The index of the first special byte of `w` (read little-endian: byte 0 first).
+fn first_special_byte(w: u64) -> Option<usize> {
+    let flags = special_bytes(w);
+    (flags != 0).then(|| flags.trailing_zeros() as usize / 8)
 }
 
 impl<'a> Scan<'a> {
@@ -425,31 +464,80 @@ impl<'a> Scan<'a> {
         (self.s.as_bytes().get(self.i) == Some(&c)).then(|| self.i += 1)
     }
 
-    /// A string without escapes or control characters. Eight bytes at a time up to the word
-    /// with the closing quote (a message body is most of a batch), then byte by byte.
+    /// Whether the text here is `lit` (then skipped).
+    fn literal(&mut self, lit: &[u8]) -> bool {
+        let here = self.s.as_bytes().get(self.i..self.i + lit.len()) == Some(lit);
+        if here {
+            self.i += lit.len();
+        }
+        here
+    }
+
+    /// After a `{`: the rest of a push exactly as the switch writes it,
+    /// `"type":"msg","port":P,"body":B}` with plain strings, as the ranges of P and B. Reads
+    /// nothing (`None`) if the text is anything else.
+    fn usual_msg(&mut self) -> Option<(Range<usize>, Range<usize>)> {
+        let at = self.i;
+        let read = (|| {
+            if !self.literal(MSG_HEAD) {
+                return None;
+            }
+            let port = self.plain_str_after_quote()?;
+            if !self.literal(MSG_BODY) {
+                return None;
+            }
+            let body = self.plain_str_after_quote()?;
+            self.eat(b'}')?;
+            Some((port, body))
+        })();
+        if read.is_none() {
+            self.i = at;
+        }
+        read
+    }
+
+    /// A string without escapes or control characters.
     fn plain_str(&mut self) -> Option<&'a str> {
         self.eat(b'"')?;
+        let range = self.plain_str_after_quote()?;
+        // Both ends are next to ASCII quotes: char boundaries, checked in O(1).
+        self.s.get(range)
+    }
+
+    /// The range of a plain string's content, its opening quote read: eight bytes at a time
+    /// (a message body is most of a batch), the first special byte found by its position in
+    /// the word. `None` if that byte is not the closing quote (an escape or a control
+    /// character) or the text ends first.
+    fn plain_str_after_quote(&mut self) -> Option<Range<usize>> {
         let b = self.s.as_bytes();
         let start = self.i;
         let mut i = start;
-        while let Some(word) = b.get(i..i + 8) {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(word);
-            if special_byte(u64::from_ne_bytes(w)) {
-                break;
-            }
-            i += 8;
-        }
         loop {
-            match *b.get(i)? {
-                b'"' => break,
-                c if c < 0x20 || c == b'\\' => return None,
-                _ => i += 1,
+            let at = match b.get(i..i + 8) {
+                Some(word) => {
+                    let mut w = [0u8; 8];
+                    w.copy_from_slice(word);
+                    match first_special_byte(u64::from_le_bytes(w)) {
+                        Some(k) => i + k,
+                        None => {
+                            i += 8;
+                            continue;
+                        }
+                    }
+                }
+                // The last few bytes, one by one.
+                None => {
+                    i + b[i..]
+                        .iter()
+                        .position(|&c| c < 0x20 || c == b'"' || c == b'\\')?
+                }
+            };
+            if b[at] != b'"' {
+                return None;
             }
+            self.i = at + 1;
+            return Some(start..at);
         }
-        self.i = i + 1;
-        // Both ends are next to ASCII quotes: char boundaries, checked in O(1).
-        self.s.get(start..i)
     }
 
     /// An unsigned integer as JSON writes it (no leading zero, no sign, fraction or
@@ -610,8 +698,8 @@ mod tests {
                 "msg" => {
                     out.ack = out.ack.max(p.ack.unwrap_or(0));
                     out.events.push(Event::Push {
-                        port: p.port.into_owned(),
-                        body: p.body.map(|b| b.into_owned()).unwrap_or_default(),
+                        port: p.port.into_owned().into(),
+                        body: p.body.map(|b| b.into_owned()).unwrap_or_default().into(),
                     });
                 }
                 "epoch" => out.epoch = p.epoch.or(out.epoch),
@@ -619,6 +707,34 @@ mod tests {
             }
         }
         Some(out)
+    }
+
+    fn batch(text: &str) -> Option<MsgBatch> {
+        msg_batch(&SharedStr::from(text))
+    }
+
+    #[test]
+    fn pushed_ports_and_bodies_are_slices_of_the_message_not_copies() {
+        let message = SharedStr::from(
+            r#"[{"type":"msg","port":"inbox","body":"one"},{"type":"msg","body":"two"}]"#,
+        );
+        let within = |s: &str| {
+            let (m, p) = (message.as_ptr() as usize, s.as_ptr() as usize);
+            p >= m && p + s.len() <= m + message.len()
+        };
+        let events = msg_batch(&message).expect("a message batch").events;
+        let [Event::Push { port, body }, Event::Push {
+            port: none,
+            body: two,
+        }] = &events[..]
+        else {
+            panic!("two pushes: {events:?}")
+        };
+        assert_eq!(
+            (port.as_str(), body.as_str(), none.as_str()),
+            ("inbox", "one", "")
+        );
+        assert!(within(port) && within(body) && within(two), "{events:?}");
     }
 
     #[test]
@@ -635,7 +751,7 @@ mod tests {
             r#"[{"type":"msg","port":"a","body":"x","epoch":4}]"#,
         ];
         for t in fast {
-            let got = msg_batch(t);
+            let got = batch(t);
             assert!(got.is_some(), "{t} is read without serde");
             assert_eq!(got, oracle(t), "{t}");
         }
@@ -663,7 +779,7 @@ mod tests {
             "",
         ];
         for t in slow {
-            assert_eq!(msg_batch(t), None, "{t} is left to serde");
+            assert_eq!(batch(t), None, "{t} is left to serde");
         }
     }
 
@@ -683,12 +799,19 @@ mod tests {
             let w = x & 0x3F7F_5F7F_3F7F_5F7F | 0x2020_0000_2020_0000 & x.rotate_left(7);
             assert_eq!(special_byte(w), naive(w), "{w:#x}");
             assert_eq!(special_byte(x), naive(x), "{x:#x}");
+            let first = |w: u64| {
+                w.to_le_bytes()
+                    .iter()
+                    .position(|&c| c < 0x20 || c == b'"' || c == b'\\')
+            };
+            assert_eq!(first_special_byte(w), first(w), "{w:#x}");
+            assert_eq!(first_special_byte(x), first(x), "{x:#x}");
         }
         for len in 0..40 {
             let body = "é".repeat(len / 2) + &"x".repeat(len % 2);
             let ok = format!(r#"[{{"type":"msg","port":"p","body":"{body}"}}]"#);
-            assert_eq!(msg_batch(&ok), oracle(&ok));
-            assert!(msg_batch(&ok).is_some());
+            assert_eq!(batch(&ok), oracle(&ok));
+            assert!(batch(&ok).is_some());
             for at in 0..=body.len() {
                 if !body.is_char_boundary(at) {
                     continue;
@@ -699,7 +822,7 @@ mod tests {
                         &body[..at],
                         &body[at..]
                     );
-                    assert_eq!(msg_batch(&t), None, "{t}");
+                    assert_eq!(batch(&t), None, "{t}");
                 }
             }
         }

@@ -1,0 +1,278 @@
+//! [`SharedStr`]: a string that clones and slices without copying.
+//!
+//! Why: every pushed message used to become two `String`s (port and body), allocated,
+//! copied and freed per message, and every sent message two more; at a million messages a
+//! second that was a third of the client's CPU (issue 16). A pushed message's port and body
+//! are now slices of the WebSocket message they arrived in, and an application can send
+//! slices of one buffer, or one port name, to many messages without a copy each.
+
+use std::borrow::Borrow;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::ops::{Deref, Range};
+
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+/// An immutable UTF-8 string that shares its buffer: [`Clone`] and [`SharedStr::slice`]
+/// take a reference count, not a copy. It reads as a `&str` ([`Deref`]), compares, hashes
+/// and orders as one, and converts from `String` (without a copy) and `&str` (with one).
+///
+/// A slice keeps the whole buffer it came from alive: a pushed message's body holds the
+/// WebSocket message that carried it (up to the switch's batch size) for as long as the
+/// body lives. Keep it as a `String` (`to_string()`, [`String::from`]) to let go of the rest.
+#[derive(Clone)]
+pub struct SharedStr {
+    /// The buffer: valid UTF-8 (the type of tungstenite's text messages guarantees it).
+    text: Utf8Bytes,
+    /// This string's part of it: a char range of `text`.
+    range: Range<usize>,
+}
+
+impl SharedStr {
+    /// A string from a `'static` one: no allocation.
+    pub const fn from_static(s: &'static str) -> SharedStr {
+        SharedStr {
+            text: Utf8Bytes::from_static(s),
+            range: 0..s.len(),
+        }
+    }
+
+    /// The string.
+    pub fn as_str(&self) -> &str {
+        // The range is on char boundaries of a valid UTF-8 buffer (`slice` checks it):
+        // the index check cannot fail, it only costs two compares.
+        &self.text.as_str()[self.range.clone()]
+    }
+
+    /// The part `range` (byte offsets into this string) without a copy.
+    ///
+    /// # Panics
+    /// As `&str[range]`: if `range` is out of bounds or not on char boundaries.
+    pub fn slice(&self, range: Range<usize>) -> SharedStr {
+        let start = self.range.start + range.start;
+        let end = self.range.start + range.end;
+        // Checks bounds and boundaries with `str`'s own rule and message.
+        let _ = &self.as_str()[range];
+        SharedStr {
+            text: self.text.clone(),
+            range: start..end,
+        }
+    }
+
+    /// `sub`, a part of [`SharedStr::as_str`] (a `&str` borrowed from it), as a shared
+    /// string; `None` if `sub` does not lie inside this string.
+    pub fn slice_ref(&self, sub: &str) -> Option<SharedStr> {
+        let whole = self.as_str();
+        let start = (sub.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+        let end = start.checked_add(sub.len())?;
+        // In bounds, and on boundaries: `sub` is a `&str` starting and ending inside
+        // `whole`, so it starts and ends on char boundaries of it.
+        whole.get(start..end)?;
+        Some(self.slice(start..end))
+    }
+
+    /// The length in bytes.
+    pub fn len(&self) -> usize {
+        self.range.len()
+    }
+
+    /// Whether it is empty.
+    pub fn is_empty(&self) -> bool {
+        self.range.is_empty()
+    }
+}
+
+impl From<Utf8Bytes> for SharedStr {
+    fn from(text: Utf8Bytes) -> SharedStr {
+        let range = 0..text.len();
+        SharedStr { text, range }
+    }
+}
+
+impl From<String> for SharedStr {
+    /// Without a copy.
+    fn from(s: String) -> SharedStr {
+        SharedStr::from(Utf8Bytes::from(s))
+    }
+}
+
+impl From<&String> for SharedStr {
+    /// A copy.
+    fn from(s: &String) -> SharedStr {
+        SharedStr::from(s.as_str())
+    }
+}
+
+impl From<&str> for SharedStr {
+    /// A copy (use [`SharedStr::from_static`] for a `'static` string, or clone one
+    /// `SharedStr` for many messages, to avoid it).
+    fn from(s: &str) -> SharedStr {
+        SharedStr::from(Utf8Bytes::from(s))
+    }
+}
+
+impl From<SharedStr> for String {
+    fn from(s: SharedStr) -> String {
+        s.as_str().to_owned()
+    }
+}
+
+impl Default for SharedStr {
+    fn default() -> SharedStr {
+        SharedStr::from_static("")
+    }
+}
+
+impl Deref for SharedStr {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for SharedStr {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl Borrow<str> for SharedStr {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq for SharedStr {
+    fn eq(&self, other: &SharedStr) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for SharedStr {}
+
+impl PartialEq<str> for SharedStr {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for SharedStr {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl PartialEq<String> for SharedStr {
+    fn eq(&self, other: &String) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<SharedStr> for str {
+    fn eq(&self, other: &SharedStr) -> bool {
+        self == other.as_str()
+    }
+}
+
+impl PartialEq<SharedStr> for &str {
+    fn eq(&self, other: &SharedStr) -> bool {
+        *self == other.as_str()
+    }
+}
+
+impl PartialEq<SharedStr> for String {
+    fn eq(&self, other: &SharedStr) -> bool {
+        self == other.as_str()
+    }
+}
+
+impl PartialOrd for SharedStr {
+    fn partial_cmp(&self, other: &SharedStr) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for SharedStr {
+    fn cmp(&self, other: &SharedStr) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl Hash for SharedStr {
+    /// As `str` hashes (so `Borrow<str>` lookups work).
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state)
+    }
+}
+
+impl fmt::Debug for SharedStr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for SharedStr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self.as_str(), f)
+    }
+}
+
+impl serde::Serialize for SharedStr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn reads_compares_and_hashes_as_the_str_it_holds() {
+        let s = SharedStr::from(String::from("héllo, world"));
+        assert_eq!(s, "héllo, world");
+        assert_eq!(s.len(), "héllo, world".len());
+        assert_eq!(format!("{s} {s:?}"), "héllo, world \"héllo, world\"");
+        let set: HashSet<SharedStr> = [s.clone()].into();
+        assert!(set.contains("héllo, world"));
+        let (a, b) = (
+            SharedStr::from(String::from("a")),
+            SharedStr::from_static("b"),
+        );
+        assert!(a < b);
+        assert_eq!(b.cmp(&a), std::cmp::Ordering::Greater);
+        assert_eq!(String::from(s), "héllo, world");
+        assert!(SharedStr::default().is_empty());
+    }
+
+    #[test]
+    fn slices_share_the_buffer_and_keep_str_rules() {
+        let s = SharedStr::from("héllo, world");
+        let world = s.slice(8..13);
+        assert_eq!(world, "world");
+        assert_eq!(world.slice(1..3), "or");
+        let inner = &s.as_str()[1..5];
+        assert_eq!(s.slice_ref(inner).unwrap(), "éll");
+        assert_eq!(
+            world.slice_ref(&s.as_str()[0..1]),
+            None,
+            "outside the slice"
+        );
+        assert_eq!(s.slice_ref("world"), None, "another buffer");
+        assert!(
+            std::panic::catch_unwind(|| s.slice(2..3)).is_err(),
+            "inside é"
+        );
+        assert!(
+            std::panic::catch_unwind(|| world.slice(0..6)).is_err(),
+            "past the end"
+        );
+    }
+
+    #[test]
+    fn serialises_as_a_json_string() {
+        let s = SharedStr::from("a\"b");
+        assert_eq!(serde_json::to_string(&s).unwrap(), r#""a\"b""#);
+    }
+}
