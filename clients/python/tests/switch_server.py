@@ -29,10 +29,52 @@ def binary() -> str:
     return str(target / "debug" / "reaktor")
 
 
+#: Lock files of the ports this process handed out, held (locked) until it exits.
+_HELD_PORTS: list = []
+
+
+def reserved_port_range() -> tuple[int, int]:
+    """Ports below the kernel's ephemeral range, or above it if it starts low (as
+    tests/support/mod.rs `reserved_port_range`)."""
+    try:
+        low, high = (int(v) for v in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[:2])
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    return (10_000, low - 1) if low > 12_000 else (min(high + 1, 65_000), 65_535)
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port for a server a test starts, chosen as tests/support/mod.rs `free_port`
+    chooses (and under the same lock files, so Rust and Python tests running at once never
+    share one): outside the ephemeral range, and locked for this process until it exits.
+    `bind(0)` could give one port twice in a row (two members of one cluster listed with one
+    peer address), and gives ports any outgoing connection may take meanwhile."""
+    import fcntl
+    import random
+
+    first, last = reserved_port_range()
+    lock_dir = Path(tempfile.gettempdir()) / "reaktor-test-ports"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(os.getpid() ^ time.monotonic_ns())
+    for _ in range(10_000):
+        port = rng.randint(first, last)
+        f = open(lock_dir / str(port), "a")
+        try:
+            # Held by another test process, or already by this one (a lock is per open file).
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.close()
+            continue
+        try:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", port))
+        except OSError:
+            fcntl.flock(f, fcntl.LOCK_UN)
+            f.close()
+            continue
+        _HELD_PORTS.append(f)
+        return port
+    raise RuntimeError(f"no free port in {first}..={last}")
 
 
 class Server:
