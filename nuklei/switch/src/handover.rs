@@ -23,19 +23,9 @@
 use crate::json::write_string;
 use crate::limits::LimitError;
 use crate::ports::{shard_of, NodeIdx, Outcome};
+pub use crate::switch::HandoverReply;
 use crate::switch::{FailedPort, Output, RegPortReply, Switch, SwitchError};
 use crate::watch::Event;
-
-/// What a handover did, as positions in the request.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct HandoverReply {
-    /// Moved to the receiver.
-    pub moved: Vec<usize>,
-    /// Not the giver's (left alone).
-    pub not_owned: Vec<usize>,
-    /// Not registered.
-    pub unknown: Vec<usize>,
-}
 
 /// The push to the receiver of a handover.
 pub fn encode_handover(port: &str, from: &str, seq: u64, out: &mut Vec<u8>) {

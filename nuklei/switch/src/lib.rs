@@ -20,6 +20,7 @@
 #![warn(missing_docs)]
 
 pub mod ack;
+mod acked_send;
 pub mod api;
 pub mod auth;
 pub mod batch;

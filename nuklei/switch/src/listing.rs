@@ -14,51 +14,11 @@
 //! Listings are not snapshots: a port registered or released while a listing runs may or may
 //! not be in it (watches tell what changed).
 
-use std::sync::Arc;
-
 use crate::nodes::NodeRegistry;
 use crate::ports::{NodeIdx, PortShard};
 use crate::switch::{NodeInfo, Switch, SwitchError};
-
-/// A port in a listing.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ListedPort {
-    /// The port.
-    pub port: String,
-    /// Its owner.
-    pub owner: Arc<str>,
-    /// The owner's address (`""`: none announced).
-    pub address: Arc<str>,
-}
-
-/// A page of ports by prefix.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct PortListing {
-    /// The ports, in name order.
-    pub ports: Vec<ListedPort>,
-    /// The cursor of the next page (`None`: this was the last).
-    pub next: Option<String>,
-}
-
-/// A page of online nodes.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct NodeListing {
-    /// The nodes, in id order.
-    pub nodes: Vec<NodeInfo>,
-    /// The cursor of the next page.
-    pub next: Option<String>,
-}
-
-/// A page of one node's ports.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct NodePortsListing {
-    /// The ports.
-    pub ports: Vec<String>,
-    /// The cursor of the next page.
-    pub next: Option<String>,
-    /// The cursor's port had left the node: a shard's part started again.
-    pub restarted: bool,
-}
+// The listing replies are the switch's vocabulary (switch/types.rs); named here as well.
+pub use crate::switch::{ListedPort, NodeListing, NodePortsListing, PortListing};
 
 /// A page request: prefix, cursor, and size (cut to `[1, max_page]`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

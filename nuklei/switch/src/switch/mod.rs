@@ -49,11 +49,12 @@ use crate::ports::{
 use crate::queue::Batch;
 use crate::watch::{self, Event, Journal, OfflineReason, Watchers, What};
 
-mod types;
+pub(crate) mod types;
 
 pub use types::{
-    CloseReason, Config, FailedPort, Metrics, NodeInfo, Output, PortOwner, RegPortReply, Reply,
-    SendReport, Session, SwitchError, UnRegPortReply,
+    CloseReason, Config, FailedPort, HandoverReply, ListedPort, Metrics, NodeInfo, NodeListing,
+    NodePortsListing, Output, PortListing, PortOwner, RegPortReply, Reply, SendReport, Session,
+    SwitchError, UnRegPortReply, WatchError, WatchReply,
 };
 
 #[derive(Clone, Copy, Debug)]

@@ -127,7 +127,7 @@ pub enum SwitchError {
     Invalid(String),
     /// A watch could not be added or removed.
     #[error(transparent)]
-    Watch(#[from] crate::watch::WatchError),
+    Watch(#[from] WatchError),
     /// A watch's `from` cursor is not a position of this switch.
     #[error("{0}")]
     BadCursor(String),
@@ -320,17 +320,17 @@ pub enum Reply {
     /// QueryNode, in request order.
     QueryNode(Vec<Option<NodeInfo>>),
     /// A watch started.
-    Watch(crate::watch::WatchReply),
+    Watch(WatchReply),
     /// A call that answers nothing but success (unwatch).
     Done,
     /// A page of ports by prefix.
-    ListPorts(crate::listing::PortListing),
+    ListPorts(PortListing),
     /// A page of online nodes.
-    ListNodes(crate::listing::NodeListing),
+    ListNodes(NodeListing),
     /// A page of a node's ports.
-    NodePorts(crate::listing::NodePortsListing),
+    NodePorts(NodePortsListing),
     /// What a handover moved.
-    Handover(crate::handover::HandoverReply),
+    Handover(HandoverReply),
     /// Pushes acknowledged by an `ack`.
     Acked(u64),
     /// An acknowledged SendMsg: what it queued and what the receivers acknowledged.
@@ -344,4 +344,85 @@ pub enum Reply {
         /// Exchanges refused before reaching the switch (auth, routing).
         refused: u64,
     },
+}
+
+/// Why a watch could not be added.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum WatchError {
+    /// The session has a watch of this id.
+    #[error(
+        "this receiving connection already has a watch {0}: unwatch it first or pick another id"
+    )]
+    Exists(u64),
+    /// The node has as many watches as it may.
+    #[error("the node has {count} watches, the limit is {limit} watches per node")]
+    TooMany {
+        /// Watches the node has.
+        count: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// No such watch.
+    #[error("this receiving connection has no watch {0}")]
+    Unknown(u64),
+}
+
+/// A watch started.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WatchReply {
+    /// Its id.
+    pub id: u64,
+    /// Where it stands: per instance, the sequence after which its events follow.
+    pub cursor: Vec<u64>,
+}
+
+/// A port in a listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListedPort {
+    /// The port.
+    pub port: String,
+    /// Its owner.
+    pub owner: Arc<str>,
+    /// The owner's address (`""`: none announced).
+    pub address: Arc<str>,
+}
+
+/// A page of ports by prefix.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PortListing {
+    /// The ports, in name order.
+    pub ports: Vec<ListedPort>,
+    /// The cursor of the next page (`None`: this was the last).
+    pub next: Option<String>,
+}
+
+/// A page of online nodes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeListing {
+    /// The nodes, in id order.
+    pub nodes: Vec<NodeInfo>,
+    /// The cursor of the next page.
+    pub next: Option<String>,
+}
+
+/// A page of one node's ports.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodePortsListing {
+    /// The ports.
+    pub ports: Vec<String>,
+    /// The cursor of the next page.
+    pub next: Option<String>,
+    /// The cursor's port had left the node: a shard's part started again.
+    pub restarted: bool,
+}
+
+/// What a handover did, as positions in the request.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HandoverReply {
+    /// Moved to the receiver.
+    pub moved: Vec<usize>,
+    /// Not the giver's (left alone).
+    pub not_owned: Vec<usize>,
+    /// Not registered.
+    pub unknown: Vec<usize>,
 }

@@ -36,8 +36,10 @@ pub mod watchers;
 
 pub use journal::{Journal, Replay};
 pub use keys::KeyIndex;
-pub use single::{WatchReply, WatchRequest};
-pub use watchers::{WatchError, WatchRef, Watched, Watchers};
+pub use single::WatchRequest;
+pub use watchers::{WatchRef, Watched, Watchers};
+// Their errors and replies are the switch's vocabulary (switch/types.rs); named here as well.
+pub use crate::switch::types::{WatchError, WatchReply};
 
 /// What a watch follows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -395,7 +397,7 @@ pub(crate) fn fan_out(
     instance: usize,
     seq: u64,
     event: &Event<'_>,
-    out: &mut Vec<crate::switch::Output>,
+    out: &mut Vec<crate::switch::types::Output>,
     slow: &mut Vec<(crate::ports::NodeIdx, usize, usize)>,
 ) {
     watchers.deliver(instance, seq, event, |node, watch| {
@@ -410,7 +412,7 @@ pub(crate) fn push_to(
     nodes: &mut crate::nodes::NodeRegistry,
     node: crate::ports::NodeIdx,
     encode: impl FnOnce(&mut Vec<u8>),
-    out: &mut Vec<crate::switch::Output>,
+    out: &mut Vec<crate::switch::types::Output>,
     slow: &mut Vec<(crate::ports::NodeIdx, usize, usize)>,
 ) {
     let outcome = nodes.push_object(node, encode);
@@ -421,14 +423,14 @@ fn queued(
     nodes: &crate::nodes::NodeRegistry,
     node: crate::ports::NodeIdx,
     outcome: crate::nodes::PushOutcome,
-    out: &mut Vec<crate::switch::Output>,
+    out: &mut Vec<crate::switch::types::Output>,
     slow: &mut Vec<(crate::ports::NodeIdx, usize, usize)>,
 ) {
     use crate::nodes::PushOutcome;
     match outcome {
         PushOutcome::Queued { first: true } => {
             if let Some(conn) = nodes.get(node).and_then(crate::nodes::Node::conn) {
-                out.push(crate::switch::Output::Pending { node, conn });
+                out.push(crate::switch::types::Output::Pending { node, conn });
             }
         }
         PushOutcome::Queued { first: false } | PushOutcome::Offline => {}
@@ -449,7 +451,7 @@ pub(crate) fn replay(
     watch: u64,
     instance: usize,
     from: u64,
-    out: &mut Vec<crate::switch::Output>,
+    out: &mut Vec<crate::switch::types::Output>,
     slow: &mut Vec<(crate::ports::NodeIdx, usize, usize)>,
 ) -> Result<u64, u64> {
     match journal.replay(from) {

@@ -1,7 +1,7 @@
 //! Watches on the switch of one instance: every event is journaled and fanned out here, and a
 //! watch's replay comes from the one journal.
 
-use super::{replay, WatchKind, Watched};
+use super::{replay, WatchKind, WatchReply, Watched};
 use crate::nodes::{ConnId, NodeRegistry};
 use crate::ports::NodeIdx;
 use crate::switch::{slow_consumers, Output, Session, Switch, SwitchError};
@@ -31,15 +31,6 @@ pub struct WatchRequest {
     pub prefix: bool,
     /// Resume after this cursor (one sequence number per instance); `None`: from now on.
     pub from: Option<Vec<u64>>,
-}
-
-/// A watch started.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct WatchReply {
-    /// Its id.
-    pub id: u64,
-    /// Where it stands: per instance, the sequence after which its events follow.
-    pub cursor: Vec<u64>,
 }
 
 impl WatchRequest {

@@ -6,6 +6,7 @@ use hashbrown::HashMap;
 
 use super::{Event, KeyIndex, WatchKind};
 use crate::ports::NodeIdx;
+use crate::switch::types::WatchError;
 
 /// A watch as the mesh names it: its node (index at its home, session) and its id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -16,27 +17,6 @@ pub struct WatchRef {
     pub session: u64,
     /// The watch's id in that session.
     pub id: u64,
-}
-
-/// Why a watch could not be added.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum WatchError {
-    /// The session has a watch of this id.
-    #[error(
-        "this receiving connection already has a watch {0}: unwatch it first or pick another id"
-    )]
-    Exists(u64),
-    /// The node has as many watches as it may.
-    #[error("the node has {count} watches, the limit is {limit} watches per node")]
-    TooMany {
-        /// Watches the node has.
-        count: usize,
-        /// The limit.
-        limit: usize,
-    },
-    /// No such watch.
-    #[error("this receiving connection has no watch {0}")]
-    Unknown(u64),
 }
 
 /// A position not reached yet: the watch's replay from that instance has not arrived.
