@@ -2,7 +2,10 @@
 //! directly or around a loop (ARCHITECTURE.md, "Layers"). A circle means two files can only be
 //! understood — and changed — together; this test names the files of any circle that appears.
 //!
-//! It reads `reaktor/src` as text: every path a file names through `crate::`, `super::`,
+//! `reaktor/src` has none; the other crates of the workspace have none but the known ones
+//! listed in [`KNOWN_CIRCLES`].
+//!
+//! It reads each crate's `src` as text: every path a file names through `crate::`, `super::`,
 //! `self::` or one of its own child modules (in `use` lines and in code), resolved to the
 //! file that defines the deepest module the path reaches. A folder's `mod.rs` declaring its
 //! children with `mod` is not an import.
