@@ -46,14 +46,19 @@ pub fn reason_phrase(status: u16) -> &'static str {
 /// (reading the system clock per response was a visible cost).
 pub struct DateCache {
     value: [u8; 29],
-    formatted_at: Option<Instant>,
+    /// When the value is due to be formatted again (an `Instant` comparison per poll is
+    /// cheaper than the duration since the last formatting).
+    due: Option<Instant>,
 }
+
+/// How long a formatted `Date` is reused.
+const DATE_REUSE: Duration = Duration::from_millis(250);
 
 impl Default for DateCache {
     fn default() -> Self {
         DateCache {
             value: [b' '; 29],
-            formatted_at: None,
+            due: None,
         }
     }
 }
@@ -61,13 +66,10 @@ impl Default for DateCache {
 impl DateCache {
     /// Re-formats the value if it is older than 250 ms; returns whether the text changed.
     pub fn refresh(&mut self, now: Instant) -> bool {
-        let stale = self
-            .formatted_at
-            .is_none_or(|at| now.saturating_duration_since(at) >= Duration::from_millis(250));
-        if !stale {
+        if self.due.is_some_and(|due| now < due) {
             return false;
         }
-        self.formatted_at = Some(now);
+        self.due = Some(now + DATE_REUSE);
         let text = httpdate::fmt_http_date(SystemTime::now());
         if text.len() != 29 || text.as_bytes() == self.value {
             return false;
@@ -117,4 +119,27 @@ pub fn error_response(out: &mut Vec<u8>, status: u16, reason: &str, date: &[u8])
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(reason.as_bytes());
     out.push(b'\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_date_is_formatted_again_only_after_250_ms() {
+        let mut date = DateCache::default();
+        let start = Instant::now();
+        assert!(date.refresh(start), "the first refresh formats");
+        let first = *date.value();
+        assert!(first.ends_with(b" GMT"));
+        assert!(!date.refresh(start));
+        assert!(!date.refresh(start + Duration::from_millis(249)));
+        // An earlier clock (another core's) is not a reason to format.
+        assert!(!date.refresh(start - Duration::from_millis(10)));
+        assert_eq!(*date.value(), first);
+        // Due again: formatted (the text changes only if the second did).
+        date.refresh(start + DATE_REUSE);
+        assert_eq!(date.due, Some(start + DATE_REUSE + DATE_REUSE));
+        assert!(!date.refresh(start + DATE_REUSE + Duration::from_millis(249)));
+    }
 }
