@@ -6,10 +6,12 @@
 use crate::chunked::{ChunkError, ChunkedDecoder};
 use crate::ext::RequestHead;
 use crate::request::{parse_head, Body, HttpLimits, MAX_HEADERS_CAP};
+use crate::request_cache::RequestCache;
 
 /// A request head (and a chunked body after it): [`parse_head`] answers one of its statuses or
-/// a head whose extension says exactly what httparse read; no prefix of a complete head is
-/// complete; a chunked body decodes the same however it arrives.
+/// a head whose extension says exactly what httparse read, which a request cache holding it
+/// or another head reads the same way; no prefix of a complete head is complete; a chunked
+/// body decodes the same however it arrives.
 pub fn request(data: &[u8]) {
     let Some((&selector, input)) = data.split_first() else {
         return;
@@ -41,6 +43,27 @@ pub fn request(data: &[u8]) {
         }
         Ok(Some(parsed)) => parsed,
     };
+    // A cache that holds this head reads the input as parsing did; so does one that holds
+    // another head (a miss, or a hit on the same bytes).
+    let mut cache = RequestCache::default();
+    for known in [&b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..], input] {
+        let mut known_extension = Vec::new();
+        if let Ok(Some(known_parsed)) = parse_head(known, &limits, route, &mut known_extension) {
+            cache.put(known, &known_parsed, &known_extension);
+        }
+        let mut cached_extension = Vec::new();
+        if let Some(hit) = cache.get(input, &mut cached_extension) {
+            assert_eq!(
+                format!("{hit:?}"),
+                format!("{parsed:?}"),
+                "a cache hit differs"
+            );
+            assert_eq!(
+                cached_extension, extension,
+                "a cache hit's extension differs"
+            );
+        }
+    }
     let consumed = parsed.consumed;
     assert!(consumed <= input.len() && consumed <= limits.max_header_bytes);
     let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS_CAP];

@@ -26,6 +26,7 @@ mod head_cache;
 mod network;
 mod pressure;
 pub mod request;
+pub mod request_cache;
 pub mod response;
 pub mod tls_begin_ex;
 
@@ -127,6 +128,9 @@ pub struct HttpNukleus {
     date: DateCache,
     /// The last response head rendered, with its framing and whether it closes the connection.
     heads: h1::Heads,
+    /// The last request head read; `None` when a route takes a key from the path (a hit
+    /// would skip computing it).
+    request_heads: Option<request_cache::RequestCache>,
     /// The core loop's clock at the start of this poll.
     now: std::time::Instant,
     /// When idle connections are looked for next.
@@ -159,8 +163,14 @@ impl HttpNukleus {
                     .position(|o| o.kind == r.to && o.core == core)
             })
             .collect();
+        let request_heads = config
+            .routes
+            .iter()
+            .all(|r| r.key_segment.is_none())
+            .then(request_cache::RequestCache::default);
         HttpNukleus {
             local_targets,
+            request_heads,
             config,
             core,
             ids: SlotIds::new(instance),

@@ -145,12 +145,13 @@ impl HttpNukleus {
                 );
                 route
             };
-            let read = c.h1.read(
+            let read = c.h1.read_cached(
                 &bytes[at..],
                 budget,
                 &self.config.limits,
                 route,
                 &mut self.scratch,
+                self.request_heads.as_mut(),
             );
             match read {
                 Read::Wait => return at,

@@ -52,7 +52,7 @@ pub enum Body {
 }
 
 /// What the nukleus needs to know about a parsed request head.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Parsed {
     /// Bytes of the head, including the blank line.
     pub consumed: usize,

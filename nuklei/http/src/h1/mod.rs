@@ -33,6 +33,7 @@ use crate::chunked::ChunkError;
 use crate::ext::ResponseHead;
 use crate::head_cache::{HeadCache, Variant};
 use crate::request::{self, Body, HttpLimits, Parsed, Rejection};
+use crate::request_cache::RequestCache;
 use crate::response;
 pub use encode::Framing;
 use encode::{HeadFacts, LAST_CHUNK};
@@ -326,6 +327,21 @@ impl Connection {
         route: impl Fn(&str) -> Option<usize>,
         scratch: &'a mut Vec<u8>,
     ) -> Read<'a> {
+        self.read_cached(input, budget, limits, route, scratch, None)
+    }
+
+    /// [`Connection::read`] with the last request head read (the nukleus's, shared by its
+    /// connections): a head that repeats it is not parsed again (see `request_cache`). It
+    /// must only be given while `route` always maps a path to the same route.
+    pub fn read_cached<'a>(
+        &mut self,
+        input: &'a [u8],
+        budget: usize,
+        limits: &HttpLimits,
+        route: impl Fn(&str) -> Option<usize>,
+        scratch: &'a mut Vec<u8>,
+        cache: Option<&mut RequestCache>,
+    ) -> Read<'a> {
         if let Some(tag) = self.receiving() {
             return self.read_body(tag, input, budget, limits.max_body_bytes, scratch);
         }
@@ -338,9 +354,17 @@ impl Connection {
         {
             return Read::Wait;
         }
+        if let Some(parsed) = cache.as_ref().and_then(|c| c.get(input, scratch)) {
+            return Read::Head(parsed);
+        }
         match request::parse_head(input, limits, route, scratch) {
             Ok(None) => Read::Wait,
-            Ok(Some(parsed)) => Read::Head(parsed),
+            Ok(Some(parsed)) => {
+                if let Some(cache) = cache {
+                    cache.put(input, &parsed, scratch);
+                }
+                Read::Head(parsed)
+            }
             Err(rejection) => Read::BadHead(rejection),
         }
     }

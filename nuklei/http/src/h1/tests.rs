@@ -25,6 +25,8 @@ struct Peer {
     next_tag: Tag,
     events: Vec<Event>,
     retired: Vec<Tag>,
+    /// The last request head read, as the nukleus keeps it (`None`: every head parsed).
+    cache: Option<RequestCache>,
 }
 
 impl Peer {
@@ -43,6 +45,7 @@ impl Peer {
             next_tag: 10,
             events: Vec::new(),
             retired: Vec::new(),
+            cache: None,
         }
     }
 
@@ -59,12 +62,13 @@ impl Peer {
         let mut scratch = Vec::new();
         let mut at = 0;
         loop {
-            let read = self.h1.read(
+            let read = self.h1.read_cached(
                 &input[at..],
                 self.budget,
                 &self.limits,
                 |path| Some(path.len()),
                 &mut scratch,
+                self.cache.as_mut(),
             );
             match read {
                 Read::Wait => break,
@@ -189,6 +193,55 @@ fn keep_alive_reads_one_request_after_another() {
     assert!(!peer.h1.closing() && !peer.h1.finished());
     peer.feed(b"GET /bb HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(peer.events(), [Event::Head(11, "GET /bb".into())]);
+}
+
+/// Repeated heads read through the request cache give the same requests, bodies and errors
+/// as parsing each one, whether they arrive pipelined, one by one or split mid-head.
+#[test]
+fn a_repeated_head_reads_the_same_through_the_request_cache() {
+    let get = "GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
+    let post = "POST /bb HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n";
+    let script = [
+        format!("{get}{get}{get}"),
+        format!("{post}abc{post}"),
+        "xyz".to_string(),
+        get[..9].to_string(),
+        format!("{}{get}GET /a HTTP/1.1\r\nHost: y\r\n\r\n", &get[9..]),
+        format!("{get}GET / HTTP/1.1\r\n\r\n"),
+    ];
+    let run = |cache: Option<RequestCache>| {
+        let mut peer = Peer::new();
+        peer.cache = cache;
+        for piece in &script {
+            peer.feed(piece.as_bytes());
+            // Answer every request in line whose body is in (the queue holds no more).
+            let tags: Vec<Tag> = peer
+                .h1
+                .transactions()
+                .filter(|t| t.request_ended() && t.writing() == Writing::Awaiting)
+                .filter_map(|t| t.tag())
+                .collect();
+            for tag in tags {
+                let len = length(b"hi");
+                peer.respond(tag, 200, &[("Content-Length", len.as_bytes())], b"hi");
+            }
+        }
+        (
+            peer.events,
+            String::from_utf8_lossy(&peer.h1.out).into_owned(),
+        )
+    };
+    let parsed = run(None);
+    assert_eq!(run(Some(RequestCache::default())), parsed);
+    assert_eq!(
+        parsed
+            .0
+            .iter()
+            .filter(|e| matches!(e, Event::Head(..)))
+            .count(),
+        9
+    );
+    assert!(parsed.1.contains("400 Bad Request"), "{}", parsed.1);
 }
 
 #[test]

@@ -1,0 +1,130 @@
+//! The last request head http read, kept as wire bytes with what reading it decided: a client
+//! that sends the same head again and again (load generators, health checks, polling clients,
+//! every pipelined burst of identical requests) has it compared instead of parsed, checked
+//! and encoded anew for every request.
+//!
+//! Why a hit is exact: reading a head (`request::parse_head`) looks at the bytes up to the
+//! blank line that ends it and at nothing after, and depends otherwise only on the limits and
+//! the routes, which are fixed for a nukleus. The cached bytes are a complete head that ends
+//! at its first blank line, so any input that starts with them holds that same head and reads
+//! the same way: the same `Parsed` and the same BEGIN extension. The owner does not use the
+//! cache when a route takes a key from the path (the key is computed while routing, which a
+//! hit skips). Sans-I/O.
+
+use crate::request::Parsed;
+
+/// Heads larger than this are read every time (keeps the copy per miss and the memory small).
+const MAX_CACHED: usize = 1024;
+
+/// One cached request head.
+#[derive(Default)]
+pub struct RequestCache {
+    entry: Option<Entry>,
+}
+
+struct Entry {
+    /// The head's bytes, blank line included (`parsed.consumed` of them).
+    head: Vec<u8>,
+    parsed: Parsed,
+    /// The BEGIN extension reading it wrote.
+    extension: Vec<u8>,
+}
+
+impl RequestCache {
+    /// The outcome of reading `input` if it starts with the cached head: the extension is
+    /// written to `extension` (cleared first), as reading would.
+    pub fn get(&self, input: &[u8], extension: &mut Vec<u8>) -> Option<Parsed> {
+        let entry = self.entry.as_ref()?;
+        if !input.starts_with(&entry.head) {
+            return None;
+        }
+        extension.clear();
+        extension.extend_from_slice(&entry.extension);
+        Some(entry.parsed.clone())
+    }
+
+    /// Remembers a head just read from the start of `input` (replacing the previous one).
+    pub fn put(&mut self, input: &[u8], parsed: &Parsed, extension: &[u8]) {
+        let Some(head) = input.get(..parsed.consumed) else {
+            return;
+        };
+        if head.len() > MAX_CACHED || extension.len() > MAX_CACHED {
+            return;
+        }
+        let entry = self.entry.get_or_insert_with(|| Entry {
+            head: Vec::with_capacity(head.len()),
+            parsed: parsed.clone(),
+            extension: Vec::with_capacity(extension.len()),
+        });
+        entry.head.clear();
+        entry.head.extend_from_slice(head);
+        entry.parsed = parsed.clone();
+        entry.extension.clear();
+        entry.extension.extend_from_slice(extension);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request::{parse_head, HttpLimits, Rejection};
+
+    fn read(input: &[u8], cache: &mut RequestCache) -> (String, Vec<u8>, bool) {
+        let route = |path: &str| (path.len() != 2).then_some(path.len());
+        let mut extension = Vec::new();
+        if let Some(parsed) = cache.get(input, &mut extension) {
+            let parsed: Result<_, Rejection> = Ok(Some(parsed));
+            return (format!("{parsed:?}"), extension, true);
+        }
+        let parsed = parse_head(input, &HttpLimits::default(), route, &mut extension);
+        if let Ok(Some(parsed)) = &parsed {
+            cache.put(input, parsed, &extension);
+        }
+        (format!("{parsed:?}"), extension, false)
+    }
+
+    fn fresh(input: &[u8]) -> (String, Vec<u8>) {
+        let (outcome, extension, _) = read(input, &mut RequestCache::default());
+        (outcome, extension)
+    }
+
+    #[test]
+    fn a_repeated_head_is_read_once_and_every_hit_reads_as_parsing_would() {
+        let mut cache = RequestCache::default();
+        let get = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        let inputs: [&[u8]; 9] = [
+            get,
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\nrest",
+            // A longer head that starts with the same line: not a hit.
+            b"GET / HTTP/1.1\r\nHost: xy\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\n",
+            b"POST /ab HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc",
+            b"POST /ab HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc",
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r",
+            b"GET / HTTP/1.0\r\n\r\n",
+        ];
+        let mut hits = 0;
+        for input in inputs {
+            let (outcome, extension, hit) = read(input, &mut cache);
+            assert_eq!((outcome, extension), fresh(input), "{input:?}");
+            hits += hit as usize;
+        }
+        assert_eq!(hits, 3, "the two repeats of GET and the repeated POST");
+    }
+
+    #[test]
+    fn incomplete_bad_and_oversized_heads_are_not_kept() {
+        let mut cache = RequestCache::default();
+        read(b"GET / HTTP/1.1\r\nHost: x\r\n", &mut cache);
+        read(b"GET / HTTP/1.1\r\n\r\n", &mut cache); // 400: no Host
+        assert!(cache.entry.is_none());
+        let big = format!(
+            "GET / HTTP/1.1\r\nHost: x\r\nX: {}\r\n\r\n",
+            "v".repeat(2000)
+        );
+        read(big.as_bytes(), &mut cache);
+        assert!(cache.entry.is_none());
+        assert!(!read(big.as_bytes(), &mut cache).2);
+    }
+}
