@@ -1,8 +1,6 @@
 //! The client handle, the event stream and the driver task that owns the connection.
 
 use std::collections::HashSet;
-
-type HeldSet = crate::names::NameSet;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,13 +10,14 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
+mod command;
 mod coord;
-use coord::CoordCommand;
+use command::{Command, CoordCommand, HeldSet, Reply};
 
 use crate::batch::{Items, Limits};
 use crate::connect::{self, Target, Ws};
 use crate::error::Error;
-use crate::session::{Outcome, Phase, Session, Waiter};
+use crate::session::{Outcome, Phase, Session};
 use crate::shared_str::SharedStr;
 use crate::types::{
     Event, FencingToken, Message, NodeInfo, PortOwner, Registration, SendReport, Unregistration,
@@ -138,30 +137,6 @@ struct Shared {
     space: Notify,
     requests: AtomicU64,
     terminal: Mutex<Option<Error>>,
-}
-
-type Reply = oneshot::Sender<Result<Outcome, Error>>;
-
-impl Waiter for Reply {
-    fn complete(self, result: Result<Outcome, Error>) {
-        let _ = self.send(result);
-    }
-}
-
-enum Command {
-    Call {
-        op: Op,
-        items: Items,
-        subscribe: bool,
-        exclusive: bool,
-        reply: Reply,
-    },
-    Held(oneshot::Sender<(HeldSet, HeldSet)>),
-    Fencing(String, oneshot::Sender<(Option<u64>, Option<FencingToken>)>),
-    Close(oneshot::Sender<()>),
-    /// A request outside the batches ([`crate::coord`]).
-    Coord(CoordCommand, Reply),
-    Session(oneshot::Sender<Option<u64>>),
 }
 
 /// A node's connection to the port switch; cheap to clone (all clones share it). Calls made

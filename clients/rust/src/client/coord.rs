@@ -3,23 +3,11 @@
 
 use tokio::sync::oneshot;
 
-use super::{Client, Command};
+use super::command::{Command, CoordCommand};
+use super::Client;
 use crate::error::Error;
 use crate::session::Outcome;
 use crate::types::{FailedPort, FencingToken, Handover, NodeInfo, Page, PortOwner, Registration};
-
-/// What a coordination call asks of the session.
-pub(super) enum CoordCommand {
-    Raw(serde_json::Map<String, serde_json::Value>),
-    Watch {
-        kind: &'static str,
-        key: String,
-        prefix: bool,
-    },
-    Unwatch(u64),
-    Handover(serde_json::Map<String, serde_json::Value>),
-    RegisterIf(serde_json::Map<String, serde_json::Value>, Vec<String>),
-}
 
 impl Client {
     async fn coord(&self, cmd: CoordCommand) -> Result<serde_json::Value, Error> {
