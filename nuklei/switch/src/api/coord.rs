@@ -18,100 +18,15 @@
 
 use std::borrow::Cow;
 
-use serde::{Deserialize, Serialize};
-
-use super::{announced, ApiError, ResponseBody, Route};
+use super::body::*;
+use super::error::ApiError;
+use super::response::{announced, reg_port_response};
+use super::route::Route;
 use crate::handover::HandoverReply;
 use crate::listing::{NodeListing, NodePortsListing, PageRequest, PortListing};
 use crate::request::{self, Page, Parsed, Request};
 use crate::switch::{Output, Switch};
 use crate::watch::{WatchReply, WatchRequest};
-
-/// Reply to a watch: its id and where it stands.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WatchResponse {
-    /// The watch's id (events carry it).
-    pub watch: u64,
-    /// Per switch instance, the sequence after which the watch's events follow.
-    pub cursor: Vec<u64>,
-}
-
-/// Reply to an unwatch.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UnwatchResponse {
-    /// The watch ended.
-    pub unwatched: u64,
-}
-
-/// A port of a listing.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ListedPortBody {
-    /// The port.
-    pub port: String,
-    /// Its owner.
-    pub owner: String,
-    /// The owner's address, `null` if it announced none.
-    pub address: Option<String>,
-}
-
-/// A page of ports by prefix.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ListPortsResponse {
-    /// In name order.
-    pub ports: Vec<ListedPortBody>,
-    /// Pass as `after` for the next page; `null` after the last.
-    pub next: Option<String>,
-}
-
-/// An online node of a listing.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ListedNodeBody {
-    /// Node id.
-    pub node: String,
-    /// Its address, `null` if it announced none.
-    pub address: Option<String>,
-    /// Ports it holds.
-    pub ports: usize,
-}
-
-/// A page of online nodes.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ListNodesResponse {
-    /// In id order.
-    pub nodes: Vec<ListedNodeBody>,
-    /// Pass as `after` for the next page; `null` after the last.
-    pub next: Option<String>,
-}
-
-/// A page of a node's ports.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NodePortsResponse {
-    /// The ports.
-    pub ports: Vec<String>,
-    /// Pass as `after` for the next page; `null` after the last.
-    pub next: Option<String>,
-    /// The cursor's port had left the node: part of the listing started again (ports may
-    /// repeat).
-    pub restarted: bool,
-}
-
-/// Reply to a handover.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HandoverResponse {
-    /// Moved to the receiver.
-    pub moved: Vec<String>,
-    /// Not the giver's: left alone.
-    pub not_owned: Vec<String>,
-    /// Not registered.
-    pub unknown: Vec<String>,
-}
-
-/// Reply to an ack.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AckResponse {
-    /// Pushes this acknowledged.
-    pub acknowledged: u64,
-}
 
 fn page(p: &PageRequest) -> Page<'_> {
     Page {
@@ -136,22 +51,6 @@ pub fn route_request(route: &Route) -> Option<Parsed<'_>> {
     Some(Parsed {
         request,
         session: None,
-    })
-}
-
-/// The page of a listing route's query string (`prefix`, `after`, `limit`).
-pub fn page_query(query: Option<&str>) -> Result<PageRequest, ApiError> {
-    let get = |name| crate::auth::query_param(query, name);
-    let limit = match get("limit") {
-        None => None,
-        Some(l) => Some(l.parse::<u64>().map_err(|_| {
-            ApiError::BadRequest(format!("limit {l:?} is not a number of entries"))
-        })?),
-    };
-    Ok(PageRequest {
-        prefix: get("prefix").unwrap_or_default(),
-        after: get("after").filter(|a| !a.is_empty()),
-        limit,
     })
 }
 
@@ -273,7 +172,7 @@ pub fn execute(
             if_owner: Some(expected),
         } => switch
             .reg_port_if(node, ports, expected.as_deref(), *subscribe, out)
-            .map(|r| super::reg_port_response(ports, r)),
+            .map(|r| reg_port_response(ports, r)),
         _ => return None,
     };
     Some(result.map_err(ApiError::from))
