@@ -57,12 +57,12 @@ mod receivers;
 mod rest;
 mod tokens;
 mod watcher;
+mod watcher_state;
 
 pub use metrics_text::metrics_text;
-use receivers::close_ext;
 pub use receivers::wait_msg_node;
-use rest::auth_body;
-pub use watcher::{is_watcher_path, watch_of_query, WatcherCounts, WatcherPermit, WatcherRefusal};
+pub use watcher::watch_of_query;
+pub use watcher_state::{is_watcher_path, WatcherCounts, WatcherPermit, WatcherRefusal};
 
 /// Settings of the switch nukleus.
 #[derive(Clone, Debug)]
@@ -198,7 +198,7 @@ struct Receiver {
     message: Vec<u8>,
     message_kind: u8,
     /// A node-less watcher's (`/v1/watch`), not a node's.
-    watcher: Option<watcher::WatcherState>,
+    watcher: Option<watcher_state::WatcherState>,
 }
 
 impl Receiver {
@@ -210,7 +210,7 @@ impl Receiver {
         conn: ConnId,
         token: Option<String>,
         ws: bool,
-        watcher: Option<watcher::WatcherState>,
+        watcher: Option<watcher_state::WatcherState>,
     ) -> Receiver {
         Receiver {
             node,
@@ -293,10 +293,14 @@ pub struct SwitchNukleus {
     /// Calls in flight, by token: where their completion goes.
     pending: HashMap<Token, Pending>,
     /// Watchers' calls in flight, by token.
-    watcher_calls: HashMap<Token, watcher::WatcherPending>,
+    watcher_calls: HashMap<Token, watcher_state::WatcherPending>,
     /// The watch of a watcher opened by the BEGIN being read, started once its exchange is
     /// in the table.
-    opening_watch: Option<(Token, watcher::WatcherPending, crate::engine::WatcherCall)>,
+    opening_watch: Option<(
+        Token,
+        watcher_state::WatcherPending,
+        crate::engine::WatcherCall,
+    )>,
     next_token: Token,
     tokens: Tokens,
     /// The generation of the reloaded tokens last applied.
@@ -337,6 +341,22 @@ fn error_body(code: &str, message: String) -> ErrorBody {
             message,
         },
     }
+}
+
+fn auth_body(e: &AuthError) -> ErrorBody {
+    error_body(e.code(), e.to_string())
+}
+
+/// `[code:u16 LE][reason]`, the END extension that closes a WebSocket with a code.
+fn close_ext(code: u16, reason: &str) -> Vec<u8> {
+    let mut out = code.to_le_bytes().to_vec();
+    // A close frame carries at most 123 bytes of reason.
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    out.extend_from_slice(&reason.as_bytes()[..end]);
+    out
 }
 
 impl SwitchNukleus {

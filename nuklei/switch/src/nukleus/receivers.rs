@@ -3,18 +3,6 @@
 
 use super::*;
 
-/// `[code:u16 LE][reason]`, the END extension that closes a WebSocket with a code.
-pub(super) fn close_ext(code: u16, reason: &str) -> Vec<u8> {
-    let mut out = code.to_le_bytes().to_vec();
-    // A close frame carries at most 123 bytes of reason.
-    let mut end = reason.len().min(123);
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
-    out.extend_from_slice(&reason.as_bytes()[..end]);
-    out
-}
-
 pub(super) fn close_code_of(reason: &CloseReason) -> u16 {
     match reason {
         CloseReason::Replaced => close_code::REPLACED,
@@ -229,7 +217,7 @@ impl SwitchNukleus {
             x.end_with = Some(ws_refusal(&refusal));
             return;
         }
-        if watcher::is_watcher_path(head.path(), true) {
+        if watcher_state::is_watcher_path(head.path(), true) {
             match self.open_watcher(x, head, true) {
                 Ok(r) => {
                     x.reply_begun = true;

@@ -3,10 +3,6 @@
 
 use super::*;
 
-pub(super) fn auth_body(e: &AuthError) -> ErrorBody {
-    error_body(e.code(), e.to_string())
-}
-
 pub(super) fn contains_ignore_case(haystack: &[u8], needle: &[u8]) -> bool {
     haystack
         .windows(needle.len())
@@ -24,7 +20,7 @@ impl SwitchNukleus {
             x.role = self.refuse_not_master(head.target);
             return;
         }
-        if watcher::is_watcher_path(path, false) {
+        if watcher_state::is_watcher_path(path, false) {
             let wants_events = head
                 .header("accept")
                 .is_some_and(|v| contains_ignore_case(v, b"text/event-stream"));
