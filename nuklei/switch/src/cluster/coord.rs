@@ -145,7 +145,7 @@ impl Instance {
         &mut self,
         from: usize,
         op: u64,
-        items: Vec<Item<'_>>,
+        items: Items<'_>,
         out: &mut Vec<Output>,
     ) -> SendReport {
         let local = self.new_op();

@@ -231,11 +231,7 @@ impl Instance {
         }
     }
 
-    pub(super) fn deliver_items(
-        &mut self,
-        items: Vec<Item<'_>>,
-        out: &mut Vec<Output>,
-    ) -> SendReport {
+    pub(super) fn deliver_items(&mut self, items: Items<'_>, out: &mut Vec<Output>) -> SendReport {
         let mut report = SendReport::default();
         for item in items {
             match item {

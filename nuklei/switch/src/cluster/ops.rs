@@ -340,7 +340,7 @@ impl Instance {
                     Msg::Deliver {
                         op,
                         ack,
-                        items: list,
+                        items: list.into(),
                     }
                     .encode(&mut self.outbox[peer]);
                 }

@@ -156,7 +156,7 @@ impl Instance {
                         let msg = Msg::Deliver {
                             op: 0,
                             ack: false,
-                            items: vec![item],
+                            items: vec![item].into(),
                         };
                         msg.encode(&mut self.outbox[usize::from(to.home)]);
                     }
@@ -266,7 +266,8 @@ impl Instance {
                     session: to.session,
                     port,
                     reason,
-                }],
+                }]
+                .into(),
             };
             self.send(usize::from(to.home), &msg);
         }

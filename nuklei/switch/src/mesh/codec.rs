@@ -23,12 +23,58 @@ const WATCH_READY: u8 = 17;
 const WATCH_STOP: u8 = 18;
 const EVENT: u8 = 19;
 
-const ITEM_UNICAST: u8 = 1;
 const ITEM_BROADCAST: u8 = 2;
 const ITEM_RELEASED: u8 = 3;
 const ITEM_MOVED: u8 = 4;
-/// [`ITEM_UNICAST`] of a port and body with no byte JSON escapes ([`Escaping::Plain`]).
-const ITEM_UNICAST_PLAIN: u8 = 5;
+/// A run of [`Item::Unicast`]s to one node in one session with one [`Escaping`]: `[node:u32]
+/// [session:u64][escaping:u8][count:u32]`, then `count` times `[port_len:u32][body_len:u32]`
+/// (and each port and body in the text block). A SendMsg's messages to one receiver travel
+/// as one run: 8 bytes of fields per message instead of 21, and one node to look up.
+const ITEM_RUN: u8 = 6;
+
+fn escaping_code(e: Escaping) -> u8 {
+    match e {
+        Escaping::Scan => 0,
+        Escaping::Plain => 1,
+    }
+}
+
+fn escaping_of(code: u8) -> Result<Escaping, MeshError> {
+    Ok(match code {
+        0 => Escaping::Scan,
+        1 => Escaping::Plain,
+        other => return Err(MeshError::UnknownTag(other)),
+    })
+}
+
+/// The entries of a Deliver record: the items, with consecutive unicasts to one node in one
+/// session and of one [`Escaping`] taken together as a run ([`ITEM_RUN`]).
+fn entries<'x, 'a>(items: &'x [Item<'a>]) -> impl Iterator<Item = &'x [Item<'a>]> + 'x {
+    let mut rest = items;
+    std::iter::from_fn(move || {
+        let (first, tail) = rest.split_first()?;
+        let n = match first {
+            Item::Unicast {
+                node,
+                session,
+                escaping,
+                ..
+            } => {
+                1 + tail
+                    .iter()
+                    .take_while(|i| {
+                        matches!(i, Item::Unicast { node: n, session: s, escaping: e, .. }
+                            if n == node && s == session && e == escaping)
+                    })
+                    .count()
+            }
+            _ => 1,
+        };
+        let (entry, after) = rest.split_at(n);
+        rest = after;
+        Some(entry)
+    })
+}
 
 fn reason_code(r: ReleaseReason) -> u8 {
     match r {
@@ -157,36 +203,42 @@ impl<'a> Msg<'a> {
                 e.u8(DELIVER);
                 e.u64(*op);
                 e.u8(u8::from(*ack));
-                e.u32(items.len() as u32);
-                for item in items {
-                    match item {
-                        Item::Unicast {
+                let items: std::borrow::Cow<'_, [Item<'_>]> = match items {
+                    Items::List(v) => v.as_slice().into(),
+                    Items::Record(r) => r.clone().collect::<Vec<_>>().into(),
+                };
+                e.u32(entries(&items).count() as u32);
+                for entry in entries(&items) {
+                    match entry {
+                        [Item::Unicast {
                             node,
                             session,
-                            port,
-                            body,
                             escaping,
-                        } => {
-                            e.u8(match escaping {
-                                Escaping::Scan => ITEM_UNICAST,
-                                Escaping::Plain => ITEM_UNICAST_PLAIN,
-                            });
+                            ..
+                        }, ..] => {
+                            e.u8(ITEM_RUN);
                             e.u32(*node);
                             e.u64(*session);
-                            e.str(port);
-                            e.str(body);
+                            e.u8(escaping_code(*escaping));
+                            e.u32(entry.len() as u32);
+                            for item in entry {
+                                if let Item::Unicast { port, body, .. } = item {
+                                    e.str(port);
+                                    e.str(body);
+                                }
+                            }
                         }
-                        Item::Broadcast { body } => {
+                        [Item::Broadcast { body }] => {
                             e.u8(ITEM_BROADCAST);
                             e.str(body);
                         }
-                        Item::Moved {
+                        [Item::Moved {
                             node,
                             session,
                             port,
                             to,
                             seq,
-                        } => {
+                        }] => {
                             e.u8(ITEM_MOVED);
                             e.u32(*node);
                             e.u64(*session);
@@ -194,18 +246,20 @@ impl<'a> Msg<'a> {
                             e.str(to);
                             e.u64(*seq);
                         }
-                        Item::Released {
+                        [Item::Released {
                             node,
                             session,
                             port,
                             reason,
-                        } => {
+                        }] => {
                             e.u8(ITEM_RELEASED);
                             e.u32(*node);
                             e.u64(*session);
                             e.str(port);
                             e.u8(reason_code(*reason));
                         }
+                        // `entries` yields runs of unicasts and single other items only.
+                        _ => {}
                     }
                 }
             }
@@ -405,38 +459,20 @@ impl<'a> Msg<'a> {
                 let op = d.u64()?;
                 let ack = d.u8()? != 0;
                 let n = d.count()?;
-                let mut items = Vec::with_capacity(n);
+                // Checked whole now; read item by item as they are handled.
+                let items = ItemReader {
+                    d: d.clone(),
+                    entries: n,
+                    run: None,
+                };
                 for _ in 0..n {
-                    items.push(match d.u8()? {
-                        tag @ (ITEM_UNICAST | ITEM_UNICAST_PLAIN) => Item::Unicast {
-                            node: d.u32()?,
-                            session: d.u64()?,
-                            port: d.str()?,
-                            body: d.str()?,
-                            escaping: if tag == ITEM_UNICAST_PLAIN {
-                                Escaping::Plain
-                            } else {
-                                Escaping::Scan
-                            },
-                        },
-                        ITEM_BROADCAST => Item::Broadcast { body: d.str()? },
-                        ITEM_MOVED => Item::Moved {
-                            node: d.u32()?,
-                            session: d.u64()?,
-                            port: d.str()?,
-                            to: d.str()?,
-                            seq: d.u64()?,
-                        },
-                        ITEM_RELEASED => Item::Released {
-                            node: d.u32()?,
-                            session: d.u64()?,
-                            port: d.str()?,
-                            reason: reason_of(d.u8()?)?,
-                        },
-                        other => return Err(MeshError::UnknownTag(other)),
-                    });
+                    check_entry(&mut d)?;
                 }
-                Msg::Deliver { op, ack, items }
+                Msg::Deliver {
+                    op,
+                    ack,
+                    items: Items::Record(items),
+                }
             }
             DELIVERED => Msg::Delivered {
                 op: d.u64()?,
@@ -511,5 +547,131 @@ impl<'a> Msg<'a> {
             other => super::coord::decode(other, &mut d)?,
         };
         Ok(msg)
+    }
+}
+
+/// Checks one entry of a Deliver record (see [`ItemReader`]) and moves past it.
+fn check_entry(d: &mut Dec<'_>) -> Result<(), MeshError> {
+    match d.u8()? {
+        ITEM_RUN => {
+            let _node = d.u32()?;
+            let _session = d.u64()?;
+            escaping_of(d.u8()?)?;
+            let count = d.u32()? as usize;
+            let lens = d.take(count.checked_mul(8).ok_or(MeshError::Truncated(d.pos))?)?;
+            let mut at = d.text_pos;
+            for len in lens.chunks_exact(4) {
+                let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
+                at = at
+                    .checked_add(len)
+                    .filter(|&e| e <= d.text.len())
+                    .ok_or(MeshError::Truncated(d.bytes.len() + at))?;
+                // The text block is UTF-8 as a whole; a length that cuts a character is corrupt.
+                if !d.text.is_char_boundary(at) {
+                    return Err(MeshError::Utf8);
+                }
+            }
+            d.text_pos = at;
+        }
+        tag => {
+            item(tag, d)?;
+        }
+    }
+    Ok(())
+}
+
+/// An item other than a run, after its tag.
+fn item<'a>(tag: u8, d: &mut Dec<'a>) -> Result<Item<'a>, MeshError> {
+    Ok(match tag {
+        ITEM_BROADCAST => Item::Broadcast { body: d.str()? },
+        ITEM_MOVED => Item::Moved {
+            node: d.u32()?,
+            session: d.u64()?,
+            port: d.str()?,
+            to: d.str()?,
+            seq: d.u64()?,
+        },
+        ITEM_RELEASED => Item::Released {
+            node: d.u32()?,
+            session: d.u64()?,
+            port: d.str()?,
+            reason: reason_of(d.u8()?)?,
+        },
+        other => return Err(MeshError::UnknownTag(other)),
+    })
+}
+
+/// The items of a decoded Deliver record, read as they are handled: no list of them is
+/// built. [`Msg::decode`] checked the record whole, so reading cannot fail; if it did
+/// anyway, the items would end there.
+#[derive(Clone, Debug)]
+pub struct ItemReader<'a> {
+    /// At the next entry (and, in the text block, at the next string).
+    d: Dec<'a>,
+    /// Entries not yet started.
+    entries: usize,
+    /// The run being read, if any.
+    run: Option<Run<'a>>,
+}
+
+/// A run of unicasts being read: its target and the lengths of its ports and bodies not yet
+/// read.
+#[derive(Clone, Debug)]
+struct Run<'a> {
+    node: u32,
+    session: u64,
+    escaping: Escaping,
+    lens: std::slice::ChunksExact<'a, u8>,
+}
+
+impl<'a> Iterator for ItemReader<'a> {
+    type Item = Item<'a>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Item<'a>> {
+        loop {
+            if let Some(run) = &mut self.run {
+                if let Some(lens) = run.lens.next() {
+                    let port_len = u32::from_le_bytes(lens[..4].try_into().ok()?) as usize;
+                    let body_len = u32::from_le_bytes(lens[4..].try_into().ok()?) as usize;
+                    let text = self.d.text;
+                    let start = self.d.text_pos;
+                    let mid = start.checked_add(port_len)?;
+                    let end = mid.checked_add(body_len)?;
+                    let port = text.get(start..mid)?;
+                    let body = text.get(mid..end)?;
+                    self.d.text_pos = end;
+                    return Some(Item::Unicast {
+                        node: run.node,
+                        session: run.session,
+                        port,
+                        body,
+                        escaping: run.escaping,
+                    });
+                }
+                self.run = None;
+            }
+            if self.entries == 0 {
+                return None;
+            }
+            self.entries -= 1;
+            let d = &mut self.d;
+            match d.u8().ok()? {
+                ITEM_RUN => {
+                    let node = d.u32().ok()?;
+                    let session = d.u64().ok()?;
+                    let escaping = escaping_of(d.u8().ok()?).ok()?;
+                    let count = d.u32().ok()? as usize;
+                    let lens = d.take(count.checked_mul(8)?).ok()?;
+                    self.run = Some(Run {
+                        node,
+                        session,
+                        escaping,
+                        lens: lens.chunks_exact(8),
+                    });
+                }
+                tag => return item(tag, d).ok(),
+            }
+        }
     }
 }

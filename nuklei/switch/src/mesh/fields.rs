@@ -93,6 +93,7 @@ impl Enc<'_> {
 
 /// Reads a record's fields in order; a string's bytes come from the text block, validated
 /// as UTF-8 once per record rather than once per string.
+#[derive(Clone, Debug)]
 pub(super) struct Dec<'a> {
     pub(super) bytes: &'a [u8],
     pub(super) pos: usize,

@@ -64,6 +64,71 @@ pub enum Item<'a> {
     },
 }
 
+/// The items of a [`Msg::Deliver`]: a list to send, or those of a received record, read one
+/// by one as they are handled (the record was checked whole when it was decoded, so a
+/// corrupt one is refused before any of its items is handled). Both print, and compare, as
+/// the list of their items.
+#[derive(Clone)]
+pub enum Items<'a> {
+    /// Items to encode.
+    List(Vec<Item<'a>>),
+    /// The items of a decoded record.
+    Record(ItemReader<'a>),
+}
+
+impl<'a> From<Vec<Item<'a>>> for Items<'a> {
+    fn from(items: Vec<Item<'a>>) -> Items<'a> {
+        Items::List(items)
+    }
+}
+
+impl<'a> IntoIterator for Items<'a> {
+    type Item = Item<'a>;
+    type IntoIter = ItemsIter<'a>;
+
+    fn into_iter(self) -> ItemsIter<'a> {
+        match self {
+            Items::List(v) => ItemsIter::List(v.into_iter()),
+            Items::Record(r) => ItemsIter::Record(r),
+        }
+    }
+}
+
+impl PartialEq for Items<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.clone().into_iter().eq(other.clone())
+    }
+}
+
+impl Eq for Items<'_> {}
+
+impl std::fmt::Debug for Items<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.clone()).finish()
+    }
+}
+
+/// The items of [`Items`] in order.
+#[derive(Debug)]
+pub enum ItemsIter<'a> {
+    /// Of a list.
+    List(std::vec::IntoIter<Item<'a>>),
+    /// Of a decoded record.
+    Record(ItemReader<'a>),
+}
+
+impl<'a> Iterator for ItemsIter<'a> {
+    type Item = Item<'a>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Item<'a>> {
+        match self {
+            ItemsIter::List(v) => v.next(),
+            ItemsIter::Record(r) => r.next(),
+        }
+    }
+}
+
 /// A node as the instances other than its home refer to it: its home, its index there and
 /// its session. No strings: resolving a port and delivering a message to its owner carry
 /// these 14 bytes instead of the node's id.
@@ -181,7 +246,7 @@ pub enum Msg<'a> {
         /// The message pushes ask their receivers to acknowledge them ([`Msg::Acked`]).
         ack: bool,
         /// The items.
-        items: Vec<Item<'a>>,
+        items: Items<'a>,
     },
     /// Acknowledges [`Msg::Deliver`].
     Delivered {
@@ -414,6 +479,7 @@ pub enum MeshError {
 }
 
 mod codec;
+pub use codec::ItemReader;
 mod coord;
 mod fields;
 #[cfg(test)]

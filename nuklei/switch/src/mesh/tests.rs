@@ -95,7 +95,8 @@ fn all() -> Vec<Msg<'static>> {
                     port: "p",
                     reason: ReleaseReason::Replaced,
                 },
-            ],
+            ]
+            .into(),
         },
         Msg::Delivered {
             op: 4,
@@ -326,4 +327,200 @@ fn a_text_block_that_is_not_utf8_or_a_length_that_cuts_a_character_is_an_error()
     let len_at = cut.len() - 2 - 4;
     cut[len_at..len_at + 4].copy_from_slice(&1u32.to_le_bytes());
     assert_eq!(Msg::decode(&cut), Err(MeshError::Utf8));
+}
+
+/// The body of a Deliver record (without its length prefix) of `items`.
+fn deliver_body(items: Vec<Item<'_>>) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    Msg::Deliver {
+        op: 1,
+        ack: false,
+        items: items.into(),
+    }
+    .encode(&mut bytes);
+    bytes.split_off(4)
+}
+
+fn unicast<'a>(node: u32, port: &'a str, body: &'a str, escaping: Escaping) -> Item<'a> {
+    Item::Unicast {
+        node,
+        session: 3,
+        port,
+        body,
+        escaping,
+    }
+}
+
+#[test]
+fn unicasts_to_one_node_travel_as_a_run_of_lengths() {
+    // Offsets in a Deliver body: text_len 4, tag 1, op 8, ack 1, entries 4; a run's head is
+    // tag 1, node 4, session 8, escaping 1, count 4.
+    const ENTRIES_AT: usize = 4 + 1 + 8 + 1;
+    const RUN_HEAD: usize = 1 + 4 + 8 + 1 + 4;
+    let one = deliver_body(vec![unicast(4, "p", "b", Escaping::Plain)]);
+    let bodies: Vec<String> = (0..100).map(|i| format!("body {i}")).collect();
+    let many: Vec<Item<'_>> = bodies
+        .iter()
+        .map(|b| unicast(4, "p", b, Escaping::Plain))
+        .collect();
+    let text: usize = bodies.iter().map(|b| 1 + b.len()).sum();
+    let body = deliver_body(many.clone());
+    assert_eq!(body[ENTRIES_AT..ENTRIES_AT + 4], 1u32.to_le_bytes());
+    assert_eq!(body.len(), ENTRIES_AT + 4 + RUN_HEAD + 100 * 8 + text);
+    assert_eq!(one.len(), ENTRIES_AT + 4 + RUN_HEAD + 8 + 2);
+    let Ok(Msg::Deliver { items, .. }) = Msg::decode(&body) else {
+        panic!("a Deliver record");
+    };
+    assert_eq!(items.into_iter().collect::<Vec<_>>(), many);
+    // Another node, session or escaping starts another run; other items end one.
+    let mixed = vec![
+        unicast(4, "p", "1", Escaping::Plain),
+        unicast(4, "q", "2", Escaping::Plain),
+        unicast(4, "p", "3", Escaping::Scan),
+        unicast(5, "p", "4", Escaping::Scan),
+        Item::Broadcast { body: "all" },
+        unicast(5, "p", "5", Escaping::Scan),
+        Item::Unicast {
+            node: 5,
+            session: 4,
+            port: "p",
+            body: "6",
+            escaping: Escaping::Scan,
+        },
+    ];
+    let body = deliver_body(mixed.clone());
+    assert_eq!(body[ENTRIES_AT..ENTRIES_AT + 4], 6u32.to_le_bytes());
+    let decoded = Msg::decode(&body).unwrap();
+    let Msg::Deliver { items, .. } = &decoded else {
+        panic!("a Deliver record");
+    };
+    assert_eq!(items.clone().into_iter().collect::<Vec<_>>(), mixed);
+    // A decoded record compares, prints and encodes again as its list.
+    let list = Msg::Deliver {
+        op: 1,
+        ack: false,
+        items: mixed.into(),
+    };
+    assert_eq!(decoded, list);
+    assert_eq!(format!("{decoded:?}"), format!("{list:?}"));
+    let mut again = Vec::new();
+    decoded.encode(&mut again);
+    assert_eq!(again[4..], body[..]);
+}
+
+#[test]
+fn a_corrupt_run_refuses_the_whole_record() {
+    let body = deliver_body(vec![
+        Item::Broadcast { body: "first" },
+        unicast(4, "pé", "b", Escaping::Plain),
+        unicast(4, "q", "c", Escaping::Plain),
+    ]);
+    // The run's head follows the broadcast (tag 1, length 4) after the entry count.
+    let run = 4 + 1 + 8 + 1 + 4 + 1 + 4;
+    let (escaping_at, count_at, lens_at) = (run + 1 + 4 + 8, run + 1 + 4 + 8 + 1, run + 18);
+    assert!(Msg::decode(&body).is_ok());
+    let with = |at: usize, bytes: &[u8]| {
+        let mut b = body.clone();
+        b[at..at + bytes.len()].copy_from_slice(bytes);
+        Msg::decode(&b).map(|_| ())
+    };
+    assert_eq!(with(escaping_at, &[9]), Err(MeshError::UnknownTag(9)));
+    // More lengths than the record holds; a count whose lengths' size overflows.
+    assert!(matches!(
+        with(count_at, &3u32.to_le_bytes()),
+        Err(MeshError::Truncated(_))
+    ));
+    assert!(matches!(
+        with(count_at, &u32::MAX.to_le_bytes()),
+        Err(MeshError::Truncated(_))
+    ));
+    // A port length that cuts "é", or runs past the text block.
+    assert_eq!(with(lens_at, &2u32.to_le_bytes()), Err(MeshError::Utf8));
+    assert!(matches!(
+        with(lens_at, &1000u32.to_le_bytes()),
+        Err(MeshError::Truncated(_))
+    ));
+    // An unknown entry tag after a valid run.
+    let mut b = body.clone();
+    let entries_at = 4 + 1 + 8 + 1;
+    b[entries_at..entries_at + 4].copy_from_slice(&3u32.to_le_bytes());
+    let fields_end = body.len() - "firstpébqc".len();
+    b.splice(fields_end..fields_end, [200]);
+    assert_eq!(Msg::decode(&b), Err(MeshError::UnknownTag(200)));
+}
+
+mod items {
+    //! The lazy reader of a Deliver record against the list it was encoded from.
+    use super::*;
+    use proptest::prelude::*;
+
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![3 => "[a-z]{0,4}", 1 => "[é✓😀a\"]{0,3}"]
+    }
+
+    #[derive(Clone, Debug)]
+    enum Spec {
+        Unicast(u32, u64, String, String, bool),
+        Broadcast(String),
+        Moved(u32, u64, String, String, u64),
+        Released(u32, u64, String),
+    }
+
+    fn spec() -> impl Strategy<Value = Spec> {
+        prop_oneof![
+            6 => (0..3u32, 0..2u64, text(), text(), any::<bool>())
+                .prop_map(|(n, s, p, b, plain)| Spec::Unicast(n, s, p, b, plain)),
+            1 => text().prop_map(Spec::Broadcast),
+            1 => (0..3u32, 0..2u64, text(), text(), any::<u64>())
+                .prop_map(|(n, s, p, t, q)| Spec::Moved(n, s, p, t, q)),
+            1 => (0..3u32, 0..2u64, text()).prop_map(|(n, s, p)| Spec::Released(n, s, p)),
+        ]
+    }
+
+    fn item(s: &Spec) -> Item<'_> {
+        match s {
+            Spec::Unicast(node, session, port, body, plain) => Item::Unicast {
+                node: *node,
+                session: *session,
+                port,
+                body,
+                escaping: if *plain {
+                    Escaping::Plain
+                } else {
+                    Escaping::Scan
+                },
+            },
+            Spec::Broadcast(body) => Item::Broadcast { body },
+            Spec::Moved(node, session, port, to, seq) => Item::Moved {
+                node: *node,
+                session: *session,
+                port,
+                to,
+                seq: *seq,
+            },
+            Spec::Released(node, session, port) => Item::Released {
+                node: *node,
+                session: *session,
+                port,
+                reason: ReleaseReason::Unregistered,
+            },
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn read_lazily_they_are_the_items_sent_and_a_cut_record_is_refused(
+            specs in prop::collection::vec(spec(), 0..40),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let items: Vec<Item<'_>> = specs.iter().map(item).collect();
+            let body = deliver_body(items.clone());
+            let Ok(Msg::Deliver { items: read, .. }) = Msg::decode(&body) else {
+                return Err(TestCaseError::fail("not a Deliver record"));
+            };
+            prop_assert_eq!(read.into_iter().collect::<Vec<_>>(), items);
+            let at = cut.index(body.len());
+            prop_assert!(Msg::decode(&body[..at]).is_err(), "cut at {}", at);
+        }
+    }
 }
