@@ -28,6 +28,10 @@ pub struct SendBatch {
     text: String,
     targets: Vec<Span>,
     messages: Vec<Message>,
+    /// The longest body and target pushed, so that limits are checked without a look at
+    /// each.
+    longest_body: usize,
+    longest_target: usize,
 }
 
 impl SendBatch {
@@ -37,6 +41,8 @@ impl SendBatch {
             text: String::with_capacity(messages * 96),
             targets: Vec::with_capacity(messages),
             messages: Vec::with_capacity(messages),
+            longest_body: 0,
+            longest_target: 0,
         }
     }
 
@@ -68,9 +74,11 @@ impl SendBatch {
     ) {
         let first_target = self.targets.len() as u32;
         for t in targets {
+            self.longest_target = self.longest_target.max(t.len());
             let span = self.span(t);
             self.targets.push(span);
         }
+        self.longest_body = self.longest_body.max(body.len());
         let text = self.text.as_str();
         let mine = &self.targets[first_target as usize..];
         if let Some(keep) = distinct(mine, |s| &text[s.start as usize..s.end as usize]) {
@@ -100,6 +108,16 @@ impl SendBatch {
     /// Number of targets over all messages.
     pub fn target_count(&self) -> usize {
         self.targets.len()
+    }
+
+    /// The length of the longest body (0 if there are no messages).
+    pub fn longest_body(&self) -> usize {
+        self.longest_body
+    }
+
+    /// The length of the longest target (0 if there are none).
+    pub fn longest_target(&self) -> usize {
+        self.longest_target
     }
 
     /// Every target, flattened in batch order.
@@ -267,6 +285,14 @@ mod tests {
         .collect();
         assert_eq!(batch.len(), 4);
         assert_eq!(batch.target_count(), 4);
+        assert_eq!((batch.longest_body(), batch.longest_target()), (4, 2));
+        assert_eq!(
+            (
+                SendBatch::default().longest_body(),
+                SendBatch::default().longest_target()
+            ),
+            (0, 0)
+        );
         assert_eq!(batch.targets().collect::<Vec<_>>(), ["a", "b", "", "ü"]);
         let got: Vec<(Vec<&str>, &str)> = batch.messages().map(|(t, b)| (t.collect(), b)).collect();
         assert_eq!(

@@ -446,3 +446,56 @@ fn one_instance_behaves_like_the_switch() {
     assert!(matches!(c.complete(0, 2), Ok(Reply::UnRegPort(r)) if r.released == [0]));
     assert_eq!(c.pushes("b")[0]["reason"], "unregistered");
 }
+
+#[test]
+fn a_sendmsg_over_a_body_or_port_name_limit_is_refused_whole_naming_the_first_one_over() {
+    let n = 2;
+    let limits = Limits {
+        max_body_len: 8,
+        max_port_name_len: 4,
+        ..Limits::default()
+    };
+    let mut c = Cluster::new(n, limits, 9);
+    let a = node_at(0, n, "a");
+    c.connect(&a, "a:1");
+    assert!(matches!(
+        c.reg(&a, &["p", "q"], false),
+        Ok(Reply::RegPort(_))
+    ));
+    let send = |c: &mut Cluster, token: u64, batch: Vec<(Vec<&str>, &str)>| {
+        c.inst[1].send_msg(token, batch.into_iter().collect(), false, &mut c.outputs[1]);
+        c.complete(1, token)
+    };
+    // At the limits: delivered.
+    let at = send(&mut c, 1, vec![(vec!["p"], "12345678"), (vec!["pppp"], "")]);
+    assert!(matches!(at, Ok(Reply::SendMsg(r)) if r.delivered == 1 && r.dropped == 1));
+    // Over: the first message over names the error, in order, and nothing is delivered.
+    let body = send(
+        &mut c,
+        2,
+        vec![
+            (vec!["p"], "ok"),
+            (vec!["q"], "123456789"),
+            (vec!["ppppp"], ""),
+        ],
+    );
+    assert_eq!(
+        body.unwrap_err().to_string(),
+        "message body is 9 bytes, the limit is 8 bytes"
+    );
+    let name = send(
+        &mut c,
+        3,
+        vec![(vec!["p", "ppppp"], "ok"), (vec!["q"], "123456789")],
+    );
+    assert_eq!(
+        name.unwrap_err().to_string(),
+        "port name is 5 bytes, the limit is 4 bytes"
+    );
+    let bodies: Vec<String> = c
+        .pushes(&a)
+        .iter()
+        .map(|p| p["body"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(bodies, ["12345678"]);
+}

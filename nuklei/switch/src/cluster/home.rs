@@ -232,6 +232,18 @@ impl Instance {
     }
 
     pub(super) fn deliver_items(&mut self, items: Items<'_>, out: &mut Vec<Output>) -> SendReport {
+        // One loop per kind, so that reading a record's items is inlined into its loop.
+        match items {
+            Items::List(list) => self.deliver_each(list, out),
+            Items::Record(reader) => self.deliver_each(reader, out),
+        }
+    }
+
+    fn deliver_each<'a>(
+        &mut self,
+        items: impl IntoIterator<Item = Item<'a>>,
+        out: &mut Vec<Output>,
+    ) -> SendReport {
         let mut report = SendReport::default();
         for item in items {
             match item {

@@ -99,10 +99,12 @@ impl Instance {
                 self.try_finish(op, out);
             }
             Msg::Resolve { op, ports } => {
-                let owners = ports
-                    .iter()
-                    .filter_map(|(pos, port)| self.resolve_here(port).map(|o| (*pos, o)))
-                    .collect();
+                let mut owners = Vec::with_capacity(ports.len());
+                for (pos, port) in &ports {
+                    if let Some(o) = self.resolve_here(port) {
+                        owners.push((*pos, o));
+                    }
+                }
                 Msg::Resolved { op, owners }.encode(&mut self.outbox[from]);
             }
             Msg::Resolved { op, owners } => {

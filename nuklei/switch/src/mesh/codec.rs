@@ -207,8 +207,30 @@ impl<'a> Msg<'a> {
                     Items::List(v) => v.as_slice().into(),
                     Items::Record(r) => r.clone().collect::<Vec<_>>().into(),
                 };
-                e.u32(entries(&items).count() as u32);
+                if e.text {
+                    // The text block: each item's strings in order, runs or not.
+                    for item in items.iter() {
+                        match item {
+                            Item::Unicast { port, body, .. } => {
+                                e.str(port);
+                                e.str(body);
+                            }
+                            Item::Broadcast { body } => e.str(body),
+                            Item::Moved { port, to, .. } => {
+                                e.str(port);
+                                e.str(to);
+                            }
+                            Item::Released { port, .. } => e.str(port),
+                        }
+                    }
+                    return;
+                }
+                // The number of entries, known once they are written.
+                let count_at = e.out.len();
+                e.u32(0);
+                let mut count = 0u32;
                 for entry in entries(&items) {
+                    count += 1;
                     match entry {
                         [Item::Unicast {
                             node,
@@ -262,6 +284,7 @@ impl<'a> Msg<'a> {
                         _ => {}
                     }
                 }
+                e.out[count_at..count_at + 4].copy_from_slice(&count.to_le_bytes());
             }
             Msg::Delivered {
                 op,
@@ -442,9 +465,11 @@ impl<'a> Msg<'a> {
             RESOLVED => {
                 let op = d.u64()?;
                 let n = d.count()?;
-                let owners = (0..n)
-                    .map(|_| Ok((d.u32()?, d.node_ref()?)))
-                    .collect::<Result<_, MeshError>>()?;
+                // A plain loop into a vector of the right size (as `Dec::named`).
+                let mut owners = Vec::with_capacity(n);
+                for _ in 0..n {
+                    owners.push((d.u32()?, d.node_ref()?));
+                }
                 Msg::Resolved { op, owners }
             }
             OWNERS => {
