@@ -5,8 +5,9 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use nukleus_switch::cluster::{home_of, shard_instance, Done, Instance, InstanceConfig};
+use nukleus_switch::json::Escaping;
 use nukleus_switch::limits::Limits;
-use nukleus_switch::mesh::{MeshReader, Msg};
+use nukleus_switch::mesh::{Item, MeshReader, Msg};
 use nukleus_switch::switch::{Output, Reply};
 use nukleus_switch::SwitchError;
 
@@ -498,4 +499,59 @@ fn a_sendmsg_over_a_body_or_port_name_limit_is_refused_whole_naming_the_first_on
         .map(|p| p["body"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(bodies, ["12345678"]);
+}
+
+#[test]
+fn a_deliver_record_pushes_to_the_current_session_only_and_counts_the_rest_dropped() {
+    let n = 2;
+    let mut c = Cluster::new(n, Limits::default(), 13);
+    let a = node_at(0, n, "a");
+    let s = c.inst[0]
+        .wait_msg(&a, "a:1", 1, 0, &mut c.outputs[0])
+        .unwrap();
+    c.settle();
+    let to = |session, body| Item::Unicast {
+        node: s.node,
+        session,
+        port: "p",
+        body,
+        escaping: Escaping::Plain,
+    };
+    let stale = s.session + 1;
+    // Runs to the stale session and to the current one, as a record from instance 1.
+    let items = vec![
+        to(stale, "x"),
+        to(s.session, "1"),
+        to(s.session, "2"),
+        to(stale, "y"),
+        to(stale, "z"),
+        to(s.session, "3"),
+    ];
+    let mut record = Vec::new();
+    Msg::Deliver {
+        op: 9,
+        ack: false,
+        items: items.into(),
+    }
+    .encode(&mut record);
+    let before = c.inst[0].metrics();
+    c.inst[0].on_mesh(1, Msg::decode(&record[4..]).unwrap(), &mut c.outputs[0]);
+    let after = c.inst[0].metrics();
+    assert_eq!(after.messages_sent - before.messages_sent, 3);
+    assert_eq!(after.messages_dropped - before.messages_dropped, 3);
+    let reply = std::mem::take(c.inst[0].outbox(1));
+    assert_eq!(
+        Msg::decode(&reply[4..]),
+        Ok(Msg::Delivered {
+            op: 9,
+            delivered: 3,
+            dropped: 3
+        })
+    );
+    let bodies: Vec<String> = c
+        .pushes(&a)
+        .iter()
+        .map(|p| p["body"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(bodies, ["1", "2", "3"]);
 }

@@ -174,15 +174,20 @@ impl Instance {
         push: PushRef<'_>,
         out: &mut Vec<Output>,
     ) -> SendReport {
+        if !self.is_current(idx, session) {
+            return dropped(1);
+        }
+        self.push_here(idx, push, out)
+    }
+
+    /// Whether node `idx` homed here is online in `session` (global).
+    fn is_current(&self, idx: NodeIdx, session: u64) -> bool {
         let current = self
             .nodes
             .get(idx)
             .filter(|n| n.conn().is_some())
             .map(|n| self.global(n.session()));
-        if current != Some(session) {
-            return dropped(1);
-        }
-        self.push_here(idx, push, out)
+        current == Some(session)
     }
 
     pub(super) fn push_here(
@@ -245,7 +250,14 @@ impl Instance {
         out: &mut Vec<Output>,
     ) -> SendReport {
         let mut report = SendReport::default();
+        // Messages to a node found online in their session: pushing cannot take it offline
+        // before `settle`, so a run of them to one node is checked once.
+        let mut unicasts = SendReport::default();
+        let mut current = None;
         for item in items {
+            if !matches!(item, Item::Unicast { .. }) {
+                current = None;
+            }
             match item {
                 Item::Unicast {
                     node,
@@ -254,14 +266,19 @@ impl Instance {
                     body,
                     escaping,
                 } => {
+                    if current != Some((node, session)) {
+                        if !self.is_current(node, session) {
+                            unicasts += dropped(1);
+                            continue;
+                        }
+                        current = Some((node, session));
+                    }
                     let push = PushRef::Msg {
                         port,
                         body,
                         escaping,
                     };
-                    let r = self.deliver_here(node, session, push, out);
-                    self.count_messages(r);
-                    report += r;
+                    unicasts += self.push_here(node, push, out);
                 }
                 Item::Broadcast { body } => {
                     let r = self.broadcast_here(body, out);
@@ -286,6 +303,8 @@ impl Instance {
                 } => self.port_moved_away(node, session, port, to, seq, out),
             }
         }
+        self.count_messages(unicasts);
+        report += unicasts;
         self.settle(out);
         report
     }
