@@ -49,7 +49,7 @@ use hashbrown::HashMap;
 use crate::batch::{PortNames, SendBatch};
 use crate::json::Escaping;
 use crate::limits::{LimitError, Limits};
-use crate::mesh::{HomeInfo, Item, Items, Msg, NodeRef, OwnerInfo};
+use crate::mesh::{DeliverWriter, HomeInfo, Item, Items, Msg, NodeRef, OwnerInfo};
 use crate::nodes::{ConnId, Drained, Node, NodeRegistry, PushOutcome, ReleaseReason};
 use crate::ports::{shard_of, NodeIdx, Outcome, PortShard, RegisterError, Subscriber};
 use crate::switch::{

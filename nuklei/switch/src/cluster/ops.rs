@@ -298,20 +298,23 @@ impl Instance {
             for owner in owners.iter().flatten() {
                 per_home[usize::from(owner.home)] += 1;
             }
-            let mut items: Vec<Vec<Item<'_>>> = per_home
-                .iter()
-                .enumerate()
-                .map(|(home, &n)| Vec::with_capacity(if home == self.me { 0 } else { n }))
-                .collect();
+            // Each peer's Deliver record, written into its outbox as its items are found
+            // (nothing else is written to the outboxes until they are finished).
+            let mut records: Vec<Option<DeliverWriter>> = (0..self.count).map(|_| None).collect();
             let mut k = 0;
             for (ports, body, escaping) in messages.messages_as() {
                 for port in ports {
                     let owner = owners.get(k).copied().flatten();
                     k += 1;
                     if port.is_empty() {
-                        for (peer, list) in items.iter_mut().enumerate() {
+                        for (peer, record) in records.iter_mut().enumerate() {
                             if peer != self.me {
-                                list.push(Item::Broadcast { body });
+                                let outbox = &mut self.outbox[peer];
+                                record
+                                    .get_or_insert_with(|| {
+                                        DeliverWriter::start(outbox, op, ack, per_home[peer])
+                                    })
+                                    .broadcast(outbox, body);
                             }
                         }
                         report += self.broadcast_here(body, out);
@@ -332,27 +335,22 @@ impl Instance {
                         self.count_messages(r);
                         report += r;
                     } else {
-                        items[usize::from(to.home)].push(Item::Unicast {
-                            node: to.idx,
-                            session: to.session,
-                            port,
-                            body,
-                            escaping,
-                        });
+                        let peer = usize::from(to.home);
+                        let outbox = &mut self.outbox[peer];
+                        records[peer]
+                            .get_or_insert_with(|| {
+                                DeliverWriter::start(outbox, op, ack, per_home[peer])
+                            })
+                            .unicast(outbox, to.idx, to.session, port, body, escaping);
                     }
                 }
             }
             let local = self.ack_op.take();
             let mut acks = 0;
-            for (peer, list) in items.into_iter().enumerate() {
-                if !list.is_empty() {
+            for (peer, record) in records.into_iter().enumerate() {
+                if let Some(record) = record {
                     acks += 1;
-                    Msg::Deliver {
-                        op,
-                        ack,
-                        items: list.into(),
-                    }
-                    .encode(&mut self.outbox[peer]);
+                    record.finish(&mut self.outbox[peer]);
                 }
             }
             if let Some(Op::Send(send)) = self.ops.get_mut(&op) {

@@ -94,15 +94,14 @@ fn reason_of(code: u8) -> Result<ReleaseReason, MeshError> {
 }
 
 impl<'a> Msg<'a> {
-    /// Appends this message as one record to `out`: `[len:u32][text_len:u32][tag:u8]`, the
-    /// fixed-size fields, then the text block of `text_len` bytes (see [`crate::mesh`]).
+    /// Appends this message as one record to `out`: `[len:u32][text_len:u32]`, the text block
+    /// of `text_len` bytes, then `[tag:u8]` and the fixed-size fields (see [`crate::mesh`]).
     pub fn encode(&self, out: &mut Vec<u8>) {
         let start = out.len();
         out.extend_from_slice(&[0; LEN_BYTES + TEXT_LEN_BYTES]);
-        self.write(&mut Enc { out, text: false });
-        let text_start = out.len();
         self.write(&mut Enc { out, text: true });
-        let text_len = (out.len() - text_start) as u32;
+        let text_len = (out.len() - start - LEN_BYTES - TEXT_LEN_BYTES) as u32;
+        self.write(&mut Enc { out, text: false });
         let len = (out.len() - start - LEN_BYTES) as u32;
         out[start..start + LEN_BYTES].copy_from_slice(&len.to_le_bytes());
         out[start + LEN_BYTES..start + LEN_BYTES + TEXT_LEN_BYTES]
@@ -401,21 +400,22 @@ impl<'a> Msg<'a> {
         }
     }
 
-    /// Decodes one record body (text length, tag, fields and text, without the length prefix).
+    /// Decodes one record body (text length, text, tag and fields, without the length
+    /// prefix).
     pub fn decode(bytes: &'a [u8]) -> Result<Msg<'a>, MeshError> {
         let head = bytes
             .get(..TEXT_LEN_BYTES)
             .ok_or(MeshError::Truncated(bytes.len()))?;
         let text_len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
-        let fields_end = bytes
-            .len()
-            .checked_sub(text_len)
-            .filter(|&e| e >= TEXT_LEN_BYTES)
+        let fields_start = TEXT_LEN_BYTES
+            .checked_add(text_len)
+            .filter(|&e| e <= bytes.len())
             .ok_or(MeshError::Truncated(bytes.len()))?;
-        let text = std::str::from_utf8(&bytes[fields_end..]).map_err(|_| MeshError::Utf8)?;
+        let text = std::str::from_utf8(&bytes[TEXT_LEN_BYTES..fields_start])
+            .map_err(|_| MeshError::Utf8)?;
         let mut d = Dec {
-            bytes: &bytes[..fields_end],
-            pos: TEXT_LEN_BYTES,
+            bytes: &bytes[fields_start..],
+            pos: 0,
             text,
             text_pos: 0,
         };
@@ -718,5 +718,110 @@ impl<'a> Iterator for ItemReader<'a> {
             Some(item) => Some(item),
             None => self.next_entry(),
         }
+    }
+}
+
+/// A Deliver record of unicasts and broadcasts written straight into an outbox as SendMsg's
+/// phase two finds its items, without a list of them: each item's strings go to the outbox at
+/// once (a record's text block comes before its fields), its fields to a side buffer that
+/// [`DeliverWriter::finish`] appends. The bytes are those [`Msg::encode`] writes for the
+/// same items. Nothing else may be written to the outbox between [`DeliverWriter::start`] and
+/// [`DeliverWriter::finish`].
+#[derive(Debug)]
+pub struct DeliverWriter {
+    /// Where the record starts in the outbox.
+    start: usize,
+    /// The tag and fields.
+    fields: Vec<u8>,
+    entries: u32,
+    /// The open run: its node, session and escaping, where its count is in `fields`, and
+    /// its count so far.
+    run: Option<(u32, u64, Escaping, usize, u32)>,
+}
+
+/// Where a Deliver record's entry count is among its fields: after the tag, op and ack.
+const DELIVER_ENTRIES_AT: usize = 1 + 8 + 1;
+
+impl DeliverWriter {
+    /// Starts a Deliver record in `out` (room for about `items` items).
+    pub fn start(out: &mut Vec<u8>, op: u64, ack: bool, items: usize) -> DeliverWriter {
+        let start = out.len();
+        out.extend_from_slice(&[0; LEN_BYTES + TEXT_LEN_BYTES]);
+        let mut fields = Vec::with_capacity(DELIVER_ENTRIES_AT + 4 + 18 + items * 8);
+        fields.push(DELIVER);
+        fields.extend_from_slice(&op.to_le_bytes());
+        fields.push(u8::from(ack));
+        fields.extend_from_slice(&0u32.to_le_bytes());
+        DeliverWriter {
+            start,
+            fields,
+            entries: 0,
+            run: None,
+        }
+    }
+
+    /// Ends the open run, if any: its count goes in its head.
+    fn close_run(&mut self) {
+        if let Some((_, _, _, at, count)) = self.run.take() {
+            self.fields[at..at + 4].copy_from_slice(&count.to_le_bytes());
+        }
+    }
+
+    /// Appends an [`Item::Unicast`].
+    #[inline]
+    pub fn unicast(
+        &mut self,
+        out: &mut Vec<u8>,
+        node: u32,
+        session: u64,
+        port: &str,
+        body: &str,
+        escaping: Escaping,
+    ) {
+        match &mut self.run {
+            Some((n, s, e, _, count)) if *n == node && *s == session && *e == escaping => {
+                *count += 1;
+            }
+            _ => {
+                self.close_run();
+                self.entries += 1;
+                self.fields.push(ITEM_RUN);
+                self.fields.extend_from_slice(&node.to_le_bytes());
+                self.fields.extend_from_slice(&session.to_le_bytes());
+                self.fields.push(escaping_code(escaping));
+                let at = self.fields.len();
+                self.fields.extend_from_slice(&[0; 4]);
+                self.run = Some((node, session, escaping, at, 1));
+            }
+        }
+        let mut lens = [0; 8];
+        lens[..4].copy_from_slice(&(port.len() as u32).to_le_bytes());
+        lens[4..].copy_from_slice(&(body.len() as u32).to_le_bytes());
+        self.fields.extend_from_slice(&lens);
+        out.extend_from_slice(port.as_bytes());
+        out.extend_from_slice(body.as_bytes());
+    }
+
+    /// Appends an [`Item::Broadcast`].
+    pub fn broadcast(&mut self, out: &mut Vec<u8>, body: &str) {
+        self.close_run();
+        self.entries += 1;
+        self.fields.push(ITEM_BROADCAST);
+        self.fields
+            .extend_from_slice(&(body.len() as u32).to_le_bytes());
+        out.extend_from_slice(body.as_bytes());
+    }
+
+    /// Completes the record in `out`, which holds its text block now.
+    pub fn finish(mut self, out: &mut Vec<u8>) {
+        self.close_run();
+        let entries = self.entries.to_le_bytes();
+        self.fields[DELIVER_ENTRIES_AT..DELIVER_ENTRIES_AT + 4].copy_from_slice(&entries);
+        let text_len = (out.len() - self.start - LEN_BYTES - TEXT_LEN_BYTES) as u32;
+        out.extend_from_slice(&self.fields);
+        let len = (out.len() - self.start - LEN_BYTES) as u32;
+        let head = &mut out[self.start..self.start + LEN_BYTES + TEXT_LEN_BYTES];
+        head[..LEN_BYTES].copy_from_slice(&len.to_le_bytes());
+        head[LEN_BYTES..].copy_from_slice(&text_len.to_le_bytes());
     }
 }

@@ -3,12 +3,14 @@
 //!
 //! Switch instances exchange these over the DATA frames of one stream per direction and pair
 //! of instances. The byte stream is a sequence of records
-//! `[len:u32][text_len:u32][tag:u8][fields][text]`, where `len` counts what follows it; a
+//! `[len:u32][text_len:u32][text][tag:u8][fields]`, where `len` counts what follows it; a
 //! record may be split across DATA frames ([`MeshReader`] reassembles). Integers are
 //! little-endian; a list is `[count:u32][items]`; a string is its length `[len:u32]` among the
 //! fields and its bytes in the text block, the strings of a record one after the other in
 //! field order. The text block is checked as UTF-8 once per record (a batch of a thousand
-//! ports or messages), not once per string. Ring order is the only ordering the protocol
+//! ports or messages), not once per string. It comes first so that a record can be written
+//! as its items are found: their strings straight into the outbox, their fields beside it
+//! ([`DeliverWriter`]). Ring order is the only ordering the protocol
 //! relies on: two messages from one instance to another are handled in the order they were
 //! written.
 
@@ -479,7 +481,7 @@ pub enum MeshError {
 }
 
 mod codec;
-pub use codec::ItemReader;
+pub use codec::{DeliverWriter, ItemReader};
 mod coord;
 mod fields;
 #[cfg(test)]

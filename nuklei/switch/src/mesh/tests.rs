@@ -289,17 +289,17 @@ fn corrupt_records_are_errors_not_panics() {
 /// The body of a Resolve record of one port named `name` (as raw bytes).
 fn resolve_of(name: &[u8]) -> Vec<u8> {
     let mut body = (name.len() as u32).to_le_bytes().to_vec();
+    body.extend_from_slice(name);
     body.push(RESOLVE);
     body.extend_from_slice(&7u64.to_le_bytes());
     body.extend_from_slice(&1u32.to_le_bytes());
     body.extend_from_slice(&3u32.to_le_bytes());
     body.extend_from_slice(&(name.len() as u32).to_le_bytes());
-    body.extend_from_slice(name);
     body
 }
 
 #[test]
-fn strings_travel_in_one_text_block_after_the_fields() {
+fn strings_travel_in_one_text_block_before_the_fields() {
     let msg = Msg::Resolve {
         op: 7,
         ports: vec![(3, "pé"), (4, "q")],
@@ -308,7 +308,11 @@ fn strings_travel_in_one_text_block_after_the_fields() {
     msg.encode(&mut bytes);
     let body = &bytes[4..];
     let text_len = u32::from_le_bytes(body[..TEXT_LEN_BYTES].try_into().unwrap()) as usize;
-    assert_eq!(&body[body.len() - text_len..], "péq".as_bytes());
+    assert_eq!(
+        &body[TEXT_LEN_BYTES..TEXT_LEN_BYTES + text_len],
+        "péq".as_bytes()
+    );
+    assert_eq!(body[TEXT_LEN_BYTES + text_len], RESOLVE);
     assert_eq!(Msg::decode(body), Ok(msg));
     assert_eq!(
         Msg::decode(&resolve_of(b"ab")),
@@ -324,7 +328,7 @@ fn a_text_block_that_is_not_utf8_or_a_length_that_cuts_a_character_is_an_error()
     assert_eq!(Msg::decode(&resolve_of(b"a\xff")), Err(MeshError::Utf8));
     // "é" is two bytes; a length of 1 ends the string inside it.
     let mut cut = resolve_of("é".as_bytes());
-    let len_at = cut.len() - 2 - 4;
+    let len_at = cut.len() - 4;
     cut[len_at..len_at + 4].copy_from_slice(&1u32.to_le_bytes());
     assert_eq!(Msg::decode(&cut), Err(MeshError::Utf8));
 }
@@ -353,10 +357,11 @@ fn unicast<'a>(node: u32, port: &'a str, body: &'a str, escaping: Escaping) -> I
 
 #[test]
 fn unicasts_to_one_node_travel_as_a_run_of_lengths() {
-    // Offsets in a Deliver body: text_len 4, tag 1, op 8, ack 1, entries 4; a run's head is
-    // tag 1, node 4, session 8, escaping 1, count 4.
-    const ENTRIES_AT: usize = 4 + 1 + 8 + 1;
+    // Offsets in a Deliver body: text_len 4, the text, then tag 1, op 8, ack 1, entries 4; a
+    // run's head is tag 1, node 4, session 8, escaping 1, count 4.
+    const TAG_OP_ACK: usize = 1 + 8 + 1;
     const RUN_HEAD: usize = 1 + 4 + 8 + 1 + 4;
+    let entries_at = |text: usize| TEXT_LEN_BYTES + text + TAG_OP_ACK;
     let one = deliver_body(vec![unicast(4, "p", "b", Escaping::Plain)]);
     let bodies: Vec<String> = (0..100).map(|i| format!("body {i}")).collect();
     let many: Vec<Item<'_>> = bodies
@@ -365,9 +370,9 @@ fn unicasts_to_one_node_travel_as_a_run_of_lengths() {
         .collect();
     let text: usize = bodies.iter().map(|b| 1 + b.len()).sum();
     let body = deliver_body(many.clone());
-    assert_eq!(body[ENTRIES_AT..ENTRIES_AT + 4], 1u32.to_le_bytes());
-    assert_eq!(body.len(), ENTRIES_AT + 4 + RUN_HEAD + 100 * 8 + text);
-    assert_eq!(one.len(), ENTRIES_AT + 4 + RUN_HEAD + 8 + 2);
+    assert_eq!(body[entries_at(text)..][..4], 1u32.to_le_bytes());
+    assert_eq!(body.len(), entries_at(text) + 4 + RUN_HEAD + 100 * 8);
+    assert_eq!(one.len(), entries_at(2) + 4 + RUN_HEAD + 8);
     let Ok(Msg::Deliver { items, .. }) = Msg::decode(&body) else {
         panic!("a Deliver record");
     };
@@ -389,7 +394,7 @@ fn unicasts_to_one_node_travel_as_a_run_of_lengths() {
         },
     ];
     let body = deliver_body(mixed.clone());
-    assert_eq!(body[ENTRIES_AT..ENTRIES_AT + 4], 6u32.to_le_bytes());
+    assert_eq!(body[entries_at(15)..][..4], 6u32.to_le_bytes());
     let decoded = Msg::decode(&body).unwrap();
     let Msg::Deliver { items, .. } = &decoded else {
         panic!("a Deliver record");
@@ -415,8 +420,10 @@ fn a_corrupt_run_refuses_the_whole_record() {
         unicast(4, "pé", "b", Escaping::Plain),
         unicast(4, "q", "c", Escaping::Plain),
     ]);
-    // The run's head follows the broadcast (tag 1, length 4) after the entry count.
-    let run = 4 + 1 + 8 + 1 + 4 + 1 + 4;
+    // The run's head follows the broadcast (tag 1, length 4) after the entry count, after the
+    // text and its length.
+    let entries_at = TEXT_LEN_BYTES + "firstpébqc".len() + 1 + 8 + 1;
+    let run = entries_at + 4 + 1 + 4;
     let (escaping_at, count_at, lens_at) = (run + 1 + 4 + 8, run + 1 + 4 + 8 + 1, run + 18);
     assert!(Msg::decode(&body).is_ok());
     let with = |at: usize, bytes: &[u8]| {
@@ -442,10 +449,8 @@ fn a_corrupt_run_refuses_the_whole_record() {
     ));
     // An unknown entry tag after a valid run.
     let mut b = body.clone();
-    let entries_at = 4 + 1 + 8 + 1;
     b[entries_at..entries_at + 4].copy_from_slice(&3u32.to_le_bytes());
-    let fields_end = body.len() - "firstpébqc".len();
-    b.splice(fields_end..fields_end, [200]);
+    b.push(200);
     assert_eq!(Msg::decode(&b), Err(MeshError::UnknownTag(200)));
 }
 
@@ -508,6 +513,35 @@ mod items {
     }
 
     proptest! {
+        #[test]
+        fn a_deliver_writer_writes_the_bytes_of_the_encoded_list(
+            specs in prop::collection::vec(spec(), 0..40),
+            op in any::<u64>(),
+            ack in any::<bool>(),
+        ) {
+            // The writer takes unicasts and broadcasts.
+            let items: Vec<Item<'_>> = specs
+                .iter()
+                .map(item)
+                .filter(|i| matches!(i, Item::Unicast { .. } | Item::Broadcast { .. }))
+                .collect();
+            let mut want = b"before".to_vec();
+            Msg::Deliver { op, ack, items: items.clone().into() }.encode(&mut want);
+            let mut got = b"before".to_vec();
+            let mut w = DeliverWriter::start(&mut got, op, ack, items.len());
+            for i in &items {
+                match *i {
+                    Item::Unicast { node, session, port, body, escaping } => {
+                        w.unicast(&mut got, node, session, port, body, escaping);
+                    }
+                    Item::Broadcast { body } => w.broadcast(&mut got, body),
+                    _ => {}
+                }
+            }
+            w.finish(&mut got);
+            prop_assert_eq!(got, want);
+        }
+
         #[test]
         fn read_lazily_they_are_the_items_sent_and_a_cut_record_is_refused(
             specs in prop::collection::vec(spec(), 0..40),
