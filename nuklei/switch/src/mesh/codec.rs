@@ -181,13 +181,29 @@ impl<'a> Msg<'a> {
                 e.named(ports);
             }
             Msg::Resolved { op, owners } => {
+                // Runs of positions with one owner: `[runs:u32]`, then per run the owner, its
+                // count and its positions (a batch's ports mostly have one owner: 4 bytes per
+                // port instead of 18).
                 e.u8(RESOLVED);
                 e.u64(*op);
-                e.u32(owners.len() as u32);
-                for (p, r) in owners {
-                    e.u32(*p);
-                    e.node_ref(r);
+                if e.text {
+                    return;
                 }
+                let runs_at = e.out.len();
+                e.u32(0);
+                let mut runs = 0u32;
+                let mut rest = owners.as_slice();
+                while let Some(((_, owner), _)) = rest.split_first() {
+                    let n = rest.iter().take_while(|(_, o)| o == owner).count();
+                    runs += 1;
+                    e.node_ref(owner);
+                    e.u32(n as u32);
+                    for (p, _) in &rest[..n] {
+                        e.u32(*p);
+                    }
+                    rest = &rest[n..];
+                }
+                e.out[runs_at..runs_at + 4].copy_from_slice(&runs.to_le_bytes());
             }
             Msg::Owners { op, owners } => {
                 e.u8(OWNERS);
@@ -469,11 +485,16 @@ impl<'a> Msg<'a> {
             },
             RESOLVED => {
                 let op = d.u64()?;
-                let n = d.count()?;
-                // A plain loop into a vector of the right size (as `Dec::named`).
-                let mut owners = Vec::with_capacity(n);
-                for _ in 0..n {
-                    owners.push((d.u32()?, d.node_ref()?));
+                let runs = d.count()?;
+                let mut owners = Vec::new();
+                for _ in 0..runs {
+                    let owner = d.node_ref()?;
+                    let n = d.u32()? as usize;
+                    let positions = d.take(n.checked_mul(4).ok_or(MeshError::Truncated(d.pos))?)?;
+                    owners.reserve(n);
+                    for p in positions.chunks_exact(4) {
+                        owners.push((u32::from_le_bytes([p[0], p[1], p[2], p[3]]), owner));
+                    }
                 }
                 Msg::Resolved { op, owners }
             }

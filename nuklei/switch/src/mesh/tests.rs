@@ -558,3 +558,44 @@ mod items {
         }
     }
 }
+
+#[test]
+fn resolved_owners_travel_as_runs_of_positions() {
+    let a = NodeRef {
+        home: 1,
+        idx: 4,
+        session: 11,
+    };
+    let b = NodeRef { idx: 5, ..a };
+    let owners: Vec<(u32, NodeRef)> = (0..100)
+        .map(|p| (p * 2, a))
+        .chain([(201, b), (203, a)])
+        .collect();
+    let msg = Msg::Resolved {
+        op: 3,
+        owners: owners.clone(),
+    };
+    let mut bytes = Vec::new();
+    msg.encode(&mut bytes);
+    // text_len 4 (no text), tag 1, op 8, runs 4; per run the owner 14 and count 4; 4 bytes
+    // per position.
+    assert_eq!(bytes.len() - 4, 4 + 1 + 8 + 4 + 3 * (14 + 4) + 102 * 4);
+    assert_eq!(Msg::decode(&bytes[4..]), Ok(msg));
+    // A run longer than the record is an error, also when its positions' size overflows.
+    let count_at = 4 + 4 + 1 + 8 + 4 + 14;
+    for count in [1000u32, u32::MAX] {
+        let mut bad = bytes.clone();
+        bad[count_at..count_at + 4].copy_from_slice(&count.to_le_bytes());
+        assert!(matches!(
+            Msg::decode(&bad[4..]),
+            Err(MeshError::Truncated(_))
+        ));
+    }
+    let empty = Msg::Resolved {
+        op: 1,
+        owners: vec![],
+    };
+    let mut bytes = Vec::new();
+    empty.encode(&mut bytes);
+    assert_eq!(Msg::decode(&bytes[4..]), Ok(empty));
+}
