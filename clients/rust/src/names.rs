@@ -1,67 +1,49 @@
 //! [`NameSet`]: the set of port names a session holds (or watches), built for millions of
 //! entries added one batch at a time.
 //!
-//! A `HashSet<String>` cost more per registered port than the switch spends on it (issue 16's
-//! profile of `client_load regport`): a heap copy of each name, and on every growth a rehash
-//! that read each name back from the heap (a cache miss per entry), plus a string compare
-//! (another miss) on every 7-bit tag match while probing. Here each entry keeps its 64-bit
-//! hash, so growth rehashes without touching the names and probing compares hashes before
-//! bytes, and names up to [`INLINE`] bytes (the usual port name) live inside the entry: no
-//! allocation per port.
+//! Every registered port goes in (to be registered again after a reconnect or a failover),
+//! so an insert is on the path of every RegPort, and it was the largest part of the client's
+//! cost per port (issue 16's profile of `client_load regport`). A `HashSet<String>` paid a
+//! heap copy per name, and a rehash on growth that read every name back from the heap. The
+//! next version kept each name (up to 22 bytes inline) and its 64-bit hash in a 32-byte
+//! table entry: no allocation per name, but a table four times the size of its keys, whose
+//! every insert missed the cache twice (control bytes, then the entry) in a table far
+//! larger than the cache.
+//!
+//! Here the names lie back to back in one arena, in insertion order (appending is
+//! sequential), and the table holds 8 bytes per name: 32 bits of its hash and its number in
+//! the arena. Growth rehashes from those 32 bits without reading a name; a probe compares
+//! names only when the 32 bits match. A removed name leaves a hole in the arena until holes
+//! are half of it; then the live names are copied into a new arena and the table entries
+//! renumbered in place (no rehash).
 
 use std::hash::BuildHasher;
 
 use hashbrown::hash_table::{Entry as TableEntry, HashTable};
 use hashbrown::DefaultHashBuilder;
 
-/// Longest name stored without a heap allocation.
-pub const INLINE: usize = 22;
-
-/// One name: inline when short, boxed otherwise.
-#[derive(Clone)]
-enum Name {
-    Inline(u8, [u8; INLINE]),
-    Heap(Box<str>),
+/// A table entry: the high 32 bits of the name's hash, and the name's number in the arena.
+#[derive(Clone, Copy)]
+struct Slot {
+    hash: u32,
+    name: u32,
 }
 
-impl Name {
-    fn new(s: &str) -> Name {
-        let b = s.as_bytes();
-        if b.len() <= INLINE {
-            let mut buf = [0u8; INLINE];
-            buf[..b.len()].copy_from_slice(b);
-            Name::Inline(b.len() as u8, buf)
-        } else {
-            Name::Heap(s.into())
-        }
-    }
-
-    fn as_bytes(&self) -> &[u8] {
-        match self {
-            Name::Inline(n, buf) => &buf[..*n as usize],
-            Name::Heap(s) => s.as_bytes(),
-        }
-    }
-
-    fn as_str(&self) -> &str {
-        match self {
-            // Copied whole from a `&str` (never cut), so always UTF-8; `""` cannot happen.
-            Name::Inline(n, buf) => std::str::from_utf8(&buf[..*n as usize]).unwrap_or_default(),
-            Name::Heap(s) => s,
-        }
-    }
-}
-
-#[derive(Clone)]
-struct Entry {
-    hash: u64,
-    name: Name,
+/// The table's hash of a name from its stored 32 bits: spread over 64 so that hashbrown's
+/// bucket (the low bits) and its tag (the top 7) both vary.
+fn spread(hash: u32) -> u64 {
+    u64::from(hash).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
 /// A set of names (ports).
 #[derive(Clone, Default)]
 pub struct NameSet {
-    table: HashTable<Entry>,
+    table: HashTable<Slot>,
+    /// Names back to back; name `k` is `arena[ends[k - 1]..ends[k]]` (from 0 for `k` = 0).
+    arena: String,
+    ends: Vec<usize>,
+    /// Arena bytes of removed names.
+    dead: usize,
     hasher: DefaultHashBuilder,
 }
 
@@ -77,25 +59,39 @@ impl NameSet {
         NameSet::default()
     }
 
-    fn hash(&self, name: &str) -> u64 {
-        self.hasher.hash_one(name)
+    fn hash(&self, name: &str) -> u32 {
+        (self.hasher.hash_one(name) >> 32) as u32
+    }
+
+    fn name(&self, k: u32) -> &str {
+        let k = k as usize;
+        let start = if k == 0 { 0 } else { self.ends[k - 1] };
+        // Both ends are where a whole `&str` was appended: char boundaries.
+        &self.arena[start..self.ends[k]]
     }
 
     /// Add `name`; false if it was there.
     pub fn insert(&mut self, name: &str) -> bool {
         let hash = self.hash(name);
-        let b = name.as_bytes();
-        match self.table.entry(
-            hash,
-            |e| e.hash == hash && e.name.as_bytes() == b,
-            |e| e.hash,
-        ) {
+        let (arena, ends) = (&self.arena, &self.ends);
+        let same = |s: &Slot| {
+            s.hash == hash && {
+                let k = s.name as usize;
+                let start = if k == 0 { 0 } else { ends[k - 1] };
+                &arena[start..ends[k]] == name
+            }
+        };
+        match self.table.entry(spread(hash), same, |s| spread(s.hash)) {
             TableEntry::Occupied(_) => false,
             TableEntry::Vacant(v) => {
-                v.insert(Entry {
-                    hash,
-                    name: Name::new(name),
-                });
+                let Ok(number) = u32::try_from(self.ends.len()) else {
+                    // 4 billion names held: beyond any switch's table. Keep the set exact
+                    // rather than wrap the numbering.
+                    panic!("NameSet holds at most {} names", u32::MAX);
+                };
+                self.arena.push_str(name);
+                self.ends.push(self.arena.len());
+                v.insert(Slot { hash, name: number });
                 true
             }
         }
@@ -107,11 +103,44 @@ impl NameSet {
             return false;
         }
         let hash = self.hash(name);
-        let b = name.as_bytes();
-        self.table
-            .find_entry(hash, |e| e.hash == hash && e.name.as_bytes() == b)
-            .map(|e| e.remove())
-            .is_ok()
+        let (arena, ends) = (&self.arena, &self.ends);
+        let found = self.table.find_entry(spread(hash), |s| {
+            s.hash == hash && {
+                let k = s.name as usize;
+                let start = if k == 0 { 0 } else { ends[k - 1] };
+                &arena[start..ends[k]] == name
+            }
+        });
+        let Ok(entry) = found else {
+            return false;
+        };
+        entry.remove();
+        self.dead += name.len();
+        if self.table.is_empty() {
+            self.clear();
+        } else if self.dead > 4096 && self.dead * 2 > self.arena.len() {
+            self.compact();
+        }
+        true
+    }
+
+    /// Copy the live names into a new arena and renumber their entries (their hashes do not
+    /// change, so nothing moves in the table).
+    fn compact(&mut self) {
+        let mut arena = String::with_capacity(self.arena.len() - self.dead);
+        let mut ends = Vec::with_capacity(self.table.len());
+        let (old_arena, old_ends) = (&self.arena, &self.ends);
+        for slot in self.table.iter_mut() {
+            let k = slot.name as usize;
+            let start = if k == 0 { 0 } else { old_ends[k - 1] };
+            arena.push_str(&old_arena[start..old_ends[k]]);
+            // Fewer names than before: the number fits.
+            slot.name = ends.len() as u32;
+            ends.push(arena.len());
+        }
+        self.arena = arena;
+        self.ends = ends;
+        self.dead = 0;
     }
 
     /// Whether `name` is in the set.
@@ -120,9 +149,10 @@ impl NameSet {
             return false;
         }
         let hash = self.hash(name);
-        let b = name.as_bytes();
         self.table
-            .find(hash, |e| e.hash == hash && e.name.as_bytes() == b)
+            .find(spread(hash), |s| {
+                s.hash == hash && self.name(s.name) == name
+            })
             .is_some()
     }
 
@@ -139,11 +169,14 @@ impl NameSet {
     /// Remove every name.
     pub fn clear(&mut self) {
         self.table.clear();
+        self.arena.clear();
+        self.ends.clear();
+        self.dead = 0;
     }
 
     /// The names, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = &str> + '_ {
-        self.table.iter().map(|e| e.name.as_str())
+        self.table.iter().map(|s| self.name(s.name))
     }
 }
 
@@ -154,8 +187,8 @@ mod tests {
     #[test]
     fn short_and_long_names_are_kept_found_and_removed() {
         let mut s = NameSet::new();
-        let long = "p".repeat(INLINE + 1);
-        let edge = "é".repeat(INLINE / 2);
+        let long = "p".repeat(300);
+        let edge = "é".repeat(11);
         for n in ["", "a", "user:alice", edge.as_str(), long.as_str()] {
             assert!(s.insert(n), "{n}");
             assert!(!s.insert(n), "{n} twice");
@@ -163,7 +196,7 @@ mod tests {
         }
         assert_eq!(s.len(), 5);
         assert!(!s.contains("user:alic"));
-        assert!(!s.contains(&"p".repeat(INLINE)));
+        assert!(!s.contains(&"p".repeat(299)));
         let mut names: Vec<&str> = s.iter().collect();
         names.sort_unstable();
         let mut want = vec!["", "a", "user:alice", edge.as_str(), long.as_str()];
@@ -185,5 +218,74 @@ mod tests {
         assert_eq!(s.len(), 100_000);
         assert!((0..100_000u32).all(|i| s.contains(&format!("aa000{i:011}"))));
         assert!(!s.contains("aa00000000100000"));
+    }
+
+    #[test]
+    fn agrees_with_a_hash_set_through_inserts_removals_compactions_and_clones() {
+        let mut s = NameSet::new();
+        let mut model = std::collections::HashSet::new();
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        for step in 0..200_000u32 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // Names drawn from a few thousand, some long, so that removals free enough
+            // arena for compactions to happen (counted below).
+            let n = x % 5_000;
+            let name = if n % 7 == 0 {
+                format!("long-name-{n}-{}", "x".repeat(40))
+            } else {
+                format!("p{n}")
+            };
+            if x >> 60 < 9 {
+                assert_eq!(
+                    s.insert(&name),
+                    model.insert(name.clone()),
+                    "insert {name} at {step}"
+                );
+            } else {
+                assert_eq!(
+                    s.remove(&name),
+                    model.remove(&name),
+                    "remove {name} at {step}"
+                );
+            }
+            if step % 20_000 == 0 {
+                let copy = s.clone();
+                let mut got: Vec<&str> = copy.iter().collect();
+                got.sort_unstable();
+                let mut want: Vec<&str> = model.iter().map(String::as_str).collect();
+                want.sort_unstable();
+                assert_eq!(got, want, "at {step}");
+            }
+        }
+        assert_eq!(s.len(), model.len());
+        assert!(model.iter().all(|n| s.contains(n)));
+        assert!(!s.contains("p5000"));
+        let live: usize = model.iter().map(String::len).sum();
+        assert_eq!(
+            s.arena.len() - s.dead,
+            live,
+            "the arena holds the live names and holes"
+        );
+        // Without compaction the arena would hold every name ever inserted (~1 MB here).
+        assert!(
+            s.arena.len() <= 2 * live + 8192,
+            "holes are compacted away: {} bytes for {live}",
+            s.arena.len()
+        );
+    }
+
+    #[test]
+    fn removing_the_last_name_frees_the_arena() {
+        let mut s = NameSet::new();
+        for i in 0..1000 {
+            s.insert(&format!("port-{i}"));
+        }
+        for i in 0..1000 {
+            assert!(s.remove(&format!("port-{i}")));
+        }
+        assert!(s.is_empty() && s.arena.is_empty() && s.ends.is_empty());
+        assert!(s.insert("again") && s.contains("again"));
     }
 }
