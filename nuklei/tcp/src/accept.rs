@@ -5,24 +5,6 @@
 
 use super::*;
 
-pub(crate) fn bind(listener: &ListenerConfig, reuse_port: bool) -> io::Result<TcpListener> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(
-        Domain::for_address(listener.address),
-        Type::STREAM,
-        Some(Protocol::TCP),
-    )?;
-    socket.set_reuse_address(true)?;
-    if reuse_port {
-        // Every core's tcp instance binds the same address; the kernel spreads connections.
-        socket.set_reuse_port(true)?;
-    }
-    socket.set_nonblocking(true)?;
-    socket.bind(&listener.address.into())?;
-    socket.listen(listener.backlog)?;
-    Ok(TcpListener::from_std(socket.into()))
-}
-
 /// The initial stream id for a new connection in `slot`: the slot's next generation.
 pub(crate) fn next_id(generations: &mut Vec<u32>, ids: SlotIds, slot: usize) -> u64 {
     if generations.len() <= slot {

@@ -7,7 +7,6 @@
 //! reading stops the server from producing for it instead of growing memory.
 
 mod accept;
-use accept::bind;
 mod begin_ex;
 mod reply;
 mod split;
@@ -46,6 +45,26 @@ pub struct ListenerConfig {
     /// Kind of the next nukleus in the chain (`http`, `tls`).
     pub next: String,
     pub backlog: i32,
+}
+
+/// A non-blocking listening socket for `listener` (with SO_REUSEPORT when every core's tcp
+/// instance binds the same address).
+pub(crate) fn bind(listener: &ListenerConfig, reuse_port: bool) -> io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(
+        Domain::for_address(listener.address),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    if reuse_port {
+        // Every core's tcp instance binds the same address; the kernel spreads connections.
+        socket.set_reuse_port(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&listener.address.into())?;
+    socket.listen(listener.backlog)?;
+    Ok(TcpListener::from_std(socket.into()))
 }
 
 #[derive(Debug, Clone)]

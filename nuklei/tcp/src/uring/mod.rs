@@ -34,7 +34,8 @@ use streams::{
     TokenRange,
 };
 
-use crate::accept::{admission, bind, log_accept_pause, log_accept_resumed, next_id, open_stream};
+use crate::accept::{admission, log_accept_pause, log_accept_resumed, next_id, open_stream};
+use crate::bind;
 use crate::{reply_window, TcpBeginEx, TcpConfig, TcpError};
 use connection::Connection;
 
