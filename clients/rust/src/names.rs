@@ -35,6 +35,15 @@ fn spread(hash: u32) -> u64 {
     u64::from(hash).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
+/// Name `k` of an arena whose names end at `ends` (a free function, so that a closure can
+/// read the arena while the table is borrowed mutably).
+fn name_in<'a>(arena: &'a str, ends: &[usize], k: u32) -> &'a str {
+    let k = k as usize;
+    let start = if k == 0 { 0 } else { ends[k - 1] };
+    // Both ends are where a whole `&str` was appended: char boundaries.
+    &arena[start..ends[k]]
+}
+
 /// A set of names (ports).
 #[derive(Clone, Default)]
 pub struct NameSet {
@@ -64,23 +73,14 @@ impl NameSet {
     }
 
     fn name(&self, k: u32) -> &str {
-        let k = k as usize;
-        let start = if k == 0 { 0 } else { self.ends[k - 1] };
-        // Both ends are where a whole `&str` was appended: char boundaries.
-        &self.arena[start..self.ends[k]]
+        name_in(&self.arena, &self.ends, k)
     }
 
     /// Add `name`; false if it was there.
     pub fn insert(&mut self, name: &str) -> bool {
         let hash = self.hash(name);
         let (arena, ends) = (&self.arena, &self.ends);
-        let same = |s: &Slot| {
-            s.hash == hash && {
-                let k = s.name as usize;
-                let start = if k == 0 { 0 } else { ends[k - 1] };
-                &arena[start..ends[k]] == name
-            }
-        };
+        let same = |s: &Slot| s.hash == hash && name_in(arena, ends, s.name) == name;
         match self.table.entry(spread(hash), same, |s| spread(s.hash)) {
             TableEntry::Occupied(_) => false,
             TableEntry::Vacant(v) => {
@@ -105,11 +105,7 @@ impl NameSet {
         let hash = self.hash(name);
         let (arena, ends) = (&self.arena, &self.ends);
         let found = self.table.find_entry(spread(hash), |s| {
-            s.hash == hash && {
-                let k = s.name as usize;
-                let start = if k == 0 { 0 } else { ends[k - 1] };
-                &arena[start..ends[k]] == name
-            }
+            s.hash == hash && name_in(arena, ends, s.name) == name
         });
         let Ok(entry) = found else {
             return false;
@@ -131,9 +127,7 @@ impl NameSet {
         let mut ends = Vec::with_capacity(self.table.len());
         let (old_arena, old_ends) = (&self.arena, &self.ends);
         for slot in self.table.iter_mut() {
-            let k = slot.name as usize;
-            let start = if k == 0 { 0 } else { old_ends[k - 1] };
-            arena.push_str(&old_arena[start..old_ends[k]]);
+            arena.push_str(name_in(old_arena, old_ends, slot.name));
             // Fewer names than before: the number fits.
             slot.name = ends.len() as u32;
             ends.push(arena.len());
