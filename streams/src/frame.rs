@@ -131,13 +131,18 @@ impl Header {
     }
 
     fn write(&self, out: &mut [u8], word: u32) {
-        out[STREAM_ID_OFFSET..][..8].copy_from_slice(&self.stream_id.to_le_bytes());
-        out[TRACE_ID_OFFSET..][..8].copy_from_slice(&self.trace_id.to_le_bytes());
-        out[TIMESTAMP_OFFSET..][..8].copy_from_slice(&self.timestamp.to_le_bytes());
-        out[SEQUENCE_OFFSET..][..8].copy_from_slice(&self.sequence.to_le_bytes());
-        out[ACKNOWLEDGE_OFFSET..][..8].copy_from_slice(&self.acknowledge.to_le_bytes());
-        out[MAXIMUM_OFFSET..][..4].copy_from_slice(&self.maximum.to_le_bytes());
-        out[WORD_OFFSET..][..4].copy_from_slice(&word.to_le_bytes());
+        // One length check for the whole header; the fixed offsets into the array need none.
+        let out: &mut [u8; HEADER_LENGTH] = (&mut out[..HEADER_LENGTH])
+            .try_into()
+            .expect("a claimed frame holds its header");
+        out[STREAM_ID_OFFSET..STREAM_ID_OFFSET + 8].copy_from_slice(&self.stream_id.to_le_bytes());
+        out[TRACE_ID_OFFSET..TRACE_ID_OFFSET + 8].copy_from_slice(&self.trace_id.to_le_bytes());
+        out[TIMESTAMP_OFFSET..TIMESTAMP_OFFSET + 8].copy_from_slice(&self.timestamp.to_le_bytes());
+        out[SEQUENCE_OFFSET..SEQUENCE_OFFSET + 8].copy_from_slice(&self.sequence.to_le_bytes());
+        out[ACKNOWLEDGE_OFFSET..ACKNOWLEDGE_OFFSET + 8]
+            .copy_from_slice(&self.acknowledge.to_le_bytes());
+        out[MAXIMUM_OFFSET..MAXIMUM_OFFSET + 4].copy_from_slice(&self.maximum.to_le_bytes());
+        out[WORD_OFFSET..WORD_OFFSET + 4].copy_from_slice(&word.to_le_bytes());
     }
 }
 
