@@ -40,7 +40,9 @@ impl Instance {
         if let Some(expected) = if_owner {
             return self.register_if_here(node, owner, address, subscribe, expected, ports, out);
         }
-        let mut new = Vec::new();
+        // Room for every port as new (the usual case): growing by doubling copies it again
+        // and again.
+        let mut new = Vec::with_capacity(ports.len());
         let mut failed = Vec::new();
         let mut error = None;
         for (pos, port) in ports {
@@ -310,7 +312,11 @@ impl Instance {
         &self,
         ports: impl Iterator<Item = (usize, &'a str)>,
     ) -> Vec<Vec<(u32, &'a str)>> {
-        let mut parts = vec![Vec::new(); self.count];
+        // Room for every port in each part: growing them by doubling copies them again and
+        // again; untouched room costs nothing.
+        let room = ports.size_hint().0;
+        let mut parts: Vec<Vec<(u32, &str)>> =
+            (0..self.count).map(|_| Vec::with_capacity(room)).collect();
         for (pos, port) in ports {
             parts[shard_instance(port, self.count)].push((pos as u32, port));
         }

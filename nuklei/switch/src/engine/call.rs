@@ -127,7 +127,14 @@ impl Call {
                 if_owner,
             } => Call::RegPort {
                 node: node.to_string(),
-                ports: ports.iter().collect(),
+                ports: {
+                    let bytes = ports.iter().map(|p| p.len()).sum();
+                    let mut names = PortNames::with_capacity(ports.len(), bytes);
+                    for p in &ports {
+                        names.push(p);
+                    }
+                    names
+                },
                 subscribe,
                 if_owner: if_owner.map(|o| o.map(Cow::into_owned)),
             },

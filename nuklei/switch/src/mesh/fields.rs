@@ -164,7 +164,12 @@ impl<'a> Dec<'a> {
     }
     pub(super) fn positions(&mut self) -> Result<Vec<u32>, MeshError> {
         let n = self.count()?;
-        (0..n).map(|_| self.u32()).collect()
+        // A plain loop into a vector of the right size (see `Dec::named`).
+        let mut v = Vec::with_capacity(n);
+        for _ in 0..n {
+            v.push(self.u32()?);
+        }
+        Ok(v)
     }
     pub(super) fn named(&mut self) -> Result<Vec<(u32, &'a str)>, MeshError> {
         let n = self.count()?;
