@@ -7,42 +7,6 @@ use super::*;
 use crate::handover::{check_room, encode_handover, encode_moved, HandoverReply};
 use crate::listing::{node_cursor, parse_node_cursor, ListedPort, NodePortsListing, PageRequest};
 
-/// A node's-ports listing walking the shards in turn.
-pub(super) struct NodePortsOp {
-    pub(super) token: Token,
-    node: String,
-    limit: usize,
-    /// The shard asked now.
-    shard: usize,
-    pub(super) listing: NodePortsListing,
-    pub(super) done: bool,
-}
-
-/// A handover at the giver's home, waiting for the receiver's home.
-pub(super) struct GiveOp {
-    pub(super) token: Token,
-    node: NodeIdx,
-    session: u64,
-    reply: Option<Result<HandoverReply, SwitchError>>,
-    pub(super) answered: bool,
-}
-
-/// A handover at the receiver's home, waiting for the shards.
-pub(super) struct TakeOp {
-    /// Where the giver's home waits, and its op there.
-    reply_to: usize,
-    give_op: u64,
-    from: String,
-    node: NodeIdx,
-    session: u64,
-    ports: Vec<String>,
-    reserved: usize,
-    pub(super) waiting: usize,
-    moved: Vec<(u32, u64)>,
-    not_owned: Vec<u32>,
-    unknown: Vec<u32>,
-}
-
 /// How a refused handover travels back to the giver's home (`error` of [`Msg::Moved`]).
 fn refusal(e: &SwitchError) -> String {
     match e {

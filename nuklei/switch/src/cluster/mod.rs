@@ -62,9 +62,11 @@ mod coord;
 mod home;
 mod mesh_in;
 mod ops;
+mod pending;
 mod shard;
 mod watch;
-use shard::Registrant;
+pub use pending::Token;
+use pending::{GiveOp, NodePortsOp, Registrant, TakeOp, WatchOp};
 
 /// The instance that is home of `node` among `instances`.
 pub fn home_of(node: &str, instances: usize) -> usize {
@@ -75,9 +77,6 @@ pub fn home_of(node: &str, instances: usize) -> usize {
 pub fn shard_instance(port: &str, instances: usize) -> usize {
     shard_of(port.as_bytes(), instances)
 }
-
-/// Caller's correlation of an operation with its completion.
-pub type Token = u64;
 
 /// A completed operation.
 pub type Done = (Token, Result<Reply, SwitchError>);
@@ -231,7 +230,7 @@ enum Op {
         waiting: usize,
         values: [u64; 14],
     },
-    Watch(watch::WatchOp),
+    Watch(WatchOp),
     ListPorts {
         token: Token,
         limit: usize,
@@ -244,9 +243,9 @@ enum Op {
         waiting: usize,
         pages: Vec<(Vec<NodeInfo>, bool)>,
     },
-    NodePorts(coord::NodePortsOp),
-    HandoverGive(coord::GiveOp),
-    HandoverTake(coord::TakeOp),
+    NodePorts(NodePortsOp),
+    HandoverGive(GiveOp),
+    HandoverTake(TakeOp),
 }
 
 /// One switch instance: a node home and a port shard.

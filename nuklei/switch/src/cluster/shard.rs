@@ -3,21 +3,6 @@
 
 use super::*;
 
-/// Who a RegPort at a shard is for, and how.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct Registrant<'a> {
-    /// The node's id.
-    pub node: &'a str,
-    /// The node at its home, in its session.
-    pub at_home: NodeRef,
-    /// Its announced address.
-    pub address: &'a str,
-    /// Subscribe to the release of ports others own.
-    pub subscribe: bool,
-    /// Compare-and-register: the owner each port must have (`Some(None)`: free).
-    pub if_owner: Option<Option<&'a str>>,
-}
-
 impl Instance {
     // ---- port shard ------------------------------------------------------------------------
 

@@ -6,17 +6,6 @@
 use super::*;
 use crate::watch::{self, WatchRef, WatchReply, WatchRequest, Watched};
 
-/// A watch waiting for the replays of the other instances.
-pub(super) struct WatchOp {
-    pub(super) token: Token,
-    pub(super) node: NodeIdx,
-    pub(super) id: u64,
-    pub(super) slot: u32,
-    pub(super) watched: Watched,
-    pub(super) waiting: usize,
-    pub(super) error: Option<SwitchError>,
-}
-
 impl Instance {
     /// Journals `event` (this instance's) and forwards it to the homes that watch it; its
     /// sequence number.
