@@ -23,8 +23,7 @@
 use crate::json::write_string;
 use crate::limits::LimitError;
 use crate::ports::{shard_of, NodeIdx, Outcome};
-pub use crate::switch::HandoverReply;
-use crate::switch::{FailedPort, Output, RegPortReply, Switch, SwitchError};
+use crate::switch::{FailedPort, HandoverReply, Output, RegPortReply, Switch, SwitchError};
 use crate::watch::Event;
 
 /// The push to the receiver of a handover.

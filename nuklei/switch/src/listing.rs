@@ -16,9 +16,8 @@
 
 use crate::nodes::NodeRegistry;
 use crate::ports::{NodeIdx, PortShard};
+use crate::switch::{ListedPort, NodeListing, NodePortsListing, PortListing};
 use crate::switch::{NodeInfo, Switch, SwitchError};
-// The listing replies are the switch's vocabulary (switch/types.rs); named here as well.
-pub use crate::switch::{ListedPort, NodeListing, NodePortsListing, PortListing};
 
 /// A page request: prefix, cursor, and size (cut to `[1, max_page]`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -22,11 +22,13 @@ use super::body::*;
 use super::error::ApiError;
 use super::response::{announced, reg_port_response};
 use super::route::Route;
-use crate::handover::HandoverReply;
-use crate::listing::{NodeListing, NodePortsListing, PageRequest, PortListing};
+use crate::listing::PageRequest;
 use crate::request::{self, Page, Parsed, Request};
+use crate::switch::HandoverReply;
+use crate::switch::WatchReply;
+use crate::switch::{NodeListing, NodePortsListing, PortListing};
 use crate::switch::{Output, Switch};
-use crate::watch::{WatchReply, WatchRequest};
+use crate::watch::WatchRequest;
 
 fn page(p: &PageRequest) -> Page<'_> {
     Page {

@@ -4,8 +4,9 @@
 //! acknowledgements reported from the receivers' homes to the sender's front.
 
 use super::*;
-use crate::handover::{check_room, encode_handover, encode_moved, HandoverReply};
-use crate::listing::{node_cursor, parse_node_cursor, ListedPort, NodePortsListing, PageRequest};
+use crate::handover::{check_room, encode_handover, encode_moved};
+use crate::listing::{node_cursor, parse_node_cursor, PageRequest};
+use crate::switch::{HandoverReply, ListedPort, NodePortsListing};
 
 /// How a refused handover travels back to the giver's home (`error` of [`Msg::Moved`]).
 fn refusal(e: &SwitchError) -> String {

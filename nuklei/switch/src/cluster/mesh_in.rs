@@ -319,7 +319,7 @@ impl Instance {
                 if let Some(Op::ListPorts { waiting, pages, .. }) = self.ops.get_mut(&op) {
                     let page = ports
                         .into_iter()
-                        .map(|(port, owner, address)| crate::listing::ListedPort {
+                        .map(|(port, owner, address)| crate::switch::ListedPort {
                             port: port.to_string(),
                             owner: Arc::from(owner),
                             address: Arc::from(address),

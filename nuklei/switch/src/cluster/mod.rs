@@ -235,7 +235,7 @@ enum Op {
         token: Token,
         limit: usize,
         waiting: usize,
-        pages: Vec<(Vec<crate::listing::ListedPort>, bool)>,
+        pages: Vec<(Vec<crate::switch::ListedPort>, bool)>,
     },
     ListNodes {
         token: Token,

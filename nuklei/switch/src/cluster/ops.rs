@@ -418,8 +418,8 @@ impl Instance {
                 ..
             } => {
                 let (ports, next) =
-                    crate::listing::merge(pages, limit, |p: &crate::listing::ListedPort| &p.port);
-                let listing = crate::listing::PortListing { ports, next };
+                    crate::listing::merge(pages, limit, |p: &crate::switch::ListedPort| &p.port);
+                let listing = crate::switch::PortListing { ports, next };
                 (token, Ok(Reply::ListPorts(listing)))
             }
             Op::ListNodes {
@@ -429,7 +429,7 @@ impl Instance {
                 ..
             } => {
                 let (nodes, next) = crate::listing::merge(pages, limit, |n: &NodeInfo| &n.node);
-                let listing = crate::listing::NodeListing { nodes, next };
+                let listing = crate::switch::NodeListing { nodes, next };
                 (token, Ok(Reply::ListNodes(listing)))
             }
             Op::NodePorts(n) => (n.token, Ok(Reply::NodePorts(n.listing))),

@@ -4,7 +4,8 @@
 //! answered (see [`crate::watch`]).
 
 use super::*;
-use crate::watch::{self, WatchRef, WatchReply, WatchRequest, Watched};
+use crate::switch::WatchReply;
+use crate::watch::{self, WatchRef, WatchRequest, Watched};
 
 impl Instance {
     /// Journals `event` (this instance's) and forwards it to the homes that watch it; its
@@ -112,7 +113,7 @@ impl Instance {
         let watched = self
             .watchers
             .remove(idx, id)
-            .ok_or(SwitchError::Watch(crate::watch::WatchError::Unknown(id)))?;
+            .ok_or(SwitchError::Watch(crate::switch::WatchError::Unknown(id)))?;
         self.stop_watching(&watched);
         Ok(())
     }
@@ -207,7 +208,7 @@ impl Instance {
         let watched = self
             .watchers
             .remove(idx, id)
-            .ok_or(SwitchError::Watch(crate::watch::WatchError::Unknown(id)))?;
+            .ok_or(SwitchError::Watch(crate::switch::WatchError::Unknown(id)))?;
         self.stop_watching(&watched);
         Ok(())
     }

@@ -38,8 +38,6 @@ pub use journal::{Journal, Replay};
 pub use keys::KeyIndex;
 pub use single::WatchRequest;
 pub use watchers::{WatchRef, Watched, Watchers};
-// Their errors and replies are the switch's vocabulary (switch/types.rs); named here as well.
-pub use crate::switch::types::{WatchError, WatchReply};
 
 /// What a watch follows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

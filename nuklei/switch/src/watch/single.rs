@@ -1,10 +1,10 @@
 //! Watches on the switch of one instance: every event is journaled and fanned out here, and a
 //! watch's replay comes from the one journal.
 
-use super::{replay, WatchKind, WatchReply, Watched};
+use super::{replay, WatchKind, Watched};
 use crate::nodes::{ConnId, NodeRegistry};
 use crate::ports::NodeIdx;
-use crate::switch::{slow_consumers, Output, Session, Switch, SwitchError};
+use crate::switch::{slow_consumers, Output, Session, Switch, SwitchError, WatchError, WatchReply};
 
 /// `watcher`, if it is a node-less watcher still connected.
 pub(crate) fn watcher_index(
@@ -123,7 +123,7 @@ impl Switch {
         self.watchers
             .remove(idx, id)
             .map(|_| ())
-            .ok_or(SwitchError::Watch(super::WatchError::Unknown(id)))
+            .ok_or(SwitchError::Watch(WatchError::Unknown(id)))
     }
 
     fn watch_at(
@@ -178,6 +178,6 @@ impl Switch {
         self.watchers
             .remove(idx, id)
             .map(|_| ())
-            .ok_or(SwitchError::Watch(super::WatchError::Unknown(id)))
+            .ok_or(SwitchError::Watch(WatchError::Unknown(id)))
     }
 }
