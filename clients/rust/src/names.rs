@@ -44,6 +44,17 @@ fn name_in<'a>(arena: &'a str, ends: &[usize], k: u32) -> &'a str {
     &arena[start..ends[k]]
 }
 
+/// Whether a table entry is `name` (whose 32 hash bits are `hash`): the bits first, the
+/// bytes only when they match.
+fn is<'a>(
+    arena: &'a str,
+    ends: &'a [usize],
+    hash: u32,
+    name: &'a str,
+) -> impl Fn(&Slot) -> bool + 'a {
+    move |s| s.hash == hash && name_in(arena, ends, s.name) == name
+}
+
 /// A set of names (ports).
 #[derive(Clone, Default)]
 pub struct NameSet {
@@ -79,8 +90,7 @@ impl NameSet {
     /// Add `name`; false if it was there.
     pub fn insert(&mut self, name: &str) -> bool {
         let hash = self.hash(name);
-        let (arena, ends) = (&self.arena, &self.ends);
-        let same = |s: &Slot| s.hash == hash && name_in(arena, ends, s.name) == name;
+        let same = is(&self.arena, &self.ends, hash, name);
         match self.table.entry(spread(hash), same, |s| spread(s.hash)) {
             TableEntry::Occupied(_) => false,
             TableEntry::Vacant(v) => {
@@ -103,10 +113,9 @@ impl NameSet {
             return false;
         }
         let hash = self.hash(name);
-        let (arena, ends) = (&self.arena, &self.ends);
-        let found = self.table.find_entry(spread(hash), |s| {
-            s.hash == hash && name_in(arena, ends, s.name) == name
-        });
+        let found = self
+            .table
+            .find_entry(spread(hash), is(&self.arena, &self.ends, hash, name));
         let Ok(entry) = found else {
             return false;
         };
@@ -144,9 +153,7 @@ impl NameSet {
         }
         let hash = self.hash(name);
         self.table
-            .find(spread(hash), |s| {
-                s.hash == hash && self.name(s.name) == name
-            })
+            .find(spread(hash), is(&self.arena, &self.ends, hash, name))
             .is_some()
     }
 
