@@ -5,8 +5,10 @@ CARGO_BIN_EXE_reaktor), else target/debug/reaktor under $CARGO_TARGET_DIR or the
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -49,9 +51,6 @@ def free_port() -> int:
     share one): outside the ephemeral range, and locked for this process until it exits.
     `bind(0)` could give one port twice in a row (two members of one cluster listed with one
     peer address), and gives ports any outgoing connection may take meanwhile."""
-    import fcntl
-    import random
-
     first, last = reserved_port_range()
     lock_dir = Path(tempfile.gettempdir()) / "reaktor-test-ports"
     lock_dir.mkdir(parents=True, exist_ok=True)
