@@ -7,6 +7,7 @@
 //! cargo bench -p reaktor-client --bench client_load -- MODE --port P --pid SERVER_PID
 //!   regport  --nodes 4 --batch 1000 --depth 8 --total 10000000   fresh 16-byte ports
 //!   sendmsg  --batch 1000 --depth 8 --window 65536 --size 64 --duration 5 --warmup 1
+//!            --total N   exactly N messages, no warm-up, then stop (for instruction counts)
 //!   common:  --host 127.0.0.1 --token bench --node-prefix b --tag aa
 //!            --spin 1   never park the runtime (spin like switch-load; default 0: park)
 //! ```
@@ -80,14 +81,31 @@ fn port_name(tag: &str, conn: usize, n: u64) -> String {
     s
 }
 
-/// `v` as `width` decimal digits, zero-padded (the low digits if it is wider).
-fn push_digits(s: &mut String, mut v: u64, width: usize) {
-    let mut buf = [b'0'; 20];
-    for i in (0..width).rev() {
-        buf[i] = b'0' + (v % 10) as u8;
+/// `v` as `width` decimal digits, zero-padded (the low digits if it is wider), into bytes:
+/// switch-load's `put_dec` (it stops dividing at zero).
+fn put_dec(out: &mut Vec<u8>, mut v: u64, width: usize) {
+    let start = out.len();
+    out.resize(start + width, b'0');
+    let mut i = start + width;
+    while v > 0 && i > start {
+        i -= 1;
+        out[i] = b'0' + (v % 10) as u8;
         v /= 10;
     }
-    s.push_str(std::str::from_utf8(&buf[..width]).unwrap_or_default());
+}
+
+/// `v` as `width` decimal digits appended to a string.
+fn push_digits(s: &mut String, v: u64, width: usize) {
+    let mut buf = Vec::with_capacity(width);
+    put_dec(&mut buf, v, width);
+    s.extend(buf.iter().map(|&b| char::from(b)));
+}
+
+/// switch-load's `parse_dec`: the sequence number at the start of a body, digits assumed
+/// (a wrong body shows as a wrong sequence number, which the receiver reports).
+fn parse_dec(b: &[u8]) -> u64 {
+    b.iter()
+        .fold(0, |v, &c| v * 10 + u64::from(c.wrapping_sub(b'0')))
 }
 
 fn config(a: &HashMap<String, String>, node: String) -> Config {
@@ -171,6 +189,8 @@ async fn sendmsg(a: HashMap<String, String>) {
         .await
         .expect("connect");
     let got = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    // --total N: exactly N messages (the last batch may be short), no warm-up.
+    let total: u64 = arg(&a, "total", 0);
     let stop = Instant::now() + Duration::from_secs_f64(duration + warmup);
     // The receiver checks order and counts; the sender keeps `depth` batches in flight and at
     // most `window` messages undelivered, as switch-load does.
@@ -180,7 +200,7 @@ async fn sendmsg(a: HashMap<String, String>) {
         while let Some(e) = events.next().await {
             match e {
                 Event::Push { body, .. } => {
-                    let seq: u64 = body[..16].parse().expect("sequence");
+                    let seq = parse_dec(&body.as_bytes()[..16]);
                     assert_eq!(seq, next, "out of order");
                     next += 1;
                     got_r.store(next, std::sync::atomic::Ordering::Relaxed);
@@ -194,17 +214,25 @@ async fn sendmsg(a: HashMap<String, String>) {
         tokio::task::JoinSet::new();
     let mut meter = Meter::start(pid);
     let mut base = 0;
-    let mut warm = Some(Instant::now() + Duration::from_secs_f64(warmup));
+    let mut warm = (total == 0).then(|| Instant::now() + Duration::from_secs_f64(warmup));
     let pad = "x".repeat(size.saturating_sub(16));
     let inbox = SharedStr::from_static("inbox");
-    while Instant::now() < stop {
+    loop {
+        let next = if total > 0 {
+            batch.min(total - sent)
+        } else {
+            batch
+        };
+        if next == 0 || (total == 0 && Instant::now() >= stop) {
+            break;
+        }
         if warm.is_some_and(|w| Instant::now() >= w) {
             warm = None;
             meter = Meter::start(pid);
             base = got.load(std::sync::atomic::Ordering::Relaxed);
         }
         if inflight.len() as u64 >= depth
-            || sent + batch > got.load(std::sync::atomic::Ordering::Relaxed) + window
+            || sent + next > got.load(std::sync::atomic::Ordering::Relaxed) + window
         {
             if inflight.is_empty() {
                 tokio::task::yield_now().await;
@@ -222,13 +250,14 @@ async fn sendmsg(a: HashMap<String, String>) {
         // port name shared by every message: the application's side of the work kept as
         // small as switch-load's, which writes them straight into its request.
         let body_len = 16 + pad.len();
-        let mut bodies = String::with_capacity(batch as usize * body_len);
-        for s in sent..sent + batch {
-            push_digits(&mut bodies, s, 16);
-            bodies.push_str(&pad);
+        let mut bodies = Vec::with_capacity(next as usize * body_len);
+        for s in sent..sent + next {
+            put_dec(&mut bodies, s, 16);
+            bodies.extend_from_slice(pad.as_bytes());
         }
-        let bodies = SharedStr::from(bodies);
-        let msgs: Vec<Message> = (0..batch as usize)
+        // One UTF-8 check per batch (digits and `x`s), where switch-load writes bytes.
+        let bodies = SharedStr::from(String::from_utf8(bodies).expect("ASCII bodies"));
+        let msgs: Vec<Message> = (0..next as usize)
             .map(|k| {
                 Message::to(
                     inbox.clone(),
@@ -236,7 +265,7 @@ async fn sendmsg(a: HashMap<String, String>) {
                 )
             })
             .collect();
-        sent += batch;
+        sent += next;
         let tx = tx.clone();
         inflight.spawn(async move { tx.send_many(msgs).await });
     }
