@@ -135,11 +135,7 @@ fn push_names<S: AsRef<str>>(out: &mut String, names: &[S]) {
 /// `s` as a JSON string: copied whole when nothing in it needs an escape, else written by
 /// serde_json (so escapes are exactly serde's).
 fn push_string(out: &mut String, s: &str) {
-    // No early exit: the whole fold vectorises, and a string needing escapes is rare.
-    let plain = !s
-        .bytes()
-        .fold(false, |e, b| e | (b < 0x20) | (b == b'"') | (b == b'\\'));
-    if plain {
+    if plain_bytes(s.as_bytes()) {
         out.push('"');
         out.push_str(s);
         out.push('"');
@@ -424,23 +420,32 @@ struct Scan<'a> {
     i: usize,
 }
 
-/// The high bit of every byte of `w` that flags it as a quote, a backslash or a control
-/// character (below 0x20): the has-zero-byte test on `w ^ '"'` and on `w ^ '\\'`, and
-/// has-less-than-0x20 on `w`; nonzero exactly when one exists. The lowest flagged byte is exact (the first special byte); bytes above it may
-/// be flagged falsely (a borrow carries), so only the lowest flag is read.
-fn special_bytes(w: u64) -> u64 {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
-    let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
-    zero(w ^ (ONES * u64::from(b'"')))
-        | zero(w ^ (ONES * u64::from(b'\\')))
-        | w.wrapping_sub(ONES * 0x20) & !w & HIGH
+/// Whether `c` must be escaped in a JSON string: a quote, a backslash or a control
+/// character.
+fn special(c: u8) -> bool {
+    c < 0x20 || c == b'"' || c == b'\\'
 }
 
-/// The index of the first special byte of `w` (read little-endian: byte 0 first).
-fn first_special_byte(w: u64) -> Option<usize> {
-    let flags = special_bytes(w);
-    (flags != 0).then(|| flags.trailing_zeros() as usize / 8)
+/// The index of the first [`special`] byte of `b`. Sixteen bytes at a time: the test of a
+/// whole chunk has no early exit, so the compiler turns it into a few vector compares; only
+/// the chunk that holds one is searched byte by byte.
+fn first_special(b: &[u8]) -> Option<usize> {
+    let mut chunks = b.chunks_exact(16);
+    let mut at = 0;
+    for chunk in &mut chunks {
+        // As an array, so that the compiler knows the length (and vectorises the fold).
+        let chunk: &[u8; 16] = chunk.try_into().expect("chunks_exact yields 16 bytes");
+        if chunk.iter().fold(false, |hit, &c| hit | special(c)) {
+            return chunk.iter().position(|&c| special(c)).map(|k| at + k);
+        }
+        at += 16;
+    }
+    chunks.remainder().iter().position(|&c| special(c)).map(|k| at + k)
+}
+
+/// Whether `b` holds no byte a JSON string must escape.
+fn plain_bytes(b: &[u8]) -> bool {
+    first_special(b).is_none()
 }
 
 impl<'a> Scan<'a> {
@@ -497,40 +502,18 @@ impl<'a> Scan<'a> {
         self.s.get(range)
     }
 
-    /// The range of a plain string's content, its opening quote read: eight bytes at a time
-    /// (a message body is most of a batch), the first special byte found by its position in
-    /// the word. `None` if that byte is not the closing quote (an escape or a control
+    /// The range of a plain string's content, its opening quote read ([`first_special`]).
+    /// `None` if the first special byte is not the closing quote (an escape or a control
     /// character) or the text ends first.
     fn plain_str_after_quote(&mut self) -> Option<Range<usize>> {
         let b = self.s.as_bytes();
         let start = self.i;
-        let mut i = start;
-        loop {
-            let at = match b.get(i..i + 8) {
-                Some(word) => {
-                    let mut w = [0u8; 8];
-                    w.copy_from_slice(word);
-                    match first_special_byte(u64::from_le_bytes(w)) {
-                        Some(k) => i + k,
-                        None => {
-                            i += 8;
-                            continue;
-                        }
-                    }
-                }
-                // The last few bytes, one by one.
-                None => {
-                    i + b[i..]
-                        .iter()
-                        .position(|&c| c < 0x20 || c == b'"' || c == b'\\')?
-                }
-            };
-            if b[at] != b'"' {
-                return None;
-            }
-            self.i = at + 1;
-            return Some(start..at);
+        let end = start + first_special(&b[start..])?;
+        if b[end] != b'"' {
+            return None;
         }
+        self.i = end + 1;
+        Some(start..end)
     }
 
     /// An unsigned integer as JSON writes it (no leading zero, no sign, fraction or
@@ -777,28 +760,27 @@ mod tests {
     }
 
     #[test]
-    fn the_word_at_a_time_scan_finds_every_special_byte_wherever_it_is() {
-        let naive = |w: u64| {
-            w.to_ne_bytes()
-                .iter()
-                .any(|&c| c < 0x20 || c == b'"' || c == b'\\')
-        };
+    fn the_string_scan_finds_the_first_special_byte_wherever_it_is() {
+        let naive = |b: &[u8]| b.iter().position(|&c| c < 0x20 || c == b'"' || c == b'\\');
         let mut x = 0x9E37_79B9_7F4A_7C15u64;
-        for _ in 0..200_000 {
+        let mut next = || {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            // Bytes drawn mostly around the special values.
-            let w = x & 0x3F7F_5F7F_3F7F_5F7F | 0x2020_0000_2020_0000 & x.rotate_left(7);
-            assert_eq!(special_bytes(w) != 0, naive(w), "{w:#x}");
-            assert_eq!(special_bytes(x) != 0, naive(x), "{x:#x}");
-            let first = |w: u64| {
-                w.to_le_bytes()
-                    .iter()
-                    .position(|&c| c < 0x20 || c == b'"' || c == b'\\')
-            };
-            assert_eq!(first_special_byte(w), first(w), "{w:#x}");
-            assert_eq!(first_special_byte(x), first(x), "{x:#x}");
+            x
+        };
+        // Lengths across memchr's 16- and 32-byte steps; bytes mostly plain, with a
+        // special one (or one next to a special value) at a random place.
+        for _ in 0..20_000 {
+            let len = (next() % 80) as usize;
+            let mut b: Vec<u8> = (0..len).map(|_| b' ' + (next() % 95) as u8).collect();
+            if len > 0 && next() % 2 == 0 {
+                let at = (next() as usize) % len;
+                b[at] = [b'"', b'\\', 0x1F, 0x00, 0x20, 0x21, 0x5B, 0x5D, 0x7F, 0xC3]
+                    [(next() % 10) as usize];
+            }
+            assert_eq!(first_special(&b), naive(&b), "{b:?}");
+            assert_eq!(plain_bytes(&b), naive(&b).is_none(), "{b:?}");
         }
         for len in 0..40 {
             let body = "é".repeat(len / 2) + &"x".repeat(len % 2);
