@@ -216,7 +216,7 @@ async fn sendmsg(a: HashMap<String, String>) {
     let mut base = 0;
     let mut warm = (total == 0).then(|| Instant::now() + Duration::from_secs_f64(warmup));
     let pad = "x".repeat(size.saturating_sub(16));
-    let inbox = SharedStr::from_static("inbox");
+    let inbox = SharedStr::from("inbox"); // inline: cloned without a reference count
     loop {
         let next = if total > 0 {
             batch.min(total - sent)

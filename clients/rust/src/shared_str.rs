@@ -11,51 +11,101 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::ops::{Deref, Range};
 
+use arrayvec::ArrayString;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+/// The longest string kept inline (copied, with no reference count): port and node names
+/// usually fit, and the whole [`SharedStr`] stays 40 bytes (28 is the most that fits beside
+/// the shared form's non-null vtable pointer, which then tells the two apart).
+pub const INLINE_MAX: usize = 28;
 
 /// An immutable UTF-8 string that shares its buffer: [`Clone`] and [`SharedStr::slice`]
 /// take a reference count, not a copy. It reads as a `&str` ([`Deref`]), compares, hashes
 /// and orders as one, and converts from `String` (without a copy) and `&str` (with one).
+///
+/// A string of at most [`INLINE_MAX`] bytes made by slicing or from a `&str` is kept inline
+/// instead: copying a port name costs less than the atomic reference count taken at the
+/// clone and given back at the drop (twice per pushed message when both were slices).
 ///
 /// A slice keeps the whole buffer it came from alive: a pushed message's body holds the
 /// WebSocket message that carried it (up to the switch's batch size) for as long as the
 /// body lives. Keep it as a `String` (`to_string()`, [`String::from`]) to let go of the rest.
 #[derive(Clone)]
 pub struct SharedStr {
-    /// The buffer: valid UTF-8 (the type of tungstenite's text messages guarantees it).
-    text: Utf8Bytes,
-    /// This string's part of it: a char range of `text`.
-    range: Range<usize>,
+    repr: Repr,
+}
+
+#[derive(Clone)]
+enum Repr {
+    /// A short string, copied.
+    Inline(ArrayString<INLINE_MAX>),
+    /// A part of a shared buffer.
+    Shared {
+        /// The buffer: valid UTF-8 (the type of tungstenite's text messages guarantees it).
+        text: Utf8Bytes,
+        /// This string's part of it: a char range of `text` (u32: a WebSocket message the
+        /// client accepts is far below 4 GiB, and the string stays 40 bytes).
+        start: u32,
+        end: u32,
+    },
 }
 
 impl SharedStr {
-    /// A string from a `'static` one: no allocation.
+    /// A string from a `'static` one: no allocation. A short one (a port name sent to
+    /// often) is cheaper to clone and drop as `SharedStr::from(s)`, which keeps it inline.
+    ///
+    /// # Panics
+    /// If `s` is 4 GiB or longer.
     pub const fn from_static(s: &'static str) -> SharedStr {
+        assert!(
+            s.len() <= u32::MAX as usize,
+            "a SharedStr holds less than 4 GiB"
+        );
         SharedStr {
-            text: Utf8Bytes::from_static(s),
-            range: 0..s.len(),
+            repr: Repr::Shared {
+                text: Utf8Bytes::from_static(s),
+                start: 0,
+                end: s.len() as u32,
+            },
         }
     }
 
     /// The string.
     pub fn as_str(&self) -> &str {
-        // The range is on char boundaries of a valid UTF-8 buffer (`slice` checks it):
-        // the index check cannot fail, it only costs two compares.
-        &self.text.as_str()[self.range.clone()]
+        match &self.repr {
+            Repr::Inline(s) => s.as_str(),
+            // The range is on char boundaries of a valid UTF-8 buffer (`slice` checks it):
+            // the index check cannot fail, it only costs two compares.
+            Repr::Shared { text, start, end } => &text.as_str()[*start as usize..*end as usize],
+        }
     }
 
-    /// The part `range` (byte offsets into this string) without a copy.
+    /// The part `range` (byte offsets into this string) without a copy (or inline, if it is
+    /// short).
     ///
     /// # Panics
     /// As `&str[range]`: if `range` is out of bounds or not on char boundaries.
     pub fn slice(&self, range: Range<usize>) -> SharedStr {
-        let start = self.range.start + range.start;
-        let end = self.range.start + range.end;
         // Checks bounds and boundaries with `str`'s own rule and message.
-        let _ = &self.as_str()[range];
+        let part = &self.as_str()[range.clone()];
+        match &self.repr {
+            Repr::Shared { text, start, .. } if part.len() > INLINE_MAX => SharedStr {
+                repr: Repr::Shared {
+                    text: text.clone(),
+                    start: start + range.start as u32,
+                    end: start + range.end as u32,
+                },
+            },
+            _ => SharedStr::inline(part),
+        }
+    }
+
+    /// `part` (at most [`INLINE_MAX`] bytes) copied inline.
+    fn inline(part: &str) -> SharedStr {
+        let mut s = ArrayString::new();
+        s.push_str(part);
         SharedStr {
-            text: self.text.clone(),
-            range: start..end,
+            repr: Repr::Inline(s),
         }
     }
 
@@ -73,19 +123,32 @@ impl SharedStr {
 
     /// The length in bytes.
     pub fn len(&self) -> usize {
-        self.range.len()
+        self.as_str().len()
     }
 
     /// Whether it is empty.
     pub fn is_empty(&self) -> bool {
-        self.range.is_empty()
+        self.len() == 0
+    }
+
+    /// Whether this string is a part of a shared buffer (not inline).
+    pub fn is_shared(&self) -> bool {
+        matches!(self.repr, Repr::Shared { .. })
     }
 }
 
 impl From<Utf8Bytes> for SharedStr {
+    /// # Panics
+    /// If `text` is 4 GiB or longer (a WebSocket message the client accepts is far smaller).
     fn from(text: Utf8Bytes) -> SharedStr {
-        let range = 0..text.len();
-        SharedStr { text, range }
+        let end = u32::try_from(text.len()).expect("a SharedStr holds less than 4 GiB");
+        SharedStr {
+            repr: Repr::Shared {
+                text,
+                start: 0,
+                end,
+            },
+        }
     }
 }
 
@@ -104,10 +167,15 @@ impl From<&String> for SharedStr {
 }
 
 impl From<&str> for SharedStr {
-    /// A copy (use [`SharedStr::from_static`] for a `'static` string, or clone one
-    /// `SharedStr` for many messages, to avoid it).
+    /// A copy: inline if it is short, else into a buffer of its own (use
+    /// [`SharedStr::from_static`] for a `'static` string, or clone one `SharedStr` for many
+    /// messages, to avoid it).
     fn from(s: &str) -> SharedStr {
-        SharedStr::from(Utf8Bytes::from(s))
+        if s.len() <= INLINE_MAX {
+            SharedStr::inline(s)
+        } else {
+            SharedStr::from(Utf8Bytes::from(s))
+        }
     }
 }
 
@@ -118,8 +186,11 @@ impl From<SharedStr> for String {
 }
 
 impl Default for SharedStr {
+    /// The empty string, inline.
     fn default() -> SharedStr {
-        SharedStr::from_static("")
+        SharedStr {
+            repr: Repr::Inline(ArrayString::new_const()),
+        }
     }
 }
 
@@ -266,6 +337,46 @@ mod tests {
         );
         assert!(
             std::panic::catch_unwind(|| world.slice(0..6)).is_err(),
+            "past the end"
+        );
+    }
+
+    #[test]
+    fn short_strings_are_inline_long_ones_share_their_buffer() {
+        assert_eq!(std::mem::size_of::<SharedStr>(), 40);
+        let short = "p".repeat(INLINE_MAX);
+        let long = "b".repeat(INLINE_MAX + 1);
+        assert!(!SharedStr::from(short.as_str()).is_shared());
+        assert!(SharedStr::from(long.as_str()).is_shared());
+        assert!(
+            SharedStr::from(short.clone()).is_shared(),
+            "a String is never copied"
+        );
+        let both = SharedStr::from(format!("{short}{long}"));
+        let (p, b) = (
+            both.slice(0..INLINE_MAX),
+            both.slice(INLINE_MAX..both.len()),
+        );
+        assert_eq!((p.as_str(), b.as_str()), (short.as_str(), long.as_str()));
+        assert!(!p.is_shared());
+        assert!(b.is_shared());
+        assert_eq!(b.as_ptr(), both.as_str()[INLINE_MAX..].as_ptr(), "no copy");
+        // Inline and shared strings with the same text are equal, hash alike and order by text.
+        let shared_short = SharedStr::from(short.clone());
+        assert_eq!(p, shared_short);
+        let set: HashSet<SharedStr> = [p.clone()].into();
+        assert!(set.contains(&shared_short));
+        assert!(b < p);
+        // Slicing an inline string, with str's rules.
+        let e = SharedStr::from("héllo");
+        assert_eq!(e.slice(1..3), "é");
+        assert_eq!(e.slice_ref(&e.as_str()[3..]).unwrap(), "llo");
+        assert!(
+            std::panic::catch_unwind(|| e.slice(2..3)).is_err(),
+            "inside é"
+        );
+        assert!(
+            std::panic::catch_unwind(|| e.slice(0..9)).is_err(),
             "past the end"
         );
     }

@@ -440,7 +440,11 @@ fn first_special(b: &[u8]) -> Option<usize> {
         }
         at += 16;
     }
-    chunks.remainder().iter().position(|&c| special(c)).map(|k| at + k)
+    chunks
+        .remainder()
+        .iter()
+        .position(|&c| special(c))
+        .map(|k| at + k)
 }
 
 /// Whether `b` holds no byte a JSON string must escape.
@@ -690,10 +694,11 @@ mod tests {
     }
 
     #[test]
-    fn pushed_ports_and_bodies_are_slices_of_the_message_not_copies() {
-        let message = SharedStr::from(
-            r#"[{"type":"msg","port":"inbox","body":"one"},{"type":"msg","body":"two"}]"#,
-        );
+    fn pushed_bodies_are_slices_of_the_message_and_short_strings_copies() {
+        let long = "0123456789".repeat(4);
+        let message = SharedStr::from(format!(
+            r#"[{{"type":"msg","port":"inbox","body":"{long}"}},{{"type":"msg","body":"{long}x"}},{{"type":"msg","port":"p","body":"two"}}]"#
+        ));
         let within = |s: &str| {
             let (m, p) = (message.as_ptr() as usize, s.as_ptr() as usize);
             p >= m && p + s.len() <= m + message.len()
@@ -701,16 +706,22 @@ mod tests {
         let events = msg_batch(&message).expect("a message batch").events;
         let [Event::Push { port, body }, Event::Push {
             port: none,
-            body: two,
-        }] = &events[..]
+            body: body_x,
+        }, Event::Push { port: p, body: two }] = &events[..]
         else {
-            panic!("two pushes: {events:?}")
+            panic!("three pushes: {events:?}")
         };
         assert_eq!(
-            (port.as_str(), body.as_str(), none.as_str()),
-            ("inbox", "one", "")
+            (port.as_str(), body.as_str(), none.as_str(), body_x.as_str()),
+            ("inbox", long.as_str(), "", format!("{long}x").as_str())
         );
-        assert!(within(port) && within(body) && within(two), "{events:?}");
+        assert_eq!((p.as_str(), two.as_str()), ("p", "two"));
+        // Both reading paths (the usual shape, and the field loop for a push without a
+        // port): long bodies share the message, short strings are inline copies (no
+        // reference count to take and give back).
+        assert!(within(body) && within(body_x), "{events:?}");
+        assert!(body.is_shared() && body_x.is_shared());
+        assert!(![port, none, p, two].iter().any(|s| s.is_shared()));
     }
 
     #[test]
