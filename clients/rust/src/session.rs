@@ -367,6 +367,16 @@ impl<W: Waiter> Session<W> {
     /// A text message from the switch: replies complete calls; pushes come back as events.
     /// Pushed ports and bodies are slices of `message` (no copy per push).
     pub fn received(&mut self, message: impl Into<SharedStr>) -> Result<Vec<Event>, Error> {
+        self.received_into(message, Vec::new())
+    }
+
+    /// [`Session::received`], with the usual batch of pushes written into `spare` (an
+    /// emptied vector whose capacity is reused).
+    pub fn received_into(
+        &mut self,
+        message: impl Into<SharedStr>,
+        spare: Vec<Event>,
+    ) -> Result<Vec<Event>, Error> {
         let message = message.into();
         let text = message.as_str();
         if !self.coord.raw.is_empty() && text.trim_start().starts_with('{') {
@@ -384,7 +394,7 @@ impl<W: Waiter> Session<W> {
                 }
             }
         }
-        if let Some(batch) = wire::msg_batch(&message) {
+        if let Some(batch) = wire::msg_batch(&message, spare) {
             // The common batch (messages only), read without serde; anything else below.
             self.see_epoch(batch.epoch);
             if batch.ack > 0 {

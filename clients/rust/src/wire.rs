@@ -315,18 +315,25 @@ pub struct MsgBatch {
 ///
 /// Why: serde built a ~300-byte [`PushWire`] per message and grew their `Vec` as it went;
 /// this goes straight from the text to the events (issue 16).
-pub fn msg_batch(message: &SharedStr) -> Option<MsgBatch> {
+///
+/// The events are written into `events` (cleared first), whose capacity is reused.
+pub fn msg_batch(message: &SharedStr, mut events: Vec<Event>) -> Option<MsgBatch> {
     let text = message.as_str();
     let mut r = Scan { s: text, i: 0 };
     // A field's string as a slice of the message (no copy); absent: "".
     let shared = |s: Option<&str>| s.map_or(Some(SharedStr::default()), |s| message.slice_ref(s));
     r.ws();
     r.eat(b'[')?;
-    let mut out = MsgBatch {
+    events.clear();
+    if events.capacity() == 0 {
         // A message takes at least ~40 bytes of the batch. At most 1,024 up front: a larger
-        // vector is a fresh mmap of its own per batch (glibc), whose page faults cost more
-        // than growing a vector that turns out too small.
-        events: Vec::with_capacity((text.len() / 40 + 1).min(1024)),
+        // vector is a fresh mmap of its own (glibc), whose page faults cost more than
+        // growing a vector that turns out too small. (The client hands in vectors that the
+        // application has emptied, so this is the first batches' case.)
+        events.reserve((text.len() / 40 + 1).min(1024));
+    }
+    let mut out = MsgBatch {
+        events,
         ..MsgBatch::default()
     };
     r.ws();
@@ -690,7 +697,7 @@ mod tests {
     }
 
     fn batch(text: &str) -> Option<MsgBatch> {
-        msg_batch(&SharedStr::from(text))
+        msg_batch(&SharedStr::from(text), Vec::new())
     }
 
     #[test]
@@ -703,7 +710,9 @@ mod tests {
             let (m, p) = (message.as_ptr() as usize, s.as_ptr() as usize);
             p >= m && p + s.len() <= m + message.len()
         };
-        let events = msg_batch(&message).expect("a message batch").events;
+        let events = msg_batch(&message, Vec::new())
+            .expect("a message batch")
+            .events;
         let [Event::Push { port, body }, Event::Push {
             port: none,
             body: body_x,
@@ -722,6 +731,21 @@ mod tests {
         assert!(within(body) && within(body_x), "{events:?}");
         assert!(body.is_shared() && body_x.is_shared());
         assert!(![port, none, p, two].iter().any(|s| s.is_shared()));
+    }
+
+    #[test]
+    fn a_batch_is_written_into_the_vector_handed_in() {
+        let message = SharedStr::from(r#"[{"type":"msg","port":"p","body":"b"}]"#);
+        let mut spare = msg_batch(&message, Vec::new()).expect("a batch").events;
+        spare.reserve(100);
+        let (at, capacity) = (spare.as_ptr(), spare.capacity());
+        let events = msg_batch(&message, spare).expect("a batch").events;
+        assert_eq!(events.len(), 1, "cleared first: {events:?}");
+        assert_eq!(
+            (events.as_ptr(), events.capacity()),
+            (at, capacity),
+            "no new allocation"
+        );
     }
 
     #[test]
