@@ -100,6 +100,26 @@ impl SharedStr {
         }
     }
 
+    /// The part `range` of this string whose ends the caller found next to ASCII bytes (a
+    /// JSON string's quotes), so on char boundaries: [`SharedStr::slice`] without checking
+    /// the boundaries again. A wrong range panics here (out of bounds) or when the string is
+    /// read, as `&str[range]` would.
+    pub(crate) fn slice_between_ascii(&self, range: Range<usize>) -> SharedStr {
+        match &self.repr {
+            Repr::Shared { text, start, end } if range.len() > INLINE_MAX => {
+                assert!(range.start <= range.end && range.end <= (end - start) as usize);
+                SharedStr {
+                    repr: Repr::Shared {
+                        text: text.clone(),
+                        start: start + range.start as u32,
+                        end: start + range.end as u32,
+                    },
+                }
+            }
+            _ => SharedStr::inline(&self.as_str()[range]),
+        }
+    }
+
     /// `part` (at most [`INLINE_MAX`] bytes) copied inline.
     fn inline(part: &str) -> SharedStr {
         let mut s = ArrayString::new();
@@ -367,6 +387,12 @@ mod tests {
         let set: HashSet<SharedStr> = [p.clone()].into();
         assert!(set.contains(&shared_short));
         assert!(b < p);
+        // The reader's slice between ASCII bytes is `slice` without the boundary checks.
+        for r in [0..INLINE_MAX, INLINE_MAX..both.len(), 0..both.len(), 3..3] {
+            let (a, b) = (both.slice(r.clone()), both.slice_between_ascii(r));
+            assert_eq!((a.as_str(), a.is_shared()), (b.as_str(), b.is_shared()));
+        }
+        assert!(std::panic::catch_unwind(|| both.slice_between_ascii(0..both.len() + 1)).is_err());
         // Slicing an inline string, with str's rules.
         let e = SharedStr::from("héllo");
         assert_eq!(e.slice(1..3), "é");

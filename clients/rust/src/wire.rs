@@ -343,8 +343,8 @@ pub fn msg_batch(message: &SharedStr, mut events: Vec<Event>) -> Option<MsgBatch
             r.eat(b'{')?;
             if let Some((port, body)) = r.usual_msg() {
                 out.events.push(Event::Push {
-                    port: message.slice(port),
-                    body: message.slice(body),
+                    port: message.slice_between_ascii(port),
+                    body: message.slice_between_ascii(body),
                 });
                 r.ws();
                 if r.eat(b',').is_some() {
