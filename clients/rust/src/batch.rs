@@ -180,10 +180,13 @@ impl Request {
 
     /// The WebSocket message of this request.
     pub fn text(&self, id: u64) -> String {
+        // The planned size counts every item's text: no pass over the items to size it.
+        let mut out = String::with_capacity(self.size + 64);
         match &self.items {
-            Items::Messages(m) => wire::request_text(self.op, id, &[], m, false),
-            items => wire::request_text(self.op, id, items.names(), &[], self.subscribe),
+            Items::Messages(m) => wire::write_request(&mut out, self.op, id, &[], m, false),
+            items => wire::write_request(&mut out, self.op, id, items.names(), &[], self.subscribe),
         }
+        out
     }
 
     /// Whether an error reply should be retried with one request per call.

@@ -186,7 +186,9 @@ pub struct Client {
 /// Pushes, release notifications and connection events, oldest first. Ends (`None`) when
 /// the client is closed.
 pub struct Events {
-    rx: mpsc::UnboundedReceiver<Vec<Event>>,
+    /// Batches of events, each with the number of pushes in it (counted once, by the
+    /// driver, against the application's buffer).
+    rx: mpsc::UnboundedReceiver<(Vec<Event>, usize)>,
     /// The batch being handed out (events move out of it, not through another queue; a
     /// deque made from the batch's vector without a copy, and turned back into it, spent,
     /// for the driver to fill again).
@@ -201,8 +203,8 @@ impl Events {
             if let Some(e) = self.local.pop_front() {
                 return Some(e);
             }
-            let batch = self.rx.recv().await?;
-            self.take(batch);
+            let (batch, pushes) = self.rx.recv().await?;
+            self.take(batch, pushes);
         }
     }
 
@@ -212,14 +214,14 @@ impl Events {
             if let Some(e) = self.local.pop_front() {
                 return Some(e);
             }
-            let batch = self.rx.try_recv().ok()?;
-            self.take(batch);
+            let (batch, pushes) = self.rx.try_recv().ok()?;
+            self.take(batch, pushes);
         }
     }
 
-    /// Hand out `batch` next (called once the previous one is spent).
-    fn take(&mut self, batch: Vec<Event>) {
-        let pushes = batch.iter().filter(|e| e.is_push()).count();
+    /// Hand out `batch`, which holds `pushes` pushes, next (called once the previous one is
+    /// spent).
+    fn take(&mut self, batch: Vec<Event>, pushes: usize) {
         if pushes > 0 {
             let before = self.shared.buffered.fetch_sub(pushes, Ordering::AcqRel);
             if before - pushes < self.shared.max_buffered {
@@ -540,7 +542,7 @@ struct Driver {
     members: Vec<String>,
     member: usize,
     rx: mpsc::UnboundedReceiver<Command>,
-    events: mpsc::UnboundedSender<Vec<Event>>,
+    events: mpsc::UnboundedSender<(Vec<Event>, usize)>,
     shared: Arc<Shared>,
     ready: Option<oneshot::Sender<Result<(), Error>>>,
     closing: Option<oneshot::Sender<()>>,
@@ -670,13 +672,13 @@ impl Driver {
                 if let Some(r) = self.ready.take() {
                     let _ = r.send(Err(error));
                 } else {
-                    let _ = self.events.send(vec![ev]);
+                    let _ = self.events.send((vec![ev], 0));
                 }
                 return;
             }
             let ev = self.session.closed(error.clone(), false);
             if !first {
-                let _ = self.events.send(vec![ev]);
+                let _ = self.events.send((vec![ev], 0));
             }
             // While the application's buffer is full there is no point reconnecting (the new
             // connection could not even read the restore's replies): wait for it to read.
@@ -740,7 +742,7 @@ impl Driver {
             }
             let control = self.session.take_control();
             if !control.is_empty() {
-                let _ = self.events.send(control);
+                let _ = self.events.send((control, 0));
             }
             if self.session.has_output() {
                 let texts = self.session.take_output();
@@ -794,7 +796,7 @@ impl Driver {
                             if !events.is_empty() {
                                 let pushes = events.iter().filter(|e| e.is_push()).count();
                                 self.shared.buffered.fetch_add(pushes, Ordering::AcqRel);
-                                if self.events.send(events).is_err() {
+                                if self.events.send((events, pushes)).is_err() {
                                     // The application dropped `Events`: it wants none.
                                     self.shared.buffered.fetch_sub(pushes, Ordering::AcqRel);
                                 }

@@ -70,18 +70,32 @@ pub fn request_text(
         _ => names.iter().map(|n| n.len() + 3).sum(),
     };
     let mut out = String::with_capacity(items + 64);
+    write_request(&mut out, op, id, names, messages, subscribe);
+    out
+}
+
+/// [`request_text`] written at the end of `out` (sized by the caller: a planned request
+/// knows its size without another pass over its messages).
+pub fn write_request(
+    out: &mut String,
+    op: Op,
+    id: u64,
+    names: &[String],
+    messages: &[Message],
+    subscribe: bool,
+) {
     out.push_str("{\"op\":\"");
     out.push_str(op.name());
     out.push_str("\",\"id\":");
-    push_u64(&mut out, id);
+    push_u64(out, id);
     match op {
         Op::RegPort | Op::UnRegPort | Op::QueryPort => {
             out.push_str(",\"ports\":");
-            push_names(&mut out, names);
+            push_names(out, names);
         }
         Op::QueryNode => {
             out.push_str(",\"nodes\":");
-            push_names(&mut out, names);
+            push_names(out, names);
         }
         Op::SendMsg => {
             out.push_str(",\"messages\":[");
@@ -89,7 +103,7 @@ pub fn request_text(
                 if i > 0 {
                     out.push(',');
                 }
-                push_message(&mut out, m);
+                push_message(out, m);
             }
             out.push(']');
         }
@@ -99,7 +113,6 @@ pub fn request_text(
         out.push_str(",\"subscribe\":true");
     }
     out.push('}');
-    out
 }
 
 /// `{"port":…,"ports":[…],"body":…}` with the fields a [`Message`] has, in its
