@@ -128,6 +128,9 @@ impl TlsSettings {
         };
         let mut config = builder.with_cert_resolver(resolver);
         config.alpn_protocols = self.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+        // TLS 1.3 records are protected by tls itself after rustls' handshake (crate::tls13),
+        // which needs the traffic secrets.
+        config.enable_secret_extraction = self.versions.contains(&TlsVersion::Tls13);
         Ok(Arc::new(config))
     }
 }

@@ -15,18 +15,27 @@
 //!   caller keeps the rest and does not widen the tcp window. At most one further TLS record
 //!   (~16.7 KiB) can be in flight beyond the limit.
 //!
-//! rustls' buffered `ServerConnection` allocates one `Vec` per record it queues; moving to
-//! `UnbufferedServerConnection` (encrypt/decrypt in place) can be done behind this same API.
+//! Two record layers sit behind this API:
+//! * TLS 1.3, when the listener's config allows it (`enable_secret_extraction`, set by
+//!   [`crate::TlsSettings`]) and the client offers a TLS 1.3 suite: rustls'
+//!   `UnbufferedServerConnection` does the handshake, then [`crate::tls13`] protects the
+//!   records itself — opened in place in its input buffer, sealed in place in the buffer
+//!   given to [`TlsSession::write_ciphertext`] (the claimed frame of tcp's ring), no `Vec`
+//!   per record. Should rustls still choose TLS 1.2, the ClientHello is replayed into a
+//!   buffered `ServerConnection` before anything was sent.
+//! * TLS 1.2 (and configs without secret extraction): rustls' buffered `ServerConnection`,
+//!   which allocates one `Vec` per record it queues.
 
 use std::io::{self, Read, Write};
 use std::sync::Arc;
 
-use rustls::server::{Accepted, Acceptor};
-use rustls::{ServerConfig, ServerConnection};
+use rustls::server::{Accepted, Acceptor, UnbufferedServerConnection};
+use rustls::{CipherSuite, ServerConfig, ServerConnection};
 use rustls_pki_types::CertificateDer;
 
 use crate::config::TlsVersion;
 use crate::identity::{parse_peer_identity, PeerIdentity};
+use crate::tls13::Tls13;
 
 /// Default per-direction buffer limit: four full TLS records.
 pub const DEFAULT_BUFFER_LIMIT: usize = 64 * 1024;
@@ -104,8 +113,10 @@ impl FailureCause {
 enum Phase {
     /// Collecting the ClientHello, before any server state exists.
     Accepting(Acceptor),
-    /// Handshaking or established.
+    /// Handshaking or established, with rustls' own records (TLS 1.2).
     Connected(ServerConnection),
+    /// TLS 1.3: rustls' handshake, then records protected by [`Tls13`].
+    Tls13(Box<Tls13>),
     /// Refused during or right after the ClientHello; only an alert may remain to send.
     Refused,
 }
@@ -128,6 +139,8 @@ pub struct TlsSession {
     peer_identity: Option<PeerIdentity>,
     /// The client's address, for log lines.
     remote: streams::Remote,
+    /// What the Acceptor read, replayed into the connection that takes over from it.
+    hello: Vec<u8>,
 }
 
 impl TlsSession {
@@ -148,6 +161,7 @@ impl TlsSession {
             established: false,
             peer_identity: None,
             remote: streams::Remote(None),
+            hello: Vec::new(),
         }
     }
 
@@ -177,6 +191,9 @@ impl TlsSession {
                         Ok(n) => n,
                         Err(e) => return Err(self.fail(FailureCause::Input(e.to_string()))),
                     };
+                    if self.config.enable_secret_extraction {
+                        self.hello.extend_from_slice(&input[consumed..consumed + n]);
+                    }
                     consumed += n;
                     match acceptor.accept() {
                         Ok(Some(accepted)) => self.accept(accepted)?,
@@ -207,6 +224,19 @@ impl TlsSession {
                     }
                     self.process()?;
                 }
+                Phase::Tls13(tls) => {
+                    let result = tls.receive(rest);
+                    match result {
+                        Ok(n) => {
+                            consumed += n;
+                            self.note_established();
+                            if n == 0 {
+                                break;
+                            }
+                        }
+                        Err(e) => return Err(self.fail(FailureCause::Rustls(e))),
+                    }
+                }
                 Phase::Refused => break,
             }
         }
@@ -216,12 +246,14 @@ impl TlsSession {
     /// Copies decrypted plaintext into `out`; returns the number of bytes written (0 when none
     /// is waiting, after failure, or after the peer's close_notify once all data was read).
     pub fn read_plaintext(&mut self, out: &mut [u8]) -> usize {
-        let Phase::Connected(conn) = &mut self.phase else {
-            return 0;
-        };
         if self.failure.is_some() || out.is_empty() {
             return 0;
         }
+        let conn = match &mut self.phase {
+            Phase::Connected(conn) => conn,
+            Phase::Tls13(tls) => return tls.read(out),
+            _ => return 0,
+        };
         match conn.reader().read(out) {
             Ok(n) => {
                 self.inbound_plaintext = self.inbound_plaintext.saturating_sub(n);
@@ -234,7 +266,10 @@ impl TlsSession {
 
     /// Decrypted plaintext waiting for [`read_plaintext`](Self::read_plaintext).
     pub fn plaintext_available(&self) -> usize {
-        self.inbound_plaintext
+        match &self.phase {
+            Phase::Tls13(tls) if self.failure.is_none() => tls.available(),
+            _ => self.inbound_plaintext,
+        }
     }
 
     /// Queues application data for encryption; returns how many bytes were accepted (possibly
@@ -243,13 +278,14 @@ impl TlsSession {
     /// the handshake is still running is encrypted once it completes. Accepts nothing before the
     /// ClientHello was processed, after a failure, or after [`close_notify`](Self::close_notify).
     pub fn send_plaintext(&mut self, data: &[u8]) -> usize {
-        let Phase::Connected(conn) = &mut self.phase else {
-            return 0;
-        };
         if self.failure.is_some() || self.sent_close_notify {
             return 0;
         }
-        conn.writer().write(data).unwrap_or(0)
+        match &mut self.phase {
+            Phase::Connected(conn) => conn.writer().write(data).unwrap_or(0),
+            Phase::Tls13(tls) => tls.send(data),
+            _ => 0,
+        }
     }
 
     /// Moves queued ciphertext (handshake messages, records, alerts) into `out`; returns the
@@ -263,14 +299,18 @@ impl TlsSession {
             self.pending_alert.drain(..n);
             written = n;
         }
-        if let Phase::Connected(conn) = &mut self.phase {
-            while written < out.len() {
-                let mut rest = &mut out[written..];
-                match conn.write_tls(&mut rest) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => written += n,
+        match &mut self.phase {
+            Phase::Connected(conn) => {
+                while written < out.len() {
+                    let mut rest = &mut out[written..];
+                    match conn.write_tls(&mut rest) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => written += n,
+                    }
                 }
             }
+            Phase::Tls13(tls) => written += tls.write(&mut out[written..]),
+            _ => {}
         }
         written
     }
@@ -279,8 +319,18 @@ impl TlsSession {
     pub fn write_ciphertext_to_vec(&mut self, out: &mut Vec<u8>) -> usize {
         let start = out.len();
         out.append(&mut self.pending_alert);
-        if let Phase::Connected(conn) = &mut self.phase {
-            while matches!(conn.write_tls(out), Ok(n) if n > 0) {}
+        match &mut self.phase {
+            Phase::Connected(conn) => while matches!(conn.write_tls(out), Ok(n) if n > 0) {},
+            Phase::Tls13(tls) => loop {
+                let at = out.len();
+                out.resize(at + 64 * 1024, 0);
+                let n = tls.write(&mut out[at..]);
+                out.truncate(at + n);
+                if n == 0 {
+                    break;
+                }
+            },
+            _ => {}
         }
         out.len() - start
     }
@@ -288,7 +338,11 @@ impl TlsSession {
     /// Whether ciphertext is waiting for [`write_ciphertext`](Self::write_ciphertext).
     pub fn wants_write(&self) -> bool {
         !self.pending_alert.is_empty()
-            || matches!(&self.phase, Phase::Connected(conn) if conn.wants_write())
+            || match &self.phase {
+                Phase::Connected(conn) => conn.wants_write(),
+                Phase::Tls13(tls) => tls.wants_write(),
+                _ => false,
+            }
     }
 
     /// True until the handshake completes; false once it did, or after a failure.
@@ -299,6 +353,7 @@ impl TlsSession {
         match &self.phase {
             Phase::Accepting(_) => true,
             Phase::Connected(conn) => conn.is_handshaking(),
+            Phase::Tls13(tls) => tls.is_handshaking(),
             Phase::Refused => false,
         }
     }
@@ -310,13 +365,17 @@ impl TlsSession {
 
     /// The peer sent close_notify: no more plaintext will arrive after what is buffered.
     pub fn peer_closed(&self) -> bool {
-        self.peer_closed
+        match &self.phase {
+            Phase::Tls13(tls) => tls.peer_closed(),
+            _ => self.peer_closed,
+        }
     }
 
     /// The negotiated ALPN protocol (e.g. `b"http/1.1"`), once the ClientHello was processed.
     pub fn alpn_protocol(&self) -> Option<&[u8]> {
         match &self.phase {
             Phase::Connected(conn) => conn.alpn_protocol(),
+            Phase::Tls13(tls) => tls.alpn_protocol(),
             _ => None,
         }
     }
@@ -334,6 +393,7 @@ impl TlsSession {
                 rustls::ProtocolVersion::TLSv1_2 => Some(TlsVersion::Tls12),
                 _ => None,
             },
+            Phase::Tls13(_) => Some(TlsVersion::Tls13),
             _ => None,
         }
     }
@@ -342,6 +402,7 @@ impl TlsSession {
     pub fn peer_certificates(&self) -> Option<&[CertificateDer<'static>]> {
         match &self.phase {
             Phase::Connected(conn) if self.established => conn.peer_certificates(),
+            Phase::Tls13(tls) if self.established => tls.peer_certificates(),
             _ => None,
         }
     }
@@ -355,9 +416,11 @@ impl TlsSession {
     /// Queues a close_notify alert (flush it with [`write_ciphertext`](Self::write_ciphertext)).
     /// Plaintext already accepted is sent before it; nothing is accepted after it.
     pub fn close_notify(&mut self) {
-        if let Phase::Connected(conn) = &mut self.phase {
-            if !self.sent_close_notify && self.failure.is_none() {
-                conn.send_close_notify();
+        if !self.sent_close_notify && self.failure.is_none() {
+            match &mut self.phase {
+                Phase::Connected(conn) => conn.send_close_notify(),
+                Phase::Tls13(tls) => tls.close_notify(),
+                _ => {}
             }
         }
         self.sent_close_notify = true;
@@ -366,6 +429,14 @@ impl TlsSession {
     fn accept(&mut self, accepted: Accepted) -> Result<(), TlsFailure> {
         let hello = accepted.client_hello();
         self.sni = hello.server_name().map(str::to_owned);
+        let offers_tls13 = hello.cipher_suites().iter().any(|suite| {
+            matches!(
+                suite,
+                CipherSuite::TLS13_AES_128_GCM_SHA256
+                    | CipherSuite::TLS13_AES_256_GCM_SHA384
+                    | CipherSuite::TLS13_CHACHA20_POLY1305_SHA256
+            )
+        });
         // Ask the listener's resolver first: rustls answers a refusal from inside the
         // handshake with access_denied, while RFC 6066 wants unrecognized_name.
         if let Some(sni) = &self.sni {
@@ -376,6 +447,11 @@ impl TlsSession {
                 self.phase = Phase::Refused;
                 return Err(self.fail(FailureCause::UnknownServerName(name)));
             }
+        }
+        let hello = std::mem::take(&mut self.hello);
+        if self.config.enable_secret_extraction && offers_tls13 {
+            drop(accepted);
+            return self.take_over(&hello);
         }
         match accepted.into_connection(self.config.clone()) {
             Ok(mut conn) => {
@@ -392,6 +468,77 @@ impl TlsSession {
         }
     }
 
+    /// Starts rustls' unbuffered handshake over the ClientHello, for our own TLS 1.3 records;
+    /// if rustls picks TLS 1.2 after all, replays the ClientHello into a buffered connection
+    /// (nothing was sent yet).
+    fn take_over(&mut self, hello: &[u8]) -> Result<(), TlsFailure> {
+        let conn = match UnbufferedServerConnection::new(self.config.clone()) {
+            Ok(conn) => conn,
+            Err(e) => {
+                self.phase = Phase::Refused;
+                return Err(self.fail(FailureCause::Rustls(e)));
+            }
+        };
+        let mut tls = Box::new(Tls13::new(conn, self.buffer_limit, hello));
+        let started = tls.start();
+        if started.is_ok() && tls.negotiated_tls12() {
+            let mut conn = match ServerConnection::new(self.config.clone()) {
+                Ok(conn) => conn,
+                Err(e) => {
+                    self.phase = Phase::Refused;
+                    return Err(self.fail(FailureCause::Rustls(e)));
+                }
+            };
+            conn.set_buffer_limit(Some(self.buffer_limit));
+            let mut rest = hello;
+            while !rest.is_empty() {
+                match conn.read_tls(&mut rest) {
+                    Ok(n) if n > 0 => {}
+                    _ => {
+                        self.phase = Phase::Refused;
+                        let cause = FailureCause::Input("ClientHello replay refused".into());
+                        return Err(self.fail(cause));
+                    }
+                }
+            }
+            self.phase = Phase::Connected(conn);
+            return self.process();
+        }
+        self.phase = Phase::Tls13(tls);
+        match started {
+            Ok(()) => {
+                self.note_established();
+                Ok(())
+            }
+            Err(e) => Err(self.fail(FailureCause::Rustls(e))),
+        }
+    }
+
+    /// Once the handshake is over: who the client is, from its certificate (once).
+    fn note_established(&mut self) {
+        if self.established || self.is_handshaking() || self.failure.is_some() {
+            return;
+        }
+        let chain = match &self.phase {
+            Phase::Connected(conn) => conn.peer_certificates(),
+            Phase::Tls13(tls) => tls.peer_certificates(),
+            _ => return,
+        };
+        self.established = true;
+        self.peer_identity = chain.and_then(|chain| {
+            let leaf = chain.first()?;
+            match parse_peer_identity(leaf) {
+                Ok(identity) => Some(identity),
+                Err(e) => {
+                    // Verified by webpki yet unreadable here: treat the peer as
+                    // anonymous rather than guess who it is.
+                    tracing::warn!(remote = %self.remote, error = %e, "client certificate accepted but its identity is unreadable");
+                    None
+                }
+            }
+        });
+    }
+
     /// Runs rustls over buffered records and records what it tells us.
     fn process(&mut self) -> Result<(), TlsFailure> {
         let Phase::Connected(conn) = &mut self.phase else {
@@ -401,25 +548,27 @@ impl TlsSession {
             Ok(state) => {
                 self.inbound_plaintext = state.plaintext_bytes_to_read();
                 self.peer_closed |= state.peer_has_closed();
-                if !self.established && !conn.is_handshaking() {
-                    self.established = true;
-                    self.peer_identity = conn.peer_certificates().and_then(|chain| {
-                        let leaf = chain.first()?;
-                        match parse_peer_identity(leaf) {
-                            Ok(identity) => Some(identity),
-                            Err(e) => {
-                                // Verified by webpki yet unreadable here: treat the peer as
-                                // anonymous rather than guess who it is.
-                                tracing::warn!(remote = %self.remote, error = %e, "client certificate accepted but its identity is unreadable");
-                                None
-                            }
-                        }
-                    });
-                }
+                self.note_established();
                 Ok(())
             }
             Err(error) => Err(self.fail(FailureCause::Rustls(error))),
         }
+    }
+
+    /// Makes the TLS 1.3 record layer update its send key (a KeyUpdate) before it protects
+    /// `records` records with one key, instead of at the AEAD's confidentiality limit: lets
+    /// tests reach the limit.
+    #[cfg(any(test, feature = "testing"))]
+    pub fn set_key_update_interval(&mut self, records: u64) {
+        if let Phase::Tls13(tls) = &mut self.phase {
+            tls.set_tx_record_limit(records);
+        }
+    }
+
+    /// Whether this session's records are protected by [`Tls13`] (rather than rustls).
+    #[cfg(any(test, feature = "testing"))]
+    pub fn own_records(&self) -> bool {
+        matches!(self.phase, Phase::Tls13(_))
     }
 
     /// Marks the session failed, logs the one line for it, and returns the failure.
@@ -427,6 +576,7 @@ impl TlsSession {
         let before_client_hello = matches!(self.phase, Phase::Accepting(_));
         let (during_handshake, queued_by_rustls) = match &self.phase {
             Phase::Connected(conn) => (conn.is_handshaking(), conn.wants_write()),
+            Phase::Tls13(tls) => (tls.is_handshaking(), tls.wants_write()),
             _ => (true, false),
         };
         let failure = TlsFailure {

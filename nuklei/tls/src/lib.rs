@@ -56,6 +56,8 @@ mod config;
 mod engine;
 mod identity;
 mod nukleus;
+mod record;
+mod tls13;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -175,7 +175,23 @@ impl TestPki {
         cert: ClientCert,
         versions: &[TlsVersion],
     ) -> Result<ClientConfig, TestPkiError> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        self.client_config_with_suites(cert, versions, &[])
+    }
+
+    /// [`TestPki::client_config`] offering only `suites` (all of ring's if empty).
+    pub fn client_config_with_suites(
+        &self,
+        cert: ClientCert,
+        versions: &[TlsVersion],
+        suites: &[rustls::CipherSuite],
+    ) -> Result<ClientConfig, TestPkiError> {
+        let mut provider = rustls::crypto::ring::default_provider();
+        if !suites.is_empty() {
+            provider
+                .cipher_suites
+                .retain(|s| suites.contains(&s.suite()));
+        }
+        let provider = Arc::new(provider);
         let versions: Vec<_> = match versions {
             [] => vec![&rustls::version::TLS13, &rustls::version::TLS12],
             some => some
