@@ -265,6 +265,56 @@ fn openssl_s_client_negotiates_tls_1_2_and_1_3_with_alpn() {
     }
 }
 
+/// openssl s_client's `k` and `K` commands (a TLS 1.3 KeyUpdate, without and with
+/// update_requested) between requests on one keep-alive connection: tls updates its receive
+/// key each time, answers only `K` with a KeyUpdate of its own (then updates its send key),
+/// and serves every request.
+#[test]
+fn openssl_key_updates_both_ways_on_a_keep_alive_connection() {
+    let pki = pki();
+    let server = start(&pki, "");
+    let mut child = Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &format!("127.0.0.1:{}", server.port),
+        ])
+        .args(["-servername", "localhost", "-CAfile"])
+        .arg(&pki.ca_cert)
+        .args(["-verify_return_error", "-tls1_3", "-msg"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("openssl is installed");
+    let mut stdin = child.stdin.take().unwrap();
+    let get = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    // s_client takes a command only at the start of what one read of stdin returns: pause
+    // between writes.
+    let pause = || std::thread::sleep(Duration::from_millis(400));
+    for command in ["k\n", "K\n", "K\n", "k\n"] {
+        stdin.write_all(get).unwrap();
+        pause();
+        stdin.write_all(command.as_bytes()).unwrap();
+        pause();
+    }
+    stdin.write_all(get).unwrap();
+    pause();
+    drop(stdin);
+    let output = child.wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&output.stdout);
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(out.matches("HTTP/1.1 200 OK").count(), 5, "{out}\n{err}");
+    assert_eq!(out.matches("Hello, World!").count(), 5, "{out}");
+    let sent = out
+        .matches(">>> TLS 1.3, Handshake [length 0005], KeyUpdate")
+        .count();
+    let received = out
+        .matches("<<< TLS 1.3, Handshake [length 0005], KeyUpdate")
+        .count();
+    assert_eq!((sent, received), (4, 2), "{out}");
+}
+
 #[test]
 fn python_ssl_client_speaks_https_with_and_without_a_client_certificate() {
     let pki = pki();

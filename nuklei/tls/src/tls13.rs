@@ -61,6 +61,11 @@ pub(crate) struct Tls13 {
     stage: Stage,
     /// Ciphertext received: handshake records for rustls, then records opened here in place.
     rx: Vec<u8>,
+    /// During the handshake, how much of `rx` rustls has been given: whole records, one at a
+    /// time, and none after the one that completed the handshake, so that rustls never
+    /// processes a record of the traffic phase (a KeyUpdate it answered then would be lost at
+    /// the hand-over: rustls 0.23.46 keeps its answer outside the buffer the hand-over checks).
+    fed: usize,
     /// Where the first record not yet opened starts in `rx`.
     rx_open: usize,
     /// Plaintext in `rx` waiting for `read`, in order.
@@ -110,6 +115,7 @@ impl Tls13 {
         Tls13 {
             stage: Stage::Handshaking(Box::new(conn)),
             rx: hello.to_vec(),
+            fed: 0,
             rx_open: 0,
             ranges: VecDeque::new(),
             early: Vec::new(),
@@ -388,13 +394,22 @@ impl Tls13 {
             let next = step(
                 conn,
                 &mut self.rx,
+                &mut self.fed,
                 &mut self.raw_out,
                 &mut self.early,
                 &mut self.peer_closed,
             );
             match next {
                 Step::Again => {}
-                Step::Blocked => return Ok(()),
+                Step::Blocked => {
+                    if conn.is_handshaking() {
+                        if let Some(end) = next_record_end(&self.rx, self.fed) {
+                            self.fed = end;
+                            continue;
+                        }
+                    }
+                    return Ok(());
+                }
                 Step::HandOver => return self.hand_over(),
                 Step::Failed(error) => {
                     // rustls queued its alert: encode it for `write`.
@@ -402,6 +417,7 @@ impl Tls13 {
                     while let Step::Again = step(
                         conn,
                         &mut self.rx,
+                        &mut self.fed,
                         &mut self.raw_out,
                         &mut Vec::new(),
                         &mut false,
@@ -424,6 +440,15 @@ impl Tls13 {
             Some(SupportedCipherSuite::Tls13(suite)) => suite.common.confidentiality_limit,
             _ => 0,
         };
+        if self.fed != 0 {
+            // rustls holds part of a handshake message it was given: nothing is left to
+            // finish it (clients send none after their Finished in the same flight).
+            self.failed = true;
+            self.alert_due = None;
+            return Err(Error::PeerMisbehaved(
+                PeerMisbehaved::KeyEpochWithPendingFragment,
+            ));
+        }
         if version != Some(ProtocolVersion::TLSv1_3) || limit == 0 {
             self.failed = true;
             return Err(Error::General(format!(
@@ -679,14 +704,27 @@ impl Tls13 {
 
 /// One call of rustls' unbuffered state machine over `rx` (what it has read is dropped from
 /// the front); handshake bytes to send go to `out`, application data it decrypted to `early`.
+/// Where the record after `rx[..fed]` ends, once it is all there; all of `rx` if its header
+/// announces more than any TLS record holds (rustls refuses it then).
+fn next_record_end(rx: &[u8], fed: usize) -> Option<usize> {
+    let header = rx.get(fed..fed + HEADER_LEN)?;
+    let len = u16::from_be_bytes([header[3], header[4]]) as usize;
+    if len > record::MAX_CIPHERTEXT + 2048 {
+        return Some(rx.len());
+    }
+    let end = fed + HEADER_LEN + len;
+    (end <= rx.len()).then_some(end)
+}
+
 fn step(
     conn: &mut UnbufferedServerConnection,
     rx: &mut Vec<u8>,
+    fed: &mut usize,
     out: &mut Vec<u8>,
     early: &mut Vec<u8>,
     peer_closed: &mut bool,
 ) -> Step {
-    let UnbufferedStatus { mut discard, state } = conn.process_tls_records(rx);
+    let UnbufferedStatus { mut discard, state } = conn.process_tls_records(&mut rx[..*fed]);
     let step = match state {
         Err(error) => Step::Failed(error),
         Ok(ConnectionState::EncodeTlsData(mut encode)) => {
@@ -743,6 +781,7 @@ fn step(
         Ok(_) => Step::Blocked,
     };
     rx.drain(..discard);
+    *fed -= discard;
     step
 }
 

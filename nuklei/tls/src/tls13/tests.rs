@@ -503,6 +503,32 @@ fn data_and_close_notify_behind_the_clients_finished_are_read_across_the_hand_ov
 }
 
 #[test]
+fn a_key_update_right_behind_the_clients_finished_is_answered_by_our_records() {
+    let pki = pki();
+    let mut peers = Peers::start(server_config(&pki), client_config(&pki));
+    peers.pump_to_server().unwrap(); // ClientHello
+    peers.pump_to_client().unwrap(); // ServerHello .. Finished
+    assert!(!peers.client.is_handshaking());
+    // Finished, KeyUpdate(update_requested) and a request in one flight: rustls is given
+    // only the records up to the Finished, so the KeyUpdate is ours to answer.
+    peers.client.refresh_traffic_keys().unwrap();
+    peers.client.writer().write_all(b"request").unwrap();
+    peers.pump_to_server().unwrap();
+    assert!(peers.server.own_records());
+    assert_eq!(peers.at_server, b"request");
+    assert_eq!(peers.server.send_plaintext(b"response"), 8);
+    let wire = peers.server_wire();
+    let rs = records(&wire);
+    // The NewSessionTickets (from rustls, before the hand-over: one record), our KeyUpdate,
+    // the data.
+    let lengths: Vec<_> = rs.iter().map(|r| r.len()).collect();
+    assert_eq!(lengths.len(), 3, "{lengths:?}");
+    assert_eq!(lengths[1..], [5 + OVERHEAD, 8 + OVERHEAD]);
+    peers.client_reads(&wire).unwrap();
+    assert_eq!(peers.at_client, b"response");
+}
+
+#[test]
 fn a_tampered_record_gets_bad_record_mac_and_ends_the_session() {
     let pki = pki();
     let mut peers = Peers::connected(server_config(&pki), client_config(&pki));
