@@ -784,3 +784,71 @@ fn alerts_from_the_client() {
         ]
     );
 }
+
+#[test]
+fn arbitrary_records_and_bytes_after_the_handshake_never_panic() {
+    let pki = pki();
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move |bound: usize| {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (seed >> 33) as usize % bound.max(1)
+    };
+    let mut failures = 0;
+    for case in 0..90 {
+        let mut c = Crafted::new(&pki, None);
+        let mut wire = Vec::new();
+        for _ in 0..1 + next(4) {
+            // Properly sealed records of any inner type and content...
+            let content: Vec<u8> = (0..next(12)).map(|_| next(256) as u8).collect();
+            let content_type = [0, 20, 21, 22, 23, 24, next(256)][next(7)] as u8;
+            wire.extend(c.seal(content_type, &content));
+        }
+        match case % 3 {
+            // ...some of their bytes flipped,
+            0 => {
+                for _ in 0..1 + next(3) {
+                    let at = next(wire.len());
+                    wire[at] ^= 1 << next(8);
+                }
+            }
+            // ...cut short or followed by garbage,
+            1 => {
+                wire.truncate(next(wire.len() + 1));
+                wire.extend((0..next(40)).map(|_| next(256) as u8));
+            }
+            // ...or as they are.
+            _ => {}
+        }
+        let mut rest = &wire[..];
+        let mut failed = false;
+        while !rest.is_empty() {
+            let piece = 1 + next(rest.len());
+            match c.server.receive_ciphertext(&rest[..piece]) {
+                Ok(n) => {
+                    let mut buf = [0u8; 64];
+                    while c.server.read_plaintext(&mut buf) > 0 {}
+                    if n == 0 {
+                        break;
+                    }
+                    rest = &rest[n..];
+                }
+                Err(_) => {
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        let sent = c.receive();
+        failures += usize::from(failed);
+        if failed {
+            // Dead: at most one alert went out, and nothing more comes in or out.
+            assert!(sent.len() <= 1, "case {case}: {sent:?}");
+            assert!(c.server.receive_ciphertext(b"x").is_err());
+            assert_eq!(c.server.send_plaintext(b"x"), 0);
+        }
+    }
+    // Both kinds of outcome were exercised.
+    assert!((30..90).contains(&failures), "{failures} of 90 failed");
+}
