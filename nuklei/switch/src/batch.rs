@@ -7,19 +7,27 @@ use crate::json::Escaping;
 
 /// Byte range in [`SendBatch`]'s text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Span {
-    start: u32,
-    end: u32,
+pub(crate) struct Span {
+    pub(crate) start: u32,
+    pub(crate) end: u32,
+}
+
+impl Span {
+    /// The range of text bytes.
+    #[inline(always)]
+    pub(crate) fn range(self) -> std::ops::Range<usize> {
+        self.start as usize..self.end as usize
+    }
 }
 
 /// One message: its targets (a range of the flattened target list), its body, and whether
 /// its targets and body hold bytes JSON escapes (as the request parser found them).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Message {
-    first_target: u32,
-    targets: u32,
-    body: Span,
-    escaping: Escaping,
+pub(crate) struct Message {
+    pub(crate) first_target: u32,
+    pub(crate) targets: u32,
+    pub(crate) body: Span,
+    pub(crate) escaping: Escaping,
 }
 
 /// The `(targets, body)` messages of a SendMsg, in order.
@@ -95,6 +103,27 @@ impl SendBatch {
         });
     }
 
+    /// [`SendBatch::push_as`] of a message to one target: no list of targets to make
+    /// distinct, and its target and body side by side in the text.
+    pub fn push_one(&mut self, target: &str, body: &str, escaping: Escaping) {
+        let start = self.text.len() as u32;
+        self.text.reserve(target.len() + body.len());
+        self.text.push_str(target);
+        self.text.push_str(body);
+        let mid = start + target.len() as u32;
+        let end = self.text.len() as u32;
+        self.longest_target = self.longest_target.max(target.len());
+        self.longest_body = self.longest_body.max(body.len());
+        let first_target = self.targets.len() as u32;
+        self.targets.push(Span { start, end: mid });
+        self.messages.push(Message {
+            first_target,
+            targets: 1,
+            body: Span { start: mid, end },
+            escaping,
+        });
+    }
+
     /// Number of messages.
     pub fn len(&self) -> usize {
         self.messages.len()
@@ -123,6 +152,15 @@ impl SendBatch {
     /// Every target, flattened in batch order.
     pub fn targets(&self) -> impl Iterator<Item = &str> + '_ {
         self.targets.iter().map(|&s| self.get(s))
+    }
+
+    /// The batch as its parts, for walking it without slicing strings: the text, the target
+    /// spans (flattened in batch order) and the messages (each a range of the targets, a body
+    /// span and its [`Escaping`]). A message's only target is followed at once by its body in
+    /// the text (`push_as` writes them in that order), so the two are one slice of it: check
+    /// `target.end == body.start`.
+    pub(crate) fn parts(&self) -> (&str, &[Span], &[Message]) {
+        (&self.text, &self.targets, &self.messages)
     }
 
     /// The messages in order: each one's targets and body.
@@ -313,6 +351,28 @@ mod tests {
                 (vec!["ü"], "")
             ]
         );
+    }
+
+    #[test]
+    fn a_message_to_one_target_is_the_same_by_push_one_with_its_body_after_its_target() {
+        let mut one = SendBatch::with_capacity(3);
+        let mut general = SendBatch::with_capacity(3);
+        for (target, body, escaping) in [
+            ("p-1", "hello", Escaping::Plain),
+            ("ü", "", Escaping::Scan),
+            ("", "all", Escaping::Scan),
+        ] {
+            one.push_one(target, body, escaping);
+            general.push_as([target], body, escaping);
+        }
+        assert_eq!(one, general);
+        let (text, targets, messages) = one.parts();
+        for m in messages {
+            let t = targets[m.first_target as usize];
+            assert_eq!(t.end, m.body.start, "the body follows the target");
+        }
+        assert_eq!(&text[targets[1].range()], "ü");
+        assert_eq!((one.longest_body(), one.longest_target()), (5, 3));
     }
 
     #[test]

@@ -292,27 +292,35 @@ impl Instance {
                 self.ack_op = Some(local);
             }
             let mut report = SendReport::default();
-            // Room for each home's items up front: growing a list of a thousand items by
-            // doubling costs more than counting them.
-            let mut per_home = vec![0; self.count];
-            for owner in owners.iter().flatten() {
-                per_home[usize::from(owner.home)] += 1;
-            }
+            // Room for every target in each home's record up front: growing a list of a
+            // thousand items by doubling costs more than the untouched room (which costs
+            // nothing), and more than counting each home's items first.
+            let room = owners.len();
             // Each peer's Deliver record, written into its outbox as its items are found
             // (nothing else is written to the outboxes until they are finished).
             let mut records: Vec<Option<DeliverWriter>> = (0..self.count).map(|_| None).collect();
-            let mut k = 0;
-            for (ports, body, escaping) in messages.messages_as() {
-                for port in ports {
-                    let owner = owners.get(k).copied().flatten();
-                    k += 1;
-                    if port.is_empty() {
+            // The batch walked by its spans: a message's target and body are sliced from its
+            // text only where they are used, and an item bound for another instance goes to its
+            // record as one slice when the body follows the target in the text (the usual
+            // single-target message).
+            let (text, spans, list) = messages.parts();
+            let mut owners = owners.iter();
+            for m in list {
+                let first = m.first_target as usize;
+                let targets = spans
+                    .get(first..first + m.targets as usize)
+                    .unwrap_or_default();
+                let escaping = m.escaping;
+                for t in targets {
+                    let owner = owners.next().copied().flatten();
+                    if t.start == t.end {
+                        let body = &text[m.body.range()];
                         for (peer, record) in records.iter_mut().enumerate() {
                             if peer != self.me {
                                 let outbox = &mut self.outbox[peer];
                                 record
                                     .get_or_insert_with(|| {
-                                        DeliverWriter::start(outbox, op, ack, per_home[peer])
+                                        DeliverWriter::start(outbox, op, ack, room)
                                     })
                                     .broadcast(outbox, body);
                             }
@@ -325,23 +333,33 @@ impl Instance {
                         self.metrics.messages_dropped += 1;
                         continue;
                     };
-                    if usize::from(to.home) == self.me {
+                    let peer = usize::from(to.home);
+                    if peer == self.me {
                         let push = PushRef::Msg {
-                            port,
-                            body,
+                            port: &text[t.range()],
+                            body: &text[m.body.range()],
                             escaping,
                         };
                         let r = self.deliver_here(to.idx, to.session, push, out);
                         self.count_messages(r);
                         report += r;
+                        continue;
+                    }
+                    let outbox = &mut self.outbox[peer];
+                    let record = records[peer]
+                        .get_or_insert_with(|| DeliverWriter::start(outbox, op, ack, room));
+                    if t.end == m.body.start {
+                        // Bytes, not a `str` slice: the spans are character boundaries already.
+                        let joined = text
+                            .as_bytes()
+                            .get(t.start as usize..m.body.end as usize)
+                            .unwrap_or_default();
+                        let port_len = (t.end - t.start) as usize;
+                        record
+                            .unicast_joined(outbox, to.idx, to.session, joined, port_len, escaping);
                     } else {
-                        let peer = usize::from(to.home);
-                        let outbox = &mut self.outbox[peer];
-                        records[peer]
-                            .get_or_insert_with(|| {
-                                DeliverWriter::start(outbox, op, ack, per_home[peer])
-                            })
-                            .unicast(outbox, to.idx, to.session, port, body, escaping);
+                        let (port, body) = (&text[t.range()], &text[m.body.range()]);
+                        record.unicast(outbox, to.idx, to.session, port, body, escaping);
                     }
                 }
             }

@@ -150,7 +150,10 @@ impl Call {
                             "each message needs exactly one of \"port\" or \"ports\"".into(),
                         ));
                     };
-                    batch.push_as(targets.iter().map(|t| t.as_ref()), &m.body, m.escaping);
+                    match targets {
+                        [one] => batch.push_one(one, &m.body, m.escaping),
+                        _ => batch.push_as(targets.iter().map(|t| t.as_ref()), &m.body, m.escaping),
+                    }
                 }
                 Call::SendMsg { batch, ack }
             }

@@ -518,6 +518,7 @@ mod items {
             specs in prop::collection::vec(spec(), 0..40),
             op in any::<u64>(),
             ack in any::<bool>(),
+            joined in prop::collection::vec(any::<bool>(), 40),
         ) {
             // The writer takes unicasts and broadcasts.
             let items: Vec<Item<'_>> = specs
@@ -529,8 +530,14 @@ mod items {
             Msg::Deliver { op, ack, items: items.clone().into() }.encode(&mut want);
             let mut got = b"before".to_vec();
             let mut w = DeliverWriter::start(&mut got, op, ack, items.len());
-            for i in &items {
+            for (k, i) in items.iter().enumerate() {
                 match *i {
+                    // Its port and body as two strings, or side by side in one (as a
+                    // single-target message lies in a `SendBatch`).
+                    Item::Unicast { node, session, port, body, escaping } if joined[k] => {
+                        let text = format!("{port}{body}");
+                        w.unicast_joined(&mut got, node, session, text.as_bytes(), port.len(), escaping);
+                    }
                     Item::Unicast { node, session, port, body, escaping } => {
                         w.unicast(&mut got, node, session, port, body, escaping);
                     }
