@@ -610,19 +610,26 @@ fn check_entry(d: &mut Dec<'_>) -> Result<(), MeshError> {
             escaping_of(d.u8()?)?;
             let count = d.u32()? as usize;
             let lens = d.take(count.checked_mul(8).ok_or(MeshError::Truncated(d.pos))?)?;
-            let mut at = d.text_pos;
-            for len in lens.chunks_exact(4) {
-                let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
-                at = at
-                    .checked_add(len)
-                    .filter(|&e| e <= d.text.len())
-                    .ok_or(MeshError::Truncated(d.bytes.len() + at))?;
-                // The text block is UTF-8 as a whole; a length that cuts a character is corrupt.
-                if !d.text.is_char_boundary(at) {
+            // A message's port and body at once: both ends within the text block and at
+            // character boundaries (it is UTF-8 as a whole; a length that cuts a character is
+            // corrupt). In `u64`, two `u32` lengths added to a position cannot overflow.
+            let text = d.text.as_bytes();
+            let boundary = |i: u64| text.get(i as usize).is_none_or(|&b| (b as i8) >= -0x40);
+            let mut at = d.text_pos as u64;
+            for pair in lens.chunks_exact(8) {
+                let port = u32::from_le_bytes([pair[0], pair[1], pair[2], pair[3]]);
+                let body = u32::from_le_bytes([pair[4], pair[5], pair[6], pair[7]]);
+                let mid = at + u64::from(port);
+                let end = mid + u64::from(body);
+                if end > text.len() as u64 {
+                    return Err(MeshError::Truncated(d.bytes.len() + at as usize));
+                }
+                if !(boundary(mid) && boundary(end)) {
                     return Err(MeshError::Utf8);
                 }
+                at = end;
             }
-            d.text_pos = at;
+            d.text_pos = at as usize;
         }
         tag => {
             item(tag, d)?;

@@ -8,6 +8,10 @@ use super::*;
 pub(super) const LEN_BYTES: usize = 4;
 /// Bytes of the text block's length, the first field of a record's body.
 pub(super) const TEXT_LEN_BYTES: usize = 4;
+/// Bytes of the fields of one item of a list of named positions (`[position:u32]
+/// [name_len:u32]`, the name in the text block): Register, Unregister, Resolve, QueryPorts,
+/// QueryNodes, HandoverTo and Move records.
+pub(super) const NAMED_ITEM_BYTES: usize = 8;
 
 /// Writes one pass of a record: its fixed-size fields (the strings' lengths among them), or
 /// its text block (the strings' bytes, in the same order). [`Msg::encode`] runs the same
@@ -56,10 +60,21 @@ impl Enc<'_> {
         }
     }
     pub(super) fn named(&mut self, v: &[(u32, &str)]) {
+        // The same fields as `u32(position)` and `str(name)` per item, written 8 bytes at a
+        // time into room reserved once (a RegPort record holds 1,000 names).
+        if self.text {
+            for (_, s) in v {
+                self.out.extend_from_slice(s.as_bytes());
+            }
+            return;
+        }
         self.u32(v.len() as u32);
+        self.out.reserve(v.len() * NAMED_ITEM_BYTES);
         for (p, s) in v {
-            self.u32(*p);
-            self.str(s);
+            let mut item = [0; NAMED_ITEM_BYTES];
+            item[..4].copy_from_slice(&p.to_le_bytes());
+            item[4..].copy_from_slice(&(s.len() as u32).to_le_bytes());
+            self.out.extend_from_slice(&item);
         }
     }
     pub(super) fn owner(&mut self, o: &OwnerInfo<'_>) {
@@ -173,12 +188,30 @@ impl<'a> Dec<'a> {
     }
     pub(super) fn named(&mut self) -> Result<Vec<(u32, &'a str)>, MeshError> {
         let n = self.count()?;
-        // A plain loop into a vector of the right size: collecting `Result`s through an
-        // iterator cost ~20 instructions more per name (a RegPort record holds 1,000).
+        // The items' fields taken at once, then read by a plain loop into a vector of the
+        // right size: collecting `Result`s through an iterator cost ~20 instructions more per
+        // name, reading field by field (`u32`, `str`) ~25 more (a RegPort record holds 1,000).
+        let fields = self.take(
+            n.checked_mul(NAMED_ITEM_BYTES)
+                .ok_or(MeshError::Truncated(self.pos))?,
+        )?;
+        let text = self.text;
+        let mut at = self.text_pos;
         let mut v = Vec::with_capacity(n);
-        for _ in 0..n {
-            v.push((self.u32()?, self.str()?));
+        for item in fields.chunks_exact(NAMED_ITEM_BYTES) {
+            let position = u32::from_le_bytes([item[0], item[1], item[2], item[3]]);
+            let len = u32::from_le_bytes([item[4], item[5], item[6], item[7]]) as usize;
+            let end = at
+                .checked_add(len)
+                .filter(|&e| e <= text.len())
+                .ok_or(MeshError::Truncated(self.bytes.len() + at))?;
+            // The text block is UTF-8 as a whole; a length that cuts a character is corrupt
+            // (`at` is a boundary already: the previous name's end, or the block's start).
+            let name = text.get(at..end).ok_or(MeshError::Utf8)?;
+            v.push((position, name));
+            at = end;
         }
+        self.text_pos = at;
         Ok(v)
     }
     pub(super) fn watch_ref(&mut self) -> Result<WatchRef, MeshError> {

@@ -606,3 +606,113 @@ fn resolved_owners_travel_as_runs_of_positions() {
     empty.encode(&mut bytes);
     assert_eq!(Msg::decode(&bytes[4..]), Ok(empty));
 }
+
+mod named {
+    //! Lists of named positions (Register, Unregister, Resolve, QueryPorts, QueryNodes): their
+    //! fields, `[position:u32][name_len:u32]` per item, are read at once, the names from the
+    //! text block.
+    use super::*;
+    use proptest::prelude::*;
+
+    fn names() -> impl Strategy<Value = Vec<(u32, String)>> {
+        let name = prop_oneof![3 => "[a-z0-9:-]{0,17}", 1 => "[é✓😀a\"]{0,4}"];
+        prop::collection::vec((any::<u32>(), name), 0..30)
+    }
+
+    fn records<'a>(op: u64, node: &'a str, ports: &[(u32, &'a str)]) -> Vec<Msg<'a>> {
+        let ports = ports.to_vec();
+        vec![
+            Msg::Resolve {
+                op,
+                ports: ports.clone(),
+            },
+            Msg::QueryPorts {
+                op,
+                ports: ports.clone(),
+            },
+            Msg::QueryNodes {
+                op,
+                nodes: ports.clone(),
+            },
+            Msg::Unregister {
+                op,
+                node,
+                ports: ports.clone(),
+            },
+            Msg::Register {
+                op,
+                node,
+                at_home: NodeRef {
+                    home: 1,
+                    idx: 2,
+                    session: 3,
+                },
+                address: "a:1",
+                subscribe: true,
+                if_owner: Some(Some("ü")),
+                ports,
+            },
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn named_lists_survive_a_round_trip_and_a_cut_record_is_refused(
+            list in names(),
+            op in any::<u64>(),
+            node in "[a-zé]{0,5}",
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let ports: Vec<(u32, &str)> = list.iter().map(|(p, n)| (*p, n.as_str())).collect();
+            for msg in records(op, &node, &ports) {
+                let mut bytes = Vec::new();
+                msg.encode(&mut bytes);
+                let body = &bytes[4..];
+                prop_assert_eq!(Msg::decode(body), Ok(msg.clone()));
+                let at = cut.index(body.len());
+                prop_assert!(Msg::decode(&body[..at]).is_err(), "{:?} cut at {}", msg, at);
+            }
+        }
+
+        #[test]
+        fn a_name_length_that_cuts_a_character_or_leaves_the_text_is_refused(
+            list in names(),
+            which in any::<prop::sample::Index>(),
+            by in 1..4u32,
+        ) {
+            // Resolve's fields after the text block: tag, op, count, then 8 bytes per item.
+            prop_assume!(!list.is_empty());
+            let ports: Vec<(u32, &str)> = list.iter().map(|(p, n)| (*p, n.as_str())).collect();
+            let mut bytes = Vec::new();
+            Msg::Resolve { op: 1, ports: ports.clone() }.encode(&mut bytes);
+            let text_len: usize = ports.iter().map(|(_, n)| n.len()).sum();
+            let k = which.index(ports.len());
+            let len_at = 4 + 4 + text_len + 1 + 8 + 4 + k * 8 + 4;
+            let name_len = ports[k].1.len() as u32;
+            for len in [name_len + by, name_len.saturating_sub(by), u32::MAX] {
+                if len == name_len {
+                    continue;
+                }
+                let mut bad = bytes.clone();
+                bad[len_at..len_at + 4].copy_from_slice(&len.to_le_bytes());
+                // Where the names' bytes no longer cut the text at characters, or run past
+                // it, the record is refused; a length that still cuts at characters moves
+                // the names but keeps the record readable, as any UTF-8 slicing would.
+                let start: usize = ports[..k].iter().map(|(_, n)| n.len()).sum();
+                let end = start as u64 + u64::from(len);
+                let text = std::str::from_utf8(&bytes[8..8 + text_len]).unwrap();
+                let cuts = end > text_len as u64 || !text.is_char_boundary(end as usize);
+                match Msg::decode(&bad[4..]) {
+                    Err(MeshError::Utf8) | Err(MeshError::Truncated(_)) => {}
+                    Ok(Msg::Resolve { ports: got, .. }) => {
+                        prop_assert!(!cuts, "a cut at {} was read: {:?}", end, got);
+                    }
+                    other => prop_assert!(false, "unexpected {:?}", other),
+                }
+                if cuts {
+                    prop_assert!(Msg::decode(&bad[4..]).is_err(), "a length cutting at {} read", end);
+                }
+            }
+        }
+    }
+}
