@@ -175,16 +175,27 @@ impl Instance {
         let mut owners = vec![None; messages.target_count()];
         // Room for every target in each part: growing them by doubling cost ~16 instructions
         // per message; untouched room costs nothing.
-        let mut parts: Vec<Vec<(u32, &str)>> = (0..self.count)
-            .map(|_| Vec::with_capacity(messages.target_count()))
-            .collect();
-        for (pos, port) in messages.targets().enumerate() {
-            if !port.is_empty() {
-                parts[shard_instance(port, self.count)].push((pos as u32, port));
+        let room = |peer| {
+            if peer == self.me {
+                0
+            } else {
+                messages.target_count()
             }
-        }
-        for (pos, port) in std::mem::take(&mut parts[self.me]) {
-            owners[pos as usize] = self.resolve_here(port);
+        };
+        let mut parts: Vec<Vec<(u32, &str)>> = (0..self.count)
+            .map(|peer| Vec::with_capacity(room(peer)))
+            .collect();
+        // A target of this shard is resolved at once; the others are listed for theirs.
+        let (text, spans, _) = messages.parts();
+        for (pos, span) in spans.iter().enumerate() {
+            if span.start == span.end {
+                continue;
+            }
+            let port = &text[span.range()];
+            match shard_instance(port, self.count) {
+                shard if shard == self.me => owners[pos] = self.resolve_here(port),
+                shard => parts[shard].push((pos as u32, port)),
+            }
         }
         let waiting = self.scatter(parts, |part| Msg::Resolve { op, ports: part });
         self.ops.insert(

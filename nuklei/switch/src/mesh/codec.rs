@@ -691,10 +691,11 @@ impl<'a> ItemReader<'a> {
         run.lens = rest;
         let port_len = u32::from_le_bytes([lens[0], lens[1], lens[2], lens[3]]) as usize;
         let body_len = u32::from_le_bytes([lens[4], lens[5], lens[6], lens[7]]) as usize;
-        let start = self.d.text_pos;
-        let end = start.checked_add(port_len)?.checked_add(body_len)?;
-        let (port, body) = self.d.text.get(start..end)?.split_at_checked(port_len)?;
-        self.d.text_pos = end;
+        // From the text not yet read: two cuts, each checked as a character boundary once.
+        let rest = self.d.text.get(self.d.text_pos..)?;
+        let (port, rest) = rest.split_at_checked(port_len)?;
+        let body = rest.get(..body_len)?;
+        self.d.text_pos += port_len + body_len;
         Some(Item::Unicast {
             node: run.node,
             session: run.session,
