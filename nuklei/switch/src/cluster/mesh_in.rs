@@ -99,20 +99,30 @@ impl Instance {
                 self.try_finish(op, out);
             }
             Msg::Resolve { op, ports } => {
-                let mut owners = Vec::with_capacity(ports.len());
-                for (pos, port) in &ports {
-                    if let Some(o) = self.resolve_here(port) {
-                        owners.push((*pos, o));
-                    }
+                // The owners in the Resolve's order, written as found.
+                let mut reply = ResolvedWriter::start(&mut self.outbox[from], op);
+                for port in &ports {
+                    let owner = self.resolve_here(port);
+                    reply.owner(&mut self.outbox[from], owner);
                 }
-                Msg::Resolved { op, owners }.encode(&mut self.outbox[from]);
+                reply.finish(&mut self.outbox[from]);
             }
-            Msg::Resolved { op, owners } => {
+            Msg::Resolved { op, runs } => {
                 if let Some(Op::Send(s)) = self.ops.get_mut(&op) {
-                    for (pos, o) in owners {
-                        if let Some(slot) = s.owners.get_mut(pos as usize) {
-                            *slot = Some(o);
+                    // The positions asked of `from`, in order; a reply that counts more
+                    // ports than were asked is cut to them.
+                    let positions = s.resolving.get(from).map_or(&[][..], Vec::as_slice);
+                    let mut at: usize = 0;
+                    for (owner, count) in runs {
+                        let end = at.saturating_add(count as usize).min(positions.len());
+                        if owner.is_some() {
+                            for &pos in &positions[at..end] {
+                                if let Some(slot) = s.owners.get_mut(pos as usize) {
+                                    *slot = owner;
+                                }
+                            }
                         }
+                        at = end;
                     }
                     s.waiting -= 1;
                 }

@@ -49,7 +49,9 @@ use hashbrown::HashMap;
 use crate::batch::{PortNames, SendBatch};
 use crate::json::Escaping;
 use crate::limits::{LimitError, Limits};
-use crate::mesh::{DeliverWriter, HomeInfo, Item, Items, Msg, NodeRef, OwnerInfo};
+use crate::mesh::{
+    DeliverWriter, HomeInfo, Item, Items, Msg, NodeRef, OwnerInfo, ResolveWriter, ResolvedWriter,
+};
 use crate::nodes::{ConnId, Drained, Node, NodeRegistry, PushOutcome, ReleaseReason};
 use crate::ports::{shard_of, NodeIdx, Outcome, PortShard, RegisterError, Subscriber};
 use crate::switch::{
@@ -203,6 +205,9 @@ struct SendOp {
     messages: SendBatch,
     /// Owner of each target, flattened in batch order (`None`: unknown or broadcast).
     owners: Vec<Option<NodeRef>>,
+    /// Per instance, the positions of the targets whose owner it was asked for, in the
+    /// order of its Resolve record (and of its Resolved reply).
+    resolving: Vec<Vec<u32>>,
     /// Phase one: resolutions outstanding.
     waiting: usize,
     /// Phase two: acknowledgements outstanding.

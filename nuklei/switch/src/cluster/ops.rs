@@ -175,29 +175,40 @@ impl Instance {
         let mut owners = vec![None; messages.target_count()];
         // Room for every target in each part: growing them by doubling cost ~16 instructions
         // per message; untouched room costs nothing.
-        let room = |peer| {
-            if peer == self.me {
-                0
-            } else {
-                messages.target_count()
-            }
-        };
-        let mut parts: Vec<Vec<(u32, &str)>> = (0..self.count)
-            .map(|peer| Vec::with_capacity(room(peer)))
-            .collect();
-        // A target of this shard is resolved at once; the others are listed for theirs.
+        // A target of this shard is resolved at once; the others are written into a Resolve
+        // record for their shard as they are met, their positions kept here in the same
+        // order (the Resolved reply lists owners in that order).
+        let mut records: Vec<Option<ResolveWriter>> = (0..self.count).map(|_| None).collect();
+        let mut resolving: Vec<Vec<u32>> = vec![Vec::new(); self.count];
         let (text, spans, _) = messages.parts();
         for (pos, span) in spans.iter().enumerate() {
             if span.start == span.end {
                 continue;
             }
             let port = &text[span.range()];
-            match shard_instance(port, self.count) {
-                shard if shard == self.me => owners[pos] = self.resolve_here(port),
-                shard => parts[shard].push((pos as u32, port)),
+            let shard = shard_instance(port, self.count);
+            if shard == self.me {
+                owners[pos] = self.resolve_here(port);
+                continue;
+            }
+            let outbox = &mut self.outbox[shard];
+            records[shard]
+                .get_or_insert_with(|| {
+                    // Room for every target: growing by doubling costs more than untouched
+                    // room, which costs nothing.
+                    resolving[shard].reserve(spans.len());
+                    ResolveWriter::start(outbox, op, spans.len())
+                })
+                .port(outbox, port);
+            resolving[shard].push(pos as u32);
+        }
+        let mut waiting = 0;
+        for (peer, record) in records.into_iter().enumerate() {
+            if let Some(record) = record {
+                waiting += 1;
+                record.finish(&mut self.outbox[peer]);
             }
         }
-        let waiting = self.scatter(parts, |part| Msg::Resolve { op, ports: part });
         self.ops.insert(
             op,
             Op::Send(SendOp {
@@ -207,6 +218,7 @@ impl Instance {
                 ack_report: crate::ack::AckReport::default(),
                 messages,
                 owners,
+                resolving,
                 waiting,
                 acks: 0,
                 report: SendReport::default(),

@@ -12,16 +12,33 @@ const OWNERS: u8 = 6;
 const DELIVER: u8 = 7;
 const DELIVERED: u8 = 8;
 const NODE_GONE: u8 = 9;
-const QUERY_PORTS: u8 = 10;
+pub(super) const QUERY_PORTS: u8 = 10;
 const QUERY_NODES: u8 = 11;
 const NODE_INFOS: u8 = 12;
 const QUERY_COUNTERS: u8 = 13;
 const COUNTERS: u8 = 14;
-const RESOLVED: u8 = 15;
+pub(super) const RESOLVED: u8 = 15;
 const WATCH_START: u8 = 16;
 const WATCH_READY: u8 = 17;
 const WATCH_STOP: u8 = 18;
 const EVENT: u8 = 19;
+
+/// Bytes of a Resolve record's fields per port: its name's length (the name in the text
+/// block). The record: `[tag][op:u64][count:u32]`, then these.
+const RESOLVE_NAME_BYTES: usize = 4;
+/// Bytes of a Resolved record's run: `[owned:u8][home:u16][idx:u32][session:u64][count:u32]`
+/// (the owner all zero when `owned` is 0). The record: `[tag][op:u64][runs:u32]`, then these;
+/// no text.
+const RESOLVED_RUN_BYTES: usize = 1 + 2 + 4 + 8 + 4;
+/// Where a record's count (of ports or runs) is among the fields of a Resolve or Resolved
+/// record: after the tag and op.
+const RESOLVE_COUNT_AT: usize = 1 + 8;
+/// The owner written for a run of ports without one.
+const NO_NODE: NodeRef = NodeRef {
+    home: 0,
+    idx: 0,
+    session: 0,
+};
 
 const ITEM_BROADCAST: u8 = 2;
 const ITEM_RELEASED: u8 = 3;
@@ -171,39 +188,30 @@ impl<'a> Msg<'a> {
                 e.positions(unknown);
             }
             Msg::Resolve { op, ports } => {
+                // `[tag][op:u64][count:u32]`, then `[name_len:u32]` per port (RESOLVE_NAME_BYTES).
                 e.u8(RESOLVE);
                 e.u64(*op);
-                e.named(ports);
+                e.u32(ports.len() as u32);
+                for p in ports {
+                    e.str(p);
+                }
             }
             Msg::QueryPorts { op, ports } => {
                 e.u8(QUERY_PORTS);
                 e.u64(*op);
                 e.named(ports);
             }
-            Msg::Resolved { op, owners } => {
-                // Runs of positions with one owner: `[runs:u32]`, then per run the owner, its
-                // count and its positions (a batch's ports mostly have one owner: 4 bytes per
-                // port instead of 18).
+            Msg::Resolved { op, runs } => {
+                // `[tag][op:u64][runs:u32]`, then per run `[owned:u8][home:u16][idx:u32]
+                // [session:u64][count:u32]` (RESOLVED_RUN_BYTES; the owner zero if not owned).
                 e.u8(RESOLVED);
                 e.u64(*op);
-                if e.text {
-                    return;
+                e.u32(runs.len() as u32);
+                for (owner, count) in runs {
+                    e.u8(u8::from(owner.is_some()));
+                    e.node_ref(&owner.unwrap_or(NO_NODE));
+                    e.u32(*count);
                 }
-                let runs_at = e.out.len();
-                e.u32(0);
-                let mut runs = 0u32;
-                let mut rest = owners.as_slice();
-                while let Some(((_, owner), _)) = rest.split_first() {
-                    let n = rest.iter().take_while(|(_, o)| o == owner).count();
-                    runs += 1;
-                    e.node_ref(owner);
-                    e.u32(n as u32);
-                    for (p, _) in &rest[..n] {
-                        e.u32(*p);
-                    }
-                    rest = &rest[n..];
-                }
-                e.out[runs_at..runs_at + 4].copy_from_slice(&runs.to_le_bytes());
             }
             Msg::Owners { op, owners } => {
                 e.u8(OWNERS);
@@ -475,28 +483,56 @@ impl<'a> Msg<'a> {
                 not_owned: d.positions()?,
                 unknown: d.positions()?,
             },
-            RESOLVE => Msg::Resolve {
-                op: d.u64()?,
-                ports: d.named()?,
-            },
+            RESOLVE => {
+                let op = d.u64()?;
+                let n = d.count()?;
+                let lens = d.take(
+                    n.checked_mul(RESOLVE_NAME_BYTES)
+                        .ok_or(MeshError::Truncated(d.pos))?,
+                )?;
+                // A plain loop, each name's end checked (its start is the previous end).
+                let text = d.text;
+                let mut at = d.text_pos;
+                let mut ports = Vec::with_capacity(n);
+                for len in lens.chunks_exact(RESOLVE_NAME_BYTES) {
+                    let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
+                    let end = at
+                        .checked_add(len)
+                        .filter(|&e| e <= text.len())
+                        .ok_or(MeshError::Truncated(d.bytes.len() + at))?;
+                    ports.push(text.get(at..end).ok_or(MeshError::Utf8)?);
+                    at = end;
+                }
+                Msg::Resolve { op, ports }
+            }
             QUERY_PORTS => Msg::QueryPorts {
                 op: d.u64()?,
                 ports: d.named()?,
             },
             RESOLVED => {
                 let op = d.u64()?;
-                let runs = d.count()?;
-                let mut owners = Vec::new();
-                for _ in 0..runs {
-                    let owner = d.node_ref()?;
-                    let n = d.u32()? as usize;
-                    let positions = d.take(n.checked_mul(4).ok_or(MeshError::Truncated(d.pos))?)?;
-                    owners.reserve(n);
-                    for p in positions.chunks_exact(4) {
-                        owners.push((u32::from_le_bytes([p[0], p[1], p[2], p[3]]), owner));
-                    }
+                let n = d.count()?;
+                let fields = d.take(
+                    n.checked_mul(RESOLVED_RUN_BYTES)
+                        .ok_or(MeshError::Truncated(d.pos))?,
+                )?;
+                let mut runs = Vec::with_capacity(n);
+                for run in fields.chunks_exact(RESOLVED_RUN_BYTES) {
+                    let mut r = Dec {
+                        bytes: run,
+                        pos: 0,
+                        text: "",
+                        text_pos: 0,
+                    };
+                    let owned = match r.u8()? {
+                        0 => false,
+                        1 => true,
+                        other => return Err(MeshError::UnknownTag(other)),
+                    };
+                    let owner = r.node_ref()?;
+                    runs.push((owned.then_some(owner), r.u32()?));
                 }
-                Msg::Resolved { op, owners }
+                Msg::Resolved { op, runs }
             }
             OWNERS => {
                 let op = d.u64()?;
@@ -890,5 +926,123 @@ impl DeliverWriter {
         let head = &mut out[self.start..self.start + LEN_BYTES + TEXT_LEN_BYTES];
         head[..LEN_BYTES].copy_from_slice(&len.to_le_bytes());
         head[LEN_BYTES..].copy_from_slice(&text_len.to_le_bytes());
+    }
+}
+
+/// A Resolve record written straight into an outbox as SendMsg's phase one meets the ports of
+/// another shard: each name to the outbox at once (the text block comes first), its length to
+/// a side buffer that [`ResolveWriter::finish`] appends. The bytes are those [`Msg::encode`]
+/// writes for the same ports. Nothing else may be written to the outbox between
+/// [`ResolveWriter::start`] and [`ResolveWriter::finish`].
+#[derive(Debug)]
+pub struct ResolveWriter {
+    /// Where the record starts in the outbox.
+    start: usize,
+    /// The tag and fields.
+    fields: Vec<u8>,
+    count: u32,
+}
+
+impl ResolveWriter {
+    /// Starts a Resolve record in `out` (room for about `ports` ports).
+    pub fn start(out: &mut Vec<u8>, op: u64, ports: usize) -> ResolveWriter {
+        let start = out.len();
+        out.extend_from_slice(&[0; LEN_BYTES + TEXT_LEN_BYTES]);
+        let mut fields = Vec::with_capacity(RESOLVE_COUNT_AT + 4 + ports * RESOLVE_NAME_BYTES);
+        fields.push(RESOLVE);
+        fields.extend_from_slice(&op.to_le_bytes());
+        fields.extend_from_slice(&0u32.to_le_bytes());
+        ResolveWriter {
+            start,
+            fields,
+            count: 0,
+        }
+    }
+
+    /// Appends a port.
+    #[inline]
+    pub fn port(&mut self, out: &mut Vec<u8>, port: &str) {
+        self.count += 1;
+        self.fields
+            .extend_from_slice(&(port.len() as u32).to_le_bytes());
+        out.extend_from_slice(port.as_bytes());
+    }
+
+    /// Completes the record in `out`, which holds its text block now.
+    pub fn finish(mut self, out: &mut Vec<u8>) {
+        self.fields[RESOLVE_COUNT_AT..RESOLVE_COUNT_AT + 4]
+            .copy_from_slice(&self.count.to_le_bytes());
+        let text_len = (out.len() - self.start - LEN_BYTES - TEXT_LEN_BYTES) as u32;
+        out.extend_from_slice(&self.fields);
+        let len = (out.len() - self.start - LEN_BYTES) as u32;
+        let head = &mut out[self.start..self.start + LEN_BYTES + TEXT_LEN_BYTES];
+        head[..LEN_BYTES].copy_from_slice(&len.to_le_bytes());
+        head[LEN_BYTES..].copy_from_slice(&text_len.to_le_bytes());
+    }
+}
+
+/// A Resolved record written straight into an outbox as a shard resolves a Resolve's ports in
+/// order: a port with the owner of the one before it adds to that run. The bytes are those
+/// [`Msg::encode`] writes for the same runs. Nothing else may be written to the outbox between
+/// [`ResolvedWriter::start`] and [`ResolvedWriter::finish`].
+#[derive(Debug)]
+pub struct ResolvedWriter {
+    /// Where the record starts in the outbox.
+    start: usize,
+    runs: u32,
+    /// The open run: its owner, where its count is in the outbox, and its count so far.
+    run: Option<(Option<NodeRef>, usize, u32)>,
+}
+
+impl ResolvedWriter {
+    /// Starts a Resolved record in `out`.
+    pub fn start(out: &mut Vec<u8>, op: u64) -> ResolvedWriter {
+        let start = out.len();
+        // Length, an empty text block, tag, op and the run count (patched by `finish`).
+        out.extend_from_slice(&[0; LEN_BYTES + TEXT_LEN_BYTES]);
+        out.push(RESOLVED);
+        out.extend_from_slice(&op.to_le_bytes());
+        out.extend_from_slice(&0u32.to_le_bytes());
+        ResolvedWriter {
+            start,
+            runs: 0,
+            run: None,
+        }
+    }
+
+    /// Ends the open run, if any: its count goes in its place.
+    fn close_run(&mut self, out: &mut [u8]) {
+        if let Some((_, at, count)) = self.run.take() {
+            out[at..at + 4].copy_from_slice(&count.to_le_bytes());
+        }
+    }
+
+    /// The owner of the next port (`None`: not registered).
+    #[inline]
+    pub fn owner(&mut self, out: &mut Vec<u8>, owner: Option<NodeRef>) {
+        match &mut self.run {
+            Some((o, _, count)) if *o == owner => *count += 1,
+            _ => {
+                self.close_run(out);
+                self.runs += 1;
+                let r = owner.unwrap_or(NO_NODE);
+                let mut head = [0; RESOLVED_RUN_BYTES];
+                head[0] = u8::from(owner.is_some());
+                head[1..3].copy_from_slice(&r.home.to_le_bytes());
+                head[3..7].copy_from_slice(&r.idx.to_le_bytes());
+                head[7..15].copy_from_slice(&r.session.to_le_bytes());
+                out.extend_from_slice(&head);
+                self.run = Some((owner, out.len() - 4, 1));
+            }
+        }
+    }
+
+    /// Completes the record in `out`.
+    pub fn finish(mut self, out: &mut [u8]) {
+        self.close_run(out);
+        let runs_at = self.start + LEN_BYTES + TEXT_LEN_BYTES + RESOLVE_COUNT_AT;
+        out[runs_at..runs_at + 4].copy_from_slice(&self.runs.to_le_bytes());
+        let len = (out.len() - self.start - LEN_BYTES) as u32;
+        out[self.start..self.start + LEN_BYTES].copy_from_slice(&len.to_le_bytes());
     }
 }

@@ -9,7 +9,7 @@ pub(super) const LEN_BYTES: usize = 4;
 /// Bytes of the text block's length, the first field of a record's body.
 pub(super) const TEXT_LEN_BYTES: usize = 4;
 /// Bytes of the fields of one item of a list of named positions (`[position:u32]
-/// [name_len:u32]`, the name in the text block): Register, Unregister, Resolve, QueryPorts,
+/// [name_len:u32]`, the name in the text block): Register, Unregister, QueryPorts,
 /// QueryNodes, HandoverTo and Move records.
 pub(super) const NAMED_ITEM_BYTES: usize = 8;
 

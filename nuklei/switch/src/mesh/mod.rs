@@ -220,19 +220,22 @@ pub enum Msg<'a> {
         /// Positions not registered.
         unknown: Vec<u32>,
     },
-    /// Who owns these ports (SendMsg, phase one).
+    /// Who owns these ports (SendMsg, phase one). No positions: the sender keeps, per
+    /// instance asked, the positions of the ports it listed, in order.
     Resolve {
         /// Correlation.
         op: u64,
-        /// `(position, port)`.
-        ports: Vec<(u32, &'a str)>,
+        /// The ports.
+        ports: Vec<&'a str>,
     },
-    /// Reply to [`Msg::Resolve`]: `(position, owner)`; positions without an owner are left out.
+    /// Reply to [`Msg::Resolve`]: the owner of each of its ports in its order (`None`: not
+    /// registered), as runs of one owner, `(owner, count)`: a batch's ports mostly have one
+    /// owner.
     Resolved {
         /// Correlation.
         op: u64,
-        /// The owners.
-        owners: Vec<(u32, NodeRef)>,
+        /// The runs.
+        runs: Vec<(Option<NodeRef>, u32)>,
     },
     /// Reply to [`Msg::QueryPorts`].
     Owners {
@@ -481,7 +484,7 @@ pub enum MeshError {
 }
 
 mod codec;
-pub use codec::{DeliverWriter, ItemReader};
+pub use codec::{DeliverWriter, ItemReader, ResolveWriter, ResolvedWriter};
 mod coord;
 mod fields;
 #[cfg(test)]

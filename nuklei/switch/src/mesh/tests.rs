@@ -1,6 +1,6 @@
 //! Round trips and corrupt input of the mesh encoding.
 
-use super::codec::RESOLVE;
+use super::codec::{QUERY_PORTS, RESOLVE, RESOLVED};
 use super::fields::TEXT_LEN_BYTES;
 use super::*;
 
@@ -46,18 +46,21 @@ fn all() -> Vec<Msg<'static>> {
         },
         Msg::Resolve {
             op: 3,
-            ports: vec![(9, "x")],
+            ports: vec!["x", "ü"],
         },
         Msg::Resolved {
             op: 3,
-            owners: vec![(
-                9,
-                NodeRef {
-                    home: 1,
-                    idx: 4,
-                    session: 11,
-                },
-            )],
+            runs: vec![
+                (
+                    Some(NodeRef {
+                        home: 1,
+                        idx: 4,
+                        session: 11,
+                    }),
+                    1,
+                ),
+                (None, 2),
+            ],
         },
         Msg::Owners {
             op: 3,
@@ -286,11 +289,11 @@ fn corrupt_records_are_errors_not_panics() {
     assert!(matches!(Msg::decode(&huge), Err(MeshError::Truncated(_))));
 }
 
-/// The body of a Resolve record of one port named `name` (as raw bytes).
-fn resolve_of(name: &[u8]) -> Vec<u8> {
+/// The body of a QueryPorts record of one port named `name` at position 3 (as raw bytes).
+fn query_ports_of(name: &[u8]) -> Vec<u8> {
     let mut body = (name.len() as u32).to_le_bytes().to_vec();
     body.extend_from_slice(name);
-    body.push(RESOLVE);
+    body.push(QUERY_PORTS);
     body.extend_from_slice(&7u64.to_le_bytes());
     body.extend_from_slice(&1u32.to_le_bytes());
     body.extend_from_slice(&3u32.to_le_bytes());
@@ -298,9 +301,20 @@ fn resolve_of(name: &[u8]) -> Vec<u8> {
     body
 }
 
+/// The body of a Resolve record of one port named `name` (as raw bytes): no position.
+fn resolve_of(name: &[u8]) -> Vec<u8> {
+    let mut body = (name.len() as u32).to_le_bytes().to_vec();
+    body.extend_from_slice(name);
+    body.push(RESOLVE);
+    body.extend_from_slice(&7u64.to_le_bytes());
+    body.extend_from_slice(&1u32.to_le_bytes());
+    body.extend_from_slice(&(name.len() as u32).to_le_bytes());
+    body
+}
+
 #[test]
 fn strings_travel_in_one_text_block_before_the_fields() {
-    let msg = Msg::Resolve {
+    let msg = Msg::QueryPorts {
         op: 7,
         ports: vec![(3, "pé"), (4, "q")],
     };
@@ -312,25 +326,34 @@ fn strings_travel_in_one_text_block_before_the_fields() {
         &body[TEXT_LEN_BYTES..TEXT_LEN_BYTES + text_len],
         "péq".as_bytes()
     );
-    assert_eq!(body[TEXT_LEN_BYTES + text_len], RESOLVE);
+    assert_eq!(body[TEXT_LEN_BYTES + text_len], QUERY_PORTS);
     assert_eq!(Msg::decode(body), Ok(msg));
+    assert_eq!(
+        Msg::decode(&query_ports_of(b"ab")),
+        Ok(Msg::QueryPorts {
+            op: 7,
+            ports: vec![(3, "ab")]
+        })
+    );
     assert_eq!(
         Msg::decode(&resolve_of(b"ab")),
         Ok(Msg::Resolve {
             op: 7,
-            ports: vec![(3, "ab")]
+            ports: vec!["ab"]
         })
     );
 }
 
 #[test]
 fn a_text_block_that_is_not_utf8_or_a_length_that_cuts_a_character_is_an_error() {
-    assert_eq!(Msg::decode(&resolve_of(b"a\xff")), Err(MeshError::Utf8));
-    // "é" is two bytes; a length of 1 ends the string inside it.
-    let mut cut = resolve_of("é".as_bytes());
-    let len_at = cut.len() - 4;
-    cut[len_at..len_at + 4].copy_from_slice(&1u32.to_le_bytes());
-    assert_eq!(Msg::decode(&cut), Err(MeshError::Utf8));
+    for record in [query_ports_of as fn(&[u8]) -> Vec<u8>, resolve_of] {
+        assert_eq!(Msg::decode(&record(b"a\xff")), Err(MeshError::Utf8));
+        // "é" is two bytes; a length of 1 ends the string inside it.
+        let mut cut = record("é".as_bytes());
+        let len_at = cut.len() - 4;
+        cut[len_at..len_at + 4].copy_from_slice(&1u32.to_le_bytes());
+        assert_eq!(Msg::decode(&cut), Err(MeshError::Utf8));
+    }
 }
 
 /// The body of a Deliver record (without its length prefix) of `items`.
@@ -567,48 +590,132 @@ mod items {
 }
 
 #[test]
-fn resolved_owners_travel_as_runs_of_positions() {
+fn resolved_owners_travel_as_runs_in_the_order_of_the_resolve() {
     let a = NodeRef {
         home: 1,
         idx: 4,
         session: 11,
     };
     let b = NodeRef { idx: 5, ..a };
-    let owners: Vec<(u32, NodeRef)> = (0..100)
-        .map(|p| (p * 2, a))
-        .chain([(201, b), (203, a)])
-        .collect();
     let msg = Msg::Resolved {
         op: 3,
-        owners: owners.clone(),
+        runs: vec![(Some(a), 100), (None, 1), (Some(b), 1), (Some(a), 1)],
     };
     let mut bytes = Vec::new();
     msg.encode(&mut bytes);
-    // text_len 4 (no text), tag 1, op 8, runs 4; per run the owner 14 and count 4; 4 bytes
-    // per position.
-    assert_eq!(bytes.len() - 4, 4 + 1 + 8 + 4 + 3 * (14 + 4) + 102 * 4);
+    // text_len 4 (no text), tag 1, op 8, runs 4; 19 bytes per run (owned flag, owner 14,
+    // count 4), nothing per port.
+    assert_eq!(bytes.len() - 4, 4 + 1 + 8 + 4 + 4 * 19);
     assert_eq!(Msg::decode(&bytes[4..]), Ok(msg));
-    // A run longer than the record is an error, also when its positions' size overflows.
-    let count_at = 4 + 4 + 1 + 8 + 4 + 14;
-    for count in [1000u32, u32::MAX] {
+    // The same bytes from the writer, fed one owner per port.
+    let mut written = Vec::new();
+    let mut w = ResolvedWriter::start(&mut written, 3);
+    for owner in std::iter::repeat_n(Some(a), 100).chain([None, Some(b), Some(a)]) {
+        w.owner(&mut written, owner);
+    }
+    w.finish(&mut written);
+    assert_eq!(written, bytes);
+    // More runs than the record holds is an error, also when their size overflows; an
+    // owned flag other than 0 or 1 is one too.
+    let runs_at = 4 + 4 + 1 + 8;
+    for runs in [5u32, u32::MAX] {
         let mut bad = bytes.clone();
-        bad[count_at..count_at + 4].copy_from_slice(&count.to_le_bytes());
+        bad[runs_at..runs_at + 4].copy_from_slice(&runs.to_le_bytes());
         assert!(matches!(
             Msg::decode(&bad[4..]),
             Err(MeshError::Truncated(_))
         ));
     }
+    let mut bad = bytes.clone();
+    bad[runs_at + 4] = 2;
+    assert_eq!(Msg::decode(&bad[4..]), Err(MeshError::UnknownTag(2)));
     let empty = Msg::Resolved {
         op: 1,
-        owners: vec![],
+        runs: vec![],
     };
     let mut bytes = Vec::new();
     empty.encode(&mut bytes);
     assert_eq!(Msg::decode(&bytes[4..]), Ok(empty));
+    assert_eq!(bytes[4 + 4], RESOLVED);
+}
+
+mod resolve {
+    //! Resolve (names in the text block, 4 bytes of length each, no positions) and Resolved
+    //! (runs of one owner) written as found, against the records encoded from lists.
+    use super::*;
+    use proptest::prelude::*;
+
+    fn name() -> impl Strategy<Value = String> {
+        prop_oneof![3 => "[a-z0-9:-]{0,17}", 1 => "[é✓😀a\"]{0,4}"]
+    }
+
+    fn owner() -> impl Strategy<Value = Option<NodeRef>> {
+        prop::option::of(
+            (0..3u16, 0..3u32, 0..2u64).prop_map(|(home, idx, session)| NodeRef {
+                home,
+                idx,
+                session,
+            }),
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn a_resolve_writer_writes_the_record_of_its_ports_which_reads_back_and_a_cut_is_refused(
+            names in prop::collection::vec(name(), 0..30),
+            op in any::<u64>(),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let ports: Vec<&str> = names.iter().map(String::as_str).collect();
+            let msg = Msg::Resolve { op, ports: ports.clone() };
+            let mut want = b"before".to_vec();
+            msg.encode(&mut want);
+            let mut got = b"before".to_vec();
+            let mut w = ResolveWriter::start(&mut got, op, ports.len());
+            for p in &ports {
+                w.port(&mut got, p);
+            }
+            w.finish(&mut got);
+            prop_assert_eq!(&got, &want);
+            let body = &want[6 + 4..];
+            prop_assert_eq!(Msg::decode(body), Ok(msg));
+            let at = cut.index(body.len());
+            prop_assert!(Msg::decode(&body[..at]).is_err(), "cut at {}", at);
+        }
+
+        #[test]
+        fn a_resolved_writer_writes_runs_of_equal_owners_which_read_back_and_a_cut_is_refused(
+            owners in prop::collection::vec(owner(), 0..40),
+            op in any::<u64>(),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let mut runs: Vec<(Option<NodeRef>, u32)> = Vec::new();
+            for o in &owners {
+                match runs.last_mut() {
+                    Some((last, count)) if last == o => *count += 1,
+                    _ => runs.push((*o, 1)),
+                }
+            }
+            let msg = Msg::Resolved { op, runs };
+            let mut want = b"before".to_vec();
+            msg.encode(&mut want);
+            let mut got = b"before".to_vec();
+            let mut w = ResolvedWriter::start(&mut got, op);
+            for o in &owners {
+                w.owner(&mut got, *o);
+            }
+            w.finish(&mut got);
+            prop_assert_eq!(&got, &want);
+            let body = &want[6 + 4..];
+            prop_assert_eq!(Msg::decode(body), Ok(msg));
+            let at = cut.index(body.len());
+            prop_assert!(Msg::decode(&body[..at]).is_err(), "cut at {}", at);
+        }
+    }
 }
 
 mod named {
-    //! Lists of named positions (Register, Unregister, Resolve, QueryPorts, QueryNodes): their
+    //! Lists of named positions (Register, Unregister, QueryPorts, QueryNodes): their
     //! fields, `[position:u32][name_len:u32]` per item, are read at once, the names from the
     //! text block.
     use super::*;
@@ -622,10 +729,6 @@ mod named {
     fn records<'a>(op: u64, node: &'a str, ports: &[(u32, &'a str)]) -> Vec<Msg<'a>> {
         let ports = ports.to_vec();
         vec![
-            Msg::Resolve {
-                op,
-                ports: ports.clone(),
-            },
             Msg::QueryPorts {
                 op,
                 ports: ports.clone(),
@@ -680,11 +783,11 @@ mod named {
             which in any::<prop::sample::Index>(),
             by in 1..4u32,
         ) {
-            // Resolve's fields after the text block: tag, op, count, then 8 bytes per item.
+            // QueryPorts' fields after the text block: tag, op, count, then 8 bytes per item.
             prop_assume!(!list.is_empty());
             let ports: Vec<(u32, &str)> = list.iter().map(|(p, n)| (*p, n.as_str())).collect();
             let mut bytes = Vec::new();
-            Msg::Resolve { op: 1, ports: ports.clone() }.encode(&mut bytes);
+            Msg::QueryPorts { op: 1, ports: ports.clone() }.encode(&mut bytes);
             let text_len: usize = ports.iter().map(|(_, n)| n.len()).sum();
             let k = which.index(ports.len());
             let len_at = 4 + 4 + text_len + 1 + 8 + 4 + k * 8 + 4;
@@ -704,7 +807,7 @@ mod named {
                 let cuts = end > text_len as u64 || !text.is_char_boundary(end as usize);
                 match Msg::decode(&bad[4..]) {
                     Err(MeshError::Utf8) | Err(MeshError::Truncated(_)) => {}
-                    Ok(Msg::Resolve { ports: got, .. }) => {
+                    Ok(Msg::QueryPorts { ports: got, .. }) => {
                         prop_assert!(!cuts, "a cut at {} was read: {:?}", end, got);
                     }
                     other => prop_assert!(false, "unexpected {:?}", other),
