@@ -319,28 +319,37 @@ impl Instance {
             // thousand items by doubling costs more than the untouched room (which costs
             // nothing), and more than counting each home's items first.
             let room = owners.len();
-            // Each peer's Deliver record, written into its outbox as its items are found
-            // (nothing else is written to the outboxes until they are finished).
+            // Each peer's Deliver record, written into its outbox as its items are found. The
+            // outboxes are taken out meanwhile: nothing else writes to them until the records
+            // are finished (pushing here only queues pushes and notes slow consumers for
+            // `settle`, below).
             let mut records: Vec<Option<DeliverWriter>> = (0..self.count).map(|_| None).collect();
+            let mut outboxes = std::mem::take(&mut self.outbox);
             // The batch walked by its spans: a message's target and body are sliced from its
             // text only where they are used, and an item bound for another instance goes to its
             // record as one slice when the body follows the target in the text (the usual
             // single-target message).
             let (text, spans, list) = messages.parts();
-            let mut owners = owners.iter();
-            for m in list {
+            let bytes = text.as_bytes();
+            // The owner and escaping of the last message written to a record: the messages
+            // after it with one target and the same ones continue that record's run (its last
+            // item), in a loop of their own.
+            let mut last: Option<(NodeRef, Escaping)> = None;
+            let mut next = 0;
+            while let Some(m) = list.get(next) {
+                next += 1;
                 let first = m.first_target as usize;
                 let targets = spans
                     .get(first..first + m.targets as usize)
                     .unwrap_or_default();
                 let escaping = m.escaping;
-                for t in targets {
-                    let owner = owners.next().copied().flatten();
+                for (k, t) in targets.iter().enumerate() {
+                    let owner = owners.get(first + k).copied().flatten();
                     if t.start == t.end {
                         let body = &text[m.body.range()];
                         for (peer, record) in records.iter_mut().enumerate() {
                             if peer != self.me {
-                                let outbox = &mut self.outbox[peer];
+                                let outbox = &mut outboxes[peer];
                                 record
                                     .get_or_insert_with(|| {
                                         DeliverWriter::start(outbox, op, ack, room)
@@ -348,6 +357,8 @@ impl Instance {
                                     .broadcast(outbox, body);
                             }
                         }
+                        // A broadcast ends every record's run.
+                        last = None;
                         report += self.broadcast_here(body, out);
                         continue;
                     }
@@ -368,13 +379,13 @@ impl Instance {
                         report += r;
                         continue;
                     }
-                    let outbox = &mut self.outbox[peer];
+                    let outbox = &mut outboxes[peer];
                     let record = records[peer]
                         .get_or_insert_with(|| DeliverWriter::start(outbox, op, ack, room));
+                    last = Some((to, escaping));
                     if t.end == m.body.start {
                         // Bytes, not a `str` slice: the spans are character boundaries already.
-                        let joined = text
-                            .as_bytes()
+                        let joined = bytes
                             .get(t.start as usize..m.body.end as usize)
                             .unwrap_or_default();
                         let port_len = (t.end - t.start) as usize;
@@ -385,15 +396,47 @@ impl Instance {
                         record.unicast(outbox, to.idx, to.session, port, body, escaping);
                     }
                 }
+                // The messages that continue the run this one left open.
+                let Some((to, escaping)) = last else {
+                    continue;
+                };
+                let peer = usize::from(to.home);
+                let (Some(Some(record)), Some(outbox)) =
+                    (records.get_mut(peer), outboxes.get_mut(peer))
+                else {
+                    continue;
+                };
+                while let Some(m) = list.get(next) {
+                    let first = m.first_target as usize;
+                    let (1, true, Some(t), Some(Some(owner))) = (
+                        m.targets,
+                        m.escaping == escaping,
+                        spans.get(first),
+                        owners.get(first),
+                    ) else {
+                        break;
+                    };
+                    if *owner != to || t.end != m.body.start || t.start == t.end {
+                        break;
+                    }
+                    let Some(joined) = bytes.get(t.start as usize..m.body.end as usize) else {
+                        break;
+                    };
+                    if !record.continue_run(outbox, joined, (t.end - t.start) as usize) {
+                        break;
+                    }
+                    next += 1;
+                }
             }
             let local = self.ack_op.take();
             let mut acks = 0;
             for (peer, record) in records.into_iter().enumerate() {
                 if let Some(record) = record {
                     acks += 1;
-                    record.finish(&mut self.outbox[peer]);
+                    record.finish(&mut outboxes[peer]);
                 }
             }
+            self.outbox = outboxes;
             if let Some(Op::Send(send)) = self.ops.get_mut(&op) {
                 send.acks = acks;
                 send.report += report;

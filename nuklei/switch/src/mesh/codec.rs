@@ -872,6 +872,24 @@ impl DeliverWriter {
         out.extend_from_slice(joined);
     }
 
+    /// Appends an [`Item::Unicast`] to the open run (the last item appended was a unicast
+    /// to the same node, session and escaping), its port and body side by side in `joined`
+    /// as for [`DeliverWriter::unicast_joined`]; `false` (nothing appended) if no run is open.
+    #[inline(always)]
+    pub fn continue_run(&mut self, out: &mut Vec<u8>, joined: &[u8], port_len: usize) -> bool {
+        let Some((_, _, _, _, count)) = &mut self.run else {
+            return false;
+        };
+        *count += 1;
+        let body_len = joined.len().saturating_sub(port_len);
+        let mut lens = [0; 8];
+        lens[..4].copy_from_slice(&(port_len as u32).to_le_bytes());
+        lens[4..].copy_from_slice(&(body_len as u32).to_le_bytes());
+        self.fields.extend_from_slice(&lens);
+        out.extend_from_slice(joined);
+        true
+    }
+
     /// The fields of a unicast: into the open run, or a new run, then its port and body
     /// lengths.
     #[inline(always)]
