@@ -555,3 +555,137 @@ fn a_deliver_record_pushes_to_the_current_session_only_and_counts_the_rest_dropp
         .collect();
     assert_eq!(bodies, ["1", "2", "3"]);
 }
+
+#[test]
+fn mixed_batches_reach_each_node_as_one_instance_would_deliver_them() {
+    // Batches of messages to one or several targets — ports of nodes homed at every instance,
+    // in every shard, unknown ports, broadcasts —, each kept as a one-target message or as a
+    // list (`SendBatch::push_one` / `push_as`), with either escaping: each node gets exactly
+    // the messages addressed to it, in batch order, and each reply counts what was delivered
+    // and dropped. Runs of messages to one owner (phase two's Deliver runs) are frequent.
+    use nukleus_switch::batch::SendBatch;
+    for seed in 1..=30u64 {
+        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9) | 1);
+        let n = 2 + rng.below(3);
+        let mut c = Cluster::new(n, Limits::default(), seed);
+        let nodes: Vec<String> = (0..4)
+            .map(|i| node_at(i % n, n, &format!("m{i}")))
+            .collect();
+        for id in &nodes {
+            c.connect(id, "addr:1");
+        }
+        // Two ports per node, in random shards; the owner of each.
+        let mut owner_of = BTreeMap::new();
+        for (k, id) in nodes.iter().enumerate() {
+            let ports: Vec<String> = (0..2)
+                .map(|j| port_at(rng.below(n), n, &format!("q{k}{j}")))
+                .collect();
+            let refs: Vec<&str> = ports.iter().map(String::as_str).collect();
+            assert!(matches!(c.reg(id, &refs, false), Ok(Reply::RegPort(r)) if r.registered == 2));
+            for p in ports {
+                owner_of.insert(p, id.clone());
+            }
+        }
+        let ports: Vec<String> = owner_of.keys().cloned().collect();
+        let sender_home = rng.below(n);
+        let mut expected: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+        let mut counts = Vec::new();
+        let mut seq = 0;
+        for batch in 0..12u64 {
+            let mut messages = SendBatch::default();
+            let (mut delivered, mut dropped) = (0, 0);
+            let len = 1 + rng.below(40);
+            // A current target, repeated for a while: runs to one owner.
+            let mut current = ports[rng.below(ports.len())].clone();
+            for _ in 0..len {
+                let body = format!("b{seq}");
+                seq += 1;
+                let pick = |rng: &mut Rng| match rng.below(12) {
+                    0 => String::new(),
+                    1 => "unknown-port".to_string(),
+                    _ => ports[rng.below(ports.len())].clone(),
+                };
+                if rng.below(4) == 0 {
+                    current = pick(&mut rng);
+                }
+                let mut targets = vec![current.clone()];
+                if rng.below(6) == 0 {
+                    targets.push(pick(&mut rng));
+                    targets.push(pick(&mut rng));
+                    targets.dedup();
+                }
+                let escaping = if rng.below(2) == 0 {
+                    Escaping::Plain
+                } else {
+                    Escaping::Scan
+                };
+                if targets.len() == 1 {
+                    messages.push_one(&targets[0], &body, escaping);
+                } else {
+                    messages.push_as(targets.iter().map(String::as_str), &body, escaping);
+                }
+                let mut seen = Vec::new();
+                for t in targets {
+                    if seen.contains(&t) {
+                        continue;
+                    }
+                    seen.push(t.clone());
+                    if t.is_empty() {
+                        for id in &nodes {
+                            expected
+                                .entry(id.clone())
+                                .or_default()
+                                .push((t.clone(), body.clone()));
+                            delivered += 1;
+                        }
+                    } else if let Some(owner) = owner_of.get(&t) {
+                        expected
+                            .entry(owner.clone())
+                            .or_default()
+                            .push((t, body.clone()));
+                        delivered += 1;
+                    } else {
+                        dropped += 1;
+                    }
+                }
+            }
+            c.inst[sender_home].send_msg(batch, messages, false, &mut c.outputs[sender_home]);
+            if rng.below(3) == 0 {
+                c.settle();
+            }
+            counts.push((delivered, dropped));
+        }
+        c.settle();
+        let mut done: Vec<Done> = c.done[sender_home].drain(..).collect();
+        done.sort_by_key(|(t, _)| *t);
+        assert_eq!(done.len(), 12, "seed {seed}");
+        for (token, r) in done {
+            let Ok(Reply::SendMsg(s)) = r else {
+                panic!("seed {seed}: batch {token}: {r:?}")
+            };
+            assert_eq!(
+                (s.delivered, s.dropped),
+                counts[token as usize],
+                "seed {seed}: batch {token} delivered/dropped"
+            );
+        }
+        for id in &nodes {
+            let got: Vec<(String, String)> = c
+                .pushes(id)
+                .into_iter()
+                .map(|v| {
+                    assert_eq!(v["type"], "msg");
+                    (
+                        v["port"].as_str().unwrap_or_default().to_string(),
+                        v["body"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect();
+            let want = expected.remove(id).unwrap_or_default();
+            assert_eq!(
+                got, want,
+                "seed {seed} (n = {n}): pushes to {id} in batch order"
+            );
+        }
+    }
+}
