@@ -237,11 +237,84 @@ impl Instance {
     }
 
     pub(super) fn deliver_items(&mut self, items: Items<'_>, out: &mut Vec<Output>) -> SendReport {
-        // One loop per kind, so that reading a record's items is inlined into its loop.
         match items {
             Items::List(list) => self.deliver_each(list, out),
-            Items::Record(reader) => self.deliver_each(reader, out),
+            Items::Record(reader) => self.deliver_record(reader, out),
         }
+    }
+
+    /// The items of a received Deliver record: a run of messages to one node is checked once
+    /// and its messages pushed in a loop of their own, read straight from the record.
+    fn deliver_record(&mut self, mut reader: ItemReader<'_>, out: &mut Vec<Output>) -> SendReport {
+        let mut report = SendReport::default();
+        // Messages to a node found online in their session: pushing cannot take it offline
+        // before `settle`.
+        let mut unicasts = SendReport::default();
+        while let Some(item) = reader.next() {
+            let Item::Unicast {
+                node,
+                session,
+                port,
+                body,
+                escaping,
+            } = item
+            else {
+                report += self.deliver_other(item, out);
+                continue;
+            };
+            // The first message of a run, or of what is left of it.
+            if !self.is_current(node, session) {
+                unicasts += dropped(1);
+                while reader.next_of_run().is_some() {
+                    unicasts += dropped(1);
+                }
+                continue;
+            }
+            let push = PushRef::Msg {
+                port,
+                body,
+                escaping,
+            };
+            unicasts += self.push_here(node, push, out);
+            while let Some((port, body)) = reader.next_of_run() {
+                let push = PushRef::Msg {
+                    port,
+                    body,
+                    escaping,
+                };
+                unicasts += self.push_here(node, push, out);
+            }
+        }
+        self.count_messages(unicasts);
+        report += unicasts;
+        self.settle(out);
+        report
+    }
+
+    /// A delivered item other than a message to one node: what it adds to the report.
+    fn deliver_other(&mut self, item: Item<'_>, out: &mut Vec<Output>) -> SendReport {
+        match item {
+            Item::Broadcast { body } => return self.broadcast_here(body, out),
+            Item::Released {
+                node,
+                session,
+                port,
+                reason,
+            } => {
+                let push = PushRef::Released { port, reason };
+                let r = self.deliver_here(node, session, push, out);
+                self.metrics.release_notifications += r.delivered;
+            }
+            Item::Moved {
+                node,
+                session,
+                port,
+                to,
+                seq,
+            } => self.port_moved_away(node, session, port, to, seq, out),
+            Item::Unicast { .. } => {}
+        }
+        SendReport::default()
     }
 
     fn deliver_each<'a>(
@@ -255,53 +328,31 @@ impl Instance {
         let mut unicasts = SendReport::default();
         let mut current = None;
         for item in items {
-            if !matches!(item, Item::Unicast { .. }) {
+            let Item::Unicast {
+                node,
+                session,
+                port,
+                body,
+                escaping,
+            } = item
+            else {
                 current = None;
+                report += self.deliver_other(item, out);
+                continue;
+            };
+            if current != Some((node, session)) {
+                if !self.is_current(node, session) {
+                    unicasts += dropped(1);
+                    continue;
+                }
+                current = Some((node, session));
             }
-            match item {
-                Item::Unicast {
-                    node,
-                    session,
-                    port,
-                    body,
-                    escaping,
-                } => {
-                    if current != Some((node, session)) {
-                        if !self.is_current(node, session) {
-                            unicasts += dropped(1);
-                            continue;
-                        }
-                        current = Some((node, session));
-                    }
-                    let push = PushRef::Msg {
-                        port,
-                        body,
-                        escaping,
-                    };
-                    unicasts += self.push_here(node, push, out);
-                }
-                Item::Broadcast { body } => {
-                    let r = self.broadcast_here(body, out);
-                    report += r;
-                }
-                Item::Released {
-                    node,
-                    session,
-                    port,
-                    reason,
-                } => {
-                    let push = PushRef::Released { port, reason };
-                    let r = self.deliver_here(node, session, push, out);
-                    self.metrics.release_notifications += r.delivered;
-                }
-                Item::Moved {
-                    node,
-                    session,
-                    port,
-                    to,
-                    seq,
-                } => self.port_moved_away(node, session, port, to, seq, out),
-            }
+            let push = PushRef::Msg {
+                port,
+                body,
+                escaping,
+            };
+            unicasts += self.push_here(node, push, out);
         }
         self.count_messages(unicasts);
         report += unicasts;

@@ -50,7 +50,8 @@ use crate::batch::{PortNames, SendBatch};
 use crate::json::Escaping;
 use crate::limits::{LimitError, Limits};
 use crate::mesh::{
-    DeliverWriter, HomeInfo, Item, Items, Msg, NodeRef, OwnerInfo, ResolveWriter, ResolvedWriter,
+    DeliverWriter, HomeInfo, Item, ItemReader, Items, Msg, NodeRef, OwnerInfo, ResolveWriter,
+    ResolvedWriter,
 };
 use crate::nodes::{ConnId, Drained, Node, NodeRegistry, PushOutcome, ReleaseReason};
 use crate::ports::{shard_of, NodeIdx, Outcome, PortShard, RegisterError, Subscriber};

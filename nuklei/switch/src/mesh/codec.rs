@@ -719,6 +719,22 @@ struct Run<'a> {
 }
 
 impl<'a> ItemReader<'a> {
+    /// The port and body of the next message of the run being read (the node, session and
+    /// escaping of the item [`Iterator::next`] returned last), if it has more.
+    #[inline(always)]
+    pub fn next_of_run(&mut self) -> Option<(&'a str, &'a str)> {
+        let run = self.run.as_mut()?;
+        let (lens, rest) = run.lens.split_first_chunk::<8>()?;
+        run.lens = rest;
+        let port_len = u32::from_le_bytes([lens[0], lens[1], lens[2], lens[3]]) as usize;
+        let body_len = u32::from_le_bytes([lens[4], lens[5], lens[6], lens[7]]) as usize;
+        let rest = self.d.text.get(self.d.text_pos..)?;
+        let (port, rest) = rest.split_at_checked(port_len)?;
+        let body = rest.get(..body_len)?;
+        self.d.text_pos += port_len + body_len;
+        Some((port, body))
+    }
+
     /// The next unicast of the run being read, if any.
     #[inline(always)]
     fn next_in_run(&mut self) -> Option<Item<'a>> {
