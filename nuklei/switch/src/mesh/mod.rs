@@ -10,7 +10,10 @@
 //! field order. The text block is checked as UTF-8 once per record (a batch of a thousand
 //! ports or messages), not once per string. It comes first so that a record can be written
 //! as its items are found: their strings straight into the outbox, their fields beside it
-//! ([`DeliverWriter`]). Ring order is the only ordering the protocol
+//! ([`DeliverWriter`], [`ResolveWriter`]; [`ResolvedWriter`] has no text). The layouts of the
+//! SendMsg records are named by constants in `codec.rs` (`RESOLVE_NAME_BYTES`,
+//! `RESOLVED_RUN_BYTES`, `ITEM_RUN`, `DELIVER_ENTRIES_AT`), the named-position lists' by
+//! `fields::NAMED_ITEM_BYTES`. Ring order is the only ordering the protocol
 //! relies on: two messages from one instance to another are handled in the order they were
 //! written.
 
