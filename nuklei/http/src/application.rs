@@ -259,7 +259,11 @@ impl HttpNukleus {
                     reason,
                     "bad response head from application"
                 );
-                self.fail_response(conn, x, reason);
+                if c.h1.response_unstarted(x) {
+                    self.fail_response(conn, x, reason);
+                } else {
+                    self.abort_connection(conn, true);
+                }
                 return;
             }
         };

@@ -316,3 +316,31 @@ fn http_1_0_closes_unless_keep_alive_is_asked_for() {
     assert!(text.contains("Connection: close\r\n"), "{text}");
     assert!(ended);
 }
+
+#[test]
+fn a_second_response_head_on_one_exchange_drops_the_connection_instead_of_writing_it() {
+    let mut rig = Rig::new(65536);
+    rig.open(65536);
+    rig.client(GET);
+    let (ids, _) = requests(&mut rig);
+    let mut head = Vec::new();
+    nukleus_http::ext::encode_response(&mut head, 200, [("Content-Length", &b"2"[..])].into_iter());
+    let reply = Header::new(ids[0] ^ 1);
+    rig.app.tx.begin(&reply, 0, &head).unwrap();
+    rig.app.tx.begin(&reply, 0, &head).unwrap();
+    rig.app
+        .tx
+        .data(&reply, frame::FLAG_FIN, 2, &[], b"ok")
+        .unwrap();
+    rig.poll();
+    let frames = rig.tcp.frames();
+    let text: Vec<u8> = frames
+        .iter()
+        .filter(|g| g.type_id == frame::DATA && g.stream_id == NET_ID ^ 1)
+        .flat_map(|g| g.payload.iter().copied())
+        .collect();
+    let text = String::from_utf8_lossy(&text);
+    assert!(text.matches("HTTP/1.1").count() <= 1, "{text}");
+    assert!(aborted(&frames, NET_ID ^ 1), "{frames:?}");
+    assert_eq!(rig.connections(), 0);
+}

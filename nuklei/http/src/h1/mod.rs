@@ -645,7 +645,9 @@ impl Connection {
     }
 
     /// The application's response head for request `tag` (its BEGIN extension). `Err`: the
-    /// head cannot be written, with the reason (the caller answers 500 in its place).
+    /// head cannot be written, with the reason: the caller answers 500 in its place if the
+    /// response has not started ([`Connection::response_unstarted`]), else drops the
+    /// connection (a second head: the first is already on its way).
     pub fn response_head(
         &mut self,
         tag: Tag,
@@ -657,6 +659,9 @@ impl Connection {
             return Err("response to a request no longer in flight");
         };
         let t = &mut self.queue[i];
+        if t.writing != Writing::Awaiting {
+            return Err("a second response head for one request");
+        }
         let target = if i == 0 {
             &mut self.out
         } else {
