@@ -100,9 +100,14 @@ pub fn describe_frame(label: &str, type_id: u32, bytes: &[u8]) -> String {
                 f.payload().len()
             );
             let flags = f.flags();
-            if flags & (frame::FLAG_INIT | frame::FLAG_FIN) != 0 {
+            if flags & (frame::FLAG_INIT | frame::FLAG_FIN | frame::FLAG_OPEN) != 0 {
                 d.push_str(&format!(
-                    " flags={}{}",
+                    " flags={}{}{}",
+                    if flags & frame::FLAG_OPEN != 0 {
+                        "O"
+                    } else {
+                        ""
+                    },
                     if flags & frame::FLAG_INIT != 0 {
                         "I"
                     } else {

@@ -23,6 +23,15 @@
 //! SIGNAL  48 signal id u64, 56 payload
 //! ```
 //!
+//! DATA flags (the header word): `FLAG_FIN` 0x01, `FLAG_INIT` 0x02, `FLAG_OPEN` 0x04. A DATA
+//! flagged `FLAG_OPEN` is the first frame of its stream and stands for its BEGIN (affinity 0,
+//! the BEGIN's extension in the DATA's extension) followed by a DATA of the payload with the
+//! other flags and no extension; with `FLAG_FIN` too it is a whole stream (BEGIN, DATA, END)
+//! in one record: what an application answering an HTTP request in full sends (the response
+//! head and its body). Its `sequence` and `reserved` are those of that DATA. Only a receiver
+//! that says it takes it gets one (http takes it on a response stream, see
+//! `nukleus_http::application`).
+//!
 //! Readers are flyweights ([`Frame`]) over the bytes in the ring: nothing is copied or
 //! allocated per frame.
 
@@ -62,6 +71,10 @@ pub const SIGNAL_PAYLOAD_OFFSET: usize = 56;
 pub const FLAG_FIN: u32 = 0x01;
 /// DATA flag: first fragment of a message.
 pub const FLAG_INIT: u32 = 0x02;
+/// DATA flag: this DATA opens its stream, standing for the BEGIN (affinity 0) whose extension
+/// it carries in its own; its payload is the stream's first data (see the module docs). With
+/// [`FLAG_FIN`] the stream is whole in one record. Written with [`RingWriter::begin_data`].
+pub const FLAG_OPEN: u32 = 0x04;
 
 /// Name of a frame type, for logs and `reaktor dump`.
 pub fn type_name(type_id: u32) -> &'static str {
@@ -376,6 +389,22 @@ impl RingWriter {
                 Err(e)
             }
         }
+    }
+
+    /// A stream's BEGIN and first DATA in one record: a DATA frame flagged [`FLAG_OPEN`]
+    /// (added to `flags`) whose extension is the BEGIN's `extension` and whose payload is the
+    /// first data; `header.sequence` and `reserved` are the data's flow control. With
+    /// [`FLAG_FIN`] in `flags` it is the whole stream. Refused (the ring is full): the stream
+    /// is remembered for a reset, as for [`RingWriter::data`].
+    pub fn begin_data(
+        &mut self,
+        header: &Header,
+        flags: u32,
+        reserved: u32,
+        extension: &[u8],
+        payload: &[u8],
+    ) -> Result<(), ClaimError> {
+        self.data(header, flags | FLAG_OPEN, reserved, extension, payload)
     }
 
     /// Claims a DATA frame and returns its payload area, for producers that write the payload

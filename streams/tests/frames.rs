@@ -146,3 +146,58 @@ fn a_receiver_detects_a_window_violation_and_batches_window_updates() {
     assert_eq!(recv.announce(), (60, 100));
     recv.on_data(100).unwrap();
 }
+
+#[test]
+fn a_begin_and_its_data_round_trip_in_one_open_record() {
+    let header = Header {
+        stream_id: 8,
+        sequence: 100,
+        ..Header::default()
+    };
+    let frames = frames_of(|w| {
+        w.begin_data(&header, frame::FLAG_FIN, 13, b"head", b"Hello, World!")
+            .unwrap();
+        w.data(&header, 0, 2, b"", b"no").unwrap();
+    });
+    assert_eq!(frames.len(), 2, "one record for BEGIN, DATA and END");
+    let open = Frame::new(frames[0].0, &frames[0].1).unwrap();
+    assert_eq!(open.type_id(), frame::DATA);
+    assert_eq!(open.flags(), frame::FLAG_OPEN | frame::FLAG_FIN);
+    assert_eq!(
+        (
+            open.sequence(),
+            open.reserved(),
+            open.extension(),
+            open.payload()
+        ),
+        (100, 13, &b"head"[..], &b"Hello, World!"[..])
+    );
+    // Layout: the flag in the header word, the extension's length at 52, then the bytes.
+    let bytes = &frames[0].1;
+    assert_eq!(bytes[frame::WORD_OFFSET], 0x05);
+    assert_eq!(bytes[frame::DATA_EXTENSION_LENGTH_OFFSET], 4);
+    assert_eq!(&bytes[frame::DATA_EXTENSION_OFFSET..][..4], b"head");
+    let plain = Frame::new(frames[1].0, &frames[1].1).unwrap();
+    assert_eq!(plain.flags() & frame::FLAG_OPEN, 0);
+}
+
+#[test]
+fn an_open_record_with_a_head_longer_than_the_frame_is_refused() {
+    let mut bytes = frames_of(|w| {
+        w.begin_data(&Header::new(8), frame::FLAG_FIN, 2, b"head", b"ok")
+            .unwrap();
+    })
+    .remove(0)
+    .1;
+    let available = bytes.len() - frame::DATA_EXTENSION_OFFSET;
+    bytes[frame::DATA_EXTENSION_LENGTH_OFFSET..][..4]
+        .copy_from_slice(&(available as u32 + 1).to_le_bytes());
+    assert!(matches!(
+        Frame::new(frame::DATA, &bytes),
+        Err(frame::FrameError::BadExtension { .. })
+    ));
+    // An extension that takes every byte leaves an empty body, not a misread one.
+    bytes[frame::DATA_EXTENSION_LENGTH_OFFSET..][..4]
+        .copy_from_slice(&(available as u32).to_le_bytes());
+    assert_eq!(Frame::new(frame::DATA, &bytes).unwrap().payload(), b"");
+}
