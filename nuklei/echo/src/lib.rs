@@ -76,14 +76,14 @@ fn answer(
         return false;
     }
     let mut h = Header::at(id ^ 1, timestamp);
-    // Head and body in two frames; FIN on the last one ends the response.
+    // The whole response in one record: a BEGIN with FIN when there is no body, else a DATA
+    // flagged OPEN (head and body) and FIN.
     if body.is_empty() {
         let _ = tx.begin_flags(&h, frame::FLAG_FIN, 0, head);
     } else {
-        let _ = tx.begin(&h, 0, head);
         h.sequence = send.sequence;
         let reserved = send.consume(body.len());
-        let _ = tx.data(&h, frame::FLAG_FIN, reserved, &[], body);
+        let _ = tx.begin_data(&h, frame::FLAG_FIN, reserved, head, body);
     }
     true
 }

@@ -201,8 +201,20 @@ impl HttpNukleus {
                     self.on_response_end(x);
                 }
             }
-            // FIN on the response's BEGIN or DATA ends it without a separate END.
+            // FIN on the response's BEGIN or DATA ends it without a separate END; a DATA
+            // flagged OPEN is the response's BEGIN (its head in the extension) and first
+            // DATA in one record.
             (frame::DATA, true) => {
+                const WHOLE: u32 = frame::FLAG_OPEN | frame::FLAG_FIN;
+                if f.flags() & WHOLE == WHOLE && self.on_response_whole(x, f) {
+                    return;
+                }
+                if f.flags() & frame::FLAG_OPEN != 0 {
+                    self.on_response_begin(x, f);
+                    if !self.in_flight(x, f.stream_id()) {
+                        return;
+                    }
+                }
                 self.on_response_data(x, f);
                 if f.flags() & frame::FLAG_FIN != 0 && self.in_flight(x, f.stream_id()) {
                     self.on_response_end(x);
@@ -277,6 +289,35 @@ impl HttpNukleus {
         if self.connections.contains(conn) {
             self.mark_dirty(conn);
         }
+    }
+
+    /// A response whole in one record (DATA flagged OPEN and FIN) in the plain case (see
+    /// `h1::Connection::response_whole`): written in one step. Returns false, having changed
+    /// nothing, otherwise; a window violation is left to `on_response_data` to report.
+    fn on_response_whole(&mut self, x: usize, f: Frame<'_>) -> bool {
+        let e = &self.exchanges[x];
+        // The exchange is retired with the response: its window needs no update, only the
+        // check.
+        let mut recv = e.recv;
+        if recv.on_data(f.reserved()).is_err() {
+            return false;
+        }
+        let conn = e.conn;
+        let exchanges = &mut self.exchanges;
+        let whole = self.connections[conn].h1.response_whole(
+            x,
+            f.extension(),
+            f.payload(),
+            &self.heads,
+            self.now,
+            |x| {
+                exchanges.remove(x);
+            },
+        );
+        if whole {
+            self.mark_dirty(conn);
+        }
+        whole
     }
 
     fn on_response_data(&mut self, x: usize, f: Frame<'_>) {

@@ -733,6 +733,46 @@ impl Connection {
         Ok(begun)
     }
 
+    /// A whole response at once — head (the application's BEGIN extension), `body` and end —
+    /// for request `tag`, when that is the plain case: the request is first in line, its head
+    /// is the one `heads` holds for it (no upgrade) and says `Content-Length` of exactly
+    /// `body`. Does what [`Connection::response_head`], [`Connection::response_data`] and
+    /// [`Connection::response_end`] in a row would, with one lookup. Returns false, having
+    /// changed nothing, otherwise (the caller takes those three steps).
+    pub fn response_whole(
+        &mut self,
+        tag: Tag,
+        extension: &[u8],
+        body: &[u8],
+        heads: &Heads,
+        now: Instant,
+        retired: impl FnMut(Tag),
+    ) -> bool {
+        let Some(t) = self.queue.front_mut() else {
+            return false;
+        };
+        if t.tag != Some(tag) || t.writing != Writing::Awaiting || t.upgrade {
+            return false;
+        }
+        let variant = Variant {
+            is_head: t.is_head,
+            minor_version: t.minor_version,
+            close_after: t.close_after,
+        };
+        let Some((rendered, (framing, close_after))) = heads.get(extension, variant) else {
+            return false;
+        };
+        if framing != Framing::Length(body.len() as u64) {
+            return false;
+        }
+        t.close_after = close_after;
+        t.writing = Writing::Done;
+        self.out.extend_from_slice(rendered);
+        streams::copy::extend(&mut self.out, body);
+        self.retire(now, retired);
+        true
+    }
+
     /// Response body bytes for request `tag`.
     pub fn response_data(&mut self, tag: Tag, payload: &[u8]) -> Result<Sent, DataBeforeHead> {
         let i = self.index(tag).ok_or(DataBeforeHead)?;

@@ -577,3 +577,49 @@ fn draining_closes_after_the_last_response_in_flight() {
     assert!(peer.out().contains("Connection: close\r\n"));
     assert!(peer.h1.finished());
 }
+
+/// `response_whole` writes what head, data and end in a row write — and only in the plain
+/// case: first in line, its head cached, Content-Length exactly the body.
+#[test]
+fn a_whole_response_in_one_step_matches_three_steps_and_declines_otherwise() {
+    let mut peer = Peer::new();
+    let len = length(b"one");
+    let headers = [("Content-Length", len.as_bytes())];
+    let mut head = Vec::new();
+    ext::encode_response(&mut head, 200, headers.iter().copied());
+    peer.feed(GET);
+    let whole = |peer: &mut Peer, tag: Tag, body: &[u8]| {
+        let retired = &mut peer.retired;
+        peer.h1
+            .response_whole(tag, &head, body, &peer.heads, peer.now, |x| retired.push(x))
+    };
+    assert!(!whole(&mut peer, 10, b"one"), "nothing cached yet");
+    assert_eq!((peer.out(), peer.retired.len()), (String::new(), 0));
+    peer.respond(10, 200, &headers, b"one"); // caches the head
+    assert_eq!(peer.out(), ok("one"));
+    // Pipelined: the second and third are not first in line until the second is answered.
+    peer.feed(&[GET, GET].concat());
+    assert!(!whole(&mut peer, 12, b"one"), "not first in line");
+    assert!(
+        !whole(&mut peer, 11, b"on"),
+        "shorter than its Content-Length"
+    );
+    assert!(
+        !whole(&mut peer, 11, b"one!"),
+        "longer than its Content-Length"
+    );
+    assert!(!whole(&mut peer, 99, b"one"), "not in flight");
+    assert_eq!(peer.out(), "");
+    assert!(whole(&mut peer, 11, b"one"));
+    assert!(whole(&mut peer, 12, b"one"));
+    assert_eq!(peer.out(), [ok("one"), ok("one")].concat());
+    assert_eq!(peer.retired, [10, 11, 12]);
+    // A response already begun is not begun again.
+    peer.feed(GET);
+    peer.begin(13, 200, &headers).unwrap();
+    assert!(!whole(&mut peer, 13, b"one"));
+    assert_eq!(
+        peer.begin(13, 200, &headers),
+        Err("a second response head for one request")
+    );
+}
