@@ -174,11 +174,17 @@ impl RingWriter {
         payload_length: usize,
     ) -> Result<usize, ClaimError> {
         if !self.deferred.is_empty() && !self.write_deferred() {
-            let full = self.memory.counter(TRAILER_FULL_COUNT_OFFSET);
-            full.store(full.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-            return Err(ClaimError::Full);
+            return Err(self.count_full());
         }
         self.reserve(type_id, payload_length)
+    }
+
+    /// Counts a refusal for a full ring (the trailer's `full` counter).
+    #[cold]
+    fn count_full(&self) -> ClaimError {
+        let full = self.memory.counter(TRAILER_FULL_COUNT_OFFSET);
+        full.store(full.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        ClaimError::Full
     }
 
     /// Remembers that a frame of `stream_id` was refused.
@@ -218,6 +224,7 @@ impl RingWriter {
     }
 
     /// Writes the deferred records that fit, in order; true if none is left.
+    #[cold]
     fn write_deferred(&mut self) -> bool {
         while let Some((type_id, bytes)) = self.deferred.pop_front() {
             match self.reserve(type_id, bytes.len()) {
@@ -232,6 +239,7 @@ impl RingWriter {
     }
 
     /// Reserves a record and writes its header; returns the index of its payload.
+    #[inline]
     fn reserve(&mut self, type_id: u32, payload_length: usize) -> Result<usize, ClaimError> {
         debug_assert_ne!(type_id, PADDING_TYPE, "type 0 is reserved for padding");
         let length = RECORD_HEADER_LENGTH + payload_length;
@@ -250,16 +258,9 @@ impl RingWriter {
         } else {
             aligned
         };
-        if (self.tail - self.head_cache) as usize + required > capacity {
-            self.head_cache = self
-                .memory
-                .counter(TRAILER_HEAD_OFFSET)
-                .load(Ordering::Acquire);
-            if (self.tail - self.head_cache) as usize + required > capacity {
-                let full = self.memory.counter(TRAILER_FULL_COUNT_OFFSET);
-                full.store(full.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-                return Err(ClaimError::Full);
-            }
+        if (self.tail - self.head_cache) as usize + required > capacity && !self.room_for(required)
+        {
+            return Err(self.count_full());
         }
         let mut index = index;
         if aligned > to_end {
@@ -277,6 +278,17 @@ impl RingWriter {
         self.tail += aligned as u64;
         self.records_pending += 1;
         Ok(index + RECORD_HEADER_LENGTH)
+    }
+
+    /// Whether `required` more bytes fit once the reader's position is read again (the
+    /// cached one said no).
+    #[cold]
+    fn room_for(&mut self, required: usize) -> bool {
+        self.head_cache = self
+            .memory
+            .counter(TRAILER_HEAD_OFFSET)
+            .load(Ordering::Acquire);
+        (self.tail - self.head_cache) as usize + required <= self.memory.capacity
     }
 
     /// The payload area of the record just reserved at `index` by [`RingWriter::reserve`].
