@@ -310,22 +310,11 @@ impl EchoNukleus {
         if let Mode::Echo = mode {
             let _ = tx.begin(&reply, 0, &self.scratch);
         }
-        let mut x = Exchange {
-            id,
-            mode,
-            recv: RecvWindow::new(REQUEST_WINDOW),
-            send: SendWindow::default(),
-            pending: Vec::new(),
-            fragments: VecDeque::new(),
-            acked_pending: 0,
-            fins: 0,
-            request_ended,
-            reply_ended: false,
-        };
         // http pre-grants the reply window in the BEGIN.
-        x.send.on_window(f.acknowledge(), f.maximum(), 0);
-        if let Mode::Fixed { response, .. } = x.mode {
-            if request_ended && answer(tx, &self.fixed[response], &mut x.send, id, timestamp) {
+        let mut send = SendWindow::default();
+        send.on_window(f.acknowledge(), f.maximum(), 0);
+        if let Mode::Fixed { response, .. } = mode {
+            if request_ended && answer(tx, &self.fixed[response], &mut send, id, timestamp) {
                 // Answered in full and nothing more can arrive: no state to keep.
                 if let Some(stale) = self.exchanges[input].get_mut(slot) {
                     *stale = None;
@@ -333,6 +322,18 @@ impl EchoNukleus {
                 return;
             }
         }
+        let mut x = Exchange {
+            id,
+            mode,
+            recv: RecvWindow::new(REQUEST_WINDOW),
+            send,
+            pending: Vec::new(),
+            fragments: VecDeque::new(),
+            acked_pending: 0,
+            fins: 0,
+            request_ended,
+            reply_ended: false,
+        };
         if has_body {
             let (acknowledge, maximum) = x.recv.announce();
             let _ = tx.window(
