@@ -182,6 +182,9 @@ impl HttpNukleus {
                             ..Header::at(e.id, self.timestamp)
                         };
                         let _ = tx.end(&h, &[]);
+                        // A response that completed before its request did leaves the line
+                        // now, letting the ones behind it out.
+                        self.retire(slot);
                     }
                     at += used;
                     // One DATA frame carries at most a record: forward the rest in more.

@@ -183,3 +183,41 @@ fn an_open_record_beyond_the_response_window_drops_the_connection() {
     assert!(text.matches("HTTP/1.1 200").count() <= 1, "{text}");
     assert_eq!(rig.connections(), 0);
 }
+
+#[test]
+fn a_response_finished_before_its_request_body_lets_the_next_request_through() {
+    for whole in [false, true] {
+        let mut rig = Rig::new(65536);
+        rig.open(65536);
+        rig.client(b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nab");
+        let id = requests(&mut rig)[0];
+        Rig::grant(&mut rig.app, id, 0, 65536);
+        if whole {
+            open(
+                &mut rig,
+                id,
+                frame::FLAG_FIN,
+                &head(&[("Content-Length", &b"2"[..])]),
+                b"ok",
+            );
+        } else {
+            Rig::respond(&mut rig.app, id, 200, b"ok");
+        }
+        rig.poll();
+        assert!(rig.client_got().0.ends_with("\r\n\r\nok"));
+        rig.client(&[&b"cd"[..], GET].concat());
+        let next = requests(&mut rig);
+        assert_eq!(next.len(), 1, "whole: {whole}");
+        open(
+            &mut rig,
+            next[0],
+            frame::FLAG_FIN,
+            &head(&[("Content-Length", &b"4"[..])]),
+            b"next",
+        );
+        rig.poll();
+        let (text, ended) = rig.client_got();
+        assert!(text.ends_with("\r\n\r\nnext"), "whole: {whole}: {text}");
+        assert!(!ended);
+    }
+}
