@@ -746,7 +746,7 @@ impl Connection {
         body: &[u8],
         heads: &Heads,
         now: Instant,
-        retired: impl FnMut(Tag),
+        mut retired: impl FnMut(Tag),
     ) -> bool {
         let Some(t) = self.queue.front_mut() else {
             return false;
@@ -769,7 +769,19 @@ impl Connection {
         t.writing = Writing::Done;
         self.out.extend_from_slice(rendered);
         streams::copy::extend(&mut self.out, body);
-        self.retire(now, retired);
+        if !t.request_ended {
+            return true; // its body still arrives: it stays first in line
+        }
+        // What `retire` does, for a first in line known to be done.
+        self.queue.pop_front();
+        self.closing |= close_after;
+        self.last_activity = now;
+        retired(tag);
+        if self.queue.front().is_some_and(|next| {
+            !next.buffered.is_empty() || next.expect_continue || next.writing == Writing::Done
+        }) {
+            self.retire(now, retired);
+        }
         true
     }
 
