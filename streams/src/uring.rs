@@ -107,6 +107,8 @@ pub struct Uring {
     sends: Vec<Option<(u64, Vec<u8>)>>,
     free_sends: Vec<usize>,
     in_flight_sends: usize,
+    /// Completion entries copied out of the queue in one poll (kept, not allocated per poll).
+    raw: Vec<cqueue::Entry>,
 }
 
 impl Uring {
@@ -151,6 +153,7 @@ impl Uring {
             sends: Vec::new(),
             free_sends: Vec::new(),
             in_flight_sends: 0,
+            raw: Vec::new(),
         };
         for id in 0..count {
             uring.provide(id);
@@ -254,11 +257,13 @@ impl Uring {
 
     /// Moves every posted completion into `out`.
     pub fn completions(&mut self, out: &mut Vec<Completion>) {
-        let raw: Vec<cqueue::Entry> = self.ring.completion().collect();
+        let mut raw = std::mem::take(&mut self.raw);
+        raw.extend(self.ring.completion());
         out.reserve(raw.len());
-        for entry in raw {
+        for entry in raw.drain(..) {
             out.push(self.complete(&entry));
         }
+        self.raw = raw;
     }
 
     /// The bytes of a received buffer.

@@ -179,6 +179,8 @@ pub struct TcpNukleus {
     connections: Slab<Connection>,
     generations: Vec<u32>,
     ready: Vec<usize>,
+    /// The ready connections this poll serves (kept, not allocated per poll).
+    servicing: Vec<usize>,
     registry: Option<Registry>,
     tokens: TokenRange,
     accepted: u64,
@@ -254,6 +256,7 @@ impl TcpNukleus {
             connections: Slab::new(),
             generations: Vec::new(),
             ready: Vec::new(),
+            servicing: Vec::new(),
             registry: None,
             tokens: TokenRange { first: 0, count: 0 },
             accepted: 0,
@@ -721,10 +724,12 @@ impl Nukleus for TcpNukleus {
         self.inputs = inputs;
         work += self.drain_output_half();
         let batch = self.ready.len().min(self.config.io_batch);
-        let slots: Vec<usize> = self.ready.drain(..batch).collect();
-        for slot in slots {
+        let mut slots = std::mem::take(&mut self.servicing);
+        slots.extend(self.ready.drain(..batch));
+        for slot in slots.drain(..) {
             work += self.service(slot);
         }
+        self.servicing = slots;
         for (link, id) in plumbing::refused(&mut self.links) {
             self.on_refused(link, id);
         }

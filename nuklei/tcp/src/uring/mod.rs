@@ -55,6 +55,8 @@ pub struct UringTcpNukleus {
     connections: Slab<Connection>,
     generations: Vec<u32>,
     ready: Vec<usize>,
+    /// The ready connections this poll serves (kept, not allocated per poll).
+    servicing: Vec<usize>,
     /// Connections whose receive ended for want of buffers.
     starved: Vec<usize>,
     /// Buffers lent to connections (the rest are with the kernel).
@@ -135,6 +137,7 @@ impl UringTcpNukleus {
             connections: Slab::new(),
             generations: Vec::new(),
             ready: Vec::new(),
+            servicing: Vec::new(),
             starved: Vec::new(),
             lent: 0,
             completions: Vec::new(),
@@ -622,10 +625,12 @@ impl Nukleus for UringTcpNukleus {
             }
         }
         let batch = self.ready.len().min(self.config.io_batch);
-        let slots: Vec<usize> = self.ready.drain(..batch).collect();
-        for slot in slots {
+        let mut slots = std::mem::take(&mut self.servicing);
+        slots.extend(self.ready.drain(..batch));
+        for slot in slots.drain(..) {
             work += self.service(slot);
         }
+        self.servicing = slots;
         for (link, id) in plumbing::refused(&mut self.links) {
             self.on_refused(link, id);
         }
