@@ -33,6 +33,23 @@ pub struct NukleusStats {
 }
 
 impl NukleusStats {
+    /// Counts one poll that took `busy_nanos` and did `work` units (busy time counts only for
+    /// a poll that did work). The core thread is the only writer: a load and a store each,
+    /// not a locked read-modify-write, on the core loop's every turn.
+    pub fn count_poll(&self, busy_nanos: u64, work: u64) {
+        let add = |counter: &AtomicU64, n: u64| {
+            counter.store(
+                counter.load(Ordering::Relaxed).wrapping_add(n),
+                Ordering::Relaxed,
+            )
+        };
+        if work > 0 {
+            add(&self.busy_nanos, busy_nanos);
+            add(&self.work, work);
+        }
+        add(&self.polls, 1);
+    }
+
     /// (busy nanoseconds, polls, work units).
     pub fn counters(&self) -> (u64, u64, u64) {
         (

@@ -189,15 +189,12 @@ impl Core {
             };
             let done = placed.nukleus.poll(&context);
             let after = Instant::now();
-            let stats = &placed.stats;
-            if done > 0 {
-                stats.busy_nanos.fetch_add(
-                    after.duration_since(now).as_nanos() as u64,
-                    Ordering::Relaxed,
-                );
-                stats.work.fetch_add(done as u64, Ordering::Relaxed);
-            }
-            stats.polls.fetch_add(1, Ordering::Relaxed);
+            let busy = if done > 0 {
+                after.duration_since(now).as_nanos() as u64
+            } else {
+                0
+            };
+            placed.stats.count_poll(busy, done as u64);
             work += done;
             now = after;
         }
