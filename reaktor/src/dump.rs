@@ -83,22 +83,35 @@ pub fn describe_frame(label: &str, type_id: u32, bytes: &[u8]) -> String {
             )
         }
     };
+    // A DATA flagged OPEN stands for a BEGIN (its extension) and a DATA (its payload).
+    let opens = type_id == frame::DATA && f.flags() & frame::FLAG_OPEN != 0;
     let mut line = format!(
         "{:>12.6} {label:<34} {:<6} stream={:#018x} len={}",
         f.timestamp() as f64 / 1e9,
-        frame::type_name(type_id),
+        if opens {
+            "BEGIN+DATA"
+        } else {
+            frame::type_name(type_id)
+        },
         f.stream_id(),
         bytes.len()
     );
     let details = match type_id {
         frame::BEGIN => begin_details(from_kind, to_kind, f.stream_id(), f.extension()),
         frame::DATA => {
-            let mut d = format!(
+            let mut d = String::new();
+            if opens {
+                d = begin_details(from_kind, to_kind, f.stream_id(), f.extension());
+                if !d.is_empty() {
+                    d.push_str("; ");
+                }
+            }
+            d.push_str(&format!(
                 "seq={} reserved={} payload={}",
                 f.sequence(),
                 f.reserved(),
                 f.payload().len()
-            );
+            ));
             let flags = f.flags();
             if flags & (frame::FLAG_INIT | frame::FLAG_FIN | frame::FLAG_OPEN) != 0 {
                 d.push_str(&format!(
@@ -120,8 +133,9 @@ pub fn describe_frame(label: &str, type_id: u32, bytes: &[u8]) -> String {
                     }
                 ));
             }
-            if let Some(word) =
-                kinds::network_side(from_kind, to_kind).and_then(|k| k.describe_data(f.extension()))
+            if let Some(word) = kinds::network_side(from_kind, to_kind)
+                .filter(|_| !opens)
+                .and_then(|k| k.describe_data(f.extension()))
             {
                 d.push(' ');
                 d.push_str(word);
@@ -315,6 +329,22 @@ mod tests {
             buffer.clone()
         });
         assert!(line.contains("response 200 Content-Length: 3"), "{line}");
+        // A whole response in one record (DATA flagged OPEN): its head and its body.
+        let mut open = Vec::new();
+        {
+            let (mut tx, mut rx) = ring(SharedMapping::anonymous(4096, "open").unwrap());
+            tx.begin_data(&Header::new(0x10), frame::FLAG_FIN, 3, &response, b"ok\n")
+                .unwrap();
+            tx.publish();
+            rx.read(1, |_, bytes| open = bytes.to_vec());
+        }
+        let line = describe_frame("core0.echo0 -> core0.http0", frame::DATA, &open);
+        assert!(line.contains("BEGIN+DATA"), "{line}");
+        assert!(line.contains("response 200 Content-Length: 3"), "{line}");
+        assert!(
+            line.contains("flags=OF") && line.contains("\"ok\\n\""),
+            "{line}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
