@@ -111,7 +111,7 @@ pub mod wire;
 pub use batch::Limits;
 pub use client::{backoff_delay, connect, Client, Config, Events, Options};
 pub use error::Error;
-pub use shared_str::SharedStr;
+pub use shared_str::{SharedStr, INLINE_MAX};
 pub use types::{
     Event, FailedPort, FencingToken, Handover, Message, NodeInfo, Page, PortOwner, Registration,
     SendReport, Unregistration, WatchEvent,
