@@ -35,9 +35,9 @@ impl Client {
     }
 
     /// Watch the ports named `key`, or starting with it if `prefix`: their events arrive as
-    /// [`Event::Watch`] from now on and across reconnects (the client resumes the watch from
+    /// [`crate::Event::Watch`] from now on and across reconnects (the client resumes the watch from
     /// the last event it delivered; what the switch no longer had comes as
-    /// [`Event::Missed`]). Returns the watch's id.
+    /// [`crate::Event::Missed`]). Returns the watch's id.
     pub async fn watch_ports(&self, key: impl Into<String>, prefix: bool) -> Result<u64, Error> {
         self.watch("ports", key.into(), prefix).await
     }
@@ -135,7 +135,7 @@ impl Client {
     }
 
     /// Move `ports` of this node to node `to` (online) at once: nobody sees them free,
-    /// watchers see one `moved` each, `to` gets [`Event::HandedOver`]. Moved ports are no
+    /// watchers see one `moved` each, `to` gets [`crate::Event::HandedOver`]. Moved ports are no
     /// longer held.
     pub async fn handover<I, S>(&self, to: &str, ports: I) -> Result<Handover, Error>
     where
