@@ -124,6 +124,19 @@ impl SendBatch {
         });
     }
 
+    /// Room for `messages` more messages (to one target each) of `bytes` more bytes of
+    /// targets and bodies in all.
+    pub fn reserve(&mut self, messages: usize, bytes: usize) {
+        self.text.reserve(bytes);
+        self.targets.reserve(messages);
+        self.messages.reserve(messages);
+    }
+
+    /// Bytes of targets and bodies held.
+    pub fn text_len(&self) -> usize {
+        self.text.len()
+    }
+
     /// Number of messages.
     pub fn len(&self) -> usize {
         self.messages.len()

@@ -12,6 +12,9 @@ use crate::request::{self, Parsed, Request, Str};
 use crate::switch::{Reply, SwitchError};
 use crate::watch::WatchRequest;
 
+/// The refusal of a SendMsg with a message that names neither or both of `port` and `ports`.
+const NEEDS_ONE_TARGET_LIST: &str = "each message needs exactly one of \"port\" or \"ports\"";
+
 /// An API call, parsed, for the node a request acts for.
 #[derive(Debug)]
 pub enum Call {
@@ -146,14 +149,22 @@ impl Call {
                 let mut batch = SendBatch::with_capacity(messages.len());
                 for m in &messages {
                     let Some(targets) = m.targets() else {
-                        return Err(ApiError::BadRequest(
-                            "each message needs exactly one of \"port\" or \"ports\"".into(),
-                        ));
+                        return Err(ApiError::BadRequest(NEEDS_ONE_TARGET_LIST.into()));
                     };
                     match targets {
                         [one] => batch.push_one(one, &m.body, m.escaping),
                         _ => batch.push_as(targets.iter().map(|t| t.as_ref()), &m.body, m.escaping),
                     }
+                }
+                Call::SendMsg { batch, ack }
+            }
+            Request::SendBatch {
+                batch,
+                targeted,
+                ack,
+            } => {
+                if !targeted {
+                    return Err(ApiError::BadRequest(NEEDS_ONE_TARGET_LIST.into()));
                 }
                 Call::SendMsg { batch, ack }
             }
@@ -209,13 +220,14 @@ impl Call {
         Call::from_parsed(node, api::parse_rest(route, body)?, grant)
     }
 
-    /// The call of a WebSocket request from `node`'s receiving connection, with its id.
+    /// The call of a WebSocket request from `node`'s receiving connection, with its id (a
+    /// SendMsg's messages read straight into its owned batch).
     pub fn from_ws(
         node: &str,
         text: &str,
         grant: &dyn Grant,
     ) -> (u64, Result<(Call, Option<u64>), ApiError>) {
-        match request::parse_ws(text) {
+        match request::parse_ws_owned(text) {
             Err(e) => (request::ws_id(text), Err(ApiError::BadJson(e.to_string()))),
             Ok((id, parsed)) => (
                 id,

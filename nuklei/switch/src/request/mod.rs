@@ -10,6 +10,7 @@
 
 use std::borrow::Cow;
 
+use crate::batch::SendBatch;
 use crate::json::{Escaping, JsonError, Reader};
 
 /// A string of a request: borrowed from the request text unless it had escapes.
@@ -165,6 +166,17 @@ pub enum Request<'a> {
         /// Reply once the receivers acknowledged them (default false).
         ack: bool,
     },
+    /// Send messages, in this order, read straight into an owned batch ([`parse_ws_owned`]:
+    /// no list of [`Message`]s first).
+    SendBatch {
+        /// The batch.
+        batch: SendBatch,
+        /// Every message named exactly one of `port` or `ports` (else the call is refused, as
+        /// [`Message::targets`] refuses it).
+        targeted: bool,
+        /// Reply once the receivers acknowledged them (default false).
+        ack: bool,
+    },
     /// Owners of ports.
     QueryPort {
         /// The ports.
@@ -247,6 +259,9 @@ struct Fields<'a> {
     ports: Option<Vec<Str<'a>>>,
     subscribe: Option<bool>,
     messages: Option<Vec<Message<'a>>>,
+    /// Read `messages` into an owned batch instead ([`parse_ws_owned`]).
+    owned: bool,
+    batch: Option<(SendBatch, bool)>,
     nodes: Option<Vec<Str<'a>>>,
     if_owner: Option<Option<Str<'a>>>,
     ack: Option<bool>,
@@ -295,6 +310,9 @@ impl<'a> Fields<'a> {
             }
             (Op::RegPort, "subscribe") => once(&mut self.subscribe, r, key, Reader::bool)?,
             (Op::RegPort, "if_owner") => once(&mut self.if_owner, r, key, nullable_string)?,
+            (Op::SendMsg, "messages") if self.owned => {
+                once(&mut self.batch, r, key, owned_messages)?
+            }
             (Op::SendMsg, "messages") => once(&mut self.messages, r, key, messages)?,
             (Op::SendMsg, "ack") => once(&mut self.ack, r, key, Reader::bool)?,
             (Op::QueryNode, "nodes") => once(&mut self.nodes, r, key, Reader::strings)?,
@@ -348,6 +366,14 @@ impl<'a> Fields<'a> {
             Op::QueryNode => Request::QueryNode {
                 nodes: need(self.nodes, "nodes")?,
             },
+            Op::SendMsg if self.owned => {
+                let (batch, targeted) = self.batch.ok_or_else(|| missing(r, end, "messages"))?;
+                Request::SendBatch {
+                    batch,
+                    targeted,
+                    ack: self.ack.unwrap_or(false),
+                }
+            }
             Op::SendMsg => Request::SendMsg {
                 messages: self.messages.ok_or_else(|| missing(r, end, "messages"))?,
                 ack: self.ack.unwrap_or(false),
@@ -421,8 +447,47 @@ fn messages<'a>(r: &mut Reader<'a>) -> Result<Vec<Message<'a>>, JsonError> {
     Ok(out)
 }
 
+/// The messages of a SendMsg read straight into an owned batch, and whether every one named
+/// exactly one of `port` or `ports`: the same reading as [`messages`], without a list of
+/// [`Message`]s in between (the multi-instance switch owns a batch across mesh round trips).
+fn owned_messages(r: &mut Reader<'_>) -> Result<(SendBatch, bool), JsonError> {
+    let mut batch = SendBatch::default();
+    let mut targeted = true;
+    r.array(|r| {
+        let start = r.position();
+        if let Some((port, body)) = template_message(r) {
+            batch.push_one(port, body, Escaping::Plain);
+        } else {
+            let m = message(r)?;
+            match m.targets() {
+                Some([one]) => batch.push_one(one, &m.body, m.escaping),
+                Some(targets) => {
+                    batch.push_as(targets.iter().map(|t| t.as_ref()), &m.body, m.escaping)
+                }
+                None => targeted = false,
+            }
+        }
+        if batch.len() == 1 {
+            // Sized from the first message, as `messages` sizes its list (capped alike).
+            let each = r.position() - start + 1;
+            let n = (r.remaining() / each + 1).min(MAX_RESERVED_MESSAGES);
+            batch.reserve(n, n * batch.text_len());
+        }
+        Ok(())
+    })?;
+    Ok((batch, targeted))
+}
+
+/// A message of the usual shape, `{"port":"…","body":"…"}` with no escapes, read at once.
+/// Inlined into both readers of messages (a call of its own costs ~30 instructions per
+/// message).
+#[inline(always)]
+fn template_message<'a>(r: &mut Reader<'a>) -> Option<(&'a str, &'a str)> {
+    r.template(br#"{"port":""#, br#"","body":""#, br#""}"#)
+}
+
 fn message<'a>(r: &mut Reader<'a>) -> Result<Message<'a>, JsonError> {
-    if let Some((port, body)) = r.template(br#"{"port":""#, br#"","body":""#, br#""}"#) {
+    if let Some((port, body)) = template_message(r) {
         return Ok(Message {
             port: Some(Cow::Borrowed(port)),
             ports: None,
@@ -468,10 +533,17 @@ pub fn parse_body(op: Op, text: &str) -> Result<Parsed<'_>, JsonError> {
 
 /// A WebSocket request: `{"op":…,"id":…, …the op's fields}`; returns the id and the request.
 pub fn parse_ws(text: &str) -> Result<(u64, Parsed<'_>), JsonError> {
+    parse_ws_with(text, false)
+}
+
+fn parse_ws_with(text: &str, owned: bool) -> Result<(u64, Parsed<'_>), JsonError> {
     let mut r = Reader::new(text);
     let mut op = None;
     let mut id = None;
-    let mut fields = Fields::default();
+    let mut fields = Fields {
+        owned,
+        ..Fields::default()
+    };
     // Fields met before `op`: (key, offset of the value), read once the op is known.
     let mut later: Vec<(Str<'_>, usize)> = Vec::new();
     r.object(|r, key| match &*key {
@@ -512,6 +584,12 @@ pub fn parse_ws(text: &str) -> Result<(u64, Parsed<'_>), JsonError> {
     }
     let id = id.ok_or_else(|| missing(&r, end, "id"))?;
     Ok((id, fields.finish(op, &r, end)?))
+}
+
+/// [`parse_ws`] with a SendMsg's messages read straight into an owned batch
+/// ([`Request::SendBatch`]): what the multi-instance switch keeps across mesh round trips.
+pub fn parse_ws_owned(text: &str) -> Result<(u64, Parsed<'_>), JsonError> {
+    parse_ws_with(text, true)
 }
 
 /// Best effort, for the reply to a request that failed to parse: its `id` if the text is a

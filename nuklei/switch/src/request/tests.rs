@@ -444,4 +444,61 @@ mod against_serde {
             }
         }
     }
+
+    proptest! {
+        #[test]
+        fn an_owned_parse_reads_the_batch_the_parsed_messages_make(
+            req in ws_request(),
+            cut in any::<prop::sample::Index>(),
+            junk in "[\\[\\]{}\",:0-9a-z\\\\ -]{1,3}",
+            plain in any::<bool>(),
+        ) {
+            // As serde writes it, or (a SendMsg) in the template's shape, the usual one.
+            let mut text = serde_json::to_string(&req).unwrap();
+            if let (true, WsRequest::Sendmsg { id, body }) = (plain, &req) {
+                let list: Vec<String> = body
+                    .messages
+                    .iter()
+                    .map(|m| format!(r#"{{"port":"{}","body":"{}"}}"#, m.port.as_deref().unwrap_or("p"), m.body))
+                    .filter(|m| !m.contains('\\'))
+                    .collect();
+                text = format!(r#"{{"op":"sendmsg","id":{id},"messages":[{}]}}"#, list.join(","));
+            }
+            let mut at = cut.index(text.len() + 1);
+            while !text.is_char_boundary(at) {
+                at -= 1;
+            }
+            for t in [text.clone(), text[..at].to_string(), format!("{}{junk}{}", &text[..at], &text[at..])] {
+                match (parse_ws(&t), parse_ws_owned(&t)) {
+                    (Err(a), Err(b)) => prop_assert_eq!(a.to_string(), b.to_string(), "{}", t),
+                    (Ok((ia, a)), Ok((ib, b))) => {
+                        prop_assert_eq!(ia, ib);
+                        prop_assert_eq!(a.session, b.session);
+                        match (a.request, b.request) {
+                            (
+                                Request::SendMsg { messages, ack },
+                                Request::SendBatch { batch, targeted, ack: owned_ack },
+                            ) => {
+                                prop_assert_eq!(ack, owned_ack);
+                                let all = messages.iter().all(|m| m.targets().is_some());
+                                prop_assert_eq!(targeted, all, "{}", t);
+                                if all {
+                                    let mut want = SendBatch::default();
+                                    for m in &messages {
+                                        match m.targets().unwrap_or_default() {
+                                            [one] => want.push_one(one, &m.body, m.escaping),
+                                            ts => want.push_as(ts.iter().map(|x| x.as_ref()), &m.body, m.escaping),
+                                        }
+                                    }
+                                    prop_assert_eq!(batch, want, "{}", t);
+                                }
+                            }
+                            (a, b) => prop_assert_eq!(a, b, "{}", t),
+                        }
+                    }
+                    (a, b) => prop_assert!(false, "{}: {:?} / {:?}", t, a.map(|p| p.0), b.map(|p| p.0)),
+                }
+            }
+        }
+    }
 }
