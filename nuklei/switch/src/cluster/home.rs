@@ -216,6 +216,36 @@ impl Instance {
             },
             PushRef::Released { port, reason } => self.nodes.push_released(idx, port, reason),
         };
+        self.pushed(idx, outcome, out)
+    }
+
+    /// A message pushed to node `idx` homed here, in the loop of a Deliver run: without an
+    /// acknowledged delivery under way, straight to the queue (no [`PushRef`] to match).
+    #[inline(always)]
+    fn push_msg_here(
+        &mut self,
+        idx: NodeIdx,
+        port: &str,
+        body: &str,
+        escaping: Escaping,
+        out: &mut Vec<Output>,
+    ) -> SendReport {
+        if self.ack_op.is_some() {
+            let push = PushRef::Msg {
+                port,
+                body,
+                escaping,
+            };
+            return self.push_here(idx, push, out);
+        }
+        let outcome = self.nodes.push_msg_as(idx, port, body, escaping);
+        self.pushed(idx, outcome, out)
+    }
+
+    /// What a push's outcome adds to the report: the first push queued for a connection makes
+    /// it pending; a slow consumer goes offline at the next `settle`.
+    #[inline(always)]
+    fn pushed(&mut self, idx: NodeIdx, outcome: PushOutcome, out: &mut Vec<Output>) -> SendReport {
         match outcome {
             PushOutcome::Queued { first } => {
                 if first {
@@ -277,12 +307,7 @@ impl Instance {
             };
             unicasts += self.push_here(node, push, out);
             while let Some((port, body)) = reader.next_of_run() {
-                let push = PushRef::Msg {
-                    port,
-                    body,
-                    escaping,
-                };
-                unicasts += self.push_here(node, push, out);
+                unicasts += self.push_msg_here(node, port, body, escaping, out);
             }
         }
         self.count_messages(unicasts);
