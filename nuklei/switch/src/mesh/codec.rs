@@ -490,18 +490,19 @@ impl<'a> Msg<'a> {
                     n.checked_mul(RESOLVE_NAME_BYTES)
                         .ok_or(MeshError::Truncated(d.pos))?,
                 )?;
-                // A plain loop, each name's end checked (its start is the previous end).
-                let text = d.text;
-                let mut at = d.text_pos;
+                // A plain loop, each name cut from the text not yet read (one character
+                // boundary checked per name: its start is the previous name's end).
+                let mut rest = d.text.get(d.text_pos..).unwrap_or_default();
                 let mut ports = Vec::with_capacity(n);
                 for len in lens.chunks_exact(RESOLVE_NAME_BYTES) {
                     let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
-                    let end = at
-                        .checked_add(len)
-                        .filter(|&e| e <= text.len())
-                        .ok_or(MeshError::Truncated(d.bytes.len() + at))?;
-                    ports.push(text.get(at..end).ok_or(MeshError::Utf8)?);
-                    at = end;
+                    let (name, after) = rest.split_at_checked(len).ok_or(if len > rest.len() {
+                        MeshError::Truncated(d.bytes.len() + d.text.len() - rest.len())
+                    } else {
+                        MeshError::Utf8
+                    })?;
+                    ports.push(name);
+                    rest = after;
                 }
                 Msg::Resolve { op, ports }
             }
