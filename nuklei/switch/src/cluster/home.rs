@@ -300,12 +300,7 @@ impl Instance {
                 }
                 continue;
             }
-            let push = PushRef::Msg {
-                port,
-                body,
-                escaping,
-            };
-            unicasts += self.push_here(node, push, out);
+            unicasts += self.push_msg_here(node, port, body, escaping, out);
             while let Some((port, body)) = reader.next_of_run() {
                 unicasts += self.push_msg_here(node, port, body, escaping, out);
             }
@@ -372,12 +367,7 @@ impl Instance {
                 }
                 current = Some((node, session));
             }
-            let push = PushRef::Msg {
-                port,
-                body,
-                escaping,
-            };
-            unicasts += self.push_here(node, push, out);
+            unicasts += self.push_msg_here(node, port, body, escaping, out);
         }
         self.count_messages(unicasts);
         report += unicasts;
