@@ -110,19 +110,33 @@ fn reason_of(code: u8) -> Result<ReleaseReason, MeshError> {
     })
 }
 
+/// Starts a record at the end of `out`: room for `[len:u32][text_len:u32]`, which
+/// [`end_record`] fills in. Returns where the record starts.
+fn begin_record(out: &mut Vec<u8>) -> usize {
+    let start = out.len();
+    out.extend_from_slice(&[0; LEN_BYTES + TEXT_LEN_BYTES]);
+    start
+}
+
+/// Completes the record that starts at `start` and ends at the end of `out`, its text block
+/// ending at `text_end`: writes its two lengths.
+fn end_record(out: &mut [u8], start: usize, text_end: usize) {
+    let text_len = (text_end - start - LEN_BYTES - TEXT_LEN_BYTES) as u32;
+    let len = (out.len() - start - LEN_BYTES) as u32;
+    out[start..start + LEN_BYTES].copy_from_slice(&len.to_le_bytes());
+    out[start + LEN_BYTES..start + LEN_BYTES + TEXT_LEN_BYTES]
+        .copy_from_slice(&text_len.to_le_bytes());
+}
+
 impl<'a> Msg<'a> {
     /// Appends this message as one record to `out`: `[len:u32][text_len:u32]`, the text block
     /// of `text_len` bytes, then `[tag:u8]` and the fixed-size fields (see [`crate::mesh`]).
     pub fn encode(&self, out: &mut Vec<u8>) {
-        let start = out.len();
-        out.extend_from_slice(&[0; LEN_BYTES + TEXT_LEN_BYTES]);
+        let start = begin_record(out);
         self.write(&mut Enc { out, text: true });
-        let text_len = (out.len() - start - LEN_BYTES - TEXT_LEN_BYTES) as u32;
+        let text_end = out.len();
         self.write(&mut Enc { out, text: false });
-        let len = (out.len() - start - LEN_BYTES) as u32;
-        out[start..start + LEN_BYTES].copy_from_slice(&len.to_le_bytes());
-        out[start + LEN_BYTES..start + LEN_BYTES + TEXT_LEN_BYTES]
-            .copy_from_slice(&text_len.to_le_bytes());
+        end_record(out, start, text_end);
     }
 
     /// One pass of [`Msg::encode`]: the tag and fields, or the text block.
@@ -827,8 +841,7 @@ const DELIVER_ENTRIES_AT: usize = 1 + 8 + 1;
 impl DeliverWriter {
     /// Starts a Deliver record in `out` (room for about `items` items).
     pub fn start(out: &mut Vec<u8>, op: u64, ack: bool, items: usize) -> DeliverWriter {
-        let start = out.len();
-        out.extend_from_slice(&[0; LEN_BYTES + TEXT_LEN_BYTES]);
+        let start = begin_record(out);
         let mut fields = Vec::with_capacity(DELIVER_ENTRIES_AT + 4 + 18 + items * 8);
         fields.push(DELIVER);
         fields.extend_from_slice(&op.to_le_bytes());
@@ -955,12 +968,9 @@ impl DeliverWriter {
         self.close_run();
         let entries = self.entries.to_le_bytes();
         self.fields[DELIVER_ENTRIES_AT..DELIVER_ENTRIES_AT + 4].copy_from_slice(&entries);
-        let text_len = (out.len() - self.start - LEN_BYTES - TEXT_LEN_BYTES) as u32;
+        let text_end = out.len();
         out.extend_from_slice(&self.fields);
-        let len = (out.len() - self.start - LEN_BYTES) as u32;
-        let head = &mut out[self.start..self.start + LEN_BYTES + TEXT_LEN_BYTES];
-        head[..LEN_BYTES].copy_from_slice(&len.to_le_bytes());
-        head[LEN_BYTES..].copy_from_slice(&text_len.to_le_bytes());
+        end_record(out, self.start, text_end);
     }
 }
 
@@ -981,8 +991,7 @@ pub struct ResolveWriter {
 impl ResolveWriter {
     /// Starts a Resolve record in `out` (room for about `ports` ports).
     pub fn start(out: &mut Vec<u8>, op: u64, ports: usize) -> ResolveWriter {
-        let start = out.len();
-        out.extend_from_slice(&[0; LEN_BYTES + TEXT_LEN_BYTES]);
+        let start = begin_record(out);
         let mut fields = Vec::with_capacity(RESOLVE_COUNT_AT + 4 + ports * RESOLVE_NAME_BYTES);
         fields.push(RESOLVE);
         fields.extend_from_slice(&op.to_le_bytes());
@@ -1007,12 +1016,9 @@ impl ResolveWriter {
     pub fn finish(mut self, out: &mut Vec<u8>) {
         self.fields[RESOLVE_COUNT_AT..RESOLVE_COUNT_AT + 4]
             .copy_from_slice(&self.count.to_le_bytes());
-        let text_len = (out.len() - self.start - LEN_BYTES - TEXT_LEN_BYTES) as u32;
+        let text_end = out.len();
         out.extend_from_slice(&self.fields);
-        let len = (out.len() - self.start - LEN_BYTES) as u32;
-        let head = &mut out[self.start..self.start + LEN_BYTES + TEXT_LEN_BYTES];
-        head[..LEN_BYTES].copy_from_slice(&len.to_le_bytes());
-        head[LEN_BYTES..].copy_from_slice(&text_len.to_le_bytes());
+        end_record(out, self.start, text_end);
     }
 }
 
@@ -1032,9 +1038,8 @@ pub struct ResolvedWriter {
 impl ResolvedWriter {
     /// Starts a Resolved record in `out`.
     pub fn start(out: &mut Vec<u8>, op: u64) -> ResolvedWriter {
-        let start = out.len();
         // Length, an empty text block, tag, op and the run count (patched by `finish`).
-        out.extend_from_slice(&[0; LEN_BYTES + TEXT_LEN_BYTES]);
+        let start = begin_record(out);
         out.push(RESOLVED);
         out.extend_from_slice(&op.to_le_bytes());
         out.extend_from_slice(&0u32.to_le_bytes());
@@ -1077,7 +1082,7 @@ impl ResolvedWriter {
         self.close_run(out);
         let runs_at = self.start + LEN_BYTES + TEXT_LEN_BYTES + RESOLVE_COUNT_AT;
         out[runs_at..runs_at + 4].copy_from_slice(&self.runs.to_le_bytes());
-        let len = (out.len() - self.start - LEN_BYTES) as u32;
-        out[self.start..self.start + LEN_BYTES].copy_from_slice(&len.to_le_bytes());
+        // The text block is empty.
+        end_record(out, self.start, self.start + LEN_BYTES + TEXT_LEN_BYTES);
     }
 }
