@@ -43,11 +43,8 @@ impl Op {
 }
 
 /// The text of request `id`: `names` are ports (or nodes, for QueryNode), `messages` the
-/// messages of SendMsg. Written by hand into one buffer sized up front, with strings that
-/// need no escape (nearly all) copied whole: serde's writer grew its buffer a few times per
-/// request and went through the escape table byte by byte, the largest part of the
-/// client's cost per message sent (issue 16). The output is serde_json's, byte for byte
-/// (the tests compare).
+/// messages of SendMsg; [`write_request`] into a new string (the client itself writes into
+/// a buffer sized by its plan: [`crate::batch::Request::text`]).
 pub fn request_text(
     op: Op,
     id: u64,
@@ -55,27 +52,17 @@ pub fn request_text(
     messages: &[Message],
     subscribe: bool,
 ) -> String {
-    let items: usize = match op {
-        Op::SendMsg => messages
-            .iter()
-            .map(|m| {
-                m.body.len()
-                    + m.port.as_ref().map_or(0, |p| p.len())
-                    + m.ports
-                        .as_ref()
-                        .map_or(0, |ps| ps.iter().map(|p| p.len() + 3).sum())
-                    + 32
-            })
-            .sum(),
-        _ => names.iter().map(|n| n.len() + 3).sum(),
-    };
-    let mut out = String::with_capacity(items + 64);
+    let mut out = String::new();
     write_request(&mut out, op, id, names, messages, subscribe);
     out
 }
 
-/// [`request_text`] written at the end of `out` (sized by the caller: a planned request
-/// knows its size without another pass over its messages).
+/// A request's text written at the end of `out` (sized by the caller: a planned request
+/// knows its size without another pass over its messages). Written by hand, with strings
+/// that need no escape (nearly all) copied whole: serde's writer grew its buffer a few times
+/// per request and went through the escape table byte by byte, the largest part of the
+/// client's cost per message sent (issue 16). The output is serde_json's, byte for byte (the
+/// tests compare).
 pub fn write_request(
     out: &mut String,
     op: Op,
