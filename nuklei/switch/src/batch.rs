@@ -227,6 +227,17 @@ impl PortNames {
         }
     }
 
+    /// Room for `names` more names of `bytes` more bytes in all.
+    pub fn reserve(&mut self, names: usize, bytes: usize) {
+        self.text.reserve(bytes);
+        self.ends.reserve(names);
+    }
+
+    /// Bytes of every name together.
+    pub fn text_len(&self) -> usize {
+        self.text.len()
+    }
+
     /// Appends a name.
     pub fn push(&mut self, name: &str) {
         self.text.push_str(name);

@@ -141,6 +141,16 @@ impl Call {
                 subscribe,
                 if_owner: if_owner.map(|o| o.map(Cow::into_owned)),
             },
+            Request::RegNames {
+                ports,
+                subscribe,
+                if_owner,
+            } => Call::RegPort {
+                node: node.to_string(),
+                ports,
+                subscribe,
+                if_owner: if_owner.map(|o| o.map(Cow::into_owned)),
+            },
             Request::UnRegPort { ports } => Call::UnRegPort {
                 node: node.to_string(),
                 ports: owned(ports),
@@ -241,6 +251,10 @@ impl Call {
 /// may not act for (handing ports over needs the giver's authority).
 pub fn authorize(node: &str, request: &Request<'_>, grant: &dyn Grant) -> Result<(), ApiError> {
     if let Request::RegPort {
+        if_owner: Some(Some(owner)),
+        ..
+    }
+    | Request::RegNames {
         if_owner: Some(Some(owner)),
         ..
     } = request

@@ -10,7 +10,7 @@
 
 use std::borrow::Cow;
 
-use crate::batch::SendBatch;
+use crate::batch::{PortNames, SendBatch};
 use crate::json::{Escaping, JsonError, Reader};
 
 /// A string of a request: borrowed from the request text unless it had escapes.
@@ -154,6 +154,17 @@ pub enum Request<'a> {
         /// (`Some(None)`: only free ports).
         if_owner: Option<Option<Str<'a>>>,
     },
+    /// [`Request::RegPort`] with its ports read straight into an owned [`PortNames`]
+    /// ([`parse_ws_owned`]: no list of strings first; the multi-instance switch keeps a
+    /// RegPort's names until every shard answered).
+    RegNames {
+        /// The ports.
+        ports: PortNames,
+        /// Subscribe (default false).
+        subscribe: bool,
+        /// Compare-and-register, as [`Request::RegPort`]'s.
+        if_owner: Option<Option<Str<'a>>>,
+    },
     /// Release ports.
     UnRegPort {
         /// The ports.
@@ -262,6 +273,8 @@ struct Fields<'a> {
     /// Read `messages` into an owned batch instead ([`parse_ws_owned`]).
     owned: bool,
     batch: Option<(SendBatch, bool)>,
+    /// A RegPort's `ports` when `owned`.
+    names: Option<PortNames>,
     nodes: Option<Vec<Str<'a>>>,
     if_owner: Option<Option<Str<'a>>>,
     ack: Option<bool>,
@@ -305,6 +318,7 @@ impl<'a> Fields<'a> {
     /// Read the value of `key` if it is a field of `op`; `Ok(false)` (nothing consumed) if not.
     fn read(&mut self, op: Op, key: &str, r: &mut Reader<'a>) -> Result<bool, JsonError> {
         match (op, key) {
+            (Op::RegPort, "ports") if self.owned => once(&mut self.names, r, key, port_names)?,
             (Op::RegPort | Op::UnRegPort | Op::QueryPort, "ports") => {
                 once(&mut self.ports, r, key, Reader::strings)?
             }
@@ -352,6 +366,11 @@ impl<'a> Fields<'a> {
             limit,
         };
         let request = match op {
+            Op::RegPort if self.owned => Request::RegNames {
+                ports: self.names.ok_or_else(|| missing(r, end, "ports"))?,
+                subscribe: self.subscribe.unwrap_or(false),
+                if_owner: self.if_owner,
+            },
             Op::RegPort => Request::RegPort {
                 ports: need(self.ports, "ports")?,
                 subscribe: self.subscribe.unwrap_or(false),
@@ -445,6 +464,24 @@ fn messages<'a>(r: &mut Reader<'a>) -> Result<Vec<Message<'a>>, JsonError> {
         Ok(())
     })?;
     Ok(out)
+}
+
+/// A RegPort's names read straight into an owned [`PortNames`], sized from the first name as
+/// [`messages`] sizes its list: the same reading as [`Reader::strings`], without a list of
+/// strings in between.
+fn port_names(r: &mut Reader<'_>) -> Result<PortNames, JsonError> {
+    let mut names = PortNames::default();
+    r.array(|r| {
+        let start = r.position();
+        names.push(&r.string()?);
+        if names.len() == 1 {
+            let each = r.position() - start + 1;
+            let n = (r.remaining() / each + 1).min(MAX_RESERVED_MESSAGES);
+            names.reserve(n, n * names.text_len());
+        }
+        Ok(())
+    })?;
+    Ok(names)
 }
 
 /// The messages of a SendMsg read straight into an owned batch, and whether every one named
@@ -587,7 +624,8 @@ fn parse_ws_with(text: &str, owned: bool) -> Result<(u64, Parsed<'_>), JsonError
 }
 
 /// [`parse_ws`] with a SendMsg's messages read straight into an owned batch
-/// ([`Request::SendBatch`]): what the multi-instance switch keeps across mesh round trips.
+/// ([`Request::SendBatch`]) and a RegPort's ports into owned names ([`Request::RegNames`]):
+/// what the multi-instance switch keeps across mesh round trips.
 pub fn parse_ws_owned(text: &str) -> Result<(u64, Parsed<'_>), JsonError> {
     parse_ws_with(text, true)
 }

@@ -19,6 +19,59 @@ fn body(op: Op, text: &str) -> Result<Request<'_>, JsonError> {
 }
 
 #[test]
+fn an_owned_regport_reads_its_names_and_fields_wherever_they_are() {
+    let owned = |text| parse_ws_owned(text).map(|(id, p)| (id, p.request));
+    let names = |v: &[&str]| v.iter().collect::<PortNames>();
+    assert_eq!(
+        owned(r#"{"ports":["a","b\u0063"],"if_owner":"n","op":"regport","subscribe":true,"id":4}"#),
+        Ok((
+            4,
+            Request::RegNames {
+                ports: names(&["a", "bc"]),
+                subscribe: true,
+                if_owner: Some(Some(s("n"))),
+            }
+        ))
+    );
+    assert_eq!(
+        owned(r#"{"op":"regport","id":5,"ports":[],"if_owner":null}"#),
+        Ok((
+            5,
+            Request::RegNames {
+                ports: names(&[]),
+                subscribe: false,
+                if_owner: Some(None),
+            }
+        ))
+    );
+    // A thousand names, sized from the first: all there, in order.
+    let many: Vec<String> = (0..1000)
+        .map(|i| format!("p{}", "x".repeat(i % 37)))
+        .collect();
+    let text = format!(
+        r#"{{"op":"regport","id":6,"ports":{}}}"#,
+        serde_json::to_string(&many).unwrap()
+    );
+    match owned(&text) {
+        Ok((6, Request::RegNames { ports, .. })) => {
+            assert!(ports.iter().eq(many.iter().map(String::as_str)));
+        }
+        other => panic!("{other:?}"),
+    }
+    for bad in [
+        r#"{"op":"regport","id":7}"#,
+        r#"{"op":"regport","id":7,"ports":["a",1]}"#,
+        r#"{"op":"regport","id":7,"ports":["a"],"ports":["b"]}"#,
+        r#"{"op":"regport","id":7,"ports":["a"}"#,
+    ] {
+        let (Err(a), Err(b)) = (owned(bad), ws(bad)) else {
+            panic!("{bad} parsed");
+        };
+        assert_eq!(a.to_string(), b.to_string(), "{bad}");
+    }
+}
+
+#[test]
 fn every_op_parses() {
     assert_eq!(
         ws(r#"{"op":"regport","id":1,"ports":["a","b"],"subscribe":true}"#),
@@ -492,6 +545,16 @@ mod against_serde {
                                     }
                                     prop_assert_eq!(batch, want, "{}", t);
                                 }
+                            }
+                            (
+                                Request::RegPort { ports, subscribe, if_owner },
+                                Request::RegNames { ports: names, subscribe: owned_subscribe, if_owner: owned_if_owner },
+                            ) => {
+                                prop_assert_eq!(subscribe, owned_subscribe);
+                                prop_assert_eq!(if_owner, owned_if_owner);
+                                let want: PortNames = ports.iter().collect();
+                                prop_assert_eq!(names.iter().collect::<Vec<_>>(), ports.iter().map(|p| p.as_ref()).collect::<Vec<_>>(), "{}", t);
+                                prop_assert_eq!(names, want, "{}", t);
                             }
                             (a, b) => prop_assert_eq!(a, b, "{}", t),
                         }
