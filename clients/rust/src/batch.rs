@@ -40,6 +40,21 @@ impl Default for Limits {
     }
 }
 
+/// A name's share of a request's size: the name, its quotes and a comma.
+fn name_size(name: &str) -> usize {
+    name.len() + 3
+}
+
+/// A message's share of a request's size, before JSON escapes: its body, its targets and
+/// the fixed text around them.
+fn message_size(m: &Message) -> usize {
+    let targets = m.port.as_ref().map_or(0, |p| p.len())
+        + m.ports
+            .as_ref()
+            .map_or(0, |ps| ps.iter().map(|p| p.len() + 3).sum());
+    m.body.len() + targets + 24
+}
+
 /// Identifies a call across the requests that carry it.
 pub type CallId = u64;
 
@@ -65,15 +80,17 @@ impl Items {
 
     fn size(&self, i: usize) -> usize {
         match self {
-            Items::Names(v) => v[i].len() + 3,
-            Items::Messages(v) => {
-                let m = &v[i];
-                let targets = m.port.as_ref().map_or(0, |p| p.len())
-                    + m.ports
-                        .as_ref()
-                        .map_or(0, |ps| ps.iter().map(|p| p.len() + 3).sum());
-                m.body.len() + targets + 24
-            }
+            Items::Names(v) => name_size(&v[i]),
+            Items::Messages(v) => message_size(&v[i]),
+            Items::None => 0,
+        }
+    }
+
+    /// The sum of every item's [`Items::size`], with one match for the whole vector.
+    fn total_size(&self) -> usize {
+        match self {
+            Items::Names(v) => v.iter().map(|n| name_size(n)).sum(),
+            Items::Messages(v) => v.iter().map(message_size).sum(),
             Items::None => 0,
         }
     }
@@ -400,7 +417,7 @@ pub fn plan(calls: Vec<Call>, limits: Limits) -> (Vec<Request>, Vec<(CallId, usi
             if start == 0 && i == 0 && n <= limits.max_items {
                 // A whole call into a request of its own: its items move as one vector, not
                 // one by one (a SendMsg of 1,000 messages is the usual call under load).
-                let size: usize = (0..n).map(|k| call.items.size(k)).sum();
+                let size = call.items.total_size();
                 if n == 1 || size <= limits.max_bytes {
                     r.items = std::mem::replace(&mut call.items, Items::None);
                     r.size = size;
