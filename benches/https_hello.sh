@@ -5,12 +5,21 @@
 # Each server answers GET / with the 13-byte body "Hello, World!" over TLS 1.3 (both serve the
 # same ECDSA P-256 certificate from scripts/gen-cert.sh; wrk's OpenSSL negotiates
 # TLS_AES_256_GCM_SHA384 with both). Each server is pinned to core $SERVER_CPU (default 0),
-# nginx with one worker; wrk runs on core $WRK_CPU (default 1) with CONNS keep-alive
-# connections, one request in flight each (handshakes happen once per connection, during the
-# warm-up). Server CPU time per request: utime+stime from /proc (benches/lib.sh).
+# nginx with one worker; the load generator runs on core $WRK_CPU (default 1) with CONNS
+# keep-alive connections, one request in flight each (handshakes happen once per connection,
+# during the warm-up). Server CPU time per request: utime+stime from /proc (benches/lib.sh).
+#
+# Load generators (GENERATORS, each its own table; every figure has the generator's own CPU
+# per request beside it):
+#   http-load benches/peers/http-load with --tls-ca (one mio thread, a rustls client per
+#             connection, TLS 1.3): it checks the certificate like curl and measures the
+#             server's CPU and its own in its window.
+#   wrk       the familiar reference (OpenSSL). It spends more CPU per HTTPS request than
+#             either server, so the servers run below saturation under it.
 #
 # Environment:
 #   DURATION=10  CONNS=64  ROUNDS=1  WARMUP=2  SERVERS="reaktor nginx"
+#   GENERATORS="http-load wrk"
 #   SERVER_CPU=0 WRK_CPU=1
 #   SKIP_BUILD=1     do not run cargo (use REAKTOR_BIN as it is)
 #   REAKTOR_BIN=<target>/release/reaktor
@@ -35,6 +44,7 @@ CONNS=${CONNS:-64}
 ROUNDS=${ROUNDS:-1}
 WARMUP=${WARMUP:-2}
 SERVERS=${SERVERS:-reaktor nginx}
+GENERATORS=${GENERATORS:-http-load wrk}
 SERVER_CPU=${SERVER_CPU:-0}
 WRK_CPU=${WRK_CPU:-1}
 REAKTOR_BIN=${REAKTOR_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/reaktor}
@@ -172,6 +182,24 @@ EOF
     launch nginx "$NGINX_ADDR" "$bin" -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf"
 }
 
+for g in $GENERATORS; do
+    case $g in
+    http-load)
+        if ! build_http_load; then
+            log "build of $HTTP_LOAD_DIR failed"
+            exit 1
+        fi
+        ;;
+    wrk) ;;
+    *)
+        log "unknown generator $g (known: http-load wrk)"
+        exit 1
+        ;;
+    esac
+done
+# http-load checks the servers' certificate (issued for localhost) against the bench's CA.
+export LOAD_TLS_CA=$CERTS/ca.pem LOAD_TLS_NAME=localhost
+
 for s in $SERVERS; do
     case $s in
     reaktor) start_reaktor ;;
@@ -191,59 +219,65 @@ done
 
 declare -A RPS=() CPU=() WRKPCT=() SRVPCT=() GEN=()
 SCENARIO=keepalive
-echo "# https_hello: ${DURATION}s per run, $CONNS keep-alive connections, TLS 1.3, servers on core $SERVER_CPU, wrk on core $WRK_CPU, $ROUNDS round(s), $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+echo "# https_hello: ${DURATION}s per run, $CONNS keep-alive connections, TLS 1.3, servers on core $SERVER_CPU, load generators ($GENERATORS) on core $WRK_CPU, $ROUNDS round(s), $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 for ((round = 0; round < ROUNDS; round++)); do
     order=("${ACTIVE[@]:round % ${#ACTIVE[@]}}" "${ACTIVE[@]:0:round % ${#ACTIVE[@]}}")
-    for s in "${order[@]}"; do
-        SERVER_PID=${PID[$s]}
-        if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-            log "$s (pid $SERVER_PID) has exited; log tail:"
-            tail -n 20 "$LOG_DIR/$s.log" >&2 || true
-            continue
-        fi
-        DEPTH=1 run_wrk "$s" "${URL[$s]}" "$CONNS" "${DURATION}s" || continue
-        RPS[$s]+="$LAST_RPS "
-        CPU[$s]+="$LAST_CPU_US "
-        WRKPCT[$s]+="$LAST_WRK_PCT "
-        SRVPCT[$s]+="$LAST_SERVER_PCT "
-        GEN[$s]+="$LAST_GEN_CPU_US "
-        sleep 1
+    for g in $GENERATORS; do
+        for s in "${order[@]}"; do
+            SERVER_PID=${PID[$s]}
+            if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+                log "$s (pid $SERVER_PID) has exited; log tail:"
+                tail -n 20 "$LOG_DIR/$s.log" >&2 || true
+                continue
+            fi
+            if [[ $g == http-load ]]; then
+                addr=${URL[$s]#https://}
+                addr=${addr%/}
+                run_load "$s" "$addr" "$CONNS" "$DURATION" 1 || continue
+            else
+                DEPTH=1 run_wrk "$s" "${URL[$s]}" "$CONNS" "${DURATION}s" || continue
+            fi
+            k=$g/$s
+            RPS[$k]+="$LAST_RPS "
+            CPU[$k]+="$LAST_CPU_US "
+            WRKPCT[$k]+="$LAST_WRK_PCT "
+            SRVPCT[$k]+="$LAST_SERVER_PCT "
+            GEN[$k]+="$LAST_GEN_CPU_US "
+            sleep 1
+        done
     done
 done
 
-
-echo
-printf '%-8s %-10s %12s %10s %6s %10s %6s %10s %12s\n' server scenario req/s cpu_us/req srv% wrk_us/req wrk% x_nginx cpu_x_nginx
 declare -A MR=() MC=()
-for s in "${ACTIVE[@]}"; do
-    [[ -n ${RPS[$s]:-} ]] || continue
-    MR[$s]=$(median <<<"${RPS[$s]}")
-    MC[$s]=$(median <<<"${CPU[$s]}")
-done
-for s in "${ACTIVE[@]}"; do
-    [[ -n ${MR[$s]:-} ]] || continue
-    wpct=$(median <<<"${WRKPCT[$s]}")
-    spct=$(median <<<"${SRVPCT[$s]}")
-    mark=""
-    awk -v w="$wpct" 'BEGIN { exit !(w >= 95) }' && mark="*"
-    printf '%-8s %-10s %12.0f %10.3f %6.0f %10.3f %5.0f%1s %10s %12s\n' "$s" "$SCENARIO" "${MR[$s]}" "${MC[$s]}" \
-        "$spct" "$(median <<<"${GEN[$s]}")" "$wpct" "$mark" "$(ratio "${MR[$s]}" "${MR[nginx]:-}")" "$(ratio "${MC[$s]}" "${MC[nginx]:-}")"
-done
-echo "(srv%/wrk%: share of its core the server/wrk used; wrk_us/req: wrk's own CPU per request;"
-echo " * wrk >= 95%: req/s is bounded by the client, compare cpu_us/req.)"
-if [[ -n ${MC[reaktor]:-} && -n ${MC[nginx]:-} ]]; then
-    c=$(ratio "${MC[reaktor]}" "${MC[nginx]}")
-    verdict=FAIL
-    awk -v a="$c" 'BEGIN { exit !(a <= 0.8) }' && verdict=PASS
+for g in $GENERATORS; do
     echo
-    echo "target (issue 18): $verdict keepalive CPU/req vs nginx $c (target <= 0.8)"
-fi
-if [[ -n ${MR[reaktor]:-} && -n ${MR[nginx]:-} ]]; then
-    r=$(ratio "${MR[reaktor]}" "${MR[nginx]}")
-    verdict=FAIL
-    awk -v a="$r" 'BEGIN { exit !(a >= 1.0) }' && verdict=PASS
-    echo
-    echo "target (issue 5): $verdict keepalive req/s vs nginx $r (target >= 1.0)"
-fi
+    echo "generator: $g"
+    printf '%-8s %-10s %12s %10s %13s %6s %10s %6s %10s %12s\n' server scenario req/s cpu_us/req rounds srv% gen_us/req gen% x_nginx cpu_x_nginx
+    for s in "${ACTIVE[@]}"; do
+        k=$g/$s
+        [[ -n ${RPS[$k]:-} ]] || continue
+        MR[$k]=$(median <<<"${RPS[$k]}")
+        MC[$k]=$(median <<<"${CPU[$k]}")
+    done
+    for s in "${ACTIVE[@]}"; do
+        k=$g/$s
+        [[ -n ${MR[$k]:-} ]] || continue
+        wpct=$(median <<<"${WRKPCT[$k]}")
+        spct=$(median <<<"${SRVPCT[$k]}")
+        mark=""
+        awk -v w="$wpct" 'BEGIN { exit !(w >= 95) }' && mark="*"
+        printf '%-8s %-10s %12.0f %10.3f %13s %6.0f %10.3f %5.0f%1s %10s %12s\n' "$s" "$SCENARIO" "${MR[$k]}" "${MC[$k]}" \
+            "$(tr ' ' '\n' <<<"${CPU[$k]}" | awk 'NF' | sort -g | paste -sd/ -)" \
+            "$spct" "$(median <<<"${GEN[$k]}")" "$wpct" "$mark" "$(ratio "${MR[$k]}" "${MR[$g/nginx]:-}")" "$(ratio "${MC[$k]}" "${MC[$g/nginx]:-}")"
+    done
+    if [[ -n ${MC[$g/reaktor]:-} && -n ${MC[$g/nginx]:-} ]]; then
+        c=$(ratio "${MC[$g/reaktor]}" "${MC[$g/nginx]}")
+        verdict=FAIL
+        awk -v a="$c" 'BEGIN { exit !(a <= 0.8) }' && verdict=PASS
+        echo "target (issue 18, $g): $verdict keepalive CPU/req vs nginx $c (target <= 0.8)"
+    fi
+done
 echo
-echo "results appended to ${RESULTS_TSV#"$ROOT"/}"
+echo "(srv%/gen%: share of its core the server/load generator used; gen_us/req: the generator's"
+echo " own CPU per request; rounds: the server's CPU per request in each round, sorted;"
+echo " * generator >= 95%: req/s is bounded by the client, compare cpu_us/req.)"

@@ -20,6 +20,7 @@
 #       LAST_RPS, LAST_REQUESTS, LAST_CPU_US, LAST_SERVER_PCT, LAST_WRK_PCT, LAST_GEN_CPU_US
 #       (the load generator's own CPU per request), LAST_ERRORS.
 #   run_load NAME ADDR CONNS DURATION_S DEPTH
+#       (LOAD_TLS_CA=CA.pem [LOAD_TLS_NAME=localhost]: over TLS 1.3, the certificate checked)
 #       the same with benches/peers/http-load (HTTP_LOAD_BIN) instead of wrk: DEPTH 1 is
 #       keep-alive, more is pipelined, RATE=R (with DEPTH 1) the open loop at R requests/s;
 #       it measures the server's and its own CPU in its window. Also sets LAST_P99_US.
@@ -238,11 +239,12 @@ run_load() {
     local outf out rc=0
     outf=$(mktemp "${LOG_DIR:-${TMPDIR:-/tmp}}/load.XXXXXX")
     # In the background and waited for, like wrk in run_wrk (so a trapped Ctrl-C ends it).
-    local -a rate=()
+    local -a rate=() tls=()
     [[ -n ${RATE:-} ]] && rate=(--rate "$RATE")
+    [[ -n ${LOAD_TLS_CA:-} ]] && tls=(--tls-ca "$LOAD_TLS_CA" --tls-name "${LOAD_TLS_NAME:-localhost}")
     taskset -c "$WRK_CPU" "$HTTP_LOAD_BIN" --addr "$addr" --conns "$conns" --depth "$depth" \
         --duration "$duration" --warmup "${LOAD_WARMUP:-1}" --server-pid "$SERVER_PID" "${rate[@]}" \
-        >"$outf" 2>&1 &
+        "${tls[@]}" >"$outf" 2>&1 &
     WRK_PID=$!
     local perf_out="" perf_s=0
     if [[ -n ${SYSCALLS:-} ]]; then

@@ -18,17 +18,28 @@
 //!   loop sleeps in epoll while the next due time is ≥ 1 ms away and polls without sleeping
 //!   otherwise, so its CPU figure then includes that polling.
 //!
+//! HTTPS (`--tls-ca CA.pem [--tls-name NAME]`): each connection runs a rustls client (TLS 1.3,
+//! the ring provider, the server's certificate checked against CA.pem for NAME, default
+//! `localhost`). The handshakes happen while the connections open, before the warm-up ends; the
+//! CPU figure then includes the client's record sealing and opening, which a TLS server pays
+//! too. Requests are written into rustls and its records flushed, responses read until the
+//! socket says `EAGAIN` (a short plaintext read says nothing about the socket).
+//!
 //! Output: one `key=value` line on stdout (read by benches/lib.sh), a readable summary on stderr.
 use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
 use std::collections::VecDeque;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const USAGE: &str = "usage: http-load --addr HOST:PORT [--path /] [--conns 64] [--depth 1] \
-[--duration 10] [--warmup 1] [--rate REQ_PER_S (open loop)] [--host HEADER] [--server-pid PID]";
+[--duration 10] [--warmup 1] [--rate REQ_PER_S (open loop)] [--host HEADER] [--server-pid PID] \
+[--tls-ca CA.pem [--tls-name localhost]]";
 
 struct Options {
     addr: SocketAddr,
@@ -42,6 +53,27 @@ struct Options {
     /// Measure this server's CPU time in the same window: the process, its process group and
     /// its children (nginx's worker is a child of its master), like benches/lib.sh `cpu_ticks`.
     server_pid: Option<u32>,
+    /// HTTPS: the client configuration and the name the certificate must carry.
+    tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
+}
+
+/// A TLS 1.3 client configuration that trusts the certificates in `ca` (PEM).
+fn tls_config(ca: &str) -> Result<Arc<rustls::ClientConfig>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).map_err(|e| format!("--tls-ca {ca}: {e}"))? {
+        let cert = cert.map_err(|e| format!("--tls-ca {ca}: {e}"))?;
+        roots.add(cert).map_err(|e| format!("--tls-ca {ca}: {e}"))?;
+    }
+    if roots.is_empty() {
+        return Err(format!("--tls-ca {ca}: no certificate in it"));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| format!("TLS 1.3 with ring: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
 }
 
 fn parse_options() -> Result<Options, String> {
@@ -49,6 +81,7 @@ fn parse_options() -> Result<Options, String> {
     let (mut addr, mut host, mut path) = (None, None, "/".to_string());
     let (mut conns, mut depth, mut duration, mut warmup, mut rate) = (64, 1, 10.0, 1.0, 0.0);
     let mut server_pid = None;
+    let (mut tls_ca, mut tls_name) = (None, "localhost".to_string());
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or(format!("{flag} needs a value\n{USAGE}"));
         let num = |v: String| {
@@ -65,6 +98,8 @@ fn parse_options() -> Result<Options, String> {
             "--warmup" => warmup = num(value()?)?,
             "--rate" => rate = num(value()?)?,
             "--server-pid" => server_pid = Some(num(value()?)? as u32),
+            "--tls-ca" => tls_ca = Some(value()?),
+            "--tls-name" => tls_name = value()?,
             "-h" | "--help" => return Err(USAGE.into()),
             _ => return Err(format!("unknown option {flag}\n{USAGE}")),
         }
@@ -83,7 +118,16 @@ fn parse_options() -> Result<Options, String> {
             "--rate (open loop) sends one request per connection at a time: drop --depth".into(),
         );
     }
+    let tls = match tls_ca {
+        Some(ca) => {
+            let name = ServerName::try_from(tls_name.clone())
+                .map_err(|e| format!("--tls-name {tls_name}: {e}"))?;
+            Some((tls_config(&ca)?, name))
+        }
+        None => None,
+    };
     Ok(Options {
+        tls,
         host: host.unwrap_or_else(|| addr.clone()),
         addr: sock,
         path,
@@ -181,8 +225,45 @@ fn parse_response(b: &[u8]) -> Result<Option<(usize, u16)>, &'static str> {
     Ok((b.len() >= total).then_some((total, status)))
 }
 
+/// Writes what rustls has sealed until it has nothing more or the socket is full.
+fn flush_tls(tls: &mut rustls::ClientConnection, sock: &mut TcpStream) -> std::io::Result<()> {
+    while tls.wants_write() {
+        match tls.write_tls(sock) {
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Plaintext from a TLS connection: what rustls has opened, else records read from the socket
+/// and opened (the handshake's answers flushed on the way). `WouldBlock` once the socket is
+/// drained; `Ok(0)` at the server's close_notify or the connection's end.
+fn read_tls(
+    tls: &mut rustls::ClientConnection,
+    sock: &mut TcpStream,
+    buf: &mut [u8],
+) -> std::io::Result<usize> {
+    loop {
+        match tls.reader().read(buf) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+        if tls.read_tls(sock)? == 0 {
+            return Ok(0);
+        }
+        tls.process_new_packets()
+            .map_err(|e| std::io::Error::new(ErrorKind::InvalidData, e))?;
+        flush_tls(tls, sock)?;
+    }
+}
+
 struct Conn {
     sock: TcpStream,
+    /// HTTPS: the connection's TLS state (its unsent records are its own buffer, not `unsent`).
+    tls: Option<Box<rustls::ClientConnection>>,
     buf: Vec<u8>,
     len: usize,
     /// When each request in flight was sent (closed loop) or due (open loop), ns since start.
@@ -225,8 +306,16 @@ impl Load {
             Token(i),
             Interest::READABLE | Interest::WRITABLE,
         )?;
+        let tls = match &self.opts.tls {
+            Some((config, name)) => Some(Box::new(
+                rustls::ClientConnection::new(config.clone(), name.clone())
+                    .map_err(std::io::Error::other)?,
+            )),
+            None => None,
+        };
         Ok(Conn {
             sock,
+            tls,
             buf: vec![0; 64 * 1024],
             len: 0,
             started: VecDeque::new(),
@@ -239,6 +328,10 @@ impl Load {
         let bytes = if n == 1 { &self.single } else { &self.batch };
         let c = &mut self.conns[i];
         c.started.extend(std::iter::repeat_n(started, n));
+        if let Some(tls) = &mut c.tls {
+            tls.writer().write_all(bytes)?;
+            return flush_tls(tls, &mut c.sock);
+        }
         if !c.unsent.is_empty() {
             c.unsent.extend_from_slice(bytes);
             return Ok(());
@@ -253,6 +346,9 @@ impl Load {
 
     fn flush(&mut self, i: usize) -> std::io::Result<()> {
         let c = &mut self.conns[i];
+        if let Some(tls) = &mut c.tls {
+            return flush_tls(tls, &mut c.sock);
+        }
         while !c.unsent.is_empty() {
             match c.sock.write(&c.unsent) {
                 Ok(w) => drop(c.unsent.drain(..w)),
@@ -271,7 +367,11 @@ impl Load {
                 return Err("response larger than 64 KiB".into());
             }
             let space = c.buf.len() - c.len;
-            let n = match c.sock.read(&mut c.buf[c.len..]) {
+            let read = match &mut c.tls {
+                Some(tls) => read_tls(tls, &mut c.sock, &mut c.buf[c.len..]),
+                None => c.sock.read(&mut c.buf[c.len..]),
+            };
+            let n = match read {
                 Ok(0) => return Err("server closed the connection".into()),
                 Ok(n) => n,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
@@ -304,8 +404,9 @@ impl Load {
                         .map_err(|e| format!("write: {e}"))?;
                 }
             }
-            // A short read drained the socket: the next bytes bring a new edge.
-            if n < space {
+            // A short read drained the socket: the next bytes bring a new edge. (Not so for
+            // TLS: a short plaintext read may leave records in the socket.)
+            if n < space && self.conns[i].tls.is_none() {
                 return Ok(());
             }
         }
@@ -460,6 +561,12 @@ fn main() {
         }
     }
     let cpu = cpu_ns().saturating_sub(cpu0);
+    // The suite the servers chose (every connection asks for the same).
+    let suite = load
+        .conns
+        .iter()
+        .find_map(|c| c.tls.as_ref()?.negotiated_cipher_suite())
+        .map_or("none".to_string(), |s| format!("{:?}", s.suite()));
     let server_cpu = server_ticks_now(load.opts.server_pid).saturating_sub(server0);
     let wall = now.saturating_sub(t0).max(1);
     // USER_HZ, the unit of /proc/PID/stat times, is 100 on Linux.
@@ -478,7 +585,7 @@ fn main() {
         "http-load mode={mode} conns={} depth={} rate={} duration_s={:.3} requests={} rps={:.0} \
          cpu_s={:.4} cpu_us_per_req={:.4} cpu_pct={:.1} p50_us={:.1} p90_us={:.1} p99_us={:.1} \
          p999_us={:.1} max_us={:.1} non2xx={} errors={} reconnects={} max_backlog={max_backlog} \
-         server_cpu_s={server_s:.2} server_cpu_us_per_req={:.4} server_cpu_pct={:.1}",
+         server_cpu_s={server_s:.2} server_cpu_us_per_req={:.4} server_cpu_pct={:.1} tls={suite}",
         load.opts.conns,
         load.opts.depth,
         load.opts.rate,
