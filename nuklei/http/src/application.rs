@@ -21,8 +21,15 @@ impl HttpNukleus {
     }
 
     /// A request head was read on connection `slot`: open its exchange with the application
-    /// its route names, or answer it here (404, 503).
-    pub(crate) fn start_exchange(&mut self, slot: usize, parsed: Parsed, key: Option<u64>) {
+    /// its route names, or answer it here (404, 503). Its BEGIN extension is in `scratch`,
+    /// or the request cache's when `repeat` (`Read::Repeat`).
+    pub(crate) fn start_exchange(
+        &mut self,
+        slot: usize,
+        parsed: Parsed,
+        key: Option<u64>,
+        repeat: bool,
+    ) {
         self.requests += 1;
         let Some(route) = parsed.route else {
             self.reject(
@@ -78,12 +85,24 @@ impl HttpNukleus {
         let tx = &mut self.outputs[app].tx;
         let begin = Header::at(id, timestamp);
         let identity = &self.connections[slot].identity;
+        let cached = match &self.request_heads {
+            Some(cache) if repeat => Some(cache.extension()),
+            _ => None,
+        };
         if !identity.is_empty() {
+            if let Some(cached) = cached {
+                self.scratch.clear();
+                self.scratch.extend_from_slice(cached);
+            }
             ext::append_request_headers(
                 &mut self.scratch,
                 identity.iter().map(|(n, v)| (*n, v.as_bytes())),
             );
         }
+        let extension = match cached {
+            Some(cached) if identity.is_empty() => cached,
+            _ => &self.scratch[..],
+        };
         // The BEGIN pre-grants the reply window (its `maximum`), so the application can answer
         // at once, and a request without a body says so with FIN instead of a separate END.
         let (acknowledge, maximum) = self.exchanges[x].recv.announce();
@@ -95,10 +114,7 @@ impl HttpNukleus {
             ..begin
         };
         let flags = if no_body { frame::FLAG_FIN } else { 0 };
-        if tx
-            .begin_flags(&begin, flags, net_id, &self.scratch)
-            .is_err()
-        {
+        if tx.begin_flags(&begin, flags, net_id, extension).is_err() {
             // The request never reached the application: answer it here (counted like a
             // reset; see `on_refused`).
             self.refused_resets += 1;

@@ -34,13 +34,26 @@ impl RequestCache {
     /// The outcome of reading `input` if it starts with the cached head: the extension is
     /// written to `extension` (cleared first), as reading would.
     pub fn get(&self, input: &[u8], extension: &mut Vec<u8>) -> Option<Parsed> {
+        let parsed = self.hit(input)?;
+        extension.clear();
+        extension.extend_from_slice(self.extension());
+        Some(parsed)
+    }
+
+    /// The outcome of reading `input` if it starts with the cached head, without its
+    /// extension: that is [`RequestCache::extension`] (as long as nothing is put meanwhile).
+    #[inline]
+    pub fn hit(&self, input: &[u8]) -> Option<Parsed> {
         let entry = self.entry.as_ref()?;
         if !input.starts_with(&entry.head) {
             return None;
         }
-        extension.clear();
-        extension.extend_from_slice(&entry.extension);
         Some(entry.parsed.clone())
+    }
+
+    /// The BEGIN extension of the cached head (empty when none is cached).
+    pub fn extension(&self) -> &[u8] {
+        self.entry.as_ref().map_or(&[], |e| &e.extension)
     }
 
     /// Remembers a head just read from the start of `input` (replacing the previous one).

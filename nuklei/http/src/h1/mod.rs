@@ -115,6 +115,10 @@ pub enum Read<'a> {
     /// A complete request head (`consumed` bytes of the input). The caller opens an exchange
     /// and calls [`Connection::open`], or [`Connection::reject`].
     Head(Parsed),
+    /// A complete request head that repeats the one the cache holds
+    /// ([`Connection::read_cached`] only): as `Head`, but its BEGIN extension is
+    /// [`RequestCache::extension`] (not copied into the scratch buffer).
+    Repeat(Parsed),
     /// `used` input bytes gave `data` of the body of request `tag` (at most the budget);
     /// `finished`: that body is complete.
     Body {
@@ -331,8 +335,9 @@ impl Connection {
     }
 
     /// [`Connection::read`] with the last request head read (the nukleus's, shared by its
-    /// connections): a head that repeats it is not parsed again (see `request_cache`). It
-    /// must only be given while `route` always maps a path to the same route.
+    /// connections): a head that repeats it is not parsed again (see `request_cache`) and is
+    /// read as [`Read::Repeat`]. It must only be given while `route` always maps a path to
+    /// the same route.
     pub fn read_cached<'a>(
         &mut self,
         input: &'a [u8],
@@ -354,8 +359,8 @@ impl Connection {
         {
             return Read::Wait;
         }
-        if let Some(parsed) = cache.as_ref().and_then(|c| c.get(input, scratch)) {
-            return Read::Head(parsed);
+        if let Some(parsed) = cache.as_ref().and_then(|c| c.hit(input)) {
+            return Read::Repeat(parsed);
         }
         match request::parse_head(input, limits, route, scratch) {
             Ok(None) => Read::Wait,

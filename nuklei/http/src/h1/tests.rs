@@ -70,17 +70,22 @@ impl Peer {
                 &mut scratch,
                 self.cache.as_mut(),
             );
+            let read_repeat = matches!(read, Read::Repeat(_));
             match read {
                 Read::Wait => break,
                 Read::Discard => {
                     at = input.len();
                     break;
                 }
-                Read::Head(parsed) => {
+                Read::Head(parsed) | Read::Repeat(parsed) => {
                     at += parsed.consumed;
                     let tag = self.next_tag;
                     self.next_tag += 1;
-                    let head = ext::RequestHead::parse(&scratch).unwrap();
+                    let extension = match (read_repeat, &self.cache) {
+                        (true, Some(cache)) => cache.extension(),
+                        _ => &scratch[..],
+                    };
+                    let head = ext::RequestHead::parse(extension).unwrap();
                     let line = format!("{} {}", head.method, head.target);
                     let upgrade = parsed.upgrade && matches!(parsed.body, Body::None);
                     let close = parsed.close;
