@@ -143,6 +143,7 @@ impl Header {
         }
     }
 
+    #[inline]
     fn write(&self, out: &mut [u8], word: u32) {
         // One length check for the whole header; the fixed offsets into the array need none.
         let out: &mut [u8; HEADER_LENGTH] = (&mut out[..HEADER_LENGTH])
@@ -290,6 +291,7 @@ impl<'a> Frame<'a> {
     }
 
     /// Protocol metadata: BEGIN, DATA, END, ABORT, RESET and FLUSH carry one.
+    #[inline]
     pub fn extension(&self) -> &'a [u8] {
         match self.type_id {
             BEGIN => &self.bytes[BEGIN_EXTENSION_OFFSET..],
@@ -303,6 +305,7 @@ impl<'a> Frame<'a> {
     }
 
     /// DATA and SIGNAL payload.
+    #[inline]
     pub fn payload(&self) -> &'a [u8] {
         match self.type_id {
             DATA => {
@@ -372,6 +375,7 @@ impl RingWriter {
 
     /// BEGIN with flags in the header word: [`FLAG_FIN`] says the stream ends with this frame
     /// (no DATA, no END follow), sparing a frame for exchanges without a body.
+    #[inline]
     pub fn begin_flags(
         &mut self,
         header: &Header,
@@ -392,6 +396,7 @@ impl RingWriter {
 
     /// A DATA frame. Refused (the ring is full): the stream is remembered for a reset (see
     /// [`RingWriter::take_refused`]).
+    #[inline]
     pub fn data(
         &mut self,
         header: &Header,
@@ -417,6 +422,7 @@ impl RingWriter {
     /// first data; `header.sequence` and `reserved` are the data's flow control. With
     /// [`FLAG_FIN`] in `flags` it is the whole stream. Refused (the ring is full): the stream
     /// is remembered for a reset, as for [`RingWriter::data`].
+    #[inline]
     pub fn begin_data(
         &mut self,
         header: &Header,
@@ -432,6 +438,7 @@ impl RingWriter {
     /// in place (a socket read, an encoder). Use [`RingWriter::trim_last`] via
     /// [`RingWriter::trim_data`] if fewer bytes were produced. A refusal loses nothing (no
     /// payload was produced yet), so it is not remembered: the producer waits for room.
+    #[inline]
     pub fn claim_data(
         &mut self,
         header: &Header,

@@ -145,6 +145,7 @@ impl RingWriter {
     /// area to fill. The record becomes visible to the reader at the next [`publish`].
     ///
     /// [`publish`]: RingWriter::publish
+    #[inline]
     pub fn claim(&mut self, type_id: u32, payload_length: usize) -> Result<&mut [u8], ClaimError> {
         let index = self.reserve_after_deferred(type_id, payload_length)?;
         Ok(self.payload_at(index, payload_length))
@@ -152,6 +153,7 @@ impl RingWriter {
 
     /// Like [`RingWriter::claim`], for a frame of `stream_id`: a refusal is remembered, so the
     /// nukleus resets that stream (its frame is lost) instead of carrying on as if it went out.
+    #[inline]
     pub fn claim_for(
         &mut self,
         stream_id: u64,
