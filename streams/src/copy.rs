@@ -47,13 +47,19 @@ pub fn copy(dst: &mut [u8], src: &[u8]) {
 }
 
 /// Appends `src` to `dst` (as `extend_from_slice`), copied as [`copy`] does.
-#[inline]
+#[inline(always)]
 pub fn extend(dst: &mut Vec<u8>, src: &[u8]) {
     if src.len() <= PIECE {
         // Never the slow case (see `aliased`): one `extend_from_slice`, one capacity check.
         dst.extend_from_slice(src);
         return;
     }
+    extend_large(dst, src);
+}
+
+/// [`extend`] beyond one piece, out of line (the common small case stays inlined).
+#[inline(never)]
+fn extend_large(dst: &mut Vec<u8>, src: &[u8]) {
     let start = dst.len();
     dst.reserve(src.len());
     if !aliased(dst.as_ptr().wrapping_add(start), src.as_ptr(), src.len()) {

@@ -291,7 +291,7 @@ impl<'a> Frame<'a> {
     }
 
     /// Protocol metadata: BEGIN, DATA, END, ABORT, RESET and FLUSH carry one.
-    #[inline]
+    #[inline(always)]
     pub fn extension(&self) -> &'a [u8] {
         match self.type_id {
             BEGIN => &self.bytes[BEGIN_EXTENSION_OFFSET..],

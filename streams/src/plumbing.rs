@@ -65,6 +65,7 @@ pub struct DirtySet {
 
 impl DirtySet {
     /// Marks `slot`; a slot already marked is not added twice.
+    #[inline]
     pub fn mark(&mut self, slot: usize) {
         if self.marked.len() <= slot {
             self.marked.resize(slot + 1, false);
