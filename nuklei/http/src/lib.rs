@@ -108,6 +108,9 @@ const KEEP: usize = 16 * 1024;
 
 pub struct HttpNukleus {
     config: HttpConfig,
+    /// The response window of a pipelined request not first in line: its share of
+    /// `max_buffered_bytes` (at least 1 KiB, at most a window).
+    pipelined_window: u32,
     core: usize,
     ids: SlotIds,
     inputs: Vec<RingReader>,
@@ -168,7 +171,10 @@ impl HttpNukleus {
             .iter()
             .all(|r| r.key_segment.is_none())
             .then(request_cache::RequestCache::default);
+        let share = config.max_buffered_bytes / config.limits.max_pipelined.max(1);
+        let pipelined_window = share.max(1024).min(config.window as usize) as u32;
         HttpNukleus {
+            pipelined_window,
             local_targets,
             request_heads,
             config,

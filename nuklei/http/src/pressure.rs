@@ -4,10 +4,9 @@
 use crate::HttpNukleus;
 
 impl HttpNukleus {
-    /// The response window of a pipelined request (not first in line).
+    /// The response window of a pipelined request (not first in line), computed once.
     pub(crate) fn pipelined_window(&self) -> u32 {
-        let share = self.config.max_buffered_bytes / self.config.limits.max_pipelined.max(1);
-        share.clamp(1024, self.config.window as usize) as u32
+        self.pipelined_window
     }
 
     /// Memory held for connection `slot`: unread input, unsent output, responses waiting
