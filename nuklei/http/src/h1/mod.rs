@@ -437,6 +437,7 @@ impl Connection {
     /// The caller opened an exchange for a parsed request: it joins the queue. `upgrade`: the
     /// request may switch protocols (bodiless, to a peer that can take a tunnel); `close`: its
     /// response closes the connection.
+    #[inline]
     pub fn open(&mut self, tag: Tag, parsed: Parsed, upgrade: bool, close: bool) {
         let has_body = !matches!(parsed.body, Body::None);
         // An upgrade's request stays open: after a 101 it carries the tunnel.
