@@ -170,6 +170,7 @@ impl RingWriter {
     }
 
     /// Writes the deferred records first (a new record never overtakes them), then reserves.
+    #[inline]
     fn reserve_after_deferred(
         &mut self,
         type_id: u32,
