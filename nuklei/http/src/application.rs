@@ -11,15 +11,6 @@ use crate::request::{Body, Parsed, Rejection};
 use crate::{ext, Exchange, HttpNukleus};
 
 impl HttpNukleus {
-    fn new_exchange(&mut self, exchange: Exchange) -> usize {
-        let x = self.exchanges.insert(exchange);
-        if self.generations.len() <= x {
-            self.generations.resize(x + 1, 0);
-        }
-        self.generations[x] = self.generations[x].wrapping_add(1);
-        x
-    }
-
     /// A request head was read on connection `slot`: open its exchange with the application
     /// its route names, or answer it here (404, 503). Its BEGIN extension is in `scratch`,
     /// or the request cache's when `repeat` (`Read::Repeat`).
@@ -41,7 +32,8 @@ impl HttpNukleus {
             );
             return;
         };
-        let net_id = self.connections[slot].net_id;
+        let c = &mut self.connections[slot];
+        let net_id = c.net_id;
         let kind = self.config.routes[route].to.as_str();
         let app = match key {
             Some(key) => pick_keyed(&self.outputs, kind, key),
@@ -67,24 +59,22 @@ impl HttpNukleus {
         let close = parsed.close || self.draining;
         // The first response in line gets a whole window; pipelined ones behind it a share of
         // max_buffered_bytes, so responses a client does not read stay bounded.
-        let window = if self.connections[slot].h1.in_flight() == 0 {
+        let window = if c.h1.in_flight() == 0 {
             self.config.window
         } else {
-            self.pipelined_window()
+            self.pipelined_window
         };
-        let x = self.new_exchange(Exchange {
-            conn: slot,
-            id: 0,
-            app,
-            send: SendWindow::default(),
-            recv: RecvWindow::new(window),
-        });
-        let id = self.ids.initial(x, self.generations[x]);
-        self.exchanges[x].id = id;
-        let timestamp = self.timestamp;
+        // The exchange's slot and stream id; it is stored once its BEGIN is written.
+        let x = self.exchanges.vacant_key();
+        if self.generations.len() <= x {
+            self.generations.resize(x + 1, 0);
+        }
+        let generation = self.generations[x].wrapping_add(1);
+        self.generations[x] = generation;
+        let id = self.ids.initial(x, generation);
+        let mut recv = RecvWindow::new(window);
         let tx = &mut self.outputs[app].tx;
-        let begin = Header::at(id, timestamp);
-        let identity = &self.connections[slot].identity;
+        let identity = &c.identity;
         let cached = match &self.request_heads {
             Some(cache) if repeat => Some(cache.extension()),
             _ => None,
@@ -105,20 +95,19 @@ impl HttpNukleus {
         };
         // The BEGIN pre-grants the reply window (its `maximum`), so the application can answer
         // at once, and a request without a body says so with FIN instead of a separate END.
-        let (acknowledge, maximum) = self.exchanges[x].recv.announce();
+        let (acknowledge, maximum) = recv.announce();
         // An upgrade's request stream stays open: after a 101 it carries the tunnel.
         let no_body = !has_body && !upgrade;
         let begin = Header {
             acknowledge,
             maximum,
-            ..begin
+            ..Header::at(id, self.timestamp)
         };
         let flags = if no_body { frame::FLAG_FIN } else { 0 };
         if tx.begin_flags(&begin, flags, net_id, extension).is_err() {
             // The request never reached the application: answer it here (counted like a
             // reset; see `on_refused`).
             self.refused_resets += 1;
-            self.exchanges.remove(x);
             self.reject(
                 slot,
                 Rejection {
@@ -128,7 +117,15 @@ impl HttpNukleus {
             );
             return;
         }
-        self.connections[slot].h1.open(x, parsed, upgrade, close);
+        let inserted = self.exchanges.insert(Exchange {
+            conn: slot,
+            id,
+            app,
+            send: SendWindow::default(),
+            recv,
+        });
+        debug_assert_eq!(inserted, x, "a slab fills the slot vacant_key named");
+        c.h1.open(x, parsed, upgrade, close);
     }
 
     /// A request body turned out bad halfway: abort the request towards the application and

@@ -4,11 +4,6 @@
 use crate::HttpNukleus;
 
 impl HttpNukleus {
-    /// The response window of a pipelined request (not first in line), computed once.
-    pub(crate) fn pipelined_window(&self) -> u32 {
-        self.pipelined_window
-    }
-
     /// Memory held for connection `slot`: unread input, unsent output, responses waiting
     /// for their turn.
     pub(crate) fn held_by(&self, slot: usize) -> usize {
