@@ -17,7 +17,8 @@ use command::{Command, CoordCommand, HeldSet, Reply};
 use crate::batch::{Items, Limits};
 use crate::connect::{self, Target, Ws};
 use crate::error::Error;
-use crate::session::{Outcome, Phase, Session};
+use crate::pushes::{Pushes, Span};
+use crate::session::{Outcome, Phase, Received, Session};
 use crate::shared_str::SharedStr;
 use crate::types::{
     Event, FencingToken, Message, NodeInfo, PortOwner, Registration, SendReport, Unregistration,
@@ -137,22 +138,22 @@ struct Shared {
     space: Notify,
     requests: AtomicU64,
     terminal: Mutex<Option<Error>>,
-    /// Event vectors the application has emptied, kept with their capacity for the driver's
-    /// next batches: a batch of a thousand pushes is a ~100 KiB vector, and allocating one
-    /// per batch mapped fresh pages (and unmapped them when it was spent) at every batch,
-    /// 12 % of the client's CPU under SendMsg load.
-    spare: Mutex<Vec<Vec<Event>>>,
+    /// Span vectors the application has emptied, kept with their capacity for the driver's
+    /// next batches of pushes: allocating one per batch and freeing it when spent mapped
+    /// fresh pages (and unmapped them) at every batch once a batch was large (it was 12 % of
+    /// the client's CPU under SendMsg load when batches were vectors of events).
+    spare: Mutex<Vec<Vec<Span>>>,
 }
 
-/// At most this many spent event vectors are kept.
+/// At most this many spent span vectors are kept.
 const SPARE_VECTORS: usize = 4;
 
-/// A spent event vector larger than this (in events) is freed, not kept.
-const SPARE_MAX_EVENTS: usize = 16 * 1024;
+/// A spent span vector larger than this (in pushes) is freed, not kept.
+const SPARE_MAX_PUSHES: usize = 64 * 1024;
 
 impl Shared {
-    /// An empty vector for the next batch of events: a spent one if there is one.
-    fn spare_events(&self) -> Vec<Event> {
+    /// An empty vector for the next batch of pushes: a spent one if there is one.
+    fn spare_spans(&self) -> Vec<Span> {
         self.spare
             .lock()
             .ok()
@@ -160,15 +161,15 @@ impl Shared {
             .unwrap_or_default()
     }
 
-    /// Keep `events` (emptied) for a later batch, if there is room.
-    fn recycle_events(&self, mut events: Vec<Event>) {
-        events.clear();
-        if events.capacity() == 0 || events.capacity() > SPARE_MAX_EVENTS {
+    /// Keep `spans` (emptied) for a later batch, if there is room.
+    fn recycle_spans(&self, mut spans: Vec<Span>) {
+        spans.clear();
+        if spans.capacity() == 0 || spans.capacity() > SPARE_MAX_PUSHES {
             return;
         }
         if let Ok(mut spare) = self.spare.lock() {
             if spare.len() < SPARE_VECTORS {
-                spare.push(events);
+                spare.push(spans);
             }
         }
     }
@@ -186,13 +187,14 @@ pub struct Client {
 /// Pushes, release notifications and connection events, oldest first. Ends (`None`) when
 /// the client is closed.
 pub struct Events {
-    /// Batches of events, each with the number of pushes in it (counted once, by the
-    /// driver, against the application's buffer).
-    rx: mpsc::UnboundedReceiver<(Vec<Event>, usize)>,
-    /// The batch being handed out (events move out of it, not through another queue; a
-    /// deque made from the batch's vector without a copy, and turned back into it, spent,
-    /// for the driver to fill again).
-    local: VecDeque<Event>,
+    /// Batches, each with the number of pushes in it (counted once, by the driver, against
+    /// the application's buffer).
+    rx: mpsc::UnboundedReceiver<(Received, usize)>,
+    /// The batch of pushes being handed out (made into events as they are taken).
+    pushes: Pushes,
+    /// The batch of other events being handed out (a deque made from the batch's vector
+    /// without a copy).
+    events: VecDeque<Event>,
     shared: Arc<Shared>,
 }
 
@@ -200,7 +202,7 @@ impl Events {
     /// The next event; `None` once the client is closed and everything was read.
     pub async fn next(&mut self) -> Option<Event> {
         loop {
-            if let Some(e) = self.local.pop_front() {
+            if let Some(e) = self.local() {
                 return Some(e);
             }
             let (batch, pushes) = self.rx.recv().await?;
@@ -211,7 +213,7 @@ impl Events {
     /// The next event if one is here already.
     pub fn try_next(&mut self) -> Option<Event> {
         loop {
-            if let Some(e) = self.local.pop_front() {
+            if let Some(e) = self.local() {
                 return Some(e);
             }
             let (batch, pushes) = self.rx.try_recv().ok()?;
@@ -219,17 +221,27 @@ impl Events {
         }
     }
 
+    /// The next event of the batch being handed out (only one of the two holds any).
+    fn local(&mut self) -> Option<Event> {
+        self.pushes.next().or_else(|| self.events.pop_front())
+    }
+
     /// Hand out `batch`, which holds `pushes` pushes, next (called once the previous one is
     /// spent).
-    fn take(&mut self, batch: Vec<Event>, pushes: usize) {
+    fn take(&mut self, batch: Received, pushes: usize) {
         if pushes > 0 {
             let before = self.shared.buffered.fetch_sub(pushes, Ordering::AcqRel);
             if before - pushes < self.shared.max_buffered {
                 self.shared.space.notify_one();
             }
         }
-        let spent = std::mem::replace(&mut self.local, VecDeque::from(batch));
-        self.shared.recycle_events(Vec::from(spent));
+        match batch {
+            Received::Pushes(next) => {
+                let spent = std::mem::replace(&mut self.pushes, next);
+                self.shared.recycle_spans(spent.into_spans());
+            }
+            Received::Events(next) => self.events = VecDeque::from(next),
+        }
     }
 }
 
@@ -294,7 +306,8 @@ pub async fn connect(config: Config) -> Result<(Client, Events), Error> {
             client,
             Events {
                 rx: events_rx,
-                local: VecDeque::new(),
+                pushes: Pushes::default(),
+                events: VecDeque::new(),
                 shared,
             },
         )),
@@ -542,7 +555,7 @@ struct Driver {
     members: Vec<String>,
     member: usize,
     rx: mpsc::UnboundedReceiver<Command>,
-    events: mpsc::UnboundedSender<(Vec<Event>, usize)>,
+    events: mpsc::UnboundedSender<(Received, usize)>,
     shared: Arc<Shared>,
     ready: Option<oneshot::Sender<Result<(), Error>>>,
     closing: Option<oneshot::Sender<()>>,
@@ -672,13 +685,13 @@ impl Driver {
                 if let Some(r) = self.ready.take() {
                     let _ = r.send(Err(error));
                 } else {
-                    let _ = self.events.send((vec![ev], 0));
+                    let _ = self.events.send((Received::Events(vec![ev]), 0));
                 }
                 return;
             }
             let ev = self.session.closed(error.clone(), false);
             if !first {
-                let _ = self.events.send((vec![ev], 0));
+                let _ = self.events.send((Received::Events(vec![ev]), 0));
             }
             // While the application's buffer is full there is no point reconnecting (the new
             // connection could not even read the restore's replies): wait for it to read.
@@ -742,7 +755,7 @@ impl Driver {
             }
             let control = self.session.take_control();
             if !control.is_empty() {
-                let _ = self.events.send((control, 0));
+                let _ = self.events.send((Received::Events(control), 0));
             }
             if self.session.has_output() {
                 let texts = self.session.take_output();
@@ -790,11 +803,11 @@ impl Driver {
                     self.session.flush();
                 }
                 msg = stream.next(), if readable => match msg {
-                    Some(Ok(WsMessage::Text(text))) => match self.session.received_into(text, self.shared.spare_events()) {
+                    Some(Ok(WsMessage::Text(text))) => match self.session.received_into(text, self.shared.spare_spans()) {
                         Ok(events) => {
                             last_received = std::time::Instant::now();
                             if !events.is_empty() {
-                                let pushes = events.iter().filter(|e| e.is_push()).count();
+                                let pushes = events.pushes();
                                 self.shared.buffered.fetch_add(pushes, Ordering::AcqRel);
                                 if self.events.send((events, pushes)).is_err() {
                                     // The application dropped `Events`: it wants none.
@@ -888,35 +901,28 @@ mod tests {
         }
     }
 
-    fn push() -> Event {
-        Event::Push {
-            port: SharedStr::from("p"),
-            body: SharedStr::from("b"),
-        }
-    }
-
     #[test]
-    fn spent_event_vectors_come_back_empty_with_their_capacity_and_the_pool_is_bounded() {
+    fn spent_span_vectors_come_back_empty_with_their_capacity_and_the_pool_is_bounded() {
         let s = shared();
-        assert_eq!(s.spare_events().capacity(), 0, "none spent yet");
+        assert_eq!(s.spare_spans().capacity(), 0, "none spent yet");
         let mut spent = Vec::with_capacity(1000);
-        spent.push(push());
+        spent.push(Span::new(0..1, 1..2));
         let at = spent.as_ptr();
-        s.recycle_events(spent);
-        let again = s.spare_events();
+        s.recycle_spans(spent);
+        let again = s.spare_spans();
         assert!(again.is_empty());
         assert_eq!((again.as_ptr(), again.capacity()), (at, 1000));
         // Bounded: SPARE_VECTORS kept, the rest freed; an oversized one is never kept.
         for _ in 0..SPARE_VECTORS + 3 {
-            s.recycle_events(Vec::with_capacity(10));
+            s.recycle_spans(Vec::with_capacity(10));
         }
-        s.recycle_events(Vec::with_capacity(SPARE_MAX_EVENTS + 1));
+        s.recycle_spans(Vec::with_capacity(SPARE_MAX_PUSHES + 1));
         assert_eq!(s.spare.lock().unwrap().len(), SPARE_VECTORS);
         assert!(s
             .spare
             .lock()
             .unwrap()
             .iter()
-            .all(|v| v.capacity() <= SPARE_MAX_EVENTS));
+            .all(|v| v.capacity() <= SPARE_MAX_PUSHES));
     }
 }

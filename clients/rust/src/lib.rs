@@ -101,6 +101,7 @@ pub mod connect;
 mod coord;
 mod error;
 pub mod names;
+pub mod pushes;
 pub mod session;
 mod session_coord;
 mod shared_str;

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::batch::{plan, Call, CallId, Items, Limits, PartResult, Request};
 use crate::error::Error;
+use crate::pushes::{Pushes, Span};
 use crate::shared_str::SharedStr;
 use crate::types::{
     Event, FencingToken, NodeInfo, PortOwner, Registration, SendReport, Unregistration,
@@ -368,15 +369,17 @@ impl<W: Waiter> Session<W> {
     /// Pushed ports and bodies are slices of `message` (no copy per push).
     pub fn received(&mut self, message: impl Into<SharedStr>) -> Result<Vec<Event>, Error> {
         self.received_into(message, Vec::new())
+            .map(Received::into_events)
     }
 
-    /// [`Session::received`], with the usual batch of pushes written into `spare` (an
-    /// emptied vector whose capacity is reused).
+    /// [`Session::received`], with the usual batch of pushes kept as spans of `message`
+    /// ([`Received::Pushes`], written into `spare`: an emptied vector whose capacity is
+    /// reused) and made into events as they are taken.
     pub fn received_into(
         &mut self,
         message: impl Into<SharedStr>,
-        spare: Vec<Event>,
-    ) -> Result<Vec<Event>, Error> {
+        spare: Vec<Span>,
+    ) -> Result<Received, Error> {
         let message = message.into();
         let text = message.as_str();
         if !self.coord.raw.is_empty() && text.trim_start().starts_with('{') {
@@ -390,7 +393,7 @@ impl<W: Waiter> Session<W> {
                 if let Some(owner) = self.coord.raw.remove(&id) {
                     self.renewals.retain(|&(_, r)| r != id);
                     self.on_raw_reply(owner, text);
-                    return Ok(Vec::new());
+                    return Ok(Received::Events(Vec::new()));
                 }
             }
         }
@@ -400,7 +403,7 @@ impl<W: Waiter> Session<W> {
             if batch.ack > 0 {
                 self.acknowledge(batch.ack);
             }
-            return Ok(batch.events);
+            return Ok(Received::Pushes(batch.pushes));
         }
         let incoming = wire::parse(text).map_err(|e| Error::ConnectionLost {
             message: format!("the switch sent a message that is not the API's JSON ({e})"),
@@ -434,13 +437,13 @@ impl<W: Waiter> Session<W> {
                     // The batch goes to the application's buffer now: acknowledge it.
                     self.acknowledge(ack);
                 }
-                Ok(events)
+                Ok(Received::Events(events))
             }
             Incoming::Reply(reply) => {
                 self.on_reply(*reply);
                 match self.restore_error.take() {
                     Some(e) => Err(e),
-                    None => Ok(Vec::new()),
+                    None => Ok(Received::Events(Vec::new())),
                 }
             }
         }
@@ -766,3 +769,38 @@ impl<W: Waiter> Session<W> {
 #[cfg(test)]
 #[path = "session_tests.rs"]
 mod tests;
+
+/// What a text message from the switch gave the application ([`Session::received_into`]).
+#[derive(Debug)]
+pub enum Received {
+    /// Events (none, for a reply).
+    Events(Vec<Event>),
+    /// The usual batch: pushed messages only, made into [`Event::Push`]es as they are taken.
+    Pushes(Pushes),
+}
+
+impl Received {
+    /// The events, made now.
+    pub fn into_events(self) -> Vec<Event> {
+        match self {
+            Received::Events(events) => events,
+            Received::Pushes(pushes) => pushes.collect(),
+        }
+    }
+
+    /// How many of them are pushes (they count against the application's buffer).
+    pub fn pushes(&self) -> usize {
+        match self {
+            Received::Events(events) => events.iter().filter(|e| e.is_push()).count(),
+            Received::Pushes(pushes) => pushes.len(),
+        }
+    }
+
+    /// Whether there is nothing to hand the application.
+    pub fn is_empty(&self) -> bool {
+        match self {
+            Received::Events(events) => events.is_empty(),
+            Received::Pushes(pushes) => pushes.is_empty(),
+        }
+    }
+}

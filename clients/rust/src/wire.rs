@@ -8,8 +8,9 @@ use std::ops::Range;
 
 use serde::Deserialize;
 
+use crate::pushes::{Pushes, Span};
 use crate::shared_str::SharedStr;
-use crate::types::{Event, Message};
+use crate::types::Message;
 
 /// The operations of the API (WebSocket `op`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -296,10 +297,10 @@ pub struct PushWire<'a> {
 
 /// A push batch of `msg` elements (and a cluster master's `epoch` element), read without
 /// serde by [`msg_batch`].
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default)]
 pub struct MsgBatch {
-    /// One [`Event::Push`] per `msg`, in order.
-    pub events: Vec<Event>,
+    /// One push per `msg`, in order (spans of the message, made into events as taken).
+    pub pushes: Pushes,
     /// The highest `ack` of the messages (0: none asked for an acknowledgement).
     pub ack: u64,
     /// The `epoch` element's epoch.
@@ -316,36 +317,33 @@ pub struct MsgBatch {
 /// Why: serde built a ~300-byte [`PushWire`] per message and grew their `Vec` as it went;
 /// this goes straight from the text to the events (issue 16).
 ///
-/// The events are written into `events` (cleared first), whose capacity is reused.
-pub fn msg_batch(message: &SharedStr, mut events: Vec<Event>) -> Option<MsgBatch> {
+/// The spans are written into `spans` (cleared first), whose capacity is reused.
+pub fn msg_batch(message: &SharedStr, mut spans: Vec<Span>) -> Option<MsgBatch> {
     let text = message.as_str();
     let mut r = Scan { s: text, i: 0 };
-    // A field's string as a slice of the message (no copy); absent: "".
-    let shared = |s: Option<&str>| s.map_or(Some(SharedStr::default()), |s| message.slice_ref(s));
+    // Where a field's string lies in the message; absent: empty.
+    let range = |s: Option<&str>| {
+        s.map_or(0..0, |s| {
+            let at = s.as_ptr() as usize - text.as_ptr() as usize;
+            at..at + s.len()
+        })
+    };
     r.ws();
     r.eat(b'[')?;
-    events.clear();
-    if events.capacity() == 0 {
-        // A message takes at least ~40 bytes of the batch. At most 1,024 up front: a larger
-        // vector is a fresh mmap of its own (glibc), whose page faults cost more than
-        // growing a vector that turns out too small. (The client hands in vectors that the
-        // application has emptied, so this is the first batches' case.)
-        events.reserve((text.len() / 40 + 1).min(1024));
+    spans.clear();
+    if spans.capacity() == 0 {
+        // A message takes at least ~40 bytes of the batch. (The client hands in vectors
+        // that the application has emptied, so this is the first batches' case.)
+        spans.reserve(text.len() / 40 + 1);
     }
-    let mut out = MsgBatch {
-        events,
-        ..MsgBatch::default()
-    };
+    let (mut ack, mut epoch) = (0, None);
     r.ws();
     if r.eat(b']').is_none() {
         loop {
             r.ws();
             r.eat(b'{')?;
             if let Some((port, body)) = r.usual_msg() {
-                out.events.push(Event::Push {
-                    port: message.slice_between_ascii(port),
-                    body: message.slice_between_ascii(body),
-                });
+                spans.push(Span::new(port, body));
                 r.ws();
                 if r.eat(b',').is_some() {
                     continue;
@@ -354,7 +352,7 @@ pub fn msg_batch(message: &SharedStr, mut events: Vec<Event>) -> Option<MsgBatch
                 break;
             }
             let (mut kind, mut port, mut body) = (None, None, None);
-            let (mut ack, mut epoch) = (None, None);
+            let (mut msg_ack, mut msg_epoch) = (None, None);
             r.ws();
             if r.eat(b'}').is_none() {
                 loop {
@@ -375,8 +373,8 @@ pub fn msg_batch(message: &SharedStr, mut events: Vec<Event>) -> Option<MsgBatch
                         }
                     } else {
                         let slot = match key {
-                            "ack" => &mut ack,
-                            "epoch" => &mut epoch,
+                            "ack" => &mut msg_ack,
+                            "epoch" => &mut msg_epoch,
                             _ => return None,
                         };
                         if slot.replace(r.number()?).is_some() {
@@ -393,13 +391,10 @@ pub fn msg_batch(message: &SharedStr, mut events: Vec<Event>) -> Option<MsgBatch
             }
             match kind? {
                 "msg" => {
-                    out.ack = out.ack.max(ack.unwrap_or(0));
-                    out.events.push(Event::Push {
-                        port: shared(port)?,
-                        body: shared(body)?,
-                    });
+                    ack = ack.max(msg_ack.unwrap_or(0));
+                    spans.push(Span::new(range(port), range(body)));
                 }
-                "epoch" if out.epoch.is_none() && epoch.is_some() => out.epoch = epoch,
+                "epoch" if epoch.is_none() && msg_epoch.is_some() => epoch = msg_epoch,
                 _ => return None,
             }
             r.ws();
@@ -411,7 +406,11 @@ pub fn msg_batch(message: &SharedStr, mut events: Vec<Event>) -> Option<MsgBatch
         }
     }
     r.ws();
-    (r.i == r.s.len()).then_some(out)
+    (r.i == r.s.len()).then(|| MsgBatch {
+        pushes: Pushes::new(message.clone(), spans),
+        ack,
+        epoch,
+    })
 }
 
 /// The switch writes each push as `{"type":"msg","port":P,"body":B}`: that shape is read by
@@ -616,6 +615,7 @@ pub fn parse(text: &str) -> Result<Incoming<'_>, serde_json::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::Event;
 
     #[test]
     fn requests_are_the_switchs_ws_shapes() {
@@ -726,31 +726,34 @@ mod tests {
         }
     }
 
-    /// What [`parse`] makes of a push batch of `msg` and `epoch` elements, as a [`MsgBatch`]
-    /// (`None`: an error, or other elements).
-    fn oracle(text: &str) -> Option<MsgBatch> {
+    /// A batch's events, highest ack and epoch.
+    type Read = (Vec<Event>, u64, Option<u64>);
+
+    /// What [`parse`] makes of a push batch of `msg` and `epoch` elements (`None`: an error,
+    /// or other elements).
+    fn oracle(text: &str) -> Option<Read> {
         let Ok(Incoming::Pushes(batch)) = parse(text) else {
             return None;
         };
-        let mut out = MsgBatch::default();
+        let (mut events, mut ack, mut epoch) = (Vec::new(), 0, None);
         for p in batch {
             match p.kind.as_ref() {
                 "msg" => {
-                    out.ack = out.ack.max(p.ack.unwrap_or(0));
-                    out.events.push(Event::Push {
+                    ack = ack.max(p.ack.unwrap_or(0));
+                    events.push(Event::Push {
                         port: p.port.into_owned().into(),
                         body: p.body.map(|b| b.into_owned()).unwrap_or_default().into(),
                     });
                 }
-                "epoch" => out.epoch = p.epoch.or(out.epoch),
+                "epoch" => epoch = p.epoch.or(epoch),
                 _ => return None,
             }
         }
-        Some(out)
+        Some((events, ack, epoch))
     }
 
-    fn batch(text: &str) -> Option<MsgBatch> {
-        msg_batch(&SharedStr::from(text), Vec::new())
+    fn batch(text: &str) -> Option<Read> {
+        msg_batch(&SharedStr::from(text), Vec::new()).map(|b| (b.pushes.collect(), b.ack, b.epoch))
     }
 
     #[test]
@@ -763,9 +766,10 @@ mod tests {
             let (m, p) = (message.as_ptr() as usize, s.as_ptr() as usize);
             p >= m && p + s.len() <= m + message.len()
         };
-        let events = msg_batch(&message, Vec::new())
+        let events: Vec<Event> = msg_batch(&message, Vec::new())
             .expect("a message batch")
-            .events;
+            .pushes
+            .collect();
         let [Event::Push { port, body }, Event::Push {
             port: none,
             body: body_x,
@@ -789,13 +793,17 @@ mod tests {
     #[test]
     fn a_batch_is_written_into_the_vector_handed_in() {
         let message = SharedStr::from(r#"[{"type":"msg","port":"p","body":"b"}]"#);
-        let mut spare = msg_batch(&message, Vec::new()).expect("a batch").events;
+        let mut spare = msg_batch(&message, Vec::new())
+            .expect("a batch")
+            .pushes
+            .into_spans();
         spare.reserve(100);
         let (at, capacity) = (spare.as_ptr(), spare.capacity());
-        let events = msg_batch(&message, spare).expect("a batch").events;
-        assert_eq!(events.len(), 1, "cleared first: {events:?}");
+        let pushes = msg_batch(&message, spare).expect("a batch").pushes;
+        assert_eq!(pushes.len(), 1, "cleared first");
+        let back = pushes.into_spans();
         assert_eq!(
-            (events.as_ptr(), events.capacity()),
+            (back.as_ptr(), back.capacity()),
             (at, capacity),
             "no new allocation"
         );
