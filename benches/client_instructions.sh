@@ -15,6 +15,8 @@
 # than at full speed: per-batch costs weigh a little less here than in benches/clients.sh.
 #
 # Environment: CLIENTS="raw rust" SMALL=20000 LARGE=220000 MSG_BATCH=1000 DEPTH=8
+#   RECEIVE=batch (the Rust client's receiver takes a batch of pushes at a time and reads them
+#   in place, Events::next_batch; RECEIVE=event: one Event::Push at a time, Events::next)
 #   WINDOW=65536 SERVER_CPU=0 LOAD_CPU=1 SWITCH_PORT=8096 REAKTOR_BIN SKIP_BUILD=1
 #   KEEP_CALLGRIND=DIR (keeps each run's profile as DIR/<client>-<messages>.callgrind)
 # Usage: flock /work/bench.lock bash benches/client_instructions.sh
@@ -30,6 +32,7 @@ CLIENTS=${CLIENTS:-raw rust}
 SMALL=${SMALL:-20000}
 LARGE=${LARGE:-220000}
 MSG_BATCH=${MSG_BATCH:-1000}
+RECEIVE=${RECEIVE:-batch}
 DEPTH=${DEPTH:-8}
 WINDOW=${WINDOW:-65536}
 SERVER_CPU=${SERVER_CPU:-0}
@@ -68,7 +71,7 @@ instructions() {
     local -a cmd
     case $client in
     raw) cmd=("$RAW_BIN" sendmsg --proto ws) ;;
-    rust) cmd=("$RUST_BIN" sendmsg) ;;
+    rust) cmd=("$RUST_BIN" sendmsg --receive "$RECEIVE") ;;
     *) log "unknown client $client"; exit 1 ;;
     esac
     if port_busy 127.0.0.1 "$SWITCH_PORT"; then log "port $SWITCH_PORT in use: set SWITCH_PORT"; exit 1; fi
@@ -83,7 +86,7 @@ instructions() {
     sed -n 's/^summary: *\([0-9]*\).*/\1/p' "$out"
 }
 
-log "client instructions: CLIENTS=\"$CLIENTS\" SMALL=$SMALL LARGE=$LARGE MSG_BATCH=$MSG_BATCH; $(uptime)"
+log "client instructions: CLIENTS=\"$CLIENTS\" RECEIVE=$RECEIVE SMALL=$SMALL LARGE=$LARGE MSG_BATCH=$MSG_BATCH; $(uptime)"
 printf '%-6s %16s %16s %14s\n' client "instr($SMALL)" "instr($LARGE)" instr/msg
 declare -A PER_MSG
 for c in $CLIENTS; do

@@ -14,7 +14,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
-use reaktor_client::{connect, Client, Config, Error, Event, Events, FailedPort, Message, Options};
+use reaktor_client::{
+    connect, Batch, Client, Config, Error, Event, Events, FailedPort, Message, Options,
+};
 use support::{python, workspace, Server, BIN};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -225,6 +227,95 @@ fn rust_client_delivers_each_message_once_in_order() {
                 .await
                 .is_err(),
             "no duplicate"
+        );
+    });
+    server.stop();
+}
+
+#[test]
+fn rust_client_hands_pushes_over_a_batch_at_a_time_in_order_mixed_with_other_events() {
+    let server = Server::start(&topology());
+    run(async {
+        let url = ws_url(&server);
+        let (rx, mut events) = node(&url, "n1").await;
+        let (tx, _e) = node(&url, "n2").await;
+        let (holder, _eh) = node(&url, "n3").await;
+        rx.register(["a", "b"]).await.unwrap();
+        holder.register(["held"]).await.unwrap();
+        let r = rx.register_or_subscribe(["held"]).await.unwrap();
+        assert_eq!(r.failed.len(), 1, "held by n3: n1 waits for its release");
+        let n = 6_000;
+        let sender = tokio::spawn(async move {
+            for k in (0..n).step_by(500) {
+                let batch = (k..k + 500)
+                    .map(|i| Message::to(["a", "b"][i % 2], format!("{i:05}-body")))
+                    .collect::<Vec<_>>();
+                tx.send_many(batch).await.unwrap();
+            }
+            tx
+        });
+        // Every third take is one event (`next`), the others a whole batch read in place:
+        // the order is the sender's, whatever mix the application uses.
+        let mut got = 0;
+        let mut batches = 0;
+        let mut turn = 0;
+        while got < n {
+            turn += 1;
+            let want = |i: usize| (["a", "b"][i % 2].to_string(), format!("{i:05}-body"));
+            if turn % 3 == 0 {
+                match next_matching(&mut events, 20, |_| true).await {
+                    Event::Push { port, body } => {
+                        assert_eq!((port.to_string(), body.to_string()), want(got));
+                        got += 1;
+                    }
+                    e => panic!("unexpected {e:?}"),
+                }
+                continue;
+            }
+            let batch = tokio::time::timeout(Duration::from_secs(20), events.next_batch())
+                .await
+                .expect("a batch within 20 s")
+                .expect("the stream goes on");
+            match batch {
+                Batch::Pushes(pushes) => {
+                    assert!(!pushes.is_empty(), "a batch holds a push at least");
+                    for p in pushes.iter() {
+                        assert_eq!((p.port.to_string(), p.body.to_string()), want(got));
+                        got += 1;
+                    }
+                    batches += 1;
+                }
+                Batch::Event(e) => panic!("unexpected {e:?}"),
+            }
+        }
+        assert_eq!(got, n, "no duplicate, none lost");
+        assert!(batches > 0);
+        let tx = sender.await.unwrap();
+        // Another kind of event comes as a batch of its own, after the pushes before it.
+        tx.send("a", "last").await.unwrap();
+        holder.unregister(["held"]).await.unwrap();
+        let mut rest = Vec::new();
+        while rest.len() < 2 {
+            match tokio::time::timeout(Duration::from_secs(10), events.next_batch())
+                .await
+                .expect("within 10 s")
+                .expect("the stream goes on")
+            {
+                Batch::Pushes(pushes) => {
+                    rest.extend(pushes.iter().map(|p| format!("push {} {}", p.port, p.body)))
+                }
+                Batch::Event(Event::Released { port, reason }) => {
+                    rest.push(format!("released {port} {reason}"))
+                }
+                Batch::Event(e) => panic!("unexpected {e:?}"),
+            }
+        }
+        assert_eq!(rest, ["push a last", "released held unregistered"]);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), events.next_batch())
+                .await
+                .is_err(),
+            "nothing more"
         );
     });
     server.stop();

@@ -8,6 +8,9 @@
 //!   regport  --nodes 4 --batch 1000 --depth 8 --total 10000000   fresh 16-byte ports
 //!   sendmsg  --batch 1000 --depth 8 --window 65536 --size 64 --duration 5 --warmup 1
 //!            --total N   exactly N messages, no warm-up, then stop (for instruction counts)
+//!            --receive batch|event   how the receiving node takes its pushes: a batch at a
+//!                        time, read in place (`Events::next_batch`, default), or one
+//!                        `Event::Push` at a time (`Events::next`)
 //!   common:  --host 127.0.0.1 --token bench --node-prefix b --tag aa
 //!            --spin 1   never park the runtime (spin like switch-load; default 0: park)
 //! ```
@@ -16,7 +19,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use reaktor_client::{connect, Config, Event, Message, Options, SharedStr};
+use reaktor_client::{connect, Batch, Config, Event, Message, Options, SharedStr};
 
 fn arg<T: std::str::FromStr>(a: &HashMap<String, String>, k: &str, d: T) -> T {
     a.get(k).and_then(|v| v.parse().ok()).unwrap_or(d)
@@ -195,17 +198,33 @@ async fn sendmsg(a: HashMap<String, String>) {
     // The receiver checks order and counts; the sender keeps `depth` batches in flight and at
     // most `window` messages undelivered, as switch-load does.
     let got_r = got.clone();
+    let per_event = match a.get("receive").map_or("batch", String::as_str) {
+        "batch" => false,
+        "event" => true,
+        r => panic!("--receive {r}: batch or event"),
+    };
     let receiver = tokio::spawn(async move {
         let mut next = 0u64;
-        while let Some(e) = events.next().await {
-            match e {
-                Event::Push { body, .. } => {
-                    let seq = parse_dec(&body.as_bytes()[..16]);
-                    assert_eq!(seq, next, "out of order");
-                    next += 1;
-                    got_r.store(next, std::sync::atomic::Ordering::Relaxed);
+        let check = |next: &mut u64, body: &str| {
+            let seq = parse_dec(&body.as_bytes()[..16]);
+            assert_eq!(seq, *next, "out of order");
+            *next += 1;
+        };
+        if per_event {
+            while let Some(e) = events.next().await {
+                match e {
+                    Event::Push { body, .. } => check(&mut next, &body),
+                    e => panic!("unexpected {e:?}"),
                 }
-                e => panic!("unexpected {e:?}"),
+                got_r.store(next, std::sync::atomic::Ordering::Relaxed);
+            }
+        } else {
+            while let Some(b) = events.next_batch().await {
+                match b {
+                    Batch::Pushes(pushes) => pushes.iter().for_each(|p| check(&mut next, p.body)),
+                    Batch::Event(e) => panic!("unexpected {e:?}"),
+                }
+                got_r.store(next, std::sync::atomic::Ordering::Relaxed);
             }
         }
     });

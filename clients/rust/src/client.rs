@@ -17,7 +17,7 @@ use command::{Command, CoordCommand, HeldSet, Reply};
 use crate::batch::{Items, Limits};
 use crate::connect::{self, Target, Ws};
 use crate::error::Error;
-use crate::pushes::{Pushes, Span};
+use crate::pushes::{Pushes, SpanPool};
 use crate::session::{Outcome, Phase, Received, Session};
 use crate::shared_str::SharedStr;
 use crate::types::{
@@ -138,41 +138,8 @@ struct Shared {
     space: Notify,
     requests: AtomicU64,
     terminal: Mutex<Option<Error>>,
-    /// Span vectors the application has emptied, kept with their capacity for the driver's
-    /// next batches of pushes: allocating one per batch and freeing it when spent mapped
-    /// fresh pages (and unmapped them) at every batch once a batch was large (it was 12 % of
-    /// the client's CPU under SendMsg load when batches were vectors of events).
-    spare: Mutex<Vec<Vec<Span>>>,
-}
-
-/// At most this many spent span vectors are kept.
-const SPARE_VECTORS: usize = 4;
-
-/// A spent span vector larger than this (in pushes) is freed, not kept.
-const SPARE_MAX_PUSHES: usize = 64 * 1024;
-
-impl Shared {
-    /// An empty vector for the next batch of pushes: a spent one if there is one.
-    fn spare_spans(&self) -> Vec<Span> {
-        self.spare
-            .lock()
-            .ok()
-            .and_then(|mut spare| spare.pop())
-            .unwrap_or_default()
-    }
-
-    /// Keep `spans` (emptied) for a later batch, if there is room.
-    fn recycle_spans(&self, mut spans: Vec<Span>) {
-        spans.clear();
-        if spans.capacity() == 0 || spans.capacity() > SPARE_MAX_PUSHES {
-            return;
-        }
-        if let Ok(mut spare) = self.spare.lock() {
-            if spare.len() < SPARE_VECTORS {
-                spare.push(spans);
-            }
-        }
-    }
+    /// Span vectors of spent batches of pushes, for the driver's next batches.
+    spans: Arc<SpanPool>,
 }
 
 /// A node's connection to the port switch; cheap to clone (all clones share it). Calls made
@@ -182,6 +149,15 @@ pub struct Client {
     tx: mpsc::UnboundedSender<Command>,
     shared: Arc<Shared>,
     call_timeout: Duration,
+}
+
+/// What [`Events::next_batch`] hands out.
+#[derive(Debug)]
+pub enum Batch {
+    /// Pushed messages, in order.
+    Pushes(Pushes),
+    /// Any other event (never [`Event::Push`]).
+    Event(Event),
 }
 
 /// Pushes, release notifications and connection events, oldest first. Ends (`None`) when
@@ -226,6 +202,43 @@ impl Events {
         self.pushes.next().or_else(|| self.events.pop_front())
     }
 
+    /// The next batch: the pushes that one message from the switch carried (what is left of
+    /// them if [`Events::next`] took some), or one other event; `None` once the client is
+    /// closed and everything was read. Events come in the same order as from
+    /// [`Events::next`], and the two can be mixed.
+    ///
+    /// For applications that take many pushes: [`Pushes::iter`] reads each push's port and
+    /// body straight from the message, where [`Events::next`] makes an [`Event::Push`] (with
+    /// its own reference to the message) per push. The pushes of a batch count against
+    /// [`Options::max_buffered_events`] until the batch is handed out.
+    pub async fn next_batch(&mut self) -> Option<Batch> {
+        loop {
+            if let Some(b) = self.local_batch() {
+                return Some(b);
+            }
+            let (batch, pushes) = self.rx.recv().await?;
+            self.take(batch, pushes);
+        }
+    }
+
+    /// [`Events::next_batch`] if one is here already.
+    pub fn try_next_batch(&mut self) -> Option<Batch> {
+        loop {
+            if let Some(b) = self.local_batch() {
+                return Some(b);
+            }
+            let (batch, pushes) = self.rx.try_recv().ok()?;
+            self.take(batch, pushes);
+        }
+    }
+
+    fn local_batch(&mut self) -> Option<Batch> {
+        if !self.pushes.is_empty() {
+            return Some(Batch::Pushes(std::mem::take(&mut self.pushes)));
+        }
+        self.events.pop_front().map(Batch::Event)
+    }
+
     /// Hand out `batch`, which holds `pushes` pushes, next (called once the previous one is
     /// spent).
     fn take(&mut self, batch: Received, pushes: usize) {
@@ -236,10 +249,8 @@ impl Events {
             }
         }
         match batch {
-            Received::Pushes(next) => {
-                let spent = std::mem::replace(&mut self.pushes, next);
-                self.shared.recycle_spans(spent.into_spans());
-            }
+            // The spent batch's span vector goes back to the pool as it is dropped.
+            Received::Pushes(next) => self.pushes = next.returning_to(&self.shared.spans),
             Received::Events(next) => self.events = VecDeque::from(next),
         }
     }
@@ -268,7 +279,7 @@ pub async fn connect(config: Config) -> Result<(Client, Events), Error> {
         space: Notify::new(),
         requests: AtomicU64::new(0),
         terminal: Mutex::new(None),
-        spare: Mutex::new(Vec::new()),
+        spans: Arc::new(SpanPool::default()),
     });
     let (tx, rx) = mpsc::unbounded_channel();
     let (events_tx, events_rx) = mpsc::unbounded_channel();
@@ -803,7 +814,7 @@ impl Driver {
                     self.session.flush();
                 }
                 msg = stream.next(), if readable => match msg {
-                    Some(Ok(WsMessage::Text(text))) => match self.session.received_into(text, self.shared.spare_spans()) {
+                    Some(Ok(WsMessage::Text(text))) => match self.session.received_into(text, self.shared.spans.take()) {
                         Ok(events) => {
                             last_received = std::time::Instant::now();
                             if !events.is_empty() {
@@ -883,46 +894,5 @@ impl Driver {
 fn lost(e: tokio_tungstenite::tungstenite::Error) -> Error {
     Error::ConnectionLost {
         message: e.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn shared() -> Shared {
-        Shared {
-            buffered: AtomicUsize::new(0),
-            max_buffered: 1,
-            space: Notify::new(),
-            requests: AtomicU64::new(0),
-            terminal: Mutex::new(None),
-            spare: Mutex::new(Vec::new()),
-        }
-    }
-
-    #[test]
-    fn spent_span_vectors_come_back_empty_with_their_capacity_and_the_pool_is_bounded() {
-        let s = shared();
-        assert_eq!(s.spare_spans().capacity(), 0, "none spent yet");
-        let mut spent = Vec::with_capacity(1000);
-        spent.push(Span::new(0..1, 1..2));
-        let at = spent.as_ptr();
-        s.recycle_spans(spent);
-        let again = s.spare_spans();
-        assert!(again.is_empty());
-        assert_eq!((again.as_ptr(), again.capacity()), (at, 1000));
-        // Bounded: SPARE_VECTORS kept, the rest freed; an oversized one is never kept.
-        for _ in 0..SPARE_VECTORS + 3 {
-            s.recycle_spans(Vec::with_capacity(10));
-        }
-        s.recycle_spans(Vec::with_capacity(SPARE_MAX_PUSHES + 1));
-        assert_eq!(s.spare.lock().unwrap().len(), SPARE_VECTORS);
-        assert!(s
-            .spare
-            .lock()
-            .unwrap()
-            .iter()
-            .all(|v| v.capacity() <= SPARE_MAX_PUSHES));
     }
 }

@@ -44,7 +44,9 @@
 //!   request refused for one call's fault is retried one call per request, so only that call
 //!   fails.
 //! * Delivers pushes, release notifications and connection events through [`Events`], a
-//!   **bounded buffer** (see below).
+//!   **bounded buffer** (see below): one [`Event`] at a time ([`Events::next`]), or a batch
+//!   of pushes at a time read in place without an event or a reference count per push
+//!   ([`Events::next_batch`], [`Pushes::iter`]) for applications that take many.
 //! * Reports failures as [`Error`] variants that say what went wrong and what to do.
 //!
 //! # Back-pressure
@@ -110,8 +112,9 @@ pub mod watcher;
 pub mod wire;
 
 pub use batch::Limits;
-pub use client::{backoff_delay, connect, Client, Config, Events, Options};
+pub use client::{backoff_delay, connect, Batch, Client, Config, Events, Options};
 pub use error::Error;
+pub use pushes::{PushRef, Pushes};
 pub use shared_str::{SharedStr, INLINE_MAX};
 pub use types::{
     Event, FailedPort, FencingToken, Handover, Message, NodeInfo, Page, PortOwner, Registration,
