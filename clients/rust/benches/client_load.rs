@@ -145,21 +145,29 @@ async fn regport(a: HashMap<String, String>) {
     let meter = Meter::start(arg(&a, "pid", 0));
     let mut tasks = Vec::new();
     for (i, (c, _)) in clients.iter().enumerate() {
-        for d in 0..depth {
+        // The node's batches are issued in ascending order, as switch-load issues them: its
+        // `depth` workers take the next batch number from one counter, and a worker's call
+        // reaches the driver before the next worker takes a number. (Interleaved ranges,
+        // worker d taking d, d+depth, ..., would insert names out of order and cost the
+        // switch's ordered port index more per port than switch-load's stream does.)
+        let next_batch = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        for _ in 0..depth {
             let c = c.clone();
             let tag = tag.clone();
+            let next_batch = next_batch.clone();
             tasks.push(tokio::spawn(async move {
-                // Worker d of node i registers batches d, d+depth, ... of the node's range.
                 let mut owned = 0u64;
-                let mut k = d as u64;
-                while k * batch < per_node {
+                loop {
+                    let k = next_batch.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let start = k * batch;
+                    if start >= per_node {
+                        break;
+                    }
                     let end = (start + batch).min(per_node);
                     let names: Vec<String> = (start..end).map(|n| port_name(&tag, i, n)).collect();
                     let r = c.register(names).await.expect("register");
                     assert!(r.failed.is_empty(), "{} failed", r.failed.len());
                     owned += r.owned.len() as u64;
-                    k += depth as u64;
                 }
                 owned
             }));
