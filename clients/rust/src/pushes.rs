@@ -65,7 +65,9 @@ pub struct PushRef<'a> {
 }
 
 impl Pushes {
-    /// The pushes at `spans` of `message`.
+    /// The pushes at `spans` of `message` (the client makes them as it reads a message).
+    /// Every span must lie inside `message` on char boundaries: reading a push whose span
+    /// does not panics, as slicing a `str` there would.
     pub fn new(message: SharedStr, spans: Vec<Span>) -> Pushes {
         Pushes {
             message,
