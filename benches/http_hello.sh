@@ -252,21 +252,7 @@ start_floor() {
     launch floor "$FLOOR_ADDR" "$EPOLL_FLOOR_BIN" "$FLOOR_ADDR"
 }
 
-for g in $GENERATORS; do
-    case $g in
-    http-load)
-        if ! build_http_load; then
-            log "build of $HTTP_LOAD_DIR failed"
-            exit 1
-        fi
-        ;;
-    wrk) ;;
-    *)
-        log "unknown generator $g (known: http-load wrk)"
-        exit 1
-        ;;
-    esac
-done
+prepare_generators "$GENERATORS"
 
 for s in $SERVERS; do
     case $s in

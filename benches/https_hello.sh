@@ -182,21 +182,7 @@ EOF
     launch nginx "$NGINX_ADDR" "$bin" -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf"
 }
 
-for g in $GENERATORS; do
-    case $g in
-    http-load)
-        if ! build_http_load; then
-            log "build of $HTTP_LOAD_DIR failed"
-            exit 1
-        fi
-        ;;
-    wrk) ;;
-    *)
-        log "unknown generator $g (known: http-load wrk)"
-        exit 1
-        ;;
-    esac
-done
+prepare_generators "$GENERATORS"
 # http-load checks the servers' certificate (issued for localhost) against the bench's CA.
 export LOAD_TLS_CA=$CERTS/ca.pem LOAD_TLS_NAME=localhost
 

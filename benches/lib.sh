@@ -228,6 +228,27 @@ build_http_load() {
     (cd "$HTTP_LOAD_DIR" && env -u CARGO_TARGET_DIR cargo build --release --quiet)
 }
 
+# prepare_generators "GENERATORS": checks each load generator's name (http-load, wrk) and
+# builds http-load if it is one of them; exits on an unknown name or a failed build.
+prepare_generators() {
+    local g
+    for g in $1; do
+        case $g in
+        http-load)
+            if ! build_http_load; then
+                log "build of $HTTP_LOAD_DIR failed"
+                exit 1
+            fi
+            ;;
+        wrk) ;;
+        *)
+            log "unknown generator $g (known: http-load wrk)"
+            exit 1
+            ;;
+        esac
+    done
+}
+
 # _kv KEY LINE: the value of KEY=value in a line of http-load's output.
 _kv() { awk -v k="$1" '{ for (i = 1; i <= NF; i++) if (index($i, k "=") == 1) { print substr($i, length(k) + 2); exit } }' <<<"$2"; }
 
