@@ -128,6 +128,15 @@ fn end_record(out: &mut [u8], start: usize, text_end: usize) {
         .copy_from_slice(&text_len.to_le_bytes());
 }
 
+/// Completes a record whose text block `out` holds up to its end: appends its tag and fixed
+/// fields (`fields`), then writes its two lengths ([`end_record`]). The writers that put the
+/// text block into the outbox as they go and keep the fields aside finish this way.
+fn end_record_with_fields(out: &mut Vec<u8>, start: usize, fields: &[u8]) {
+    let text_end = out.len();
+    out.extend_from_slice(fields);
+    end_record(out, start, text_end);
+}
+
 impl<'a> Msg<'a> {
     /// Appends this message as one record to `out`: `[len:u32][text_len:u32]`, the text block
     /// of `text_len` bytes, then `[tag:u8]` and the fixed-size fields (see [`crate::mesh`]).
@@ -968,9 +977,7 @@ impl DeliverWriter {
         self.close_run();
         let entries = self.entries.to_le_bytes();
         self.fields[DELIVER_ENTRIES_AT..DELIVER_ENTRIES_AT + 4].copy_from_slice(&entries);
-        let text_end = out.len();
-        out.extend_from_slice(&self.fields);
-        end_record(out, self.start, text_end);
+        end_record_with_fields(out, self.start, &self.fields);
     }
 }
 
@@ -1016,9 +1023,7 @@ impl ResolveWriter {
     pub fn finish(mut self, out: &mut Vec<u8>) {
         self.fields[RESOLVE_COUNT_AT..RESOLVE_COUNT_AT + 4]
             .copy_from_slice(&self.count.to_le_bytes());
-        let text_end = out.len();
-        out.extend_from_slice(&self.fields);
-        end_record(out, self.start, text_end);
+        end_record_with_fields(out, self.start, &self.fields);
     }
 }
 
