@@ -449,17 +449,21 @@ impl<'a> Fields<'a> {
 /// Most messages a batch's list is sized for up front (more grow it as usual).
 const MAX_RESERVED_MESSAGES: usize = 16 * 1024;
 
+/// How many items an array probably holds, from its first item (read from `first_start` up
+/// to here) and the text left: batches tend to be uniform, so a list sized by this is not
+/// grown (and copied) step by step. Capped: a tiny first item must not reserve for millions.
+fn items_like_the_first(r: &Reader<'_>, first_start: usize) -> usize {
+    let each = r.position() - first_start + 1;
+    (r.remaining() / each + 1).min(MAX_RESERVED_MESSAGES)
+}
+
 fn messages<'a>(r: &mut Reader<'a>) -> Result<Vec<Message<'a>>, JsonError> {
     let mut out = Vec::new();
     r.array(|r| {
         let start = r.position();
         out.push(message(r)?);
         if out.len() == 1 {
-            // Batches tend to be uniform: size the list from the first message's length
-            // rather than growing it (and copying it) step by step.
-            // (Capped: a tiny first message must not reserve for millions.)
-            let each = r.position() - start + 1;
-            out.reserve((r.remaining() / each + 1).min(MAX_RESERVED_MESSAGES));
+            out.reserve(items_like_the_first(r, start));
         }
         Ok(())
     })?;
@@ -475,8 +479,7 @@ fn port_names(r: &mut Reader<'_>) -> Result<PortNames, JsonError> {
         let start = r.position();
         names.push(&r.string()?);
         if names.len() == 1 {
-            let each = r.position() - start + 1;
-            let n = (r.remaining() / each + 1).min(MAX_RESERVED_MESSAGES);
+            let n = items_like_the_first(r, start);
             names.reserve(n, n * names.text_len());
         }
         Ok(())
@@ -505,9 +508,7 @@ fn owned_messages(r: &mut Reader<'_>) -> Result<(SendBatch, bool), JsonError> {
             }
         }
         if batch.len() == 1 {
-            // Sized from the first message, as `messages` sizes its list (capped alike).
-            let each = r.position() - start + 1;
-            let n = (r.remaining() / each + 1).min(MAX_RESERVED_MESSAGES);
+            let n = items_like_the_first(r, start);
             batch.reserve(n, n * batch.text_len());
         }
         Ok(())
