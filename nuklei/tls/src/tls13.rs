@@ -218,17 +218,7 @@ impl Tls13 {
 
     /// Copies waiting plaintext into `out`; returns how many bytes.
     pub(crate) fn read(&mut self, out: &mut [u8]) -> usize {
-        let mut n = 0;
-        if self.early_read < self.early.len() {
-            let take = (self.early.len() - self.early_read).min(out.len());
-            out[..take].copy_from_slice(&self.early[self.early_read..][..take]);
-            self.early_read += take;
-            n = take;
-            if self.early_read == self.early.len() {
-                self.early = Vec::new();
-                self.early_read = 0;
-            }
-        }
+        let mut n = drain_pending(&mut self.early, &mut self.early_read, out);
         while n < out.len() {
             let Some(range) = self.ranges.front_mut() else {
                 break;
@@ -285,17 +275,9 @@ impl Tls13 {
     /// — and returns how many bytes. A record is never split: when the next one does not
     /// fit, it waits for the next call.
     pub(crate) fn write(&mut self, out: &mut [u8]) -> usize {
-        let mut w = 0;
-        if self.raw_sent < self.raw_out.len() {
-            let n = (self.raw_out.len() - self.raw_sent).min(out.len());
-            out[..n].copy_from_slice(&self.raw_out[self.raw_sent..][..n]);
-            self.raw_sent += n;
-            w = n;
-            if self.raw_sent < self.raw_out.len() {
-                return w;
-            }
-            self.raw_out = Vec::new();
-            self.raw_sent = 0;
+        let mut w = drain_pending(&mut self.raw_out, &mut self.raw_sent, out);
+        if !self.raw_out.is_empty() {
+            return w; // rustls' bytes go out first, whole
         }
         let Stage::Traffic { kernel, tx, .. } = &mut self.stage else {
             return w;
@@ -783,6 +765,20 @@ fn step(
     rx.drain(..discard);
     *fed -= discard;
     step
+}
+
+/// Copies what is left of `pending` after `*sent` into `out` (as much as fits) and advances
+/// `*sent`; once all of it is out, frees it and starts the count again. Returns the bytes
+/// copied (0 when nothing is pending).
+fn drain_pending(pending: &mut Vec<u8>, sent: &mut usize, out: &mut [u8]) -> usize {
+    let n = (pending.len() - *sent).min(out.len());
+    out[..n].copy_from_slice(&pending[*sent..][..n]);
+    *sent += n;
+    if n > 0 && *sent == pending.len() {
+        *pending = Vec::new();
+        *sent = 0;
+    }
+    n
 }
 
 #[cfg(test)]
