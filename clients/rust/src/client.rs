@@ -177,20 +177,31 @@ pub struct Events {
 impl Events {
     /// The next event; `None` once the client is closed and everything was read.
     pub async fn next(&mut self) -> Option<Event> {
+        self.next_by(Events::local).await
+    }
+
+    /// The next event if one is here already.
+    pub fn try_next(&mut self) -> Option<Event> {
+        self.try_next_by(Events::local)
+    }
+
+    /// What `local` takes from the batch being handed out, waiting for the next batch while
+    /// it takes nothing.
+    async fn next_by<T>(&mut self, local: fn(&mut Events) -> Option<T>) -> Option<T> {
         loop {
-            if let Some(e) = self.local() {
-                return Some(e);
+            if let Some(t) = local(self) {
+                return Some(t);
             }
             let (batch, pushes) = self.rx.recv().await?;
             self.take(batch, pushes);
         }
     }
 
-    /// The next event if one is here already.
-    pub fn try_next(&mut self) -> Option<Event> {
+    /// [`Events::next_by`] without waiting: `None` when no batch is here.
+    fn try_next_by<T>(&mut self, local: fn(&mut Events) -> Option<T>) -> Option<T> {
         loop {
-            if let Some(e) = self.local() {
-                return Some(e);
+            if let Some(t) = local(self) {
+                return Some(t);
             }
             let (batch, pushes) = self.rx.try_recv().ok()?;
             self.take(batch, pushes);
@@ -212,24 +223,12 @@ impl Events {
     /// its own reference to the message) per push. The pushes of a batch count against
     /// [`Options::max_buffered_events`] until the batch is handed out.
     pub async fn next_batch(&mut self) -> Option<Batch> {
-        loop {
-            if let Some(b) = self.local_batch() {
-                return Some(b);
-            }
-            let (batch, pushes) = self.rx.recv().await?;
-            self.take(batch, pushes);
-        }
+        self.next_by(Events::local_batch).await
     }
 
     /// [`Events::next_batch`] if one is here already.
     pub fn try_next_batch(&mut self) -> Option<Batch> {
-        loop {
-            if let Some(b) = self.local_batch() {
-                return Some(b);
-            }
-            let (batch, pushes) = self.rx.try_recv().ok()?;
-            self.take(batch, pushes);
-        }
+        self.try_next_by(Events::local_batch)
     }
 
     fn local_batch(&mut self) -> Option<Batch> {
