@@ -1,5 +1,5 @@
-//! Errors of the client. Each variant says what went wrong; [`Error::hint`] (also part of
-//! the `Display` text) says what to do about it.
+//! Errors of the client. Each variant's `Display` text says what went wrong and what to do
+//! about it.
 
 use std::time::Duration;
 
