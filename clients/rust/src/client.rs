@@ -187,7 +187,7 @@ impl Events {
 
     /// What `local` takes from the batch being handed out, waiting for the next batch while
     /// it takes nothing.
-    async fn next_by<T>(&mut self, local: fn(&mut Events) -> Option<T>) -> Option<T> {
+    async fn next_by<T>(&mut self, local: impl Fn(&mut Events) -> Option<T>) -> Option<T> {
         loop {
             if let Some(t) = local(self) {
                 return Some(t);
@@ -198,7 +198,7 @@ impl Events {
     }
 
     /// [`Events::next_by`] without waiting: `None` when no batch is here.
-    fn try_next_by<T>(&mut self, local: fn(&mut Events) -> Option<T>) -> Option<T> {
+    fn try_next_by<T>(&mut self, local: impl Fn(&mut Events) -> Option<T>) -> Option<T> {
         loop {
             if let Some(t) = local(self) {
                 return Some(t);
