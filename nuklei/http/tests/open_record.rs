@@ -8,7 +8,7 @@ mod support;
 use nukleus_http::ext;
 use streams::frame;
 use streams::Header;
-use support::{begins, Rig, NET_ID};
+use support::{begins, Rig};
 
 const GET: &[u8] = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
 
@@ -31,19 +31,6 @@ fn requests(rig: &mut Rig) -> Vec<u64> {
         .iter()
         .map(|g| g.stream_id)
         .collect()
-}
-
-fn aborted_connection(rig: &mut Rig) -> (String, bool) {
-    let frames = rig.tcp.frames();
-    let text: Vec<u8> = frames
-        .iter()
-        .filter(|g| g.type_id == frame::DATA && g.stream_id == NET_ID ^ 1)
-        .flat_map(|g| g.payload.iter().copied())
-        .collect();
-    let aborted = frames
-        .iter()
-        .any(|g| g.type_id == frame::ABORT && g.stream_id == NET_ID ^ 1);
-    (String::from_utf8_lossy(&text).into_owned(), aborted)
 }
 
 #[test]
@@ -141,7 +128,7 @@ fn an_open_record_on_a_response_already_begun_drops_the_connection() {
     rig.app.tx.begin(&Header::new(id ^ 1), 0, &head).unwrap();
     open(&mut rig, id, frame::FLAG_FIN, &head, b"ok");
     rig.poll();
-    let (text, aborted) = aborted_connection(&mut rig);
+    let (text, aborted) = rig.client_got_until(frame::ABORT);
     assert!(aborted, "{text}");
     assert!(text.matches("HTTP/1.1").count() <= 1, "{text}");
     assert_eq!(rig.connections(), 0);
@@ -178,7 +165,7 @@ fn an_open_record_beyond_the_response_window_drops_the_connection() {
     open(&mut rig, ids[0], frame::FLAG_FIN, &head, &body);
     open(&mut rig, ids[1], frame::FLAG_FIN, &head, &body);
     rig.poll();
-    let (text, aborted) = aborted_connection(&mut rig);
+    let (text, aborted) = rig.client_got_until(frame::ABORT);
     assert!(aborted, "{text}");
     assert!(text.matches("HTTP/1.1 200").count() <= 1, "{text}");
     assert_eq!(rig.connections(), 0);

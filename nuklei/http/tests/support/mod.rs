@@ -188,6 +188,11 @@ impl Rig {
     /// What the client got since the last look: the response bytes, and whether http ended
     /// its side of the connection (END on the reply).
     pub fn client_got(&mut self) -> (String, bool) {
+        self.client_got_until(frame::END)
+    }
+
+    /// [`Rig::client_got`], with whether the reply carried a frame of `ending` (END, ABORT).
+    pub fn client_got_until(&mut self, ending: u32) -> (String, bool) {
         let frames = self.tcp.frames();
         let bytes: Vec<u8> = frames
             .iter()
@@ -196,7 +201,7 @@ impl Rig {
             .collect();
         let ended = frames
             .iter()
-            .any(|g| g.type_id == frame::END && g.stream_id == NET_ID ^ 1);
+            .any(|g| g.type_id == ending && g.stream_id == NET_ID ^ 1);
         (String::from_utf8_lossy(&bytes).into_owned(), ended)
     }
 
