@@ -213,8 +213,11 @@ fn a_large_body_round_trips_under_flow_control() {
     assert!(echoed == body, "the echoed body differs");
 }
 
-fn s_client(server: &Server, pki: &TestPki, args: &[&str], request: &str) -> (i32, String, String) {
-    let mut child = Command::new("openssl")
+/// `openssl s_client` to the server as `localhost`, verifying it against the test CA, with
+/// its standard streams piped.
+fn s_client_command(server: &Server, pki: &TestPki) -> Command {
+    let mut command = Command::new("openssl");
+    command
         .args([
             "s_client",
             "-connect",
@@ -222,11 +225,17 @@ fn s_client(server: &Server, pki: &TestPki, args: &[&str], request: &str) -> (i3
         ])
         .args(["-servername", "localhost", "-CAfile"])
         .arg(&pki.ca_cert)
-        .args(["-verify_return_error", "-ign_eof"])
-        .args(args)
+        .arg("-verify_return_error")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+fn s_client(server: &Server, pki: &TestPki, args: &[&str], request: &str) -> (i32, String, String) {
+    let mut child = s_client_command(server, pki)
+        .arg("-ign_eof")
+        .args(args)
         .spawn()
         .expect("openssl is installed");
     child
@@ -273,18 +282,8 @@ fn openssl_s_client_negotiates_tls_1_2_and_1_3_with_alpn() {
 fn openssl_key_updates_both_ways_on_a_keep_alive_connection() {
     let pki = pki();
     let server = start(&pki, "");
-    let mut child = Command::new("openssl")
-        .args([
-            "s_client",
-            "-connect",
-            &format!("127.0.0.1:{}", server.port),
-        ])
-        .args(["-servername", "localhost", "-CAfile"])
-        .arg(&pki.ca_cert)
-        .args(["-verify_return_error", "-tls1_3", "-msg"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+    let mut child = s_client_command(&server, &pki)
+        .args(["-tls1_3", "-msg"])
         .spawn()
         .expect("openssl is installed");
     let mut stdin = child.stdin.take().unwrap();
