@@ -752,6 +752,7 @@ impl<'a> ItemReader<'a> {
         run.lens = rest;
         let port_len = u32::from_le_bytes([lens[0], lens[1], lens[2], lens[3]]) as usize;
         let body_len = u32::from_le_bytes([lens[4], lens[5], lens[6], lens[7]]) as usize;
+        // From the text not yet read: two cuts, each checked as a character boundary once.
         let rest = self.d.text.get(self.d.text_pos..)?;
         let (port, rest) = rest.split_at_checked(port_len)?;
         let body = rest.get(..body_len)?;
@@ -762,16 +763,8 @@ impl<'a> ItemReader<'a> {
     /// The next unicast of the run being read, if any.
     #[inline(always)]
     fn next_in_run(&mut self) -> Option<Item<'a>> {
-        let run = self.run.as_mut()?;
-        let (lens, rest) = run.lens.split_first_chunk::<8>()?;
-        run.lens = rest;
-        let port_len = u32::from_le_bytes([lens[0], lens[1], lens[2], lens[3]]) as usize;
-        let body_len = u32::from_le_bytes([lens[4], lens[5], lens[6], lens[7]]) as usize;
-        // From the text not yet read: two cuts, each checked as a character boundary once.
-        let rest = self.d.text.get(self.d.text_pos..)?;
-        let (port, rest) = rest.split_at_checked(port_len)?;
-        let body = rest.get(..body_len)?;
-        self.d.text_pos += port_len + body_len;
+        let (port, body) = self.next_of_run()?;
+        let run = self.run.as_ref()?;
         Some(Item::Unicast {
             node: run.node,
             session: run.session,
