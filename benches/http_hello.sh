@@ -322,13 +322,7 @@ for ((round = 0; round < ROUNDS; round++)); do
                 else
                     run_wrk "$s" "${URL[$s]}" "$CONNS" "${DURATION}s" "$PIPELINE_LUA" "$DEPTH" || continue
                 fi
-                k=$g/$s/$SCENARIO
-                RPS[$k]+="$LAST_RPS "
-                CPU[$k]+="$LAST_CPU_US "
-                GEN[$k]+="$LAST_GEN_CPU_US "
-                WRKPCT[$k]+="$LAST_WRK_PCT "
-                SRVPCT[$k]+="$LAST_SERVER_PCT "
-                P99[$k]+="$LAST_P99_US "
+                keep_last "$g/$s/$SCENARIO"
                 sleep 1
             done
         done

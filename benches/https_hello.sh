@@ -203,7 +203,7 @@ for s in "${ACTIVE[@]}"; do
     taskset -c "$WRK_CPU" wrk -t1 -c"$CONNS" -d"${WARMUP}s" "${URL[$s]}" >/dev/null 2>&1 || true
 done
 
-declare -A RPS=() CPU=() WRKPCT=() SRVPCT=() GEN=()
+declare -A RPS=() CPU=() WRKPCT=() SRVPCT=() GEN=() P99=()
 SCENARIO=keepalive
 echo "# https_hello: ${DURATION}s per run, $CONNS keep-alive connections, TLS 1.3, servers on core $SERVER_CPU, load generators ($GENERATORS) on core $WRK_CPU, $ROUNDS round(s), $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 for ((round = 0; round < ROUNDS; round++)); do
@@ -223,12 +223,7 @@ for ((round = 0; round < ROUNDS; round++)); do
             else
                 DEPTH=1 run_wrk "$s" "${URL[$s]}" "$CONNS" "${DURATION}s" || continue
             fi
-            k=$g/$s
-            RPS[$k]+="$LAST_RPS "
-            CPU[$k]+="$LAST_CPU_US "
-            WRKPCT[$k]+="$LAST_WRK_PCT "
-            SRVPCT[$k]+="$LAST_SERVER_PCT "
-            GEN[$k]+="$LAST_GEN_CPU_US "
+            keep_last "$g/$s"
             sleep 1
         done
     done

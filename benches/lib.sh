@@ -249,6 +249,19 @@ prepare_generators() {
     done
 }
 
+# keep_last KEY: appends the last run's figures (LAST_RPS, LAST_CPU_US, LAST_GEN_CPU_US,
+# LAST_WRK_PCT, LAST_SERVER_PCT, LAST_P99_US; set by run_load and run_wrk) to the caller's
+# global associative arrays RPS, CPU, GEN, WRKPCT, SRVPCT and P99 under KEY, space-separated
+# (read back with `median`).
+keep_last() {
+    RPS[$1]+="$LAST_RPS "
+    CPU[$1]+="$LAST_CPU_US "
+    GEN[$1]+="$LAST_GEN_CPU_US "
+    WRKPCT[$1]+="$LAST_WRK_PCT "
+    SRVPCT[$1]+="$LAST_SERVER_PCT "
+    P99[$1]+="${LAST_P99_US:--} "
+}
+
 # _kv KEY LINE: the value of KEY=value in a line of http-load's output.
 _kv() { awk -v k="$1" '{ for (i = 1; i <= NF; i++) if (index($i, k "=") == 1) { print substr($i, length(k) + 2); exit } }' <<<"$2"; }
 
