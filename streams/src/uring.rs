@@ -127,6 +127,10 @@ impl Uring {
             // Completions are posted when this thread next enters the kernel (its next
             // epoll_wait or io_uring_enter), not by interrupting it: it polls anyway.
             .setup_coop_taskrun()
+            // ... and says so in the submission ring's flags (IORING_SQ_TASKRUN), so a thread
+            // that reads completions from memory without a system call knows when it must
+            // enter to have them posted (`submit`, `has_completions`).
+            .setup_taskrun_flag()
             .setup_cqsize(config.entries * 4)
             .build(config.entries)?;
         let entries = MmapMut::map_anon(usize::from(count) * std::mem::size_of::<BufRingEntry>())?;
@@ -231,13 +235,14 @@ impl Uring {
     /// `io_uring_enter` (none when nothing is queued).
     pub fn submit(&mut self) -> io::Result<usize> {
         self.publish_buffers();
-        let (queued, overflowed) = {
+        let (queued, overflowed, held) = {
             let sq = self.ring.submission();
-            (!sq.is_empty(), sq.cq_overflow())
+            (!sq.is_empty(), sq.cq_overflow(), sq.taskrun())
         };
-        if overflowed {
-            // Completions the full queue could not take wait in the kernel; only an enter
-            // (the crate adds GETEVENTS when it sees the overflow flag) moves them over.
+        if overflowed || held {
+            // Completions the full queue could not take, or that the kernel holds back until
+            // this thread enters (coop taskrun), wait in the kernel; only an enter (the crate
+            // adds GETEVENTS when it sees either flag) moves them over.
             return self.ring.submit();
         }
         if !queued {
@@ -246,13 +251,25 @@ impl Uring {
         self.ring.submit()
     }
 
-    /// Whether completions wait to be taken (a look at the shared tail, no system call).
+    /// Does what [`Uring::submit`] does, then waits in the same `io_uring_enter` until at
+    /// least `want` completions are posted: one system call to submit and to park, for a
+    /// thread whose only source of work is this ring.
+    pub fn submit_and_wait(&mut self, want: usize) -> io::Result<usize> {
+        self.publish_buffers();
+        self.ring.submit_and_wait(want)
+    }
+
+    /// Whether completions wait: posted ones to take, or ones the kernel holds back until the
+    /// next `submit` enters (a look at the shared rings, no system call).
     pub fn has_completions(&self) -> bool {
         // SAFETY: `status` borrows nothing; the returned value is dropped here, well within
         // the life of `self.ring`. No `CompletionQueue` is alive while `&self` is borrowed
         // (every one is created and dropped inside a `&mut self` method), so the shared
         // borrow of the queue is the only one.
-        unsafe { !self.ring.completion_shared().status().is_empty() }
+        let posted = unsafe { !self.ring.completion_shared().status().is_empty() };
+        // SAFETY: the same argument for the submission queue: every `SubmissionQueue` is
+        // created and dropped inside a `&mut self` method, and this one only reads its flags.
+        posted || unsafe { self.ring.submission_shared().taskrun() }
     }
 
     /// Moves every posted completion into `out`.
