@@ -12,6 +12,10 @@
 # Servers:
 #   floor     benches/peers/http-load `epoll-floor`: one thread, mio, a fixed response per head;
 #             the least a server can spend per request on this kernel
+#   ufloor    benches/peers/http-load `uring-floor`: the same over io_uring, with the uring
+#             transport's design (multishot accept and receive, provided buffers, the sends of a
+#             loop in one submit that also waits): the least an io_uring server can spend, the
+#             measure of whether "io_uring ≤ 0.9× the epoll floor" can be reached at all here
 #   reaktor   examples/bench.toml (tcp, http, echo fused on one core)
 #   uring     the same reaktor and topology with `[tcp] transport = "io_uring"` (skipped, with
 #             the reason, if the reaktor falls back to epoll)
@@ -42,7 +46,7 @@
 #   SKIP_BUILD=1     do not run cargo (use the binaries already built)
 #   REAKTOR_BIN=<target>/release/reaktor   REAKTOR_TOPOLOGY=examples/bench.toml
 #   REAKTOR_ADDR=127.0.0.1:8080  HYPER_ADDR=127.0.0.1:8081  NGINX_ADDR=127.0.0.1:8082
-#   FLOOR_ADDR=127.0.0.1:8083  URING_ADDR=127.0.0.1:8085
+#   FLOOR_ADDR=127.0.0.1:8083  URING_ADDR=127.0.0.1:8085  UFLOOR_ADDR=127.0.0.1:8086
 #   A/B in one run: the server `reaktor-b` is a second reaktor (REAKTOR_B_BIN, default
 #   REAKTOR_BIN; REAKTOR_B_TOPOLOGY, default REAKTOR_TOPOLOGY; REAKTOR_B_ADDR=127.0.0.1:8084,
 #   which its topology's listener must use), measured in the same rounds as the others.
@@ -81,6 +85,7 @@ REAKTOR_B_BIN=${REAKTOR_B_BIN:-$REAKTOR_BIN}
 REAKTOR_B_TOPOLOGY=${REAKTOR_B_TOPOLOGY:-$REAKTOR_TOPOLOGY}
 REAKTOR_B_ADDR=${REAKTOR_B_ADDR:-127.0.0.1:8084}
 URING_ADDR=${URING_ADDR:-127.0.0.1:8085}
+UFLOOR_ADDR=${UFLOOR_ADDR:-127.0.0.1:8086}
 HYPER_DIR=$ROOT/benches/peers/hyper-hello
 HYPER_BIN=$HYPER_DIR/target/release/hyper-hello
 PIPELINE_LUA=$ROOT/benches/wrk/pipeline.lua
@@ -252,17 +257,26 @@ start_floor() {
     launch floor "$FLOOR_ADDR" "$EPOLL_FLOOR_BIN" "$FLOOR_ADDR"
 }
 
+start_ufloor() {
+    if ! build_http_load; then
+        skip ufloor "build of $HTTP_LOAD_DIR failed"
+        return 0
+    fi
+    launch ufloor "$UFLOOR_ADDR" "$URING_FLOOR_BIN" "$UFLOOR_ADDR"
+}
+
 prepare_generators "$GENERATORS"
 
 for s in $SERVERS; do
     case $s in
     floor) start_floor ;;
+    ufloor) start_ufloor ;;
     reaktor) start_reaktor reaktor "$REAKTOR_BIN" "$REAKTOR_TOPOLOGY" "$REAKTOR_ADDR" ;;
     reaktor-b) start_reaktor reaktor-b "$REAKTOR_B_BIN" "$REAKTOR_B_TOPOLOGY" "$REAKTOR_B_ADDR" ;;
     uring) start_uring ;;
     hyper) start_hyper ;;
     nginx) start_nginx ;;
-    *) skip "$s" "unknown server (known: floor reaktor reaktor-b uring hyper nginx)" ;;
+    *) skip "$s" "unknown server (known: floor ufloor reaktor reaktor-b uring hyper nginx)" ;;
     esac
 done
 
@@ -391,6 +405,11 @@ for g in $GENERATORS; do
         if [[ -n ${MC[$g/uring/$k]:-} ]]; then
             target "uring $k CPU/req vs floor" "$(ratio "${MC[$g/uring/$k]}" "${MC[$g/floor/$k]:-}")" le 1.2
         fi
+    fi
+    if [[ -n ${MC[$g/ufloor/keepalive]:-} ]]; then
+        echo "how far io_uring itself goes (the io_uring floor, no reaktor):"
+        target "ufloor keepalive CPU/req vs floor (reachable?)" "$(ratio "${MC[$g/ufloor/keepalive]}" "${MC[$g/floor/keepalive]:-}")" le 0.9
+        target "uring keepalive CPU/req vs ufloor (information)" "$(ratio "${MC[$g/uring/keepalive]:-}" "${MC[$g/ufloor/keepalive]}")" le 1.0
     fi
     if [[ -n ${MC[$g/reaktor/keepalive]:-}${MC[$g/reaktor/$k]:-} ]]; then
         echo "targets (issue 18, server CPU per request, medians):"

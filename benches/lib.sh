@@ -222,6 +222,7 @@ _record() {
 HTTP_LOAD_DIR=$BENCH_DIR/peers/http-load
 HTTP_LOAD_BIN=${HTTP_LOAD_BIN:-$HTTP_LOAD_DIR/target/release/http-load}
 EPOLL_FLOOR_BIN=${EPOLL_FLOOR_BIN:-$HTTP_LOAD_DIR/target/release/epoll-floor}
+URING_FLOOR_BIN=${URING_FLOOR_BIN:-$HTTP_LOAD_DIR/target/release/uring-floor}
 build_http_load() {
     [[ -n ${SKIP_BUILD:-} && -x $HTTP_LOAD_BIN ]] && return 0
     log "building http-load and epoll-floor (release)..."
