@@ -47,6 +47,15 @@ pub trait Nukleus {
     /// A readiness event for one of this nukleus's tokens. Record it; do the work in `poll`.
     fn on_event(&mut self, _event: &mio::event::Event) {}
 
+    /// Whether this nukleus learns of work from readiness events while its core is busy: it
+    /// registered sockets in `register` and waits for `on_event` to service them. A core whose
+    /// nuklei all answer no (only rings, or io_uring completions read from shared memory) asks
+    /// epoll nothing between busy duty cycles, only when it parks: an `epoll_wait` per cycle
+    /// would be a system call that cannot find work. Answer yes when in doubt.
+    fn uses_readiness(&self) -> bool {
+        false
+    }
+
     /// Does a bounded amount of work (stream frames, ready sockets, expired timers) and
     /// returns how many units it did; 0 means idle.
     fn poll(&mut self, context: &PollContext) -> usize;

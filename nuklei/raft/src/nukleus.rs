@@ -227,6 +227,10 @@ impl Nukleus for RaftNukleus {
         "raft"
     }
 
+    fn uses_readiness(&self) -> bool {
+        true
+    }
+
     fn register(&mut self, registry: &mio::Registry, tokens: TokenRange) -> std::io::Result<()> {
         self.net.register(registry, tokens)
     }

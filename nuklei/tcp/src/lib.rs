@@ -660,6 +660,10 @@ impl Nukleus for TcpNukleus {
         "tcp"
     }
 
+    fn uses_readiness(&self) -> bool {
+        true
+    }
+
     fn register(&mut self, registry: &Registry, tokens: TokenRange) -> io::Result<()> {
         self.tokens = tokens;
         for (index, (listener, _)) in self.listeners.iter_mut().enumerate() {

@@ -377,6 +377,10 @@ impl Nukleus for TcpOutput {
         "tcp.out"
     }
 
+    fn uses_readiness(&self) -> bool {
+        true
+    }
+
     fn register(&mut self, registry: &Registry, tokens: TokenRange) -> io::Result<()> {
         self.tokens = tokens;
         self.registry = Some(registry.try_clone()?);

@@ -95,6 +95,7 @@ impl Core {
         let mut gauges_published = start;
         let mut gauges_stale = true;
         let mut draining = false;
+        let uses_readiness = self.nuklei.iter().any(|p| p.nukleus.uses_readiness());
         while !shutdown.load(Ordering::Relaxed) {
             let now = Instant::now();
             if self.control.attention.load(Ordering::Acquire) {
@@ -128,7 +129,8 @@ impl Core {
             if work > 0 {
                 gauges_stale = true;
             }
-            let timeout = match self.idle.idle(work) {
+            let idle = self.idle.idle(work);
+            let timeout = match idle {
                 Idle::Spin => Some(Duration::ZERO),
                 Idle::Yield => {
                     std::thread::yield_now();
@@ -136,7 +138,9 @@ impl Core {
                 }
                 Idle::Park => self.park_timeout(shutdown),
             };
-            self.wait(index, &mut events, timeout);
+            if idle.looks_at_epoll(uses_readiness) {
+                self.wait(index, &mut events, timeout);
+            }
         }
         for placed in &mut self.nuklei {
             placed.nukleus.shutdown();

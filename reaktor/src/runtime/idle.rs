@@ -13,6 +13,17 @@ pub enum Idle {
     Park,
 }
 
+impl Idle {
+    /// Whether the core asks epoll before its next duty cycle. A park always waits there
+    /// (sockets, doorbell, io_uring's descriptor wake it). Between busy or spinning cycles
+    /// only a core with a nukleus that hears of work from readiness events looks (a
+    /// zero-timeout `epoll_wait`): for rings and io_uring completions, read from memory, that
+    /// system call could find nothing.
+    pub fn looks_at_epoll(self, uses_readiness: bool) -> bool {
+        self == Idle::Park || uses_readiness
+    }
+}
+
 /// Counts idle duty cycles and says when to spin, yield or park.
 #[derive(Debug, Clone)]
 pub struct IdleStrategy {
@@ -69,6 +80,16 @@ impl IdleStrategy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_park_or_a_nukleus_that_hears_from_epoll_makes_the_core_look_at_it() {
+        for idle in [Idle::Spin, Idle::Yield, Idle::Park] {
+            assert!(idle.looks_at_epoll(true), "{idle:?} with sockets on epoll");
+        }
+        assert!(Idle::Park.looks_at_epoll(false), "a park waits in epoll");
+        assert!(!Idle::Spin.looks_at_epoll(false));
+        assert!(!Idle::Yield.looks_at_epoll(false));
+    }
 
     #[test]
     fn a_core_running_alone_parks_after_one_idle_cycle() {

@@ -583,6 +583,12 @@ impl Nukleus for UringTcpNukleus {
         "tcp"
     }
 
+    /// Completions are read from the shared ring (`has_completions`), not from epoll, which
+    /// only wakes the core from a park.
+    fn uses_readiness(&self) -> bool {
+        false
+    }
+
     fn register(&mut self, registry: &Registry, tokens: TokenRange) -> io::Result<()> {
         // The ring's descriptor is readable while completions wait: it wakes a parked core.
         let fd = self.uring.as_raw_fd();
