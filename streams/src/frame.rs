@@ -459,6 +459,29 @@ impl RingWriter {
         Ok(&mut out[DATA_EXTENSION_OFFSET + extension.len()..])
     }
 
+    /// Lends a DATA frame on `header`'s stream (no flags, no extension) with the largest
+    /// payload that fits now, between `min_payload` and `max_payload` bytes: its header is
+    /// written, its payload lent to fill ([`RingWriter::lend`]); [`RingWriter::give_back`]
+    /// trims it to the bytes used, or drops it if none was.
+    pub fn lend_data(
+        &mut self,
+        header: &Header,
+        min_payload: usize,
+        max_payload: usize,
+    ) -> Result<crate::ring::LentFrame, ClaimError> {
+        let mut frame = self.lend(
+            DATA,
+            DATA_EXTENSION_OFFSET + min_payload,
+            DATA_EXTENSION_OFFSET.saturating_add(max_payload),
+        )?;
+        let out = frame.payload();
+        header.write(out, 0);
+        out[DATA_RESERVED_OFFSET..][..4].copy_from_slice(&0u32.to_le_bytes());
+        out[DATA_EXTENSION_LENGTH_OFFSET..][..4].copy_from_slice(&0u32.to_le_bytes());
+        frame.skip(DATA_EXTENSION_OFFSET);
+        Ok(frame)
+    }
+
     /// Sends as much of `bytes` as `window` allows as plain DATA frames (no flags, no
     /// extension) on `stream_id`, each no larger than a record holds, updating `window`.
     /// Returns how many bytes were sent; the caller drops them from its buffer (once, not per

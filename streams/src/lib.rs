@@ -32,6 +32,6 @@ pub use nukleus::{
 pub use plumbing::{DirtySet, Route};
 pub use remote::Remote;
 pub use ring::{
-    ring, ClaimError, RingReader, RingSpy, RingStats, RingWatch, RingWriter, SpyRecord,
+    ring, ClaimError, LentFrame, RingReader, RingSpy, RingStats, RingWatch, RingWriter, SpyRecord,
 };
 pub use role::{Carries, PeerRole, Side};

@@ -84,6 +84,7 @@ pub fn ring(mapping: SharedMapping) -> (RingWriter, RingReader) {
             records_pending: 0,
             refused: Vec::new(),
             deferred: std::collections::VecDeque::new(),
+            lent: None,
         },
         RingReader {
             memory: reader_memory,
@@ -113,6 +114,79 @@ pub struct RingWriter {
     /// RESET: the peer must learn that it ended), written before anything else once there is
     /// room.
     deferred: std::collections::VecDeque<(u32, Vec<u8>)>,
+    /// Position of the record lent out as a [`LentFrame`], if one is: nothing at or after it
+    /// is published until it is given back.
+    lent: Option<u64>,
+}
+
+/// The payload of a record claimed by [`RingWriter::lend`], held apart from the writer so
+/// that code which does not hold the writer can fill it across several calls (the switch's
+/// mesh records, written where the ring's DATA frame is). The record stays unpublished,
+/// so the reader does not see it, until [`RingWriter::give_back`] trims it to what was
+/// written: the writer publishes nothing at or after a lent record. A frame dropped without
+/// being given back keeps its space, and everything the writer claims after it,
+/// unpublished for good: give every lent frame back.
+pub struct LentFrame {
+    /// The record's payload in the mapping.
+    payload: *mut u8,
+    /// The payload's length.
+    len: usize,
+    /// Bytes at the payload's start that the lender wrote (a frame header), not lent.
+    skip: usize,
+    /// The record's position in the ring, and the ring's data area: whose record it is.
+    position: u64,
+    ring: *const u8,
+    _mapping: Arc<SharedMapping>,
+}
+
+// SAFETY: a lent frame is the only handle to its bytes (the writer neither writes nor
+// publishes them while it is out), so moving it to another thread moves that access with it;
+// it is not `Sync` (its bytes are only reached through `&mut self`).
+unsafe impl Send for LentFrame {}
+
+impl std::fmt::Debug for LentFrame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LentFrame")
+            .field("len", &self.len())
+            .field("position", &self.position)
+            .finish()
+    }
+}
+
+impl LentFrame {
+    /// Bytes lent.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.len - self.skip
+    }
+
+    /// Whether no byte is lent.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The lent bytes, to fill from their start (their content is whatever the ring held).
+    #[inline]
+    pub fn bytes(&mut self) -> &mut [u8] {
+        // SAFETY: `lend` reserved `len` payload bytes at `payload` inside the mapping, which
+        // the Arc keeps mapped; the writer does not write or publish that record while it is
+        // lent (so the reader does not read it), and the slice borrows `self` mutably, so it
+        // is the only reference to those bytes. `skip <= len`.
+        unsafe { std::slice::from_raw_parts_mut(self.payload.add(self.skip), self.len - self.skip) }
+    }
+
+    /// The whole payload, the lender's prefix included.
+    pub(crate) fn payload(&mut self) -> &mut [u8] {
+        // SAFETY: as in `bytes`, from the payload's start.
+        unsafe { std::slice::from_raw_parts_mut(self.payload, self.len) }
+    }
+
+    /// Keeps the first `skip` bytes of the payload (written by the lender) out of the lent
+    /// bytes.
+    pub(crate) fn skip(&mut self, skip: usize) {
+        assert!(skip <= self.len, "a lent frame skips within its payload");
+        self.skip = skip;
+    }
 }
 
 /// How many refused streams a writer remembers between two `take_refused` calls.
@@ -353,6 +427,9 @@ impl RingWriter {
         if !self.deferred.is_empty() {
             self.write_deferred();
         }
+        if let Some(position) = self.lent {
+            return self.publish_before_lent(position);
+        }
         if self.tail == self.published_tail {
             return false;
         }
@@ -374,6 +451,133 @@ impl RingWriter {
         true
     }
 
+    /// [`RingWriter::publish`] while a frame is lent: the records before it, not it nor
+    /// anything after it (their count in the trailer waits for the publish after it is back).
+    #[cold]
+    fn publish_before_lent(&mut self, position: u64) -> bool {
+        if position == self.published_tail {
+            return false;
+        }
+        let written = self.memory.counter(TRAILER_BYTES_WRITTEN_OFFSET);
+        written.store(
+            written.load(Ordering::Relaxed) + (position - self.published_tail),
+            Ordering::Relaxed,
+        );
+        // Release: the record bytes written before the lent one happen-before the reader's
+        // Acquire of tail. The lent record and what follows stay unpublished.
+        self.memory
+            .counter(TRAILER_TAIL_OFFSET)
+            .store(position, Ordering::Release);
+        self.published_tail = position;
+        true
+    }
+
+    /// Claims a record of type `type_id` with the largest payload that fits now, at most
+    /// `max_payload` bytes (and at most [`RingWriter::max_payload`]), and lends it out as a
+    /// [`LentFrame`] to fill; refused (`Full`, not counted as a refusal) if fewer than
+    /// `min_payload` bytes fit. Until it is given back ([`RingWriter::give_back`]) the writer
+    /// publishes nothing at or after it, and [`RingWriter::trim_last`] does not see it. One
+    /// frame at a time.
+    ///
+    /// # Panics
+    /// If a frame of this writer is already lent.
+    pub fn lend(
+        &mut self,
+        type_id: u32,
+        min_payload: usize,
+        max_payload: usize,
+    ) -> Result<LentFrame, ClaimError> {
+        assert!(self.lent.is_none(), "one frame lent at a time");
+        if !self.deferred.is_empty() && !self.write_deferred() {
+            return Err(ClaimError::Full);
+        }
+        let free = self.free_bytes();
+        let to_end = self.memory.capacity - ((self.tail as usize) & self.mask);
+        // Before the end of the data area, or after padding to it.
+        let contiguous = if free <= to_end {
+            free
+        } else {
+            to_end.max(free - to_end)
+        };
+        let fits = (contiguous & !(RECORD_ALIGNMENT - 1)).saturating_sub(RECORD_HEADER_LENGTH);
+        let payload_length = max_payload.min(self.max_payload()).min(fits);
+        if payload_length < min_payload {
+            return Err(ClaimError::Full);
+        }
+        let index = self.reserve(type_id, payload_length)?;
+        let position = self.last_record.take().expect("reserve claimed a record");
+        self.lent = Some(position);
+        Ok(LentFrame {
+            // SAFETY: `reserve` returned the payload index of a record of `payload_length`
+            // bytes within the data area.
+            payload: unsafe { self.memory.data.add(index) },
+            len: payload_length,
+            skip: 0,
+            position,
+            ring: self.memory.data,
+            _mapping: self.memory._mapping.clone(),
+        })
+    }
+
+    /// Takes back the frame [`RingWriter::lend`] lent, its first `used` lent bytes written:
+    /// the record shrinks to them (the rest of its space becomes padding if records were
+    /// claimed after it), or, if `used` is 0, is dropped (becomes padding). It is published
+    /// with the next [`RingWriter::publish`]; if it is the last record claimed, it is the one
+    /// [`RingWriter::trim_last`] trims.
+    ///
+    /// # Panics
+    /// If `frame` was not lent by this writer, or `used` exceeds what it lent.
+    pub fn give_back(&mut self, frame: LentFrame, used: usize) {
+        assert!(
+            std::ptr::eq(frame.ring, self.memory.data) && self.lent == Some(frame.position),
+            "a lent frame goes back to the writer that lent it"
+        );
+        assert!(used <= frame.len(), "used more than was lent");
+        self.lent = None;
+        let position = frame.position;
+        let index = (position as usize) & self.mask;
+        // SAFETY: the record at `index` was reserved by this writer and not published (the
+        // lent one never is); reading its length field, written by `reserve`.
+        let old_length = unsafe {
+            u32::from_le(ptr::read(
+                self.memory.data.add(index + RECORD_LENGTH_OFFSET) as *const u32,
+            )) as usize
+        };
+        let old_aligned = align_record(old_length);
+        let last = self.tail == position + old_aligned as u64;
+        let (length, type_id) = if used == 0 {
+            self.records_pending -= 1;
+            (old_aligned, PADDING_TYPE)
+        } else {
+            (
+                RECORD_HEADER_LENGTH + frame.skip + used,
+                frame_type(&self.memory, index),
+            )
+        };
+        let aligned = align_record(length);
+        if used == 0 && last {
+            self.tail = position;
+            return;
+        }
+        // SAFETY: `index` is the 8-aligned start of the record this writer reserved, and
+        // `index + old_aligned <= capacity`; nobody else accesses unpublished bytes.
+        unsafe { self.write_record_header(index, length as u32, type_id) };
+        if last {
+            self.tail = position + aligned as u64;
+            self.last_record = Some(position);
+        } else if aligned < old_aligned {
+            // SAFETY: `index + aligned` is 8-aligned and below `index + old_aligned`, inside
+            // the same reserved record; padding covers the space given up.
+            unsafe {
+                self.write_record_header(
+                    index + aligned,
+                    (old_aligned - aligned) as u32,
+                    PADDING_TYPE,
+                )
+            };
+        }
+    }
+
     pub fn has_unpublished(&self) -> bool {
         self.tail != self.published_tail
     }
@@ -384,6 +588,17 @@ impl RingWriter {
         let record = self.memory.data.add(index);
         ptr::write(record.add(RECORD_LENGTH_OFFSET) as *mut u32, length.to_le());
         ptr::write(record.add(RECORD_TYPE_OFFSET) as *mut u32, type_id.to_le());
+    }
+}
+
+/// The type of the record at `index` (reserved by the writer, not published).
+fn frame_type(memory: &RingMemory, index: usize) -> u32 {
+    // SAFETY: `index` is the 8-aligned start of a record within the data area whose header
+    // the writer wrote; only the writer accesses it until it is published.
+    unsafe {
+        u32::from_le(ptr::read(
+            memory.data.add(index + RECORD_TYPE_OFFSET) as *const u32
+        ))
     }
 }
 
