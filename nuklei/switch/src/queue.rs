@@ -75,6 +75,11 @@ impl Batch<'_> {
         *close = b']';
     }
 
+    /// The pushes joined by `,`, as [`Batch::write`] copies them between `[` and `]`.
+    pub fn joined(&self) -> &[u8] {
+        self.joined
+    }
+
     /// Bytes of the queue this batch takes (for [`PushQueue::consume`]).
     pub fn queued_bytes(&self) -> usize {
         self.joined.len() + 1
