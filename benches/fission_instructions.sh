@@ -4,14 +4,13 @@
 # the wall-clock `cluster_cost`, whose ratio moves by 30 % from one run to the next here.
 #
 # It runs `nuklei/switch/examples/fission_cost` (the engines the switch nukleus drives, fed the
-# same WebSocket RegPort and SendMsg requests as JSON text; the cluster's mesh records encoded,
-# fed and decoded as over the rings, without the rings) under callgrind once per
-# configuration. The example marks its phases, so callgrind dumps one profile per phase: the
+# same WebSocket RegPort and SendMsg requests as JSON text; the cluster's mesh records written
+# into rings, read and decoded by the switch nukleus's own mesh functions) under callgrind once
+# per configuration. The example marks its phases, so callgrind dumps one profile per phase: the
 # RegPort phase and the SendMsg phase are counted alone, without start-up and set-up. The
 # figures are the total over every instance (one thread does all the work): the CPU price of
-# the split. Not counted: the ring copies and frames of the nukleus, the front nuklei (tcp,
-# http, ws) and idle polling, which are the same per request with one or N instances but for
-# the mesh frames (one DATA frame per outbox flush, i.e. per request batch and peer).
+# the split. Not counted: the front nuklei (tcp, http, ws) and idle polling, the same per
+# request with one or N instances.
 #
 # Usage: bash benches/fission_instructions.sh
 # Environment: PORTS=100000 MESSAGES=100000 INSTANCES="1 2 4" SKIP_BUILD=1

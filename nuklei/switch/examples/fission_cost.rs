@@ -1,9 +1,10 @@
 //! The work of fission, counted the way the switch nukleus does it: the same WebSocket
 //! RegPort and SendMsg requests (JSON text, parsed by the engine) handed to one
-//! [`SingleEngine`] or to N [`ClusterEngine`]s whose mesh outboxes are fed to their peers
-//! record by record (what `nukleus/mesh_io.rs` does with the rings' DATA frames, without the
-//! rings). One thread does the work of every instance, so a phase's instructions are the
-//! total over the instances: the CPU price of splitting the switch.
+//! [`SingleEngine`] or to N [`ClusterEngine`]s whose mesh records go to their peers over
+//! rings, one per ordered pair, written and read by the functions the switch nukleus polls
+//! them with (`nukleus/mesh_io.rs`: DATA frames, publishing, reassembly, decoding). One thread
+//! does the work of every instance, so a phase's instructions are the total over the
+//! instances: the CPU price of splitting the switch.
 //!
 //! `cargo run --release -p nukleus-switch --example fission_cost -- INSTANCES [ports] [messages]`
 //! (`INSTANCES` 0: the [`SingleEngine`]). Each measured phase starts and ends with a call of
@@ -25,9 +26,11 @@ use nukleus_switch::cluster::{home_of, InstanceConfig};
 use nukleus_switch::engine::cluster::ClusterEngine;
 use nukleus_switch::engine::single::SingleEngine;
 use nukleus_switch::engine::{Completion, SwitchEngine};
-use nukleus_switch::mesh::{MeshReader, Msg};
+use nukleus_switch::mesh::MeshReader;
+use nukleus_switch::nukleus::{flush_mesh_to, read_mesh_frame};
 use nukleus_switch::switch::Config;
 use streams::copy::in_pieces;
+use streams::{ring, RingReader, RingWriter, SharedMapping};
 
 mod common;
 
@@ -36,32 +39,75 @@ use common::{limits, port, BATCH};
 
 const OWNER: &str = "owner";
 
-/// Feeds every mesh outbox to its peer until the mesh is quiet, as the nuklei's rings would.
-fn pump(engines: &mut [Box<dyn SwitchEngine>], reader: &mut MeshReader, bytes: &mut Vec<u8>) {
-    loop {
-        let mut moved = false;
-        for from in 0..engines.len() {
-            for to in 0..engines.len() {
-                let Some(outbox) = engines[from].poll_transmit(to) else {
-                    continue;
-                };
-                if outbox.is_empty() {
-                    continue;
-                }
-                // The nukleus copies the outbox into the ring and drains it in place; the
-                // peer reads the records from its ring. One copy here, the same count.
-                bytes.clear();
-                bytes.extend_from_slice(outbox);
-                outbox.clear();
-                moved = true;
-                let target = &mut engines[to];
-                reader.feed(bytes, |r| {
-                    target.handle_mesh(from, Msg::decode(r).expect("valid record"))
-                });
+/// The mesh as the switch nuklei have it: a ring per ordered pair of instances (the
+/// topology's default capacity), and each instance's reassembly of each peer's records.
+/// An instance's "poll" reads its mesh input, lets it work, then writes its outboxes into its
+/// output rings and publishes them, through the nukleus's own functions
+/// (`nukleus::{flush_mesh_to, read_mesh_frame}`).
+struct Mesh {
+    /// `[from][to]`.
+    tx: Vec<Vec<Option<RingWriter>>>,
+    /// `[to][from]`.
+    rx: Vec<Vec<Option<RingReader>>>,
+    /// `[to][from]`.
+    readers: Vec<Vec<MeshReader>>,
+}
+
+/// Bytes per mesh ring: reaktor's default stream capacity.
+const RING_BYTES: usize = 16 << 20;
+
+impl Mesh {
+    fn new(n: usize) -> Mesh {
+        let mut tx: Vec<Vec<Option<RingWriter>>> =
+            (0..n).map(|_| (0..n).map(|_| None).collect()).collect();
+        let mut rx: Vec<Vec<Option<RingReader>>> =
+            (0..n).map(|_| (0..n).map(|_| None).collect()).collect();
+        for from in 0..n {
+            for to in (0..n).filter(|&to| to != from) {
+                let mapping = SharedMapping::anonymous(RING_BYTES, "mesh").expect("a mesh ring");
+                let (w, r) = ring(mapping);
+                tx[from][to] = Some(w);
+                rx[to][from] = Some(r);
             }
         }
-        if !moved {
-            return;
+        let readers = (0..n)
+            .map(|_| (0..n).map(|_| MeshReader::default()).collect())
+            .collect();
+        Mesh { tx, rx, readers }
+    }
+
+    /// The end of instance `i`'s poll: the outboxes written into the rings, the rings
+    /// published.
+    fn end(&mut self, engines: &mut [Box<dyn SwitchEngine>], i: usize) {
+        for (peer, tx) in self.tx[i].iter_mut().enumerate() {
+            if let Some(tx) = tx {
+                flush_mesh_to(engines[i].as_mut(), peer, tx, 0);
+                tx.publish();
+            }
+        }
+    }
+
+    /// Polls every instance, reading its mesh input, until the mesh is quiet.
+    fn pump(&mut self, engines: &mut [Box<dyn SwitchEngine>]) {
+        loop {
+            let mut moved = false;
+            for to in 0..engines.len() {
+                for from in 0..engines.len() {
+                    let Some(rx) = &mut self.rx[to][from] else {
+                        continue;
+                    };
+                    let reader = &mut self.readers[to][from];
+                    let engine = engines[to].as_mut();
+                    let read = rx.read(1024, |type_id, bytes| {
+                        read_mesh_frame(engine, reader, from, type_id, bytes)
+                    });
+                    moved |= read > 0;
+                }
+                self.end(engines, to);
+            }
+            if !moved {
+                return;
+            }
         }
     }
 }
@@ -100,8 +146,7 @@ fn run(instances: usize, ports: usize, messages: usize) -> (f64, f64) {
             })
             .collect()
     };
-    let mut reader = MeshReader::default();
-    let mut bytes = Vec::new();
+    let mut mesh = Mesh::new(n);
     let home = home_of(OWNER, n);
     // The sender is a node at another instance (if there is one), as a client on another core.
     let front = (home + 1) % n;
@@ -109,7 +154,8 @@ fn run(instances: usize, ports: usize, messages: usize) -> (f64, f64) {
     let session = engines[home]
         .handle_wait_msg(OWNER, "a:1", 1, 0)
         .expect("owner online");
-    pump(&mut engines, &mut reader, &mut bytes);
+    mesh.end(&mut engines, home);
+    mesh.pump(&mut engines);
     let names: Vec<String> = (0..ports).map(port).collect();
     let regs: Vec<String> = names
         .chunks(BATCH)
@@ -125,7 +171,8 @@ fn run(instances: usize, ports: usize, messages: usize) -> (f64, f64) {
     for text in &regs {
         token += 1;
         engines[home].handle_ws(token, OWNER, text, 0, &AnyNode);
-        pump(&mut engines, &mut reader, &mut bytes);
+        mesh.end(&mut engines, home);
+        mesh.pump(&mut engines);
         match engines[home].poll_done() {
             Some((t, Completion::Ws(reply))) if t == token && !reply.contains("error") => {}
             other => panic!("RegPort {token} did not complete: {other:?}"),
@@ -162,7 +209,8 @@ fn run(instances: usize, ports: usize, messages: usize) -> (f64, f64) {
     for text in &sends {
         token += 1;
         engines[front].handle_ws(token, &sender, text, 0, &AnyNode);
-        pump(&mut engines, &mut reader, &mut bytes);
+        mesh.end(&mut engines, front);
+        mesh.pump(&mut engines);
         match engines[front].poll_done() {
             Some((t, Completion::Ws(_))) if t == token => {}
             other => panic!("SendMsg {token} did not complete: {other:?}"),

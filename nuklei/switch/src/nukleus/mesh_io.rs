@@ -1,54 +1,86 @@
 //! The mesh's I/O: records from the other switch instances in, outboxes out (one ring pair
-//! per pair of instances; see `crate::mesh`).
+//! per pair of instances; see `crate::mesh`). The work per peer ring is in the free functions
+//! [`flush_mesh_to`] and [`read_mesh_frame`], which the nukleus runs on
+//! every poll and `examples/fission_cost.rs` runs on its own rings, so that it counts what
+//! the nukleus does.
 
 use super::*;
+use streams::RingWriter;
 
-impl SwitchNukleus {
-    /// A frame on the mesh from switch instance `peer`: its DATA carries mesh records.
-    pub(super) fn on_mesh_frame(&mut self, peer: usize, type_id: u32, bytes: &[u8]) {
-        let f = match Frame::new(type_id, bytes) {
-            Ok(f) => f,
-            Err(e) => {
-                tracing::error!(core = self.core, error = %e, "malformed mesh frame");
-                return;
-            }
-        };
-        if f.type_id() != frame::DATA {
+/// Writes the mesh outbox for `peer` into `tx`, the ring to it, as DATA frames, as much as
+/// fits (the rest stays, in order, for the next poll).
+pub fn flush_mesh_to(
+    engine: &mut dyn SwitchEngine,
+    peer: usize,
+    tx: &mut RingWriter,
+    timestamp: u64,
+) {
+    let room = tx.max_payload() - 64;
+    let Some(outbox) = engine.poll_transmit(peer) else {
+        return;
+    };
+    let mut sent = 0;
+    while sent < outbox.len() {
+        let n = (outbox.len() - sent).min(room);
+        let h = header(MESH_STREAM, timestamp);
+        if tx.data(&h, 0, 0, &[], &outbox[sent..sent + n]).is_err() {
+            break;
+        }
+        sent += n;
+    }
+    outbox.drain(..sent);
+}
+
+/// A frame from switch instance `peer` (read from its ring): its DATA carries mesh records,
+/// reassembled by `reader` and handed to `engine` one by one.
+pub fn read_mesh_frame(
+    engine: &mut dyn SwitchEngine,
+    reader: &mut MeshReader,
+    peer: usize,
+    type_id: u32,
+    bytes: &[u8],
+) {
+    let f = match Frame::new(type_id, bytes) {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::error!(peer, error = %e, "malformed mesh frame");
             return;
         }
+    };
+    if f.type_id() != frame::DATA {
+        return;
+    }
+    reader.feed(f.payload(), |record| match Msg::decode(record) {
+        Ok(msg) => engine.handle_mesh(peer, msg),
+        Err(e) => tracing::error!(peer, error = %e, "undecodable mesh record"),
+    });
+}
+
+impl SwitchNukleus {
+    /// A frame on the mesh from switch instance `peer`.
+    pub(super) fn on_mesh_frame(&mut self, peer: usize, type_id: u32, bytes: &[u8]) {
         let Some(mesh) = &mut self.mesh else {
             return;
         };
-        let engine = &mut self.engine;
-        let core = self.core;
-        mesh.readers[peer].feed(f.payload(), |record| match Msg::decode(record) {
-            Ok(msg) => engine.handle_mesh(peer, msg),
-            Err(e) => tracing::error!(core, peer, error = %e, "undecodable mesh record"),
-        });
+        read_mesh_frame(
+            self.engine.as_mut(),
+            &mut mesh.readers[peer],
+            peer,
+            type_id,
+            bytes,
+        );
     }
 
-    /// Writes the mesh outboxes into the rings to the other instances, as much as fits.
+    /// Writes the mesh outboxes into the rings to the other instances ([`flush_mesh_to`]).
     pub(super) fn flush_mesh(&mut self) {
         let Some(mesh) = &self.mesh else {
             return;
         };
         for (peer, output) in mesh.output_of.iter().enumerate() {
-            let Some(output) = *output else { continue };
-            let tx = &mut self.outputs[output].tx;
-            let room = tx.max_payload() - 64;
-            let Some(outbox) = self.engine.poll_transmit(peer) else {
-                continue;
-            };
-            let mut sent = 0;
-            while sent < outbox.len() {
-                let n = (outbox.len() - sent).min(room);
-                let h = header(MESH_STREAM, self.timestamp);
-                if tx.data(&h, 0, 0, &[], &outbox[sent..sent + n]).is_err() {
-                    break;
-                }
-                sent += n;
+            if let Some(output) = *output {
+                let tx = &mut self.outputs[output].tx;
+                flush_mesh_to(self.engine.as_mut(), peer, tx, self.timestamp);
             }
-            outbox.drain(..sent);
         }
     }
 }

@@ -59,6 +59,7 @@ mod tokens;
 mod watcher;
 mod watcher_state;
 
+pub use mesh_io::{flush_mesh_to, read_mesh_frame};
 pub use metrics_text::metrics_text;
 pub use receivers::wait_msg_node;
 pub use watcher::watch_of_query;
