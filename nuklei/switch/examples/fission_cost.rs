@@ -27,7 +27,7 @@ use nukleus_switch::engine::cluster::ClusterEngine;
 use nukleus_switch::engine::single::SingleEngine;
 use nukleus_switch::engine::{Completion, SwitchEngine};
 use nukleus_switch::mesh::MeshReader;
-use nukleus_switch::nukleus::{flush_mesh_to, read_mesh_frame};
+use nukleus_switch::nukleus::{flush_mesh_to, lend_mesh_frame, read_mesh_frame};
 use nukleus_switch::switch::Config;
 use streams::copy::in_pieces;
 use streams::{ring, RingReader, RingWriter, SharedMapping};
@@ -41,9 +41,10 @@ const OWNER: &str = "owner";
 
 /// The mesh as the switch nuklei have it: a ring per ordered pair of instances (the
 /// topology's default capacity), and each instance's reassembly of each peer's records.
-/// An instance's "poll" reads its mesh input, lets it work, then writes its outboxes into its
-/// output rings and publishes them, through the nukleus's own functions
-/// (`nukleus::{flush_mesh_to, read_mesh_frame}`).
+/// An instance's "poll" lends it a frame of each of its output rings, reads its mesh input,
+/// lets it work, then gives the frames back, writes any overflow and publishes the rings,
+/// through the nukleus's own functions (`nukleus::{lend_mesh_frame, flush_mesh_to,
+/// read_mesh_frame}`).
 struct Mesh {
     /// `[from][to]`.
     tx: Vec<Vec<Option<RingWriter>>>,
@@ -76,7 +77,16 @@ impl Mesh {
         Mesh { tx, rx, readers }
     }
 
-    /// The end of instance `i`'s poll: the outboxes written into the rings, the rings
+    /// The start of instance `i`'s poll: a frame of each ring to its peers lent.
+    fn begin(&mut self, engines: &mut [Box<dyn SwitchEngine>], i: usize) {
+        for (peer, tx) in self.tx[i].iter_mut().enumerate() {
+            if let Some(tx) = tx {
+                lend_mesh_frame(engines[i].as_mut(), peer, tx, 0);
+            }
+        }
+    }
+
+    /// The end of instance `i`'s poll: the frames given back, the overflow written, the rings
     /// published.
     fn end(&mut self, engines: &mut [Box<dyn SwitchEngine>], i: usize) {
         for (peer, tx) in self.tx[i].iter_mut().enumerate() {
@@ -92,6 +102,7 @@ impl Mesh {
         loop {
             let mut moved = false;
             for to in 0..engines.len() {
+                self.begin(engines, to);
                 for from in 0..engines.len() {
                     let Some(rx) = &mut self.rx[to][from] else {
                         continue;
@@ -151,6 +162,7 @@ fn run(instances: usize, ports: usize, messages: usize) -> (f64, f64) {
     // The sender is a node at another instance (if there is one), as a client on another core.
     let front = (home + 1) % n;
     let sender = node_at("sender", front, n);
+    mesh.begin(&mut engines, home);
     let session = engines[home]
         .handle_wait_msg(OWNER, "a:1", 1, 0)
         .expect("owner online");
@@ -170,6 +182,7 @@ fn run(instances: usize, ports: usize, messages: usize) -> (f64, f64) {
     let start = Instant::now();
     for text in &regs {
         token += 1;
+        mesh.begin(&mut engines, home);
         engines[home].handle_ws(token, OWNER, text, 0, &AnyNode);
         mesh.end(&mut engines, home);
         mesh.pump(&mut engines);
@@ -208,6 +221,7 @@ fn run(instances: usize, ports: usize, messages: usize) -> (f64, f64) {
     let start = Instant::now();
     for text in &sends {
         token += 1;
+        mesh.begin(&mut engines, front);
         engines[front].handle_ws(token, &sender, text, 0, &AnyNode);
         mesh.end(&mut engines, front);
         mesh.pump(&mut engines);

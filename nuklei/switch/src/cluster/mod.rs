@@ -50,8 +50,8 @@ use crate::batch::{PortNames, SendBatch};
 use crate::json::Escaping;
 use crate::limits::{LimitError, Limits};
 use crate::mesh::{
-    DeliverWriter, HomeInfo, Item, ItemReader, Items, Msg, NodeRef, OwnerInfo, ResolveWriter,
-    ResolvedWriter,
+    DeliverWriter, HomeInfo, Item, ItemReader, Items, MeshOut, Msg, NodeRef, Outbox, OwnerInfo,
+    ResolveWriter, ResolvedWriter,
 };
 use crate::nodes::{ConnId, Drained, Node, NodeRegistry, PushOutcome, ReleaseReason};
 use crate::ports::{shard_of, NodeIdx, Outcome, PortShard, RegisterError, Subscriber};
@@ -267,7 +267,7 @@ pub struct Instance {
     next_op: u64,
     /// SendMsg operations in arrival order: phase two runs in this order.
     send_order: VecDeque<u64>,
-    outbox: Vec<Vec<u8>>,
+    outbox: Vec<Outbox>,
     done: Vec<Done>,
     work: Vec<(NodeIdx, Cause)>,
     /// Exchanges the nukleus opened and refused (reported with the counters).
@@ -322,7 +322,7 @@ impl Instance {
             ops: HashMap::new(),
             next_op: 1,
             send_order: VecDeque::new(),
-            outbox: vec![Vec::new(); count],
+            outbox: (0..count).map(|_| Outbox::default()).collect(),
             done: Vec::new(),
             work: Vec::new(),
             exchanges: (0, 0),
@@ -402,14 +402,21 @@ impl Instance {
         self.ops.len()
     }
 
-    /// Mesh bytes to send to instance `peer` (the caller sends a prefix and drains it).
+    /// Mesh bytes to send to instance `peer` beyond those written into a lent frame (all of
+    /// them when none is lent; the caller sends a prefix and drains it).
     pub fn outbox(&mut self, peer: usize) -> &mut Vec<u8> {
+        self.outbox[peer].overflow()
+    }
+
+    /// The records to instance `peer`: to lend it a frame of the ring to that peer and take
+    /// the frame back ([`Outbox::lend`], [`Outbox::take_frame`]).
+    pub fn outbox_to(&mut self, peer: usize) -> &mut Outbox {
         &mut self.outbox[peer]
     }
 
-    /// Bytes waiting in all outboxes.
+    /// Bytes waiting in all outboxes (lent frames included).
     pub fn outbox_bytes(&self) -> usize {
-        self.outbox.iter().map(Vec::len).sum()
+        self.outbox.iter().map(MeshOut::len).sum()
     }
 
     /// Completed operations since the last call.

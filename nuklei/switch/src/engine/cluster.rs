@@ -16,6 +16,7 @@ use crate::nodes::{ConnId, Drained};
 use crate::ports::NodeIdx;
 use crate::queue::Batch;
 use crate::switch::{CloseReason, Metrics, Output, Reply, Session, SwitchError};
+use streams::LentFrame;
 
 /// A call in flight: what its reply needs, and its WebSocket request id (`None`: REST).
 #[derive(Debug)]
@@ -331,6 +332,14 @@ impl SwitchEngine for ClusterEngine {
 
     fn transmit_bytes(&self) -> usize {
         self.instance.outbox_bytes()
+    }
+
+    fn lend_frame(&mut self, peer: usize, frame: LentFrame) -> Result<(), LentFrame> {
+        self.instance.outbox_to(peer).lend(frame)
+    }
+
+    fn take_frame(&mut self, peer: usize) -> Option<(LentFrame, usize)> {
+        self.instance.outbox_to(peer).take_frame()
     }
 
     fn queued(&self, node: NodeIdx) -> usize {

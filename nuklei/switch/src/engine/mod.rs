@@ -18,6 +18,7 @@ use crate::ports::NodeIdx;
 use crate::queue::Batch;
 use crate::switch::{CloseReason, Metrics, Output, Session, SwitchError};
 use crate::watch::WatchRequest;
+use streams::LentFrame;
 
 mod call;
 pub mod cluster;
@@ -139,9 +140,22 @@ pub trait SwitchEngine: Send {
         None
     }
 
-    /// Bytes waiting in every mesh outbox.
+    /// Bytes waiting in every mesh outbox (lent frames included).
     fn transmit_bytes(&self) -> usize {
         0
+    }
+
+    /// Lends the engine a frame of the ring to switch instance `peer` to write the mesh records
+    /// that follow into, where the peer reads them (cluster only): handed back if the engine
+    /// takes none (no mesh, or records wait in its overflow and must go first).
+    fn lend_frame(&mut self, _peer: usize, frame: LentFrame) -> Result<(), LentFrame> {
+        Err(frame)
+    }
+
+    /// The frame lent for `peer` and the bytes written into it, to give back to its ring
+    /// before the bytes of [`SwitchEngine::poll_transmit`] are sent.
+    fn take_frame(&mut self, _peer: usize) -> Option<(LentFrame, usize)> {
+        None
     }
 
     // ----- push queues and state --------------------------------------------------------

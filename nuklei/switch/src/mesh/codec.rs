@@ -1,6 +1,7 @@
 //! The binary encoding of mesh records (see the module docs of [`crate::mesh`]).
 
 use super::fields::{Dec, Enc, LEN_BYTES, TEXT_LEN_BYTES};
+use super::outbox::MeshOut;
 use super::*;
 
 const REGISTER: u8 = 1;
@@ -112,7 +113,7 @@ fn reason_of(code: u8) -> Result<ReleaseReason, MeshError> {
 
 /// Starts a record at the end of `out`: room for `[len:u32][text_len:u32]`, which
 /// [`end_record`] fills in. Returns where the record starts.
-fn begin_record(out: &mut Vec<u8>) -> usize {
+fn begin_record<O: MeshOut + ?Sized>(out: &mut O) -> usize {
     let start = out.len();
     out.extend_from_slice(&[0; LEN_BYTES + TEXT_LEN_BYTES]);
     start
@@ -120,18 +121,19 @@ fn begin_record(out: &mut Vec<u8>) -> usize {
 
 /// Completes the record that starts at `start` and ends at the end of `out`, its text block
 /// ending at `text_end`: writes its two lengths.
-fn end_record(out: &mut [u8], start: usize, text_end: usize) {
+fn end_record<O: MeshOut + ?Sized>(out: &mut O, start: usize, text_end: usize) {
     let text_len = (text_end - start - LEN_BYTES - TEXT_LEN_BYTES) as u32;
     let len = (out.len() - start - LEN_BYTES) as u32;
-    out[start..start + LEN_BYTES].copy_from_slice(&len.to_le_bytes());
-    out[start + LEN_BYTES..start + LEN_BYTES + TEXT_LEN_BYTES]
-        .copy_from_slice(&text_len.to_le_bytes());
+    let mut lens = [0; LEN_BYTES + TEXT_LEN_BYTES];
+    lens[..LEN_BYTES].copy_from_slice(&len.to_le_bytes());
+    lens[LEN_BYTES..].copy_from_slice(&text_len.to_le_bytes());
+    out.patch(start, &lens);
 }
 
 /// Completes a record whose text block `out` holds up to its end: appends its tag and fixed
 /// fields (`fields`), then writes its two lengths ([`end_record`]). The writers that put the
 /// text block into the outbox as they go and keep the fields aside finish this way.
-fn end_record_with_fields(out: &mut Vec<u8>, start: usize, fields: &[u8]) {
+fn end_record_with_fields<O: MeshOut + ?Sized>(out: &mut O, start: usize, fields: &[u8]) {
     let text_end = out.len();
     out.extend_from_slice(fields);
     end_record(out, start, text_end);
@@ -140,7 +142,7 @@ fn end_record_with_fields(out: &mut Vec<u8>, start: usize, fields: &[u8]) {
 impl<'a> Msg<'a> {
     /// Appends this message as one record to `out`: `[len:u32][text_len:u32]`, the text block
     /// of `text_len` bytes, then `[tag:u8]` and the fixed-size fields (see [`crate::mesh`]).
-    pub fn encode(&self, out: &mut Vec<u8>) {
+    pub fn encode<O: MeshOut + ?Sized>(&self, out: &mut O) {
         let start = begin_record(out);
         self.write(&mut Enc { out, text: true });
         let text_end = out.len();
@@ -149,7 +151,7 @@ impl<'a> Msg<'a> {
     }
 
     /// One pass of [`Msg::encode`]: the tag and fields, or the text block.
-    fn write(&self, e: &mut Enc<'_>) {
+    fn write<O: MeshOut + ?Sized>(&self, e: &mut Enc<'_, O>) {
         match self {
             Msg::Register {
                 op,
@@ -335,7 +337,7 @@ impl<'a> Msg<'a> {
                         _ => {}
                     }
                 }
-                e.out[count_at..count_at + 4].copy_from_slice(&count.to_le_bytes());
+                e.out.patch(count_at, &count.to_le_bytes());
             }
             Msg::Delivered {
                 op,
@@ -842,7 +844,12 @@ const DELIVER_ENTRIES_AT: usize = 1 + 8 + 1;
 
 impl DeliverWriter {
     /// Starts a Deliver record in `out` (room for about `items` items).
-    pub fn start(out: &mut Vec<u8>, op: u64, ack: bool, items: usize) -> DeliverWriter {
+    pub fn start<O: MeshOut + ?Sized>(
+        out: &mut O,
+        op: u64,
+        ack: bool,
+        items: usize,
+    ) -> DeliverWriter {
         let start = begin_record(out);
         let mut fields = Vec::with_capacity(DELIVER_ENTRIES_AT + 4 + 18 + items * 8);
         fields.push(DELIVER);
@@ -866,9 +873,9 @@ impl DeliverWriter {
 
     /// Appends an [`Item::Unicast`].
     #[inline]
-    pub fn unicast(
+    pub fn unicast<O: MeshOut + ?Sized>(
         &mut self,
-        out: &mut Vec<u8>,
+        out: &mut O,
         node: u32,
         session: u64,
         port: &str,
@@ -885,9 +892,9 @@ impl DeliverWriter {
     /// once. `joined` must be UTF-8 with a character boundary at `port_len` (bytes of a `str`
     /// cut at character boundaries), or the receiver refuses the record as corrupt.
     #[inline]
-    pub fn unicast_joined(
+    pub fn unicast_joined<O: MeshOut + ?Sized>(
         &mut self,
-        out: &mut Vec<u8>,
+        out: &mut O,
         node: u32,
         session: u64,
         joined: &[u8],
@@ -908,7 +915,12 @@ impl DeliverWriter {
     /// to the same node, session and escaping), its port and body side by side in `joined`
     /// as for [`DeliverWriter::unicast_joined`]; `false` (nothing appended) if no run is open.
     #[inline(always)]
-    pub fn continue_run(&mut self, out: &mut Vec<u8>, joined: &[u8], port_len: usize) -> bool {
+    pub fn continue_run<O: MeshOut + ?Sized>(
+        &mut self,
+        out: &mut O,
+        joined: &[u8],
+        port_len: usize,
+    ) -> bool {
         let Some((_, _, _, _, count)) = &mut self.run else {
             return false;
         };
@@ -956,7 +968,7 @@ impl DeliverWriter {
     }
 
     /// Appends an [`Item::Broadcast`].
-    pub fn broadcast(&mut self, out: &mut Vec<u8>, body: &str) {
+    pub fn broadcast<O: MeshOut + ?Sized>(&mut self, out: &mut O, body: &str) {
         self.close_run();
         self.entries += 1;
         self.fields.push(ITEM_BROADCAST);
@@ -966,7 +978,7 @@ impl DeliverWriter {
     }
 
     /// Completes the record in `out`, which holds its text block now.
-    pub fn finish(mut self, out: &mut Vec<u8>) {
+    pub fn finish<O: MeshOut + ?Sized>(mut self, out: &mut O) {
         self.close_run();
         let entries = self.entries.to_le_bytes();
         self.fields[DELIVER_ENTRIES_AT..DELIVER_ENTRIES_AT + 4].copy_from_slice(&entries);
@@ -990,7 +1002,7 @@ pub struct ResolveWriter {
 
 impl ResolveWriter {
     /// Starts a Resolve record in `out` (room for about `ports` ports).
-    pub fn start(out: &mut Vec<u8>, op: u64, ports: usize) -> ResolveWriter {
+    pub fn start<O: MeshOut + ?Sized>(out: &mut O, op: u64, ports: usize) -> ResolveWriter {
         let start = begin_record(out);
         let mut fields = Vec::with_capacity(RESOLVE_COUNT_AT + 4 + ports * RESOLVE_NAME_BYTES);
         fields.push(RESOLVE);
@@ -1005,7 +1017,7 @@ impl ResolveWriter {
 
     /// Appends a port.
     #[inline]
-    pub fn port(&mut self, out: &mut Vec<u8>, port: &str) {
+    pub fn port<O: MeshOut + ?Sized>(&mut self, out: &mut O, port: &str) {
         self.count += 1;
         self.fields
             .extend_from_slice(&(port.len() as u32).to_le_bytes());
@@ -1013,7 +1025,7 @@ impl ResolveWriter {
     }
 
     /// Completes the record in `out`, which holds its text block now.
-    pub fn finish(mut self, out: &mut Vec<u8>) {
+    pub fn finish<O: MeshOut + ?Sized>(mut self, out: &mut O) {
         self.fields[RESOLVE_COUNT_AT..RESOLVE_COUNT_AT + 4]
             .copy_from_slice(&self.count.to_le_bytes());
         end_record_with_fields(out, self.start, &self.fields);
@@ -1035,7 +1047,7 @@ pub struct ResolvedWriter {
 
 impl ResolvedWriter {
     /// Starts a Resolved record in `out`.
-    pub fn start(out: &mut Vec<u8>, op: u64) -> ResolvedWriter {
+    pub fn start<O: MeshOut + ?Sized>(out: &mut O, op: u64) -> ResolvedWriter {
         // Length, an empty text block, tag, op and the run count (patched by `finish`).
         let start = begin_record(out);
         out.push(RESOLVED);
@@ -1049,15 +1061,15 @@ impl ResolvedWriter {
     }
 
     /// Ends the open run, if any: its count goes in its place.
-    fn close_run(&mut self, out: &mut [u8]) {
+    fn close_run<O: MeshOut + ?Sized>(&mut self, out: &mut O) {
         if let Some((_, at, count)) = self.run.take() {
-            out[at..at + 4].copy_from_slice(&count.to_le_bytes());
+            out.patch(at, &count.to_le_bytes());
         }
     }
 
     /// The owner of the next port (`None`: not registered).
     #[inline]
-    pub fn owner(&mut self, out: &mut Vec<u8>, owner: Option<NodeRef>) {
+    pub fn owner<O: MeshOut + ?Sized>(&mut self, out: &mut O, owner: Option<NodeRef>) {
         match &mut self.run {
             Some((o, _, count)) if *o == owner => *count += 1,
             _ => {
@@ -1076,10 +1088,10 @@ impl ResolvedWriter {
     }
 
     /// Completes the record in `out`.
-    pub fn finish(mut self, out: &mut [u8]) {
+    pub fn finish<O: MeshOut + ?Sized>(mut self, out: &mut O) {
         self.close_run(out);
         let runs_at = self.start + LEN_BYTES + TEXT_LEN_BYTES + RESOLVE_COUNT_AT;
-        out[runs_at..runs_at + 4].copy_from_slice(&self.runs.to_le_bytes());
+        out.patch(runs_at, &self.runs.to_le_bytes());
         // The text block is empty.
         end_record(out, self.start, self.start + LEN_BYTES + TEXT_LEN_BYTES);
     }

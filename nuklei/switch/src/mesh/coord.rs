@@ -2,7 +2,7 @@
 //! listings), in the framing of [`super::codec`], with its fields ([`super::fields`]).
 
 use super::fields::{Dec, Enc};
-use super::{MeshError, Msg};
+use super::{MeshError, MeshOut, Msg};
 
 const ACKED: u8 = 20;
 const HANDOVER_TO: u8 = 21;
@@ -15,7 +15,7 @@ const NODES_LISTED: u8 = 27;
 const NODE_PORTS: u8 = 28;
 const NODE_PORTS_LISTED: u8 = 29;
 
-impl Enc<'_> {
+impl<O: MeshOut + ?Sized> Enc<'_, O> {
     fn opt_str(&mut self, s: Option<&str>) {
         match s {
             None => self.u8(0),
@@ -37,7 +37,7 @@ impl<'a> Dec<'a> {
 }
 
 /// Appends the fields of a coordination record (its tag first).
-pub(super) fn encode(msg: &Msg<'_>, e: &mut Enc<'_>) {
+pub(super) fn encode<O: MeshOut + ?Sized>(msg: &Msg<'_>, e: &mut Enc<'_, O>) {
     match msg {
         Msg::Acked {
             op,

@@ -16,12 +16,12 @@ pub(super) const NAMED_ITEM_BYTES: usize = 8;
 /// Writes one pass of a record: its fixed-size fields (the strings' lengths among them), or
 /// its text block (the strings' bytes, in the same order). [`Msg::encode`] runs the same
 /// writer twice, so both passes see the fields in one order.
-pub(super) struct Enc<'a> {
-    pub(super) out: &'a mut Vec<u8>,
+pub(super) struct Enc<'a, O: MeshOut + ?Sized> {
+    pub(super) out: &'a mut O,
     pub(super) text: bool,
 }
 
-impl Enc<'_> {
+impl<O: MeshOut + ?Sized> Enc<'_, O> {
     pub(super) fn u8(&mut self, v: u8) {
         if !self.text {
             self.out.push(v);

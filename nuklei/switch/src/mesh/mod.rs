@@ -490,6 +490,8 @@ mod codec;
 pub use codec::{DeliverWriter, ItemReader, ResolveWriter, ResolvedWriter};
 mod coord;
 mod fields;
+mod outbox;
+pub use outbox::{MeshOut, Outbox};
 #[cfg(test)]
 mod tests;
 

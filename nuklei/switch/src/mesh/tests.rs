@@ -819,3 +819,115 @@ mod named {
         }
     }
 }
+
+mod outbox {
+    //! Records written through an [`Outbox`] (a frame lent from a ring, then the overflow)
+    //! are the bytes the same writes give in a `Vec`, wherever the frame ends among them,
+    //! and read back as the same records.
+    use super::*;
+    use crate::mesh::{MeshOut, MeshReader, Outbox};
+    use proptest::prelude::*;
+    use streams::{ring, SharedMapping};
+
+    /// Writes record `k` of a script into `out`: a message of [`all`] through
+    /// [`Msg::encode`], or a Resolve, Resolved or Deliver through its writer, of `names`.
+    fn write<O: MeshOut>(out: &mut O, k: usize, names: &[String]) {
+        let msgs = all();
+        let n = msgs.len();
+        match k % (n + 3) {
+            i if i < n => msgs[i].encode(out),
+            i if i == n => {
+                let mut w = ResolveWriter::start(out, 7, names.len());
+                for name in names {
+                    w.port(out, name);
+                }
+                w.finish(out);
+            }
+            i if i == n + 1 => {
+                let mut w = ResolvedWriter::start(out, 8);
+                for j in 0..names.len() {
+                    let owner = NodeRef {
+                        home: 1,
+                        idx: (j / 3) as u32,
+                        session: 3,
+                    };
+                    w.owner(out, (!j.is_multiple_of(4)).then_some(owner));
+                }
+                w.finish(out);
+            }
+            _ => {
+                let mut w = DeliverWriter::start(out, 9, k.is_multiple_of(2), names.len());
+                for (j, name) in names.iter().enumerate() {
+                    let joined = format!("{name}{k}");
+                    match j % 4 {
+                        0 => w.unicast(out, 2, 5, name, "body", Escaping::Plain),
+                        1 => {
+                            if !w.continue_run(out, joined.as_bytes(), name.len()) {
+                                w.broadcast(out, name);
+                            }
+                        }
+                        2 => w.unicast_joined(
+                            out,
+                            (j % 3) as u32,
+                            5,
+                            joined.as_bytes(),
+                            name.len(),
+                            Escaping::Scan,
+                        ),
+                        _ => w.broadcast(out, name),
+                    }
+                }
+                w.finish(out);
+            }
+        }
+    }
+
+    /// The records in `parts`, read as the peer reads its DATA frames.
+    fn records(parts: &[&[u8]]) -> Vec<Vec<u8>> {
+        let mut reader = MeshReader::default();
+        let mut got = Vec::new();
+        for part in parts {
+            reader.feed(part, |r| got.push(r.to_vec()));
+        }
+        assert_eq!(reader.pending(), 0, "no record left incomplete");
+        got
+    }
+
+    proptest! {
+        #[test]
+        fn records_written_through_an_outbox_are_those_of_a_vec_across_frame_and_overflow(
+            script in prop::collection::vec(0..200usize, 0..12),
+            names in prop::collection::vec("[a-z0-9]{0,9}|[é✓😀]{0,3}", 0..20),
+            frame in 0..3000usize,
+        ) {
+            let mut want = Vec::new();
+            for &k in &script {
+                write(&mut want, k, &names);
+            }
+            let (mut tx, mut rx) = ring(SharedMapping::anonymous(1 << 16, "outbox").unwrap());
+            let mut out = Outbox::default();
+            out.lend(tx.lend(1, 0, frame).unwrap()).unwrap();
+            for &k in &script {
+                write(&mut out, k, &names);
+            }
+            prop_assert_eq!(out.len(), want.len());
+            let (lent, used) = out.take_frame().unwrap();
+            prop_assert!(used <= frame);
+            tx.give_back(lent, used);
+            tx.publish();
+            let mut in_frame = Vec::new();
+            rx.read(usize::MAX, |_, p| in_frame.extend_from_slice(p));
+            prop_assert_eq!(in_frame.len(), used);
+            let mut got = in_frame.clone();
+            got.extend_from_slice(out.overflow());
+            prop_assert_eq!(&got, &want);
+            // Read as two DATA frames (the lent one, the overflow), the same records, which
+            // decode as those of the `Vec`.
+            let read = records(&[&in_frame, out.overflow()]);
+            prop_assert_eq!(&read, &records(&[&want]));
+            for r in &read {
+                prop_assert!(Msg::decode(r).is_ok());
+            }
+        }
+    }
+}

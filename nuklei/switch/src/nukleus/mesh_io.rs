@@ -1,20 +1,44 @@
 //! The mesh's I/O: records from the other switch instances in, outboxes out (one ring pair
 //! per pair of instances; see `crate::mesh`). The work per peer ring is in the free functions
-//! [`flush_mesh_to`] and [`read_mesh_frame`], which the nukleus runs on
+//! [`lend_mesh_frame`], [`flush_mesh_to`] and [`read_mesh_frame`], which the nukleus runs on
 //! every poll and `examples/fission_cost.rs` runs on its own rings, so that it counts what
 //! the nukleus does.
 
 use super::*;
 use streams::RingWriter;
 
-/// Writes the mesh outbox for `peer` into `tx`, the ring to it, as DATA frames, as much as
-/// fits (the rest stays, in order, for the next poll).
+/// Lends `engine`, for the poll, a DATA frame of `tx`, the ring to instance `peer`, as large
+/// as fits now (up to a record's maximum), so that it writes its mesh records where the peer
+/// reads them instead of into an outbox copied into the ring afterwards; nothing if the ring
+/// has less than [`MESH_FRAME_MIN`] bytes of room or the engine takes none (records wait in its
+/// overflow). [`flush_mesh_to`] gives the frame back: before `tx` is published.
+pub fn lend_mesh_frame(
+    engine: &mut dyn SwitchEngine,
+    peer: usize,
+    tx: &mut RingWriter,
+    timestamp: u64,
+) {
+    let h = header(MESH_STREAM, timestamp);
+    let Ok(frame) = tx.lend_data(&h, MESH_FRAME_MIN, usize::MAX) else {
+        return;
+    };
+    if let Err(frame) = engine.lend_frame(peer, frame) {
+        tx.give_back(frame, 0);
+    }
+}
+
+/// Gives the frame lent for `peer` back to `tx`, trimmed to the records written into it (or
+/// dropped if none was), then writes what overflowed after it into `tx` as DATA frames, as
+/// much as fits (the rest stays, in order, for the next poll).
 pub fn flush_mesh_to(
     engine: &mut dyn SwitchEngine,
     peer: usize,
     tx: &mut RingWriter,
     timestamp: u64,
 ) {
+    if let Some((frame, used)) = engine.take_frame(peer) {
+        tx.give_back(frame, used);
+    }
     let room = tx.max_payload() - 64;
     let Some(outbox) = engine.poll_transmit(peer) else {
         return;
@@ -71,7 +95,22 @@ impl SwitchNukleus {
         );
     }
 
-    /// Writes the mesh outboxes into the rings to the other instances ([`flush_mesh_to`]).
+    /// Lends the engine a frame of each ring to another instance for the poll
+    /// ([`lend_mesh_frame`]).
+    pub(super) fn lend_mesh_frames(&mut self) {
+        let Some(mesh) = &self.mesh else {
+            return;
+        };
+        for (peer, output) in mesh.output_of.iter().enumerate() {
+            if let Some(output) = *output {
+                let tx = &mut self.outputs[output].tx;
+                lend_mesh_frame(self.engine.as_mut(), peer, tx, self.timestamp);
+            }
+        }
+    }
+
+    /// Gives the lent frames back and writes the outboxes' overflow into the rings to the
+    /// other instances ([`flush_mesh_to`]).
     pub(super) fn flush_mesh(&mut self) {
         let Some(mesh) = &self.mesh else {
             return;

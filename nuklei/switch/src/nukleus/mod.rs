@@ -59,7 +59,7 @@ mod tokens;
 mod watcher;
 mod watcher_state;
 
-pub use mesh_io::{flush_mesh_to, read_mesh_frame};
+pub use mesh_io::{flush_mesh_to, lend_mesh_frame, read_mesh_frame};
 pub use metrics_text::metrics_text;
 pub use receivers::wait_msg_node;
 pub use watcher::watch_of_query;
@@ -149,6 +149,9 @@ pub mod close_code {
 const MESH_STREAM: u64 = 1;
 /// Mesh bytes waiting to be written beyond which client input is not read.
 const MESH_HIGH_WATER: usize = 4 << 20;
+/// The smallest DATA frame lent to the engine for its mesh records: with less room in the
+/// ring, its records wait in the outbox's overflow.
+pub const MESH_FRAME_MIN: usize = 256;
 
 /// WebSocket message kinds in DATA extensions.
 const WS_TEXT: u8 = 1;
@@ -526,6 +529,7 @@ impl Nukleus for SwitchNukleus {
         work += self.look_at_tokens();
         self.engine
             .handle_exchange_counts(self.requests, self.refused);
+        self.lend_mesh_frames();
         let mut inputs = std::mem::take(&mut self.inputs);
         // While the mesh is backed up, take no new client requests (mesh input is always read).
         let backed_up = self.engine.transmit_bytes() > MESH_HIGH_WATER;
