@@ -102,7 +102,14 @@ impl Mesh {
         loop {
             let mut moved = false;
             for to in 0..engines.len() {
-                self.begin(engines, to);
+                // As the nukleus: frames lent only to a poll with input.
+                let input = self.rx[to]
+                    .iter()
+                    .flatten()
+                    .any(|rx| rx.pending_bytes() > 0);
+                if input {
+                    self.begin(engines, to);
+                }
                 for from in 0..engines.len() {
                     let Some(rx) = &mut self.rx[to][from] else {
                         continue;

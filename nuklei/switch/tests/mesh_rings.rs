@@ -63,14 +63,17 @@ impl Mesh {
 
     /// Runs `work` on instance `i` as one poll of its nukleus: frames lent before, given back,
     /// the overflow written and the rings published after.
+    /// As the nukleus, frames are lent only to a poll with `input` (a client's request, or
+    /// records in a mesh ring).
     fn poll<T>(
         &mut self,
         e: &mut [ClusterEngine],
         i: usize,
+        input: bool,
         work: impl FnOnce(&mut ClusterEngine) -> T,
     ) -> T {
         for (peer, tx) in self.tx[i].iter_mut().enumerate() {
-            if let Some(tx) = tx {
+            if let Some(tx) = tx.as_mut().filter(|_| input) {
                 lend_mesh_frame(&mut e[i], peer, tx, 0);
             }
         }
@@ -109,7 +112,8 @@ impl Mesh {
                 for to in 0..N {
                     let mut rx = std::mem::take(&mut self.rx[to]);
                     let mut readers = std::mem::take(&mut self.readers[to]);
-                    self.poll(e, to, |engine| {
+                    let input = rx.iter().flatten().any(|rx| rx.pending_bytes() > 0);
+                    self.poll(e, to, input, |engine| {
                         for (from, rx) in rx.iter_mut().enumerate() {
                             if let Some(rx) = rx {
                                 let reader = &mut readers[from];
@@ -154,7 +158,7 @@ fn run(wire: Wire) -> (Vec<String>, Vec<u8>, u64) {
     let owner = named("owner", |s| home_of(s, N) == 0);
     let sender = named("sender", |s| home_of(s, N) == 1);
     let session = mesh
-        .poll(&mut e, 0, |e| e.handle_wait_msg(&owner, "a:1", 1, 0))
+        .poll(&mut e, 0, true, |e| e.handle_wait_msg(&owner, "a:1", 1, 0))
         .expect("online");
     let ports: Vec<String> = (0..400).map(|i| format!("port-{i:05}")).collect();
     let list: Vec<String> = ports.iter().map(|p| format!("\"{p}\"")).collect();
@@ -164,7 +168,9 @@ fn run(wire: Wire) -> (Vec<String>, Vec<u8>, u64) {
         Some((_, Completion::Ws(text))) => replies.push(text),
         other => panic!("no WebSocket reply: {other:?}"),
     };
-    mesh.poll(&mut e, 0, |e| e.handle_ws(1, &owner, &regport, 0, &AnyNode));
+    mesh.poll(&mut e, 0, true, |e| {
+        e.handle_ws(1, &owner, &regport, 0, &AnyNode)
+    });
     mesh.pump(&mut e);
     done(&mut e[0]);
     // The requests follow one another with one poll of every instance between them (not
@@ -184,7 +190,7 @@ fn run(wire: Wire) -> (Vec<String>, Vec<u8>, u64) {
             k + 2,
             messages.join(",")
         );
-        mesh.poll(&mut e, 1, |e| {
+        mesh.poll(&mut e, 1, true, |e| {
             e.handle_ws(k as u64 + 2, &sender, &text, 0, &AnyNode)
         });
         mesh.round(&mut e);

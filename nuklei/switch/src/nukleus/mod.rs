@@ -529,7 +529,12 @@ impl Nukleus for SwitchNukleus {
         work += self.look_at_tokens();
         self.engine
             .handle_exchange_counts(self.requests, self.refused);
-        self.lend_mesh_frames();
+        // Frames for the mesh records only when the poll has input to handle: an idle poll
+        // would claim them and drop them unused (records written without one, by a timeout
+        // say, go to the outboxes' overflow).
+        if self.inputs.iter().any(|rx| rx.pending_bytes() > 0) {
+            self.lend_mesh_frames();
+        }
         let mut inputs = std::mem::take(&mut self.inputs);
         // While the mesh is backed up, take no new client requests (mesh input is always read).
         let backed_up = self.engine.transmit_bytes() > MESH_HIGH_WATER;
