@@ -127,9 +127,9 @@ pub struct RingWriter {
 /// being given back keeps its space, and everything the writer claims after it,
 /// unpublished for good: give every lent frame back.
 pub struct LentFrame {
-    /// The record's payload in the mapping.
-    payload: *mut u8,
-    /// The payload's length.
+    /// The lent bytes in the mapping: the record's payload after `skip` bytes.
+    bytes: std::ptr::NonNull<u8>,
+    /// How many bytes are lent.
     len: usize,
     /// Bytes at the payload's start that the lender wrote (a frame header), not lent.
     skip: usize,
@@ -147,7 +147,7 @@ unsafe impl Send for LentFrame {}
 impl std::fmt::Debug for LentFrame {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LentFrame")
-            .field("len", &self.len())
+            .field("len", &self.len)
             .field("position", &self.position)
             .finish()
     }
@@ -157,35 +157,39 @@ impl LentFrame {
     /// Bytes lent.
     #[inline]
     pub fn len(&self) -> usize {
-        self.len - self.skip
+        self.len
     }
 
     /// Whether no byte is lent.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.len == 0
     }
 
     /// The lent bytes, to fill from their start (their content is whatever the ring held).
     #[inline]
     pub fn bytes(&mut self) -> &mut [u8] {
-        // SAFETY: `lend` reserved `len` payload bytes at `payload` inside the mapping, which
-        // the Arc keeps mapped; the writer does not write or publish that record while it is
-        // lent (so the reader does not read it), and the slice borrows `self` mutably, so it
-        // is the only reference to those bytes. `skip <= len`.
-        unsafe { std::slice::from_raw_parts_mut(self.payload.add(self.skip), self.len - self.skip) }
+        // SAFETY: `lend` reserved a payload of `skip + len` bytes inside the mapping, which
+        // the Arc keeps mapped, and `bytes` points `skip` bytes into it; the writer does not
+        // write or publish that record while it is lent (so the reader does not read it), and
+        // the slice borrows `self` mutably, so it is the only reference to those bytes.
+        unsafe { std::slice::from_raw_parts_mut(self.bytes.as_ptr(), self.len) }
     }
 
     /// The whole payload, the lender's prefix included.
     pub(crate) fn payload(&mut self) -> &mut [u8] {
-        // SAFETY: as in `bytes`, from the payload's start.
-        unsafe { std::slice::from_raw_parts_mut(self.payload, self.len) }
+        // SAFETY: as in `bytes`; the payload starts `skip` bytes before the lent bytes.
+        unsafe {
+            std::slice::from_raw_parts_mut(self.bytes.as_ptr().sub(self.skip), self.skip + self.len)
+        }
     }
 
-    /// Keeps the first `skip` bytes of the payload (written by the lender) out of the lent
-    /// bytes.
+    /// Keeps the first `skip` bytes of the lent bytes (written by the lender) out of them.
     pub(crate) fn skip(&mut self, skip: usize) {
         assert!(skip <= self.len, "a lent frame skips within its payload");
-        self.skip = skip;
+        // SAFETY: `skip <= len`: the pointer stays within (or one past) the payload.
+        self.bytes = unsafe { self.bytes.add(skip) };
+        self.len -= skip;
+        self.skip += skip;
     }
 }
 
@@ -509,8 +513,8 @@ impl RingWriter {
         self.lent = Some(position);
         Ok(LentFrame {
             // SAFETY: `reserve` returned the payload index of a record of `payload_length`
-            // bytes within the data area.
-            payload: unsafe { self.memory.data.add(index) },
+            // bytes within the data area, so the pointer is in the mapping (not null).
+            bytes: unsafe { std::ptr::NonNull::new_unchecked(self.memory.data.add(index)) },
             len: payload_length,
             skip: 0,
             position,

@@ -55,8 +55,13 @@ impl<O: MeshOut + ?Sized> Enc<'_, O> {
             return;
         }
         self.u32(v.len() as u32);
-        for &p in v {
-            self.u32(p);
+        // A chunk of positions at a time: one write per 64, not one per position.
+        let mut chunk = [0; 256];
+        for part in v.chunks(chunk.len() / 4) {
+            for (out, p) in chunk.chunks_exact_mut(4).zip(part) {
+                out.copy_from_slice(&p.to_le_bytes());
+            }
+            self.out.extend_from_slice(&chunk[..part.len() * 4]);
         }
     }
     pub(super) fn named(&mut self, v: &[(u32, &str)]) {
@@ -70,11 +75,14 @@ impl<O: MeshOut + ?Sized> Enc<'_, O> {
         }
         self.u32(v.len() as u32);
         self.out.reserve(v.len() * NAMED_ITEM_BYTES);
-        for (p, s) in v {
-            let mut item = [0; NAMED_ITEM_BYTES];
-            item[..4].copy_from_slice(&p.to_le_bytes());
-            item[4..].copy_from_slice(&(s.len() as u32).to_le_bytes());
-            self.out.extend_from_slice(&item);
+        // A chunk of items at a time: one write per 32, not one per item.
+        let mut chunk = [0; 32 * NAMED_ITEM_BYTES];
+        for part in v.chunks(chunk.len() / NAMED_ITEM_BYTES) {
+            for (item, (p, s)) in chunk.chunks_exact_mut(NAMED_ITEM_BYTES).zip(part) {
+                item[..4].copy_from_slice(&p.to_le_bytes());
+                item[4..].copy_from_slice(&(s.len() as u32).to_le_bytes());
+            }
+            self.out.extend_from_slice(&chunk[..part.len() * NAMED_ITEM_BYTES]);
         }
     }
     pub(super) fn owner(&mut self, o: &OwnerInfo<'_>) {

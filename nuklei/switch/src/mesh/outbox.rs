@@ -59,11 +59,12 @@ impl MeshOut for Vec<u8> {
 /// one of them.
 #[derive(Debug, Default)]
 pub struct Outbox {
+    /// The lent frame while writes go there.
     frame: Option<LentFrame>,
+    /// The lent frame once a write did not fit in it.
+    closed: Option<LentFrame>,
     /// Bytes written into the frame.
     used: usize,
-    /// Bytes the frame takes: its length while writes go there, `used` once one did not fit.
-    room: usize,
     /// What follows the frame's bytes.
     overflow: Vec<u8>,
 }
@@ -72,10 +73,9 @@ impl Outbox {
     /// Takes `frame` to write the records that follow into, if nothing waits in the overflow
     /// (they would overtake it) and no frame is lent already; otherwise hands it back.
     pub fn lend(&mut self, frame: LentFrame) -> Result<(), LentFrame> {
-        if !self.overflow.is_empty() || self.frame.is_some() {
+        if !self.overflow.is_empty() || self.frame.is_some() || self.closed.is_some() {
             return Err(frame);
         }
-        self.room = frame.len();
         self.used = 0;
         self.frame = Some(frame);
         Ok(())
@@ -84,10 +84,8 @@ impl Outbox {
     /// The lent frame and the bytes written into it, to give back to its ring before the
     /// overflow is sent. Not while a record is being written.
     pub fn take_frame(&mut self) -> Option<(LentFrame, usize)> {
-        let frame = self.frame.take()?;
-        let used = std::mem::take(&mut self.used);
-        self.room = 0;
-        Some((frame, used))
+        let frame = self.frame.take().or_else(|| self.closed.take())?;
+        Some((frame, std::mem::take(&mut self.used)))
     }
 
     /// The bytes after the frame's, to send once the frame is given back (the caller drains
@@ -101,26 +99,21 @@ impl Outbox {
         self.used
     }
 
-    /// A write that does not fit in the frame: the frame takes no more, the write and every
-    /// later one go to the overflow.
+    /// A write that does not fit in the frame (or there is none): the frame takes no more,
+    /// the write and every later one go to the overflow.
     #[cold]
     fn spill(&mut self, bytes: &[u8]) {
-        self.room = self.used;
+        if let Some(frame) = self.frame.take() {
+            self.closed = Some(frame);
+        }
         self.overflow.extend_from_slice(bytes);
     }
 
-    /// A patch across the frame's end (a field is never written that way; kept general).
-    #[cold]
-    fn patch_across(&mut self, at: usize, bytes: &[u8]) {
-        for (i, &b) in bytes.iter().enumerate() {
-            let p = at + i;
-            if p < self.used {
-                if let Some(f) = &mut self.frame {
-                    f.bytes()[p] = b;
-                }
-            } else {
-                self.overflow[p - self.used] = b;
-            }
+    /// The frame's written bytes.
+    fn written(&mut self) -> &mut [u8] {
+        match self.frame.as_mut().or(self.closed.as_mut()) {
+            Some(f) => &mut f.bytes()[..self.used],
+            None => &mut [],
         }
     }
 }
@@ -134,32 +127,30 @@ impl MeshOut for Outbox {
     #[inline]
     fn extend_from_slice(&mut self, bytes: &[u8]) {
         let end = self.used + bytes.len();
-        match &mut self.frame {
-            Some(f) if end <= self.room => {
-                f.bytes()[self.used..end].copy_from_slice(bytes);
+        if let Some(f) = &mut self.frame {
+            if let Some(dst) = f.bytes().get_mut(self.used..end) {
+                dst.copy_from_slice(bytes);
                 self.used = end;
+                return;
             }
-            _ => self.spill(bytes),
         }
+        self.spill(bytes);
     }
 
     #[inline]
     fn patch(&mut self, at: usize, bytes: &[u8]) {
-        let end = at + bytes.len();
-        if end <= self.used {
-            if let Some(f) = &mut self.frame {
-                f.bytes()[at..end].copy_from_slice(bytes);
-                return;
-            }
-        } else if at >= self.used {
-            self.overflow[at - self.used..end - self.used].copy_from_slice(bytes);
+        let used = self.used;
+        if at >= used {
+            self.overflow[at - used..at - used + bytes.len()].copy_from_slice(bytes);
             return;
         }
-        self.patch_across(at, bytes);
+        let in_frame = bytes.len().min(used - at);
+        self.written()[at..at + in_frame].copy_from_slice(&bytes[..in_frame]);
+        self.overflow[..bytes.len() - in_frame].copy_from_slice(&bytes[in_frame..]);
     }
 
     fn reserve(&mut self, additional: usize) {
-        if self.used + additional > self.room {
+        if self.frame.is_none() {
             self.overflow.reserve(additional);
         }
     }
