@@ -99,13 +99,15 @@ impl Instance {
                 self.try_finish(op, out);
             }
             Msg::Resolve { op, ports } => {
-                // The owners in the Resolve's order, written as found.
-                let mut reply = ResolvedWriter::start(&mut self.outbox[from], op);
+                // The owners in the Resolve's order, written as found (the outbox taken out
+                // meanwhile: not indexed per port).
+                let mut outbox = std::mem::take(&mut self.outbox[from]);
+                let mut reply = ResolvedWriter::start(&mut outbox, op);
                 for port in &ports {
-                    let owner = self.resolve_here(port);
-                    reply.owner(&mut self.outbox[from], owner);
+                    reply.owner(&mut outbox, self.resolve_here(port));
                 }
-                reply.finish(&mut self.outbox[from]);
+                reply.finish(&mut outbox);
+                self.outbox[from] = outbox;
             }
             Msg::Resolved { op, runs } => {
                 if let Some(Op::Send(s)) = self.ops.get_mut(&op) {
