@@ -414,6 +414,11 @@ impl Instance {
         &mut self.outbox[peer]
     }
 
+    /// Whether the outbox to `peer` holds a lent frame.
+    pub fn holds_frame(&self, peer: usize) -> bool {
+        self.outbox[peer].holds_frame()
+    }
+
     /// Bytes waiting in all outboxes (lent frames included).
     pub fn outbox_bytes(&self) -> usize {
         self.outbox.iter().map(MeshOut::len).sum()

@@ -338,8 +338,17 @@ impl SwitchEngine for ClusterEngine {
         self.instance.outbox_to(peer).lend(frame)
     }
 
-    fn take_frame(&mut self, peer: usize) -> Option<(LentFrame, usize)> {
-        self.instance.outbox_to(peer).take_frame()
+    fn take_frame(&mut self, peer: usize, written_only: bool) -> Option<(LentFrame, usize)> {
+        let outbox = self.instance.outbox_to(peer);
+        if written_only {
+            outbox.take_written_frame()
+        } else {
+            outbox.take_frame()
+        }
+    }
+
+    fn holds_frame(&self, peer: usize) -> bool {
+        self.instance.holds_frame(peer)
     }
 
     fn queued(&self, node: NodeIdx) -> usize {

@@ -153,9 +153,16 @@ pub trait SwitchEngine: Send {
     }
 
     /// The frame lent for `peer` and the bytes written into it, to give back to its ring
-    /// before the bytes of [`SwitchEngine::poll_transmit`] are sent.
-    fn take_frame(&mut self, _peer: usize) -> Option<(LentFrame, usize)> {
+    /// before the bytes of [`SwitchEngine::poll_transmit`] are sent; with `written_only`,
+    /// only if something was written into it or it took no more (an untouched frame stays
+    /// lent for the next polls).
+    fn take_frame(&mut self, _peer: usize, _written_only: bool) -> Option<(LentFrame, usize)> {
         None
+    }
+
+    /// Whether the engine holds a frame lent for `peer`.
+    fn holds_frame(&self, _peer: usize) -> bool {
+        false
     }
 
     // ----- push queues and state --------------------------------------------------------

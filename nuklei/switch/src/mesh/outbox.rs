@@ -88,6 +88,21 @@ impl Outbox {
         Some((frame, std::mem::take(&mut self.used)))
     }
 
+    /// [`Outbox::take_frame`] if anything was written into the frame or it took no more; an
+    /// untouched frame stays lent (for the polls that follow: nothing is published after it
+    /// meanwhile, and nothing else is written to its ring while the overflow is empty).
+    pub fn take_written_frame(&mut self) -> Option<(LentFrame, usize)> {
+        if self.used == 0 && self.frame.is_some() {
+            return None;
+        }
+        self.take_frame()
+    }
+
+    /// Whether a frame is lent.
+    pub fn holds_frame(&self) -> bool {
+        self.frame.is_some() || self.closed.is_some()
+    }
+
     /// The bytes after the frame's, to send once the frame is given back (the caller drains
     /// what it sent).
     pub fn overflow(&mut self) -> &mut Vec<u8> {
@@ -243,6 +258,25 @@ mod tests {
         let (frame, _) = out.take_frame().unwrap();
         tx.give_back(frame, 0);
         assert!(out.take_frame().is_none());
+    }
+
+    #[test]
+    fn an_untouched_frame_stays_lent_and_a_written_or_closed_one_goes_back() {
+        let (mut tx, mut rx) = anonymous_ring(4096);
+        let mut out = Outbox::default();
+        out.lend(tx.lend(1, 8, 8).unwrap()).unwrap();
+        assert!(out.take_written_frame().is_none(), "untouched: kept");
+        assert!(out.holds_frame());
+        out.extend_from_slice(b"later");
+        assert_eq!(sent(&mut out, &mut tx, &mut rx), b"later");
+        assert!(!out.holds_frame());
+        // Closed by a write that did not fit, nothing in it: taken, to let the overflow out.
+        out.lend(tx.lend(1, 8, 8).unwrap()).unwrap();
+        out.extend_from_slice(&[3; 9]);
+        let (frame, used) = out.take_written_frame().unwrap();
+        assert_eq!(used, 0);
+        tx.give_back(frame, used);
+        assert_eq!(out.overflow(), &[3; 9]);
     }
 
     #[test]

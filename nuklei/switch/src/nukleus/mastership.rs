@@ -13,6 +13,7 @@ impl SwitchNukleus {
             None => 0,
             Some(GateChange::Started(epoch)) => {
                 // A new epoch starts empty (BYPSS: nodes re-register with the new master).
+                self.return_mesh_frames();
                 self.engine = self.fresh_engine();
                 tracing::info!(
                     core = self.core,
@@ -74,6 +75,7 @@ impl SwitchNukleus {
             }
         }
         let ports = self.engine.metrics().ports;
+        self.return_mesh_frames();
         self.engine = self.fresh_engine();
         tracing::warn!(
             core = self.core,

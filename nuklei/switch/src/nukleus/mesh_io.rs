@@ -7,17 +7,21 @@
 use super::*;
 use streams::RingWriter;
 
-/// Lends `engine`, for the poll, a DATA frame of `tx`, the ring to instance `peer`, as large
-/// as fits now (up to a record's maximum), so that it writes its mesh records where the peer
-/// reads them instead of into an outbox copied into the ring afterwards; nothing if the ring
-/// has less than [`MESH_FRAME_MIN`] bytes of room or the engine takes none (records wait in its
-/// overflow). [`flush_mesh_to`] gives the frame back: before `tx` is published.
+/// Lends `engine` a DATA frame of `tx`, the ring to instance `peer`, as large as fits now (up
+/// to a record's maximum), so that it writes its mesh records where the peer reads them
+/// instead of into an outbox copied into the ring afterwards; nothing if it holds one still
+/// (untouched in the polls before), if the ring has less than [`MESH_FRAME_MIN`] bytes of room
+/// or the engine takes none (records wait in its overflow). [`flush_mesh_to`] gives the frame
+/// back once something was written into it: before `tx` is published.
 pub fn lend_mesh_frame(
     engine: &mut dyn SwitchEngine,
     peer: usize,
     tx: &mut RingWriter,
     timestamp: u64,
 ) {
+    if engine.holds_frame(peer) {
+        return;
+    }
     let h = header(MESH_STREAM, timestamp);
     let Ok(frame) = tx.lend_data(&h, MESH_FRAME_MIN, usize::MAX) else {
         return;
@@ -27,16 +31,17 @@ pub fn lend_mesh_frame(
     }
 }
 
-/// Gives the frame lent for `peer` back to `tx`, trimmed to the records written into it (or
-/// dropped if none was), then writes what overflowed after it into `tx` as DATA frames, as
-/// much as fits (the rest stays, in order, for the next poll).
+/// Gives the frame lent for `peer` back to `tx`, trimmed to the records written into it (an
+/// untouched one stays lent for the next polls: lending and dropping it every poll would cost
+/// more than the records it carries), then writes what overflowed after it into `tx` as DATA
+/// frames, as much as fits (the rest stays, in order, for the next poll).
 pub fn flush_mesh_to(
     engine: &mut dyn SwitchEngine,
     peer: usize,
     tx: &mut RingWriter,
     timestamp: u64,
 ) {
-    if let Some((frame, used)) = engine.take_frame(peer) {
+    if let Some((frame, used)) = engine.take_frame(peer, true) {
         tx.give_back(frame, used);
     }
     let room = tx.max_payload() - 64;
@@ -105,6 +110,21 @@ impl SwitchNukleus {
             if let Some(output) = *output {
                 let tx = &mut self.outputs[output].tx;
                 lend_mesh_frame(self.engine.as_mut(), peer, tx, self.timestamp);
+            }
+        }
+    }
+
+    /// Gives every lent frame back, written into or not (before the engine that holds them
+    /// is replaced).
+    pub(super) fn return_mesh_frames(&mut self) {
+        let Some(mesh) = &self.mesh else {
+            return;
+        };
+        for (peer, output) in mesh.output_of.iter().enumerate() {
+            if let Some(output) = *output {
+                if let Some((frame, used)) = self.engine.take_frame(peer, false) {
+                    self.outputs[output].tx.give_back(frame, used);
+                }
             }
         }
     }
