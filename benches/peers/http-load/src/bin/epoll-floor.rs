@@ -3,10 +3,12 @@
 //! second) for every request head; a pipelined batch is answered with one write. No parsing
 //! beyond finding each head's end, no routing, no limits: not a server, a measuring stick.
 //! Usage: `epoll-floor [ADDR]` (default 127.0.0.1:8083).
+#[path = "../floor_response.rs"]
+mod floor_response;
+use floor_response::FloorResponse;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use std::io::{ErrorKind, Read, Write};
-use std::time::{Duration, SystemTime};
 
 const LISTENER: Token = Token(usize::MAX);
 
@@ -27,19 +29,11 @@ fn main() -> std::io::Result<()> {
     let mut events = Events::with_capacity(1024);
     let mut conns: Vec<Option<Conn>> = Vec::new();
     let (mut buf, mut out) = (vec![0u8; 64 * 1024], Vec::with_capacity(64 * 1024));
-    let (mut second, mut resp) = (0u64, Vec::new());
+    let mut response = FloorResponse::new();
     eprintln!("epoll-floor listening on {addr}");
     loop {
         poll.poll(&mut events, None)?;
-        let now = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default();
-        if now.as_secs() != second {
-            second = now.as_secs();
-            let date =
-                httpdate::fmt_http_date(SystemTime::UNIX_EPOCH + Duration::from_secs(second));
-            resp = format!("HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: text/plain\r\nDate: {date}\r\n\r\nHello, World!").into_bytes();
-        }
+        response.refresh();
         for ev in events.iter() {
             if ev.token() == LISTENER {
                 while let Ok((mut sock, _)) = listener.accept() {
@@ -69,7 +63,7 @@ fn main() -> std::io::Result<()> {
             let Some(c) = conns.get_mut(ev.token().0).and_then(Option::as_mut) else {
                 continue;
             };
-            if serve(c, &mut buf, &mut out, &resp).is_err() {
+            if serve(c, &mut buf, &mut out, response.bytes()).is_err() {
                 let _ = poll.registry().deregister(&mut c.sock);
                 conns[ev.token().0] = None;
             }

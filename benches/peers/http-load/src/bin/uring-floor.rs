@@ -10,11 +10,13 @@
 //! that submits (one system call per loop); `--wait epoll` submits, then parks in `epoll_wait`
 //! on the ring's descriptor, as a reaktor core does (two system calls per loop when it parks).
 //! Usage: `uring-floor [ADDR] [--wait enter|epoll]` (default 127.0.0.1:8085).
+#[path = "../floor_response.rs"]
+mod floor_response;
+use floor_response::FloorResponse;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use std::net::TcpListener;
 use std::os::fd::{AsFd, OwnedFd};
-use std::time::{Duration, SystemTime};
 use streams::uring::{Completion, Uring, UringConfig};
 
 /// The accept's tag; connections are tagged by their slot.
@@ -57,7 +59,7 @@ fn main() -> std::io::Result<()> {
     let mut conns: Vec<Option<Conn>> = Vec::new();
     let mut completions = Vec::new();
     let mut spare: Vec<Vec<u8>> = Vec::new();
-    let (mut second, mut resp) = (0u64, Vec::new());
+    let mut response = FloorResponse::new();
     eprintln!(
         "uring-floor listening on {addr} (waiting in {})",
         if wait_in_epoll {
@@ -75,15 +77,7 @@ fn main() -> std::io::Result<()> {
         } else {
             uring.submit_and_wait(1)?;
         }
-        let now = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default();
-        if now.as_secs() != second {
-            second = now.as_secs();
-            let date =
-                httpdate::fmt_http_date(SystemTime::UNIX_EPOCH + Duration::from_secs(second));
-            resp = format!("HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: text/plain\r\nDate: {date}\r\n\r\nHello, World!").into_bytes();
-        }
+        response.refresh();
         uring.completions(&mut completions);
         for completion in completions.drain(..) {
             match completion {
@@ -132,7 +126,7 @@ fn main() -> std::io::Result<()> {
                                 continue;
                             };
                             for _ in 0..heads {
-                                c.unsent.extend_from_slice(&resp);
+                                c.unsent.extend_from_slice(response.bytes());
                             }
                             if !c.sending && !c.unsent.is_empty() {
                                 let mut out = spare.pop().unwrap_or_default();
