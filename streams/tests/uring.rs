@@ -24,13 +24,20 @@ fn uring() -> Option<Uring> {
     }
 }
 
-#[test]
-fn submit_and_wait_submits_the_receive_and_returns_once_bytes_arrived() {
-    let Some(mut uring) = uring() else { return };
+/// A connected pair on loopback, the server side's multishot receive queued (not submitted)
+/// under `tag`: (client, server).
+fn receiving(uring: &mut Uring, tag: u64) -> (TcpStream, TcpStream) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
     let (server, _) = listener.accept().unwrap();
-    uring.recv_multishot(server.as_fd(), 7).unwrap();
+    uring.recv_multishot(server.as_fd(), tag).unwrap();
+    (client, server)
+}
+
+#[test]
+fn submit_and_wait_submits_the_receive_and_returns_once_bytes_arrived() {
+    let Some(mut uring) = uring() else { return };
+    let (client, _server) = receiving(&mut uring, 7);
     // The bytes come after the submit: only a wait sees them.
     let writer = std::thread::spawn(move || {
         let mut client = client;
@@ -71,10 +78,7 @@ fn submit_and_wait_submits_the_receive_and_returns_once_bytes_arrived() {
 #[test]
 fn bytes_that_arrive_while_the_thread_makes_no_system_call_show_and_the_next_submit_posts_them() {
     let Some(mut uring) = uring() else { return };
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-    let (server, _) = listener.accept().unwrap();
-    uring.recv_multishot(server.as_fd(), 9).unwrap();
+    let (client, _server) = receiving(&mut uring, 9);
     uring.submit().unwrap();
     assert!(!uring.has_completions(), "nothing was sent yet");
     let written = Arc::new(AtomicBool::new(false));
