@@ -107,10 +107,12 @@ impl SendBatch {
     /// distinct, and its target and body side by side in the text.
     pub fn push_one(&mut self, target: &str, body: &str, escaping: Escaping) {
         let start = self.text.len() as u32;
-        self.text.reserve(target.len() + body.len());
+        // No room taken for both first: the readers reserve a batch's room from its first
+        // message (`SendBatch::reserve`) and each `push_str` checks its own; a `reserve` here
+        // was a third check (5 instructions per message).
         self.text.push_str(target);
+        let mid = self.text.len() as u32;
         self.text.push_str(body);
-        let mid = start + target.len() as u32;
         let end = self.text.len() as u32;
         self.longest_target = self.longest_target.max(target.len());
         self.longest_body = self.longest_body.max(body.len());
@@ -397,6 +399,30 @@ mod tests {
         }
         assert_eq!(&text[targets[1].range()], "ü");
         assert_eq!((one.longest_body(), one.longest_target()), (5, 3));
+    }
+
+    #[test]
+    fn push_one_into_a_batch_without_room_grows_between_target_and_body_and_keeps_them_side_by_side(
+    ) {
+        // No room reserved: the text grows while the target is copied, while the body is, or
+        // between the two (push_one takes no room of its own for both).
+        let mut one = SendBatch::default();
+        let mut general = SendBatch::default();
+        for i in 0..200 {
+            let target = "t".repeat(i % 7 + 1) + "ü";
+            let body = "b".repeat((i * 13) % 97);
+            one.push_one(&target, &body, Escaping::Plain);
+            general.push_as([target.as_str()], &body, Escaping::Plain);
+        }
+        assert_eq!(one, general);
+        let (text, targets, messages) = one.parts();
+        for (i, m) in messages.iter().enumerate() {
+            let t = targets[m.first_target as usize];
+            assert_eq!(t.end, m.body.start, "the body follows the target");
+            assert_eq!(&text[t.range()], "t".repeat(i % 7 + 1) + "ü");
+            assert_eq!(&text[m.body.range()], "b".repeat((i * 13) % 97));
+        }
+        assert_eq!((one.longest_body(), one.longest_target()), (96, 9));
     }
 
     #[test]
