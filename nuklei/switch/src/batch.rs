@@ -256,6 +256,17 @@ impl PortNames {
         self.ends.is_empty()
     }
 
+    /// The names' lengths in bytes, in order: what a check of their sizes needs, without
+    /// slicing each name from the text (two character-boundary checks a name).
+    pub fn lens(&self) -> impl ExactSizeIterator<Item = usize> + '_ {
+        let mut start = 0;
+        self.ends.iter().map(move |&end| {
+            let len = end as usize - start;
+            start = end as usize;
+            len
+        })
+    }
+
     /// The names in order.
     pub fn iter(&self) -> Names<'_> {
         Names {
@@ -433,6 +444,10 @@ mod tests {
         assert_eq!(&names[1], "");
         assert_eq!(&names[2], "ü-port");
         assert_eq!(names.iter().collect::<Vec<_>>(), ["a", "", "ü-port", "b"]);
+        // The lengths in bytes, in order, as the names give them.
+        assert_eq!(names.lens().len(), 4);
+        assert_eq!(names.lens().collect::<Vec<_>>(), [1, 0, 7, 1]);
+        assert_eq!(PortNames::default().lens().next(), None);
         assert!(PortNames::default().is_empty());
         let mut sized = PortNames::with_capacity(2, 3);
         sized.push("ab");

@@ -140,9 +140,15 @@ pub enum LimitError {
 impl Limits {
     /// Check a port name's length.
     pub fn check_port_name(&self, name: &str) -> Result<(), LimitError> {
-        if name.len() > self.max_port_name_len {
+        self.check_port_name_len(name.len())
+    }
+
+    /// [`Limits::check_port_name`] of a name of `len` bytes.
+    #[inline]
+    pub fn check_port_name_len(&self, len: usize) -> Result<(), LimitError> {
+        if len > self.max_port_name_len {
             return Err(LimitError::PortNameTooLong {
-                len: name.len(),
+                len,
                 limit: self.max_port_name_len,
             });
         }

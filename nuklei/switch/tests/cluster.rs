@@ -502,6 +502,63 @@ fn a_sendmsg_over_a_body_or_port_name_limit_is_refused_whole_naming_the_first_on
 }
 
 #[test]
+fn a_regport_or_unregport_with_an_empty_or_too_long_name_is_refused_whole_naming_the_first_one() {
+    // Names are checked by their lengths in bytes (not characters), in order, before any
+    // part of the request is applied, with 1, 2 and 4 instances alike.
+    for n in [1, 2, 4] {
+        let limits = Limits {
+            max_port_name_len: 4,
+            ..Limits::default()
+        };
+        let mut c = Cluster::new(n, limits, 5);
+        let a = node_at(0, n, "a");
+        c.connect(&a, "a:1");
+        // At the limit: 4 bytes, two characters of two bytes each.
+        assert!(matches!(
+            c.reg(&a, &["pppp", "éé", "p"], false),
+            Ok(Reply::RegPort(r)) if r.registered == 3
+        ));
+        let over = c.reg(&a, &["q", "ééé", "", "qqqqq"], false);
+        assert_eq!(
+            over.unwrap_err().to_string(),
+            "port name is 6 bytes, the limit is 4 bytes",
+            "{n} instances"
+        );
+        assert!(matches!(
+            c.reg(&a, &["q", "", "qqqqq"], false),
+            Err(SwitchError::EmptyPortName)
+        ));
+        // Nothing of the refused requests was registered.
+        let home = home_of(&a, n);
+        c.inst[home].query_port(2, &["q".to_string(), "ééé".to_string()]);
+        assert!(
+            matches!(c.complete(home, 2), Ok(Reply::QueryPort(o)) if o.iter().all(Option::is_none)),
+            "{n} instances"
+        );
+        let unreg = |c: &mut Cluster, token: u64, ports: &[&str]| {
+            let ports: Vec<String> = ports.iter().map(|p| p.to_string()).collect();
+            c.inst[home].unreg_port(token, &a, &ports, &mut c.outputs[home]);
+            c.complete(home, token)
+        };
+        assert_eq!(
+            unreg(&mut c, 3, &["p", "ppppp", ""])
+                .unwrap_err()
+                .to_string(),
+            "port name is 5 bytes, the limit is 4 bytes"
+        );
+        assert!(matches!(
+            unreg(&mut c, 4, &["p", "", "ppppp"]),
+            Err(SwitchError::EmptyPortName)
+        ));
+        // Nothing of them was released.
+        assert!(matches!(
+            unreg(&mut c, 5, &["pppp", "éé", "p"]),
+            Ok(Reply::UnRegPort(r)) if r.released == [0, 1, 2]
+        ));
+    }
+}
+
+#[test]
 fn a_deliver_record_pushes_to_the_current_session_only_and_counts_the_rest_dropped() {
     let n = 2;
     let mut c = Cluster::new(n, Limits::default(), 13);

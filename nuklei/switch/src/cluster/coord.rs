@@ -349,7 +349,7 @@ impl Instance {
         ports: &[String],
         out: &mut Vec<Output>,
     ) {
-        let Some(idx) = self.admit_node_call(token, from, ports.iter().map(String::as_str)) else {
+        let Some(idx) = self.admit_node_call(token, from, ports.iter().map(String::len)) else {
             return;
         };
         if from == to {

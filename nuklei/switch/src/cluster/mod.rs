@@ -468,16 +468,15 @@ impl Instance {
             .ok_or_else(|| SwitchError::NotOnline(node.to_string()))
     }
 
-    fn check_ports<'a>(
-        &self,
-        ports: impl ExactSizeIterator<Item = &'a str>,
-    ) -> Result<(), SwitchError> {
-        self.limits.check_ports_in_request(ports.len())?;
-        for p in ports {
-            if p.is_empty() {
+    /// Checks a request's ports by their lengths (in bytes, in order): their number, and the
+    /// first one empty or too long names the error.
+    fn check_ports(&self, lens: impl ExactSizeIterator<Item = usize>) -> Result<(), SwitchError> {
+        self.limits.check_ports_in_request(lens.len())?;
+        for len in lens {
+            if len == 0 {
                 return Err(SwitchError::EmptyPortName);
             }
-            self.limits.check_port_name(p)?;
+            self.limits.check_port_name_len(len)?;
         }
         Ok(())
     }

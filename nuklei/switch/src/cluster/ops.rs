@@ -6,16 +6,16 @@ use super::*;
 impl Instance {
     // ---- operations ------------------------------------------------------------------------
 
-    /// Checks a RegPort/UnRegPort of `ports` for `node` (homed here, online): its index, or
-    /// `None` after completing `token` with the error.
-    pub(super) fn admit_node_call<'a>(
+    /// Checks a RegPort/UnRegPort of ports of lengths `lens` (in order) for `node` (homed
+    /// here, online): its index, or `None` after completing `token` with the error.
+    pub(super) fn admit_node_call(
         &mut self,
         token: Token,
         node: &str,
-        ports: impl ExactSizeIterator<Item = &'a str>,
+        lens: impl ExactSizeIterator<Item = usize>,
     ) -> Option<NodeIdx> {
         let checked = self
-            .check_ports(ports)
+            .check_ports(lens)
             .and_then(|()| self.online_index(node));
         match checked {
             Ok(idx) => Some(idx),
@@ -52,7 +52,7 @@ impl Instance {
         if_owner: Option<Option<&str>>,
         out: &mut Vec<Output>,
     ) {
-        let Some(idx) = self.admit_node_call(token, node, ports.iter()) else {
+        let Some(idx) = self.admit_node_call(token, node, ports.lens()) else {
             return;
         };
         if if_owner.is_some() && if_owner != Some(Some(node)) {
@@ -113,7 +113,7 @@ impl Instance {
         ports: &[String],
         out: &mut Vec<Output>,
     ) {
-        let Some(idx) = self.admit_node_call(token, node, ports.iter().map(String::as_str)) else {
+        let Some(idx) = self.admit_node_call(token, node, ports.iter().map(String::len)) else {
             return;
         };
         let session = self.global(self.nodes.get(idx).map_or(0, Node::session));
