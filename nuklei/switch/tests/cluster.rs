@@ -559,6 +559,55 @@ fn a_regport_or_unregport_with_an_empty_or_too_long_name_is_refused_whole_naming
 }
 
 #[test]
+fn a_sendmsg_to_ports_with_multibyte_names_in_every_shard_reaches_them_in_order() {
+    // Phase one cuts each target from the batch's text as bytes: names of one- to four-byte
+    // characters resolve at the front's own shard and at every other one alike.
+    for n in [2, 4] {
+        let mut c = Cluster::new(n, Limits::default(), 11);
+        let a = node_at(0, n, "a");
+        c.connect(&a, "a:1");
+        let ports: Vec<String> = (0..n)
+            .flat_map(|s| ["é", "✓😀", "aü"].map(|t| port_at(s, n, t)))
+            .collect();
+        let names: Vec<&str> = ports.iter().map(String::as_str).collect();
+        assert!(matches!(
+            c.reg(&a, &names, false),
+            Ok(Reply::RegPort(r)) if r.registered == names.len()
+        ));
+        let front = (n - 1).min(1);
+        let mut batch: Vec<(Vec<&str>, String)> = names
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (vec![*p], format!("m{i}")))
+            .collect();
+        batch.push((vec!["é-none"], "to nobody".to_string()));
+        let sent: nukleus_switch::batch::SendBatch =
+            batch.iter().map(|(t, b)| (t.clone(), b.as_str())).collect();
+        c.inst[front].send_msg(9, sent, false, &mut c.outputs[front]);
+        assert!(matches!(
+            c.complete(front, 9),
+            Ok(Reply::SendMsg(r)) if r.delivered as usize == names.len() && r.dropped == 1
+        ));
+        let got: Vec<(String, String)> = c
+            .pushes(&a)
+            .iter()
+            .map(|p| {
+                (
+                    p["port"].as_str().unwrap().to_string(),
+                    p["body"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        let want: Vec<(String, String)> = names
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.to_string(), format!("m{i}")))
+            .collect();
+        assert_eq!(got, want, "{n} instances");
+    }
+}
+
+#[test]
 fn a_deliver_record_pushes_to_the_current_session_only_and_counts_the_rest_dropped() {
     let n = 2;
     let mut c = Cluster::new(n, Limits::default(), 13);

@@ -104,7 +104,7 @@ impl Instance {
                 let mut outbox = std::mem::take(&mut self.outbox[from]);
                 let mut reply = ResolvedWriter::start(&mut outbox, op);
                 for port in &ports {
-                    reply.owner(&mut outbox, self.resolve_here(port));
+                    reply.owner(&mut outbox, self.resolve_here(port.as_bytes()));
                 }
                 reply.finish(&mut outbox);
                 self.outbox[from] = outbox;

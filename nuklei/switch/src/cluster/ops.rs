@@ -181,12 +181,15 @@ impl Instance {
         let mut records: Vec<Option<ResolveWriter>> = (0..self.count).map(|_| None).collect();
         let mut resolving: Vec<Vec<u32>> = vec![Vec::new(); self.count];
         let (text, spans, _) = messages.parts();
+        // Each target as bytes: its span lies on the batch's own character boundaries (a
+        // `str` slice would check both ends again, ~12 instructions per target).
+        let text = text.as_bytes();
         for (pos, span) in spans.iter().enumerate() {
             if span.start == span.end {
                 continue;
             }
             let port = &text[span.range()];
-            let shard = shard_instance(port, self.count);
+            let shard = shard_of(port, self.count);
             if shard == self.me {
                 owners[pos] = self.resolve_here(port);
                 continue;
@@ -199,7 +202,7 @@ impl Instance {
                     resolving[shard].reserve(spans.len());
                     ResolveWriter::start(outbox, op, spans.len())
                 })
-                .port(outbox, port);
+                .port_bytes(outbox, port);
             resolving[shard].push(pos as u32);
         }
         let mut waiting = 0;

@@ -260,9 +260,10 @@ impl Instance {
         }
     }
 
-    pub(super) fn resolve_here(&self, port: &str) -> Option<NodeRef> {
+    /// The owner of `port` (its bytes) in this shard, as the mesh names it.
+    pub(super) fn resolve_here(&self, port: &[u8]) -> Option<NodeRef> {
         self.shard
-            .owner(port)
+            .owner_of_bytes(port)
             .and_then(|o| self.owners.get(o))
             .map(|r| r.at_home)
     }

@@ -1018,10 +1018,17 @@ impl ResolveWriter {
     /// Appends a port.
     #[inline]
     pub fn port<O: MeshOut + ?Sized>(&mut self, out: &mut O, port: &str) {
+        self.port_bytes(out, port.as_bytes());
+    }
+
+    /// [`ResolveWriter::port`] of a port given as the bytes of a `str` (cut from one on its
+    /// character boundaries; other bytes would make a record that does not decode).
+    #[inline]
+    pub(crate) fn port_bytes<O: MeshOut + ?Sized>(&mut self, out: &mut O, port: &[u8]) {
         self.count += 1;
         self.fields
             .extend_from_slice(&(port.len() as u32).to_le_bytes());
-        out.extend_from_slice(port.as_bytes());
+        out.extend_from_slice(port);
     }
 
     /// Completes the record in `out`, which holds its text block now.

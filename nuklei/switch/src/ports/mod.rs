@@ -253,8 +253,14 @@ impl PortShard {
 
     /// The owner of `name`, if registered.
     pub fn owner(&self, name: &str) -> Option<NodeIdx> {
-        self.find(name.as_bytes())
-            .map(|i| self.entries[i as usize].owner)
+        self.owner_of_bytes(name.as_bytes())
+    }
+
+    /// [`PortShard::owner`] of a name given as its bytes (bytes that are no `str` name no
+    /// registered port: every name stored is a `str`).
+    #[inline]
+    pub fn owner_of_bytes(&self, name: &[u8]) -> Option<NodeIdx> {
+        self.find(name).map(|i| self.entries[i as usize].owner)
     }
 
     /// Register `name` for `node`. Registering a port the node already owns succeeds and
@@ -851,6 +857,23 @@ mod tests {
             let expect = (i % 4 == 3).then_some(1);
             assert_eq!(t.owner(&name(i)), expect, "{i}");
         }
+    }
+
+    #[test]
+    fn the_owner_of_a_name_s_bytes_is_the_owner_of_the_name_and_other_bytes_name_no_port() {
+        let mut t = PortShard::new();
+        t.register("p-1", 1).unwrap();
+        t.register("é✓", 2).unwrap();
+        t.register("é", 3).unwrap();
+        for name in ["p-1", "é✓", "é", "p-2", "✓", "p"] {
+            assert_eq!(t.owner_of_bytes(name.as_bytes()), t.owner(name), "{name}");
+        }
+        assert_eq!(t.owner_of_bytes("é✓".as_bytes()), Some(2));
+        // Bytes that are not a `str` (a character cut, or no UTF-8 at all) match no name.
+        assert_eq!(t.owner_of_bytes(&"é✓".as_bytes()[..3]), None);
+        assert_eq!(t.owner_of_bytes(&"é".as_bytes()[..1]), None);
+        assert_eq!(t.owner_of_bytes(b"p-1\xff"), None);
+        assert_eq!(t.owner_of_bytes(b""), None);
     }
 
     #[test]
