@@ -316,7 +316,7 @@ impl Instance {
             reserved: HashMap::new(),
             now: 0,
             limits: config.limits,
-            shard: PortShard::with_seed(0x9e37_79b9_7f4a_7c15 ^ config.me as u64),
+            shard: PortShard::with_random_seed(),
             owners: Owners::default(),
             metrics: Metrics::default(),
             ops: HashMap::new(),
@@ -511,5 +511,31 @@ fn node_info(id: &str, i: HomeInfo<'_>) -> NodeInfo {
         ports: i.ports as usize,
         lease_deadline: i.lease_deadline,
         queued_bytes: i.queued_bytes as usize,
+    }
+}
+
+#[cfg(test)]
+mod seed_tests {
+    use super::*;
+
+    /// A cluster instance's port shard is seeded at random, as a single switch's are (before,
+    /// it had the fixed seed 0x9e37_79b9_7f4a_7c15 ^ its index).
+    #[test]
+    fn two_instances_with_the_same_index_hash_the_same_names_apart() {
+        let config = || InstanceConfig {
+            me: 1,
+            instances: 2,
+            lease_ms: 10_000,
+            limits: Limits::default(),
+            incarnation: 0,
+        };
+        let (a, b) = (Instance::new(config()), Instance::new(config()));
+        let apart = (0..4)
+            .filter(|i| {
+                let name = format!("port-{i}");
+                a.shard.index_tag(name.as_bytes()) != b.shard.index_tag(name.as_bytes())
+            })
+            .count();
+        assert!(apart >= 3, "{apart} of 4 names hashed apart");
     }
 }

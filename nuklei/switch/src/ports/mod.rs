@@ -188,8 +188,23 @@ impl PortShard {
         Self::with_seed(0x5eed_0fb1_9a55)
     }
 
-    /// An empty shard whose index uses the given hash seed (pick a secret random one in a
-    /// server to resist hash flooding; the seed never leaves the shard).
+    /// An empty shard whose index is seeded from the process's random source (std's
+    /// `RandomState`, what `HashMap` uses): a client cannot compute which names collide in the
+    /// index, so it cannot flood one probe chain. What a server uses; the seed never leaves the
+    /// shard, and nothing outside it depends on the index's order.
+    pub fn with_random_seed() -> Self {
+        use std::hash::BuildHasher;
+        Self::with_seed(std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64))
+    }
+
+    /// The index's tag of `name` under this shard's seed (tests: which seed a shard got).
+    #[cfg(test)]
+    pub(crate) fn index_tag(&self, name: &[u8]) -> u32 {
+        tag_of(&self.hasher, name)
+    }
+
+    /// An empty shard whose index uses the given hash seed (tests and benches: repeatable;
+    /// a server takes [`PortShard::with_random_seed`]; the seed never leaves the shard).
     pub fn with_seed(seed: u64) -> Self {
         PortShard {
             arena: Vec::new(),
@@ -661,6 +676,28 @@ mod tests {
     fn entry_is_twenty_bytes() {
         assert_eq!(std::mem::size_of::<Entry>(), 20);
         assert_eq!(std::mem::size_of::<Slot>(), 8);
+    }
+
+    #[test]
+    fn shards_of_a_server_hash_names_with_seeds_no_client_can_know() {
+        // A fixed seed (as every server shard had before) lets a client compute names that
+        // share a tag; two random seeds give the same tag to a name about once in 2^32.
+        let (a, b) = (PortShard::with_random_seed(), PortShard::with_random_seed());
+        let differ = (0..4)
+            .filter(|i| {
+                let name = format!("port-{i}");
+                tag_of(&a.hasher, name.as_bytes()) != tag_of(&b.hasher, name.as_bytes())
+            })
+            .count();
+        assert!(
+            differ >= 3,
+            "two random seeds hashed {differ} of 4 names apart"
+        );
+        let fixed = (PortShard::with_seed(7), PortShard::with_seed(7));
+        assert_eq!(
+            tag_of(&fixed.0.hasher, b"port"),
+            tag_of(&fixed.1.hasher, b"port")
+        );
     }
 
     #[test]

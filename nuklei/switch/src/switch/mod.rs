@@ -157,9 +157,7 @@ impl Switch {
             next_ack_op: 1,
             ack_calls: hashbrown::HashMap::new(),
             limits: config.limits,
-            shards: (0..shards)
-                .map(|i| PortShard::with_seed(0x9e37_79b9_7f4a_7c15 ^ i as u64))
-                .collect(),
+            shards: (0..shards).map(|_| PortShard::with_random_seed()).collect(),
             metrics: Metrics::default(),
         }
     }
@@ -953,4 +951,30 @@ fn same_name(a: &str, b: &str) -> bool {
         && a.bytes()
             .zip(b.bytes())
             .fold(true, |same, (x, y)| same & (x == y))
+}
+
+#[cfg(test)]
+mod seed_tests {
+    use super::*;
+
+    /// The index of every shard of a switch is seeded at random, so no client can compute
+    /// names that collide in it (before, shard i had the fixed seed 0x9e37_79b9_7f4a_7c15 ^ i).
+    #[test]
+    fn two_switches_hash_the_same_names_apart() {
+        let config = Config {
+            shards: 2,
+            ..Config::default()
+        };
+        let (a, b) = (Switch::new(config.clone()), Switch::new(config));
+        for shard in 0..2 {
+            let apart = (0..4)
+                .filter(|i| {
+                    let name = format!("port-{i}");
+                    a.shards[shard].index_tag(name.as_bytes())
+                        != b.shards[shard].index_tag(name.as_bytes())
+                })
+                .count();
+            assert!(apart >= 3, "shard {shard}: {apart} of 4 names hashed apart");
+        }
+    }
 }
