@@ -3,8 +3,10 @@
 //! like in its push must not depend on which instance parsed the request, resolved the port or
 //! queued the push, whether the body needed JSON escapes or not.
 
+mod common;
+
 use nukleus_switch::auth::AnyNode;
-use nukleus_switch::cluster::{home_of, shard_instance, InstanceConfig};
+use nukleus_switch::cluster::{home_of, shard_instance};
 use nukleus_switch::engine::cluster::ClusterEngine;
 use nukleus_switch::engine::{Completion, SwitchEngine};
 use nukleus_switch::limits::Limits;
@@ -13,17 +15,7 @@ use nukleus_switch::mesh::{MeshReader, Msg};
 const N: usize = 2;
 
 fn engines() -> Vec<ClusterEngine> {
-    (0..N)
-        .map(|me| {
-            ClusterEngine::new(InstanceConfig {
-                me,
-                instances: N,
-                lease_ms: 10_000,
-                limits: Limits::default(),
-                incarnation: 0,
-            })
-        })
-        .collect()
+    common::cluster_engines(N, 10_000, &Limits::default())
 }
 
 fn pump(engines: &mut [ClusterEngine]) {

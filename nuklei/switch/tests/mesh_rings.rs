@@ -5,8 +5,10 @@
 //! the end, records larger than any frame), every reply and push is the one the engines give
 //! when their outboxes are handed over whole, in the same order, nothing lost or repeated.
 
+mod common;
+
 use nukleus_switch::auth::AnyNode;
-use nukleus_switch::cluster::{home_of, InstanceConfig};
+use nukleus_switch::cluster::home_of;
 use nukleus_switch::engine::cluster::ClusterEngine;
 use nukleus_switch::engine::{Completion, SwitchEngine};
 use nukleus_switch::limits::Limits;
@@ -143,17 +145,7 @@ fn named(prefix: &str, pick: impl Fn(&str) -> bool) -> String {
 /// A RegPort of many ports and SendMsg batches from another instance to them, over `wire`:
 /// every WebSocket reply and the owner's pushes, in order, and how often a ring was full.
 fn run(wire: Wire) -> (Vec<String>, Vec<u8>, u64) {
-    let mut e: Vec<ClusterEngine> = (0..N)
-        .map(|me| {
-            ClusterEngine::new(InstanceConfig {
-                me,
-                instances: N,
-                lease_ms: 10_000,
-                limits: Limits::default(),
-                incarnation: 0,
-            })
-        })
-        .collect();
+    let mut e = common::cluster_engines(N, 10_000, &Limits::default());
     let mut mesh = Mesh::new(wire);
     let owner = named("owner", |s| home_of(s, N) == 0);
     let sender = named("sender", |s| home_of(s, N) == 1);

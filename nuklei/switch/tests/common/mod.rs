@@ -20,6 +20,21 @@ use nukleus_switch::switch::{CloseReason, Config, Output, Session};
 use nukleus_switch::SwitchError;
 use serde_json::Value;
 
+/// The `n` cluster instances of one start (incarnation 0), as a reaktor builds them.
+pub fn cluster_engines(n: usize, lease_ms: u64, limits: &Limits) -> Vec<ClusterEngine> {
+    (0..n)
+        .map(|me| {
+            ClusterEngine::new(InstanceConfig {
+                me,
+                instances: n,
+                lease_ms,
+                limits: limits.clone(),
+                incarnation: 0,
+            })
+        })
+        .collect()
+}
+
 /// The sizes every spec runs on: one instance, and a cluster of three.
 pub const SIZES: [usize; 2] = [1, 3];
 
@@ -77,16 +92,9 @@ impl Net {
                 incarnation: 0,
             }))]
         } else {
-            (0..n)
-                .map(|me| {
-                    Box::new(ClusterEngine::new(InstanceConfig {
-                        me,
-                        instances: n,
-                        lease_ms: LEASE,
-                        limits: limits.clone(),
-                        incarnation: 0,
-                    })) as Box<dyn SwitchEngine>
-                })
+            cluster_engines(n, LEASE, &limits)
+                .into_iter()
+                .map(|e| Box::new(e) as Box<dyn SwitchEngine>)
                 .collect()
         };
         Net {
