@@ -437,19 +437,12 @@ impl RingWriter {
         if self.tail == self.published_tail {
             return false;
         }
-        let bytes = self.tail - self.published_tail;
         let records = self.memory.counter(TRAILER_RECORDS_WRITTEN_OFFSET);
         records.store(
             records.load(Ordering::Relaxed) + self.records_pending,
             Ordering::Relaxed,
         );
-        let written = self.memory.counter(TRAILER_BYTES_WRITTEN_OFFSET);
-        written.store(written.load(Ordering::Relaxed) + bytes, Ordering::Relaxed);
-        // Release: the record bytes written above happen-before the reader's Acquire of tail.
-        self.memory
-            .counter(TRAILER_TAIL_OFFSET)
-            .store(self.tail, Ordering::Release);
-        self.published_tail = self.tail;
+        self.publish_to(self.tail);
         self.last_record = None;
         self.records_pending = 0;
         true
@@ -462,18 +455,24 @@ impl RingWriter {
         if position == self.published_tail {
             return false;
         }
+        self.publish_to(position);
+        true
+    }
+
+    /// Moves the published tail to `to`: the trailer's byte count, then the tail itself.
+    #[inline]
+    fn publish_to(&mut self, to: u64) {
         let written = self.memory.counter(TRAILER_BYTES_WRITTEN_OFFSET);
         written.store(
-            written.load(Ordering::Relaxed) + (position - self.published_tail),
+            written.load(Ordering::Relaxed) + (to - self.published_tail),
             Ordering::Relaxed,
         );
-        // Release: the record bytes written before the lent one happen-before the reader's
-        // Acquire of tail. The lent record and what follows stay unpublished.
+        // Release: the record bytes written before `to` happen-before the reader's Acquire of
+        // tail; anything from `to` on stays unpublished.
         self.memory
             .counter(TRAILER_TAIL_OFFSET)
-            .store(position, Ordering::Release);
-        self.published_tail = position;
-        true
+            .store(to, Ordering::Release);
+        self.published_tail = to;
     }
 
     /// Claims a record of type `type_id` with the largest payload that fits now, at most
@@ -540,13 +539,8 @@ impl RingWriter {
         self.lent = None;
         let position = frame.position;
         let index = (position as usize) & self.mask;
-        // SAFETY: the record at `index` was reserved by this writer and not published (the
-        // lent one never is); reading its length field, written by `reserve`.
-        let old_length = unsafe {
-            u32::from_le(ptr::read(
-                self.memory.data.add(index + RECORD_LENGTH_OFFSET) as *const u32,
-            )) as usize
-        };
+        // The lent record was reserved by this writer and is not published.
+        let old_length = record_field(&self.memory, index, RECORD_LENGTH_OFFSET) as usize;
         let old_aligned = align_record(old_length);
         let last = self.tail == position + old_aligned as u64;
         let (length, type_id) = if used == 0 {
@@ -555,7 +549,7 @@ impl RingWriter {
         } else {
             (
                 RECORD_HEADER_LENGTH + frame.skip + used,
-                frame_type(&self.memory, index),
+                record_field(&self.memory, index, RECORD_TYPE_OFFSET),
             )
         };
         let aligned = align_record(length);
@@ -595,15 +589,13 @@ impl RingWriter {
     }
 }
 
-/// The type of the record at `index` (reserved by the writer, not published).
-fn frame_type(memory: &RingMemory, index: usize) -> u32 {
+/// A header field (`RECORD_LENGTH_OFFSET`, `RECORD_TYPE_OFFSET`) of the record at `index`
+/// (reserved by the writer, not published).
+fn record_field(memory: &RingMemory, index: usize, offset: usize) -> u32 {
     // SAFETY: `index` is the 8-aligned start of a record within the data area whose header
-    // the writer wrote; only the writer accesses it until it is published.
-    unsafe {
-        u32::from_le(ptr::read(
-            memory.data.add(index + RECORD_TYPE_OFFSET) as *const u32
-        ))
-    }
+    // the writer wrote, and `offset` names a 4-byte field of that header; only the writer
+    // accesses it until it is published.
+    unsafe { u32::from_le(ptr::read(memory.data.add(index + offset) as *const u32)) }
 }
 
 /// The single reader of a ring.
