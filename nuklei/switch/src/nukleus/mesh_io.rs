@@ -103,42 +103,35 @@ impl SwitchNukleus {
     /// Lends the engine a frame of each ring to another instance for the poll
     /// ([`lend_mesh_frame`]).
     pub(super) fn lend_mesh_frames(&mut self) {
-        let Some(mesh) = &self.mesh else {
-            return;
-        };
-        for (peer, output) in mesh.output_of.iter().enumerate() {
-            if let Some(output) = *output {
-                let tx = &mut self.outputs[output].tx;
-                lend_mesh_frame(self.engine.as_mut(), peer, tx, self.timestamp);
-            }
-        }
+        let timestamp = self.timestamp;
+        self.each_peer_ring(|engine, peer, tx| lend_mesh_frame(engine, peer, tx, timestamp));
     }
 
     /// Gives every lent frame back, written into or not (before the engine that holds them
     /// is replaced).
     pub(super) fn return_mesh_frames(&mut self) {
-        let Some(mesh) = &self.mesh else {
-            return;
-        };
-        for (peer, output) in mesh.output_of.iter().enumerate() {
-            if let Some(output) = *output {
-                if let Some((frame, used)) = self.engine.take_frame(peer, false) {
-                    self.outputs[output].tx.give_back(frame, used);
-                }
+        self.each_peer_ring(|engine, peer, tx| {
+            if let Some((frame, used)) = engine.take_frame(peer, false) {
+                tx.give_back(frame, used);
             }
-        }
+        });
     }
 
     /// Gives the lent frames back and writes the outboxes' overflow into the rings to the
     /// other instances ([`flush_mesh_to`]).
     pub(super) fn flush_mesh(&mut self) {
+        let timestamp = self.timestamp;
+        self.each_peer_ring(|engine, peer, tx| flush_mesh_to(engine, peer, tx, timestamp));
+    }
+
+    /// Runs `f` on the engine with each other instance's index and the ring to it.
+    fn each_peer_ring(&mut self, mut f: impl FnMut(&mut dyn SwitchEngine, usize, &mut RingWriter)) {
         let Some(mesh) = &self.mesh else {
             return;
         };
         for (peer, output) in mesh.output_of.iter().enumerate() {
             if let Some(output) = *output {
-                let tx = &mut self.outputs[output].tx;
-                flush_mesh_to(self.engine.as_mut(), peer, tx, self.timestamp);
+                f(self.engine.as_mut(), peer, &mut self.outputs[output].tx);
             }
         }
     }
