@@ -16,6 +16,8 @@
 #             transport's design (multishot accept and receive, provided buffers, the sends of a
 #             loop in one submit that also waits): the least an io_uring server can spend, the
 #             measure of whether "io_uring ≤ 0.9× the epoll floor" can be reached at all here
+#   udefer    uring-floor with --defer-taskrun (IORING_SETUP_DEFER_TASKRUN: the kernel's
+#             completion work runs only inside the server's io_uring_enter), beside ufloor
 #   reaktor   examples/bench.toml (tcp, http, echo fused on one core)
 #   uring     the same reaktor and topology with `[tcp] transport = "io_uring"` (skipped, with
 #             the reason, if the reaktor falls back to epoll)
@@ -47,6 +49,7 @@
 #   REAKTOR_BIN=<target>/release/reaktor   REAKTOR_TOPOLOGY=examples/bench.toml
 #   REAKTOR_ADDR=127.0.0.1:8080  HYPER_ADDR=127.0.0.1:8081  NGINX_ADDR=127.0.0.1:8082
 #   FLOOR_ADDR=127.0.0.1:8083  URING_ADDR=127.0.0.1:8085  UFLOOR_ADDR=127.0.0.1:8086
+#   UDEFER_ADDR=127.0.0.1:8087
 #   A/B in one run: the server `reaktor-b` is a second reaktor (REAKTOR_B_BIN, default
 #   REAKTOR_BIN; REAKTOR_B_TOPOLOGY, default REAKTOR_TOPOLOGY; REAKTOR_B_ADDR=127.0.0.1:8084,
 #   which its topology's listener must use), measured in the same rounds as the others.
@@ -86,6 +89,7 @@ REAKTOR_B_TOPOLOGY=${REAKTOR_B_TOPOLOGY:-$REAKTOR_TOPOLOGY}
 REAKTOR_B_ADDR=${REAKTOR_B_ADDR:-127.0.0.1:8084}
 URING_ADDR=${URING_ADDR:-127.0.0.1:8085}
 UFLOOR_ADDR=${UFLOOR_ADDR:-127.0.0.1:8086}
+UDEFER_ADDR=${UDEFER_ADDR:-127.0.0.1:8087}
 HYPER_DIR=$ROOT/benches/peers/hyper-hello
 HYPER_BIN=$HYPER_DIR/target/release/hyper-hello
 PIPELINE_LUA=$ROOT/benches/wrk/pipeline.lua
@@ -265,18 +269,27 @@ start_ufloor() {
     launch ufloor "$UFLOOR_ADDR" "$URING_FLOOR_BIN" "$UFLOOR_ADDR"
 }
 
+start_udefer() {
+    if ! build_http_load; then
+        skip udefer "build of $HTTP_LOAD_DIR failed"
+        return 0
+    fi
+    launch udefer "$UDEFER_ADDR" "$URING_FLOOR_BIN" "$UDEFER_ADDR" --defer-taskrun
+}
+
 prepare_generators "$GENERATORS"
 
 for s in $SERVERS; do
     case $s in
     floor) start_floor ;;
     ufloor) start_ufloor ;;
+    udefer) start_udefer ;;
     reaktor) start_reaktor reaktor "$REAKTOR_BIN" "$REAKTOR_TOPOLOGY" "$REAKTOR_ADDR" ;;
     reaktor-b) start_reaktor reaktor-b "$REAKTOR_B_BIN" "$REAKTOR_B_TOPOLOGY" "$REAKTOR_B_ADDR" ;;
     uring) start_uring ;;
     hyper) start_hyper ;;
     nginx) start_nginx ;;
-    *) skip "$s" "unknown server (known: floor ufloor reaktor reaktor-b uring hyper nginx)" ;;
+    *) skip "$s" "unknown server (known: floor ufloor udefer reaktor reaktor-b uring hyper nginx)" ;;
     esac
 done
 
@@ -410,6 +423,11 @@ for g in $GENERATORS; do
         echo "how far io_uring itself goes (the io_uring floor, no reaktor):"
         target "ufloor keepalive CPU/req vs floor (reachable?)" "$(ratio "${MC[$g/ufloor/keepalive]}" "${MC[$g/floor/keepalive]:-}")" le 0.9
         target "uring keepalive CPU/req vs ufloor (information)" "$(ratio "${MC[$g/uring/keepalive]:-}" "${MC[$g/ufloor/keepalive]}")" le 1.0
+    fi
+    if [[ -n ${MC[$g/udefer/keepalive]:-} ]]; then
+        echo "io_uring with deferred task work (information):"
+        target "udefer keepalive CPU/req vs floor" "$(ratio "${MC[$g/udefer/keepalive]}" "${MC[$g/floor/keepalive]:-}")" le 0.9
+        target "udefer keepalive CPU/req vs ufloor" "$(ratio "${MC[$g/udefer/keepalive]}" "${MC[$g/ufloor/keepalive]:-}")" le 1.0
     fi
     if [[ -n ${MC[$g/reaktor/keepalive]:-}${MC[$g/reaktor/$k]:-} ]]; then
         echo "targets (issue 18, server CPU per request, medians):"

@@ -40,6 +40,11 @@ pub struct UringConfig {
     pub buffers: u16,
     /// Bytes per provided buffer: the most one receive completion carries.
     pub buffer_size: u32,
+    /// Run the kernel's completion work only inside this thread's `io_uring_enter`
+    /// (`IORING_SETUP_DEFER_TASKRUN`, with `SINGLE_ISSUER`: only the thread that creates the
+    /// ring may submit). Completions then wait, unposted, until [`Uring::submit`] or
+    /// [`Uring::submit_and_wait`] enters; the submission ring's flags say when they wait.
+    pub defer_taskrun: bool,
 }
 
 /// A provided buffer the kernel filled, lent to the caller until [`Uring::recycle`].
@@ -123,7 +128,11 @@ impl Uring {
                 "io_uring buffers must be a power of two up to 32768, of at least one byte",
             ));
         }
-        let ring = IoUring::builder()
+        let mut builder = IoUring::builder();
+        if config.defer_taskrun {
+            builder.setup_single_issuer().setup_defer_taskrun();
+        }
+        let ring = builder
             // Completions are posted when this thread next enters the kernel (its next
             // epoll_wait or io_uring_enter), not by interrupting it: it polls anyway.
             .setup_coop_taskrun()

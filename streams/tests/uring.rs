@@ -11,10 +11,15 @@ use std::time::{Duration, Instant};
 use streams::uring::{Completion, Uring, UringConfig};
 
 fn uring() -> Option<Uring> {
+    uring_with(false)
+}
+
+fn uring_with(defer_taskrun: bool) -> Option<Uring> {
     match Uring::new(UringConfig {
         entries: 8,
         buffers: 8,
         buffer_size: 4096,
+        defer_taskrun,
     }) {
         Ok(uring) => Some(uring),
         Err(e) => {
@@ -77,7 +82,17 @@ fn submit_and_wait_submits_the_receive_and_returns_once_bytes_arrived() {
 
 #[test]
 fn bytes_that_arrive_while_the_thread_makes_no_system_call_show_and_the_next_submit_posts_them() {
-    let Some(mut uring) = uring() else { return };
+    let Some(uring) = uring() else { return };
+    held_back_receive_shows_and_the_next_submit_posts_it(uring);
+}
+
+#[test]
+fn with_deferred_task_work_too_a_held_back_receive_shows_and_the_next_submit_posts_it() {
+    let Some(uring) = uring_with(true) else { return };
+    held_back_receive_shows_and_the_next_submit_posts_it(uring);
+}
+
+fn held_back_receive_shows_and_the_next_submit_posts_it(mut uring: Uring) {
     let (client, _server) = receiving(&mut uring, 9);
     uring.submit().unwrap();
     assert!(!uring.has_completions(), "nothing was sent yet");

@@ -91,6 +91,7 @@ impl UringTcpNukleus {
             entries: 1024,
             buffers: config.io_uring_buffers,
             buffer_size: config.io_uring_buffer_size,
+            defer_taskrun: false,
         }) {
             Ok(uring) => uring,
             Err(source) => return Err((TcpError::IoUring { source }, links)),

@@ -9,7 +9,9 @@
 //! Waiting: `--wait enter` (default) waits for completions inside the same `io_uring_enter`
 //! that submits (one system call per loop); `--wait epoll` submits, then parks in `epoll_wait`
 //! on the ring's descriptor, as a reaktor core does (two system calls per loop when it parks).
-//! Usage: `uring-floor [ADDR] [--wait enter|epoll]` (default 127.0.0.1:8085).
+//! `--defer-taskrun`: the ring runs the kernel's completion work only inside this thread's
+//! `io_uring_enter` (`IORING_SETUP_DEFER_TASKRUN`), not when the network stack finishes it.
+//! Usage: `uring-floor [ADDR] [--wait enter|epoll] [--defer-taskrun]` (default 127.0.0.1:8085).
 #[path = "../floor_response.rs"]
 mod floor_response;
 use floor_response::FloorResponse;
@@ -32,7 +34,8 @@ struct Conn {
 
 fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);
-    let (mut addr, mut wait_in_epoll) = ("127.0.0.1:8085".to_string(), false);
+    let (mut addr, mut wait_in_epoll, mut defer_taskrun) =
+        ("127.0.0.1:8085".to_string(), false, false);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--wait" => match args.next().as_deref() {
@@ -40,14 +43,20 @@ fn main() -> std::io::Result<()> {
                 Some("epoll") => wait_in_epoll = true,
                 _ => panic!("--wait takes enter or epoll"),
             },
+            "--defer-taskrun" => defer_taskrun = true,
             other => addr = other.to_string(),
         }
+    }
+    if wait_in_epoll && defer_taskrun {
+        // Deferred completion work runs only inside io_uring_enter: nothing would wake epoll.
+        panic!("--defer-taskrun needs --wait enter");
     }
     let listener = TcpListener::bind(&addr)?;
     let mut uring = Uring::new(UringConfig {
         entries: 1024,
         buffers: 1024,
         buffer_size: 16 * 1024,
+        defer_taskrun,
     })?;
     let poll = Poll::new()?;
     let ring_fd = uring.as_raw_fd();
