@@ -88,7 +88,9 @@ fn bytes_that_arrive_while_the_thread_makes_no_system_call_show_and_the_next_sub
 
 #[test]
 fn with_deferred_task_work_too_a_held_back_receive_shows_and_the_next_submit_posts_it() {
-    let Some(uring) = uring_with(true) else { return };
+    let Some(uring) = uring_with(true) else {
+        return;
+    };
     held_back_receive_shows_and_the_next_submit_posts_it(uring);
 }
 
