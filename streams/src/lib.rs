@@ -18,6 +18,7 @@ pub mod remote;
 pub mod ring;
 pub mod role;
 pub mod sched;
+pub mod slots;
 pub mod uring;
 
 pub use flow::{FlowViolation, RecvWindow, SendWindow};
@@ -35,3 +36,4 @@ pub use ring::{
     ring, ClaimError, LentFrame, RingReader, RingSpy, RingStats, RingWatch, RingWriter, SpyRecord,
 };
 pub use role::{Carries, PeerRole, Side};
+pub use slots::Slots;

@@ -65,12 +65,7 @@ impl HttpNukleus {
             self.pipelined_window
         };
         // The exchange's slot and stream id; it is stored once its BEGIN is written.
-        let x = self.exchanges.vacant_key();
-        if self.generations.len() <= x {
-            self.generations.resize(x + 1, 0);
-        }
-        let generation = self.generations[x].wrapping_add(1);
-        self.generations[x] = generation;
+        let (x, generation) = self.exchanges.open();
         let id = self.ids.initial(x, generation);
         let mut recv = RecvWindow::new(window);
         let tx = &mut self.outputs[app].tx;
@@ -124,7 +119,7 @@ impl HttpNukleus {
             send: SendWindow::default(),
             recv,
         });
-        debug_assert_eq!(inserted, x, "a slab fills the slot vacant_key named");
+        debug_assert_eq!(inserted, x, "an insert fills the slot open named");
         c.h1.open(x, parsed, upgrade, close);
     }
 
@@ -157,7 +152,7 @@ impl HttpNukleus {
         self.connections[slot]
             .h1
             .reject(rejection, self.date.value(), self.now, |x| {
-                exchanges.remove(x);
+                exchanges.discard(x);
             });
         self.mark_dirty(slot);
     }
@@ -204,7 +199,7 @@ impl HttpNukleus {
                 let conn = self.exchanges[x].conn;
                 let exchanges = &mut self.exchanges;
                 self.connections[conn].h1.request_refused(x, self.now, |x| {
-                    exchanges.remove(x);
+                    exchanges.discard(x);
                 });
                 self.mark_dirty(conn);
             }
@@ -324,7 +319,7 @@ impl HttpNukleus {
             &self.heads,
             self.now,
             |x| {
-                exchanges.remove(x);
+                exchanges.discard(x);
             },
         );
         if whole {
@@ -372,7 +367,7 @@ impl HttpNukleus {
         let conn = self.exchanges[x].conn;
         let exchanges = &mut self.exchanges;
         self.connections[conn].h1.response_end(x, self.now, |x| {
-            exchanges.remove(x);
+            exchanges.discard(x);
         });
         self.mark_dirty(conn);
     }

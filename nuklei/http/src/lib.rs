@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 use slab::Slab;
 use streams::{
     plumbing, split_links, DirtySet, Header, Nukleus, Output, PeerLink, PeerStreams, PollContext,
-    RecvWindow, Remote, RingReader, SendWindow, SlotIds,
+    RecvWindow, Remote, RingReader, SendWindow, SlotIds, Slots,
 };
 
 use request::HttpLimits;
@@ -122,8 +122,8 @@ pub struct HttpNukleus {
     /// prefers), resolved once instead of per request.
     local_targets: Vec<Option<usize>>,
     connections: Slab<Connection>,
-    exchanges: Slab<Exchange>,
-    generations: Vec<u32>,
+    /// Exchanges by slot, with the generation of each slot's stream ids.
+    exchanges: Slots<Exchange>,
     dirty: DirtySet,
     /// Connections closed because a full ring refused one of their frames (DESIGN §3).
     refused_resets: u64,
@@ -185,8 +185,7 @@ impl HttpNukleus {
             is_network,
             by_network,
             connections: Slab::new(),
-            exchanges: Slab::new(),
-            generations: Vec::new(),
+            exchanges: Slots::new(),
             dirty: DirtySet::default(),
             refused_resets: 0,
             shed_total: 0,

@@ -230,7 +230,7 @@ impl HttpNukleus {
     pub(crate) fn retire(&mut self, slot: usize) {
         let exchanges = &mut self.exchanges;
         self.connections[slot].h1.retire(self.now, |x| {
-            exchanges.remove(x);
+            exchanges.discard(x);
         });
     }
 
