@@ -14,13 +14,21 @@ impl HttpNukleus {
     /// A request head was read on connection `slot`: open its exchange with the application
     /// its route names, or answer it here (404, 503). Its BEGIN extension is in `scratch`,
     /// or the request cache's when `repeat` (`Read::Repeat`).
+    ///
+    /// A repeated head is often one of a pipelined burst of the same request: the heads right
+    /// after it in `rest` that repeat it too are opened here as well, each as its own exchange
+    /// with the same route, application and extension, without reading each again through
+    /// `h1::Connection::read_cached` — as long as that would read them (the connection reads
+    /// on: a plain request, no body, no upgrade, no close; below `max_pipelined`). Returns the
+    /// bytes of `rest` taken that way.
     pub(crate) fn start_exchange(
         &mut self,
         slot: usize,
         parsed: Parsed,
         key: Option<u64>,
         repeat: bool,
-    ) {
+        rest: &[u8],
+    ) -> usize {
         self.requests += 1;
         let Some(route) = parsed.route else {
             self.reject(
@@ -30,7 +38,7 @@ impl HttpNukleus {
                     reason: "no route for this path",
                 },
             );
-            return;
+            return 0;
         };
         let c = &mut self.connections[slot];
         let net_id = c.net_id;
@@ -48,7 +56,7 @@ impl HttpNukleus {
                     reason: "route target is not running",
                 },
             );
-            return;
+            return 0;
         };
         let has_body = !matches!(parsed.body, Body::None);
         // Only a bodiless request to a kind that can switch protocols (a peer that relays a
@@ -57,23 +65,10 @@ impl HttpNukleus {
         let upgrade = parsed.upgrade && !has_body && self.outputs[app].role.relays;
         // While draining, every response closes its connection.
         let close = parsed.close || self.draining;
-        // The first response in line gets a whole window; pipelined ones behind it a share of
-        // max_buffered_bytes, so responses a client does not read stay bounded.
-        let window = if c.h1.in_flight() == 0 {
-            self.config.window
-        } else {
-            self.pipelined_window
-        };
-        // The exchange's slot and stream id; it is stored once its BEGIN is written.
-        let (x, generation) = self.exchanges.open();
-        let id = self.ids.initial(x, generation);
-        let mut recv = RecvWindow::new(window);
         let tx = &mut self.outputs[app].tx;
         let identity = &c.identity;
-        let cached = match &self.request_heads {
-            Some(cache) if repeat => Some(cache.extension()),
-            _ => None,
-        };
+        let cache = self.request_heads.as_ref().filter(|_| repeat);
+        let cached = cache.map(|cache| cache.extension());
         if !identity.is_empty() {
             if let Some(cached) = cached {
                 self.scratch.clear();
@@ -88,18 +83,60 @@ impl HttpNukleus {
             Some(cached) if identity.is_empty() => cached,
             _ => &self.scratch[..],
         };
-        // The BEGIN pre-grants the reply window (its `maximum`), so the application can answer
-        // at once, and a request without a body says so with FIN instead of a separate END.
-        let (acknowledge, maximum) = recv.announce();
         // An upgrade's request stream stays open: after a 101 it carries the tunnel.
         let no_body = !has_body && !upgrade;
-        let begin = Header {
-            acknowledge,
-            maximum,
-            ..Header::at(id, self.timestamp)
-        };
         let flags = if no_body { frame::FLAG_FIN } else { 0 };
-        if tx.begin_flags(&begin, flags, net_id, extension).is_err() {
+        // Repeats of a plain request leave the connection reading heads: they may follow.
+        let follow = cache.filter(|_| no_body && !close);
+        let max_pipelined = self.config.limits.max_pipelined;
+        let mut parsed = parsed;
+        let mut used = 0;
+        let refused = loop {
+            // The first response in line gets a whole window; pipelined ones behind it a share
+            // of max_buffered_bytes, so responses a client does not read stay bounded.
+            let window = if c.h1.in_flight() == 0 {
+                self.config.window
+            } else {
+                self.pipelined_window
+            };
+            // The exchange's slot and stream id; it is stored once its BEGIN is written.
+            let (x, generation) = self.exchanges.open();
+            let id = self.ids.initial(x, generation);
+            let mut recv = RecvWindow::new(window);
+            // The BEGIN pre-grants the reply window (its `maximum`), so the application can
+            // answer at once, and a request without a body says so with FIN instead of a
+            // separate END.
+            let (acknowledge, maximum) = recv.announce();
+            let begin = Header {
+                acknowledge,
+                maximum,
+                ..Header::at(id, self.timestamp)
+            };
+            if tx.begin_flags(&begin, flags, net_id, extension).is_err() {
+                break true;
+            }
+            let inserted = self.exchanges.insert(Exchange {
+                conn: slot,
+                id,
+                app,
+                send: SendWindow::default(),
+                recv,
+            });
+            debug_assert_eq!(inserted, x, "an insert fills the slot open named");
+            c.h1.open(x, parsed, upgrade, close);
+            // What `read_cached` would read next, if the connection reads on.
+            let Some(cache) = follow else { break false };
+            if c.h1.in_flight() >= max_pipelined {
+                break false;
+            }
+            let Some(next) = cache.hit(&rest[used..]) else {
+                break false;
+            };
+            used += next.consumed;
+            self.requests += 1;
+            parsed = next;
+        };
+        if refused {
             // The request never reached the application: answer it here (counted like a
             // reset; see `on_refused`).
             self.refused_resets += 1;
@@ -110,17 +147,8 @@ impl HttpNukleus {
                     reason: "server busy: stream buffer full",
                 },
             );
-            return;
         }
-        let inserted = self.exchanges.insert(Exchange {
-            conn: slot,
-            id,
-            app,
-            send: SendWindow::default(),
-            recv,
-        });
-        debug_assert_eq!(inserted, x, "an insert fills the slot open named");
-        c.h1.open(x, parsed, upgrade, close);
+        used
     }
 
     /// A request body turned out bad halfway: abort the request towards the application and

@@ -158,11 +158,11 @@ impl HttpNukleus {
                 Read::Discard => return bytes.len(), // nothing after a final request is read
                 Read::Head(parsed) => {
                     at += parsed.consumed;
-                    self.start_exchange(slot, parsed, key.get(), false);
+                    self.start_exchange(slot, parsed, key.get(), false, &[]);
                 }
                 Read::Repeat(parsed) => {
                     at += parsed.consumed;
-                    self.start_exchange(slot, parsed, key.get(), true);
+                    at += self.start_exchange(slot, parsed, key.get(), true, &bytes[at..]);
                 }
                 Read::Body {
                     tag,
