@@ -88,6 +88,14 @@ fn answer(
     true
 }
 
+/// A request head from http that does not read: the exchange is reset on both streams.
+#[cold]
+fn malformed(core: usize, tx: &mut streams::RingWriter, id: u64, timestamp: u64) {
+    tracing::error!(core, "malformed request head from http");
+    let _ = tx.reset(&Header::at(id, timestamp), &[]);
+    let _ = tx.abort(&Header::at(id ^ 1, timestamp), &[]);
+}
+
 fn fixed_responses() -> Vec<FixedResponse> {
     let mut table = Vec::new();
     for (status, body) in [
@@ -261,16 +269,11 @@ impl EchoNukleus {
         }
         let id = f.stream_id();
         let timestamp = self.timestamp;
+        let core = self.core;
         let tx = &mut self.outputs[input].tx;
-        let reply = Header::at(id ^ 1, timestamp);
-        let malformed = |tx: &mut streams::RingWriter| {
-            tracing::error!(core = self.core, "malformed request head from http");
-            let _ = tx.reset(&Header::at(id, timestamp), &[]);
-            let _ = tx.abort(&reply, &[]);
-        };
         // Routing needs the method and path only; the full head is read for /echo alone.
         let Some((method, path)) = ext::request_line(f.extension()) else {
-            return malformed(tx);
+            return malformed(core, tx, id, timestamp);
         };
         let head_request = method == b"HEAD";
         let fixed = |response: usize| Mode::Fixed {
@@ -289,7 +292,7 @@ impl EchoNukleus {
         let has_body = !request_ended;
         if let Mode::Echo = mode {
             let Some(request) = RequestHead::parse(f.extension()) else {
-                return malformed(tx);
+                return malformed(core, tx, id, timestamp);
             };
             let content_type = request
                 .header("content-type")
@@ -308,7 +311,7 @@ impl EchoNukleus {
             }
         }
         if let Mode::Echo = mode {
-            let _ = tx.begin(&reply, 0, &self.scratch);
+            let _ = tx.begin(&Header::at(id ^ 1, timestamp), 0, &self.scratch);
         }
         // http pre-grants the reply window in the BEGIN.
         let mut send = SendWindow::default();
