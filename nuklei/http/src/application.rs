@@ -89,7 +89,6 @@ impl HttpNukleus {
         // Repeats of a plain request leave the connection reading heads: they may follow.
         let follow = cache.filter(|_| no_body && !close);
         let max_pipelined = self.config.limits.max_pipelined;
-        let mut parsed = parsed;
         let mut used = 0;
         let refused = loop {
             // The first response in line gets a whole window; pipelined ones behind it a share
@@ -123,18 +122,18 @@ impl HttpNukleus {
                 recv,
             });
             debug_assert_eq!(inserted, x, "an insert fills the slot open named");
-            c.h1.open(x, parsed, upgrade, close);
+            c.h1.open(x, &parsed, upgrade, close);
             // What `read_cached` would read next, if the connection reads on.
             let Some(cache) = follow else { break false };
             if c.h1.in_flight() >= max_pipelined {
                 break false;
             }
-            let Some(next) = cache.hit(&rest[used..]) else {
+            // The same head as the cached one, so the same `Parsed` as this one's.
+            let Some(consumed) = cache.matches(&rest[used..]) else {
                 break false;
             };
-            used += next.consumed;
+            used += consumed;
             self.requests += 1;
-            parsed = next;
         };
         if refused {
             // The request never reached the application: answer it here (counted like a

@@ -51,6 +51,14 @@ impl RequestCache {
         Some(entry.parsed.clone())
     }
 
+    /// Whether `input` starts with the cached head: the length of that head if it does (what
+    /// [`RequestCache::hit`] would say without its `Parsed`, for a caller that holds it).
+    #[inline]
+    pub fn matches(&self, input: &[u8]) -> Option<usize> {
+        let entry = self.entry.as_ref()?;
+        input.starts_with(&entry.head).then_some(entry.head.len())
+    }
+
     /// The BEGIN extension of the cached head (empty when none is cached).
     pub fn extension(&self) -> &[u8] {
         self.entry.as_ref().map_or(&[], |e| &e.extension)
@@ -119,6 +127,8 @@ mod tests {
         ];
         let mut hits = 0;
         for input in inputs {
+            let matched = cache.matches(input);
+            assert_eq!(matched, cache.hit(input).map(|p| p.consumed), "{input:?}");
             let (outcome, extension, hit) = read(input, &mut cache);
             assert_eq!((outcome, extension), fresh(input), "{input:?}");
             hits += hit as usize;

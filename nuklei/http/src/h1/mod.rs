@@ -438,14 +438,14 @@ impl Connection {
     /// request may switch protocols (bodiless, to a peer that can take a tunnel); `close`: its
     /// response closes the connection.
     #[inline]
-    pub fn open(&mut self, tag: Tag, parsed: Parsed, upgrade: bool, close: bool) {
+    pub fn open(&mut self, tag: Tag, parsed: &Parsed, upgrade: bool, close: bool) {
         let has_body = !matches!(parsed.body, Body::None);
         // An upgrade's request stays open: after a 101 it carries the tunnel.
         let no_body = !has_body && !upgrade;
         let expect_continue = parsed.expect_continue && has_body;
         self.queue.push_back(Transaction {
             tag: Some(tag),
-            body: parsed.body,
+            body: parsed.body.clone(),
             request_ended: no_body,
             writing: Writing::Awaiting,
             buffered: Vec::new(),

@@ -89,7 +89,7 @@ impl Peer {
                     let line = format!("{} {}", head.method, head.target);
                     let upgrade = parsed.upgrade && matches!(parsed.body, Body::None);
                     let close = parsed.close;
-                    self.h1.open(tag, parsed, upgrade, close);
+                    self.h1.open(tag, &parsed, upgrade, close);
                     self.events.push(Event::Head(tag, line));
                 }
                 Read::Body {
