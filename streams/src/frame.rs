@@ -434,6 +434,41 @@ impl RingWriter {
         self.data(header, flags | FLAG_OPEN, reserved, extension, payload)
     }
 
+    /// [`RingWriter::begin_data`] with the extension and the payload given as one slice,
+    /// `joined`: its first `extension_len` bytes are the extension, the rest the payload (the
+    /// record's own layout, so they are copied in one piece): for an application that keeps
+    /// whole answers encoded once (a fixed response's head and body).
+    ///
+    /// # Panics
+    /// If `extension_len` exceeds `joined`'s length.
+    #[inline]
+    pub fn begin_data_joined(
+        &mut self,
+        header: &Header,
+        flags: u32,
+        reserved: u32,
+        joined: &[u8],
+        extension_len: usize,
+    ) -> Result<(), ClaimError> {
+        assert!(
+            extension_len <= joined.len(),
+            "the extension lies within the joined bytes"
+        );
+        let out = match self.claim(DATA, DATA_EXTENSION_OFFSET + joined.len()) {
+            Ok(out) => out,
+            Err(e) => {
+                self.refuse(header.stream_id);
+                return Err(e);
+            }
+        };
+        header.write(out, flags | FLAG_OPEN);
+        out[DATA_RESERVED_OFFSET..][..4].copy_from_slice(&reserved.to_le_bytes());
+        out[DATA_EXTENSION_LENGTH_OFFSET..][..4]
+            .copy_from_slice(&(extension_len as u32).to_le_bytes());
+        crate::copy::copy(&mut out[DATA_EXTENSION_OFFSET..], joined);
+        Ok(())
+    }
+
     /// Claims a DATA frame and returns its payload area, for producers that write the payload
     /// in place (a socket read, an encoder). Use [`RingWriter::trim_last`] via
     /// [`RingWriter::trim_data`] if fewer bytes were produced. A refusal loses nothing (no

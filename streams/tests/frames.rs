@@ -182,6 +182,37 @@ fn a_begin_and_its_data_round_trip_in_one_open_record() {
 }
 
 #[test]
+fn an_open_record_written_from_joined_bytes_is_the_one_written_from_two() {
+    let header = Header {
+        stream_id: 8,
+        sequence: 100,
+        ..Header::default()
+    };
+    let frames = frames_of(|w| {
+        w.begin_data(&header, frame::FLAG_FIN, 13, b"head", b"Hello, World!")
+            .unwrap();
+        w.begin_data_joined(&header, frame::FLAG_FIN, 13, b"headHello, World!", 4)
+            .unwrap();
+        w.begin_data(&header, 0, 0, b"", b"").unwrap();
+        w.begin_data_joined(&header, 0, 0, b"", 0).unwrap();
+        w.begin_data(&header, 0, 0, b"only", b"").unwrap();
+        w.begin_data_joined(&header, 0, 0, b"only", 4).unwrap();
+    });
+    assert_eq!(frames.len(), 6);
+    for pair in frames.chunks(2) {
+        assert_eq!(pair[0], pair[1]);
+    }
+}
+
+#[test]
+#[should_panic(expected = "the extension lies within the joined bytes")]
+fn a_joined_extension_longer_than_the_bytes_panics() {
+    frames_of(|w| {
+        let _ = w.begin_data_joined(&Header::new(8), 0, 0, b"ab", 3);
+    });
+}
+
+#[test]
 fn an_open_record_with_a_head_longer_than_the_frame_is_refused() {
     let mut bytes = frames_of(|w| {
         w.begin_data(&Header::new(8), frame::FLAG_FIN, 2, b"head", b"ok")

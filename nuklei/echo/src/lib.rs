@@ -41,6 +41,8 @@ struct FixedResponse {
     body: &'static [u8],
     /// The BEGIN extension, encoded once (not per request).
     head: Vec<u8>,
+    /// `head` followed by `body`: a whole answer's record bytes, copied in one piece.
+    whole: Vec<u8>,
 }
 
 impl FixedResponse {
@@ -52,7 +54,8 @@ impl FixedResponse {
         ];
         let mut head = Vec::new();
         ext::encode_response(&mut head, status, headers.into_iter());
-        FixedResponse { body, head }
+        let whole = [&head[..], body].concat();
+        FixedResponse { body, head, whole }
     }
 }
 
@@ -71,7 +74,7 @@ fn answer(
     id: u64,
     timestamp: u64,
 ) -> bool {
-    let FixedResponse { body, head } = response;
+    let FixedResponse { body, head, whole } = response;
     if send.writable(body.len()) != body.len() || (send.maximum == 0 && !body.is_empty()) {
         return false;
     }
@@ -83,7 +86,7 @@ fn answer(
     } else {
         h.sequence = send.sequence;
         let reserved = send.consume(body.len());
-        let _ = tx.begin_data(&h, frame::FLAG_FIN, reserved, head, body);
+        let _ = tx.begin_data_joined(&h, frame::FLAG_FIN, reserved, whole, head.len());
     }
     true
 }
