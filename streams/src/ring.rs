@@ -223,7 +223,9 @@ impl RingWriter {
     /// area to fill. The record becomes visible to the reader at the next [`publish`].
     ///
     /// [`publish`]: RingWriter::publish
-    #[inline]
+    // Always inlined: as a call (thin LTO left it one in echo's answer) its prologue,
+    // epilogue and the re-derived payload slice cost as much as the reservation itself.
+    #[inline(always)]
     pub fn claim(&mut self, type_id: u32, payload_length: usize) -> Result<&mut [u8], ClaimError> {
         let index = self.reserve_after_deferred(type_id, payload_length)?;
         Ok(self.payload_at(index, payload_length))
