@@ -67,6 +67,7 @@ const NOT_FOUND: usize = 6;
 
 /// Sends a fixed response, head and body, ending it with FIN, if the reply window takes it
 /// whole (http pre-grants it with the request's BEGIN). Returns whether it was sent.
+#[inline(always)]
 fn answer(
     tx: &mut streams::RingWriter,
     response: &FixedResponse,
