@@ -90,6 +90,12 @@ impl HttpNukleus {
         let follow = cache.filter(|_| no_body && !close);
         let max_pipelined = self.config.limits.max_pipelined;
         let mut used = 0;
+        // How many of the heads in `rest` repeat this one (at most as many as may be read),
+        // found for the burst at once; each is this head, so its `Parsed` is this one's.
+        let mut repeats = follow.map_or(0, |cache| {
+            let room = max_pipelined.saturating_sub(c.h1.in_flight() + 1);
+            cache.repeats(rest, room)
+        });
         let refused = loop {
             // The first response in line gets a whole window; pipelined ones behind it a share
             // of max_buffered_bytes, so responses a client does not read stay bounded.
@@ -123,16 +129,13 @@ impl HttpNukleus {
             });
             debug_assert_eq!(inserted, x, "an insert fills the slot open named");
             c.h1.open(x, &parsed, upgrade, close);
-            // What `read_cached` would read next, if the connection reads on.
-            let Some(cache) = follow else { break false };
-            if c.h1.in_flight() >= max_pipelined {
+            // What `read_cached` would read next, if the connection reads on: the next
+            // repeat, while below `max_pipelined` (counted in `repeats`).
+            if repeats == 0 {
                 break false;
             }
-            // The same head as the cached one, so the same `Parsed` as this one's.
-            let Some(consumed) = cache.matches(&rest[used..]) else {
-                break false;
-            };
-            used += consumed;
+            repeats -= 1;
+            used += parsed.consumed;
             self.requests += 1;
         };
         if refused {

@@ -59,6 +59,32 @@ impl RequestCache {
         input.starts_with(&entry.head).then_some(entry.head.len())
     }
 
+    /// How many copies of the cached head `input` starts with, back to back, counting at most
+    /// `limit`: each of them is a hit ([`RequestCache::matches`] at every multiple of the
+    /// head's length below that count). A burst of one request is checked with one comparison
+    /// of the bytes against themselves one head further on (bytes that equal their own shift by
+    /// the head's length repeat the head that starts them), and head by head only when it is
+    /// not all repeats.
+    pub fn repeats(&self, input: &[u8], limit: usize) -> usize {
+        let Some(entry) = &self.entry else {
+            return 0;
+        };
+        let n = entry.head.len();
+        if n == 0 || limit == 0 || !input.starts_with(&entry.head) {
+            return 0;
+        }
+        let whole = (input.len() / n).min(limit);
+        let span = whole * n;
+        if input[n..span] == input[..span - n] {
+            return whole;
+        }
+        let mut count = 1;
+        while count < whole && input[count * n..].starts_with(&entry.head) {
+            count += 1;
+        }
+        count
+    }
+
     /// The BEGIN extension of the cached head (empty when none is cached).
     pub fn extension(&self) -> &[u8] {
         self.entry.as_ref().map_or(&[], |e| &e.extension)
@@ -134,6 +160,43 @@ mod tests {
             hits += hit as usize;
         }
         assert_eq!(hits, 3, "the two repeats of GET and the repeated POST");
+    }
+
+    #[test]
+    fn repeats_counts_the_hits_back_to_back() {
+        let mut cache = RequestCache::default();
+        let get: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        let other: &[u8] = b"GET / HTTP/1.1\r\nHost: y\r\n\r\n";
+        assert_eq!(cache.repeats(get, 10), 0, "nothing cached");
+        read(get, &mut cache);
+        // One hit after another, as `matches` finds them.
+        let naive = |input: &[u8], limit: usize| {
+            let mut count = 0;
+            while count < limit && cache.matches(&input[count * get.len()..]).is_some() {
+                count += 1;
+            }
+            count
+        };
+        let mut inputs: Vec<Vec<u8>> = Vec::new();
+        for copies in 0..5 {
+            let burst = get.repeat(copies);
+            for tail in [&b""[..], b"GET / HT", other, b"x", &get[..get.len() - 1]] {
+                inputs.push([&burst[..], tail].concat());
+                inputs.push([&burst[..], tail, get].concat());
+            }
+        }
+        // Periodic in parts, but not repeats of the head: it is shifted by a byte.
+        inputs.push([&b"G"[..], &get.repeat(3)].concat());
+        for input in &inputs {
+            for limit in [0, 1, 2, 3, 10] {
+                assert_eq!(
+                    cache.repeats(input, limit),
+                    naive(input, limit),
+                    "{:?}, limit {limit}",
+                    String::from_utf8_lossy(input)
+                );
+            }
+        }
     }
 
     #[test]
