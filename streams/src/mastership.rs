@@ -258,14 +258,18 @@ mod tests {
     }
 
     /// The writer keeps every field equal to the epoch; a reader must never see a mix.
+    /// The writer publishes until the reader has read many times alongside it (bounded in
+    /// time), so a reader thread the scheduler starts late still reads while publishes go on.
     #[test]
     fn readers_never_see_half_a_standing() {
+        const MIN_PUBLISHES: u64 = 200_000;
+        const MIN_READS: u64 = 10_000;
         let m = Arc::new(Mastership::new());
         let stop = Arc::new(AtomicBool::new(false));
+        let reads = Arc::new(AtomicU64::new(0));
         let reader = {
-            let (m, stop) = (m.clone(), stop.clone());
+            let (m, stop, reads) = (m.clone(), stop.clone(), reads.clone());
             std::thread::spawn(move || {
-                let mut reads = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     let s = m.read();
                     if let Some(lease) = s.lease {
@@ -277,12 +281,16 @@ mod tests {
                             "torn read"
                         );
                     }
-                    reads += 1;
+                    reads.fetch_add(1, Ordering::Relaxed);
                 }
-                reads
             })
         };
-        for epoch in 1..200_000u64 {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut epoch = 0u64;
+        while epoch < MIN_PUBLISHES
+            || (reads.load(Ordering::Relaxed) < MIN_READS && Instant::now() < deadline)
+        {
+            epoch += 1;
             m.publish(
                 &Standing {
                     lease: Some(MasterLease {
@@ -297,6 +305,11 @@ mod tests {
             );
         }
         stop.store(true, Ordering::Relaxed);
-        assert!(reader.join().expect("reader saw no torn standing") > 0);
+        reader.join().expect("reader saw no torn standing");
+        assert!(
+            reads.load(Ordering::Relaxed) >= MIN_READS,
+            "the reader read {} times in 20 s of publishing",
+            reads.load(Ordering::Relaxed)
+        );
     }
 }
