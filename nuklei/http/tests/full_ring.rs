@@ -5,9 +5,11 @@
 
 use std::time::Instant;
 
-use nukleus_http::{HttpConfig, HttpNukleus, Route};
+use nukleus_http::{HttpConfig, HttpNukleus};
 use streams::frame::{self, OwnedFrame};
-use streams::{Carries, Header, Link, Nukleus, PeerLink, PeerRole, PollContext};
+use streams::{Carries, Header, Link, Nukleus, PeerRole, PollContext};
+
+mod support;
 
 /// The application's ring: small enough that a few frames fill it.
 const SMALL_RING: usize = 4096;
@@ -26,24 +28,13 @@ fn net_id(n: u64) -> u64 {
 
 impl Rig {
     fn new() -> Rig {
-        let (tcp_link, tcp) =
-            PeerLink::scripted("tcp", PeerRole::network(Carries::Connection), 1 << 20).unwrap();
-        let (app_link, app) = PeerLink::scripted(
-            "echo",
-            PeerRole::application(Carries::HttpExchanges),
+        let (http, tcp, app) = support::to_echo(
+            ("tcp", PeerRole::network(Carries::Connection)),
             SMALL_RING,
-        )
-        .unwrap();
-        let config = HttpConfig {
-            routes: vec![Route {
-                prefix: "/".into(),
-                to: "echo".into(),
-                key_segment: None,
-            }],
-            ..HttpConfig::default()
-        };
+            HttpConfig::default(),
+        );
         Rig {
-            http: HttpNukleus::new(config, 0, 0, vec![tcp_link, app_link]),
+            http,
             tcp,
             app,
             start: Instant::now(),

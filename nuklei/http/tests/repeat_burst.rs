@@ -9,9 +9,11 @@
 use std::time::Instant;
 
 use nukleus_http::request::HttpLimits;
-use nukleus_http::{HttpConfig, HttpNukleus, Route};
+use nukleus_http::HttpConfig;
 use streams::frame::{self, OwnedFrame};
-use streams::{Carries, Header, Link, Nukleus, PeerLink, PeerRole, PollContext};
+use streams::{Carries, Header, Link, Nukleus, PeerRole};
+
+mod support;
 
 const NET: u64 = 1;
 const OTHER: u64 = 3;
@@ -34,32 +36,18 @@ fn run(
     max_pipelined: usize,
     app_ring: usize,
 ) -> Run {
-    let (tcp_link, mut tcp) =
-        PeerLink::scripted("tcp", PeerRole::network(Carries::Connection), 1 << 20).unwrap();
-    let (app_link, mut app) = PeerLink::scripted(
-        "echo",
-        PeerRole::application(Carries::HttpExchanges),
+    let (mut http, mut tcp, mut app) = support::to_echo(
+        ("tcp", PeerRole::network(Carries::Connection)),
         app_ring,
-    )
-    .unwrap();
-    let config = HttpConfig {
-        routes: vec![Route {
-            prefix: "/".into(),
-            to: "echo".into(),
-            key_segment: None,
-        }],
-        limits: HttpLimits {
-            max_pipelined,
-            ..HttpLimits::default()
+        HttpConfig {
+            limits: HttpLimits {
+                max_pipelined,
+                ..HttpLimits::default()
+            },
+            ..HttpConfig::default()
         },
-        ..HttpConfig::default()
-    };
-    let mut http = HttpNukleus::new(config, 0, 0, vec![tcp_link, app_link]);
-    let context = PollContext {
-        now: Instant::now(),
-        timestamp: 0,
-        core: 0,
-    };
+    );
+    let context = support::context_at(Instant::now());
     if !prelude.is_empty() {
         tcp.tx.begin(&Header::new(OTHER), 0, &[]).unwrap();
         let h = Header::new(OTHER);

@@ -6,36 +6,22 @@ use std::time::Instant;
 
 use nukleus_http::ext::RequestHead;
 use nukleus_http::tls_begin_ex::{encode_begin_ex, ClientIdentity, TlsBeginEx};
-use nukleus_http::{HttpConfig, HttpNukleus, Route};
+use nukleus_http::HttpConfig;
 use streams::frame::{self, Frame};
-use streams::{Carries, Header, Nukleus, PeerLink, PeerRole, PollContext};
+use streams::{Carries, Header, Nukleus, PeerRole};
+
+mod support;
 
 const GET: &[u8] = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
 
 #[test]
 fn repeated_heads_carry_each_connections_own_identity() {
-    let (tls_link, mut tls) =
-        PeerLink::scripted("tls", PeerRole::network(Carries::SecureConnection), 1 << 20).unwrap();
-    let (app_link, mut app) = PeerLink::scripted(
-        "echo",
-        PeerRole::application(Carries::HttpExchanges),
+    let (mut http, mut tls, mut app) = support::to_echo(
+        ("tls", PeerRole::network(Carries::SecureConnection)),
         1 << 20,
-    )
-    .unwrap();
-    let config = HttpConfig {
-        routes: vec![Route {
-            prefix: "/".into(),
-            to: "echo".into(),
-            key_segment: None,
-        }],
-        ..HttpConfig::default()
-    };
-    let mut http = HttpNukleus::new(config, 0, 0, vec![tls_link, app_link]);
-    let context = PollContext {
-        now: Instant::now(),
-        timestamp: 0,
-        core: 0,
-    };
+        HttpConfig::default(),
+    );
+    let context = support::context_at(Instant::now());
     // Connection 1 verified a client certificate, connection 3 did not.
     let (with, without) = (1u64, 3u64);
     let mut ex = Vec::new();

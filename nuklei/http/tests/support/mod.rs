@@ -29,6 +29,45 @@ fn link(kind: &str, role: PeerRole) -> (PeerLink, Link) {
     PeerLink::scripted(kind, role, 1 << 20).unwrap()
 }
 
+/// An http nukleus between one network peer (`network`: tcp or tls, its 1 MiB ring) and one
+/// `echo` application on an `app_ring`-byte ring, every path routed to echo (`config`'s own
+/// routes replaced): (http, network, application).
+pub fn to_echo(
+    network: (&str, PeerRole),
+    app_ring: usize,
+    config: HttpConfig,
+) -> (HttpNukleus, Link, Link) {
+    let (net_link, net) = link(network.0, network.1);
+    let (app_link, app) = PeerLink::scripted(
+        "echo",
+        PeerRole::application(Carries::HttpExchanges),
+        app_ring,
+    )
+    .unwrap();
+    let config = HttpConfig {
+        routes: vec![Route {
+            prefix: "/".into(),
+            to: "echo".into(),
+            key_segment: None,
+        }],
+        ..config
+    };
+    (
+        HttpNukleus::new(config, 0, 0, vec![net_link, app_link]),
+        net,
+        app,
+    )
+}
+
+/// A poll context at `now`, timestamp 0, core 0.
+pub fn context_at(now: Instant) -> PollContext {
+    PollContext {
+        now,
+        timestamp: 0,
+        core: 0,
+    }
+}
+
 impl Rig {
     pub fn new(window: u32) -> Rig {
         Rig::with(HttpConfig {
