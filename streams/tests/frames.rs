@@ -147,13 +147,18 @@ fn a_receiver_detects_a_window_violation_and_batches_window_updates() {
     recv.on_data(100).unwrap();
 }
 
-#[test]
-fn a_begin_and_its_data_round_trip_in_one_open_record() {
-    let header = Header {
+/// The header of the open records below: stream 8, its data from sequence 100.
+fn open_header() -> Header {
+    Header {
         stream_id: 8,
         sequence: 100,
         ..Header::default()
-    };
+    }
+}
+
+#[test]
+fn a_begin_and_its_data_round_trip_in_one_open_record() {
+    let header = open_header();
     let frames = frames_of(|w| {
         w.begin_data(&header, frame::FLAG_FIN, 13, b"head", b"Hello, World!")
             .unwrap();
@@ -183,11 +188,7 @@ fn a_begin_and_its_data_round_trip_in_one_open_record() {
 
 #[test]
 fn an_open_record_written_from_joined_bytes_is_the_one_written_from_two() {
-    let header = Header {
-        stream_id: 8,
-        sequence: 100,
-        ..Header::default()
-    };
+    let header = open_header();
     let frames = frames_of(|w| {
         w.begin_data(&header, frame::FLAG_FIN, 13, b"head", b"Hello, World!")
             .unwrap();
