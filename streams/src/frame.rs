@@ -363,6 +363,21 @@ impl From<&Frame<'_>> for OwnedFrame {
     }
 }
 
+/// The fixed fields of a DATA record (its header, `reserved` and the extension's length) at
+/// the start of a claimed record's payload area `out`; the extension and payload follow.
+#[inline]
+fn write_data_header(
+    out: &mut [u8],
+    header: &Header,
+    flags: u32,
+    reserved: u32,
+    extension_len: usize,
+) {
+    header.write(out, flags);
+    out[DATA_RESERVED_OFFSET..][..4].copy_from_slice(&reserved.to_le_bytes());
+    out[DATA_EXTENSION_LENGTH_OFFSET..][..4].copy_from_slice(&(extension_len as u32).to_le_bytes());
+}
+
 impl RingWriter {
     pub fn begin(
         &mut self,
@@ -461,10 +476,7 @@ impl RingWriter {
                 return Err(e);
             }
         };
-        header.write(out, flags | FLAG_OPEN);
-        out[DATA_RESERVED_OFFSET..][..4].copy_from_slice(&reserved.to_le_bytes());
-        out[DATA_EXTENSION_LENGTH_OFFSET..][..4]
-            .copy_from_slice(&(extension_len as u32).to_le_bytes());
+        write_data_header(out, header, flags | FLAG_OPEN, reserved, extension_len);
         crate::copy::copy(&mut out[DATA_EXTENSION_OFFSET..], joined);
         Ok(())
     }
@@ -486,10 +498,7 @@ impl RingWriter {
             DATA,
             DATA_EXTENSION_OFFSET + extension.len() + payload_length,
         )?;
-        header.write(out, flags);
-        out[DATA_RESERVED_OFFSET..][..4].copy_from_slice(&reserved.to_le_bytes());
-        out[DATA_EXTENSION_LENGTH_OFFSET..][..4]
-            .copy_from_slice(&(extension.len() as u32).to_le_bytes());
+        write_data_header(out, header, flags, reserved, extension.len());
         out[DATA_EXTENSION_OFFSET..][..extension.len()].copy_from_slice(extension);
         Ok(&mut out[DATA_EXTENSION_OFFSET + extension.len()..])
     }
@@ -510,9 +519,7 @@ impl RingWriter {
             DATA_EXTENSION_OFFSET.saturating_add(max_payload),
         )?;
         let out = frame.payload();
-        header.write(out, 0);
-        out[DATA_RESERVED_OFFSET..][..4].copy_from_slice(&0u32.to_le_bytes());
-        out[DATA_EXTENSION_LENGTH_OFFSET..][..4].copy_from_slice(&0u32.to_le_bytes());
+        write_data_header(out, header, 0, 0, 0);
         frame.skip(DATA_EXTENSION_OFFSET);
         Ok(frame)
     }
